@@ -1,0 +1,87 @@
+//! What both binaries do at their edge the same way: logging and stop signals.
+
+use crate::config::{PipelineConfig, SchemaRegistryConfig};
+
+/// Logs to stderr through `tracing`: human-readable, or one JSON object per line.
+/// `RUST_LOG` filters (default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("stop signal received: finishing the current batch");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    #[error("--schema-registry-url / SCHEMA_REGISTRY_URL: `{0}` is not a URL: {1}")]
+    RegistryUrl(String, url::ParseError),
+    #[error(
+        "kafka.\"bootstrap.servers\" is not set: set it in the config's [kafka] table, with --brokers, \
+         or with KAFKA_BOOTSTRAP_SERVERS"
+    )]
+    NoBrokers,
+}
+
+/// Applies the command line's (or environment's) broker list and registry URL over the
+/// config's, and checks the result names brokers.
+pub fn apply_overrides(
+    cfg: &mut PipelineConfig,
+    brokers: Option<&str>,
+    registry_url: Option<&str>,
+) -> Result<(), OverrideError> {
+    if let Some(b) = brokers.filter(|b| !b.trim().is_empty()) {
+        let _ = cfg
+            .kafka
+            .insert("bootstrap.servers".into(), b.trim().to_owned());
+    }
+    if let Some(u) = registry_url.filter(|u| !u.trim().is_empty()) {
+        let url =
+            url::Url::parse(u.trim()).map_err(|e| OverrideError::RegistryUrl(u.to_owned(), e))?;
+        match &mut cfg.schema_registry {
+            Some(reg) => reg.url = url,
+            None => {
+                cfg.schema_registry = Some(SchemaRegistryConfig {
+                    url,
+                    username: None,
+                    password: None,
+                });
+            }
+        }
+    }
+    if !cfg.kafka.contains_key("bootstrap.servers") {
+        return Err(OverrideError::NoBrokers);
+    }
+    Ok(())
+}

@@ -1,0 +1,2404 @@
+//! The pipeline config: the same dict as dlt's `rest_api_source({...})`, key for key, written
+//! as TOML, JSON or YAML (`client`, `resource_defaults`, `resources[].endpoint.paginator`),
+//! plus three sections of ours: `pipeline`, `kafka` and `schema_registry`.
+//!
+//! Two steps, both pure: parsing into the raw document (every key checked, errors naming the
+//! file and the key path, e.g. `resources[0].endpoint.paginator.limitt: unknown field`), then
+//! validation, which merges `resource_defaults` into each resource as dlt does and resolves
+//! the defaults into a [`PipelineConfig`]. Secrets stay [`SecretRef`]s: resolving them is the
+//! job of [`crate::secret::SecretResolver`], in the process that sends them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use url::Url;
+
+use crate::retry::RetryPolicy;
+use crate::schema::{ColumnHint, DataType};
+use crate::secret::SecretRef;
+
+/// `pipeline.name` when not set (dlt's `rest_api` source name).
+pub const DEFAULT_PIPELINE_NAME: &str = "rest_api";
+/// `client.timeout` when not set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Kafka's limit on a topic name's length.
+pub const MAX_TOPIC_LEN: usize = 249;
+
+// ---------------------------------------------------------------------------------------------
+// The resolved config: what the extractor and the loader use.
+// ---------------------------------------------------------------------------------------------
+
+/// The whole config, validated, with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    pub pipeline_name: String,
+    /// librdkafka settings, passed through verbatim.
+    pub kafka: BTreeMap<String, String>,
+    pub schema_registry: Option<SchemaRegistryConfig>,
+    /// Where the extractor publishes each resource's schema; default `_<pipeline_name>_schemas`.
+    pub schema_topic: String,
+    pub client: ClientConfig,
+    pub resources: Vec<ResourceConfig>,
+}
+
+impl PipelineConfig {
+    /// Every secret the config refers to, with the key path that refers to it.
+    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut refs = self.client.secret_refs();
+        if let Some(password) = self
+            .schema_registry
+            .as_ref()
+            .and_then(|r| r.password.as_ref())
+        {
+            refs.push(("schema_registry.password", password));
+        }
+        refs
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&ResourceConfig> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+/// A Confluent-compatible schema registry (`[schema_registry]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaRegistryConfig {
+    pub url: Url,
+    /// Basic auth: both or neither.
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+}
+
+/// dlt's `client`: how to call the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    pub base_url: Url,
+    pub headers: BTreeMap<String, String>,
+    pub auth: Option<AuthConfig>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    /// The URL of an endpoint: `path` joined to `base_url` as dlt does (one `/` between
+    /// them), or `path` itself when it is an absolute `http(s)` URL.
+    pub fn endpoint_url(&self, path: &str) -> Result<Url, url::ParseError> {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return Url::parse(path);
+        }
+        let base = self.base_url.as_str();
+        let base = match base.find(['?', '#']) {
+            Some(end) => &base[..end],
+            None => base,
+        };
+        Url::parse(&format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        ))
+    }
+
+    /// The secrets `auth` refers to, with their key paths.
+    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        match &self.auth {
+            None => Vec::new(),
+            Some(AuthConfig::ApiKey(a)) => vec![("client.auth.api_key", &a.api_key)],
+            Some(AuthConfig::Bearer(a)) => vec![("client.auth.token", &a.token)],
+            Some(AuthConfig::HttpBasic(a)) => vec![("client.auth.password", &a.password)],
+        }
+    }
+}
+
+/// dlt's `client.auth`, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    ApiKey(ApiKeyAuth),
+    Bearer(BearerAuth),
+    HttpBasic(HttpBasicAuth),
+}
+
+impl AuthConfig {
+    /// The `type` as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthConfig::ApiKey(_) => "api_key",
+            AuthConfig::Bearer(_) => "bearer",
+            AuthConfig::HttpBasic(_) => "http_basic",
+        }
+    }
+}
+
+/// `{ type = "api_key", name = "api_key", api_key = { secret = "api_key" }, location = "query" }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyAuth {
+    /// The header, query parameter or cookie that carries the key (dlt's default).
+    #[serde(default = "default_api_key_name")]
+    pub name: String,
+    pub api_key: SecretRef,
+    #[serde(default)]
+    pub location: ApiKeyLocation,
+}
+
+fn default_api_key_name() -> String {
+    "Authorization".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyLocation {
+    #[default]
+    Header,
+    Query,
+    Cookie,
+}
+
+/// `{ type = "bearer", token = { secret = "token" } }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerAuth {
+    pub token: SecretRef,
+}
+
+/// `{ type = "http_basic", username = "u", password = { secret = "password" } }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpBasicAuth {
+    pub username: String,
+    pub password: SecretRef,
+}
+
+/// One resource: one endpoint, one topic, one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceConfig {
+    pub name: String,
+    /// Default: `pipeline.topic_prefix` + the name with characters Kafka rejects replaced by `_`.
+    pub topic: String,
+    /// Default: the name.
+    pub table_name: String,
+    pub primary_key: Vec<String>,
+    pub write_disposition: WriteDisposition,
+    pub endpoint: EndpointConfig,
+    pub columns: BTreeMap<String, ColumnHint>,
+}
+
+/// dlt's `write_disposition`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteDisposition {
+    #[default]
+    Append,
+    Replace,
+    Merge,
+}
+
+impl WriteDisposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteDisposition::Append => "append",
+            WriteDisposition::Replace => "replace",
+            WriteDisposition::Merge => "merge",
+        }
+    }
+}
+
+impl fmt::Display for WriteDisposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource's `endpoint`, merged with `resource_defaults` and `client.paginator`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    /// Relative to `client.base_url` (see [`ClientConfig::endpoint_url`]); default: the
+    /// resource name.
+    pub path: String,
+    pub method: Method,
+    /// Query parameters; each a JSON string, number or boolean.
+    pub params: BTreeMap<String, Value>,
+    /// The JSON body (for `POST`).
+    pub json: Option<Value>,
+    /// dlt's JSONPath to the records in a response (`data`, `$.data`, `results.items`); `None`:
+    /// the response itself when it is a list. Parse with [`parse_json_path`].
+    pub data_selector: Option<String>,
+    pub paginator: Paginator,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Method {
+    #[default]
+    #[serde(rename = "GET", alias = "get")]
+    Get,
+    #[serde(rename = "POST", alias = "post")]
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// dlt's `paginator`, tagged by `type`; `"single_page"` may be written as a bare string.
+/// Default (when neither the endpoint, `resource_defaults` nor `client` has one): single page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Paginator {
+    Offset(OffsetPaginator),
+    SinglePage,
+}
+
+impl Paginator {
+    /// The `type` as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Paginator::Offset(_) => "offset",
+            Paginator::SinglePage => "single_page",
+        }
+    }
+}
+
+/// dlt's `OffsetPaginator`: `?offset=0&limit=100`, then `offset += limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetPaginator {
+    /// Records per page; required, > 0.
+    pub limit: u64,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default = "default_offset_param")]
+    pub offset_param: String,
+    #[serde(default = "default_limit_param")]
+    pub limit_param: String,
+    /// JSONPath to the total record count in a response; stops when `offset >= total`.
+    /// Default `total`; `null` or `""` turns it off.
+    #[serde(default = "default_total_path", deserialize_with = "empty_as_none")]
+    pub total_path: Option<String>,
+    /// Stops before requesting an offset at or past this.
+    #[serde(default)]
+    pub maximum_offset: Option<u64>,
+    /// Stops at the first page with no records.
+    #[serde(default = "default_true")]
+    pub stop_after_empty_page: bool,
+}
+
+fn default_offset_param() -> String {
+    "offset".to_owned()
+}
+
+fn default_limit_param() -> String {
+    "limit".to_owned()
+}
+
+fn default_total_path() -> Option<String> {
+    Some("total".to_owned())
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn empty_as_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.filter(|s| !s.is_empty()))
+}
+
+/// A dlt JSONPath (`data`, `meta.total`, `$.data[*]`) as an RFC 9535 path: a path without
+/// the leading `$` is taken relative to the root.
+pub fn parse_json_path(expr: &str) -> Result<serde_json_path::JsonPath, String> {
+    let expr = expr.trim();
+    let normalized = if expr.starts_with('$') {
+        expr.to_owned()
+    } else if expr.starts_with('[') {
+        format!("${expr}")
+    } else {
+        format!("$.{expr}")
+    };
+    serde_json_path::JsonPath::parse(&normalized)
+        .map_err(|e| format!("`{expr}` is not a JSONPath: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// One thing wrong with the config, at a key path like `resources[0].primary_key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "config file {}: unknown format, expected a .toml, .json, .yaml or .yml file",
+        path.display()
+    )]
+    UnknownFormat { path: PathBuf },
+    /// Not the shape of a config: syntax, unknown key, wrong type, missing key.
+    #[error("{origin}: {problem}")]
+    Parse { origin: String, problem: Problem },
+    /// The right shape but wrong values.
+    #[error("{origin}: {}", list_problems(problems))]
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// Every problem found, each with its key path.
+    pub fn problems(&self) -> Vec<&Problem> {
+        match self {
+            ConfigError::Parse { problem, .. } => vec![problem],
+            ConfigError::Invalid { problems, .. } => problems.iter().collect(),
+            ConfigError::Read { .. } | ConfigError::UnknownFormat { .. } => Vec::new(),
+        }
+    }
+}
+
+fn list_problems(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let all: Vec<String> = many.iter().map(Problem::to_string).collect();
+            format!("{} problems: {}", many.len(), all.join("; "))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// The config file's language, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Json,
+    Yaml,
+}
+
+impl Format {
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "toml" => Some(Format::Toml),
+            "json" => Some(Format::Json),
+            "yaml" | "yml" => Some(Format::Yaml),
+            _ => None,
+        }
+    }
+}
+
+/// Reads, parses and validates the config file at `path` (format from its extension).
+pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
+    let format = Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat {
+        path: path.to_owned(),
+    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, format, &path.display().to_string())
+}
+
+/// Parses and validates a config document; `origin` (the file name) starts every error.
+pub fn parse(text: &str, format: Format, origin: &str) -> Result<PipelineConfig, ConfigError> {
+    let raw = parse_raw(text, format).map_err(|problem| ConfigError::Parse {
+        origin: origin.to_owned(),
+        problem,
+    })?;
+    resolve(raw).map_err(|problems| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        problems,
+    })
+}
+
+fn parse_raw(text: &str, format: Format) -> Result<RawDocument, Problem> {
+    match format {
+        Format::Toml => {
+            let de = toml::Deserializer::parse(text).map_err(|e| Problem {
+                path: String::new(),
+                message: crate::secret::toml_error_summary(text, &e),
+            })?;
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let message = crate::secret::toml_error_summary(text, e.inner());
+                problem_from(e.path(), &message)
+            })
+        }
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let raw = serde_path_to_error::deserialize(&mut de)
+                .map_err(|e| problem_from(e.path(), &e.inner().to_string()))?;
+            de.end().map_err(|e| Problem {
+                path: String::new(),
+                message: e.to_string(),
+            })?;
+            Ok(raw)
+        }
+        Format::Yaml => {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de)
+                .map_err(|e| problem_from(e.path(), &e.inner().to_string()))
+        }
+    }
+}
+
+/// Wraps the sub-path that a replayed map (see [`Tagged`]) adds to an error's message, for
+/// [`problem_from`] to move into the path.
+const SUBPATH_MARK: char = '\u{1}';
+
+fn marked<E: de::Error>(sub_path: &str, error: impl fmt::Display) -> E {
+    E::custom(format_args!(
+        "{SUBPATH_MARK}{sub_path}{SUBPATH_MARK}{error}"
+    ))
+}
+
+fn join_path(parent: &str, child: &str) -> String {
+    if parent.is_empty() || parent == "." {
+        child.to_owned()
+    } else if child.is_empty() || child == "." {
+        parent.to_owned()
+    } else if child.starts_with('[') {
+        format!("{parent}{child}")
+    } else {
+        format!("{parent}.{child}")
+    }
+}
+
+/// The problem at `path` (from `serde_path_to_error`) whose message may carry sub-paths
+/// marked by [`marked`], and (from YAML) a copy of the path in front.
+fn problem_from(path: &serde_path_to_error::Path, message: &str) -> Problem {
+    let mut path = path.to_string();
+    let mut rest = message;
+    if let Some(start) = rest.find(SUBPATH_MARK) {
+        rest = &rest[start..];
+    } else if let Some((yaml_path, stripped)) = rest.split_once(": ") {
+        // serde_yaml_ng puts its own path (ours, or its parent for a key error) in front.
+        let is_ours = path
+            .strip_prefix(yaml_path)
+            .is_some_and(|tail| tail.is_empty() || tail.starts_with('.') || tail.starts_with('['));
+        if is_ours && !yaml_path.is_empty() && !yaml_path.contains(' ') {
+            rest = stripped;
+        }
+    }
+    while let Some((sub, tail)) = rest
+        .strip_prefix(SUBPATH_MARK)
+        .and_then(|r| r.split_once(SUBPATH_MARK))
+    {
+        path = join_path(&path, sub);
+        rest = tail;
+    }
+    if path == "." {
+        path.clear();
+    }
+    Problem {
+        path,
+        message: rest.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw document, as written
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    #[serde(default)]
+    pipeline: Option<RawPipeline>,
+    #[serde(default)]
+    kafka: Option<BTreeMap<String, KafkaValue>>,
+    #[serde(default)]
+    schema_registry: Option<RawSchemaRegistry>,
+    client: RawClient,
+    #[serde(default)]
+    resource_defaults: Option<RawResource>,
+    resources: Vec<OrBare<RawResource>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: Option<String>,
+    schema_topic: Option<String>,
+    topic_prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchemaRegistry {
+    url: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<SecretRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    base_url: String,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    auth: Option<AuthConfig>,
+    #[serde(default)]
+    paginator: Option<Paginator>,
+    /// Seconds.
+    #[serde(default)]
+    timeout: Option<f64>,
+    #[serde(default)]
+    retry: Option<RawRetry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_retries: Option<usize>,
+    backoff_factor: Option<f64>,
+    initial_delay: Option<f64>,
+    max_delay: Option<f64>,
+    retry_after_max: Option<f64>,
+    statuses: Option<Vec<u16>>,
+    jitter: Option<bool>,
+}
+
+/// A resource as written, and `resource_defaults` (which must not have a `name`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    name: Option<String>,
+    topic: Option<String>,
+    table_name: Option<String>,
+    primary_key: Option<PrimaryKey>,
+    write_disposition: Option<OrBare<WriteDispositionObject>>,
+    endpoint: Option<OrBare<RawEndpoint>>,
+    columns: Option<BTreeMap<String, ColumnHint>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    path: Option<String>,
+    method: Option<Method>,
+    params: Option<BTreeMap<String, ParamValue>>,
+    json: Option<Value>,
+    data_selector: Option<String>,
+    paginator: Option<Paginator>,
+}
+
+/// dlt's object form `write_disposition = { disposition = "merge" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteDispositionObject {
+    disposition: WriteDisposition,
+}
+
+/// A type that may also be written as a bare string: a resource (its name), an endpoint
+/// (its path), a write disposition.
+trait FromBareString: Sized {
+    const EXPECTING: &'static str;
+    fn from_bare(s: &str) -> Result<Self, String>;
+}
+
+impl FromBareString for RawResource {
+    const EXPECTING: &'static str = "a resource table or a resource name";
+    fn from_bare(name: &str) -> Result<Self, String> {
+        Ok(RawResource {
+            name: Some(name.to_owned()),
+            ..RawResource::default()
+        })
+    }
+}
+
+impl FromBareString for RawEndpoint {
+    const EXPECTING: &'static str = "an endpoint table or an endpoint path";
+    fn from_bare(path: &str) -> Result<Self, String> {
+        Ok(RawEndpoint {
+            path: Some(path.to_owned()),
+            ..RawEndpoint::default()
+        })
+    }
+}
+
+impl FromBareString for WriteDispositionObject {
+    const EXPECTING: &'static str =
+        "\"append\", \"replace\", \"merge\" or `{ disposition = \"merge\" }`";
+    fn from_bare(s: &str) -> Result<Self, String> {
+        WriteDisposition::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s))
+            .map(|disposition| WriteDispositionObject { disposition })
+            .map_err(|_| {
+                format!("unknown write disposition `{s}`, expected `append`, `replace` or `merge`")
+            })
+    }
+}
+
+/// `T` from a map (keys checked by `T`'s derived `Deserialize`, paths kept), or from a bare
+/// string.
+#[derive(Debug, Clone)]
+struct OrBare<T>(T);
+
+impl<'de, T: FromBareString + Deserialize<'de>> Deserialize<'de> for OrBare<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OrBareVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: FromBareString + Deserialize<'de>> Visitor<'de> for OrBareVisitor<T> {
+            type Value = OrBare<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OrBare<T>, E> {
+                T::from_bare(v).map(OrBare).map_err(E::custom)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<OrBare<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(OrBare)
+            }
+        }
+
+        deserializer.deserialize_any(OrBareVisitor(PhantomData))
+    }
+}
+
+/// dlt's `primary_key`: a column name or a list of them.
+#[derive(Debug, Clone)]
+struct PrimaryKey(Vec<String>);
+
+impl<'de> Deserialize<'de> for PrimaryKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PrimaryKeyVisitor;
+
+        impl<'de> Visitor<'de> for PrimaryKeyVisitor {
+            type Value = PrimaryKey;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a column name or a list of column names")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PrimaryKey, E> {
+                Ok(PrimaryKey(vec![v.to_owned()]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PrimaryKey, A::Error> {
+                Vec::<String>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(PrimaryKey)
+            }
+        }
+
+        deserializer.deserialize_any(PrimaryKeyVisitor)
+    }
+}
+
+/// A librdkafka setting: a string, number or boolean, kept as text.
+struct KafkaValue(String);
+
+impl<'de> Deserialize<'de> for KafkaValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ScalarVisitor("a string, number or boolean"))
+            .map(|value| {
+                KafkaValue(match value {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                })
+            })
+    }
+}
+
+/// A query parameter value: a string, number or boolean.
+#[derive(Debug, Clone)]
+struct ParamValue(Value);
+
+impl<'de> Deserialize<'de> for ParamValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ScalarVisitor(
+                "a string, number or boolean (dlt's `incremental` and `resolve` params are \
+                 not supported yet)",
+            ))
+            .map(ParamValue)
+    }
+}
+
+/// Accepts a string, number or boolean as a JSON value.
+struct ScalarVisitor(&'static str);
+
+impl Visitor<'_> for ScalarVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("{v} is not a finite number")))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tagged maps (`auth`, `paginator`): read whole, then replayed into the variant's struct
+// ---------------------------------------------------------------------------------------------
+
+/// A map with a `type` key, read to its end (the tag may come after the other keys: TOML
+/// sorts them), its other entries kept for [`Tagged::variant`].
+struct Tagged {
+    tag: String,
+    entries: Vec<(String, Value)>,
+}
+
+impl Tagged {
+    fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut tag = None;
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "type" {
+                tag = Some(map.next_value::<String>()?);
+            } else {
+                let value = map.next_value::<Value>()?;
+                entries.push((key, value));
+            }
+        }
+        let tag = tag.ok_or_else(|| de::Error::missing_field("type"))?;
+        Ok(Tagged { tag, entries })
+    }
+
+    /// Deserializes the variant's struct from the other entries; errors keep their key path.
+    fn variant<'de, T: Deserialize<'de>, E: de::Error>(self) -> Result<T, E> {
+        T::deserialize(de::value::MapAccessDeserializer::new(Replay::<E> {
+            entries: self.entries.into_iter(),
+            pending: None,
+            error: PhantomData,
+        }))
+    }
+
+    fn unknown<E: de::Error>(&self, what: &str, supported: &[&str]) -> E {
+        marked(
+            "type",
+            format_args!(
+                "unknown or unsupported {what} type `{}`, expected one of: {}",
+                self.tag,
+                supported.join(", ")
+            ),
+        )
+    }
+}
+
+struct Replay<E> {
+    entries: std::vec::IntoIter<(String, Value)>,
+    pending: Option<(String, Value)>,
+    error: PhantomData<E>,
+}
+
+impl<'de, E: de::Error> MapAccess<'de> for Replay<E> {
+    type Error = E;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, E> {
+        let Some((key, value)) = self.entries.next() else {
+            return Ok(None);
+        };
+        let key_de = de::value::StrDeserializer::<E>::new(&key);
+        let parsed = seed.deserialize(key_de).map_err(|e| marked::<E>(&key, e))?;
+        self.pending = Some((key, value));
+        Ok(Some(parsed))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, E> {
+        let Some((key, value)) = self.pending.take() else {
+            return Err(E::custom("a map value was asked for before its key"));
+        };
+        let mut track = serde_path_to_error::Track::new();
+        let result = seed.deserialize(serde_path_to_error::Deserializer::new(value, &mut track));
+        result.map_err(|e| {
+            let sub = join_path(&key, &track.path().to_string());
+            marked::<E>(&sub, e)
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
+const AUTH_TYPES: &[&str] = &["api_key", "bearer", "http_basic"];
+const PAGINATOR_TYPES: &[&str] = &["offset", "single_page"];
+
+impl<'de> Deserialize<'de> for AuthConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AuthVisitor;
+
+        impl<'de> Visitor<'de> for AuthVisitor {
+            type Value = AuthConfig;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an auth table with a `type`")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AuthConfig, A::Error> {
+                let tagged = Tagged::read(map)?;
+                match tagged.tag.as_str() {
+                    "api_key" => tagged.variant().map(AuthConfig::ApiKey),
+                    "bearer" => tagged.variant().map(AuthConfig::Bearer),
+                    "http_basic" => tagged.variant().map(AuthConfig::HttpBasic),
+                    _ => Err(tagged.unknown("auth", AUTH_TYPES)),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(AuthVisitor)
+    }
+}
+
+/// `{ type = "single_page" }`: no other keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinglePageFields {}
+
+impl<'de> Deserialize<'de> for Paginator {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PaginatorVisitor;
+
+        impl<'de> Visitor<'de> for PaginatorVisitor {
+            type Value = Paginator;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a paginator table with a `type`, or \"single_page\"")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Paginator, E> {
+                match v {
+                    "single_page" => Ok(Paginator::SinglePage),
+                    "offset" => Err(E::custom(
+                        "the offset paginator needs a `limit`: write \
+                         `paginator = { type = \"offset\", limit = 100 }`",
+                    )),
+                    other => Err(E::custom(format!(
+                        "unknown or unsupported paginator `{other}`: only \"single_page\" may be \
+                         written as a bare string; expected one of: {}",
+                        PAGINATOR_TYPES.join(", ")
+                    ))),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Paginator, A::Error> {
+                let tagged = Tagged::read(map)?;
+                match tagged.tag.as_str() {
+                    "offset" => tagged.variant().map(Paginator::Offset),
+                    "single_page" => tagged
+                        .variant::<SinglePageFields, _>()
+                        .map(|_| Paginator::SinglePage),
+                    _ => Err(tagged.unknown("paginator", PAGINATOR_TYPES)),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(PaginatorVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation and resolution
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn is_topic_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Why Kafka would reject `topic`, if it would.
+fn topic_problem(topic: &str) -> Option<String> {
+    if topic.is_empty() {
+        Some("a topic name must not be empty".to_owned())
+    } else if topic == "." || topic == ".." {
+        Some(format!("`{topic}` is not a valid topic name"))
+    } else if topic.len() > MAX_TOPIC_LEN {
+        Some(format!(
+            "topic name `{topic}` is longer than Kafka's limit of {MAX_TOPIC_LEN} characters"
+        ))
+    } else {
+        topic.chars().find(|c| !is_topic_char(*c)).map(|c| {
+            format!(
+                "topic name `{topic}` contains {c:?}; Kafka allows only letters, digits, `.`, \
+                 `_` and `-`"
+            )
+        })
+    }
+}
+
+/// `name` with every character Kafka rejects in a topic name replaced by `_`.
+pub fn topic_name_from(name: &str) -> String {
+    name.chars()
+        .map(|c| if is_topic_char(c) { c } else { '_' })
+        .collect()
+}
+
+/// Seconds as written (`30`, `0.5`) to a duration; `None` if negative or not finite.
+fn seconds(value: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(value).ok()
+}
+
+fn resolve(raw: RawDocument) -> Result<PipelineConfig, Vec<Problem>> {
+    let mut problems = Problems::default();
+
+    let pipeline = raw.pipeline.unwrap_or_default();
+    let pipeline_name = pipeline
+        .name
+        .unwrap_or_else(|| DEFAULT_PIPELINE_NAME.to_owned());
+    if pipeline_name.is_empty() || !pipeline_name.chars().all(is_topic_char) {
+        problems.push(
+            "pipeline.name",
+            format!(
+                "`{pipeline_name}`: a pipeline name must be non-empty and use only letters, \
+                 digits, `.`, `_` and `-`"
+            ),
+        );
+    }
+    let topic_prefix = pipeline.topic_prefix.unwrap_or_default();
+    if let Some(c) = topic_prefix.chars().find(|c| !is_topic_char(*c)) {
+        problems.push(
+            "pipeline.topic_prefix",
+            format!("contains {c:?}; Kafka allows only letters, digits, `.`, `_` and `-`"),
+        );
+    }
+    let schema_topic = pipeline
+        .schema_topic
+        .unwrap_or_else(|| format!("_{}_schemas", topic_name_from(&pipeline_name)));
+    if let Some(problem) = topic_problem(&schema_topic) {
+        problems.push("pipeline.schema_topic", problem);
+    }
+
+    let mut kafka = BTreeMap::new();
+    for (key, KafkaValue(value)) in raw.kafka.unwrap_or_default() {
+        if key.trim().is_empty() {
+            problems.push("kafka", "a setting name must not be empty");
+        }
+        let _ = kafka.insert(key, value);
+    }
+
+    let schema_registry = raw
+        .schema_registry
+        .and_then(|r| resolve_schema_registry(r, &mut problems));
+
+    let client_paginator = raw.client.paginator.clone();
+    if let Some(p) = &client_paginator {
+        check_paginator("client.paginator", p, &mut problems);
+    }
+    let client = resolve_client(raw.client, &mut problems);
+
+    let defaults = raw.resource_defaults.unwrap_or_default();
+    if defaults.name.is_some() {
+        problems.push(
+            "resource_defaults.name",
+            "`name` cannot have a default: each resource has its own",
+        );
+    }
+    if let Some(OrBare(endpoint)) = &defaults.endpoint {
+        check_endpoint("resource_defaults.endpoint", endpoint, &mut problems);
+    }
+
+    if raw.resources.is_empty() {
+        problems.push("resources", "at least one resource is required");
+    }
+    let mut resources = Vec::new();
+    for (i, OrBare(resource)) in raw.resources.into_iter().enumerate() {
+        let at = format!("resources[{i}]");
+        if let Some(OrBare(endpoint)) = &resource.endpoint {
+            check_endpoint(&format!("{at}.endpoint"), endpoint, &mut problems);
+        }
+        let merged = merge_resource(resource, &defaults);
+        if let Some(resource) = resolve_resource(
+            &at,
+            merged,
+            &topic_prefix,
+            client_paginator.as_ref(),
+            client.as_ref(),
+            &mut problems,
+        ) {
+            resources.push((i, resource));
+        }
+    }
+    check_unique(&resources, &schema_topic, &mut problems);
+    let resources = resources.into_iter().map(|(_, r)| r).collect();
+
+    match client {
+        Some(client) if problems.0.is_empty() => Ok(PipelineConfig {
+            pipeline_name,
+            kafka,
+            schema_registry,
+            schema_topic,
+            client,
+            resources,
+        }),
+        _ => Err(problems.0),
+    }
+}
+
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("`{text}` is not an http:// or https:// URL"));
+    }
+    Ok(url)
+}
+
+fn resolve_schema_registry(
+    raw: RawSchemaRegistry,
+    problems: &mut Problems,
+) -> Option<SchemaRegistryConfig> {
+    let url = parse_http_url(&raw.url)
+        .map_err(|e| problems.push("schema_registry.url", e))
+        .ok();
+    match (&raw.username, &raw.password) {
+        (Some(_), None) => problems.push(
+            "schema_registry.password",
+            "missing: basic auth needs both `username` and `password`",
+        ),
+        (None, Some(_)) => problems.push(
+            "schema_registry.username",
+            "missing: basic auth needs both `username` and `password`",
+        ),
+        _ => {}
+    }
+    Some(SchemaRegistryConfig {
+        url: url?,
+        username: raw.username,
+        password: raw.password,
+    })
+}
+
+fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfig> {
+    let base_url = parse_http_url(&raw.base_url)
+        .map_err(|e| problems.push("client.base_url", e))
+        .ok();
+
+    let headers = raw.headers.unwrap_or_default();
+    for (name, value) in &headers {
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !valid_name {
+            problems.push(
+                format!("client.headers.{name}"),
+                "not a valid HTTP header name",
+            );
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            problems.push(
+                format!("client.headers.{name}"),
+                "a header value must not contain control characters",
+            );
+        }
+    }
+
+    match &raw.auth {
+        Some(AuthConfig::ApiKey(a)) if a.name.trim().is_empty() => {
+            problems.push("client.auth.name", "must not be empty");
+        }
+        Some(AuthConfig::HttpBasic(a)) if a.username.is_empty() => {
+            problems.push("client.auth.username", "must not be empty");
+        }
+        _ => {}
+    }
+
+    let timeout = match raw.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(t) => match seconds(t).filter(|d| !d.is_zero()) {
+            Some(d) => d,
+            None => {
+                problems.push(
+                    "client.timeout",
+                    format!("{t} is not a positive number of seconds"),
+                );
+                DEFAULT_TIMEOUT
+            }
+        },
+    };
+
+    let retry = resolve_retry(raw.retry, problems);
+
+    Some(ClientConfig {
+        base_url: base_url?,
+        headers,
+        auth: raw.auth,
+        timeout,
+        retry,
+    })
+}
+
+fn resolve_retry(raw: Option<RawRetry>, problems: &mut Problems) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    let Some(raw) = raw else {
+        return policy;
+    };
+    if let Some(n) = raw.max_retries {
+        policy.max_retries = n;
+    }
+    if let Some(factor) = raw.backoff_factor {
+        if factor.is_finite() && (1.0..=1000.0).contains(&factor) {
+            policy.backoff_factor = factor as f32;
+        } else {
+            problems.push(
+                "client.retry.backoff_factor",
+                format!("{factor}: must be a number from 1 to 1000"),
+            );
+        }
+    }
+    let mut delay = |key: &str, value: Option<f64>, target: &mut Duration| {
+        if let Some(value) = value {
+            match seconds(value) {
+                Some(d) => *target = d,
+                None => problems.push(
+                    format!("client.retry.{key}"),
+                    format!("{value} is not a number of seconds (0 or more)"),
+                ),
+            }
+        }
+    };
+    delay(
+        "initial_delay",
+        raw.initial_delay,
+        &mut policy.initial_delay,
+    );
+    delay("max_delay", raw.max_delay, &mut policy.max_delay);
+    delay(
+        "retry_after_max",
+        raw.retry_after_max,
+        &mut policy.retry_after_max,
+    );
+    if policy.initial_delay > policy.max_delay {
+        problems.push(
+            "client.retry.initial_delay",
+            format!(
+                "{:?} is longer than max_delay ({:?})",
+                policy.initial_delay, policy.max_delay
+            ),
+        );
+    }
+    if let Some(statuses) = raw.statuses {
+        for (i, s) in statuses.iter().enumerate() {
+            if !(100..=599).contains(s) {
+                problems.push(
+                    format!("client.retry.statuses[{i}]"),
+                    format!("{s} is not an HTTP status"),
+                );
+            }
+        }
+        policy.statuses = statuses;
+    }
+    if let Some(jitter) = raw.jitter {
+        policy.jitter = jitter;
+    }
+    policy
+}
+
+/// Checks what an endpoint says where it is written (a resource or `resource_defaults`).
+fn check_endpoint(at: &str, endpoint: &RawEndpoint, problems: &mut Problems) {
+    if let Some(path) = &endpoint.path {
+        check_path(&format!("{at}.path"), path, problems);
+    }
+    if let Some(selector) = &endpoint.data_selector
+        && let Err(e) = parse_json_path(selector)
+    {
+        problems.push(format!("{at}.data_selector"), e);
+    }
+    if let Some(params) = &endpoint.params {
+        for name in params.keys().filter(|k| k.is_empty()) {
+            problems.push(
+                format!("{at}.params.{name}"),
+                "a parameter name must not be empty",
+            );
+        }
+    }
+    if let Some(paginator) = &endpoint.paginator {
+        check_paginator(&format!("{at}.paginator"), paginator, problems);
+    }
+}
+
+fn check_path(at: &str, path: &str, problems: &mut Problems) {
+    if path.trim().is_empty() {
+        problems.push(at, "must not be empty");
+    } else if path.contains('{') {
+        problems.push(
+            at,
+            format!("`{path}`: path placeholders (`{{...}}`) are not supported yet"),
+        );
+    }
+}
+
+fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Problems) {
+    let Paginator::Offset(p) = paginator else {
+        return;
+    };
+    if p.limit == 0 {
+        problems.push(format!("{at}.limit"), "must be greater than 0");
+    }
+    for (key, value) in [
+        ("offset_param", &p.offset_param),
+        ("limit_param", &p.limit_param),
+    ] {
+        if value.is_empty() {
+            problems.push(format!("{at}.{key}"), "must not be empty");
+        }
+    }
+    if p.offset_param == p.limit_param && !p.offset_param.is_empty() {
+        problems.push(
+            format!("{at}.limit_param"),
+            format!("same as offset_param (`{}`)", p.offset_param),
+        );
+    }
+    if let Some(total_path) = &p.total_path
+        && let Err(e) = parse_json_path(total_path)
+    {
+        problems.push(format!("{at}.total_path"), e);
+    }
+    if p.total_path.is_none() && p.maximum_offset.is_none() && !p.stop_after_empty_page {
+        problems.push(
+            at,
+            "the paginator would never stop: set `total_path`, `maximum_offset` or \
+             `stop_after_empty_page = true`",
+        );
+    }
+}
+
+/// dlt's merge of `resource_defaults` into a resource: the resource's value wins; `endpoint`
+/// merges key by key, `params` by parameter and `columns` by column and hint key. A paginator
+/// is taken whole.
+fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource {
+    RawResource {
+        name: resource.name,
+        topic: resource.topic.or_else(|| defaults.topic.clone()),
+        table_name: resource.table_name.or_else(|| defaults.table_name.clone()),
+        primary_key: resource
+            .primary_key
+            .or_else(|| defaults.primary_key.clone()),
+        write_disposition: resource
+            .write_disposition
+            .or_else(|| defaults.write_disposition.clone()),
+        endpoint: match (resource.endpoint, &defaults.endpoint) {
+            (Some(OrBare(own)), Some(OrBare(default))) => {
+                Some(OrBare(merge_endpoint(own, default)))
+            }
+            (own, default) => own.or_else(|| default.clone()),
+        },
+        columns: match (resource.columns, &defaults.columns) {
+            (Some(own), Some(default)) => Some(merge_columns(own, default)),
+            (own, default) => own.or_else(|| default.clone()),
+        },
+    }
+}
+
+fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
+    RawEndpoint {
+        path: own.path.or_else(|| default.path.clone()),
+        method: own.method.or(default.method),
+        params: match (own.params, &default.params) {
+            (Some(own), Some(default)) => {
+                let mut merged = default.clone();
+                merged.extend(own);
+                Some(merged)
+            }
+            (own, default) => own.or_else(|| default.clone()),
+        },
+        json: own.json.or_else(|| default.json.clone()),
+        data_selector: own.data_selector.or_else(|| default.data_selector.clone()),
+        paginator: own.paginator.or_else(|| default.paginator.clone()),
+    }
+}
+
+fn merge_columns(
+    own: BTreeMap<String, ColumnHint>,
+    default: &BTreeMap<String, ColumnHint>,
+) -> BTreeMap<String, ColumnHint> {
+    let mut merged = default.clone();
+    for (name, hint) in own {
+        let entry = merged.entry(name).or_default();
+        *entry = ColumnHint {
+            data_type: hint.data_type.or(entry.data_type),
+            nullable: hint.nullable.or(entry.nullable),
+            precision: hint.precision.or(entry.precision),
+            scale: hint.scale.or(entry.scale),
+        };
+    }
+    merged
+}
+
+fn resolve_resource(
+    at: &str,
+    raw: RawResource,
+    topic_prefix: &str,
+    client_paginator: Option<&Paginator>,
+    client: Option<&ClientConfig>,
+    problems: &mut Problems,
+) -> Option<ResourceConfig> {
+    let Some(name) = raw.name.filter(|n| !n.trim().is_empty()) else {
+        problems.push(format!("{at}.name"), "missing: every resource needs a name");
+        return None;
+    };
+
+    let topic = match raw.topic {
+        Some(topic) => {
+            if let Some(problem) = topic_problem(&topic) {
+                problems.push(format!("{at}.topic"), problem);
+            }
+            topic
+        }
+        None => {
+            let topic = format!("{topic_prefix}{}", topic_name_from(&name));
+            if let Some(problem) = topic_problem(&topic) {
+                problems.push(
+                    format!("{at}.topic"),
+                    format!("{problem} (derived from the resource name; set `topic`)"),
+                );
+            }
+            topic
+        }
+    };
+
+    let table_name = raw.table_name.unwrap_or_else(|| name.clone());
+    if table_name.trim().is_empty() {
+        problems.push(format!("{at}.table_name"), "must not be empty");
+    }
+
+    let primary_key = match raw.primary_key {
+        None => {
+            problems.push(
+                format!("{at}.primary_key"),
+                "missing: set `primary_key` on the resource or in `resource_defaults` (it keys \
+                 the Kafka messages and the destination rows)",
+            );
+            Vec::new()
+        }
+        Some(PrimaryKey(columns)) => {
+            if columns.is_empty() {
+                problems.push(format!("{at}.primary_key"), "must name at least one column");
+            }
+            for (j, column) in columns.iter().enumerate() {
+                if column.trim().is_empty() {
+                    problems.push(format!("{at}.primary_key[{j}]"), "must not be empty");
+                } else if columns[..j].contains(column) {
+                    problems.push(
+                        format!("{at}.primary_key[{j}]"),
+                        format!("`{column}` is listed twice"),
+                    );
+                }
+            }
+            columns
+        }
+    };
+
+    let write_disposition = raw
+        .write_disposition
+        .map(|OrBare(w)| w.disposition)
+        .unwrap_or_default();
+
+    let raw_endpoint = raw.endpoint.map(|OrBare(e)| e).unwrap_or_default();
+    let path = match raw_endpoint.path {
+        Some(path) => path,
+        None => {
+            // dlt: a resource without an endpoint path calls the path named like it.
+            check_path(&format!("{at}.name"), &name, problems);
+            name.clone()
+        }
+    };
+    if let Some(client) = client
+        && let Err(e) = client.endpoint_url(&path)
+    {
+        problems.push(
+            format!("{at}.endpoint.path"),
+            format!("`{path}` does not make a URL with client.base_url: {e}"),
+        );
+    }
+    let endpoint = EndpointConfig {
+        path,
+        method: raw_endpoint.method.unwrap_or_default(),
+        params: raw_endpoint
+            .params
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, ParamValue(v))| (k, v))
+            .collect(),
+        json: raw_endpoint.json,
+        data_selector: raw_endpoint.data_selector,
+        paginator: raw_endpoint
+            .paginator
+            .or_else(|| client_paginator.cloned())
+            .unwrap_or(Paginator::SinglePage),
+    };
+
+    let columns = raw.columns.unwrap_or_default();
+    for (column, hint) in &columns {
+        check_column(&format!("{at}.columns.{column}"), column, hint, problems);
+        if hint.nullable == Some(true) && primary_key.contains(column) {
+            problems.push(
+                format!("{at}.columns.{column}.nullable"),
+                "a primary key column cannot be nullable",
+            );
+        }
+    }
+
+    Some(ResourceConfig {
+        name,
+        topic,
+        table_name,
+        primary_key,
+        write_disposition,
+        endpoint,
+        columns,
+    })
+}
+
+fn check_column(at: &str, column: &str, hint: &ColumnHint, problems: &mut Problems) {
+    if column.trim().is_empty() {
+        problems.push(at, "a column name must not be empty");
+    }
+    if hint.data_type == Some(DataType::Decimal) {
+        let precision = hint.precision.unwrap_or(38);
+        let scale = hint.scale.unwrap_or(9);
+        if precision == 0 {
+            problems.push(format!("{at}.precision"), "must be at least 1");
+        } else if scale > precision {
+            problems.push(
+                format!("{at}.scale"),
+                format!("{scale} is more than the precision ({precision})"),
+            );
+        }
+    } else if hint.precision.is_some() || hint.scale.is_some() {
+        problems.push(
+            at,
+            "`precision` and `scale` apply only to `data_type = \"decimal\"`",
+        );
+    }
+}
+
+/// Names, topics and tables must each be distinct (and no topic may be the schema topic).
+/// `resources` are paired with their index in the document.
+fn check_unique(
+    resources: &[(usize, ResourceConfig)],
+    schema_topic: &str,
+    problems: &mut Problems,
+) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut topics: HashMap<&str, usize> = HashMap::new();
+    let mut tables: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in resources {
+        let i = *i;
+        if let Some(first) = names.insert(&r.name, i) {
+            problems.push(
+                format!("resources[{i}].name"),
+                format!(
+                    "duplicate resource name `{}` (also resources[{first}])",
+                    r.name
+                ),
+            );
+            continue;
+        }
+        if r.topic == schema_topic {
+            problems.push(
+                format!("resources[{i}].topic"),
+                format!("`{}` is the schema topic", r.topic),
+            );
+        }
+        if let Some(first) = topics.insert(&r.topic, i) {
+            problems.push(
+                format!("resources[{i}].topic"),
+                format!(
+                    "topic `{}` is also the topic of resources[{first}]",
+                    r.topic
+                ),
+            );
+        }
+        if let Some(first) = tables.insert(&r.table_name, i) {
+            problems.push(
+                format!("resources[{i}].table_name"),
+                format!(
+                    "table `{}` is also the table of resources[{first}]",
+                    r.table_name
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_TOML: &str = r#"
+[pipeline]
+name = "communications"
+
+[kafka]
+"bootstrap.servers" = "127.0.0.1:9092"
+"compression.type" = "zstd"
+"linger.ms" = 5
+"enable.idempotence" = true
+
+[schema_registry]
+url = "http://registry:8081"
+
+[client]
+base_url = "https://api.example.com"
+auth = { type = "api_key", name = "api_key", api_key = { secret = "api_key" }, location = "query" }
+
+[resource_defaults]
+primary_key = "id"
+write_disposition = "merge"
+
+[[resources]]
+name = "communications_data"
+endpoint = { path = "/v1/resource", data_selector = "data", paginator = { type = "offset", limit = 100 } }
+columns = { cost = { data_type = "decimal", precision = 12, scale = 4 }, id = { data_type = "bigint" } }
+"#;
+
+    const SEED_JSON: &str = r#"{
+  "pipeline": {"name": "communications"},
+  "kafka": {"bootstrap.servers": "127.0.0.1:9092", "compression.type": "zstd",
+            "linger.ms": 5, "enable.idempotence": true},
+  "schema_registry": {"url": "http://registry:8081"},
+  "client": {
+    "base_url": "https://api.example.com",
+    "auth": {"type": "api_key", "name": "api_key", "api_key": {"secret": "api_key"},
+             "location": "query"}
+  },
+  "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+  "resources": [{
+    "name": "communications_data",
+    "endpoint": {"path": "/v1/resource", "data_selector": "data",
+                 "paginator": {"type": "offset", "limit": 100}},
+    "columns": {"cost": {"data_type": "decimal", "precision": 12, "scale": 4},
+                "id": {"data_type": "bigint"}}
+  }]
+}"#;
+
+    const SEED_YAML: &str = r#"
+pipeline:
+  name: communications
+kafka:
+  bootstrap.servers: "127.0.0.1:9092"
+  compression.type: zstd
+  linger.ms: 5
+  enable.idempotence: true
+schema_registry:
+  url: http://registry:8081
+client:
+  base_url: https://api.example.com
+  auth:
+    type: api_key
+    name: api_key
+    api_key:
+      secret: api_key
+    location: query
+resource_defaults:
+  primary_key: id
+  write_disposition: merge
+resources:
+  - name: communications_data
+    endpoint:
+      path: /v1/resource
+      data_selector: data
+      paginator:
+        type: offset
+        limit: 100
+    columns:
+      cost: {data_type: decimal, precision: 12, scale: 4}
+      id: {data_type: bigint}
+"#;
+
+    fn toml(text: &str) -> Result<PipelineConfig, ConfigError> {
+        parse(text, Format::Toml, "pipeline.toml")
+    }
+
+    fn err(result: Result<PipelineConfig, ConfigError>) -> String {
+        match result {
+            Ok(config) => panic!("expected an error, got {config:#?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A minimal valid TOML config with `extra` appended (TOML tables after the top keys).
+    fn with(extra: &str) -> String {
+        format!(
+            "[client]\nbase_url = \"https://api.example.com\"\n\n{extra}\n\n\
+             [[resources]]\nname = \"r\"\nprimary_key = \"id\"\n"
+        )
+    }
+
+    /// A valid config whose one resource's endpoint is `endpoint`.
+    fn with_endpoint(endpoint: &str) -> String {
+        format!(
+            "[client]\nbase_url = \"https://api.example.com\"\n\n\
+             [[resources]]\nname = \"r\"\nprimary_key = \"id\"\nendpoint = {endpoint}\n"
+        )
+    }
+
+    #[test]
+    fn seed_config_resolves() {
+        let config = toml(SEED_TOML).unwrap();
+        assert_eq!(config.pipeline_name, "communications");
+        assert_eq!(config.schema_topic, "_communications_schemas");
+        assert_eq!(config.kafka["bootstrap.servers"], "127.0.0.1:9092");
+        assert_eq!(config.kafka["compression.type"], "zstd");
+        assert_eq!(config.kafka["linger.ms"], "5");
+        assert_eq!(config.kafka["enable.idempotence"], "true");
+        let registry = config.schema_registry.as_ref().unwrap();
+        assert_eq!(registry.url.as_str(), "http://registry:8081/");
+        assert_eq!(registry.username, None);
+
+        let client = &config.client;
+        assert_eq!(client.base_url.as_str(), "https://api.example.com/");
+        assert_eq!(
+            client.auth,
+            Some(AuthConfig::ApiKey(ApiKeyAuth {
+                name: "api_key".into(),
+                api_key: SecretRef::new("api_key"),
+                location: ApiKeyLocation::Query,
+            }))
+        );
+        assert_eq!(client.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(client.retry, RetryPolicy::default());
+        assert_eq!(
+            config.secret_refs(),
+            vec![("client.auth.api_key", &SecretRef::new("api_key"))]
+        );
+
+        let expected = ResourceConfig {
+            name: "communications_data".into(),
+            topic: "communications_data".into(),
+            table_name: "communications_data".into(),
+            primary_key: vec!["id".into()],
+            write_disposition: WriteDisposition::Merge,
+            endpoint: EndpointConfig {
+                path: "/v1/resource".into(),
+                method: Method::Get,
+                params: BTreeMap::new(),
+                json: None,
+                data_selector: Some("data".into()),
+                paginator: Paginator::Offset(OffsetPaginator {
+                    limit: 100,
+                    offset: 0,
+                    offset_param: "offset".into(),
+                    limit_param: "limit".into(),
+                    total_path: Some("total".into()),
+                    maximum_offset: None,
+                    stop_after_empty_page: true,
+                }),
+            },
+            columns: BTreeMap::from([
+                (
+                    "cost".into(),
+                    ColumnHint {
+                        data_type: Some(DataType::Decimal),
+                        nullable: None,
+                        precision: Some(12),
+                        scale: Some(4),
+                    },
+                ),
+                (
+                    "id".into(),
+                    ColumnHint {
+                        data_type: Some(DataType::Bigint),
+                        ..ColumnHint::default()
+                    },
+                ),
+            ]),
+        };
+        assert_eq!(config.resources, vec![expected]);
+        assert_eq!(
+            client
+                .endpoint_url(&config.resources[0].endpoint.path)
+                .unwrap()
+                .as_str(),
+            "https://api.example.com/v1/resource"
+        );
+    }
+
+    #[test]
+    fn toml_json_yaml_agree() {
+        let from_toml = toml(SEED_TOML).unwrap();
+        let from_json = parse(SEED_JSON, Format::Json, "pipeline.json").unwrap();
+        let from_yaml = parse(SEED_YAML, Format::Yaml, "pipeline.yaml").unwrap();
+        assert_eq!(from_toml, from_json);
+        assert_eq!(from_toml, from_yaml);
+    }
+
+    #[test]
+    fn load_picks_format_by_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, text) in [
+            ("p.toml", SEED_TOML),
+            ("p.json", SEED_JSON),
+            ("p.yml", SEED_YAML),
+        ] {
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(load(&path).unwrap(), toml(SEED_TOML).unwrap(), "{file}");
+        }
+        let path = dir.path().join("p.ini");
+        std::fs::write(&path, SEED_TOML).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("p.ini") && e.contains("unknown format"), "{e}");
+        let e = load(&dir.path().join("missing.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.toml"), "{e}");
+    }
+
+    #[test]
+    fn defaults_when_minimal() {
+        let config = toml(&with("")).unwrap();
+        assert_eq!(config.pipeline_name, DEFAULT_PIPELINE_NAME);
+        assert_eq!(config.schema_topic, "_rest_api_schemas");
+        assert!(config.kafka.is_empty());
+        assert_eq!(config.schema_registry, None);
+        assert_eq!(config.client.auth, None);
+        let r = &config.resources[0];
+        assert_eq!(r.topic, "r");
+        assert_eq!(r.table_name, "r");
+        assert_eq!(r.write_disposition, WriteDisposition::Append);
+        assert_eq!(r.endpoint.path, "r");
+        assert_eq!(r.endpoint.method, Method::Get);
+        assert_eq!(r.endpoint.paginator, Paginator::SinglePage);
+        assert_eq!(r.endpoint.data_selector, None);
+    }
+
+    /// Table-driven: (name, format, document, substrings the error must contain).
+    #[test]
+    fn parse_errors_name_file_and_path() {
+        let cases: Vec<(&str, Format, String, Vec<&str>)> = vec![
+            (
+                "unknown top-level key",
+                Format::Toml,
+                with("[pipelines]\nname = \"x\""),
+                vec!["pipeline.toml: ", "unknown field `pipelines`"],
+            ),
+            (
+                "unknown key in client",
+                Format::Toml,
+                "[client]\nbase_url = \"https://a\"\nbase_ur = \"x\"\n".into(),
+                vec!["pipeline.toml: client.base_ur: unknown field `base_ur`"],
+            ),
+            (
+                "unknown key in paginator (TOML sorts it before `type`)",
+                Format::Toml,
+                with_endpoint("{ paginator = { type = \"offset\", limit = 10, limitt = 5 } }"),
+                vec![
+                    "pipeline.toml: resources[0].endpoint.paginator.limitt: unknown field `limitt`",
+                ],
+            ),
+            (
+                "unknown key in paginator (JSON)",
+                Format::Json,
+                r#"{"client": {"base_url": "https://a"}, "resources": [{"name": "r",
+                    "primary_key": "id", "endpoint": {"paginator":
+                    {"type": "offset", "limit": 1, "limitt": 5}}}]}"#
+                    .into(),
+                vec![
+                    "pipeline.json: resources[0].endpoint.paginator.limitt: unknown field `limitt`",
+                ],
+            ),
+            (
+                "unknown key in paginator (YAML)",
+                Format::Yaml,
+                "client: {base_url: 'https://a'}\nresources:\n  - name: r\n    primary_key: id\n    \
+                 endpoint:\n      paginator: {limitt: 5, type: offset, limit: 1}\n"
+                    .into(),
+                vec![
+                    "pipeline.yaml: resources[0].endpoint.paginator.limitt: unknown field `limitt`",
+                ],
+            ),
+            (
+                "unknown key in endpoint (YAML)",
+                Format::Yaml,
+                "client: {base_url: 'https://a'}\nresources:\n  - name: r\n    \
+                 endpoint:\n      pat: x\n"
+                    .into(),
+                vec![
+                    "pipeline.yaml: resources[0].endpoint.pat: unknown field `pat`, expected one of",
+                ],
+            ),
+            (
+                "wrong type (YAML)",
+                Format::Yaml,
+                "client: {base_url: 'https://a'}\nresources:\n  - name: r\n    primary_key: 5\n"
+                    .into(),
+                vec!["pipeline.yaml: resources[0].primary_key: invalid type: integer `5`"],
+            ),
+            (
+                "unknown key in endpoint",
+                Format::Toml,
+                with_endpoint("{ path = \"/x\", data_selecter = \"data\" }"),
+                vec!["resources[0].endpoint.data_selecter: unknown field `data_selecter`"],
+            ),
+            (
+                "unknown key in column hint",
+                Format::Toml,
+                with("[resource_defaults.columns.cost]\ndata_typ = \"decimal\""),
+                vec!["resource_defaults.columns.cost.data_typ: unknown field `data_typ`"],
+            ),
+            (
+                "unknown key in secret ref",
+                Format::Toml,
+                "[client]\nbase_url = \"https://a\"\n\
+                 auth = { type = \"bearer\", token = { secrett = \"t\" } }\n"
+                    .into(),
+                vec!["client.auth.token.secrett: unknown field `secrett`"],
+            ),
+            (
+                "wrong type of limit",
+                Format::Toml,
+                with_endpoint("{ paginator = { type = \"offset\", limit = \"x\" } }"),
+                vec![
+                    "resources[0].endpoint.paginator.limit: invalid type: string \"x\", expected u64",
+                ],
+            ),
+            (
+                "wrong type of limit (JSON)",
+                Format::Json,
+                r#"{"client": {"base_url": "https://a"}, "resources": [{"name": "r",
+                    "endpoint": {"paginator": {"type": "offset", "limit": "x"}}}]}"#
+                    .into(),
+                vec![
+                    "resources[0].endpoint.paginator.limit: invalid type: string \"x\", expected u64",
+                ],
+            ),
+            (
+                "wrong type of a plain key",
+                Format::Toml,
+                "[client]\nbase_url = 5\n".into(),
+                vec!["client.base_url: invalid type: integer `5`, expected a string"],
+            ),
+            (
+                "missing limit",
+                Format::Toml,
+                with_endpoint("{ paginator = { type = \"offset\" } }"),
+                vec!["resources[0].endpoint.paginator: missing field `limit`"],
+            ),
+            (
+                "bare offset paginator",
+                Format::Toml,
+                with_endpoint("{ paginator = \"offset\" }"),
+                vec!["resources[0].endpoint.paginator: the offset paginator needs a `limit`"],
+            ),
+            (
+                "unknown paginator type",
+                Format::Toml,
+                with_endpoint("{ paginator = { type = \"cursor\", cursor_path = \"x\" } }"),
+                vec!["resources[0].endpoint.paginator.type: unknown or unsupported paginator type `cursor`"],
+            ),
+            (
+                "paginator without type",
+                Format::Toml,
+                with_endpoint("{ paginator = { limit = 10 } }"),
+                vec!["resources[0].endpoint.paginator: missing field `type`"],
+            ),
+            (
+                "literal api key",
+                Format::Toml,
+                "[client]\nbase_url = \"https://a\"\n\
+                 auth = { type = \"api_key\", api_key = \"sk-literal\" }\n"
+                    .into(),
+                vec![
+                    "pipeline.toml: client.auth.api_key: a secret value must not be written",
+                    "{ secret = \"api_key\" }",
+                ],
+            ),
+            (
+                "literal api key (JSON, type last)",
+                Format::Json,
+                r#"{"client": {"base_url": "https://a",
+                    "auth": {"api_key": "sk-literal", "type": "api_key"}}, "resources": []}"#
+                    .into(),
+                vec!["client.auth.api_key: a secret value must not be written"],
+            ),
+            (
+                "unknown auth type",
+                Format::Toml,
+                "[client]\nbase_url = \"https://a\"\nauth = { type = \"oauth2\" }\n".into(),
+                vec!["client.auth.type: unknown or unsupported auth type `oauth2`"],
+            ),
+            (
+                "bad write disposition",
+                Format::Toml,
+                with("[resource_defaults]\nwrite_disposition = \"upsert\""),
+                vec!["resource_defaults.write_disposition: unknown write disposition `upsert`"],
+            ),
+            (
+                "param value that is a table",
+                Format::Toml,
+                with_endpoint("{ params = { since = { type = \"incremental\" } } }"),
+                vec!["resources[0].endpoint.params.since: invalid type: map"],
+            ),
+            (
+                "TOML syntax",
+                Format::Toml,
+                "[client\n".into(),
+                vec!["pipeline.toml: ", "line 1"],
+            ),
+            (
+                "JSON syntax",
+                Format::Json,
+                "{\"client\": ".into(),
+                vec!["pipeline.json: ", "line 1"],
+            ),
+        ];
+        for (name, format, text, needles) in cases {
+            let origin = match format {
+                Format::Toml => "pipeline.toml",
+                Format::Json => "pipeline.json",
+                Format::Yaml => "pipeline.yaml",
+            };
+            let e = err(parse(&text, format, origin));
+            for needle in needles {
+                assert!(e.contains(needle), "{name}: {needle:?} not in {e:?}");
+            }
+            assert!(!e.contains(SUBPATH_MARK), "{name}: mark left in {e:?}");
+            assert!(!e.contains("sk-literal"), "{name}: secret echoed in {e:?}");
+        }
+    }
+
+    /// Table-driven: (name, document, substrings the error must contain).
+    #[test]
+    fn validation_errors_name_path() {
+        let cases: Vec<(&str, String, Vec<&str>)> =
+            vec![
+            (
+                "missing primary key",
+                "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n".into(),
+                vec!["pipeline.toml: resources[0].primary_key: missing"],
+            ),
+            (
+                "limit 0",
+                with_endpoint("{ paginator = { type = \"offset\", limit = 0 } }"),
+                vec!["resources[0].endpoint.paginator.limit: must be greater than 0"],
+            ),
+            (
+                "limit 0 in defaults",
+                with("[resource_defaults.endpoint]\npaginator = { type = \"offset\", limit = 0 }"),
+                vec!["resource_defaults.endpoint.paginator.limit: must be greater than 0"],
+            ),
+            (
+                "never-stopping paginator",
+                with_endpoint(
+                    "{ paginator = { type = \"offset\", limit = 1, total_path = \"\", \
+                     stop_after_empty_page = false } }",
+                ),
+                vec!["resources[0].endpoint.paginator: the paginator would never stop"],
+            ),
+            (
+                "duplicate resource names",
+                format!("{}\n[[resources]]\nname = \"r\"\nprimary_key = \"id\"\n", with("")),
+                vec!["resources[1].name: duplicate resource name `r` (also resources[0])"],
+            ),
+            (
+                "bad explicit topic",
+                "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
+                 primary_key = \"id\"\ntopic = \"has space\"\n"
+                    .into(),
+                vec!["resources[0].topic: topic name `has space` contains ' '"],
+            ),
+            (
+                "too long derived topic",
+                format!(
+                    "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"{}\"\n\
+                     primary_key = \"id\"\n",
+                    "n".repeat(250)
+                ),
+                vec!["resources[0].topic: ", "longer than Kafka's limit", "set `topic`"],
+            ),
+            (
+                "two names, one topic",
+                "[client]\nbase_url = \"https://a\"\n[resource_defaults]\nprimary_key = \"id\"\n\
+                 [[resources]]\nname = \"a b\"\n[[resources]]\nname = \"a_b\"\n\
+                 table_name = \"t2\"\n"
+                    .into(),
+                vec!["resources[1].topic: topic `a_b` is also the topic of resources[0]"],
+            ),
+            (
+                "base_url not http",
+                "[client]\nbase_url = \"ftp://a\"\n[[resources]]\nname = \"r\"\n\
+                 primary_key = \"id\"\n"
+                    .into(),
+                vec!["client.base_url: `ftp://a` is not an http:// or https:// URL"],
+            ),
+            (
+                "base_url not a URL",
+                "[client]\nbase_url = \"api.example.com\"\n[[resources]]\nname = \"r\"\n\
+                 primary_key = \"id\"\n"
+                    .into(),
+                vec!["client.base_url: `api.example.com` is not a URL"],
+            ),
+            (
+                "name in resource_defaults",
+                with("[resource_defaults]\nname = \"x\""),
+                vec!["resource_defaults.name: "],
+            ),
+            (
+                "no resources",
+                "resources = []\n[client]\nbase_url = \"https://a\"\n".into(),
+                vec!["resources: at least one resource is required"],
+            ),
+            (
+                "bad retry",
+                with("[client.retry]\nbackoff_factor = 0.5\ninitial_delay = -1.0"),
+                vec![
+                    "2 problems",
+                    "client.retry.backoff_factor: 0.5",
+                    "client.retry.initial_delay: -1",
+                ],
+            ),
+            (
+                "bad timeout",
+                with("[pipeline]\nname = \"x\"\n[client.retry]\nmax_retries = 1")
+                    .replace("base_url", "timeout = 0\nbase_url"),
+                vec!["client.timeout: 0 is not a positive number of seconds"],
+            ),
+            (
+                "registry password without username",
+                with("[schema_registry]\nurl = \"http://r\"\npassword = { secret = \"p\" }"),
+                vec!["schema_registry.username: missing"],
+            ),
+            (
+                "scale over precision",
+                with("[resource_defaults.columns.c]\ndata_type = \"decimal\"\nprecision = 3"),
+                vec!["resources[0].columns.c.scale: 9 is more than the precision (3)"],
+            ),
+            (
+                "nullable primary key",
+                with("[resource_defaults.columns.id]\nnullable = true"),
+                vec!["resources[0].columns.id.nullable: a primary key column cannot be nullable"],
+            ),
+            (
+                "bad data_selector",
+                with_endpoint("{ data_selector = \"data[\" }"),
+                vec!["resources[0].endpoint.data_selector: `data[` is not a JSONPath"],
+            ),
+            (
+                "path placeholder",
+                with_endpoint("\"/items/{id}\""),
+                vec!["resources[0].endpoint.path: `/items/{id}`: path placeholders"],
+            ),
+        ];
+        for (name, text, needles) in cases {
+            let e = err(toml(&text));
+            for needle in needles {
+                assert!(e.contains(needle), "{name}: {needle:?} not in {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn resource_defaults_merge() {
+        let text = r#"
+[client]
+base_url = "https://api.example.com/api/"
+paginator = { type = "offset", limit = 50 }
+
+[resource_defaults]
+primary_key = "id"
+write_disposition = { disposition = "merge" }
+endpoint = { data_selector = "data", params = { a = "1", b = 2, on = true } }
+columns = { id = { data_type = "bigint" }, cost = { data_type = "decimal", precision = 12 } }
+
+[[resources]]
+name = "one"
+endpoint = { path = "one", params = { b = 3, c = 1.5 }, paginator = "single_page" }
+columns = { cost = { scale = 2 }, extra = { data_type = "text" } }
+
+[[resources]]
+name = "two"
+primary_key = ["k1", "k2"]
+write_disposition = "replace"
+endpoint = { path = "/two", method = "POST", json = { q = "x" }, data_selector = "$.items[*]" }
+
+[[resources]]
+name = "three"
+"#;
+        let config = toml(text).unwrap();
+        let [one, two, three] = &config.resources[..] else {
+            panic!("three resources: {config:#?}");
+        };
+
+        assert_eq!(one.primary_key, ["id"]);
+        assert_eq!(one.write_disposition, WriteDisposition::Merge);
+        assert_eq!(one.endpoint.path, "one");
+        assert_eq!(one.endpoint.data_selector.as_deref(), Some("data"));
+        assert_eq!(
+            one.endpoint.params,
+            BTreeMap::from([
+                ("a".to_owned(), Value::from("1")),
+                ("b".to_owned(), Value::from(3)),
+                ("c".to_owned(), Value::from(1.5)),
+                ("on".to_owned(), Value::from(true)),
+            ])
+        );
+        assert_eq!(one.endpoint.paginator, Paginator::SinglePage);
+        assert_eq!(
+            one.columns["cost"],
+            ColumnHint {
+                data_type: Some(DataType::Decimal),
+                nullable: None,
+                precision: Some(12),
+                scale: Some(2),
+            }
+        );
+        assert_eq!(one.columns["id"].data_type, Some(DataType::Bigint));
+        assert_eq!(one.columns["extra"].data_type, Some(DataType::Text));
+
+        assert_eq!(two.primary_key, ["k1", "k2"]);
+        assert_eq!(two.write_disposition, WriteDisposition::Replace);
+        assert_eq!(two.endpoint.method, Method::Post);
+        assert_eq!(two.endpoint.json, Some(serde_json::json!({"q": "x"})));
+        assert_eq!(two.endpoint.data_selector.as_deref(), Some("$.items[*]"));
+        assert_eq!(two.endpoint.params.len(), 3);
+        let Paginator::Offset(p) = &two.endpoint.paginator else {
+            panic!("client paginator: {two:#?}");
+        };
+        assert_eq!(p.limit, 50);
+        assert_eq!(two.columns.len(), 2);
+        assert_eq!(
+            config
+                .client
+                .endpoint_url(&two.endpoint.path)
+                .unwrap()
+                .as_str(),
+            "https://api.example.com/api/two"
+        );
+
+        assert_eq!(three.endpoint.path, "three");
+        assert_eq!(three.primary_key, ["id"]);
+    }
+
+    #[test]
+    fn bare_string_resource_and_endpoint() {
+        let text = r#"
+resources = ["plain", { name = "ep", endpoint = "/v2/things" }]
+[client]
+base_url = "https://api.example.com"
+[resource_defaults]
+primary_key = "id"
+"#;
+        let config = toml(text).unwrap();
+        assert_eq!(config.resources[0].name, "plain");
+        assert_eq!(config.resources[0].endpoint.path, "plain");
+        assert_eq!(config.resources[1].endpoint.path, "/v2/things");
+        let json = r#"{"client": {"base_url": "https://api.example.com"},
+            "resource_defaults": {"primary_key": "id"},
+            "resources": ["plain", {"name": "ep", "endpoint": "/v2/things"}]}"#;
+        assert_eq!(parse(json, Format::Json, "p.json").unwrap(), config);
+    }
+
+    #[test]
+    fn paginator_forms() {
+        let paginator = |p: &str| -> Paginator {
+            toml(&with_endpoint(&format!("{{ paginator = {p} }}")))
+                .unwrap()
+                .resources[0]
+                .endpoint
+                .paginator
+                .clone()
+        };
+        assert_eq!(paginator("\"single_page\""), Paginator::SinglePage);
+        assert_eq!(
+            paginator("{ type = \"single_page\" }"),
+            Paginator::SinglePage
+        );
+        assert_eq!(
+            paginator(
+                "{ type = \"offset\", limit = 10, offset = 5, offset_param = \"skip\", \
+                 limit_param = \"take\", total_path = \"meta.total\", maximum_offset = 1000, \
+                 stop_after_empty_page = false }"
+            ),
+            Paginator::Offset(OffsetPaginator {
+                limit: 10,
+                offset: 5,
+                offset_param: "skip".into(),
+                limit_param: "take".into(),
+                total_path: Some("meta.total".into()),
+                maximum_offset: Some(1000),
+                stop_after_empty_page: false,
+            })
+        );
+        let Paginator::Offset(p) =
+            paginator("{ type = \"offset\", limit = 10, total_path = \"\" }")
+        else {
+            panic!("offset")
+        };
+        assert_eq!(p.total_path, None);
+
+        let json = r#"{"client": {"base_url": "https://a"}, "resources": [{"name": "r",
+            "primary_key": "id",
+            "endpoint": {"paginator": {"type": "offset", "limit": 3, "total_path": null}}}]}"#;
+        let config = parse(json, Format::Json, "p.json").unwrap();
+        let Paginator::Offset(p) = &config.resources[0].endpoint.paginator else {
+            panic!("offset")
+        };
+        assert_eq!(p.total_path, None);
+        assert_eq!(p.limit, 3);
+
+        let e = err(toml(&with_endpoint(
+            "{ paginator = { type = \"single_page\", limit = 1 } }",
+        )));
+        assert!(
+            e.contains("resources[0].endpoint.paginator.limit: unknown field `limit`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn auth_forms() {
+        let auth = |a: &str| -> AuthConfig {
+            toml(&with("").replace("base_url", &format!("auth = {a}\nbase_url")))
+                .unwrap()
+                .client
+                .auth
+                .unwrap()
+        };
+        assert_eq!(
+            auth("{ type = \"api_key\", api_key = { secret = \"k\" } }"),
+            AuthConfig::ApiKey(ApiKeyAuth {
+                name: "Authorization".into(),
+                api_key: SecretRef::new("k"),
+                location: ApiKeyLocation::Header,
+            })
+        );
+        let bearer = auth("{ type = \"bearer\", token = { secret = \"t\" } }");
+        assert_eq!(bearer.kind(), "bearer");
+        let basic =
+            auth("{ type = \"http_basic\", username = \"u\", password = { secret = \"p\" } }");
+        assert_eq!(
+            basic,
+            AuthConfig::HttpBasic(HttpBasicAuth {
+                username: "u".into(),
+                password: SecretRef::new("p"),
+            })
+        );
+    }
+
+    #[test]
+    fn our_extensions() {
+        let text = with(
+            "[pipeline]\nname = \"p\"\ntopic_prefix = \"dev.\"\nschema_topic = \"schemas\"\n\
+             [schema_registry]\nurl = \"https://r\"\nusername = \"u\"\n\
+             password = { secret = \"registry_password\" }",
+        )
+        .replace(
+            "base_url",
+            "timeout = 2.5\nheaders = { \"X-Foo\" = \"bar\" }\n\
+             retry = { max_retries = 5, backoff_factor = 3, initial_delay = 0.5, max_delay = 10, \
+             retry_after_max = 30, statuses = [429], jitter = false }\nbase_url",
+        );
+        let config = toml(&text).unwrap();
+        assert_eq!(config.schema_topic, "schemas");
+        assert_eq!(config.resources[0].topic, "dev.r");
+        assert_eq!(config.client.timeout, Duration::from_millis(2500));
+        assert_eq!(config.client.headers["X-Foo"], "bar");
+        assert_eq!(
+            config.client.retry,
+            RetryPolicy {
+                max_retries: 5,
+                backoff_factor: 3.0,
+                initial_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(10),
+                retry_after_max: Duration::from_secs(30),
+                statuses: vec![429],
+                jitter: false,
+            }
+        );
+        assert_eq!(
+            config.secret_refs(),
+            vec![(
+                "schema_registry.password",
+                &SecretRef::new("registry_password")
+            )]
+        );
+    }
+
+    #[test]
+    fn json_paths() {
+        for (expr, ok) in [
+            ("data", true),
+            ("$.data", true),
+            ("meta.total", true),
+            ("$.items[*]", true),
+            ("[0]", true),
+            ("data[", false),
+        ] {
+            assert_eq!(parse_json_path(expr).is_ok(), ok, "{expr}");
+        }
+        let path = parse_json_path("meta.total").unwrap();
+        let value = serde_json::json!({"meta": {"total": 7}});
+        assert_eq!(path.query(&value).exactly_one().unwrap(), &Value::from(7));
+    }
+
+    #[test]
+    fn endpoint_urls() {
+        let config = toml(&with("")).unwrap();
+        let client = &config.client;
+        assert_eq!(
+            client.endpoint_url("v1/x").unwrap().as_str(),
+            "https://api.example.com/v1/x"
+        );
+        assert_eq!(
+            client.endpoint_url("https://other/x").unwrap().as_str(),
+            "https://other/x"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Shared by the extractor and the loader: the config model (a mirror of dlt's
+//! `rest_api_source` dict), the record schema and its Avro forms, and the retry policy.
+
+pub mod avro;
+pub mod cli;
+pub mod config;
+pub mod redact;
+pub mod registry;
+pub mod retry;
+pub mod schema;
+pub mod secret;

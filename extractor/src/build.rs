@@ -1,0 +1,196 @@
+//! Turns the validated config into the running parts: the HTTP client with its secret
+//! resolved, each endpoint's request plan and paginator. Pure apart from reading secrets.
+
+use std::str::FromStr;
+
+use common::config::{
+    self, ApiKeyLocation, AuthConfig, ClientConfig, PipelineConfig, ResourceConfig,
+};
+use common::secret::{SecretError, SecretResolver};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use serde_json::Value;
+
+use crate::client::{Auth, HttpClient, Method};
+use crate::paginate::{OffsetPaginator, Paginator};
+use crate::select::{Selector, SelectorError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    #[error("building the HTTP client: {0}")]
+    Http(String),
+    #[error("--resource {0:?}: no such resource in the config (it has: {1})")]
+    UnknownResource(String, String),
+    #[error("schema registry: {0}")]
+    Registry(String),
+}
+
+/// The resources to run (all, or those named; each must exist), with their request plans.
+pub fn select_resources<'a>(
+    cfg: &'a PipelineConfig,
+    names: &[String],
+) -> Result<Vec<(&'a ResourceConfig, EndpointPlan)>, BuildError> {
+    let known: Vec<&str> = cfg.resources.iter().map(|r| r.name.as_str()).collect();
+    if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        return Err(BuildError::UnknownResource(
+            unknown.clone(),
+            known.join(", "),
+        ));
+    }
+    cfg.resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| names.is_empty() || names.contains(&r.name))
+        .map(|(i, r)| Ok((r, endpoint_plan(i, r)?)))
+        .collect()
+}
+
+pub fn http_client(
+    client: &ClientConfig,
+    secrets: &SecretResolver,
+) -> Result<HttpClient, BuildError> {
+    let auth = match &client.auth {
+        None => Auth::None,
+        Some(AuthConfig::ApiKey(a)) => {
+            let value = secrets.resolve("client.auth.api_key", &a.api_key)?;
+            match a.location {
+                ApiKeyLocation::Query => Auth::Query {
+                    name: a.name.clone(),
+                    value,
+                },
+                ApiKeyLocation::Header => Auth::Header {
+                    name: HeaderName::from_str(&a.name).map_err(|e| BuildError::Invalid {
+                        key: "client.auth.name".into(),
+                        message: format!("`{}` is not a valid header name: {e}", a.name),
+                    })?,
+                    value,
+                },
+                ApiKeyLocation::Cookie => Auth::Cookie {
+                    name: a.name.clone(),
+                    value,
+                },
+            }
+        }
+        Some(AuthConfig::Bearer(b)) => {
+            Auth::Bearer(secrets.resolve("client.auth.token", &b.token)?)
+        }
+        Some(AuthConfig::HttpBasic(b)) => Auth::Basic {
+            username: b.username.clone(),
+            password: secrets.resolve("client.auth.password", &b.password)?,
+        },
+    };
+    if let Some(bad) = auth_header_problem(&auth) {
+        return Err(BuildError::Invalid {
+            key: bad.into(),
+            message: "the secret's value cannot be sent in an HTTP header (control characters)"
+                .into(),
+        });
+    }
+    let mut headers = HeaderMap::new();
+    for (k, v) in &client.headers {
+        let invalid = |message: String| BuildError::Invalid {
+            key: format!("client.headers.{k}"),
+            message,
+        };
+        let name = HeaderName::from_str(k)
+            .map_err(|e| invalid(format!("not a valid header name: {e}")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|e| invalid(format!("not a valid header value: {e}")))?;
+        let _ = headers.insert(name, value);
+    }
+    HttpClient::new(
+        client.base_url.as_str(),
+        auth,
+        headers,
+        client.timeout,
+        client.retry.clone(),
+    )
+    .map_err(|e| BuildError::Http(e.to_string()))
+}
+
+/// Which auth key holds a secret that no header can carry.
+fn auth_header_problem(auth: &Auth) -> Option<&'static str> {
+    let ok = |s: &str| HeaderValue::from_str(s).is_ok();
+    match auth {
+        Auth::Header { value, .. } if !ok(value.expose()) => Some("client.auth.api_key"),
+        Auth::Cookie { value, .. } if !ok(value.expose()) => Some("client.auth.api_key"),
+        Auth::Bearer(token) if !ok(token.expose()) => Some("client.auth.token"),
+        _ => None,
+    }
+}
+
+/// The request side of one resource, ready to page.
+#[derive(Debug, Clone)]
+pub struct EndpointPlan {
+    pub method: Method,
+    pub path: String,
+    pub params: Vec<(String, String)>,
+    pub json: Option<Value>,
+    pub selector: Option<Selector>,
+    pub paginator: Paginator,
+}
+
+/// `index` is the resource's position in `resources`, for error messages.
+pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<EndpointPlan, BuildError> {
+    let ep = &resource.endpoint;
+    let key = |k: &str| format!("resources[{index}].endpoint.{k}");
+    let params = ep
+        .params
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect();
+    let selector = ep
+        .data_selector
+        .as_deref()
+        .map(|s| Selector::parse(&key("data_selector"), s))
+        .transpose()?;
+    let paginator = match &ep.paginator {
+        config::Paginator::SinglePage => Paginator::SinglePage,
+        config::Paginator::Offset(p) => Paginator::Offset(OffsetPaginator {
+            limit: p.limit,
+            offset: p.offset,
+            offset_param: p.offset_param.clone(),
+            limit_param: p.limit_param.clone(),
+            total_path: p
+                .total_path
+                .as_deref()
+                .map(|t| {
+                    Selector::parse(&key("paginator.total_path"), t).map(|s| (t.to_owned(), s))
+                })
+                .transpose()?,
+            maximum_offset: p.maximum_offset,
+            stop_after_empty_page: p.stop_after_empty_page,
+        }),
+    };
+    Ok(EndpointPlan {
+        method: match ep.method {
+            config::Method::Get => Method::Get,
+            config::Method::Post => Method::Post,
+        },
+        path: ep.path.clone(),
+        params,
+        json: ep.json.clone(),
+        selector,
+        paginator,
+    })
+}
+
+/// The registry client when `schema_registry.url` is configured.
+pub fn schema_registry(
+    cfg: &PipelineConfig,
+    secrets: &SecretResolver,
+) -> Result<Option<SrSettings>, BuildError> {
+    common::registry::settings(cfg, secrets).map_err(|e| BuildError::Registry(e.to_string()))
+}

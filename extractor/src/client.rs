@@ -1,0 +1,343 @@
+//! The HTTP side: one request with auth applied, retried by the policy from
+//! `common::retry` with `backon`. Every URL and message that leaves this module has the
+//! secrets redacted.
+
+use std::time::{Duration, SystemTime};
+
+use backon::Retryable;
+use common::redact::{redact_text, redact_url};
+use common::retry::RetryPolicy;
+use common::secret::Secret;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use url::Url;
+
+/// How credentials go on each request.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Query { name: String, value: Secret },
+    Header { name: HeaderName, value: Secret },
+    Cookie { name: String, value: Secret },
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+impl Auth {
+    fn secrets(&self) -> Vec<Secret> {
+        match self {
+            Auth::None => vec![],
+            Auth::Query { value, .. }
+            | Auth::Header { value, .. }
+            | Auth::Cookie { value, .. }
+            | Auth::Bearer(value) => {
+                vec![value.clone()]
+            }
+            Auth::Basic { password, .. } => vec![password.clone()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        })
+    }
+}
+
+/// One request: the endpoint's path, its params plus the paginator's, and a JSON body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub params: Vec<(String, String)>,
+    pub json: Option<Value>,
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub body: Value,
+    pub bytes: usize,
+    /// Retries this request needed (attempts - 1), and the statuses that caused them.
+    pub retries: u32,
+    pub retry_statuses: Vec<u16>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{method} {url}: HTTP {status} after {attempts} attempt(s): {excerpt}")]
+    Status {
+        method: Method,
+        url: String,
+        status: u16,
+        excerpt: String,
+        attempts: u32,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    },
+    #[error("{method} {url}: {message} after {attempts} attempt(s)")]
+    Transport {
+        method: Method,
+        url: String,
+        message: String,
+        attempts: u32,
+        retryable: bool,
+    },
+    #[error("{method} {url}: the response is not JSON ({message}): {excerpt}")]
+    NotJson {
+        method: Method,
+        url: String,
+        message: String,
+        excerpt: String,
+    },
+    #[error("bad request URL {url}: {message}")]
+    BadUrl { url: String, message: String },
+}
+
+impl FetchError {
+    fn retryable(&self) -> bool {
+        match self {
+            FetchError::Status { retryable, .. } | FetchError::Transport { retryable, .. } => {
+                *retryable
+            }
+            FetchError::NotJson { .. } | FetchError::BadUrl { .. } => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    fn set_attempts(mut self, n: u32) -> Self {
+        match &mut self {
+            FetchError::Status { attempts, .. } | FetchError::Transport { attempts, .. } => {
+                *attempts = n
+            }
+            FetchError::NotJson { .. } | FetchError::BadUrl { .. } => {}
+        }
+        self
+    }
+}
+
+pub struct HttpClient {
+    http: reqwest::Client,
+    base_url: String,
+    auth: Auth,
+    headers: HeaderMap,
+    policy: RetryPolicy,
+    secrets: Vec<Secret>,
+    secret_params: Vec<String>,
+}
+
+/// How much of an error response body goes into the error message.
+const EXCERPT_CHARS: usize = 200;
+
+impl HttpClient {
+    pub fn new(
+        base_url: &str,
+        auth: Auth,
+        headers: HeaderMap,
+        timeout: Duration,
+        policy: RetryPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!(
+                "rest-pipeline-extractor/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()?;
+        let secrets = auth.secrets();
+        let secret_params = match &auth {
+            Auth::Query { name, .. } => vec![name.clone()],
+            _ => vec![],
+        };
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            auth,
+            headers,
+            policy,
+            secrets,
+            secret_params,
+        })
+    }
+
+    /// The request's URL as it may be logged: the query-string secret replaced by `***`.
+    pub fn display_url(&self, req: &Request) -> String {
+        match self.url(req) {
+            Ok(url) => self.redact(&url),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn url(&self, req: &Request) -> Result<Url, FetchError> {
+        let joined = if req.path.starts_with("http://") || req.path.starts_with("https://") {
+            req.path.clone()
+        } else {
+            format!("{}/{}", self.base_url, req.path.trim_start_matches('/'))
+        };
+        let mut url = Url::parse(&joined).map_err(|e| FetchError::BadUrl {
+            url: redact_text(&joined, &self.secret_refs()),
+            message: e.to_string(),
+        })?;
+        {
+            let mut query = url.query_pairs_mut();
+            for (k, v) in &req.params {
+                let _ = query.append_pair(k, v);
+            }
+            if let Auth::Query { name, value } = &self.auth {
+                let _ = query.append_pair(name, value.expose());
+            }
+        }
+        Ok(url)
+    }
+
+    fn secret_refs(&self) -> Vec<&Secret> {
+        self.secrets.iter().collect()
+    }
+
+    fn redact(&self, url: &Url) -> String {
+        let params: Vec<&str> = self.secret_params.iter().map(String::as_str).collect();
+        redact_text(&redact_url(url, &params), &self.secret_refs())
+    }
+
+    /// Sends `req`, retrying as the policy says; the error of the last attempt otherwise.
+    pub async fn fetch(&self, req: &Request) -> Result<Response, FetchError> {
+        let url = self.url(req)?;
+        let shown = self.redact(&url);
+        let mut retry_statuses = Vec::new();
+        let result = (|| self.attempt(req, &url, &shown))
+            .retry(self.policy.backoff())
+            .when(FetchError::retryable)
+            .adjust(|e, backoff| backoff.map(|d| e.retry_after().unwrap_or(d)))
+            .notify(|e, wait| {
+                retry_statuses.push(e.status().unwrap_or(0));
+                tracing::warn!(url = %shown, error = %e, wait_ms = wait.as_millis() as u64, "retrying");
+            })
+            .await;
+        let retries = retry_statuses.len() as u32;
+        match result {
+            Ok((body, bytes)) => Ok(Response {
+                body,
+                bytes,
+                retries,
+                retry_statuses,
+            }),
+            Err(e) => Err(e.set_attempts(retries + 1)),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        req: &Request,
+        url: &Url,
+        shown: &str,
+    ) -> Result<(Value, usize), FetchError> {
+        let mut builder = match req.method {
+            Method::Get => self.http.get(url.clone()),
+            Method::Post => self.http.post(url.clone()),
+        }
+        .headers(self.headers.clone());
+        builder = match &self.auth {
+            Auth::None | Auth::Query { .. } => builder,
+            Auth::Header { name, value } => builder.header(name, secret_header(value)),
+            Auth::Cookie { name, value } => builder.header(
+                reqwest::header::COOKIE,
+                secret_header_text(&format!("{name}={}", value.expose())),
+            ),
+            Auth::Bearer(token) => builder.header(
+                reqwest::header::AUTHORIZATION,
+                secret_header_text(&format!("Bearer {}", token.expose())),
+            ),
+            Auth::Basic { username, password } => {
+                builder.basic_auth(username, Some(password.expose()))
+            }
+        };
+        if let Some(body) = &req.json {
+            builder = builder.json(body);
+        }
+        let transport = |e: reqwest::Error| FetchError::Transport {
+            method: req.method,
+            url: shown.to_owned(),
+            retryable: e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
+            message: redact_text(&error_chain(&e.without_url()), &self.secret_refs()),
+            attempts: 1,
+        };
+        let response = builder.send().await.map_err(transport)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| self.policy.retry_after(v, SystemTime::now()));
+        let bytes = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                method: req.method,
+                url: shown.to_owned(),
+                status: status.as_u16(),
+                excerpt: redact_text(&excerpt(&bytes), &self.secret_refs()),
+                attempts: 1,
+                retryable: self.policy.is_retryable_status(status.as_u16()),
+                retry_after,
+            });
+        }
+        let body = serde_json::from_slice(&bytes).map_err(|e| FetchError::NotJson {
+            method: req.method,
+            url: shown.to_owned(),
+            message: e.to_string(),
+            excerpt: redact_text(&excerpt(&bytes), &self.secret_refs()),
+        })?;
+        Ok((body, bytes.len()))
+    }
+}
+
+fn secret_header(value: &Secret) -> HeaderValue {
+    secret_header_text(value.expose())
+}
+
+fn secret_header_text(text: &str) -> HeaderValue {
+    let mut v = HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""));
+    v.set_sensitive(true);
+    v
+}
+
+/// The error and its sources on one line (reqwest's top-level message alone says little).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}

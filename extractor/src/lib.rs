@@ -1,0 +1,323 @@
+//! The extractor: pages each configured resource, turns every record into Avro and
+//! publishes it to the resource's topic keyed by its primary key.
+//!
+//! Per resource, two stages joined by a bounded channel: the fetcher pages the API
+//! (`client` + `paginate`) while the publisher infers the schema, encodes and enqueues the
+//! previous page (`publish`). A run succeeds only when the broker acknowledged every
+//! record; records already acknowledged when a run fails stay valid (the loader merges).
+
+pub mod build;
+pub mod client;
+pub mod paginate;
+pub mod publish;
+pub mod select;
+
+use std::time::Instant;
+
+use common::avro::Encoder;
+use common::config::{PipelineConfig, ResourceConfig};
+use common::schema::SchemaBuilder;
+use common::secret::SecretResolver;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::client::{FetchError, HttpClient, Request};
+use crate::paginate::PaginateError;
+use crate::publish::{Framing, PublishError, Publisher};
+
+/// Choices that are not part of the config document.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Resource names to run; empty runs all.
+    pub resources: Vec<String>,
+    /// Partitions and replication factor for topics the extractor creates.
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            resources: Vec::new(),
+            partitions: 6,
+            replication_factor: 1,
+        }
+    }
+}
+
+/// What one resource's run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceReport {
+    pub resource: String,
+    pub topic: String,
+    pub pages: u64,
+    pub records: u64,
+    pub retries: u64,
+    /// Response bytes read from the API.
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
+    #[error("resource `{resource}`")]
+    Fetch {
+        resource: String,
+        #[source]
+        source: FetchError,
+    },
+    #[error("resource `{resource}`, page {page} ({url})")]
+    Paginate {
+        resource: String,
+        page: u64,
+        url: String,
+        #[source]
+        source: PaginateError,
+    },
+    #[error("resource `{resource}`, page {page}")]
+    Schema {
+        resource: String,
+        page: u64,
+        #[source]
+        source: common::schema::SchemaError,
+    },
+    #[error("resource `{resource}`: encoding to Avro")]
+    Avro {
+        resource: String,
+        #[source]
+        source: common::avro::AvroError,
+    },
+    #[error("resource `{resource}`")]
+    Publish {
+        resource: String,
+        #[source]
+        source: PublishError,
+    },
+    #[error(transparent)]
+    Kafka(#[from] PublishError),
+    #[error(
+        "interrupted: the run stopped before all pages were fetched (everything sent was acknowledged)"
+    )]
+    Interrupted,
+    #[error("{} resources failed: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<ExtractError>),
+}
+
+/// Runs every selected resource concurrently and waits for the broker to acknowledge
+/// everything sent. Returns the per-resource reports, or the first failure(s).
+pub async fn run(
+    cfg: &PipelineConfig,
+    secrets: &SecretResolver,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+) -> Result<Vec<ResourceReport>, ExtractError> {
+    let resources = build::select_resources(cfg, &opts.resources)?;
+    let client = build::http_client(&cfg.client, secrets)?;
+    let registry = build::schema_registry(cfg, secrets)?;
+    let publisher = Publisher::new(&cfg.kafka, &cfg.schema_topic, registry)?;
+    let topics: Vec<String> = resources.iter().map(|(r, _)| r.topic.clone()).collect();
+    publisher
+        .ensure_topics(&topics, opts.partitions, opts.replication_factor)
+        .await?;
+
+    let runs = resources.into_iter().map(|(r, plan)| {
+        let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic);
+        extract_resource(&client, &publisher, r, plan, cancel.clone()).instrument(span)
+    });
+    let results = futures::future::join_all(runs).await;
+    // Whatever happened, wait for what was sent: acknowledged records stay valid.
+    let finished = publisher.finish().await;
+
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(report) => reports.push(report),
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Err(e) = finished {
+        errors.push(ExtractError::Kafka(e));
+    }
+    match errors.len() {
+        0 if cancel.is_cancelled() => Err(ExtractError::Interrupted),
+        0 => Ok(reports),
+        1 => Err(errors.remove(0)),
+        _ => Err(ExtractError::Several(errors)),
+    }
+}
+
+/// One fetched page, handed from the fetcher to the publisher.
+struct Page {
+    number: u64,
+    records: Vec<serde_json::Value>,
+}
+
+#[derive(Default)]
+struct FetchStats {
+    pages: u64,
+    retries: u64,
+    bytes: u64,
+}
+
+async fn extract_resource(
+    client: &HttpClient,
+    publisher: &Publisher,
+    resource: &ResourceConfig,
+    plan: build::EndpointPlan,
+    cancel: CancellationToken,
+) -> Result<ResourceReport, ExtractError> {
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel::<Page>(4);
+    let fetch = fetch_pages(client, resource, plan, tx, cancel);
+    let publish = publish_pages(publisher, resource, rx);
+    let (fetched, published) = tokio::join!(fetch, publish);
+    // A publishing failure ends the fetcher (its channel closes), so report that first.
+    let records = published?;
+    let stats = fetched?;
+    let report = ResourceReport {
+        resource: resource.name.clone(),
+        topic: resource.topic.clone(),
+        pages: stats.pages,
+        records,
+        retries: stats.retries,
+        bytes: stats.bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(
+        pages = report.pages,
+        records = report.records,
+        retries = report.retries,
+        "resource done"
+    );
+    Ok(report)
+}
+
+async fn fetch_pages(
+    client: &HttpClient,
+    resource: &ResourceConfig,
+    plan: build::EndpointPlan,
+    tx: mpsc::Sender<Page>,
+    cancel: CancellationToken,
+) -> Result<FetchStats, ExtractError> {
+    let build::EndpointPlan {
+        method,
+        path,
+        params,
+        json,
+        selector,
+        mut paginator,
+    } = plan;
+    let mut stats = FetchStats::default();
+    let mut next = paginator.first();
+    while let Some(page_params) = next {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let mut all_params = params.clone();
+        all_params.extend(page_params);
+        let req = Request {
+            method,
+            path: path.clone(),
+            params: all_params,
+            json: json.clone(),
+        };
+        let response = tokio::select! {
+            r = client.fetch(&req) => r,
+            () = cancel.cancelled() => break,
+        };
+        let response = response.map_err(|source| ExtractError::Fetch {
+            resource: resource.name.clone(),
+            source,
+        })?;
+        stats.pages += 1;
+        stats.retries += u64::from(response.retries);
+        stats.bytes += response.bytes as u64;
+        let mut body = response.body;
+        let records = match &selector {
+            Some(s) => s.take_records(&mut body),
+            None => select::take_records_auto(&mut body),
+        };
+        tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
+        next = paginator
+            .next(&body, records.len())
+            .map_err(|source| ExtractError::Paginate {
+                resource: resource.name.clone(),
+                page: stats.pages,
+                url: client.display_url(&req),
+                source,
+            })?;
+        let page = Page {
+            number: stats.pages,
+            records,
+        };
+        if tx.send(page).await.is_err() {
+            // The publisher stopped; its error is the one to report.
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+async fn publish_pages(
+    publisher: &Publisher,
+    resource: &ResourceConfig,
+    mut rx: mpsc::Receiver<Page>,
+) -> Result<u64, ExtractError> {
+    let mut builder = SchemaBuilder::new(
+        &resource.name,
+        resource.primary_key.clone(),
+        resource.columns.clone(),
+    );
+    let mut encoder: Option<(Encoder, Framing)> = None;
+    let mut buf = Vec::with_capacity(4096);
+    let mut records = 0u64;
+    let avro_err = |source| ExtractError::Avro {
+        resource: resource.name.clone(),
+        source,
+    };
+    let publish_err = |source| ExtractError::Publish {
+        resource: resource.name.clone(),
+        source,
+    };
+    while let Some(page) = rx.recv().await {
+        let rows = builder
+            .add_page(&page.records)
+            .map_err(|source| ExtractError::Schema {
+                resource: resource.name.clone(),
+                page: page.number,
+                source,
+            })?;
+        if rows.rows.is_empty() {
+            continue;
+        }
+        if rows.schema_changed || encoder.is_none() {
+            let enc = Encoder::new(builder.schema()).map_err(avro_err)?;
+            let framing = publisher
+                .framing(&resource.topic, &enc)
+                .await
+                .map_err(publish_err)?;
+            encoder = Some((enc, framing));
+        }
+        let Some((enc, framing)) = &encoder else {
+            continue;
+        };
+        for (row, key) in rows.rows.iter().zip(&rows.keys) {
+            buf.clear();
+            match framing {
+                Framing::SingleObject => enc.encode_single_object(row, &mut buf),
+                Framing::Confluent { schema_id } => enc.encode_confluent(*schema_id, row, &mut buf),
+            }
+            .map_err(avro_err)?;
+            publisher
+                .send(&resource.topic, key.as_bytes(), &buf)
+                .await
+                .map_err(publish_err)?;
+        }
+        records += rows.rows.len() as u64;
+    }
+    Ok(records)
+}

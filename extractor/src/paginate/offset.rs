@@ -1,0 +1,221 @@
+//! dlt's `offset` paginator: `offset_param=offset, limit_param=limit` in the query,
+//! advancing by `limit` after each page.
+//!
+//! Stop rules, checked after each response in this order (as dlt's `OffsetPaginator`):
+//! 1. the page had no records and `stop_after_empty_page` is on (the default);
+//! 2. the next offset reaches `total` when `total_path` (default `total`) finds a number;
+//! 3. the next offset reaches `maximum_offset` when it is set.
+//!
+//! A response without `total` is an error when neither of the other rules can end the
+//! paging, since the run could not know when to stop.
+
+use serde_json::Value;
+
+use super::{PageParams, PaginateError};
+use crate::select::Selector;
+
+#[derive(Debug, Clone)]
+pub struct OffsetPaginator {
+    pub limit: u64,
+    pub offset: u64,
+    pub offset_param: String,
+    pub limit_param: String,
+    pub total_path: Option<(String, Selector)>,
+    pub maximum_offset: Option<u64>,
+    pub stop_after_empty_page: bool,
+}
+
+impl OffsetPaginator {
+    pub fn params(&self) -> PageParams {
+        vec![
+            (self.offset_param.clone(), self.offset.to_string()),
+            (self.limit_param.clone(), self.limit.to_string()),
+        ]
+    }
+
+    /// The first request's offset is below `maximum_offset` unless it is 0.
+    pub fn has_first_page(&self) -> bool {
+        self.maximum_offset.is_none_or(|max| self.offset < max)
+    }
+
+    /// Updates the state from a response; `Some(params)` for the next page, `None` to stop.
+    pub fn next(
+        &mut self,
+        response: &Value,
+        records: usize,
+    ) -> Result<Option<PageParams>, PaginateError> {
+        if records == 0 && self.stop_after_empty_page {
+            return Ok(None);
+        }
+        let total = match &self.total_path {
+            Some((text, selector)) => match selector.find(response) {
+                Some(v) => Some(as_count(v).ok_or_else(|| PaginateError::BadTotal {
+                    path: text.clone(),
+                    found: excerpt(v),
+                })?),
+                None if !self.stop_after_empty_page && self.maximum_offset.is_none() => {
+                    return Err(PaginateError::NoStopRule { path: text.clone() });
+                }
+                None => None,
+            },
+            None => None,
+        };
+        self.offset += self.limit;
+        if total.is_some_and(|t| self.offset >= t)
+            || self.maximum_offset.is_some_and(|m| self.offset >= m)
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.params()))
+    }
+}
+
+/// A total given as a number, or as a numeric string (some APIs quote it).
+fn as_count(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn excerpt(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paginator(
+        total_path: Option<&str>,
+        maximum_offset: Option<u64>,
+        stop_after_empty_page: bool,
+    ) -> OffsetPaginator {
+        OffsetPaginator {
+            limit: 100,
+            offset: 0,
+            offset_param: "offset".into(),
+            limit_param: "limit".into(),
+            total_path: total_path
+                .map(|p| (p.to_owned(), Selector::parse("total_path", p).unwrap())),
+            maximum_offset,
+            stop_after_empty_page,
+        }
+    }
+
+    /// Pages a fake API of `n` records (`with_total`: whether responses carry `total`)
+    /// and returns the offsets requested.
+    fn walk(mut p: OffsetPaginator, n: u64, with_total: bool) -> Result<Vec<u64>, PaginateError> {
+        let mut offsets = vec![];
+        if !p.has_first_page() {
+            return Ok(offsets);
+        }
+        let mut params = p.params();
+        loop {
+            let offset: u64 = params[0].1.parse().unwrap();
+            offsets.push(offset);
+            assert!(offsets.len() < 1000, "paginator does not stop");
+            let records = n.saturating_sub(offset).min(100) as usize;
+            let body = if with_total {
+                json!({"data": [], "total": n})
+            } else {
+                json!({"data": []})
+            };
+            match p.next(&body, records)? {
+                Some(next) => params = next,
+                None => return Ok(offsets),
+            }
+        }
+    }
+
+    #[test]
+    fn stops_at_total() {
+        assert_eq!(
+            walk(paginator(Some("total"), None, true), 250, true).unwrap(),
+            vec![0, 100, 200]
+        );
+        assert_eq!(
+            walk(paginator(Some("total"), None, true), 200, true).unwrap(),
+            vec![0, 100]
+        );
+        assert_eq!(
+            walk(paginator(Some("total"), None, true), 0, true).unwrap(),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn stops_on_empty_page_without_total() {
+        assert_eq!(
+            walk(paginator(Some("total"), None, true), 200, false).unwrap(),
+            vec![0, 100, 200]
+        );
+        assert_eq!(
+            walk(paginator(None, None, true), 150, false).unwrap(),
+            vec![0, 100, 200]
+        );
+    }
+
+    #[test]
+    fn stops_at_maximum_offset() {
+        assert_eq!(
+            walk(paginator(None, Some(300), false), 10_000, false).unwrap(),
+            vec![0, 100, 200]
+        );
+        assert_eq!(
+            walk(paginator(Some("total"), Some(150), true), 10_000, true).unwrap(),
+            vec![0, 100]
+        );
+        let mut p = paginator(None, Some(0), true);
+        p.offset = 0;
+        assert!(!p.has_first_page());
+    }
+
+    #[test]
+    fn total_wins_over_maximum_when_smaller() {
+        assert_eq!(
+            walk(paginator(Some("total"), Some(10_000), true), 120, true).unwrap(),
+            vec![0, 100]
+        );
+    }
+
+    #[test]
+    fn no_stop_rule_is_an_error() {
+        let err = walk(paginator(Some("total"), None, false), 500, false).unwrap_err();
+        assert!(err.to_string().contains("`total`"), "{err}");
+    }
+
+    #[test]
+    fn non_numeric_total_is_an_error() {
+        let mut p = paginator(Some("total"), None, true);
+        let err = p.next(&json!({"total": "many"}), 100).unwrap_err();
+        assert!(err.to_string().contains("\"many\""), "{err}");
+        let mut p = paginator(Some("total"), None, true);
+        assert_eq!(
+            p.next(&json!({"total": "150"}), 100).unwrap().unwrap()[0].1,
+            "100"
+        );
+    }
+
+    #[test]
+    fn custom_param_names_and_start() {
+        let mut p = paginator(Some("total"), None, true);
+        p.offset_param = "skip".into();
+        p.limit_param = "take".into();
+        p.offset = 40;
+        assert_eq!(
+            p.params(),
+            vec![("skip".into(), "40".into()), ("take".into(), "100".into())]
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! The Kafka side: an idempotent producer (`enable.idempotence=true`, `acks=all`) keyed by
+//! primary key, the topics it writes, and the writer schemas it publishes so that a
+//! replay months later still decodes:
+//! - without a schema registry (the default): Avro single-object encoding, and each writer
+//!   schema once on a compacted schema topic keyed by its fingerprint (hex);
+//! - with `schema_registry.url`: the Confluent wire format, the schema registered under
+//!   the subject `<topic>-value`.
+//!
+//! A delivery callback counts acknowledgements; [`Publisher::finish`] waits for every
+//! outstanding message and fails unless each one was acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::avro::Encoder;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("Kafka client config: {0}")]
+    Config(String),
+    #[error("creating topic `{topic}`: {message}")]
+    CreateTopic { topic: String, message: String },
+    #[error("producing to `{topic}`: {message}")]
+    Produce { topic: String, message: String },
+    #[error(
+        "{failed} of {sent} messages were not acknowledged by the broker; first failure: topic {topic} \
+         partition {partition}: {message}"
+    )]
+    Delivery {
+        sent: u64,
+        failed: u64,
+        topic: String,
+        partition: i32,
+        message: String,
+    },
+    #[error("{outstanding} messages still unacknowledged after waiting {waited:?} for the broker")]
+    FlushTimeout { outstanding: u64, waited: Duration },
+    #[error(
+        "registering the schema of `{topic}` under subject `{subject}` in the schema registry: {message}"
+    )]
+    Registry {
+        topic: String,
+        subject: String,
+        message: String,
+    },
+}
+
+/// How the values of one writer schema are framed, decided once per schema.
+#[derive(Debug, Clone, Copy)]
+pub enum Framing {
+    SingleObject,
+    Confluent { schema_id: u32 },
+}
+
+#[derive(Default)]
+struct FirstFailure {
+    topic: String,
+    partition: i32,
+    message: String,
+}
+
+/// Counts acknowledgements and failures from librdkafka's delivery reports.
+#[derive(Default)]
+pub struct DeliveryCounter {
+    acked: AtomicU64,
+    failed: AtomicU64,
+    first_failure: Mutex<Option<FirstFailure>>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                let _ = self.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((err, msg)) => {
+                let _ = self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_failure.lock() {
+                    let _ = first.get_or_insert_with(|| FirstFailure {
+                        topic: msg.topic().to_owned(),
+                        partition: msg.partition(),
+                        message: err.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// librdkafka settings the pipeline's guarantees rest on; a config cannot turn them off.
+const ENFORCED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
+
+/// Producer settings used unless the config's `kafka` table says otherwise.
+const PRODUCER_DEFAULTS: [(&str, &str); 5] = [
+    ("linger.ms", "20"),
+    ("batch.num.messages", "10000"),
+    ("batch.size", "1048576"),
+    ("queue.buffering.max.messages", "500000"),
+    // Java-client compatible key hashing, so other producers agree on partitions.
+    ("partitioner", "murmur2_random"),
+];
+
+pub fn client_config(settings: &BTreeMap<String, String>) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    for (k, v) in settings {
+        let _ = cfg.set(k, v);
+    }
+    cfg
+}
+
+pub struct Publisher {
+    producer: ThreadedProducer<DeliveryCounter>,
+    settings: BTreeMap<String, String>,
+    schema_topic: String,
+    registry: Option<SrSettings>,
+    sent: AtomicU64,
+    bytes: AtomicU64,
+    framings: tokio::sync::Mutex<HashMap<(String, u64), Framing>>,
+}
+
+impl Publisher {
+    pub fn new(
+        settings: &BTreeMap<String, String>,
+        schema_topic: &str,
+        registry: Option<SrSettings>,
+    ) -> Result<Self, PublishError> {
+        let mut cfg = ClientConfig::new();
+        for (k, v) in PRODUCER_DEFAULTS {
+            let _ = cfg.set(k, v);
+        }
+        for (k, v) in settings {
+            let _ = cfg.set(k, v);
+        }
+        for (k, v) in ENFORCED {
+            if cfg.get(k).is_some_and(|given| given != v) {
+                tracing::warn!(
+                    setting = k,
+                    "kafka.{k} is always {v}: the pipeline's delivery guarantee needs it"
+                );
+            }
+            let _ = cfg.set(k, v);
+        }
+        let producer: ThreadedProducer<DeliveryCounter> = cfg
+            .create_with_context(DeliveryCounter::default())
+            .map_err(|e| PublishError::Config(e.to_string()))?;
+        Ok(Self {
+            producer,
+            settings: settings.clone(),
+            schema_topic: schema_topic.to_owned(),
+            registry,
+            sent: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            framings: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Creates the resource topics (and the compacted schema topic) when missing.
+    pub async fn ensure_topics(
+        &self,
+        topics: &[String],
+        partitions: i32,
+        replication: i32,
+    ) -> Result<(), PublishError> {
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.settings)
+            .create()
+            .map_err(|e| PublishError::Config(e.to_string()))?;
+        let mut new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+            .collect();
+        if self.registry.is_none() {
+            new_topics.push(
+                NewTopic::new(&self.schema_topic, 1, TopicReplication::Fixed(replication))
+                    .set("cleanup.policy", "compact"),
+            );
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(new_topics.iter(), &opts)
+            .await
+            .map_err(|e| PublishError::CreateTopic {
+                topic: topics.join(", "),
+                message: e.to_string(),
+            })?;
+        for result in results {
+            match result {
+                Ok(topic) => tracing::info!(topic, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(PublishError::CreateTopic {
+                        topic,
+                        message: code.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `encoder`'s schema known to readers of `topic` before any record uses it:
+    /// published and acknowledged on the schema topic, or registered in the registry.
+    pub async fn framing(&self, topic: &str, encoder: &Encoder) -> Result<Framing, PublishError> {
+        let key = (topic.to_owned(), encoder.fingerprint());
+        let mut framings = self.framings.lock().await;
+        if let Some(f) = framings.get(&key) {
+            return Ok(*f);
+        }
+        let framing = match &self.registry {
+            Some(sr) => {
+                let subject = format!("{topic}-value");
+                let schema = SuppliedSchema::new(None, SchemaType::Avro, encoder.schema_json());
+                let registered = post_schema(sr, subject.clone(), schema)
+                    .await
+                    .map_err(|e| PublishError::Registry {
+                        topic: topic.to_owned(),
+                        subject,
+                        message: e.to_string(),
+                    })?;
+                Framing::Confluent {
+                    schema_id: registered.id,
+                }
+            }
+            None => {
+                let fp = format!("{:016x}", encoder.fingerprint());
+                self.send(
+                    &self.schema_topic,
+                    fp.as_bytes(),
+                    encoder.schema_json().as_bytes(),
+                )
+                .await?;
+                self.flush().await?;
+                tracing::info!(topic, fingerprint = %fp, schema_topic = %self.schema_topic, "published writer schema");
+                Framing::SingleObject
+            }
+        };
+        let _ = framings.insert(key, framing);
+        Ok(framing)
+    }
+
+    /// Enqueues one message; waits while librdkafka's queue is full.
+    pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), PublishError> {
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => {
+                    let _ = self.sent.fetch_add(1, Ordering::Relaxed);
+                    let _ = self
+                        .bytes
+                        .fetch_add((key.len() + value.len()) as u64, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => {
+                    return Err(PublishError::Produce {
+                        topic: topic.to_owned(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Messages enqueued so far, and their key + value bytes.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Waits until every enqueued message was acknowledged or failed; fails on any failure.
+    pub async fn flush(&self) -> Result<(), PublishError> {
+        let waited = flush_timeout(&self.settings);
+        let producer = self.producer.clone();
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(waited))
+            .await
+            .map_err(|e| PublishError::Produce {
+                topic: self.schema_topic.clone(),
+                message: format!("flush task failed: {e}"),
+            })?;
+        self.check()?;
+        if flushed.is_err() {
+            return Err(PublishError::FlushTimeout {
+                outstanding: self.producer.in_flight_count().max(0) as u64,
+                waited,
+            });
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), PublishError> {
+        let ctx = self.producer.context();
+        let failed = ctx.failed.load(Ordering::Relaxed);
+        if failed == 0 {
+            return Ok(());
+        }
+        let first = ctx
+            .first_failure
+            .lock()
+            .ok()
+            .and_then(|mut f| f.take())
+            .unwrap_or_default();
+        Err(PublishError::Delivery {
+            sent: self.sent.load(Ordering::Relaxed),
+            failed,
+            topic: first.topic,
+            partition: first.partition,
+            message: first.message,
+        })
+    }
+
+    /// Waits for everything outstanding; `Ok` only when the broker acknowledged every
+    /// message this publisher sent.
+    pub async fn finish(&self) -> Result<u64, PublishError> {
+        self.flush().await?;
+        let acked = self.producer.context().acked.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        if acked != sent {
+            return Err(PublishError::FlushTimeout {
+                outstanding: sent.saturating_sub(acked),
+                waited: flush_timeout(&self.settings),
+            });
+        }
+        Ok(acked)
+    }
+}
+
+/// How long a flush may wait: a little over librdkafka's own delivery timeout, after
+/// which every message has either been acknowledged or failed.
+fn flush_timeout(settings: &BTreeMap<String, String>) -> Duration {
+    let message_timeout_ms = settings
+        .get("message.timeout.ms")
+        .or_else(|| settings.get("delivery.timeout.ms"))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(300_000);
+    Duration::from_millis(message_timeout_ms + 5_000)
+}

@@ -1,0 +1,239 @@
+//! Where the loader writes: one [`Destination`] trait, one file per database
+//! (`sqlite.rs`; `postgres.rs` later), chosen by [`open`] from the destination URL.
+//!
+//! A [`Batch`] is what the loader consumed since its last write: rows per table plus the
+//! Kafka offsets to resume from. A destination writes both in one transaction, so after a
+//! crash the stored offsets say exactly which records are in the tables.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use common::schema::{Row, TableSchema};
+
+pub use sqlite::{SqliteDestination, timestamp_text};
+
+/// The table that holds the consumer offsets, next to the data tables.
+pub const OFFSETS_TABLE: &str = "_pipeline_offsets";
+
+/// The rows of one destination table in a batch.
+#[derive(Debug, Clone)]
+pub struct TableBatch {
+    /// The destination table's name.
+    pub table: String,
+    /// The writer schema these rows follow; each row is aligned with its fields.
+    pub schema: Arc<TableSchema>,
+    /// In Kafka order; when two rows share a primary key, the later one wins.
+    pub rows: Vec<Row>,
+}
+
+/// Where to resume one partition: the offset of the next record to consume.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// Everything one destination transaction writes.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The Kafka consumer group; offsets are stored per group.
+    pub group_id: String,
+    /// Written in this order.
+    pub tables: Vec<TableBatch>,
+    pub offsets: Vec<PartitionOffset>,
+}
+
+/// What a [`Destination::write_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Rows inserted or updated (every row of the batch, duplicates included).
+    pub rows: usize,
+    pub tables_created: usize,
+    pub columns_added: usize,
+}
+
+/// A database the loader merges records into.
+pub trait Destination: Send {
+    /// Writes the batch in ONE transaction: for each [`TableBatch`] in order, creates the
+    /// table if missing and adds the columns it lacks, then upserts the rows by primary key
+    /// (merge; a table without a primary key is appended to); finally upserts the offsets
+    /// into `_pipeline_offsets(group_id, topic, partition, next_offset)`, keyed by
+    /// `(group_id, topic, partition)`. All or nothing: on error nothing of the batch is
+    /// visible.
+    fn write_batch(&mut self, batch: &Batch) -> Result<BatchStats, DestinationError>;
+
+    /// The offsets stored by [`Destination::write_batch`] for this group, ordered by topic
+    /// and partition; empty if there are none (or no offsets table yet).
+    fn stored_offsets(&mut self, group_id: &str) -> Result<Vec<PartitionOffset>, DestinationError>;
+}
+
+/// The database driver's error, boxed so every destination fits one error type.
+pub type DbError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A destination failure, naming the place (table, column, record key, offset) and the
+/// database's own message.
+///
+/// The database error is part of the message (not a `source()`), so `{}` alone prints the
+/// whole story: `upserting record id=42 into table "orders": NOT NULL constraint failed: ...`.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    #[error("destination URL {url:?} is not supported: {reason}")]
+    UnsupportedUrl { url: String, reason: String },
+
+    #[error("directory {dir:?} of SQLite database {path:?} does not exist")]
+    MissingDirectory { path: String, dir: String },
+
+    #[error("opening destination {path:?}: {error}")]
+    Open { path: String, error: DbError },
+
+    #[error("table {table:?} is reserved for the loader's offsets")]
+    ReservedTable { table: String },
+
+    #[error("table {table:?}: primary key column {column:?} is not a field of the schema")]
+    PrimaryKeyNotInSchema { table: String, column: String },
+
+    #[error("reading the columns of table {table:?}: {error}")]
+    ReadColumns { table: String, error: DbError },
+
+    #[error("creating table {table:?}: {error}")]
+    CreateTable { table: String, error: DbError },
+
+    #[error("adding column {column:?} to table {table:?}: {error}")]
+    AddColumn {
+        table: String,
+        column: String,
+        error: DbError,
+    },
+
+    #[error("preparing the upsert into table {table:?}: {error}")]
+    PrepareUpsert { table: String, error: DbError },
+
+    #[error("record {key} for table {table:?} has {got} values, the schema has {expected} fields")]
+    RowLength {
+        table: String,
+        key: String,
+        expected: usize,
+        got: usize,
+    },
+
+    #[error(
+        "record {key} for table {table:?}: column {column:?} is {expected} but the value is {got}"
+    )]
+    ValueType {
+        table: String,
+        key: String,
+        column: String,
+        expected: String,
+        got: String,
+    },
+
+    #[error("upserting record {key} into table {table:?}: {error}")]
+    Upsert {
+        table: String,
+        key: String,
+        error: DbError,
+    },
+
+    #[error(
+        "storing offset {next_offset} of topic {topic:?} partition {partition} for group {group_id:?}: {error}"
+    )]
+    StoreOffset {
+        group_id: String,
+        topic: String,
+        partition: i32,
+        next_offset: i64,
+        error: DbError,
+    },
+
+    #[error("reading the stored offsets of group {group_id:?}: {error}")]
+    ReadOffsets { group_id: String, error: DbError },
+
+    #[error("{action} the batch transaction: {error}")]
+    Transaction {
+        action: &'static str,
+        error: DbError,
+    },
+}
+
+/// Opens the destination a URL names:
+/// - `sqlite://path`, `sqlite:path` (`sqlite:///abs/path` is an absolute path), or a bare
+///   path ending in `.db`, `.sqlite` or `.sqlite3`: SQLite;
+/// - `postgres://…` / `postgresql://…`: not supported yet.
+pub fn open(url: &str) -> Result<Box<dyn Destination>, DestinationError> {
+    match parse_url(url)? {
+        Target::Sqlite(path) => Ok(Box::new(SqliteDestination::open(path)?)),
+    }
+}
+
+/// A parsed destination URL.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    Sqlite(&'a str),
+}
+
+fn parse_url(url: &str) -> Result<Target<'_>, DestinationError> {
+    let unsupported = |reason: &str| DestinationError::UnsupportedUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let path = if let Some(path) = url.strip_prefix("sqlite://") {
+        path
+    } else if let Some(path) = url.strip_prefix("sqlite:") {
+        path
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(unsupported("the postgres destination is not supported yet"));
+    } else if [".db", ".sqlite", ".sqlite3"]
+        .iter()
+        .any(|ext| url.ends_with(ext))
+    {
+        url
+    } else {
+        return Err(unsupported(
+            "expected sqlite://PATH, sqlite:PATH or a path ending in .db, .sqlite or .sqlite3",
+        ));
+    };
+    if path.is_empty() {
+        return Err(unsupported("the SQLite path is empty"));
+    }
+    Ok(Target::Sqlite(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_destination() {
+        let cases = [
+            ("sqlite://data/out.db", Target::Sqlite("data/out.db")),
+            ("sqlite:///tmp/out.db", Target::Sqlite("/tmp/out.db")),
+            ("sqlite:out.db", Target::Sqlite("out.db")),
+            ("sqlite:out", Target::Sqlite("out")),
+            ("out.db", Target::Sqlite("out.db")),
+            ("/var/lib/x.sqlite", Target::Sqlite("/var/lib/x.sqlite")),
+            ("x.sqlite3", Target::Sqlite("x.sqlite3")),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(parse_url(url).unwrap(), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_with_a_reason() {
+        let cases = [
+            ("postgres://u@h/db", "not supported yet"),
+            ("postgresql://u@h/db", "not supported yet"),
+            ("mysql://h/db", "expected sqlite://"),
+            ("out.txt", "expected sqlite://"),
+            ("sqlite://", "path is empty"),
+        ];
+        for (url, reason) in cases {
+            let err = parse_url(url).unwrap_err().to_string();
+            assert!(err.contains(reason), "{url}: {err}");
+            assert!(err.contains(url), "{url}: {err}");
+        }
+        assert!(open("postgres://u@h/db").is_err());
+    }
+}

@@ -1,0 +1,477 @@
+//! The loader: consumes the extractor's topics in a consumer group, decodes each record
+//! with its writer schema and merges it by primary key into the destination.
+//!
+//! Delivery: a batch of records is written in ONE destination transaction together with
+//! the next offset of every partition it covers (`_pipeline_offsets`). Only after that
+//! commit are the offsets stored in the consumer (and committed to Kafka for lag
+//! monitoring). On assignment the loader starts each partition at the offset its
+//! destination recorded, so a crash at any moment neither loses nor repeats a row.
+//! On revocation the pending batch is written before the partitions are released.
+
+pub mod destination;
+pub mod schemas;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::config::PipelineConfig;
+use common::schema::TableSchema;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+
+use crate::destination::{Batch, Destination, DestinationError, PartitionOffset, TableBatch};
+use crate::schemas::{SchemaLookupError, SchemaStore};
+
+/// Choices that are not part of the config document.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub group_id: String,
+    /// `sqlite://path` (or a path ending `.db`/`.sqlite`).
+    pub destination: String,
+    /// Rows per destination transaction, at most.
+    pub batch_size: usize,
+    /// How long a partly filled batch may wait before it is written.
+    pub batch_wait: Duration,
+    /// Stop once every assigned partition is at its end offset (batch jobs, tests).
+    pub until_caught_up: bool,
+    /// Resource names whose topics to consume; empty consumes all.
+    pub resources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    pub records: u64,
+    pub batches: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("Kafka consumer: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("{0}")]
+    Destination(#[from] DestinationError),
+    #[error("topic `{topic}` partition {partition} offset {offset}: {message}")]
+    Record {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
+    #[error("no configured resource matches {0:?}")]
+    NoResources(Vec<String>),
+    #[error("schema registry: {0}")]
+    Registry(String),
+    #[error("during a rebalance: {0}")]
+    Rebalance(String),
+}
+
+/// Where a topic's records go.
+#[derive(Debug, Clone)]
+struct Route {
+    table: String,
+    primary_key: Vec<String>,
+}
+
+/// Decoded records waiting for the next destination transaction.
+#[derive(Default)]
+struct Pending {
+    tables: Vec<TableBatch>,
+    rows: usize,
+    /// Next offset per (topic, partition) once this batch is written.
+    offsets: BTreeMap<(String, i32), i64>,
+    since: Option<Instant>,
+}
+
+/// Shared between the poll loop and librdkafka's rebalance callback (which runs inside
+/// `poll`, on the same thread).
+pub struct LoaderContext {
+    group_id: String,
+    destination: Mutex<Box<dyn Destination>>,
+    pending: Mutex<Pending>,
+    /// An error raised inside a callback, reported by the loop.
+    failure: Mutex<Option<String>>,
+    assigned: AtomicBool,
+    /// The next offset per partition as far as the destination knows (stored offsets at
+    /// assignment, then each written batch): what "caught up" compares with the end.
+    known_next: Mutex<HashMap<(String, i32), i64>>,
+    records: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic elsewhere already ended the run; keep going with the
+    // data, which is only ever mutated whole.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ClientContext for LoaderContext {}
+
+impl ConsumerContext for LoaderContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.seek_to_stored(tpl) {
+                    self.fail(format!("reading stored offsets: {e}"));
+                }
+                tracing::info!(partitions = %describe(tpl), "partitions assigned");
+                if let Err(e) = consumer.assign(tpl) {
+                    self.fail(format!("assigning partitions: {e}"));
+                }
+                self.assigned.store(true, Ordering::SeqCst);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = %describe(tpl), "partitions revoked; writing the pending batch first");
+                if let Err(e) = self.flush(consumer) {
+                    self.fail(e.to_string());
+                }
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::debug!(error = %e, "commit on revoke");
+                }
+                if let Err(e) = consumer.unassign() {
+                    self.fail(format!("releasing partitions: {e}"));
+                }
+                self.assigned.store(false, Ordering::SeqCst);
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+                self.assigned.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl LoaderContext {
+    fn fail(&self, message: String) {
+        tracing::error!(error = %message, "loader failure");
+        let _ = lock(&self.failure).get_or_insert(message);
+    }
+
+    /// Starts each newly assigned partition at the offset the destination recorded.
+    fn seek_to_stored(&self, tpl: &mut TopicPartitionList) -> Result<(), DestinationError> {
+        let stored = lock(&self.destination).stored_offsets(&self.group_id)?;
+        let mut known = lock(&self.known_next);
+        for s in stored {
+            if tpl.find_partition(&s.topic, s.partition).is_some() {
+                let _ = known.insert((s.topic.clone(), s.partition), s.next_offset);
+                let _ =
+                    tpl.set_partition_offset(&s.topic, s.partition, Offset::Offset(s.next_offset));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending batch in one transaction, then stores its offsets in the consumer.
+    fn flush(&self, consumer: &BaseConsumer<Self>) -> Result<(), LoadError> {
+        let mut pending = lock(&self.pending);
+        if pending.offsets.is_empty() {
+            return Ok(());
+        }
+        let taken = std::mem::take(&mut *pending);
+        let batch = Batch {
+            group_id: self.group_id.clone(),
+            tables: taken.tables,
+            offsets: taken
+                .offsets
+                .iter()
+                .map(|((topic, partition), next)| PartitionOffset {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    next_offset: *next,
+                })
+                .collect(),
+        };
+        let started = Instant::now();
+        let stats = lock(&self.destination).write_batch(&batch)?;
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &taken.offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        lock(&self.known_next).extend(taken.offsets.iter().map(|(k, v)| (k.clone(), *v)));
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            // The destination holds the truth; Kafka's copy only feeds lag monitoring.
+            tracing::warn!(error = %e, "storing offsets in the consumer");
+        }
+        let _ = self.records.fetch_add(taken.rows as u64, Ordering::Relaxed);
+        let _ = self.batches.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            rows = stats.rows,
+            ms = started.elapsed().as_millis() as u64,
+            "batch written"
+        );
+        Ok(())
+    }
+}
+
+/// Consumes until cancelled (or, with `until_caught_up`, until every assigned partition
+/// is at its end). Blocking: run it on its own thread.
+pub fn run(
+    cfg: &PipelineConfig,
+    opts: &LoadOptions,
+    registry: Option<SrSettings>,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) -> Result<LoadReport, LoadError> {
+    let started = Instant::now();
+    let routes = routes(cfg, &opts.resources)?;
+    let destination = destination::open(&opts.destination)?;
+    let context = LoaderContext {
+        group_id: opts.group_id.clone(),
+        destination: Mutex::new(destination),
+        pending: Mutex::new(Pending::default()),
+        failure: Mutex::new(None),
+        assigned: AtomicBool::new(false),
+        known_next: Mutex::new(HashMap::new()),
+        records: Default::default(),
+        batches: Default::default(),
+    };
+    let consumer = consumer(cfg, opts, context)?;
+    let topics: Vec<&str> = routes.keys().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(group = %opts.group_id, topics = %topics.join(","), destination = %opts.destination, "consuming");
+
+    let mut schemas = SchemaStore::new(&cfg.schema_topic, &cfg.kafka, registry, runtime);
+    let mut tables: HashMap<(String, usize), Arc<TableSchema>> = HashMap::new();
+    let result = poll_loop(&consumer, opts, &routes, &mut schemas, &mut tables, &stop);
+    let ctx = consumer.context();
+    // Whatever ended the loop, what was decoded before it is written and committed.
+    let flushed = ctx.flush(&consumer);
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %e, "final commit");
+    }
+    consumer.unsubscribe();
+    result?;
+    flushed?;
+    Ok(LoadReport {
+        records: ctx.records.load(Ordering::Relaxed),
+        batches: ctx.batches.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn routes(cfg: &PipelineConfig, selected: &[String]) -> Result<BTreeMap<String, Route>, LoadError> {
+    let routes: BTreeMap<String, Route> = cfg
+        .resources
+        .iter()
+        .filter(|r| selected.is_empty() || selected.contains(&r.name))
+        .map(|r| {
+            (
+                r.topic.clone(),
+                Route {
+                    table: r.table_name.clone(),
+                    primary_key: r.primary_key.clone(),
+                },
+            )
+        })
+        .collect();
+    if routes.is_empty() {
+        return Err(LoadError::NoResources(selected.to_vec()));
+    }
+    Ok(routes)
+}
+
+/// Consumer settings used unless the config's `kafka` table says otherwise.
+const CONSUMER_DEFAULTS: [(&str, &str); 3] = [
+    ("auto.offset.reset", "earliest"),
+    ("fetch.max.bytes", "52428800"),
+    ("queued.max.messages.kbytes", "65536"),
+];
+
+fn consumer(
+    cfg: &PipelineConfig,
+    opts: &LoadOptions,
+    context: LoaderContext,
+) -> KafkaResult<BaseConsumer<LoaderContext>> {
+    let mut client = ClientConfig::new();
+    for (k, v) in CONSUMER_DEFAULTS {
+        let _ = client.set(k, v);
+    }
+    for (k, v) in &cfg.kafka {
+        let _ = client.set(k, v);
+    }
+    // Offsets are stored by the loader after each destination commit, never before.
+    let _ = client
+        .set("group.id", &opts.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    client.create_with_context(context)
+}
+
+fn poll_loop(
+    consumer: &BaseConsumer<LoaderContext>,
+    opts: &LoadOptions,
+    routes: &BTreeMap<String, Route>,
+    schemas: &mut SchemaStore,
+    tables: &mut HashMap<(String, usize), Arc<TableSchema>>,
+    stop: &AtomicBool,
+) -> Result<(), LoadError> {
+    let ctx = consumer.context();
+    let mut last_progress_check = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        if let Some(failure) = lock(&ctx.failure).take() {
+            return Err(LoadError::Rebalance(failure));
+        }
+        let idle = match polled {
+            Some(Ok(msg)) => {
+                add_message(ctx, &msg, routes, schemas, tables, consumer)?;
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                true
+            }
+            None => true,
+        };
+        let due = {
+            let p = lock(&ctx.pending);
+            p.rows >= opts.batch_size || p.since.is_some_and(|t| t.elapsed() >= opts.batch_wait)
+        };
+        if due || idle {
+            ctx.flush(consumer)?;
+        }
+        if opts.until_caught_up
+            && idle
+            && last_progress_check.elapsed() >= Duration::from_millis(300)
+        {
+            last_progress_check = Instant::now();
+            if caught_up(consumer)? {
+                tracing::info!("caught up: every assigned partition is at its end offset");
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_message(
+    ctx: &LoaderContext,
+    msg: &BorrowedMessage<'_>,
+    routes: &BTreeMap<String, Route>,
+    schemas: &mut SchemaStore,
+    tables: &mut HashMap<(String, usize), Arc<TableSchema>>,
+    consumer: &BaseConsumer<LoaderContext>,
+) -> Result<(), LoadError> {
+    let record_err = |message: String| LoadError::Record {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        message,
+    };
+    let Some(route) = routes.get(msg.topic()) else {
+        return Err(record_err("no configured resource uses this topic".into()));
+    };
+    let Some(payload) = msg.payload() else {
+        tracing::warn!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            "skipping a tombstone (deletes are not supported yet)"
+        );
+        note_offset(ctx, msg);
+        return Ok(());
+    };
+    let decoded = schemas
+        .decoder(payload, &route.primary_key)
+        .map_err(|e: SchemaLookupError| e.to_string())
+        .and_then(|(decoder, datum)| {
+            let row = decoder.decode(datum).map_err(|e| e.to_string())?;
+            Ok((decoder, row))
+        });
+    let (decoder, row) = match decoded {
+        Ok(ok) => ok,
+        Err(message) => {
+            // Write what came before it, then stop on this record: nothing after it is
+            // acknowledged, so a fixed loader resumes exactly here.
+            ctx.flush(consumer)?;
+            return Err(record_err(message));
+        }
+    };
+    let key = (route.table.clone(), Arc::as_ptr(&decoder) as usize);
+    let schema = Arc::clone(
+        tables
+            .entry(key)
+            .or_insert_with(|| Arc::new(decoder.table().clone())),
+    );
+    let mut pending = lock(&ctx.pending);
+    match pending.tables.last_mut() {
+        Some(last) if last.table == route.table && Arc::ptr_eq(&last.schema, &schema) => {
+            last.rows.push(row)
+        }
+        _ => pending.tables.push(TableBatch {
+            table: route.table.clone(),
+            schema,
+            rows: vec![row],
+        }),
+    }
+    pending.rows += 1;
+    let _ = pending
+        .offsets
+        .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
+    let _ = pending.since.get_or_insert_with(Instant::now);
+    Ok(())
+}
+
+fn note_offset(ctx: &LoaderContext, msg: &BorrowedMessage<'_>) {
+    let mut pending = lock(&ctx.pending);
+    let _ = pending
+        .offsets
+        .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
+    let _ = pending.since.get_or_insert_with(Instant::now);
+}
+
+/// True when the group has given this loader partitions and each one's next offset is
+/// the partition's end (high watermark).
+fn caught_up(consumer: &BaseConsumer<LoaderContext>) -> Result<bool, LoadError> {
+    if !consumer.context().assigned.load(Ordering::SeqCst) {
+        return Ok(false);
+    }
+    let assignment = consumer.assignment()?;
+    if assignment.count() == 0 {
+        return Ok(false);
+    }
+    let position = consumer.position()?;
+    let committed = consumer.committed(Duration::from_secs(10))?;
+    let known = lock(&consumer.context().known_next).clone();
+    for elem in assignment.elements() {
+        let (topic, partition) = (elem.topic(), elem.partition());
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let offset_in = |tpl: &TopicPartitionList| match tpl
+            .find_partition(topic, partition)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        let next = offset_in(&position)
+            .or_else(|| known.get(&(topic.to_owned(), partition)).copied())
+            .or_else(|| offset_in(&committed))
+            .unwrap_or(low);
+        if next < high {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

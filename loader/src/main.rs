@@ -1,0 +1,100 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use loader::{LoadOptions, run};
+
+/// Consumes the extractor's topics in a consumer group and merges each record by primary
+/// key into the destination, one transaction per batch with the consumed offsets.
+#[derive(Debug, Parser)]
+#[command(name = "loader", version)]
+struct Args {
+    /// The pipeline config (TOML, JSON or YAML, by extension): resources, topics, kafka.
+    #[arg(long, short, env = "PIPELINE_CONFIG")]
+    config: PathBuf,
+    /// Kafka bootstrap servers; overrides the config's kafka."bootstrap.servers".
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    brokers: Option<String>,
+    /// Confluent-compatible schema registry URL; overrides schema_registry.url.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    schema_registry_url: Option<String>,
+    /// Consumer group id [default: <pipeline name>-loader].
+    #[arg(long, env = "LOADER_GROUP_ID")]
+    group_id: Option<String>,
+    /// Destination: sqlite://PATH [default: sqlite://<pipeline name>.db].
+    #[arg(long, env = "LOADER_DESTINATION")]
+    destination: Option<String>,
+    /// Rows per destination transaction, at most.
+    #[arg(long, default_value_t = 5000, env = "LOADER_BATCH_SIZE")]
+    batch_size: usize,
+    /// Milliseconds a partly filled batch may wait before it is written.
+    #[arg(long, default_value_t = 500, env = "LOADER_BATCH_WAIT_MS")]
+    batch_wait_ms: u64,
+    /// Exit 0 once every assigned partition is at its end offset, instead of running forever.
+    #[arg(long)]
+    until_caught_up: bool,
+    /// Load only this resource's topic (repeatable); default all.
+    #[arg(long = "resource", value_name = "NAME")]
+    resources: Vec<String>,
+    /// Log one JSON object per line instead of text.
+    #[arg(long, env = "LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    common::cli::init_logging(args.log_json);
+    match load(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loader: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn load(args: Args) -> anyhow::Result<()> {
+    let mut cfg = common::config::load(&args.config).context("loading the config")?;
+    common::cli::apply_overrides(
+        &mut cfg,
+        args.brokers.as_deref(),
+        args.schema_registry_url.as_deref(),
+    )?;
+    let secrets = common::secret::SecretResolver::with_default_file();
+    let registry = common::registry::settings(&cfg, &secrets)?;
+    let opts = LoadOptions {
+        group_id: args
+            .group_id
+            .unwrap_or_else(|| format!("{}-loader", cfg.pipeline_name)),
+        destination: args
+            .destination
+            .unwrap_or_else(|| format!("sqlite://{}.db", cfg.pipeline_name)),
+        batch_size: args.batch_size.max(1),
+        batch_wait: Duration::from_millis(args.batch_wait_ms),
+        until_caught_up: args.until_caught_up,
+        resources: args.resources,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let _signals = tokio::spawn(async move {
+        common::cli::stop_signal().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    let runtime = tokio::runtime::Handle::current();
+    let report = tokio::task::spawn_blocking(move || run(&cfg, &opts, registry, runtime, stop))
+        .await
+        .context("the loader thread panicked")??;
+    println!(
+        "loaded records={} batches={} seconds={:.3} records_per_second={:.0}",
+        report.records,
+        report.batches,
+        report.seconds,
+        report.records as f64 / report.seconds.max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! Harness for the end-to-end tests: a real broker (Tansu on SQLite storage), the demo
+//! API, and the extractor and loader binaries, each on a free port in a temp dir, stopped
+//! when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// The API key the demo API accepts in tests.
+pub const API_KEY: &str = "demo-key-3f9a7c21d8e4";
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The workspace's target directory holding the binaries (built by the test script).
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test-binary>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} is not built: run `scripts/test.sh` (or `cargo build --workspace --bins`) first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Tansu broker with SQLite storage in its own directory.
+pub struct Broker {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Result<Self> {
+        let tansu = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into());
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.join("tansu.log"))?;
+        let child = Command::new(&tansu)
+            // Tansu takes the SQLite path relative to its working directory.
+            .args(["broker", "--storage-engine", "sqlite://tansu.db"])
+            .current_dir(dir)
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!("starting `{tansu}` (install it with scripts/ensure-tansu.sh)")
+            })?;
+        let proc = Proc {
+            child,
+            name: "tansu".into(),
+        };
+        let _ = wait_for("the broker's port", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        })?;
+        Ok(Self { port, _proc: proc })
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// The bundled demo API.
+pub struct DemoApi {
+    pub url: String,
+    proc: Proc,
+    http: reqwest::blocking::Client,
+}
+
+impl DemoApi {
+    pub fn start(records: u64, extra: &[&str]) -> Result<Self> {
+        let mut child = Command::new(bin("demo-api")?)
+            .args(["--listen", "127.0.0.1:0", "--records", &records.to_string()])
+            .args(extra)
+            .env("DEMO_API_KEY", API_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().context("demo-api stdout")?;
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line)?;
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .with_context(|| format!("demo-api printed {line:?}"))?
+            .to_owned();
+        Ok(Self {
+            url,
+            proc: Proc {
+                child,
+                name: "demo-api".into(),
+            },
+            http: reqwest::blocking::Client::new(),
+        })
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Result<Value> {
+        Ok(self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()?
+            .error_for_status()?
+            .json()?)
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()?
+            .error_for_status()?
+            .json()?)
+    }
+
+    /// The API's current records, the truth the destination is compared with.
+    pub fn records(&self) -> Result<Vec<Value>> {
+        match self.get("/admin/records")? {
+            Value::Array(items) => Ok(items),
+            other => bail!("/admin/records returned {other}"),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// A temp dir with a pipeline config pointing at a broker and a demo API.
+pub struct Pipeline {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub db: PathBuf,
+    pub group: String,
+}
+
+impl Pipeline {
+    /// Writes the seed config (TOML) with `extra_client` lines added to `[client]`.
+    pub fn new(broker: &Broker, api: &DemoApi, name: &str, extra_client: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("pipeline.toml");
+        let text = format!(
+            r#"[pipeline]
+name = "{name}"
+
+[kafka]
+"bootstrap.servers" = "{bootstrap}"
+
+[client]
+base_url = "{base}"
+auth = {{ type = "api_key", name = "api_key", api_key = {{ secret = "api_key" }}, location = "query" }}
+{extra_client}
+
+[resource_defaults]
+primary_key = "id"
+write_disposition = "merge"
+
+[[resources]]
+name = "communications_data"
+topic = "{name}.communications_data"
+endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type = "offset", limit = 100 }} }}
+"#,
+            bootstrap = broker.bootstrap(),
+            base = api.url,
+        );
+        std::fs::write(&config, text)?;
+        Ok(Self {
+            db: dir.path().join("dest.db"),
+            config,
+            group: format!("{name}-loader"),
+            dir,
+        })
+    }
+
+    pub fn extractor(&self) -> Result<Command> {
+        let mut cmd = Command::new(bin("extractor")?);
+        let _ = cmd
+            .arg("--config")
+            .arg(&self.config)
+            .env("API_KEY", API_KEY)
+            .env("RUST_LOG", "info");
+        Ok(cmd)
+    }
+
+    pub fn loader(&self) -> Result<Command> {
+        let mut cmd = Command::new(bin("loader")?);
+        let _ = cmd
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--destination")
+            .arg(format!("sqlite://{}", self.db.display()))
+            .args(["--group-id", &self.group])
+            .env("RUST_LOG", "info");
+        Ok(cmd)
+    }
+
+    pub fn sqlite(&self) -> Result<rusqlite::Connection> {
+        Ok(rusqlite::Connection::open(&self.db)?)
+    }
+}
+
+/// Runs `cmd` to completion (killed after `timeout`) and returns its output. Both pipes
+/// are drained while it runs, so a chatty process never blocks on a full pipe.
+pub fn run(mut cmd: Command, timeout: Duration) -> Result<Output> {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(timeout).is_err() {
+            // Still running at the deadline.
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            return true;
+        }
+        false
+    });
+    let out = child.wait_with_output()?;
+    let _ = done_tx.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+    if timed_out {
+        bail!(
+            "{cmd:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            tail(&String::from_utf8_lossy(&out.stderr), 50)
+        );
+    }
+    Ok(out)
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs `cmd` and fails with its output unless it exits 0.
+pub fn run_ok(cmd: Command, timeout: Duration) -> Result<Output> {
+    let out = run(cmd, timeout)?;
+    if !out.status.success() {
+        bail!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            tail(&String::from_utf8_lossy(&out.stderr), 50)
+        );
+    }
+    Ok(out)
+}
+
+/// The `name=value` figure from a summary line such as `records=2500`.
+pub fn figure(text: &str, line_prefix: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(line_prefix))
+        .flat_map(str::split_whitespace)
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
