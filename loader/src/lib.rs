@@ -9,6 +9,7 @@
 //! On revocation the pending batch is written before the partitions are released.
 
 pub mod destination;
+pub mod inspect;
 pub mod schemas;
 
 use std::collections::{BTreeMap, HashMap};
@@ -253,7 +254,15 @@ pub fn run(
 
     let mut schemas = SchemaStore::new(&cfg.schema_topic, &cfg.kafka, registry, runtime);
     let mut tables: HashMap<(String, usize), Arc<TableSchema>> = HashMap::new();
-    let result = poll_loop(&consumer, opts, &routes, &mut schemas, &mut tables, &stop);
+    let result = poll_loop(
+        cfg,
+        &consumer,
+        opts,
+        &routes,
+        &mut schemas,
+        &mut tables,
+        &stop,
+    );
     let ctx = consumer.context();
     // Whatever ended the loop, what was decoded before it is written and committed.
     let flushed = ctx.flush(&consumer);
@@ -319,7 +328,21 @@ fn consumer(
     client.create_with_context(context)
 }
 
+/// A client that is never subscribed: for metadata and watermark queries.
+pub fn plain_client(settings: &BTreeMap<String, String>, name: &str) -> KafkaResult<BaseConsumer> {
+    let mut client = ClientConfig::new();
+    for (k, v) in settings {
+        let _ = client.set(k, v);
+    }
+    let _ = client
+        .set("group.id", name)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    client.create()
+}
+
 fn poll_loop(
+    cfg: &PipelineConfig,
     consumer: &BaseConsumer<LoaderContext>,
     opts: &LoadOptions,
     routes: &BTreeMap<String, Route>,
@@ -329,6 +352,7 @@ fn poll_loop(
 ) -> Result<(), LoadError> {
     let ctx = consumer.context();
     let mut last_progress_check = Instant::now();
+    let mut watermarks: Option<BaseConsumer> = None;
     while !stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(100));
         if let Some(failure) = lock(&ctx.failure).take() {
@@ -357,7 +381,14 @@ fn poll_loop(
             && last_progress_check.elapsed() >= Duration::from_millis(300)
         {
             last_progress_check = Instant::now();
-            if caught_up(consumer)? {
+            let watermarks = match &watermarks {
+                Some(w) => w,
+                None => watermarks.insert(plain_client(
+                    &cfg.kafka,
+                    &format!("{}.watermarks", opts.group_id),
+                )?),
+            };
+            if caught_up(consumer, watermarks)? {
                 tracing::info!("caught up: every assigned partition is at its end offset");
                 return Ok(());
             }
@@ -443,8 +474,12 @@ fn note_offset(ctx: &LoaderContext, msg: &BorrowedMessage<'_>) {
 }
 
 /// True when the group has given this loader partitions and each one's next offset is
-/// the partition's end (high watermark).
-fn caught_up(consumer: &BaseConsumer<LoaderContext>) -> Result<bool, LoadError> {
+/// the partition's end (high watermark). `watermarks` is a separate client: on the
+/// consumer's own connection the query would wait behind its long-polling fetch.
+fn caught_up(
+    consumer: &BaseConsumer<LoaderContext>,
+    watermarks: &BaseConsumer,
+) -> Result<bool, LoadError> {
     if !consumer.context().assigned.load(Ordering::SeqCst) {
         return Ok(false);
     }
@@ -453,11 +488,11 @@ fn caught_up(consumer: &BaseConsumer<LoaderContext>) -> Result<bool, LoadError> 
         return Ok(false);
     }
     let position = consumer.position()?;
-    let committed = consumer.committed(Duration::from_secs(10))?;
     let known = lock(&consumer.context().known_next).clone();
+    let mut committed: Option<TopicPartitionList> = None;
     for elem in assignment.elements() {
         let (topic, partition) = (elem.topic(), elem.partition());
-        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let (low, high) = watermarks.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
         let offset_in = |tpl: &TopicPartitionList| match tpl
             .find_partition(topic, partition)
             .map(|e| e.offset())
@@ -465,10 +500,17 @@ fn caught_up(consumer: &BaseConsumer<LoaderContext>) -> Result<bool, LoadError> 
             Some(Offset::Offset(o)) => Some(o),
             _ => None,
         };
-        let next = offset_in(&position)
+        let next = match offset_in(&position)
             .or_else(|| known.get(&(topic.to_owned(), partition)).copied())
-            .or_else(|| offset_in(&committed))
-            .unwrap_or(low);
+        {
+            Some(next) => next,
+            None => {
+                if committed.is_none() {
+                    committed = Some(consumer.committed(Duration::from_secs(10))?);
+                }
+                committed.as_ref().and_then(offset_in).unwrap_or(low)
+            }
+        };
         if next < high {
             return Ok(false);
         }

@@ -40,6 +40,9 @@ struct Args {
     /// Load only this resource's topic (repeatable); default all.
     #[arg(long = "resource", value_name = "NAME")]
     resources: Vec<String>,
+    /// After the run, print each table's row count and its first N rows (SQLite).
+    #[arg(long, value_name = "N")]
+    show_rows: Option<usize>,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -86,6 +89,7 @@ async fn load(args: Args) -> anyhow::Result<()> {
         flag.store(true, Ordering::Relaxed);
     });
     let runtime = tokio::runtime::Handle::current();
+    let destination = opts.destination.clone();
     let report = tokio::task::spawn_blocking(move || run(&cfg, &opts, registry, runtime, stop))
         .await
         .context("the loader thread panicked")??;
@@ -96,5 +100,14 @@ async fn load(args: Args) -> anyhow::Result<()> {
         report.seconds,
         report.records as f64 / report.seconds.max(1e-9)
     );
+    if let Some(rows) = args.show_rows {
+        let path = destination
+            .strip_prefix("sqlite://")
+            .or_else(|| destination.strip_prefix("sqlite:"))
+            .unwrap_or(&destination);
+        let summary = loader::inspect::sqlite_summary(std::path::Path::new(path), rows)
+            .with_context(|| format!("reading {path} for --show-rows"))?;
+        print!("{summary}");
+    }
     Ok(())
 }

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use common::avro::{Decoder, Framing, parse_framing};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
@@ -155,17 +154,9 @@ impl SchemaStore {
             topic: self.schema_topic.clone(),
             message,
         };
-        let mut cfg = ClientConfig::new();
-        for (k, v) in &self.settings {
-            let _ = cfg.set(k, v);
-        }
-        // A plain reader: assigned (never subscribed), so the group id is only a name
-        // librdkafka wants; nothing is committed.
-        let _ = cfg
-            .set("group.id", format!("{}.reader", self.schema_topic))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer = cfg.create().map_err(|e| err(e.to_string()))?;
+        let consumer =
+            crate::plain_client(&self.settings, &format!("{}.reader", self.schema_topic))
+                .map_err(|e| err(e.to_string()))?;
         let timeout = Duration::from_secs(10);
         let (low, high) = consumer
             .fetch_watermarks(&self.schema_topic, 0, timeout)

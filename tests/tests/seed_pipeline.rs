@@ -329,3 +329,81 @@ fn loader_killed_mid_topic_resumes_without_loss_or_duplicates() -> Result<()> {
     assert_eq!(stored, 20_000);
     Ok(())
 }
+
+#[test]
+fn loader_stops_cleanly_on_sigterm_and_commits_what_it_wrote() -> Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(20_000, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "e2e_term", FAST_RETRY)?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+
+    let mut cmd = pipeline.loader()?;
+    let _ = cmd.args(["--batch-size", "100"]);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id().to_string();
+    let rows_now = || -> Option<i64> {
+        let conn = pipeline.sqlite().ok()?;
+        conn.query_row("SELECT count(*) FROM communications_data", [], |r| r.get(0))
+            .ok()
+    };
+    let _ = wait_for("the loader to be mid-topic", RUN, || {
+        rows_now().filter(|n| *n >= 2000)
+    })?;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()?;
+    ensure!(status.success(), "kill -TERM");
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success(),
+        "SIGTERM ends the loader with exit 0: {stderr}"
+    );
+    let loaded =
+        figure(&String::from_utf8_lossy(&out.stdout), "loaded", "records").context("summary")?;
+
+    // What it wrote, what its offsets say, and what it committed to Kafka agree.
+    let conn = pipeline.sqlite()?;
+    let rows: i64 = conn.query_row("SELECT count(*) FROM communications_data", [], |r| r.get(0))?;
+    ensure!(
+        rows as f64 == loaded && rows < 20_000,
+        "{rows} rows, {loaded} loaded"
+    );
+    let mut stored = conn.prepare(
+        "SELECT topic, partition, next_offset FROM _pipeline_offsets WHERE group_id = ?1",
+    )?;
+    let stored: Vec<(String, i32, i64)> = stored
+        .query_map([&pipeline.group], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        stored.iter().map(|s| s.2).sum::<i64>() == rows,
+        "offsets cover exactly the rows: {stored:?}"
+    );
+
+    let kafka: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", &pipeline.group)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, _) in &stored {
+        tpl.add_partition(topic, *partition);
+    }
+    let committed = kafka.committed_offsets(tpl, Duration::from_secs(10))?;
+    for (topic, partition, next) in &stored {
+        let offset = committed
+            .find_partition(topic, *partition)
+            .map(|e| e.offset());
+        ensure!(
+            offset == Some(Offset::Offset(*next)),
+            "{topic}/{partition}: Kafka has {offset:?}, destination {next}"
+        );
+    }
+    Ok(())
+}
