@@ -111,6 +111,10 @@ impl ClientConfig {
             Some(AuthConfig::ApiKey(a)) => vec![("client.auth.api_key", &a.api_key)],
             Some(AuthConfig::Bearer(a)) => vec![("client.auth.token", &a.token)],
             Some(AuthConfig::HttpBasic(a)) => vec![("client.auth.password", &a.password)],
+            Some(AuthConfig::OAuth2ClientCredentials(a)) => vec![
+                ("client.auth.client_id", &a.client_id),
+                ("client.auth.client_secret", &a.client_secret),
+            ],
         }
     }
 }
@@ -121,6 +125,7 @@ pub enum AuthConfig {
     ApiKey(ApiKeyAuth),
     Bearer(BearerAuth),
     HttpBasic(HttpBasicAuth),
+    OAuth2ClientCredentials(OAuth2ClientCredentialsAuth),
 }
 
 impl AuthConfig {
@@ -130,6 +135,7 @@ impl AuthConfig {
             AuthConfig::ApiKey(_) => "api_key",
             AuthConfig::Bearer(_) => "bearer",
             AuthConfig::HttpBasic(_) => "http_basic",
+            AuthConfig::OAuth2ClientCredentials(_) => "oauth2_client_credentials",
         }
     }
 }
@@ -172,6 +178,34 @@ pub struct BearerAuth {
 pub struct HttpBasicAuth {
     pub username: String,
     pub password: SecretRef,
+}
+
+/// dlt's `OAuth2ClientCredentials`: a token from `access_token_url` (a form POST with
+/// `grant_type=client_credentials`, `client_id`, `client_secret` and
+/// `access_token_request_data`), sent as `Authorization: Bearer <token>`.
+///
+/// `{ type = "oauth2_client_credentials", access_token_url = "https://auth/token",
+///    client_id = { secret = "client_id" }, client_secret = { secret = "client_secret" } }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2ClientCredentialsAuth {
+    /// An absolute `http(s)` URL.
+    pub access_token_url: String,
+    pub client_id: SecretRef,
+    pub client_secret: SecretRef,
+    /// Extra form fields of the token request (`scope`, `audience`, ...).
+    #[serde(default)]
+    pub access_token_request_data: BTreeMap<String, String>,
+    /// Seconds a token lives when the token response has no `expires_in`.
+    #[serde(default = "default_token_expiration")]
+    pub default_token_expiration: u64,
+}
+
+/// dlt's `default_token_expiration`.
+pub const DEFAULT_TOKEN_EXPIRATION: u64 = 3600;
+
+fn default_token_expiration() -> u64 {
+    DEFAULT_TOKEN_EXPIRATION
 }
 
 /// One resource: one endpoint, one topic, one table.
@@ -249,22 +283,125 @@ impl Method {
     }
 }
 
-/// dlt's `paginator`, tagged by `type`; `"single_page"` may be written as a bare string.
+/// dlt's `paginator`, tagged by `type`. As in dlt, a type whose keys all have defaults may be
+/// written as a bare string (`paginator = "json_link"`, `"auto"`, `"single_page"`).
 /// Default (when neither the endpoint, `resource_defaults` nor `client` has one): single page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Paginator {
     Offset(OffsetPaginator),
+    PageNumber(PageNumberPaginator),
+    JsonLink(JsonLinkPaginator),
+    HeaderLink(HeaderLinkPaginator),
+    /// `cursor`, also written `json_response_cursor`.
+    Cursor(CursorPaginator),
+    HeaderCursor(HeaderCursorPaginator),
     SinglePage,
+    /// Detected from the first response, as dlt does when no paginator is given.
+    Auto,
 }
 
 impl Paginator {
-    /// The `type` as written in the config.
+    /// The `type` as written in the config (the canonical name of an alias).
     pub fn kind(&self) -> &'static str {
         match self {
             Paginator::Offset(_) => "offset",
+            Paginator::PageNumber(_) => "page_number",
+            Paginator::JsonLink(_) => "json_link",
+            Paginator::HeaderLink(_) => "header_link",
+            Paginator::Cursor(_) => "cursor",
+            Paginator::HeaderCursor(_) => "header_cursor",
             Paginator::SinglePage => "single_page",
+            Paginator::Auto => "auto",
         }
     }
+}
+
+/// dlt's `PageNumberPaginator`: `?page=<n>`, then `n += 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageNumberPaginator {
+    /// The number of the API's first page (0 or 1, usually).
+    #[serde(default)]
+    pub base_page: u64,
+    /// The page to start at; default `base_page`.
+    #[serde(default)]
+    pub page: Option<u64>,
+    #[serde(default = "default_page_param")]
+    pub page_param: String,
+    /// JSONPath to the number of pages in a response; stops when the next page would be
+    /// past it. Default `total`; `null` or `""` turns it off.
+    #[serde(default = "default_total_path", deserialize_with = "empty_as_none")]
+    pub total_path: Option<String>,
+    /// Stops before requesting this page number or a later one.
+    #[serde(default)]
+    pub maximum_page: Option<u64>,
+    /// Stops at the first page with no records.
+    #[serde(default = "default_true")]
+    pub stop_after_empty_page: bool,
+}
+
+fn default_page_param() -> String {
+    "page".to_owned()
+}
+
+/// dlt's `JSONLinkPaginator`: the next page's URL is in the response body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonLinkPaginator {
+    /// JSONPath to the next URL (absolute, or relative to the request's URL); stops when it
+    /// is missing, `null` or empty.
+    #[serde(default = "default_next")]
+    pub next_url_path: String,
+}
+
+/// dlt's `HeaderLinkPaginator`: the next page's URL is in the `Link` header (RFC 8288).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderLinkPaginator {
+    /// The `rel` of the next page's link.
+    #[serde(default = "default_next")]
+    pub links_next_key: String,
+}
+
+fn default_next() -> String {
+    "next".to_owned()
+}
+
+/// dlt's `JSONResponseCursorPaginator`: a cursor from the response body, sent back as a
+/// query parameter or, for a POST, inside the JSON body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CursorPaginator {
+    /// JSONPath to the cursor in a response; stops when it is missing, `null` or empty.
+    #[serde(default = "default_cursor_path")]
+    pub cursor_path: String,
+    /// The query parameter that carries the cursor; default `cursor` unless
+    /// `cursor_body_path` is set.
+    #[serde(default)]
+    pub cursor_param: Option<String>,
+    /// Dotted path in the JSON body that carries the cursor (`pagination.cursor`).
+    #[serde(default)]
+    pub cursor_body_path: Option<String>,
+}
+
+fn default_cursor_path() -> String {
+    "cursors.next".to_owned()
+}
+
+/// dlt's `HeaderCursorPaginator`: a cursor from a response header, sent back as a query
+/// parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCursorPaginator {
+    /// The response header that carries the cursor; stops when it is missing or empty.
+    #[serde(default = "default_next")]
+    pub cursor_key: String,
+    #[serde(default = "default_cursor_param")]
+    pub cursor_param: String,
+}
+
+fn default_cursor_param() -> String {
+    "cursor".to_owned()
 }
 
 /// dlt's `OffsetPaginator`: `?offset=0&limit=100`, then `offset += limit`.
@@ -866,8 +1003,23 @@ impl<'de, E: de::Error> MapAccess<'de> for Replay<E> {
     }
 }
 
-const AUTH_TYPES: &[&str] = &["api_key", "bearer", "http_basic"];
-const PAGINATOR_TYPES: &[&str] = &["offset", "single_page"];
+const AUTH_TYPES: &[&str] = &[
+    "api_key",
+    "bearer",
+    "http_basic",
+    "oauth2_client_credentials",
+];
+const PAGINATOR_TYPES: &[&str] = &[
+    "offset",
+    "page_number",
+    "json_link",
+    "header_link",
+    "cursor",
+    "json_response_cursor",
+    "header_cursor",
+    "single_page",
+    "auto",
+];
 
 impl<'de> Deserialize<'de> for AuthConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -886,6 +1038,9 @@ impl<'de> Deserialize<'de> for AuthConfig {
                     "api_key" => tagged.variant().map(AuthConfig::ApiKey),
                     "bearer" => tagged.variant().map(AuthConfig::Bearer),
                     "http_basic" => tagged.variant().map(AuthConfig::HttpBasic),
+                    "oauth2_client_credentials" => {
+                        tagged.variant().map(AuthConfig::OAuth2ClientCredentials)
+                    }
                     _ => Err(tagged.unknown("auth", AUTH_TYPES)),
                 }
             }
@@ -895,10 +1050,28 @@ impl<'de> Deserialize<'de> for AuthConfig {
     }
 }
 
-/// `{ type = "single_page" }`: no other keys.
+/// `{ type = "single_page" }` and `{ type = "auto" }`: no other keys.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SinglePageFields {}
+struct NoFields {}
+
+impl Tagged {
+    /// The paginator this tag names, from the other entries.
+    fn paginator<E: de::Error>(self) -> Result<Paginator, E> {
+        match self.tag.as_str() {
+            "offset" => self.variant().map(Paginator::Offset),
+            "page_number" => self.variant().map(Paginator::PageNumber),
+            // `json_response`: dlt's deprecated name of `json_link`.
+            "json_link" | "json_response" => self.variant().map(Paginator::JsonLink),
+            "header_link" => self.variant().map(Paginator::HeaderLink),
+            "cursor" | "json_response_cursor" => self.variant().map(Paginator::Cursor),
+            "header_cursor" => self.variant().map(Paginator::HeaderCursor),
+            "single_page" => self.variant::<NoFields, _>().map(|_| Paginator::SinglePage),
+            "auto" => self.variant::<NoFields, _>().map(|_| Paginator::Auto),
+            _ => Err(self.unknown("paginator", PAGINATOR_TYPES)),
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for Paginator {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -908,33 +1081,29 @@ impl<'de> Deserialize<'de> for Paginator {
             type Value = Paginator;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a paginator table with a `type`, or \"single_page\"")
+                f.write_str("a paginator table with a `type`, or a paginator type such as \"auto\"")
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Paginator, E> {
                 match v {
-                    "single_page" => Ok(Paginator::SinglePage),
                     "offset" => Err(E::custom(
                         "the offset paginator needs a `limit`: write \
                          `paginator = { type = \"offset\", limit = 100 }`",
                     )),
+                    known if PAGINATOR_TYPES.contains(&known) => Tagged {
+                        tag: known.to_owned(),
+                        entries: Vec::new(),
+                    }
+                    .paginator(),
                     other => Err(E::custom(format!(
-                        "unknown or unsupported paginator `{other}`: only \"single_page\" may be \
-                         written as a bare string; expected one of: {}",
+                        "unknown or unsupported paginator `{other}`, expected one of: {}",
                         PAGINATOR_TYPES.join(", ")
                     ))),
                 }
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Paginator, A::Error> {
-                let tagged = Tagged::read(map)?;
-                match tagged.tag.as_str() {
-                    "offset" => tagged.variant().map(Paginator::Offset),
-                    "single_page" => tagged
-                        .variant::<SinglePageFields, _>()
-                        .map(|_| Paginator::SinglePage),
-                    _ => Err(tagged.unknown("paginator", PAGINATOR_TYPES)),
-                }
+                Tagged::read(map)?.paginator()
             }
         }
 
@@ -1155,6 +1324,30 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
         Some(AuthConfig::HttpBasic(a)) if a.username.is_empty() => {
             problems.push("client.auth.username", "must not be empty");
         }
+        Some(AuthConfig::OAuth2ClientCredentials(a)) => {
+            if let Err(e) = parse_http_url(&a.access_token_url) {
+                problems.push("client.auth.access_token_url", e);
+            }
+            if a.default_token_expiration == 0 {
+                problems.push(
+                    "client.auth.default_token_expiration",
+                    "must be a positive number of seconds",
+                );
+            }
+            for (name, _) in a.access_token_request_data.iter() {
+                if name.is_empty() {
+                    problems.push(
+                        "client.auth.access_token_request_data",
+                        "a field name must not be empty",
+                    );
+                } else if matches!(name.as_str(), "client_id" | "client_secret") {
+                    problems.push(
+                        format!("client.auth.access_token_request_data.{name}"),
+                        format!("`{name}` comes from the key of the same name; remove it here"),
+                    );
+                }
+            }
+        }
         _ => {}
     }
 
@@ -1284,37 +1477,88 @@ fn check_path(at: &str, path: &str, problems: &mut Problems) {
 }
 
 fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Problems) {
-    let Paginator::Offset(p) = paginator else {
-        return;
-    };
-    if p.limit == 0 {
-        problems.push(format!("{at}.limit"), "must be greater than 0");
-    }
-    for (key, value) in [
-        ("offset_param", &p.offset_param),
-        ("limit_param", &p.limit_param),
-    ] {
-        if value.is_empty() {
+    let non_empty = |key: &str, value: &str, problems: &mut Problems| {
+        if value.trim().is_empty() {
             problems.push(format!("{at}.{key}"), "must not be empty");
         }
-    }
-    if p.offset_param == p.limit_param && !p.offset_param.is_empty() {
-        problems.push(
-            format!("{at}.limit_param"),
-            format!("same as offset_param (`{}`)", p.offset_param),
-        );
-    }
-    if let Some(total_path) = &p.total_path
-        && let Err(e) = parse_json_path(total_path)
-    {
-        problems.push(format!("{at}.total_path"), e);
-    }
-    if p.total_path.is_none() && p.maximum_offset.is_none() && !p.stop_after_empty_page {
-        problems.push(
-            at,
-            "the paginator would never stop: set `total_path`, `maximum_offset` or \
-             `stop_after_empty_page = true`",
-        );
+    };
+    let json_path = |key: &str, value: &str, problems: &mut Problems| {
+        if let Err(e) = parse_json_path(value) {
+            problems.push(format!("{at}.{key}"), e);
+        }
+    };
+    match paginator {
+        Paginator::Offset(p) => {
+            if p.limit == 0 {
+                problems.push(format!("{at}.limit"), "must be greater than 0");
+            }
+            non_empty("offset_param", &p.offset_param, problems);
+            non_empty("limit_param", &p.limit_param, problems);
+            if p.offset_param == p.limit_param && !p.offset_param.is_empty() {
+                problems.push(
+                    format!("{at}.limit_param"),
+                    format!("same as offset_param (`{}`)", p.offset_param),
+                );
+            }
+            if let Some(total_path) = &p.total_path {
+                json_path("total_path", total_path, problems);
+            }
+            if p.total_path.is_none() && p.maximum_offset.is_none() && !p.stop_after_empty_page {
+                problems.push(
+                    at,
+                    "the paginator would never stop: set `total_path`, `maximum_offset` or \
+                     `stop_after_empty_page = true`",
+                );
+            }
+        }
+        Paginator::PageNumber(p) => {
+            non_empty("page_param", &p.page_param, problems);
+            if let Some(total_path) = &p.total_path {
+                json_path("total_path", total_path, problems);
+            }
+            if let Some(page) = p.page
+                && page < p.base_page
+            {
+                problems.push(
+                    format!("{at}.page"),
+                    format!("{page} is before base_page ({})", p.base_page),
+                );
+            }
+            if p.total_path.is_none() && p.maximum_page.is_none() && !p.stop_after_empty_page {
+                problems.push(
+                    at,
+                    "the paginator would never stop: set `total_path`, `maximum_page` or \
+                     `stop_after_empty_page = true`",
+                );
+            }
+        }
+        Paginator::JsonLink(p) => json_path("next_url_path", &p.next_url_path, problems),
+        Paginator::HeaderLink(p) => non_empty("links_next_key", &p.links_next_key, problems),
+        Paginator::Cursor(p) => {
+            json_path("cursor_path", &p.cursor_path, problems);
+            if let Some(param) = &p.cursor_param {
+                non_empty("cursor_param", param, problems);
+            }
+            if let Some(body_path) = &p.cursor_body_path {
+                if body_path.split('.').any(|part| part.trim().is_empty()) {
+                    problems.push(
+                        format!("{at}.cursor_body_path"),
+                        format!("`{body_path}` is not a dotted path such as `page.cursor`"),
+                    );
+                }
+                if p.cursor_param.is_some() {
+                    problems.push(
+                        format!("{at}.cursor_body_path"),
+                        "set either `cursor_param` or `cursor_body_path`, not both",
+                    );
+                }
+            }
+        }
+        Paginator::HeaderCursor(p) => {
+            non_empty("cursor_key", &p.cursor_key, problems);
+            non_empty("cursor_param", &p.cursor_param, problems);
+        }
+        Paginator::SinglePage | Paginator::Auto => {}
     }
 }
 
@@ -1482,6 +1726,19 @@ fn resolve_resource(
             .or_else(|| client_paginator.cloned())
             .unwrap_or(Paginator::SinglePage),
     };
+
+    if let Paginator::Cursor(CursorPaginator {
+        cursor_body_path: Some(_),
+        ..
+    }) = &endpoint.paginator
+        && endpoint.method != Method::Post
+    {
+        problems.push(
+            format!("{at}.endpoint.method"),
+            "the paginator's `cursor_body_path` puts the cursor in a JSON body: set \
+             `method = \"POST\"`",
+        );
+    }
 
     let columns = raw.columns.unwrap_or_default();
     for (column, hint) in &columns {
@@ -1940,8 +2197,8 @@ resources:
             (
                 "unknown paginator type",
                 Format::Toml,
-                with_endpoint("{ paginator = { type = \"cursor\", cursor_path = \"x\" } }"),
-                vec!["resources[0].endpoint.paginator.type: unknown or unsupported paginator type `cursor`"],
+                with_endpoint("{ paginator = { type = \"graphql\", cursor_path = \"x\" } }"),
+                vec!["resources[0].endpoint.paginator.type: unknown or unsupported paginator type `graphql`"],
             ),
             (
                 "paginator without type",
@@ -2300,6 +2557,350 @@ primary_key = "id"
             e.contains("resources[0].endpoint.paginator.limit: unknown field `limit`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn more_paginator_forms() {
+        let paginator = |p: &str| -> Paginator {
+            toml(&with_endpoint(&format!(
+                "{{ method = \"POST\", paginator = {p} }}"
+            )))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .resources[0]
+                .endpoint
+                .paginator
+                .clone()
+        };
+        let page_number_defaults = PageNumberPaginator {
+            base_page: 0,
+            page: None,
+            page_param: "page".into(),
+            total_path: Some("total".into()),
+            maximum_page: None,
+            stop_after_empty_page: true,
+        };
+        let cursor_defaults = CursorPaginator {
+            cursor_path: "cursors.next".into(),
+            cursor_param: None,
+            cursor_body_path: None,
+        };
+        let cases: Vec<(&str, Paginator)> = vec![
+            ("\"auto\"", Paginator::Auto),
+            ("{ type = \"auto\" }", Paginator::Auto),
+            (
+                "\"page_number\"",
+                Paginator::PageNumber(page_number_defaults.clone()),
+            ),
+            (
+                "{ type = \"page_number\", base_page = 1, page = 2, page_param = \"p\", \
+                 total_path = \"meta.pages\", maximum_page = 9, stop_after_empty_page = false }",
+                Paginator::PageNumber(PageNumberPaginator {
+                    base_page: 1,
+                    page: Some(2),
+                    page_param: "p".into(),
+                    total_path: Some("meta.pages".into()),
+                    maximum_page: Some(9),
+                    stop_after_empty_page: false,
+                }),
+            ),
+            (
+                "{ type = \"page_number\", total_path = \"\" }",
+                Paginator::PageNumber(PageNumberPaginator {
+                    total_path: None,
+                    ..page_number_defaults.clone()
+                }),
+            ),
+            (
+                "\"json_link\"",
+                Paginator::JsonLink(JsonLinkPaginator {
+                    next_url_path: "next".into(),
+                }),
+            ),
+            (
+                "{ type = \"json_response\", next_url_path = \"links.next\" }",
+                Paginator::JsonLink(JsonLinkPaginator {
+                    next_url_path: "links.next".into(),
+                }),
+            ),
+            (
+                "{ type = \"header_link\" }",
+                Paginator::HeaderLink(HeaderLinkPaginator {
+                    links_next_key: "next".into(),
+                }),
+            ),
+            (
+                "{ type = \"header_link\", links_next_key = \"nxt\" }",
+                Paginator::HeaderLink(HeaderLinkPaginator {
+                    links_next_key: "nxt".into(),
+                }),
+            ),
+            ("\"cursor\"", Paginator::Cursor(cursor_defaults.clone())),
+            (
+                "{ type = \"json_response_cursor\", cursor_path = \"meta.next\", \
+                 cursor_param = \"after\" }",
+                Paginator::Cursor(CursorPaginator {
+                    cursor_path: "meta.next".into(),
+                    cursor_param: Some("after".into()),
+                    cursor_body_path: None,
+                }),
+            ),
+            (
+                "{ type = \"cursor\", cursor_body_path = \"page.cursor\" }",
+                Paginator::Cursor(CursorPaginator {
+                    cursor_body_path: Some("page.cursor".into()),
+                    ..cursor_defaults.clone()
+                }),
+            ),
+            (
+                "\"header_cursor\"",
+                Paginator::HeaderCursor(HeaderCursorPaginator {
+                    cursor_key: "next".into(),
+                    cursor_param: "cursor".into(),
+                }),
+            ),
+            (
+                "{ type = \"header_cursor\", cursor_key = \"X-Next\", cursor_param = \"c\" }",
+                Paginator::HeaderCursor(HeaderCursorPaginator {
+                    cursor_key: "X-Next".into(),
+                    cursor_param: "c".into(),
+                }),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(paginator(text), expected, "{text}");
+        }
+        assert_eq!(paginator("\"json_response_cursor\"").kind(), "cursor");
+
+        // The same in JSON and YAML.
+        let json = r#"{"client": {"base_url": "https://a", "paginator": "auto"},
+            "resources": [{"name": "r", "primary_key": "id",
+            "endpoint": {"paginator": {"type": "header_cursor", "cursor_key": "X-Next"}}},
+            {"name": "s", "primary_key": "id"}]}"#;
+        let config = parse(json, Format::Json, "p.json").unwrap();
+        assert_eq!(
+            config.resources[0].endpoint.paginator.kind(),
+            "header_cursor"
+        );
+        assert_eq!(config.resources[1].endpoint.paginator, Paginator::Auto);
+        let yaml = "client: {base_url: 'https://a'}\nresources:\n  - name: r\n    \
+                    primary_key: id\n    endpoint:\n      paginator:\n        \
+                    type: json_link\n        next_url_path: links.next\n";
+        let config = parse(yaml, Format::Yaml, "p.yaml").unwrap();
+        assert_eq!(
+            config.resources[0].endpoint.paginator,
+            Paginator::JsonLink(JsonLinkPaginator {
+                next_url_path: "links.next".into()
+            })
+        );
+    }
+
+    /// Table-driven: each bad paginator key fails with its key path.
+    #[test]
+    fn paginator_errors_name_the_key() {
+        let at = "pipeline.toml: resources[0].endpoint.paginator";
+        let cases: Vec<(&str, String)> = vec![
+            (
+                "{ type = \"page_number\", pages = 3 }",
+                format!("{at}.pages: unknown field `pages`"),
+            ),
+            (
+                "{ type = \"page_number\", base_page = -1 }",
+                format!("{at}.base_page: "),
+            ),
+            (
+                "{ type = \"page_number\", page_param = \"\" }",
+                format!("{at}.page_param: must not be empty"),
+            ),
+            (
+                "{ type = \"page_number\", base_page = 1, page = 0 }",
+                format!("{at}.page: 0 is before base_page (1)"),
+            ),
+            (
+                "{ type = \"page_number\", total_path = \"a[\" }",
+                format!("{at}.total_path: `a[` is not a JSONPath"),
+            ),
+            (
+                "{ type = \"page_number\", total_path = \"\", stop_after_empty_page = false }",
+                format!("{at}: the paginator would never stop"),
+            ),
+            (
+                "{ type = \"json_link\", next_url = \"x\" }",
+                format!("{at}.next_url: unknown field `next_url`"),
+            ),
+            (
+                "{ type = \"json_link\", next_url_path = \"[\" }",
+                format!("{at}.next_url_path: `[` is not a JSONPath"),
+            ),
+            (
+                "{ type = \"header_link\", links_next_key = \"\" }",
+                format!("{at}.links_next_key: must not be empty"),
+            ),
+            (
+                "{ type = \"header_link\", links_next_key = 5 }",
+                format!("{at}.links_next_key: invalid type"),
+            ),
+            (
+                "{ type = \"cursor\", cursor_param = \"c\", cursor_body_path = \"c\" }",
+                format!("{at}.cursor_body_path: set either `cursor_param` or `cursor_body_path`"),
+            ),
+            (
+                "{ type = \"cursor\", cursor_body_path = \"a..b\" }",
+                format!("{at}.cursor_body_path: `a..b` is not a dotted path"),
+            ),
+            (
+                "{ type = \"cursor\", cursor_path = \"\" }",
+                format!("{at}.cursor_path: "),
+            ),
+            (
+                "{ type = \"json_response_cursor\", cursor = \"x\" }",
+                format!("{at}.cursor: unknown field `cursor`"),
+            ),
+            (
+                "{ type = \"header_cursor\", cursor_key = \"\" }",
+                format!("{at}.cursor_key: must not be empty"),
+            ),
+            (
+                "{ type = \"header_cursor\", cursor_path = \"x\" }",
+                format!("{at}.cursor_path: unknown field `cursor_path`"),
+            ),
+            (
+                "{ type = \"auto\", limit = 1 }",
+                format!("{at}.limit: unknown field `limit`"),
+            ),
+            (
+                "{ type = \"autoo\" }",
+                format!("{at}.type: unknown or unsupported paginator type `autoo`"),
+            ),
+            (
+                "\"links\"",
+                format!("{at}: unknown or unsupported paginator `links`"),
+            ),
+            (
+                "\"offset\"",
+                format!("{at}: the offset paginator needs a `limit`"),
+            ),
+        ];
+        for (paginator, needle) in cases {
+            let e = err(toml(&with_endpoint(&format!(
+                "{{ method = \"POST\", paginator = {paginator} }}"
+            ))));
+            assert!(e.contains(&needle), "{paginator}: {needle:?} not in {e:?}");
+        }
+        let e = err(toml(&with_endpoint(
+            "{ paginator = { type = \"cursor\", cursor_body_path = \"cursor\" } }",
+        )));
+        assert!(
+            e.contains("resources[0].endpoint.method: the paginator's `cursor_body_path`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oauth2_client_credentials() {
+        let auth = |a: &str| -> Result<PipelineConfig, ConfigError> {
+            toml(&with("").replace("base_url", &format!("auth = {a}\nbase_url")))
+        };
+        let config = auth(
+            "{ type = \"oauth2_client_credentials\", access_token_url = \"https://auth/token\", \
+             client_id = { secret = \"cid\" }, client_secret = { secret = \"cs\" }, \
+             access_token_request_data = { scope = \"read\" }, default_token_expiration = 60 }",
+        )
+        .unwrap();
+        assert_eq!(
+            config.client.auth,
+            Some(AuthConfig::OAuth2ClientCredentials(
+                OAuth2ClientCredentialsAuth {
+                    access_token_url: "https://auth/token".into(),
+                    client_id: SecretRef::new("cid"),
+                    client_secret: SecretRef::new("cs"),
+                    access_token_request_data: BTreeMap::from([(
+                        "scope".to_owned(),
+                        "read".to_owned()
+                    )]),
+                    default_token_expiration: 60,
+                }
+            ))
+        );
+        assert_eq!(
+            config.secret_refs(),
+            vec![
+                ("client.auth.client_id", &SecretRef::new("cid")),
+                ("client.auth.client_secret", &SecretRef::new("cs")),
+            ]
+        );
+        let minimal = auth(
+            "{ type = \"oauth2_client_credentials\", access_token_url = \"http://a/t\", \
+             client_id = { secret = \"cid\" }, client_secret = { secret = \"cs\" } }",
+        )
+        .unwrap();
+        let Some(AuthConfig::OAuth2ClientCredentials(a)) = &minimal.client.auth else {
+            panic!("oauth2: {minimal:#?}")
+        };
+        assert_eq!(a.default_token_expiration, DEFAULT_TOKEN_EXPIRATION);
+        assert!(a.access_token_request_data.is_empty());
+        assert_eq!(
+            minimal.client.auth.as_ref().map(AuthConfig::kind),
+            Some("oauth2_client_credentials")
+        );
+
+        let o = "type = \"oauth2_client_credentials\", client_id = { secret = \"cid\" }";
+        let cases: Vec<(String, &str)> = vec![
+            (
+                format!("{{ {o}, client_secret = {{ secret = \"cs\" }} }}"),
+                "client.auth: missing field `access_token_url`",
+            ),
+            (
+                format!(
+                    "{{ {o}, access_token_url = \"http://a/t\", client_secret = \"literal\" }}"
+                ),
+                "client.auth.client_secret: a secret value must not be written",
+            ),
+            (
+                format!(
+                    "{{ {o}, access_token_url = \"/token\", client_secret = {{ secret = \"cs\" }} }}"
+                ),
+                "client.auth.access_token_url: `/token` is not a URL",
+            ),
+            (
+                format!(
+                    "{{ {o}, access_token_url = \"http://a/t\", \
+                     client_secret = {{ secret = \"cs\" }}, default_token_expiration = 0 }}"
+                ),
+                "client.auth.default_token_expiration: must be a positive number",
+            ),
+            (
+                format!(
+                    "{{ {o}, access_token_url = \"http://a/t\", \
+                     client_secret = {{ secret = \"cs\" }}, token_url = \"x\" }}"
+                ),
+                "client.auth.token_url: unknown field `token_url`",
+            ),
+            (
+                format!(
+                    "{{ {o}, access_token_url = \"http://a/t\", \
+                     client_secret = {{ secret = \"cs\" }}, \
+                     access_token_request_data = {{ client_secret = \"x\" }} }}"
+                ),
+                "client.auth.access_token_request_data.client_secret: `client_secret` comes from",
+            ),
+            (
+                format!(
+                    "{{ {o}, access_token_url = \"http://a/t\", \
+                     client_secret = {{ secret = \"cs\" }}, \
+                     access_token_request_data = {{ scope = [1] }} }}"
+                ),
+                "client.auth.access_token_request_data.scope: invalid type",
+            ),
+            (
+                "{ type = \"oauth2\" }".to_owned(),
+                "client.auth.type: unknown or unsupported auth type `oauth2`, expected one of: \
+                 api_key, bearer, http_basic, oauth2_client_credentials",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = err(auth(&text));
+            assert!(e.contains(needle), "{text}: {needle:?} not in {e:?}");
+        }
     }
 
     #[test]
