@@ -12,7 +12,11 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::Value;
 
 use crate::client::{Auth, HttpClient, Method};
-use crate::paginate::{OffsetPaginator, Paginator};
+use crate::paginate::cursor::CursorTarget;
+use crate::paginate::{
+    AutoPaginator, CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
+    OffsetPaginator, PageNumberPaginator, Paginator,
+};
 use crate::select::{Selector, SelectorError};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,14 @@ pub fn http_client(
             username: b.username.clone(),
             password: secrets.resolve("client.auth.password", &b.password)?,
         },
+        Some(AuthConfig::OAuth2ClientCredentials(_)) => {
+            return Err(BuildError::Invalid {
+                key: "client.auth.type".into(),
+                message: "oauth2_client_credentials is accepted by the config model but the \
+                          extractor cannot fetch tokens yet"
+                    .into(),
+            });
+        }
     };
     if let Some(bad) = auth_header_problem(&auth) {
         return Err(BuildError::Invalid {
@@ -156,24 +168,64 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
         .as_deref()
         .map(|s| Selector::parse(&key("data_selector"), s))
         .transpose()?;
-    let paginator = match &ep.paginator {
-        config::Paginator::SinglePage => Paginator::SinglePage,
-        config::Paginator::Offset(p) => Paginator::Offset(OffsetPaginator {
-            limit: p.limit,
-            offset: p.offset,
-            offset_param: p.offset_param.clone(),
-            limit_param: p.limit_param.clone(),
-            total_path: p
-                .total_path
-                .as_deref()
-                .map(|t| {
-                    Selector::parse(&key("paginator.total_path"), t).map(|s| (t.to_owned(), s))
-                })
-                .transpose()?,
-            maximum_offset: p.maximum_offset,
-            stop_after_empty_page: p.stop_after_empty_page,
-        }),
-    };
+    let selector_at =
+        |k: &str, text: &str| Selector::parse(&key(k), text).map(|s| (text.to_owned(), s));
+    let paginator =
+        match &ep.paginator {
+            config::Paginator::SinglePage => Paginator::SinglePage,
+            config::Paginator::Auto => Paginator::Auto(AutoPaginator::default()),
+            config::Paginator::Offset(p) => Paginator::Offset(OffsetPaginator {
+                limit: p.limit,
+                offset: p.offset,
+                offset_param: p.offset_param.clone(),
+                limit_param: p.limit_param.clone(),
+                total_path: p
+                    .total_path
+                    .as_deref()
+                    .map(|t| selector_at("paginator.total_path", t))
+                    .transpose()?,
+                maximum_offset: p.maximum_offset,
+                stop_after_empty_page: p.stop_after_empty_page,
+            }),
+            config::Paginator::PageNumber(p) => Paginator::PageNumber(PageNumberPaginator {
+                base_page: p.base_page,
+                page: p.page.unwrap_or(p.base_page),
+                page_param: p.page_param.clone(),
+                total_path: p
+                    .total_path
+                    .as_deref()
+                    .map(|t| selector_at("paginator.total_path", t))
+                    .transpose()?,
+                maximum_page: p.maximum_page,
+                stop_after_empty_page: p.stop_after_empty_page,
+            }),
+            config::Paginator::JsonLink(p) => Paginator::JsonLink(JsonLinkPaginator::new(
+                selector_at("paginator.next_url_path", &p.next_url_path)?,
+            )),
+            config::Paginator::HeaderLink(p) => {
+                Paginator::HeaderLink(HeaderLinkPaginator::new(p.links_next_key.clone()))
+            }
+            config::Paginator::Cursor(p) => {
+                let target = match &p.cursor_body_path {
+                    Some(path) => CursorTarget::Body {
+                        path: path.split('.').map(str::to_owned).collect(),
+                        body: ep.json.clone(),
+                    },
+                    None => CursorTarget::Param(
+                        p.cursor_param
+                            .clone()
+                            .unwrap_or_else(|| "cursor".to_owned()),
+                    ),
+                };
+                Paginator::Cursor(CursorPaginator::new(
+                    selector_at("paginator.cursor_path", &p.cursor_path)?,
+                    target,
+                ))
+            }
+            config::Paginator::HeaderCursor(p) => Paginator::HeaderCursor(
+                HeaderCursorPaginator::new(p.cursor_key.clone(), p.cursor_param.clone()),
+            ),
+        };
     Ok(EndpointPlan {
         method: match ep.method {
             config::Method::Get => Method::Get,

@@ -64,6 +64,9 @@ pub struct Request {
 
 #[derive(Debug)]
 pub struct Response {
+    /// The request's URL without the auth query parameter (links resolve against it).
+    pub url: Url,
+    pub headers: HeaderMap,
     pub body: Value,
     pub bytes: usize,
     /// Retries this request needed (attempts - 1), and the statuses that caused them.
@@ -189,7 +192,9 @@ impl HttpClient {
         }
     }
 
-    fn url(&self, req: &Request) -> Result<Url, FetchError> {
+    /// The request's URL: the endpoint's path (or a whole URL, as a next link gives) with
+    /// the request's params; without the auth query parameter.
+    pub fn public_url(&self, req: &Request) -> Result<Url, FetchError> {
         let joined = if req.path.starts_with("http://") || req.path.starts_with("https://") {
             req.path.clone()
         } else {
@@ -199,16 +204,35 @@ impl HttpClient {
             url: redact_text(&joined, &self.secret_refs()),
             message: e.to_string(),
         })?;
-        {
+        // A next link may echo the auth parameter: it is set once, below, from the secret.
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !self.secret_params.iter().any(|p| p == k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if !kept.is_empty() || !req.params.is_empty() {
             let mut query = url.query_pairs_mut();
-            for (k, v) in &req.params {
+            let _ = query.clear();
+            for (k, v) in kept.iter().chain(&req.params) {
                 let _ = query.append_pair(k, v);
             }
-            if let Auth::Query { name, value } = &self.auth {
-                let _ = query.append_pair(name, value.expose());
-            }
+        } else {
+            url.set_query(None);
         }
         Ok(url)
+    }
+
+    fn url(&self, req: &Request) -> Result<Url, FetchError> {
+        let mut url = self.public_url(req)?;
+        if let Auth::Query { name, value } = &self.auth {
+            let _ = url.query_pairs_mut().append_pair(name, value.expose());
+        }
+        Ok(url)
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub fn redact_text(&self, text: &str) -> String {
+        redact_text(text, &self.secret_refs())
     }
 
     fn secret_refs(&self) -> Vec<&Secret> {
@@ -236,7 +260,9 @@ impl HttpClient {
             .await;
         let retries = retry_statuses.len() as u32;
         match result {
-            Ok((body, bytes)) => Ok(Response {
+            Ok((body, bytes, headers)) => Ok(Response {
+                url: self.public_url(req)?,
+                headers,
                 body,
                 bytes,
                 retries,
@@ -251,7 +277,7 @@ impl HttpClient {
         req: &Request,
         url: &Url,
         shown: &str,
-    ) -> Result<(Value, usize), FetchError> {
+    ) -> Result<(Value, usize, HeaderMap), FetchError> {
         let mut builder = match req.method {
             Method::Get => self.http.get(url.clone()),
             Method::Post => self.http.post(url.clone()),
@@ -289,6 +315,7 @@ impl HttpClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| self.policy.retry_after(v, SystemTime::now()));
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
             return Err(FetchError::Status {
@@ -307,7 +334,7 @@ impl HttpClient {
             message: e.to_string(),
             excerpt: redact_text(&excerpt(&bytes), &self.secret_refs()),
         })?;
-        Ok((body, bytes.len()))
+        Ok((body, bytes.len(), headers))
     }
 }
 

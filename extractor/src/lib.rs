@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::client::{FetchError, HttpClient, Request};
-use crate::paginate::PaginateError;
+use crate::paginate::{NextRequest, PageResponse, PaginateError};
 use crate::publish::{Framing, PublishError, Publisher};
 
 /// Choices that are not part of the config document.
@@ -213,17 +213,38 @@ async fn fetch_pages(
     } = plan;
     let mut stats = FetchStats::default();
     let mut next = paginator.first();
-    while let Some(page_params) = next {
+    while let Some(step) = next {
         if cancel.is_cancelled() {
             break;
         }
-        let mut all_params = params.clone();
-        all_params.extend(page_params);
-        let req = Request {
-            method,
-            path: path.clone(),
-            params: all_params,
-            json: json.clone(),
+        let req = match step {
+            NextRequest::Params(page_params) => {
+                // The paginator's params replace the endpoint's of the same name.
+                let mut all_params: Vec<(String, String)> = params
+                    .iter()
+                    .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
+                    .cloned()
+                    .collect();
+                all_params.extend(page_params);
+                Request {
+                    method,
+                    path: path.clone(),
+                    params: all_params,
+                    json: json.clone(),
+                }
+            }
+            NextRequest::Url(url) => Request {
+                method,
+                path: url.to_string(),
+                params: Vec::new(),
+                json: json.clone(),
+            },
+            NextRequest::Json(body) => Request {
+                method,
+                path: path.clone(),
+                params: params.clone(),
+                json: Some(body),
+            },
         };
         let response = tokio::select! {
             r = client.fetch(&req) => r,
@@ -242,13 +263,19 @@ async fn fetch_pages(
             None => select::take_records_auto(&mut body),
         };
         tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
+        let page_response = PageResponse {
+            url: &response.url,
+            headers: &response.headers,
+            body: &body,
+            records: records.len(),
+        };
         next = paginator
-            .next(&body, records.len())
+            .next(&page_response)
             .map_err(|source| ExtractError::Paginate {
                 resource: resource.name.clone(),
                 page: stats.pages,
                 url: client.display_url(&req),
-                source,
+                source: source.redacted(|text| client.redact_text(text)),
             })?;
         let page = Page {
             number: stats.pages,

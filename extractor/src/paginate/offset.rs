@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use super::{PageParams, PaginateError};
+use super::{PageParams, PaginateError, as_count, excerpt};
 use crate::select::Selector;
 
 #[derive(Debug, Clone)]
@@ -67,27 +67,6 @@ impl OffsetPaginator {
             return Ok(None);
         }
         Ok(Some(self.params()))
-    }
-}
-
-/// A total given as a number, or as a numeric string (some APIs quote it).
-fn as_count(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
-                .map(|f| f as u64)
-        }),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn excerpt(v: &Value) -> String {
-    let text = v.to_string();
-    match text.char_indices().nth(80) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text,
     }
 }
 

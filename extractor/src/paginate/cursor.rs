@@ -1,0 +1,163 @@
+//! dlt's `cursor` paginator (`JSONResponseCursorPaginator`, also `json_response_cursor`):
+//! the cursor is in the body at `cursor_path` (default `cursors.next`) and goes back as the
+//! query parameter `cursor_param` (default `cursor`) or, with `cursor_body_path`, into the
+//! JSON body at that dotted path. It stops when the cursor is missing, `null` or empty.
+
+use serde_json::{Map, Value};
+
+use super::{NextRequest, PaginateError, Progress, reference};
+use crate::select::Selector;
+
+#[derive(Debug, Clone)]
+pub enum CursorTarget {
+    Param(String),
+    /// The dotted path's keys, and the endpoint's own JSON body to put the cursor into.
+    Body {
+        path: Vec<String>,
+        body: Option<Value>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct CursorPaginator {
+    pub cursor_path: (String, Selector),
+    pub target: CursorTarget,
+    pub progress: Progress,
+}
+
+impl CursorPaginator {
+    pub fn new(cursor_path: (String, Selector), target: CursorTarget) -> Self {
+        Self {
+            cursor_path,
+            target,
+            progress: Progress::default(),
+        }
+    }
+
+    pub fn next(&mut self, response: &Value) -> Result<Option<NextRequest>, PaginateError> {
+        let (text, selector) = &self.cursor_path;
+        let what = format!("cursor_path `{text}`");
+        let Some(cursor) = reference(selector.find(response), &what)? else {
+            return Ok(None);
+        };
+        self.progress.advance("cursor", "cursor", &cursor)?;
+        Ok(Some(match &self.target {
+            CursorTarget::Param(name) => NextRequest::Params(vec![(name.clone(), cursor)]),
+            CursorTarget::Body { path, body } => {
+                let mut body = body.clone().unwrap_or_else(|| Value::Object(Map::new()));
+                set_path(&mut body, path, Value::String(cursor));
+                NextRequest::Json(body)
+            }
+        }))
+    }
+}
+
+/// Sets `value` at the dotted `path` in `body`, making objects on the way (a non-object in
+/// the way is replaced).
+pub fn set_path(body: &mut Value, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = body;
+    for key in parents {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(map) = cur else { return };
+        cur = map
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = cur {
+        let _ = map.insert(last.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn selector(path: &str) -> (String, Selector) {
+        (
+            path.to_owned(),
+            Selector::parse("cursor_path", path).unwrap(),
+        )
+    }
+
+    #[test]
+    fn cursor_as_query_param() {
+        let mut p = CursorPaginator::new(
+            selector("cursors.next"),
+            CursorTarget::Param("cursor".into()),
+        );
+        assert_eq!(
+            p.next(&json!({"cursors": {"next": "abc"}})).unwrap(),
+            Some(NextRequest::Params(vec![("cursor".into(), "abc".into())]))
+        );
+        assert_eq!(
+            p.next(&json!({"cursors": {"next": 17}})).unwrap(),
+            Some(NextRequest::Params(vec![("cursor".into(), "17".into())]))
+        );
+    }
+
+    #[test]
+    fn stops_when_the_cursor_is_missing_null_or_empty() {
+        for body in [
+            json!({}),
+            json!({"next_cursor": null}),
+            json!({"next_cursor": ""}),
+        ] {
+            let mut p =
+                CursorPaginator::new(selector("next_cursor"), CursorTarget::Param("c".into()));
+            assert_eq!(p.next(&body).unwrap(), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn cursor_into_the_body_keeps_the_rest() {
+        let mut p = CursorPaginator::new(
+            selector("next_cursor"),
+            CursorTarget::Body {
+                path: vec!["page".into(), "cursor".into()],
+                body: Some(json!({"limit": 50, "page": {"size": 2}})),
+            },
+        );
+        assert_eq!(
+            p.next(&json!({"next_cursor": "c1"})).unwrap(),
+            Some(NextRequest::Json(
+                json!({"limit": 50, "page": {"size": 2, "cursor": "c1"}})
+            ))
+        );
+        let mut p = CursorPaginator::new(
+            selector("next_cursor"),
+            CursorTarget::Body {
+                path: vec!["cursor".into()],
+                body: None,
+            },
+        );
+        assert_eq!(
+            p.next(&json!({"next_cursor": "c2"})).unwrap(),
+            Some(NextRequest::Json(json!({"cursor": "c2"})))
+        );
+    }
+
+    #[test]
+    fn the_same_cursor_twice_is_an_error() {
+        let mut p = CursorPaginator::new(selector("next_cursor"), CursorTarget::Param("c".into()));
+        let _ = p.next(&json!({"next_cursor": "c1"})).unwrap();
+        let _ = p.next(&json!({"next_cursor": "c2"})).unwrap();
+        let e = p.next(&json!({"next_cursor": "c2"})).unwrap_err();
+        assert!(e.to_string().contains("same cursor `c2` twice"), "{e}");
+    }
+
+    #[test]
+    fn set_path_replaces_non_objects() {
+        let mut body = json!({"a": 1});
+        set_path(&mut body, &["a".into(), "b".into()], json!("x"));
+        assert_eq!(body, json!({"a": {"b": "x"}}));
+    }
+}

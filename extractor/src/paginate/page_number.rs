@@ -1,0 +1,182 @@
+//! dlt's `page_number` paginator: `?page=<n>` starting at `page` (default `base_page`),
+//! then `n += 1`.
+//!
+//! Stop rules, checked after each response in this order (as dlt's `PageNumberPaginator`):
+//! 1. the page had no records and `stop_after_empty_page` is on (the default);
+//! 2. the next page number reaches `total + base_page` when `total_path` (default `total`,
+//!    the number of pages) finds a number;
+//! 3. the next page number reaches `maximum_page` when it is set.
+//!
+//! A response without the total is an error when neither of the other rules can end the
+//! paging.
+
+use serde_json::Value;
+
+use super::{NextRequest, PaginateError, as_count, excerpt};
+use crate::select::Selector;
+
+#[derive(Debug, Clone)]
+pub struct PageNumberPaginator {
+    pub base_page: u64,
+    /// The page the next request asks for.
+    pub page: u64,
+    pub page_param: String,
+    pub total_path: Option<(String, Selector)>,
+    pub maximum_page: Option<u64>,
+    pub stop_after_empty_page: bool,
+}
+
+impl PageNumberPaginator {
+    pub fn params(&self) -> NextRequest {
+        NextRequest::Params(vec![(self.page_param.clone(), self.page.to_string())])
+    }
+
+    pub fn first(&self) -> Option<NextRequest> {
+        self.maximum_page
+            .is_none_or(|max| self.page < max)
+            .then(|| self.params())
+    }
+
+    pub fn next(
+        &mut self,
+        response: &Value,
+        records: usize,
+    ) -> Result<Option<NextRequest>, PaginateError> {
+        if records == 0 && self.stop_after_empty_page {
+            return Ok(None);
+        }
+        let total = match &self.total_path {
+            Some((text, selector)) => match selector.find(response) {
+                Some(v) => Some(as_count(v).ok_or_else(|| PaginateError::BadTotal {
+                    path: text.clone(),
+                    found: excerpt(v),
+                })?),
+                None if !self.stop_after_empty_page && self.maximum_page.is_none() => {
+                    return Err(PaginateError::NoStopRule { path: text.clone() });
+                }
+                None => None,
+            },
+            None => None,
+        };
+        self.page += 1;
+        if total.is_some_and(|t| self.page >= t.saturating_add(self.base_page))
+            || self.maximum_page.is_some_and(|m| self.page >= m)
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.params()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paginator(
+        base_page: u64,
+        total_path: Option<&str>,
+        maximum_page: Option<u64>,
+        stop_after_empty_page: bool,
+    ) -> PageNumberPaginator {
+        PageNumberPaginator {
+            base_page,
+            page: base_page,
+            page_param: "page".into(),
+            total_path: total_path
+                .map(|p| (p.to_owned(), Selector::parse("total_path", p).unwrap())),
+            maximum_page,
+            stop_after_empty_page,
+        }
+    }
+
+    fn page_of(req: &NextRequest) -> u64 {
+        match req {
+            NextRequest::Params(p) => p[0].1.parse().unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Pages a fake API of `pages` full pages (numbered from `base`), then empty ones;
+    /// `with_total` says whether responses carry `total_pages`. Returns the pages requested.
+    fn walk(
+        mut p: PageNumberPaginator,
+        pages: u64,
+        with_total: bool,
+    ) -> Result<Vec<u64>, PaginateError> {
+        let base = p.base_page;
+        let mut requested = vec![];
+        let Some(mut req) = p.first() else {
+            return Ok(requested);
+        };
+        loop {
+            let page = page_of(&req);
+            requested.push(page);
+            assert!(requested.len() < 1000, "paginator does not stop");
+            let records = if page - base < pages { 10 } else { 0 };
+            let body = if with_total {
+                json!({"total_pages": pages})
+            } else {
+                json!({})
+            };
+            match p.next(&body, records)? {
+                Some(next) => req = next,
+                None => return Ok(requested),
+            }
+        }
+    }
+
+    #[test]
+    fn stops_at_total_pages_from_base_0_and_1() {
+        assert_eq!(
+            walk(paginator(0, Some("total_pages"), None, true), 3, true).unwrap(),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            walk(paginator(1, Some("total_pages"), None, true), 3, true).unwrap(),
+            vec![1, 2, 3]
+        );
+        // total 0: the first page only.
+        assert_eq!(
+            walk(paginator(1, Some("total_pages"), None, false), 0, true).unwrap(),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn stops_on_empty_page_without_total() {
+        assert_eq!(
+            walk(paginator(1, Some("total_pages"), None, true), 2, false).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            walk(paginator(0, None, None, true), 2, false).unwrap(),
+            vec![0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn stops_at_maximum_page() {
+        assert_eq!(
+            walk(paginator(1, None, Some(4), false), 100, false).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert!(paginator(5, None, Some(5), true).first().is_none());
+    }
+
+    #[test]
+    fn starts_at_page() {
+        let mut p = paginator(1, Some("total_pages"), None, true);
+        p.page = 3;
+        assert_eq!(walk(p, 4, true).unwrap(), vec![3, 4]);
+    }
+
+    #[test]
+    fn missing_total_without_other_rule_is_an_error() {
+        let e = walk(paginator(0, Some("total"), None, false), 5, false).unwrap_err();
+        assert!(e.to_string().contains("`total`"), "{e}");
+        let mut p = paginator(0, Some("total"), None, true);
+        let e = p.next(&json!({"total": "lots"}), 3).unwrap_err();
+        assert!(e.to_string().contains("\"lots\""), "{e}");
+    }
+}
