@@ -1,16 +1,20 @@
 //! Where the loader writes: one [`Destination`] trait, one file per database
-//! (`sqlite.rs`; `postgres.rs` later), chosen by [`open`] from the destination URL.
+//! (`sqlite.rs`, `postgres.rs`), chosen by [`open`] from the destination URL.
 //!
 //! A [`Batch`] is what the loader consumed since its last write: rows per table plus the
 //! Kafka offsets to resume from. A destination writes both in one transaction, so after a
 //! crash the stored offsets say exactly which records are in the tables.
 
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
 
 use common::schema::{Row, TableSchema};
 
+pub use postgres::PostgresDestination;
 pub use sqlite::{SqliteDestination, timestamp_text};
 
 /// The table that holds the consumer offsets, next to the data tables.
@@ -160,10 +164,14 @@ pub enum DestinationError {
 /// Opens the destination a URL names:
 /// - `sqlite://path`, `sqlite:path` (`sqlite:///abs/path` is an absolute path), or a bare
 ///   path ending in `.db`, `.sqlite` or `.sqlite3`: SQLite;
-/// - `postgres://…` / `postgresql://…`: not supported yet.
+/// - `postgres://…` / `postgresql://…`: PostgreSQL (see [`postgres`] for the parameters,
+///   e.g. `?schema=NAME`).
+///
+/// Errors print the URL with its password replaced by `***` ([`redact_url`]).
 pub fn open(url: &str) -> Result<Box<dyn Destination>, DestinationError> {
     match parse_url(url)? {
         Target::Sqlite(path) => Ok(Box::new(SqliteDestination::open(path)?)),
+        Target::Postgres(url) => Ok(Box::new(PostgresDestination::connect(url)?)),
     }
 }
 
@@ -171,11 +179,58 @@ pub fn open(url: &str) -> Result<Box<dyn Destination>, DestinationError> {
 #[derive(Debug, PartialEq, Eq)]
 enum Target<'a> {
     Sqlite(&'a str),
+    Postgres(&'a str),
+}
+
+/// The URL with the password of its user info (`scheme://user:PASSWORD@host`) and the
+/// value of a `password=` query parameter replaced by `***`; anything else unchanged.
+pub fn redact_url(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let (before_query, query) = match url.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (url, None),
+    };
+    match before_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            out.push_str(scheme);
+            out.push_str("://");
+            match authority.rsplit_once('@') {
+                Some((user_info, host)) => {
+                    match user_info.split_once(':') {
+                        Some((user, _password)) => {
+                            out.push_str(user);
+                            out.push_str(":***");
+                        }
+                        None => out.push_str(user_info),
+                    }
+                    out.push('@');
+                    out.push_str(host);
+                }
+                None => out.push_str(authority),
+            }
+            out.push_str(path);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 fn parse_url(url: &str) -> Result<Target<'_>, DestinationError> {
     let unsupported = |reason: &str| DestinationError::UnsupportedUrl {
-        url: url.to_owned(),
+        url: redact_url(url),
         reason: reason.to_owned(),
     };
     let path = if let Some(path) = url.strip_prefix("sqlite://") {
@@ -183,7 +238,7 @@ fn parse_url(url: &str) -> Result<Target<'_>, DestinationError> {
     } else if let Some(path) = url.strip_prefix("sqlite:") {
         path
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(unsupported("the postgres destination is not supported yet"));
+        return Ok(Target::Postgres(url));
     } else if [".db", ".sqlite", ".sqlite3"]
         .iter()
         .any(|ext| url.ends_with(ext))
@@ -214,6 +269,11 @@ mod tests {
             ("out.db", Target::Sqlite("out.db")),
             ("/var/lib/x.sqlite", Target::Sqlite("/var/lib/x.sqlite")),
             ("x.sqlite3", Target::Sqlite("x.sqlite3")),
+            ("postgres://u@h/db", Target::Postgres("postgres://u@h/db")),
+            (
+                "postgresql://u:p@h:5433/db?schema=s",
+                Target::Postgres("postgresql://u:p@h:5433/db?schema=s"),
+            ),
         ];
         for (url, expected) in cases {
             assert_eq!(parse_url(url).unwrap(), expected, "{url}");
@@ -223,8 +283,6 @@ mod tests {
     #[test]
     fn bad_urls_are_rejected_with_a_reason() {
         let cases = [
-            ("postgres://u@h/db", "not supported yet"),
-            ("postgresql://u@h/db", "not supported yet"),
             ("mysql://h/db", "expected sqlite://"),
             ("out.txt", "expected sqlite://"),
             ("sqlite://", "path is empty"),
@@ -234,6 +292,41 @@ mod tests {
             assert!(err.contains(reason), "{url}: {err}");
             assert!(err.contains(url), "{url}: {err}");
         }
-        assert!(open("postgres://u@h/db").is_err());
+        let err = open("mysql://u:hunter2@h/db").err().unwrap().to_string();
+        assert!(err.contains("mysql://u:***@h/db"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let cases = [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://u:p%40ss@h/db?x=1", "postgres://u:***@h/db?x=1"),
+            (
+                "postgresql://h/db?user=u&password=secret&schema=s",
+                "postgresql://h/db?user=u&password=***&schema=s",
+            ),
+            ("postgres://u:a@b@h/db", "postgres://u:***@h/db"),
+            ("out.db", "out.db"),
+            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(redact_url(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_postgres_connection_error_hides_the_password() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let err = open("postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=2")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("postgres://u:***@127.0.0.1:1/db"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -399,6 +399,15 @@ fn upsert_rows(tx: &Transaction<'_>, plan: &Plan, rows: &[Row]) -> Result<(), De
                     got: scalar_type_name(value).to_owned(),
                 });
             }
+            // SQLite would give a NULL in an INTEGER PRIMARY KEY a new rowid instead of
+            // failing, so a missing key is refused here.
+            if value.is_none() && plan.key_fields.contains(&index) {
+                return Err(DestinationError::Upsert {
+                    table: plan.table.clone(),
+                    key: plan.record_key(row, position),
+                    error: format!("primary key column {:?} is null", field.name).into(),
+                });
+            }
             bind_value(&mut statement, index + 1, value.as_ref()).map_err(upsert_error)?;
         }
         let _ = statement.raw_execute().map_err(upsert_error)?;

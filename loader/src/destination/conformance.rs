@@ -1,0 +1,501 @@
+//! One suite, every destination: each test runs against SQLite and PostgreSQL and checks
+//! what the [`Destination`] trait promises (merge by key, offsets in the same transaction,
+//! all-or-nothing batches, new columns, widening, hostile names, several writers).
+//!
+//! PostgreSQL comes from `TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); each test gets a schema of its own, dropped
+//! at the end. When the server cannot be reached the PostgreSQL half is skipped with a
+//! message, except when `CI` is set: then it fails.
+
+use std::sync::Arc;
+
+use common::schema::{DataType, Field, Row, Scalar, TableSchema};
+
+use super::{Batch, Destination, PartitionOffset, TableBatch};
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Reads a destination back, independently of the code under test.
+trait Probe {
+    /// `columns` of `table` as text (NULL as `None`), ordered by `order_by`.
+    fn rows(&mut self, table: &str, columns: &[&str], order_by: &str) -> Vec<Vec<Option<String>>>;
+    /// Column names of `table`, in order.
+    fn columns(&mut self, table: &str) -> Vec<String>;
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+struct SqliteProbe(rusqlite::Connection);
+
+impl Probe for SqliteProbe {
+    fn rows(&mut self, table: &str, columns: &[&str], order_by: &str) -> Vec<Vec<Option<String>>> {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("CAST({} AS TEXT)", quote(c)))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            list.join(", "),
+            quote(table),
+            quote(order_by)
+        );
+        let mut stmt = self.0.prepare(&sql).unwrap();
+        stmt.query_map([], |row| {
+            (0..columns.len())
+                .map(|i| row.get::<_, Option<String>>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    fn columns(&mut self, table: &str) -> Vec<String> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+            .unwrap();
+        stmt.query_map([table], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+}
+
+struct PostgresProbe {
+    client: postgres::Client,
+    schema: String,
+}
+
+impl Probe for PostgresProbe {
+    fn rows(&mut self, table: &str, columns: &[&str], order_by: &str) -> Vec<Vec<Option<String>>> {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{}::text", quote(c)))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {}.{} ORDER BY {}",
+            list.join(", "),
+            quote(&self.schema),
+            quote(table),
+            quote(order_by)
+        );
+        self.client
+            .query(&sql, &[])
+            .unwrap()
+            .iter()
+            .map(|row| (0..columns.len()).map(|i| row.get(i)).collect())
+            .collect()
+    }
+
+    fn columns(&mut self, table: &str) -> Vec<String> {
+        self.client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                &[&self.schema, &table],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+}
+
+/// One destination under test: how to open it (again), and how to read it.
+struct Target {
+    name: &'static str,
+    url: String,
+    probe: Box<dyn Probe>,
+    cleanup: Option<Box<dyn FnOnce()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    fn open(&self) -> Box<dyn Destination> {
+        super::open(&self.url).unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup();
+        }
+    }
+}
+
+fn sqlite_target() -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conformance.db");
+    let url = format!("sqlite://{}", path.display());
+    // Creates the file in WAL mode before the probe opens it.
+    drop(super::open(&url).unwrap());
+    Target {
+        name: "sqlite",
+        url,
+        probe: Box::new(SqliteProbe(rusqlite::Connection::open(&path).unwrap())),
+        cleanup: None,
+        _dir: Some(dir),
+    }
+}
+
+/// The PostgreSQL target in a fresh schema named after the test, or `None` (with a note)
+/// when no server answers and `CI` is not set.
+fn postgres_target(test: &str) -> Option<Target> {
+    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
+        Ok(client) => client,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "PostgreSQL half of {test} skipped: cannot connect to TEST_POSTGRES_URL \
+                 ({}): {e}",
+                super::redact_url(&base)
+            );
+            return None;
+        }
+        Err(e) => panic!(
+            "CI is set and PostgreSQL at {} is unreachable: {e}",
+            super::redact_url(&base)
+        ),
+    };
+    let schema = format!("conformance_{test}_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}",
+            quote(&schema)
+        ))
+        .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}schema={schema}");
+    let probe = PostgresProbe {
+        client: postgres::Client::connect(&base, postgres::NoTls).unwrap(),
+        schema: schema.clone(),
+    };
+    let cleanup = move || {
+        let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(&schema)));
+    };
+    Some(Target {
+        name: "postgres",
+        url,
+        probe: Box::new(probe),
+        cleanup: Some(Box::new(cleanup)),
+        _dir: None,
+    })
+}
+
+fn targets(test: &str) -> Vec<Target> {
+    let mut all = vec![sqlite_target()];
+    all.extend(postgres_target(test));
+    all
+}
+
+fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
+    Field {
+        name: name.to_owned(),
+        data_type,
+        nullable,
+        precision: 38,
+        scale: 9,
+    }
+}
+
+fn schema(name: &str, primary_key: &[&str], fields: Vec<Field>) -> Arc<TableSchema> {
+    Arc::new(TableSchema {
+        name: name.to_owned(),
+        primary_key: primary_key.iter().map(|key| (*key).to_owned()).collect(),
+        fields,
+    })
+}
+
+fn batch(schema: &Arc<TableSchema>, rows: Vec<Row>, offsets: &[(&str, i32, i64)]) -> Batch {
+    Batch {
+        group_id: "conformance".to_owned(),
+        tables: vec![TableBatch {
+            table: schema.name.clone(),
+            schema: Arc::clone(schema),
+            rows,
+        }],
+        offsets: offsets
+            .iter()
+            .map(|(topic, partition, next_offset)| PartitionOffset {
+                topic: (*topic).to_owned(),
+                partition: *partition,
+                next_offset: *next_offset,
+            })
+            .collect(),
+    }
+}
+
+fn text(value: &str) -> Option<Scalar> {
+    Some(Scalar::Text(value.to_owned()))
+}
+
+fn int(value: i64) -> Option<Scalar> {
+    Some(Scalar::Bigint(value))
+}
+
+fn some(values: &[&str]) -> Vec<Option<String>> {
+    values.iter().map(|v| Some((*v).to_owned())).collect()
+}
+
+fn users() -> Arc<TableSchema> {
+    schema(
+        "users",
+        &["id"],
+        vec![
+            field("id", DataType::Bigint, false),
+            field("name", DataType::Text, true),
+        ],
+    )
+}
+
+fn offsets(dest: &mut dyn Destination) -> Vec<(String, i32, i64)> {
+    dest.stored_offsets("conformance")
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.topic, o.partition, o.next_offset))
+        .collect()
+}
+
+#[test]
+fn merge_keeps_the_last_version_and_stores_offsets() {
+    for mut t in targets("merge") {
+        let mut dest = t.open();
+        let s = users();
+        let rows = vec![
+            vec![int(1), text("ann")],
+            vec![int(2), text("bob")],
+            vec![int(2), text("bobby")],
+            vec![int(i64::MAX), text("mäx ✓")],
+        ];
+        let stats = dest
+            .write_batch(&batch(&s, rows, &[("users", 0, 3), ("users", 1, 1)]))
+            .unwrap();
+        assert_eq!(stats.rows, 4, "{}", t.name);
+        assert_eq!(stats.tables_created, 1, "{}", t.name);
+        let rerun = vec![vec![int(1), text("anna")], vec![int(3), None]];
+        let _ = dest
+            .write_batch(&batch(&s, rerun, &[("users", 0, 5)]))
+            .unwrap();
+        assert_eq!(
+            t.probe.rows("users", &["id", "name"], "id"),
+            vec![
+                some(&["1", "anna"]),
+                some(&["2", "bobby"]),
+                vec![Some("3".into()), None],
+                some(&[&i64::MAX.to_string(), "mäx ✓"]),
+            ],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            offsets(dest.as_mut()),
+            vec![("users".into(), 0, 5), ("users".into(), 1, 1)],
+            "{}",
+            t.name
+        );
+        // A new process sees the same table and offsets, and merges into them.
+        drop(dest);
+        let mut again = t.open();
+        assert_eq!(offsets(again.as_mut()).len(), 2, "{}", t.name);
+        let stats = again
+            .write_batch(&batch(&s, vec![vec![int(2), text("b")]], &[]))
+            .unwrap();
+        assert_eq!(stats.tables_created, 0, "{}", t.name);
+        assert_eq!(
+            t.probe.rows("users", &["name"], "id")[1],
+            some(&["b"]),
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[test]
+fn a_failing_batch_leaves_nothing_behind() {
+    for mut t in targets("rollback") {
+        let mut dest = t.open();
+        let s = users();
+        let _ = dest
+            .write_batch(&batch(
+                &s,
+                vec![vec![int(1), text("ann")]],
+                &[("users", 0, 1)],
+            ))
+            .unwrap();
+        // The third row has a NULL key: the whole batch, offsets included, must vanish.
+        let bad = vec![
+            vec![int(1), text("changed")],
+            vec![int(2), text("new")],
+            vec![None, text("no key")],
+        ];
+        let err = dest
+            .write_batch(&batch(&s, bad, &[("users", 0, 4)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("users"), "{}: {err}", t.name);
+        assert_eq!(
+            t.probe.rows("users", &["id", "name"], "id"),
+            vec![some(&["1", "ann"])],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            offsets(dest.as_mut()),
+            vec![("users".into(), 0, 1)],
+            "{}",
+            t.name
+        );
+        // A row that does not match its schema names the record.
+        let short = dest
+            .write_batch(&batch(&s, vec![vec![int(7)]], &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains("id=7"), "{}: {short}", t.name);
+        // And the destination is still usable afterwards.
+        let _ = dest
+            .write_batch(&batch(
+                &s,
+                vec![vec![int(2), text("bob")]],
+                &[("users", 0, 5)],
+            ))
+            .unwrap();
+        assert_eq!(t.probe.rows("users", &["id"], "id").len(), 2, "{}", t.name);
+    }
+}
+
+#[test]
+fn a_new_field_becomes_a_nullable_column_and_bigint_widens_to_double() {
+    for mut t in targets("evolve") {
+        let mut dest = t.open();
+        let v1 = schema(
+            "calls",
+            &["id"],
+            vec![
+                field("id", DataType::Bigint, false),
+                field("duration", DataType::Bigint, true),
+            ],
+        );
+        let _ = dest
+            .write_batch(&batch(&v1, vec![vec![int(1), int(60)]], &[]))
+            .unwrap();
+        let v2 = schema(
+            "calls",
+            &["id"],
+            vec![
+                field("id", DataType::Bigint, false),
+                field("duration", DataType::Double, true),
+                field("channel", DataType::Text, true),
+            ],
+        );
+        let stats = dest
+            .write_batch(&batch(
+                &v2,
+                vec![vec![int(2), Some(Scalar::Double(1.5)), text("sms")]],
+                &[],
+            ))
+            .unwrap();
+        assert_eq!(stats.columns_added, 1, "{}", t.name);
+        assert_eq!(
+            t.probe.columns("calls"),
+            vec!["id", "duration", "channel"],
+            "{}",
+            t.name
+        );
+        let rows = t.probe.rows("calls", &["id", "duration", "channel"], "id");
+        assert_eq!(rows[0][2], None, "{}: old rows get NULL", t.name);
+        let durations: Vec<f64> = rows
+            .iter()
+            .map(|r| r[1].as_deref().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(durations, vec![60.0, 1.5], "{}", t.name);
+        // The older writer schema still loads into the evolved table.
+        let _ = dest
+            .write_batch(&batch(&v1, vec![vec![int(3), int(5)]], &[]))
+            .unwrap();
+        assert_eq!(t.probe.rows("calls", &["id"], "id").len(), 3, "{}", t.name);
+    }
+}
+
+#[test]
+fn hostile_names_are_just_names() {
+    for mut t in targets("hostile") {
+        let mut dest = t.open();
+        let table = "x\"; DROP TABLE users; --";
+        let s = schema(
+            table,
+            &["id"],
+            vec![
+                field("id", DataType::Bigint, false),
+                field("a\"b", DataType::Text, true),
+                field("select", DataType::Text, true),
+            ],
+        );
+        let _ = dest
+            .write_batch(&batch(
+                &s,
+                vec![vec![int(1), text("'); --"), text("ok")]],
+                &[],
+            ))
+            .unwrap();
+        assert_eq!(
+            t.probe.rows(table, &["id", "a\"b", "select"], "id"),
+            vec![some(&["1", "'); --", "ok"])],
+            "{}",
+            t.name
+        );
+        let reserved = schema(
+            super::OFFSETS_TABLE,
+            &["id"],
+            vec![field("id", DataType::Bigint, false)],
+        );
+        let err = dest
+            .write_batch(&batch(&reserved, vec![vec![int(1)]], &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reserved"), "{}: {err}", t.name);
+    }
+}
+
+#[test]
+fn two_writers_merge_overlapping_keys() {
+    for mut t in targets("writers") {
+        // Creates the table first, as the first batch of any loader would.
+        let _ = t
+            .open()
+            .write_batch(&batch(&users(), vec![vec![int(0), text("seed")]], &[]))
+            .unwrap();
+        std::thread::scope(|scope| {
+            for writer in 0..2_i32 {
+                let url = t.url.clone();
+                let _ = scope.spawn(move || {
+                    let mut dest = super::open(&url).unwrap();
+                    for round in 0..20_i64 {
+                        // Both writers touch keys 1..=50 in every batch, in opposite orders.
+                        let mut rows: Vec<Row> = (1..=50)
+                            .map(|id| vec![int(id), text(&format!("w{writer}r{round}"))])
+                            .collect();
+                        if writer == 1 {
+                            rows.reverse();
+                        }
+                        let _ = dest
+                            .write_batch(&batch(&users(), rows, &[("users", writer, round + 1)]))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let rows = t.probe.rows("users", &["id"], "id");
+        assert_eq!(rows.len(), 51, "{}", t.name);
+        let mut dest = t.open();
+        assert_eq!(
+            offsets(dest.as_mut()),
+            vec![("users".into(), 0, 20), ("users".into(), 1, 20)],
+            "{}",
+            t.name
+        );
+    }
+}
