@@ -9,6 +9,7 @@
 //! On revocation the pending batch is written before the partitions are released.
 
 pub mod destination;
+pub mod dlq;
 pub mod inspect;
 pub mod schemas;
 
@@ -28,6 +29,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 
 use crate::destination::{Batch, Destination, DestinationError, PartitionOffset, TableBatch};
+use crate::dlq::{DeadLetters, Letter, OnError};
 use crate::schemas::{SchemaLookupError, SchemaStore};
 
 /// Choices that are not part of the config document.
@@ -44,12 +46,15 @@ pub struct LoadOptions {
     pub until_caught_up: bool,
     /// Resource names whose topics to consume; empty consumes all.
     pub resources: Vec<String>,
+    /// A record that cannot be decoded: dead-letter it and go on, or stop.
+    pub on_error: OnError,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadReport {
     pub records: u64,
     pub batches: u64,
+    pub dead_letters: u64,
     pub seconds: f64,
 }
 
@@ -72,6 +77,8 @@ pub enum LoadError {
     Registry(String),
     #[error("during a rebalance: {0}")]
     Rebalance(String),
+    #[error(transparent)]
+    DeadLetter(#[from] dlq::DlqError),
 }
 
 /// Where a topic's records go.
@@ -95,6 +102,7 @@ struct Pending {
 /// `poll`, on the same thread).
 pub struct LoaderContext {
     group_id: String,
+    on_error: OnError,
     destination: Mutex<Box<dyn Destination>>,
     pending: Mutex<Pending>,
     /// An error raised inside a callback, reported by the loop.
@@ -103,6 +111,7 @@ pub struct LoaderContext {
     /// The next offset per partition as far as the destination knows (stored offsets at
     /// assignment, then each written batch): what "caught up" compares with the end.
     known_next: Mutex<HashMap<(String, i32), i64>>,
+    dead_letters: Mutex<DeadLetters>,
     records: std::sync::atomic::AtomicU64,
     batches: std::sync::atomic::AtomicU64,
 }
@@ -126,6 +135,18 @@ impl ConsumerContext for LoaderContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Err(e) = self.seek_to_stored(tpl) {
                     self.fail(format!("reading stored offsets: {e}"));
+                }
+                // Learn what is already dead-lettered for these partitions (perhaps by
+                // another loader of the group) before anything could be sent twice.
+                let topics: std::collections::BTreeSet<String> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| e.topic().to_owned())
+                    .collect();
+                for topic in &topics {
+                    if let Err(e) = lock(&self.dead_letters).refresh(topic) {
+                        self.fail(e.to_string());
+                    }
                 }
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
                 if let Err(e) = consumer.assign(tpl) {
@@ -172,13 +193,31 @@ impl LoaderContext {
     /// Starts each newly assigned partition at the offset the destination recorded.
     fn seek_to_stored(&self, tpl: &mut TopicPartitionList) -> Result<(), DestinationError> {
         let stored = lock(&self.destination).stored_offsets(&self.group_id)?;
+        let stored: HashMap<(&str, i32), i64> = stored
+            .iter()
+            .map(|s| ((s.topic.as_str(), s.partition), s.next_offset))
+            .collect();
         let mut known = lock(&self.known_next);
-        for s in stored {
-            if tpl.find_partition(&s.topic, s.partition).is_some() {
-                let _ = known.insert((s.topic.clone(), s.partition), s.next_offset);
-                let _ =
-                    tpl.set_partition_offset(&s.topic, s.partition, Offset::Offset(s.next_offset));
-            }
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in assigned {
+            // The destination is the authority: a partition it has no offset for has had
+            // nothing loaded into it (a fresh database, say), whatever the group committed
+            // in Kafka, so it is read from its beginning.
+            let offset = match stored.get(&(topic.as_str(), partition)) {
+                Some(next) => {
+                    let _ = known.insert((topic.clone(), partition), *next);
+                    Offset::Offset(*next)
+                }
+                None => {
+                    let _ = known.remove(&(topic.clone(), partition));
+                    Offset::Beginning
+                }
+            };
+            let _ = tpl.set_partition_offset(&topic, partition, offset);
         }
         Ok(())
     }
@@ -239,11 +278,13 @@ pub fn run(
     let destination = destination::open(&opts.destination)?;
     let context = LoaderContext {
         group_id: opts.group_id.clone(),
+        on_error: opts.on_error,
         destination: Mutex::new(destination),
         pending: Mutex::new(Pending::default()),
         failure: Mutex::new(None),
         assigned: AtomicBool::new(false),
         known_next: Mutex::new(HashMap::new()),
+        dead_letters: Mutex::new(DeadLetters::new(&cfg.kafka, &opts.group_id)),
         records: Default::default(),
         batches: Default::default(),
     };
@@ -275,6 +316,7 @@ pub fn run(
     Ok(LoadReport {
         records: ctx.records.load(Ordering::Relaxed),
         batches: ctx.batches.load(Ordering::Relaxed),
+        dead_letters: lock(&ctx.dead_letters).count(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -405,14 +447,13 @@ fn add_message(
     tables: &mut HashMap<(String, usize), Arc<TableSchema>>,
     consumer: &BaseConsumer<LoaderContext>,
 ) -> Result<(), LoadError> {
-    let record_err = |message: String| LoadError::Record {
-        topic: msg.topic().to_owned(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        message,
-    };
     let Some(route) = routes.get(msg.topic()) else {
-        return Err(record_err("no configured resource uses this topic".into()));
+        return Err(LoadError::Record {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            message: "no configured resource uses this topic".into(),
+        });
     };
     let Some(payload) = msg.payload() else {
         tracing::warn!(
@@ -433,12 +474,7 @@ fn add_message(
         });
     let (decoder, row) = match decoded {
         Ok(ok) => ok,
-        Err(message) => {
-            // Write what came before it, then stop on this record: nothing after it is
-            // acknowledged, so a fixed loader resumes exactly here.
-            ctx.flush(consumer)?;
-            return Err(record_err(message));
-        }
+        Err(message) => return reject(ctx, msg, message, consumer),
     };
     let key = (route.table.clone(), Arc::as_ptr(&decoder) as usize);
     let schema = Arc::clone(
@@ -465,6 +501,41 @@ fn add_message(
     Ok(())
 }
 
+/// A record that cannot be decoded: dead-lettered (and marked consumed with the next
+/// batch), or, with `--on-error stop`, the end of the run after writing what came before it
+/// — nothing after it is marked consumed, so a fixed loader resumes exactly here.
+fn reject(
+    ctx: &LoaderContext,
+    msg: &BorrowedMessage<'_>,
+    message: String,
+    consumer: &BaseConsumer<LoaderContext>,
+) -> Result<(), LoadError> {
+    match ctx.on_error {
+        OnError::Stop => {
+            ctx.flush(consumer)?;
+            Err(LoadError::Record {
+                topic: msg.topic().to_owned(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+                message,
+            })
+        }
+        OnError::DeadLetter => {
+            let letter = Letter {
+                topic: msg.topic().to_owned(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+                key: msg.key().map(<[u8]>::to_vec),
+                payload: msg.payload().map(<[u8]>::to_vec),
+                error: message,
+            };
+            let _ = lock(&ctx.dead_letters).send(&letter)?;
+            note_offset(ctx, msg);
+            Ok(())
+        }
+    }
+}
+
 fn note_offset(ctx: &LoaderContext, msg: &BorrowedMessage<'_>) {
     let mut pending = lock(&ctx.pending);
     let _ = pending
@@ -489,7 +560,6 @@ fn caught_up(
     }
     let position = consumer.position()?;
     let known = lock(&consumer.context().known_next).clone();
-    let mut committed: Option<TopicPartitionList> = None;
     for elem in assignment.elements() {
         let (topic, partition) = (elem.topic(), elem.partition());
         let (low, high) = watermarks.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
@@ -504,12 +574,8 @@ fn caught_up(
             .or_else(|| known.get(&(topic.to_owned(), partition)).copied())
         {
             Some(next) => next,
-            None => {
-                if committed.is_none() {
-                    committed = Some(consumer.committed(Duration::from_secs(10))?);
-                }
-                committed.as_ref().and_then(offset_in).unwrap_or(low)
-            }
+            // Nothing consumed yet and nothing stored: it starts at the beginning.
+            None => low,
         };
         if next < high {
             return Ok(false);

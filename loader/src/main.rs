@@ -40,12 +40,22 @@ struct Args {
     /// Load only this resource's topic (repeatable); default all.
     #[arg(long = "resource", value_name = "NAME")]
     resources: Vec<String>,
+    /// A record that cannot be decoded: `dlq` sends it to `<topic>.dlq` and goes on;
+    /// `stop` ends the run with an error naming it.
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Dlq, env = "LOADER_ON_ERROR")]
+    on_error: OnErrorArg,
     /// After the run, print each table's row count and its first N rows (SQLite).
     #[arg(long, value_name = "N")]
     show_rows: Option<usize>,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OnErrorArg {
+    Dlq,
+    Stop,
 }
 
 #[tokio::main]
@@ -81,6 +91,10 @@ async fn load(args: Args) -> anyhow::Result<()> {
         batch_wait: Duration::from_millis(args.batch_wait_ms),
         until_caught_up: args.until_caught_up,
         resources: args.resources,
+        on_error: match args.on_error {
+            OnErrorArg::Dlq => loader::dlq::OnError::DeadLetter,
+            OnErrorArg::Stop => loader::dlq::OnError::Stop,
+        },
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -94,9 +108,10 @@ async fn load(args: Args) -> anyhow::Result<()> {
         .await
         .context("the loader thread panicked")??;
     println!(
-        "loaded records={} batches={} seconds={:.3} records_per_second={:.0}",
+        "loaded records={} batches={} dead_letters={} seconds={:.3} records_per_second={:.0}",
         report.records,
         report.batches,
+        report.dead_letters,
         report.seconds,
         report.records as f64 / report.seconds.max(1e-9)
     );

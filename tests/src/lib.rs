@@ -234,13 +234,19 @@ endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type
         Ok(cmd)
     }
 
+    /// The loader into this pipeline's SQLite file.
     pub fn loader(&self) -> Result<Command> {
+        self.loader_to(&format!("sqlite://{}", self.db.display()))
+    }
+
+    /// The loader into the destination `url`.
+    pub fn loader_to(&self, url: &str) -> Result<Command> {
         let mut cmd = Command::new(bin("loader")?);
         let _ = cmd
             .arg("--config")
             .arg(&self.config)
             .arg("--destination")
-            .arg(format!("sqlite://{}", self.db.display()))
+            .arg(url)
             .args(["--group-id", &self.group])
             .env("RUST_LOG", "info");
         Ok(cmd)
@@ -304,4 +310,58 @@ pub fn figure(text: &str, line_prefix: &str, name: &str) -> Option<f64> {
         .filter(|l| l.starts_with(line_prefix))
         .flat_map(str::split_whitespace)
         .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+/// The server the PostgreSQL tests use unless `TEST_POSTGRES_URL` names another.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A schema of its own on the test PostgreSQL server, dropped when this is dropped.
+pub struct PgSchema {
+    /// The destination URL for the loader: the server's URL with `schema=<name>`.
+    pub url: String,
+    pub schema: String,
+    client: postgres::Client,
+}
+
+impl PgSchema {
+    /// A fresh schema `name`, or `None` (after saying why on stderr) when no server answers
+    /// at `TEST_POSTGRES_URL` and `CI` is not set. With `CI` set, an unreachable server is
+    /// an error: CI must not pass by skipping.
+    pub fn create(name: &str) -> Result<Option<Self>> {
+        let base =
+            std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+        let mut client = match postgres::Client::connect(&base, postgres::NoTls) {
+            Ok(client) => client,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: no PostgreSQL at TEST_POSTGRES_URL: {e}");
+                return Ok(None);
+            }
+            Err(e) => bail!("CI is set and PostgreSQL (TEST_POSTGRES_URL) is unreachable: {e}"),
+        };
+        let schema = format!("{name}_{}", std::process::id());
+        client.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\""
+        ))?;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Ok(Some(Self {
+            url: format!("{base}{separator}schema={schema}"),
+            schema,
+            client,
+        }))
+    }
+
+    /// Runs `sql` with `{schema}` replaced by the quoted schema name.
+    pub fn query(&mut self, sql: &str) -> Result<Vec<postgres::Row>> {
+        let sql = sql.replace("{schema}", &format!("\"{}\"", self.schema));
+        Ok(self.client.query(&sql, &[])?)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = self.client.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ));
+    }
 }

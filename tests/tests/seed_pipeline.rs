@@ -168,8 +168,8 @@ fn retries_recover_and_a_fourth_failure_fails_the_run() -> Result<()> {
     let pipeline = Pipeline::new(&broker, &api, "e2e_retry", FAST_RETRY)?;
 
     // Three failures in a row on the first page (a 429 with a Retry-After of one second,
-    // then 500 and 502) stay within 3 retries; a later run meets 503 and 504. Each run
-    // completes and counts exactly the faults it met.
+    // then 500 and 502) stay within 3 retries; a later run meets 503, 504 and a dropped
+    // connection. Each run completes and counts exactly the faults it met.
     let _ = api.post(
         "/admin/faults",
         json!([{"status": 429, "count": 1, "retry_after": "1"}, {"status": 500, "count": 1}, {"status": 502, "count": 1}]),
@@ -393,7 +393,7 @@ fn loader_stops_cleanly_on_sigterm_and_commits_what_it_wrote() -> Result<()> {
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for (topic, partition, _) in &stored {
-        tpl.add_partition(topic, *partition);
+        let _ = tpl.add_partition(topic, *partition);
     }
     let committed = kafka.committed_offsets(tpl, Duration::from_secs(10))?;
     for (topic, partition, next) in &stored {

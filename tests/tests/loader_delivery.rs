@@ -1,0 +1,249 @@
+//! The loader's delivery promises on real parts: dead letters (once per source offset),
+//! `--on-error stop`, and several loaders sharing a topic into PostgreSQL while one is
+//! killed and another joins.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use e2e::{Broker, DemoApi, PgSchema, Pipeline, Proc, figure, run, run_ok, wait_for};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const RUN: Duration = Duration::from_secs(180);
+
+/// Produces raw `payloads` to partition 0 of `topic`, acknowledged.
+fn produce_raw(broker: &Broker, topic: &str, payloads: &[&[u8]]) -> Result<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("enable.idempotence", "true")
+        .create()?;
+    for (i, payload) in payloads.iter().enumerate() {
+        let key = format!("bad-{i}");
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .partition(0)
+                    .key(key.as_bytes())
+                    .payload(*payload),
+            )
+            .map_err(|(e, _)| e)?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// Every message of partition 0 of `topic`: its headers as a map, and its payload.
+fn read_all(broker: &Broker, topic: &str) -> Result<Vec<(HashMap<String, String>, Vec<u8>)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "dlq-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(low))?;
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let mut next = low;
+    while next < high {
+        let msg = wait_for("a dead letter", Duration::from_secs(30), || {
+            consumer.poll(Duration::from_millis(200))
+        })??;
+        next = msg.offset() + 1;
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((headers, msg.payload().unwrap_or_default().to_vec()));
+    }
+    Ok(out)
+}
+
+#[test]
+fn undecodable_records_are_dead_lettered_once_and_the_rest_loads() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(300, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "e2e_dlq", "")?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let topic = "e2e_dlq.communications_data";
+    // Not Avro at all; and single-object framing with a fingerprint nobody registered.
+    let unknown_fingerprint = [0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0x02];
+    produce_raw(&broker, topic, &[b"{\"id\": 1}", &unknown_fingerprint])?;
+
+    // `--on-error stop` ends the run naming the record's place, and keeps what came first.
+    let mut stop = pipeline.loader()?;
+    let _ = stop.args(["--until-caught-up", "--on-error", "stop"]);
+    let out = run(stop, RUN)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "--on-error stop exited 0");
+    ensure!(
+        stderr.contains(topic) && stderr.contains("partition 0"),
+        "the error names topic and partition: {stderr}"
+    );
+
+    // The default: both go to the DLQ with their origin, everything else loads.
+    let mut load = pipeline.loader()?;
+    let _ = load.arg("--until-caught-up");
+    let out = run_ok(load, RUN)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        figure(&stdout, "loaded", "dead_letters"),
+        Some(2.0),
+        "{stdout}"
+    );
+    let rows: i64 = pipeline
+        .sqlite()?
+        .query_row("SELECT count(*) FROM communications_data", [], |r| r.get(0))
+        .with_context(|| {
+            format!(
+                "{stdout}\n{}",
+                e2e::tail(&String::from_utf8_lossy(&out.stderr), 30)
+            )
+        })?;
+    assert_eq!(rows, 300);
+    let letters = read_all(&broker, &format!("{topic}.dlq"))?;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let (first, payload) = &letters[0];
+    assert_eq!(payload, b"{\"id\": 1}");
+    assert_eq!(first["dlq.source.topic"], topic);
+    assert_eq!(first["dlq.source.partition"], "0");
+    assert_eq!(first["dlq.group.id"], pipeline.group);
+    assert!(!first["dlq.error"].is_empty());
+    assert!(first["dlq.time"].ends_with('Z'), "{first:?}");
+    let offsets: Vec<&str> = letters
+        .iter()
+        .map(|(h, _)| h["dlq.source.offset"].as_str())
+        .collect();
+    assert_ne!(offsets[0], offsets[1]);
+    assert!(
+        letters[1].0["dlq.error"].contains("0807060504030201"),
+        "the error names the unknown fingerprint: {:?}",
+        letters[1].0
+    );
+
+    // Rebuild into a fresh destination from the same topic: the rows come back, the DLQ
+    // does not get the same source offsets a second time.
+    let rebuilt = pipeline.dir.path().join("rebuilt.db");
+    let mut replay = pipeline.loader_to(&format!("sqlite://{}", rebuilt.display()))?;
+    let _ = replay.arg("--until-caught-up");
+    let out = run_ok(replay, RUN)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        figure(&stdout, "loaded", "dead_letters"),
+        Some(0.0),
+        "{stdout}"
+    );
+    assert_eq!(read_all(&broker, &format!("{topic}.dlq"))?.len(), 2);
+    let rows: i64 = rusqlite::Connection::open(&rebuilt)?.query_row(
+        "SELECT count(*) FROM communications_data",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(rows, 300);
+    Ok(())
+}
+
+fn spawn_loader(pipeline: &Pipeline, url: &str, name: &str) -> Result<Proc> {
+    let mut cmd = pipeline.loader_to(url)?;
+    let _ = cmd.args(["--batch-size", "200"]);
+    let log = std::fs::File::create(pipeline.dir.path().join(format!("{name}.log")))?;
+    Ok(Proc {
+        child: cmd.stdout(Stdio::null()).stderr(log).spawn()?,
+        name: name.into(),
+    })
+}
+
+/// The last lines of every loader's log, for a failure message.
+fn logs(pipeline: &Pipeline) -> String {
+    let mut text = String::new();
+    for i in 0..4 {
+        let path = pipeline.dir.path().join(format!("loader-{i}.log"));
+        if let Ok(log) = std::fs::read_to_string(&path) {
+            text.push_str(&format!("--- loader-{i}\n{}\n", e2e::tail(&log, 15)));
+        }
+    }
+    text
+}
+
+#[test]
+fn three_postgres_loaders_share_six_partitions_through_a_kill_and_a_join() -> Result<()> {
+    let Some(mut pg) = PgSchema::create("e2e_scale")? else {
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    const N: i64 = 30_000;
+    let api = DemoApi::start(N as u64, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "e2e_scale", "")?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+
+    let count = |pg: &mut PgSchema| -> Option<i64> {
+        pg.query("SELECT count(*) FROM {schema}.communications_data")
+            .ok()
+            .map(|rows| rows[0].get(0))
+    };
+    let mut loaders = Vec::new();
+    for i in 0..3 {
+        loaders.push(spawn_loader(&pipeline, &pg.url, &format!("loader-{i}"))?);
+    }
+    let seen = wait_for("a third of the rows", RUN, || {
+        count(&mut pg).filter(|n| *n >= N / 3)
+    })
+    .with_context(|| logs(&pipeline))?;
+    loaders[0].kill(); // SIGKILL mid-batch, most likely
+    ensure!(
+        seen < N,
+        "the loaders finished before the kill ({seen} rows)"
+    );
+    let _ = wait_for("two thirds of the rows", RUN, || {
+        count(&mut pg).filter(|n| *n >= 2 * N / 3)
+    })?;
+    loaders.push(spawn_loader(&pipeline, &pg.url, "loader-3")?);
+
+    let offsets_sum = |pg: &mut PgSchema| -> Option<i64> {
+        pg.query("SELECT coalesce(sum(next_offset), 0)::bigint FROM {schema}._pipeline_offsets")
+            .ok()
+            .map(|rows| rows[0].get(0))
+    };
+    let _ = wait_for("every offset in the destination", RUN, || {
+        offsets_sum(&mut pg).filter(|n| *n == N)
+    })
+    .with_context(|| logs(&pipeline))?;
+    for loader in &mut loaders {
+        loader.kill();
+    }
+
+    // Every record exactly once, with the API's values.
+    assert_eq!(count(&mut pg), Some(N));
+    let rows =
+        pg.query("SELECT id, body, status, external_ref FROM {schema}.communications_data")?;
+    let by_id: HashMap<i64, (String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .collect();
+    for rec in api.records()? {
+        let id = rec["id"].as_i64().context("id")?;
+        let (body, status, external_ref) = by_id.get(&id).context("missing id")?;
+        ensure!(
+            rec["body"] == body.as_str()
+                && rec["status"] == status.as_str()
+                && rec["external_ref"].as_i64() == Some(*external_ref),
+            "id {id}: {body:?} {status:?} {external_ref} vs {rec}"
+        );
+    }
+    let partitions = pg.query("SELECT count(*) FROM {schema}._pipeline_offsets")?;
+    assert_eq!(partitions[0].get::<_, i64>(0), 6);
+    Ok(())
+}
