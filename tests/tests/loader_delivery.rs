@@ -36,8 +36,11 @@ fn produce_raw(broker: &Broker, topic: &str, payloads: &[&[u8]]) -> Result<()> {
     Ok(())
 }
 
-/// Every message of partition 0 of `topic`: its headers as a map, and its payload.
-fn read_all(broker: &Broker, topic: &str) -> Result<Vec<(HashMap<String, String>, Vec<u8>)>> {
+/// A message's headers as a map, and its payload.
+type Letter = (HashMap<String, String>, Vec<u8>);
+
+/// Every message of partition 0 of `topic`.
+fn read_all(broker: &Broker, topic: &str) -> Result<Vec<Letter>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("group.id", "dlq-test-reader")
