@@ -48,6 +48,48 @@ pub struct LoadOptions {
     pub resources: Vec<String>,
     /// A record that cannot be decoded: dead-letter it and go on, or stop.
     pub on_error: OnError,
+    /// Start each partition here instead of at the destination's stored offset (once per
+    /// partition per run; a later rebalance resumes from the stored offsets).
+    pub replay_from: Option<ReplayFrom>,
+    /// See [`Destination::set_version_column`].
+    pub version_column: Option<String>,
+}
+
+/// Where a replay starts reading each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    Beginning,
+    /// This offset in every partition (a partition that starts later is read from its start).
+    Offset(i64),
+    /// The first record at or after this time (milliseconds since the Unix epoch).
+    Timestamp(i64),
+}
+
+impl std::str::FromStr for ReplayFrom {
+    type Err = String;
+
+    /// `beginning`, `offset:N`, or `time:RFC3339` (e.g. `time:2026-11-01T00:00:00Z`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "beginning" {
+            return Ok(ReplayFrom::Beginning);
+        }
+        if let Some(n) = s.strip_prefix("offset:") {
+            return n
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(ReplayFrom::Offset)
+                .ok_or_else(|| format!("`{n}` is not an offset (a whole number >= 0)"));
+        }
+        if let Some(t) = s.strip_prefix("time:") {
+            return chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| ReplayFrom::Timestamp(t.timestamp_millis()))
+                .map_err(|e| format!("`{t}` is not an RFC 3339 time: {e}"));
+        }
+        Err(format!(
+            "`{s}`: expected `beginning`, `offset:N` or `time:RFC3339`"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -112,6 +154,10 @@ pub struct LoaderContext {
     /// assignment, then each written batch): what "caught up" compares with the end.
     known_next: Mutex<HashMap<(String, i32), i64>>,
     dead_letters: Mutex<DeadLetters>,
+    replay_from: Option<ReplayFrom>,
+    /// Partitions already started at `replay_from` in this run.
+    replayed: Mutex<std::collections::HashSet<(String, i32)>>,
+    kafka: BTreeMap<String, String>,
     records: std::sync::atomic::AtomicU64,
     batches: std::sync::atomic::AtomicU64,
 }
@@ -207,6 +253,16 @@ impl LoaderContext {
             // The destination is the authority: a partition it has no offset for has had
             // nothing loaded into it (a fresh database, say), whatever the group committed
             // in Kafka, so it is read from its beginning.
+            let replay = self
+                .replay_from
+                .filter(|_| lock(&self.replayed).insert((topic.clone(), partition)));
+            if let Some(from) = replay {
+                let offset = self.replay_offset(&topic, partition, from)?;
+                tracing::info!(topic = %topic, partition, offset, "replaying from");
+                let _ = known.insert((topic.clone(), partition), offset);
+                let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset));
+                continue;
+            }
             let offset = match stored.get(&(topic.as_str(), partition)) {
                 Some(next) => {
                     let _ = known.insert((topic.clone(), partition), *next);
@@ -220,6 +276,42 @@ impl LoaderContext {
             let _ = tpl.set_partition_offset(&topic, partition, offset);
         }
         Ok(())
+    }
+
+    /// The offset a replay starts `topic`/`partition` at, clamped to what the partition holds.
+    fn replay_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: ReplayFrom,
+    ) -> Result<i64, DestinationError> {
+        let kafka_error = |e: rdkafka::error::KafkaError| DestinationError::ReadOffsets {
+            group_id: self.group_id.clone(),
+            error: format!("replay start of {topic}/{partition}: {e}").into(),
+        };
+        let client =
+            plain_client(&self.kafka, &format!("{}.replay", self.group_id)).map_err(kafka_error)?;
+        let (low, high) = client
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(kafka_error)?;
+        let offset = match from {
+            ReplayFrom::Beginning => low,
+            ReplayFrom::Offset(n) => n,
+            ReplayFrom::Timestamp(ms) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, partition, Offset::Offset(ms))
+                    .map_err(kafka_error)?;
+                let found = client
+                    .offsets_for_times(tpl, Duration::from_secs(10))
+                    .map_err(kafka_error)?;
+                match found.find_partition(topic, partition).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    // No record at or after that time.
+                    _ => high,
+                }
+            }
+        };
+        Ok(offset.clamp(low, high))
     }
 
     /// Writes the pending batch in one transaction, then stores its offsets in the consumer.
@@ -275,7 +367,8 @@ pub fn run(
 ) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let routes = routes(cfg, &opts.resources)?;
-    let destination = destination::open(&opts.destination)?;
+    let mut destination = destination::open(&opts.destination)?;
+    destination.set_version_column(opts.version_column.clone());
     let context = LoaderContext {
         group_id: opts.group_id.clone(),
         on_error: opts.on_error,
@@ -285,6 +378,9 @@ pub fn run(
         assigned: AtomicBool::new(false),
         known_next: Mutex::new(HashMap::new()),
         dead_letters: Mutex::new(DeadLetters::new(&cfg.kafka, &opts.group_id)),
+        replay_from: opts.replay_from,
+        replayed: Mutex::new(Default::default()),
+        kafka: cfg.kafka.clone(),
         records: Default::default(),
         batches: Default::default(),
     };
@@ -394,6 +490,8 @@ fn poll_loop(
 ) -> Result<(), LoadError> {
     let ctx = consumer.context();
     let mut last_progress_check = Instant::now();
+    let mut last_report = Instant::now();
+    let mut reported = 0;
     let mut watermarks: Option<BaseConsumer> = None;
     while !stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(100));
@@ -417,6 +515,25 @@ fn poll_loop(
         };
         if due || idle {
             ctx.flush(consumer)?;
+        }
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            let records = ctx.records.load(Ordering::Relaxed);
+            let watermarks = match &watermarks {
+                Some(w) => w,
+                None => watermarks.insert(plain_client(
+                    &cfg.kafka,
+                    &format!("{}.watermarks", opts.group_id),
+                )?),
+            };
+            let lag = lag(consumer, watermarks).ok();
+            tracing::info!(
+                records,
+                records_per_second = (records - reported) / PROGRESS_EVERY.as_secs(),
+                lag = lag.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+                "progress"
+            );
+            reported = records;
         }
         if opts.until_caught_up
             && idle
@@ -542,6 +659,28 @@ fn note_offset(ctx: &LoaderContext, msg: &BorrowedMessage<'_>) {
         .offsets
         .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
     let _ = pending.since.get_or_insert_with(Instant::now);
+}
+
+/// How often the loop logs its progress (records loaded, rate, lag).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Records between the destination's position and the end, over the assigned partitions.
+fn lag(
+    consumer: &BaseConsumer<LoaderContext>,
+    watermarks: &BaseConsumer,
+) -> Result<i64, LoadError> {
+    let known = lock(&consumer.context().known_next).clone();
+    let mut total = 0;
+    for elem in consumer.assignment()?.elements() {
+        let (topic, partition) = (elem.topic(), elem.partition());
+        let (low, high) = watermarks.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let next = known
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .unwrap_or(low);
+        total += (high - next).max(0);
+    }
+    Ok(total)
 }
 
 /// True when the group has given this loader partitions and each one's next offset is

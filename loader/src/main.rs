@@ -25,7 +25,8 @@ struct Args {
     /// Consumer group id [default: <pipeline name>-loader].
     #[arg(long, env = "LOADER_GROUP_ID")]
     group_id: Option<String>,
-    /// Destination: sqlite://PATH [default: sqlite://<pipeline name>.db].
+    /// Destination: sqlite://PATH or postgres://user[:password]@host[:port]/db[?schema=NAME]
+    /// [default: sqlite://<pipeline name>.db].
     #[arg(long, env = "LOADER_DESTINATION")]
     destination: Option<String>,
     /// Rows per destination transaction, at most.
@@ -44,6 +45,15 @@ struct Args {
     /// `stop` ends the run with an error naming it.
     #[arg(long, value_enum, default_value_t = OnErrorArg::Dlq, env = "LOADER_ON_ERROR")]
     on_error: OnErrorArg,
+    /// Rebuild from the topic instead of resuming: `beginning`, `offset:N` (in every
+    /// partition) or `time:RFC3339`. Into a fresh destination or in place; rows already
+    /// there are merged (see --version-column).
+    #[arg(long, value_name = "FROM")]
+    replay_from: Option<loader::ReplayFrom>,
+    /// A column (e.g. `updated_at`) an upsert must not move backwards: a record whose value
+    /// there is older than the row's leaves the row alone.
+    #[arg(long, value_name = "COLUMN", env = "LOADER_VERSION_COLUMN")]
+    version_column: Option<String>,
     /// After the run, print each table's row count and its first N rows (SQLite).
     #[arg(long, value_name = "N")]
     show_rows: Option<usize>,
@@ -95,6 +105,8 @@ async fn load(args: Args) -> anyhow::Result<()> {
             OnErrorArg::Dlq => loader::dlq::OnError::DeadLetter,
             OnErrorArg::Stop => loader::dlq::OnError::Stop,
         },
+        replay_from: args.replay_from,
+        version_column: args.version_column,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);

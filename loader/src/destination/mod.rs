@@ -68,6 +68,12 @@ pub trait Destination: Send {
     /// visible.
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchStats, DestinationError>;
 
+    /// Makes `column` a version column: an upsert leaves a row alone when both the row and
+    /// the record have a value there and the record's is smaller, so replaying an older
+    /// range of a topic never moves a row backwards. Tables whose writer schema lacks the
+    /// column are merged as usual. `None` (the default) turns the rule off.
+    fn set_version_column(&mut self, column: Option<String>);
+
     /// The offsets stored by [`Destination::write_batch`] for this group, ordered by topic
     /// and partition; empty if there are none (or no offsets table yet).
     fn stored_offsets(&mut self, group_id: &str) -> Result<Vec<PartitionOffset>, DestinationError>;

@@ -103,6 +103,8 @@ struct State {
     /// The prepared offsets upsert (valid for the connection's life).
     upsert_offset: Option<Statement>,
     plans: HashMap<String, Vec<Arc<Plan>>>,
+    /// See [`Destination::set_version_column`].
+    version_column: Option<String>,
 }
 
 impl State {
@@ -119,7 +121,12 @@ impl State {
         {
             return Ok(Arc::clone(plan));
         }
-        let plan = Arc::new(Plan::new(schema, &batch.table, &batch.schema)?);
+        let plan = Arc::new(Plan::new(
+            schema,
+            &batch.table,
+            &batch.schema,
+            self.version_column.as_deref(),
+        )?);
         let plans = self.plans.entry(batch.table.clone()).or_default();
         if plans.len() >= PLANS_PER_TABLE {
             drop(plans.remove(0));
@@ -155,6 +162,7 @@ impl Plan {
         db_schema: &str,
         table: &str,
         schema: &Arc<TableSchema>,
+        version_column: Option<&str>,
     ) -> Result<Self, DestinationError> {
         if table.eq_ignore_ascii_case(OFFSETS_TABLE) {
             return Err(DestinationError::ReservedTable {
@@ -179,7 +187,7 @@ impl Plan {
         push_ident(&mut qualified, db_schema);
         qualified.push('.');
         push_ident(&mut qualified, table);
-        let sql = MergeSql::new(&qualified, schema, &key_fields);
+        let sql = MergeSql::new(&qualified, schema, &key_fields, version_column);
         Ok(Self {
             table: table.to_owned(),
             schema: Arc::clone(schema),
@@ -384,6 +392,11 @@ fn split_schema_param(url: &str) -> Result<(String, Option<String>), String> {
 }
 
 impl Destination for PostgresDestination {
+    fn set_version_column(&mut self, column: Option<String>) {
+        self.state.version_column = column;
+        self.state.plans.clear();
+    }
+
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchStats, DestinationError> {
         let mut attempt = 1;
         loop {
@@ -1082,7 +1095,12 @@ impl MergeSql {
     /// staging ORDER BY key, s DESC) AS d ORDER BY key ON CONFLICT (key) DO UPDATE SET
     /// a = EXCLUDED.a, …` (`DO NOTHING` when every column is in the key). Without a key
     /// the rows are appended in batch order.
-    fn new(qualified: &str, schema: &TableSchema, key_fields: &[usize]) -> Self {
+    fn new(
+        qualified: &str,
+        schema: &TableSchema,
+        key_fields: &[usize],
+        version_column: Option<&str>,
+    ) -> Self {
         let mut insert = format!("INSERT INTO {qualified} (");
         push_ident_list(
             &mut insert,
@@ -1132,6 +1150,21 @@ impl MergeSql {
                 push_ident(&mut conflict, &field.name);
                 conflict.push_str(" = EXCLUDED.");
                 push_ident(&mut conflict, &field.name);
+            }
+            // An older version never replaces a newer row (NULL on either side updates).
+            if let Some(version) = version_column.and_then(|v| {
+                schema
+                    .fields
+                    .iter()
+                    .find(|field| field.name.eq_ignore_ascii_case(v))
+            }) {
+                let mut theirs = String::from("EXCLUDED.");
+                push_ident(&mut theirs, &version.name);
+                let mut ours = format!("{qualified}.");
+                push_ident(&mut ours, &version.name);
+                conflict.push_str(&format!(
+                    " WHERE {ours} IS NULL OR {theirs} IS NULL OR {theirs} >= {ours}"
+                ));
             }
         }
         Self {

@@ -58,6 +58,8 @@ struct State {
     /// Destination table name → upsert plans for the writer schemas seen. Plans depend only
     /// on the schema, not on the database, so they survive rollbacks.
     plans: HashMap<String, Vec<Arc<Plan>>>,
+    /// See [`Destination::set_version_column`].
+    version_column: Option<String>,
 }
 
 impl State {
@@ -76,7 +78,11 @@ impl State {
         {
             return Ok(Arc::clone(plan));
         }
-        let plan = Arc::new(Plan::new(&batch.table, &batch.schema)?);
+        let plan = Arc::new(Plan::new(
+            &batch.table,
+            &batch.schema,
+            self.version_column.as_deref(),
+        )?);
         let plans = self.plans.entry(batch.table.clone()).or_default();
         if plans.len() >= PLANS_PER_TABLE {
             drop(plans.remove(0));
@@ -100,7 +106,11 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(table: &str, schema: &Arc<TableSchema>) -> Result<Self, DestinationError> {
+    fn new(
+        table: &str,
+        schema: &Arc<TableSchema>,
+        version_column: Option<&str>,
+    ) -> Result<Self, DestinationError> {
         let table_key = table.to_ascii_lowercase();
         if table_key == OFFSETS_TABLE {
             return Err(DestinationError::ReservedTable {
@@ -132,7 +142,7 @@ impl Plan {
             table_key,
             column_keys,
             key_fields,
-            upsert_sql: upsert_sql(table, schema),
+            upsert_sql: upsert_sql(table, schema, version_column),
         })
     }
 
@@ -213,6 +223,11 @@ impl Destination for SqliteDestination {
             self.state.forget_tables();
         }
         result
+    }
+
+    fn set_version_column(&mut self, column: Option<String>) {
+        self.state.version_column = column;
+        self.state.plans.clear();
     }
 
     fn stored_offsets(&mut self, group_id: &str) -> Result<Vec<PartitionOffset>, DestinationError> {
@@ -551,8 +566,10 @@ fn add_column_sql(table: &str, field: &Field) -> String {
 
 /// `INSERT INTO "t" ("id", "a") VALUES (?1, ?2) ON CONFLICT ("id") DO UPDATE SET
 /// "a" = excluded."a"` over the writer schema's fields; `DO NOTHING` when every column is
-/// in the key; a plain `INSERT` (append) when there is no key.
-fn upsert_sql(table: &str, schema: &TableSchema) -> String {
+/// in the key; a plain `INSERT` (append) when there is no key. With a version column
+/// that the schema has, the update is skipped for a record whose version is older than the
+/// row's (`WHERE "t"."v" IS NULL OR excluded."v" IS NULL OR excluded."v" >= "t"."v"`).
+fn upsert_sql(table: &str, schema: &TableSchema, version_column: Option<&str>) -> String {
     let mut sql = String::from("INSERT INTO ");
     push_ident(&mut sql, table);
     sql.push_str(" (");
@@ -597,6 +614,22 @@ fn upsert_sql(table: &str, schema: &TableSchema) -> String {
         push_ident(&mut sql, &field.name);
         sql.push_str(" = excluded.");
         push_ident(&mut sql, &field.name);
+    }
+    if let Some(version) = version_column.and_then(|v| {
+        schema
+            .fields
+            .iter()
+            .find(|field| field.name.eq_ignore_ascii_case(v))
+    }) {
+        let mut theirs = String::from("excluded.");
+        push_ident(&mut theirs, &version.name);
+        let mut ours = String::new();
+        push_ident(&mut ours, table);
+        ours.push('.');
+        push_ident(&mut ours, &version.name);
+        sql.push_str(&format!(
+            " WHERE {ours} IS NULL OR {theirs} IS NULL OR {theirs} >= {ours}"
+        ));
     }
     sql
 }
@@ -1542,7 +1575,7 @@ mod tests {
              \"c\" TEXT NOT NULL, PRIMARY KEY (\"id\"))"
         );
         assert_eq!(
-            upsert_sql(&s.name, &s),
+            upsert_sql(&s.name, &s, None),
             "INSERT INTO \"my \"\"t\"\"\" (\"id\", \"a\"\"b\", \"c\") VALUES (?1, ?2, ?3) \
              ON CONFLICT (\"id\") DO UPDATE SET \"a\"\"b\" = excluded.\"a\"\"b\", \
              \"c\" = excluded.\"c\""
@@ -1560,12 +1593,12 @@ mod tests {
             ],
         );
         assert_eq!(
-            upsert_sql("k", &key_only),
+            upsert_sql("k", &key_only, None),
             "INSERT INTO \"k\" (\"a\", \"b\") VALUES (?1, ?2) ON CONFLICT (\"a\", \"b\") DO NOTHING"
         );
         let no_key = schema("n", &[], vec![field("a", DataType::Json, true)]);
         assert_eq!(
-            upsert_sql("n", &no_key),
+            upsert_sql("n", &no_key, None),
             "INSERT INTO \"n\" (\"a\") VALUES (?1)"
         );
         assert_eq!(
