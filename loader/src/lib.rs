@@ -526,11 +526,17 @@ fn poll_loop(
                     &format!("{}.watermarks", opts.group_id),
                 )?),
             };
-            let lag = lag(consumer, watermarks).ok();
+            let lag = if ctx.assigned.load(Ordering::SeqCst) {
+                lag(consumer, watermarks).ok()
+            } else {
+                None
+            };
             tracing::info!(
                 records,
                 records_per_second = (records - reported) / PROGRESS_EVERY.as_secs(),
-                lag = lag.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+                lag = lag
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "no partitions yet".into()),
                 "progress"
             );
             reported = records;

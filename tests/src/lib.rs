@@ -252,6 +252,18 @@ endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type
         Ok(cmd)
     }
 
+    /// Adds librdkafka settings to the config's `[kafka]` table.
+    pub fn kafka_settings(&self, settings: &[(&str, &str)]) -> Result<()> {
+        let text = std::fs::read_to_string(&self.config)?;
+        let lines: String = settings
+            .iter()
+            .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
+            .collect();
+        let text = text.replacen("[kafka]\n", &format!("[kafka]\n{lines}"), 1);
+        std::fs::write(&self.config, text)?;
+        Ok(())
+    }
+
     pub fn sqlite(&self) -> Result<rusqlite::Connection> {
         Ok(rusqlite::Connection::open(&self.db)?)
     }

@@ -357,3 +357,136 @@ fn replays_rebuild_from_a_point_and_a_version_column_keeps_newer_rows() -> Resul
     );
     Ok(())
 }
+
+/// 20, or `KILLS` from the environment (for a quick local look).
+fn kill_count() -> usize {
+    std::env::var("KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(20)
+}
+
+/// A small deterministic generator for the kill moments (the seed is printed, so a failing
+/// schedule can be replayed).
+struct Moments(u64);
+
+impl Moments {
+    fn next_ms(&mut self, low: u64, high: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        low + (self.0 >> 33) % (high - low)
+    }
+}
+
+/// Starts the loader into `url` again and again, killing it (SIGKILL) after a random
+/// moment each time, then lets one run finish; returns the finishing run's output.
+fn kill_repeatedly(pipeline: &Pipeline, url: &str, kills: usize) -> Result<std::process::Output> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed: {seed}");
+    let mut moments = Moments(seed);
+    for i in 0..kills {
+        let mut cmd = pipeline.loader_to(url)?;
+        let _ = cmd.args(["--batch-size", "150", "--batch-wait-ms", "50"]);
+        let path = pipeline.dir.path().join(format!("kill-{i}.log"));
+        let log = std::fs::File::create(&path)?;
+        let mut proc = Proc {
+            child: cmd.stdout(Stdio::null()).stderr(log).spawn()?,
+            name: format!("loader-kill-{i}"),
+        };
+        // The moment counts from when the loader has its partitions: killing it while it
+        // waits to join the group would test nothing.
+        let started = std::time::Instant::now();
+        let _ = wait_for("the loader to get its partitions", RUN, || {
+            std::fs::read_to_string(&path)
+                .ok()
+                .filter(|log| log.contains("partitions assigned"))
+        })?;
+        let joined = started.elapsed();
+        std::thread::sleep(Duration::from_millis(moments.next_ms(300, 3000)));
+        proc.kill();
+        eprintln!("kill {i}: joined after {joined:?}");
+        if std::env::var_os("KILL_DEBUG").is_some() {
+            eprintln!("{}", std::fs::read_to_string(&path)?);
+        }
+    }
+    let mut last = pipeline.loader_to(url)?;
+    let _ = last.arg("--until-caught-up");
+    run_ok(last, RUN)
+}
+
+#[test]
+fn twenty_kills_during_one_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    const N: i64 = 20_000;
+    let api = DemoApi::start(N as u64, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "e2e_kills", "")?;
+    // A killed loader stays a group member until its session times out, and the next
+    // loader's join waits for that: keep the session short so 20 restarts stay quick.
+    pipeline.kafka_settings(&[
+        ("session.timeout.ms", "1500"),
+        ("heartbeat.interval.ms", "300"),
+    ])?;
+
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let url = format!("sqlite://{}", pipeline.db.display());
+    let out = kill_repeatedly(&pipeline, &url, kill_count())?;
+    let finished = loaded(&out).context("loaded")?;
+    ensure!(
+        finished < N as f64,
+        "the killed runs loaded nothing: the last run loaded {finished}"
+    );
+    let conn = pipeline.sqlite()?;
+    let offsets: i64 = conn.query_row(
+        "SELECT sum(next_offset) FROM _pipeline_offsets WHERE group_id = ?1",
+        [&pipeline.group],
+        |r| r.get(0),
+    )?;
+    assert_eq!(
+        offsets, N,
+        "the stored offsets cover the topic exactly once"
+    );
+    let mut expected = api_bodies(&api.records()?);
+    expected.sort();
+    assert_eq!(bodies(&pipeline.db)?, expected);
+    Ok(())
+}
+
+#[test]
+fn twenty_kills_during_one_load_lose_and_duplicate_nothing_postgres() -> Result<()> {
+    let Some(mut pg) = PgSchema::create("e2e_kills")? else {
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    const N: i64 = 20_000;
+    let api = DemoApi::start(N as u64, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "e2e_kills_pg", "")?;
+    pipeline.kafka_settings(&[
+        ("session.timeout.ms", "1500"),
+        ("heartbeat.interval.ms", "300"),
+    ])?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let out = kill_repeatedly(&pipeline, &pg.url, kill_count())?;
+    let finished = loaded(&out).context("loaded")?;
+    ensure!(
+        finished < N as f64,
+        "the killed runs loaded nothing: the last run loaded {finished}"
+    );
+    let offsets: i64 =
+        pg.query("SELECT sum(next_offset)::bigint FROM {schema}._pipeline_offsets")?[0].get(0);
+    assert_eq!(
+        offsets, N,
+        "the stored offsets cover the topic exactly once"
+    );
+    let rows = pg.query("SELECT id, body FROM {schema}.communications_data ORDER BY id")?;
+    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut expected = api_bodies(&api.records()?);
+    expected.sort();
+    assert_eq!(got, expected);
+    Ok(())
+}
