@@ -28,7 +28,9 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 
-use crate::destination::{Batch, Destination, DestinationError, PartitionOffset, TableBatch};
+use crate::destination::{
+    Batch, Delete, Destination, DestinationError, PartitionOffset, TableBatch,
+};
 use crate::dlq::{DeadLetters, Letter, OnError};
 use crate::schemas::{SchemaLookupError, SchemaStore};
 
@@ -133,6 +135,7 @@ struct Route {
 /// Decoded records waiting for the next destination transaction.
 #[derive(Default)]
 struct Pending {
+    deletes: Vec<Delete>,
     tables: Vec<TableBatch>,
     rows: usize,
     /// Next offset per (topic, partition) once this batch is written.
@@ -323,6 +326,7 @@ impl LoaderContext {
         let taken = std::mem::take(&mut *pending);
         let batch = Batch {
             group_id: self.group_id.clone(),
+            deletes: taken.deletes,
             tables: taken.tables,
             offsets: taken
                 .offsets
@@ -579,14 +583,7 @@ fn add_message(
         });
     };
     let Some(payload) = msg.payload() else {
-        tracing::warn!(
-            topic = msg.topic(),
-            partition = msg.partition(),
-            offset = msg.offset(),
-            "skipping a tombstone (deletes are not supported yet)"
-        );
-        note_offset(ctx, msg);
-        return Ok(());
+        return tombstone(ctx, msg, route, consumer);
     };
     let decoded = schemas
         .decoder(payload, &route.primary_key)
@@ -621,6 +618,42 @@ fn add_message(
         .offsets
         .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
     let _ = pending.since.get_or_insert_with(Instant::now);
+    Ok(())
+}
+
+/// A record with a key and no value deletes the row with that primary key. The batch so
+/// far is written first, so the delete lands after every earlier version of the row and
+/// before every later one. A key that does not fit the primary key is rejected like an
+/// undecodable record.
+fn tombstone(
+    ctx: &LoaderContext,
+    msg: &BorrowedMessage<'_>,
+    route: &Route,
+    consumer: &BaseConsumer<LoaderContext>,
+) -> Result<(), LoadError> {
+    let key_columns = &route.primary_key;
+    let key = msg.key().map(String::from_utf8_lossy);
+    let values: Option<Vec<String>> = match (&key, key_columns.len()) {
+        (None, _) | (_, 0) => None,
+        (Some(key), 1) => Some(vec![key.clone().into_owned()]),
+        // Composite keys are joined with `|` by the extractor.
+        (Some(key), n) => Some(key.split('|').map(str::to_owned).collect::<Vec<_>>())
+            .filter(|parts| parts.len() == n),
+    };
+    let Some(values) = values else {
+        let message = format!(
+            "a tombstone whose key {key:?} does not give the primary key ({})",
+            key_columns.join(", ")
+        );
+        return reject(ctx, msg, message, consumer);
+    };
+    ctx.flush(consumer)?;
+    lock(&ctx.pending).deletes.push(Delete {
+        table: route.table.clone(),
+        key_columns: key_columns.clone(),
+        key: values,
+    });
+    note_offset(ctx, msg);
     Ok(())
 }
 

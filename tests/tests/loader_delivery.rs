@@ -490,3 +490,46 @@ fn twenty_kills_during_one_load_lose_and_duplicate_nothing_postgres() -> Result<
     assert_eq!(got, expected);
     Ok(())
 }
+
+#[test]
+fn a_tombstone_deletes_its_row_and_a_keyless_one_is_dead_lettered() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(300, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "e2e_tomb", "")?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let topic = "e2e_tomb.communications_data";
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    for key in ["5", "7"] {
+        // The extractor's partitioner (murmur2, as Java clients) puts the tombstone in the
+        // key's partition, after the key's record.
+        producer
+            .send(BaseRecord::<str, [u8]>::to(topic).key(key))
+            .map_err(|(e, _)| e)?;
+    }
+    producer
+        .send(BaseRecord::<str, [u8]>::to(topic).partition(0))
+        .map_err(|(e, _)| e)?;
+    producer.flush(Duration::from_secs(30))?;
+
+    let mut load = pipeline.loader()?;
+    let _ = load.arg("--until-caught-up");
+    let out = run_ok(load, RUN)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        figure(&stdout, "loaded", "dead_letters"),
+        Some(1.0),
+        "{stdout}"
+    );
+    let ids: Vec<i64> = bodies(&pipeline.db)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids.len(), 298);
+    assert!(!ids.contains(&5) && !ids.contains(&7) && ids.contains(&6));
+    Ok(())
+}

@@ -213,6 +213,7 @@ fn schema(name: &str, primary_key: &[&str], fields: Vec<Field>) -> Arc<TableSche
 fn batch(schema: &Arc<TableSchema>, rows: Vec<Row>, offsets: &[(&str, i32, i64)]) -> Batch {
     Batch {
         group_id: "conformance".to_owned(),
+        deletes: Vec::new(),
         tables: vec![TableBatch {
             table: schema.name.clone(),
             schema: Arc::clone(schema),
@@ -567,5 +568,66 @@ fn a_version_column_keeps_newer_rows() {
             "{}",
             t.name
         );
+    }
+}
+
+#[test]
+fn deletes_come_before_the_rows_of_their_batch() {
+    for mut t in targets("deletes") {
+        let mut dest = t.open();
+        let s = users();
+        let rows = (1..=4).map(|id| vec![int(id), text("v1")]).collect();
+        let _ = dest.write_batch(&batch(&s, rows, &[])).unwrap();
+        let delete = |table: &str, id: &str| super::Delete {
+            table: table.into(),
+            key_columns: vec!["id".into()],
+            key: vec![id.into()],
+        };
+        let mut b = batch(&s, vec![vec![int(3), text("v2")]], &[("users", 0, 9)]);
+        b.deletes = vec![
+            delete("users", "2"),
+            delete("users", "3"),
+            delete("users", "99"),
+            delete("no_such_table", "1"),
+        ];
+        let stats = dest.write_batch(&b).unwrap();
+        assert_eq!(stats.deleted, 2, "{}", t.name);
+        assert_eq!(
+            t.probe.rows("users", &["id", "name"], "id"),
+            vec![some(&["1", "v1"]), some(&["3", "v2"]), some(&["4", "v1"])],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            offsets(dest.as_mut()),
+            vec![("users".into(), 0, 9)],
+            "{}",
+            t.name
+        );
+        // A composite key, text and bigint.
+        let orgs = schema(
+            "orgs",
+            &["org", "id"],
+            vec![
+                field("org", DataType::Text, false),
+                field("id", DataType::Bigint, false),
+            ],
+        );
+        let _ = dest
+            .write_batch(&batch(
+                &orgs,
+                vec![vec![text("a|b"), int(1)], vec![text("c"), int(1)]],
+                &[],
+            ))
+            .unwrap();
+        let mut b = batch(&orgs, vec![], &[]);
+        b.tables.clear();
+        b.deletes = vec![super::Delete {
+            table: "orgs".into(),
+            key_columns: vec!["org".into(), "id".into()],
+            key: vec!["c".into(), "1".into()],
+        }];
+        assert_eq!(dest.write_batch(&b).unwrap().deleted, 1, "{}", t.name);
+        assert_eq!(t.probe.rows("orgs", &["org"], "org"), vec![some(&["a|b"])]);
     }
 }

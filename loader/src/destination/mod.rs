@@ -39,12 +39,27 @@ pub struct PartitionOffset {
     pub next_offset: i64,
 }
 
+/// A row to delete by primary key: what a tombstone (a Kafka record with a key and no
+/// value) asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    pub table: String,
+    /// The primary key columns, in key order.
+    pub key_columns: Vec<String>,
+    /// The key's values as text, aligned with `key_columns` (the database converts them to
+    /// the columns' types).
+    pub key: Vec<String>,
+}
+
 /// Everything one destination transaction writes.
 #[derive(Debug, Clone)]
 pub struct Batch {
     /// The Kafka consumer group; offsets are stored per group.
     pub group_id: String,
-    /// Written in this order.
+    /// Applied first, in order (a missing table or row is not an error). The loader
+    /// starts a new batch at every tombstone, so deletes always precede the batch's rows.
+    pub deletes: Vec<Delete>,
+    /// Written in this order, after the deletes.
     pub tables: Vec<TableBatch>,
     pub offsets: Vec<PartitionOffset>,
 }
@@ -54,6 +69,8 @@ pub struct Batch {
 pub struct BatchStats {
     /// Rows inserted or updated (every row of the batch, duplicates included).
     pub rows: usize,
+    /// Rows removed by [`Batch::deletes`].
+    pub deleted: usize,
     pub tables_created: usize,
     pub columns_added: usize,
 }
@@ -154,6 +171,13 @@ pub enum DestinationError {
         topic: String,
         partition: i32,
         next_offset: i64,
+        error: DbError,
+    },
+
+    #[error("deleting key {key:?} from table {table:?}: {error}")]
+    Delete {
+        table: String,
+        key: Vec<String>,
         error: DbError,
     },
 

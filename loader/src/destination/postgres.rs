@@ -63,8 +63,8 @@ use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
 
 use super::{
-    Batch, BatchStats, DbError, Destination, DestinationError, OFFSETS_TABLE, PartitionOffset,
-    TableBatch, redact_url, timestamp_text,
+    Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
+    PartitionOffset, TableBatch, redact_url, timestamp_text,
 };
 
 /// A batch that hits a deadlock or a serialization failure is retried this many times in all.
@@ -294,6 +294,9 @@ impl PostgresDestination {
                 error: db(error),
             })?;
         let mut stats = BatchStats::default();
+        for delete in &batch.deletes {
+            stats.deleted += delete_row(&mut tx, schema, delete)?;
+        }
         for table_batch in &batch.tables {
             let _span = tracing::debug_span!(
                 "write_table",
@@ -592,6 +595,52 @@ fn read_columns(
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect::<Result<HashMap<_, _>, postgres::Error>>()
         .map_err(read_error)
+}
+
+/// Deletes the row with `delete`'s key, if its table exists; returns the rows deleted. The
+/// key's text is cast to each key column's type, so the primary key index is used.
+fn delete_row(
+    tx: &mut Transaction<'_>,
+    schema: &str,
+    delete: &Delete,
+) -> Result<usize, DestinationError> {
+    let error = |error: postgres::Error| DestinationError::Delete {
+        table: delete.table.clone(),
+        key: delete.key.clone(),
+        error: db(error),
+    };
+    let rows = tx
+        .query(
+            "SELECT column_name::text, format_type(a.atttypid, a.atttypmod) \
+             FROM information_schema.columns c \
+             JOIN pg_attribute a ON a.attrelid = format('%I.%I', c.table_schema, c.table_name)::regclass \
+              AND a.attname = c.column_name \
+             WHERE c.table_schema = $1 AND c.table_name = $2",
+            &[&schema, &identifier_key(&delete.table)],
+        )
+        .map_err(error)?;
+    let types: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    if types.is_empty() || delete.key_columns.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = format!("DELETE FROM {} WHERE ", qualified(schema, &delete.table));
+    for (index, column) in delete.key_columns.iter().enumerate() {
+        if index > 0 {
+            sql.push_str(" AND ");
+        }
+        let sql_type = types
+            .get(&identifier_key(column))
+            .map_or("text", String::as_str);
+        push_ident(&mut sql, column);
+        sql.push_str(&format!(" = CAST(${}::text AS {sql_type})", index + 1));
+    }
+    let params: Vec<&(dyn ToSql + Sync)> = delete
+        .key
+        .iter()
+        .map(|k| k as &(dyn ToSql + Sync))
+        .collect();
+    let deleted = tx.execute(&sql, &params).map_err(error)?;
+    Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
 }
 
 /// Checks the rows, copies them into the staging table and merges them into the table.

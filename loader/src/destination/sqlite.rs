@@ -26,8 +26,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 
 use super::{
-    Batch, BatchStats, DbError, Destination, DestinationError, OFFSETS_TABLE, PartitionOffset,
-    TableBatch,
+    Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
+    PartitionOffset, TableBatch,
 };
 
 /// How long a write waits for another connection's lock before failing with `SQLITE_BUSY`.
@@ -284,6 +284,9 @@ fn write_batch(
             error: db(error),
         })?;
     let mut stats = BatchStats::default();
+    for delete in &batch.deletes {
+        stats.deleted += delete_row(&tx, delete)?;
+    }
     for table_batch in &batch.tables {
         let _span = tracing::debug_span!(
             "write_table",
@@ -313,6 +316,39 @@ fn write_batch(
         error: db(error),
     })?;
     Ok(stats)
+}
+
+/// Deletes the row with `delete`'s key, if its table exists; returns the rows deleted.
+fn delete_row(tx: &Transaction<'_>, delete: &Delete) -> Result<usize, DestinationError> {
+    let error = |error: rusqlite::Error| DestinationError::Delete {
+        table: delete.table.clone(),
+        key: delete.key.clone(),
+        error: db(error),
+    };
+    let exists: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'table' AND name = ?1 COLLATE NOCASE)",
+            [&delete.table],
+            |row| row.get(0),
+        )
+        .map_err(error)?;
+    if !exists || delete.key_columns.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = String::from("DELETE FROM ");
+    push_ident(&mut sql, &delete.table);
+    sql.push_str(" WHERE ");
+    for (index, column) in delete.key_columns.iter().enumerate() {
+        if index > 0 {
+            sql.push_str(" AND ");
+        }
+        push_ident(&mut sql, column);
+        // The column's affinity converts the text (`'42'` matches INTEGER 42).
+        sql.push_str(&format!(" = ?{}", index + 1));
+    }
+    tx.execute(&sql, rusqlite::params_from_iter(&delete.key))
+        .map_err(error)
 }
 
 /// Creates the table if missing and adds the columns of the writer schema it lacks.
@@ -810,6 +846,7 @@ mod tests {
     fn batch(tables: Vec<TableBatch>, offsets: &[(&str, i32, i64)]) -> Batch {
         Batch {
             group_id: "loader".to_owned(),
+            deletes: Vec::new(),
             tables,
             offsets: offsets
                 .iter()
@@ -924,6 +961,7 @@ mod tests {
             stats,
             BatchStats {
                 rows: 3,
+                deleted: 0,
                 tables_created: 1,
                 columns_added: 0
             }
@@ -955,6 +993,7 @@ mod tests {
             stats,
             BatchStats {
                 rows: 2,
+                deleted: 0,
                 tables_created: 0,
                 columns_added: 0
             }
@@ -1464,6 +1503,7 @@ mod tests {
             stats,
             BatchStats {
                 rows: 5,
+                deleted: 0,
                 tables_created: 1,
                 columns_added: 1
             }
