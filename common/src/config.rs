@@ -1619,6 +1619,7 @@ fn merge_columns(
             nullable: hint.nullable.or(entry.nullable),
             precision: hint.precision.or(entry.precision),
             scale: hint.scale.or(entry.scale),
+            hard_delete: hint.hard_delete.or(entry.hard_delete),
         };
     }
     merged
@@ -2006,6 +2007,7 @@ resources:
                         nullable: None,
                         precision: Some(12),
                         scale: Some(4),
+                        hard_delete: None,
                     },
                 ),
                 (
@@ -2454,6 +2456,7 @@ name = "three"
                 nullable: None,
                 precision: Some(12),
                 scale: Some(2),
+                hard_delete: None,
             }
         );
         assert_eq!(one.columns["id"].data_type, Some(DataType::Bigint));

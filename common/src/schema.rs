@@ -107,6 +107,11 @@ pub struct ColumnHint {
     pub precision: Option<u32>,
     #[serde(default)]
     pub scale: Option<u32>,
+    /// dlt's `hard_delete`: a record whose value in this column is `true` (or, for a
+    /// non-bool column, any non-null value) deletes its row in the destination instead of
+    /// being merged. Applied by the loader.
+    #[serde(default)]
+    pub hard_delete: Option<bool>,
 }
 
 /// Default `decimal` precision (total digits) when a hint gives none.

@@ -130,6 +130,8 @@ pub enum LoadError {
 struct Route {
     table: String,
     primary_key: Vec<String>,
+    /// The column with the `hard_delete` hint, if any.
+    hard_delete: Option<String>,
 }
 
 /// Decoded records waiting for the next destination transaction.
@@ -432,6 +434,11 @@ fn routes(cfg: &PipelineConfig, selected: &[String]) -> Result<BTreeMap<String, 
                 Route {
                     table: r.table_name.clone(),
                     primary_key: r.primary_key.clone(),
+                    hard_delete: r
+                        .columns
+                        .iter()
+                        .find(|(_, hint)| hint.hard_delete == Some(true))
+                        .map(|(name, _)| name.clone()),
                 },
             )
         })
@@ -596,6 +603,16 @@ fn add_message(
         Ok(ok) => ok,
         Err(message) => return reject(ctx, msg, message, consumer),
     };
+    if let Some(column) = &route.hard_delete
+        && let Some(key) = hard_delete_key(decoder.table(), &row, column, &route.primary_key)
+    {
+        let delete = Delete {
+            table: route.table.clone(),
+            key_columns: route.primary_key.clone(),
+            key,
+        };
+        return push_delete(ctx, msg, delete, consumer);
+    }
     let key = (route.table.clone(), Arc::as_ptr(&decoder) as usize);
     let schema = Arc::clone(
         tables
@@ -619,6 +636,33 @@ fn add_message(
         .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
     let _ = pending.since.get_or_insert_with(Instant::now);
     Ok(())
+}
+
+/// The primary key values (as text) of a record that the `hard_delete` column marks as
+/// deleted: `true` in a bool column, any non-null value in another; `None` otherwise.
+fn hard_delete_key(
+    schema: &TableSchema,
+    row: &common::schema::Row,
+    column: &str,
+    primary_key: &[String],
+) -> Option<Vec<String>> {
+    let index = schema
+        .fields
+        .iter()
+        .position(|f| f.name.eq_ignore_ascii_case(column))?;
+    match row.get(index)? {
+        None | Some(common::schema::Scalar::Bool(false)) => return None,
+        Some(_) => {}
+    }
+    primary_key
+        .iter()
+        .map(|key| {
+            let value = row.get(schema.field_index(key)?)?.as_ref()?;
+            let mut text = String::new();
+            value.render(&mut text);
+            Some(text)
+        })
+        .collect()
 }
 
 /// A record with a key and no value deletes the row with that primary key. The batch so
@@ -647,12 +691,32 @@ fn tombstone(
         );
         return reject(ctx, msg, message, consumer);
     };
-    ctx.flush(consumer)?;
-    lock(&ctx.pending).deletes.push(Delete {
+    let delete = Delete {
         table: route.table.clone(),
         key_columns: key_columns.clone(),
         key: values,
-    });
+    };
+    push_delete(ctx, msg, delete, consumer)
+}
+
+/// Adds a delete to the pending batch. A batch applies its deletes before its rows, so
+/// when rows are pending they are written first: the delete then lands after every earlier
+/// version of its row and before every later one. Consecutive deletes share a batch.
+fn push_delete(
+    ctx: &LoaderContext,
+    msg: &BorrowedMessage<'_>,
+    delete: Delete,
+    consumer: &BaseConsumer<LoaderContext>,
+) -> Result<(), LoadError> {
+    let rows_pending = !lock(&ctx.pending).tables.is_empty();
+    if rows_pending {
+        ctx.flush(consumer)?;
+    }
+    {
+        let mut pending = lock(&ctx.pending);
+        pending.deletes.push(delete);
+        pending.rows += 1;
+    }
     note_offset(ctx, msg);
     Ok(())
 }

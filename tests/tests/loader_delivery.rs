@@ -533,3 +533,41 @@ fn a_tombstone_deletes_its_row_and_a_keyless_one_is_dead_lettered() -> Result<()
     assert!(!ids.contains(&5) && !ids.contains(&7) && ids.contains(&6));
     Ok(())
 }
+
+#[test]
+fn a_hard_delete_column_deletes_the_rows_it_marks() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(300, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "e2e_hard", "")?;
+    // First a plain load; then `is_read = true` marks a record deleted.
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let mut load = pipeline.loader()?;
+    let _ = load.arg("--until-caught-up");
+    let _ = run_ok(load, RUN)?;
+    assert_eq!(bodies(&pipeline.db)?.len(), 300);
+    let text = std::fs::read_to_string(&pipeline.config)?;
+    let text = text.replacen(
+        "write_disposition = \"merge\"\n",
+        "write_disposition = \"merge\"\ncolumns = { is_read = { hard_delete = true } }\n",
+        1,
+    );
+    std::fs::write(&pipeline.config, text)?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let mut load = pipeline.loader()?;
+    let _ = load.arg("--until-caught-up");
+    let _ = run_ok(load, RUN)?;
+    let expected: Vec<i64> = api
+        .records()?
+        .iter()
+        .filter(|r| r["is_read"] == false)
+        .filter_map(|r| r["id"].as_i64())
+        .collect();
+    let ids: Vec<i64> = bodies(&pipeline.db)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(ids.len(), 150);
+    Ok(())
+}
