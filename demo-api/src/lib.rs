@@ -1,11 +1,16 @@
 //! A stand-in for the third-party communications API: offset/limit paging over a deterministic
 //! record set, API-key auth, latency, injected faults, and admin knobs for tests and benchmarks.
 //!
+//! The same record set is also served through every other paginator style (`paging`) and
+//! behind every other auth scheme, OAuth2 client credentials included (`auth`).
+//!
 //! Injected fault status `0` drops the connection without an answer: the handler unwinds
 //! (`std::panic::resume_unwind`, which skips the panic hook, so nothing is printed), which ends
 //! the connection task and closes the socket. The client sees "connection closed before message
 //! completed".
 
+mod auth;
+mod paging;
 mod record;
 
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +32,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+pub use auth::{BASIC_USER, KEY_COOKIE, KEY_HEADER, OAUTH_CLIENT_ID};
+pub use paging::encode_cursor;
 pub use record::{is_changed, record};
 
 /// Entries kept in the request log; older ones are dropped first.
@@ -45,7 +52,9 @@ pub struct Args {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, env = "DEMO_API_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// The API key clients must send as `api_key`.
+    /// The API key clients must send as `api_key` (or as a bearer token, in the `X-API-Key`
+    /// header or the `api_key` cookie, as the basic-auth password of user `demo`, or as the
+    /// OAuth2 client secret of client `demo-client`, depending on the endpoint).
     #[arg(long, env = "DEMO_API_KEY", hide_env_values = true)]
     pub api_key: ApiKey,
     /// Number of records.
@@ -180,6 +189,9 @@ struct FaultStep {
 
 #[derive(Clone, Copy, Debug, Serialize)]
 struct LogEntry {
+    /// The path, for every endpoint but `/v1/resource` (whose entries keep their old shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<&'static str>,
     offset: Option<u64>,
     limit: Option<u64>,
     status: u16,
@@ -191,6 +203,8 @@ struct Stats {
     faults_served: u64,
     in_flight: u64,
     peak_in_flight: u64,
+    /// `POST /oauth/token` calls (not counted in `requests`).
+    token_requests: u64,
     log: Vec<LogEntry>,
 }
 
@@ -209,7 +223,9 @@ struct Inner {
     faults_served: AtomicU64,
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
+    token_requests: AtomicU64,
     log: Mutex<VecDeque<LogEntry>>,
+    oauth: Mutex<auth::OAuth>,
 }
 
 /// Lock, ignoring poison: every critical section leaves the data consistent.
@@ -228,7 +244,9 @@ impl AppState {
                 faults_served: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
                 peak_in_flight: AtomicU64::new(0),
+                token_requests: AtomicU64::new(0),
                 log: Mutex::new(VecDeque::new()),
+                oauth: Mutex::new(auth::OAuth::default()),
             }),
         }
     }
@@ -273,6 +291,7 @@ impl AppState {
             faults_served: self.inner.faults_served.load(Ordering::Relaxed),
             in_flight: self.inner.in_flight.load(Ordering::SeqCst),
             peak_in_flight: self.inner.peak_in_flight.load(Ordering::SeqCst),
+            token_requests: self.inner.token_requests.load(Ordering::Relaxed),
             log,
         }
     }
@@ -281,6 +300,7 @@ impl AppState {
         lock(&self.inner.log).clear();
         self.inner.requests.store(0, Ordering::Relaxed);
         self.inner.faults_served.store(0, Ordering::Relaxed);
+        self.inner.token_requests.store(0, Ordering::Relaxed);
         let now = self.inner.in_flight.load(Ordering::SeqCst);
         self.inner.peak_in_flight.store(now, Ordering::SeqCst);
     }
@@ -299,6 +319,16 @@ impl Drop for InFlight<'_> {
 enum ApiError {
     #[error("invalid api key")]
     InvalidApiKey,
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error("invalid_client")]
+    InvalidClient,
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    #[error("invalid cursor")]
+    InvalidCursor,
+    #[error("{0}")]
+    BadParam(String),
     #[error("invalid query string")]
     BadQuery,
     #[error("query parameter `{name}` must be a non-negative integer")]
@@ -314,7 +344,9 @@ enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::InvalidApiKey | Self::InvalidToken | Self::InvalidClient => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -331,6 +363,16 @@ impl IntoResponse for ApiError {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/resource", get(get_resource))
+        .route("/v1/paged", get(paging::paged))
+        .route("/v1/linked", get(paging::linked))
+        .route("/v1/header-linked", get(paging::header_linked))
+        .route("/v1/cursor", get(paging::cursor))
+        .route("/v1/search", post(paging::search))
+        .route("/v1/header-cursor", get(paging::header_cursor))
+        .route("/v1/stuck", get(paging::stuck))
+        .route("/v1/auth/{scheme}", get(auth::protected))
+        .route("/oauth/token", post(auth::post_token))
+        .route("/admin/oauth", post(auth::post_oauth))
         .route("/health", get(|| async { "ok" }))
         .route("/admin/state", post(post_state))
         .route("/admin/faults", post(post_faults).delete(delete_faults))
@@ -363,14 +405,6 @@ async fn get_resource(
     State(state): State<AppState>,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Response {
-    let _in_flight = state.begin_request();
-    // Faults come first: they hit every request, whatever its key or parameters.
-    let fault = state.take_fault();
-    let latency_ms = state.settings().latency_ms;
-    if latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
-    }
-
     let params = query.map(|Query(p)| p).map_err(|_| ApiError::BadQuery);
     let (offset, limit) = match &params {
         Ok(p) => (
@@ -379,42 +413,76 @@ async fn get_resource(
         ),
         Err(_) => (None, None),
     };
+    let entry = LogEntry {
+        endpoint: None,
+        offset,
+        limit,
+        status: 0,
+    };
+    answer(&state, entry, || {
+        let params = params?;
+        require_query_key(&state, &params)?;
+        offset_page(&state, &params)
+    })
+    .await
+}
+
+/// Answers one data request: counts it, serves a queued fault first (faults hit every
+/// request, whatever its credentials or parameters), waits the configured latency, then runs
+/// `handler` and logs the outcome as `entry` with its status.
+async fn answer(
+    state: &AppState,
+    mut entry: LogEntry,
+    handler: impl FnOnce() -> Result<Response, ApiError>,
+) -> Response {
+    let _in_flight = state.begin_request();
+    let fault = state.take_fault();
+    let latency_ms = state.settings().latency_ms;
+    if latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+    }
+    let (endpoint, offset, limit) = (
+        entry.endpoint.unwrap_or("/v1/resource"),
+        entry.offset,
+        entry.limit,
+    );
 
     let response = match fault {
         Some(Fault {
             kind: FaultKind::Drop,
             ..
         }) => {
-            state.log(LogEntry {
+            state.log(entry);
+            tracing::info!(
+                endpoint,
                 offset,
                 limit,
-                status: 0,
-            });
-            tracing::info!(offset, limit, "injected fault: dropping the connection");
+                "injected fault: dropping the connection"
+            );
             drop_connection()
         }
         Some(Fault {
             kind: FaultKind::Status(status),
             retry_after,
         }) => {
-            tracing::info!(offset, limit, status = status.as_u16(), "injected fault");
+            tracing::info!(
+                endpoint,
+                offset,
+                limit,
+                status = status.as_u16(),
+                "injected fault"
+            );
             let mut response = (status, Json(json!({ "error": "injected fault" }))).into_response();
             if let Some(value) = retry_after {
                 let _ = response.headers_mut().insert(header::RETRY_AFTER, value);
             }
             response
         }
-        None => params
-            .and_then(|p| page(&state, &p))
-            .unwrap_or_else(IntoResponse::into_response),
+        None => handler().unwrap_or_else(IntoResponse::into_response),
     };
-    let status = response.status().as_u16();
-    tracing::debug!(offset, limit, status, "answered /v1/resource");
-    state.log(LogEntry {
-        offset,
-        limit,
-        status,
-    });
+    entry.status = response.status().as_u16();
+    tracing::debug!(endpoint, offset, limit, status = entry.status, "answered");
+    state.log(entry);
     response
 }
 
@@ -429,32 +497,49 @@ struct Page {
     total: u64,
 }
 
-fn page(state: &AppState, params: &Params) -> Result<Response, ApiError> {
+/// Checks the `api_key` query parameter.
+fn require_query_key(state: &AppState, params: &Params) -> Result<(), ApiError> {
     let key_ok = params
         .get("api_key")
         .is_some_and(|k| state.inner.api_key.matches(k));
-    if !key_ok {
-        return Err(ApiError::InvalidApiKey);
+    if key_ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidApiKey)
     }
+}
+
+/// One `offset`/`limit` page with the total, as `/v1/resource` serves it.
+fn offset_page(state: &AppState, params: &Params) -> Result<Response, ApiError> {
     let offset = param(params, "offset", DEFAULT_OFFSET)?;
     let limit = param(params, "limit", DEFAULT_LIMIT)?;
     let s = state.settings();
-    if limit > s.max_limit {
-        return Err(ApiError::LimitTooLarge {
-            limit,
-            max: s.max_limit,
-        });
-    }
-    let start = offset.min(s.records);
-    let end = offset.saturating_add(limit).min(s.records);
-    let data = (start..end)
-        .map(|i| record(i, s.revision, s.changed_percent, s.records))
-        .collect();
+    check_limit(&s, limit)?;
     Ok(Json(Page {
-        data,
+        data: records(&s, offset, limit),
         total: s.records,
     })
     .into_response())
+}
+
+fn check_limit(s: &Settings, limit: u64) -> Result<(), ApiError> {
+    if limit > s.max_limit {
+        Err(ApiError::LimitTooLarge {
+            limit,
+            max: s.max_limit,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Records `offset..offset + limit` of the current set (fewer at its end).
+fn records(s: &Settings, offset: u64, limit: u64) -> Vec<serde_json::Value> {
+    let start = offset.min(s.records);
+    let end = offset.saturating_add(limit).min(s.records);
+    (start..end)
+        .map(|i| record(i, s.revision, s.changed_percent, s.records))
+        .collect()
 }
 
 async fn post_state(
@@ -915,7 +1000,7 @@ mod tests {
         let stats = server.stats().await;
         assert_eq!(
             stats,
-            json!({"requests": 0, "faults_served": 0, "in_flight": 0, "peak_in_flight": 0, "log": []})
+            json!({"requests": 0, "faults_served": 0, "in_flight": 0, "peak_in_flight": 0, "token_requests": 0, "log": []})
         );
     }
 
@@ -959,6 +1044,325 @@ mod tests {
             .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), "ok");
+    }
+
+    /// Every page of `path` (GET, or POST with the cursor in the body), following the
+    /// style's own next-page signal; the records in order and the number of pages.
+    async fn walk(server: &Server, path: &str) -> (Vec<Value>, usize) {
+        let mut all = Vec::new();
+        let mut pages = 0;
+        let mut next: Option<String> = Some(format!("{}{path}", server.base));
+        let mut cursor: Option<String> = None;
+        while let Some(url) = next.take() {
+            pages += 1;
+            assert!(pages < 100, "{path} never ends");
+            let req = if path == "/v1/search" {
+                let body = json!({"page": {"cursor": cursor, "size": 40}});
+                server.client.post(&url).json(&body)
+            } else {
+                server.client.get(&url)
+            };
+            let r = req.query(&[("api_key", KEY)]).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            let link = r
+                .headers()
+                .get("link")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let header_cursor = r
+                .headers()
+                .get("next")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = r.json().await.unwrap();
+            all.extend(body["data"].as_array().unwrap().iter().cloned());
+            next = match path {
+                p if p.starts_with("/v1/paged") => {
+                    let page = body["page"].as_u64().unwrap();
+                    (page < body["total_pages"].as_u64().unwrap())
+                        .then(|| format!("{}/v1/paged?per_page=40&page={}", server.base, page + 1))
+                }
+                p if p.starts_with("/v1/linked") => {
+                    body["next"].as_str().map(|n| format!("{}{n}", server.base))
+                }
+                p if p.starts_with("/v1/header-linked") => link.and_then(|l| {
+                    l.split(", ")
+                        .find(|part| part.ends_with("rel=\"next\""))
+                        .map(|part| part[1..part.find('>').unwrap()].to_owned())
+                }),
+                p if p.starts_with("/v1/cursor") => body["cursors"]["next"]
+                    .as_str()
+                    .map(|c| format!("{}/v1/cursor?limit=40&cursor={c}", server.base)),
+                "/v1/search" => {
+                    cursor = body["cursors"]["next"].as_str().map(str::to_owned);
+                    cursor.as_ref().map(|_| url.clone())
+                }
+                p if p.starts_with("/v1/header-cursor") => header_cursor
+                    .map(|c| format!("{}/v1/header-cursor?limit=40&cursor={c}", server.base)),
+                other => panic!("no walker for {other}"),
+            };
+        }
+        (all, pages)
+    }
+
+    #[tokio::test]
+    async fn every_paging_style_serves_the_same_set() {
+        let server = Server::start(settings(250)).await;
+        let truth = server.get_json("/admin/records").await;
+        for path in [
+            "/v1/paged?per_page=40",
+            "/v1/linked?limit=40",
+            "/v1/header-linked?per_page=40",
+            "/v1/cursor?limit=40",
+            "/v1/search",
+            "/v1/header-cursor?limit=40",
+        ] {
+            let (records, pages) = walk(&server, path).await;
+            assert_eq!(json!(records), truth, "{path}");
+            assert_eq!(pages, 7, "{path}: 6 pages of 40 and one of 10");
+        }
+        let stats = server.stats().await;
+        let endpoints: std::collections::BTreeSet<_> = stats["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["endpoint"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(endpoints.len(), 6, "{endpoints:?}");
+        assert_eq!(stats["requests"], 42);
+    }
+
+    #[tokio::test]
+    async fn paging_endpoints_check_the_key_and_their_parameters() {
+        let server = Server::start(settings(50)).await;
+        for path in [
+            "/v1/paged",
+            "/v1/linked",
+            "/v1/header-linked",
+            "/v1/cursor",
+            "/v1/header-cursor",
+            "/v1/stuck",
+        ] {
+            let url = format!("{}{path}", server.base);
+            let r = server
+                .client
+                .get(&url)
+                .query(&[("api_key", "wrong")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{path}");
+        }
+        let r = server
+            .client
+            .post(format!("{}/v1/search", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        for (path, query) in [
+            ("/v1/paged", ("page", "0")),
+            ("/v1/paged", ("per_page", "0")),
+            ("/v1/paged", ("per_page", "1001")),
+            ("/v1/cursor", ("cursor", "bogus")),
+            ("/v1/linked", ("limit", "-1")),
+        ] {
+            let url = format!("{}{path}", server.base);
+            let r = server
+                .client
+                .get(&url)
+                .query(&[("api_key", KEY), query])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400, "{path} {query:?}");
+        }
+        let r = server
+            .client
+            .post(format!("{}/v1/search", server.base))
+            .query(&[("api_key", KEY)])
+            .json(&json!({"page": {"cursor": 5}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+
+    #[tokio::test]
+    async fn stuck_returns_the_same_next_link_forever() {
+        let server = Server::start(settings(500)).await;
+        let mut links = Vec::new();
+        let mut url = format!("{}/v1/stuck", server.base);
+        for _ in 0..3 {
+            let r = server
+                .client
+                .get(&url)
+                .query(&[("api_key", KEY)])
+                .send()
+                .await
+                .unwrap();
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["data"].as_array().unwrap().len(), 100);
+            let next = body["next"].as_str().unwrap().to_owned();
+            url = format!("{}{next}", server.base);
+            links.push(next);
+        }
+        assert_eq!(links, vec![links[0].clone(); 3]);
+    }
+
+    #[tokio::test]
+    async fn each_auth_scheme_takes_only_its_credential() {
+        let server = Server::start(settings(30)).await;
+        let get = |scheme: &str| {
+            server
+                .client
+                .get(format!("{}/v1/auth/{scheme}", server.base))
+        };
+        let send = |req: reqwest::RequestBuilder| async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            assert!(!text.contains(KEY) && !text.contains("wrong"), "{text}");
+            status
+        };
+        let cases = [
+            (
+                "bearer",
+                get("bearer").bearer_auth(KEY),
+                get("bearer").bearer_auth("wrong"),
+            ),
+            (
+                "header",
+                get("header").header("X-API-Key", KEY),
+                get("header").header("X-API-Key", "wrong"),
+            ),
+            (
+                "cookie",
+                get("cookie").header("Cookie", format!("a=b; api_key={KEY}")),
+                get("cookie").header("Cookie", "api_key=wrong"),
+            ),
+            (
+                "basic",
+                get("basic").basic_auth(BASIC_USER, Some(KEY)),
+                get("basic").basic_auth("wrong", Some(KEY)),
+            ),
+            (
+                "oauth2",
+                get("oauth2").bearer_auth("wrong"),
+                get("oauth2").bearer_auth(KEY),
+            ),
+        ];
+        for (scheme, good, bad) in cases {
+            if scheme != "oauth2" {
+                assert_eq!(send(good).await, 200, "{scheme}");
+            }
+            assert_eq!(send(bad).await, 401, "{scheme}");
+            // The query-string key opens none of them.
+            assert_eq!(
+                send(get(scheme).query(&[("api_key", KEY)])).await,
+                401,
+                "{scheme}"
+            );
+        }
+        assert_eq!(send(get("nope")).await, 404);
+        let body: Value = get("basic")
+            .basic_auth(BASIC_USER, Some(KEY))
+            .query(&[("offset", "25")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            body["data"],
+            json!([26, 27, 28, 29, 30].map(|i| record(i - 1, 0, 10, 30)))
+        );
+        let log = server.stats().await["log"].to_string();
+        assert!(
+            !log.contains(KEY) && log.contains("/v1/auth/cookie"),
+            "{log}"
+        );
+    }
+
+    #[tokio::test]
+    async fn oauth_tokens_are_counted_expire_and_can_be_revoked() {
+        let server = Server::start(settings(30)).await;
+        let token = |secret: &'static str| {
+            let client = server.client.clone();
+            let url = format!("{}/oauth/token", server.base);
+            async move {
+                let body = format!(
+                    "grant_type=client_credentials&client_id={OAUTH_CLIENT_ID}&client_secret={secret}&scope=read"
+                );
+                client
+                    .post(url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        let call = |t: String| {
+            let req = server
+                .client
+                .get(format!("{}/v1/auth/oauth2", server.base))
+                .bearer_auth(t);
+            async move { req.send().await.unwrap().status().as_u16() }
+        };
+
+        let r = token("wrong").await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "invalid_client"})
+        );
+        let r: Value = token(KEY).await.json().await.unwrap();
+        assert_eq!(r["expires_in"], 3600);
+        assert_eq!(r["token_type"], "Bearer");
+        let first = r["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(call(first.clone()).await, 200);
+
+        // Revoked after one more request: the second one is refused, a new token works.
+        let _ = server
+            .post("/admin/oauth", json!({"revoke_after_requests": 1}))
+            .await;
+        assert_eq!(call(first.clone()).await, 200);
+        assert_eq!(call(first.clone()).await, 401);
+        let second: Value = token(KEY).await.json().await.unwrap();
+        let second = second["access_token"].as_str().unwrap().to_owned();
+        assert_ne!(first, second);
+        assert_eq!(call(second.clone()).await, 200);
+
+        // Lifetime 0: a token is dead on arrival; `expires_in` can be left out.
+        let r = server
+            .post(
+                "/admin/oauth",
+                json!({"token_lifetime_secs": 0, "omit_expires_in": true}),
+            )
+            .await;
+        assert_eq!(r.json::<Value>().await.unwrap()["token_lifetime_secs"], 0);
+        let r: Value = token(KEY).await.json().await.unwrap();
+        assert!(r.get("expires_in").is_none(), "{r}");
+        assert_eq!(
+            call(r["access_token"].as_str().unwrap().to_owned()).await,
+            401
+        );
+        let _ = server
+            .post("/admin/oauth", json!({"revoke_now": true}))
+            .await;
+        assert_eq!(call(second).await, 401);
+
+        let stats = server.stats().await;
+        assert_eq!(stats["token_requests"], 4);
+        let text = stats.to_string();
+        assert!(!text.contains(KEY) && !text.contains(&first), "{text}");
+        assert_eq!(
+            server
+                .post("/admin/oauth", json!({"bogus": 1}))
+                .await
+                .status(),
+            400
+        );
     }
 
     #[test]
