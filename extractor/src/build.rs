@@ -2,6 +2,8 @@
 //! resolved, each endpoint's request plan and paginator. Pure apart from reading secrets.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::config::{
     self, ApiKeyLocation, AuthConfig, ClientConfig, PipelineConfig, ResourceConfig,
@@ -11,6 +13,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::Value;
 
+use crate::auth::OAuth2ClientCredentials;
 use crate::client::{Auth, HttpClient, Method};
 use crate::paginate::cursor::CursorTarget;
 use crate::paginate::{
@@ -88,13 +91,22 @@ pub fn http_client(
             username: b.username.clone(),
             password: secrets.resolve("client.auth.password", &b.password)?,
         },
-        Some(AuthConfig::OAuth2ClientCredentials(_)) => {
-            return Err(BuildError::Invalid {
-                key: "client.auth.type".into(),
-                message: "oauth2_client_credentials is accepted by the config model but the \
-                          extractor cannot fetch tokens yet"
-                    .into(),
-            });
+        Some(AuthConfig::OAuth2ClientCredentials(o)) => {
+            let token_url =
+                url::Url::parse(&o.access_token_url).map_err(|e| BuildError::Invalid {
+                    key: "client.auth.access_token_url".into(),
+                    message: format!("not a URL: {e}"),
+                })?;
+            Auth::OAuth2(Arc::new(OAuth2ClientCredentials::new(
+                token_url,
+                secrets.resolve("client.auth.client_id", &o.client_id)?,
+                secrets.resolve("client.auth.client_secret", &o.client_secret)?,
+                o.access_token_request_data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                Duration::from_secs(o.default_token_expiration),
+            )))
         }
     };
     if let Some(bad) = auth_header_problem(&auth) {

@@ -2,6 +2,7 @@
 //! `common::retry` with `backon`. Every URL and message that leaves this module has the
 //! secrets redacted.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use backon::Retryable;
@@ -12,7 +13,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use url::Url;
 
-/// How credentials go on each request.
+use crate::auth::OAuth2ClientCredentials;
+use crate::auth::oauth2::TokenError;
+
+/// How credentials go on each request. `OAuth2` sends a bearer token it fetches (and
+/// refreshes) with client credentials.
 #[derive(Debug, Clone)]
 pub enum Auth {
     None,
@@ -21,6 +26,7 @@ pub enum Auth {
     Cookie { name: String, value: Secret },
     Bearer(Secret),
     Basic { username: String, password: Secret },
+    OAuth2(Arc<OAuth2ClientCredentials>),
 }
 
 impl Auth {
@@ -34,6 +40,7 @@ impl Auth {
                 vec![value.clone()]
             }
             Auth::Basic { password, .. } => vec![password.clone()],
+            Auth::OAuth2(oauth) => oauth.secrets(),
         }
     }
 }
@@ -103,14 +110,22 @@ pub enum FetchError {
     },
     #[error("bad request URL {url}: {message}")]
     BadUrl { url: String, message: String },
+    #[error("{method} {url}: no OAuth2 token after {attempts} attempt(s): {error}")]
+    Token {
+        method: Method,
+        url: String,
+        error: TokenError,
+        attempts: u32,
+        retryable: bool,
+    },
 }
 
 impl FetchError {
     fn retryable(&self) -> bool {
         match self {
-            FetchError::Status { retryable, .. } | FetchError::Transport { retryable, .. } => {
-                *retryable
-            }
+            FetchError::Status { retryable, .. }
+            | FetchError::Transport { retryable, .. }
+            | FetchError::Token { retryable, .. } => *retryable,
             FetchError::NotJson { .. } | FetchError::BadUrl { .. } => false,
         }
     }
@@ -125,15 +140,16 @@ impl FetchError {
     fn status(&self) -> Option<u16> {
         match self {
             FetchError::Status { status, .. } => Some(*status),
+            FetchError::Token { error, .. } => error.status(),
             _ => None,
         }
     }
 
     fn set_attempts(mut self, n: u32) -> Self {
         match &mut self {
-            FetchError::Status { attempts, .. } | FetchError::Transport { attempts, .. } => {
-                *attempts = n
-            }
+            FetchError::Status { attempts, .. }
+            | FetchError::Transport { attempts, .. }
+            | FetchError::Token { attempts, .. } => *attempts = n,
             FetchError::NotJson { .. } | FetchError::BadUrl { .. } => {}
         }
         self
@@ -245,11 +261,40 @@ impl HttpClient {
     }
 
     /// Sends `req`, retrying as the policy says; the error of the last attempt otherwise.
+    /// With OAuth2, a 401 from the API drops the token it refused, and the request is sent
+    /// once more with a new one.
     pub async fn fetch(&self, req: &Request) -> Result<Response, FetchError> {
+        let used = Mutex::new(None);
+        let result = self.fetch_with_retries(req, &used).await;
+        let Auth::OAuth2(oauth) = &self.auth else {
+            return result;
+        };
+        match result {
+            Err(FetchError::Status { status: 401, .. }) => {
+                let used = used.into_inner().unwrap_or_else(PoisonError::into_inner);
+                if let Some(token) = used {
+                    oauth.invalidate(&token).await;
+                }
+                tracing::info!(
+                    url = %self.display_url(req),
+                    "the API refused the OAuth2 token (HTTP 401); fetching a new one and retrying once"
+                );
+                self.fetch_with_retries(req, &Mutex::new(None)).await
+            }
+            other => other,
+        }
+    }
+
+    /// `used` receives the OAuth2 token each attempt sent.
+    async fn fetch_with_retries(
+        &self,
+        req: &Request,
+        used: &Mutex<Option<Secret>>,
+    ) -> Result<Response, FetchError> {
         let url = self.url(req)?;
         let shown = self.redact(&url);
         let mut retry_statuses = Vec::new();
-        let result = (|| self.attempt(req, &url, &shown))
+        let result = (|| self.attempt(req, &url, &shown, used))
             .retry(self.policy.backoff())
             .when(FetchError::retryable)
             .adjust(|e, backoff| backoff.map(|d| e.retry_after().unwrap_or(d)))
@@ -277,7 +322,31 @@ impl HttpClient {
         req: &Request,
         url: &Url,
         shown: &str,
+        used: &Mutex<Option<Secret>>,
     ) -> Result<(Value, usize, HeaderMap), FetchError> {
+        let token = match &self.auth {
+            Auth::OAuth2(oauth) => {
+                let token = oauth.token(&self.http).await.map_err(|error| {
+                    let retryable = error.transport_retryable()
+                        || error
+                            .status()
+                            .is_some_and(|s| self.policy.is_retryable_status(s));
+                    FetchError::Token {
+                        method: req.method,
+                        url: shown.to_owned(),
+                        error,
+                        attempts: 1,
+                        retryable,
+                    }
+                })?;
+                *used.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+                Some(token)
+            }
+            _ => None,
+        };
+        // The secrets to keep out of this attempt's messages: the configured ones and the
+        // token it sends.
+        let secrets: Vec<&Secret> = self.secrets.iter().chain(&token).collect();
         let mut builder = match req.method {
             Method::Get => self.http.get(url.clone()),
             Method::Post => self.http.post(url.clone()),
@@ -297,6 +366,13 @@ impl HttpClient {
             Auth::Basic { username, password } => {
                 builder.basic_auth(username, Some(password.expose()))
             }
+            Auth::OAuth2(_) => match &token {
+                Some(token) => builder.header(
+                    reqwest::header::AUTHORIZATION,
+                    secret_header_text(&format!("Bearer {}", token.expose())),
+                ),
+                None => builder,
+            },
         };
         if let Some(body) = &req.json {
             builder = builder.json(body);
@@ -305,7 +381,7 @@ impl HttpClient {
             method: req.method,
             url: shown.to_owned(),
             retryable: e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
-            message: redact_text(&error_chain(&e.without_url()), &self.secret_refs()),
+            message: redact_text(&error_chain(&e.without_url()), &secrets),
             attempts: 1,
         };
         let response = builder.send().await.map_err(transport)?;
@@ -322,7 +398,7 @@ impl HttpClient {
                 method: req.method,
                 url: shown.to_owned(),
                 status: status.as_u16(),
-                excerpt: redact_text(&excerpt(&bytes), &self.secret_refs()),
+                excerpt: redact_text(&excerpt(&bytes), &secrets),
                 attempts: 1,
                 retryable: self.policy.is_retryable_status(status.as_u16()),
                 retry_after,
@@ -332,7 +408,7 @@ impl HttpClient {
             method: req.method,
             url: shown.to_owned(),
             message: e.to_string(),
-            excerpt: redact_text(&excerpt(&bytes), &self.secret_refs()),
+            excerpt: redact_text(&excerpt(&bytes), &secrets),
         })?;
         Ok((body, bytes.len(), headers))
     }

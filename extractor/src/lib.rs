@@ -6,6 +6,7 @@
 //! previous page (`publish`). A run succeeds only when the broker acknowledged every
 //! record; records already acknowledged when a run fails stay valid (the loader merges).
 
+pub mod auth;
 pub mod build;
 pub mod client;
 pub mod paginate;

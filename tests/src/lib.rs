@@ -189,16 +189,8 @@ pub struct Pipeline {
 impl Pipeline {
     /// Writes the seed config (TOML) with `extra_client` lines added to `[client]`.
     pub fn new(broker: &Broker, api: &DemoApi, name: &str, extra_client: &str) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let config = dir.path().join("pipeline.toml");
-        let text = format!(
-            r#"[pipeline]
-name = "{name}"
-
-[kafka]
-"bootstrap.servers" = "{bootstrap}"
-
-[client]
+        let rest = format!(
+            r#"[client]
 base_url = "{base}"
 auth = {{ type = "api_key", name = "api_key", api_key = {{ secret = "api_key" }}, location = "query" }}
 {extra_client}
@@ -212,8 +204,19 @@ name = "communications_data"
 topic = "{name}.communications_data"
 endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type = "offset", limit = 100 }} }}
 "#,
-            bootstrap = broker.bootstrap(),
             base = api.url,
+        );
+        Self::with_config(broker, name, &rest)
+    }
+
+    /// Writes a config of `[pipeline] name = <name>`, `[kafka]` pointing at `broker`, and
+    /// `rest` (the `[client]`, `[resource_defaults]` and `[[resources]]` tables, as TOML).
+    pub fn with_config(broker: &Broker, name: &str, rest: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("pipeline.toml");
+        let text = format!(
+            "[pipeline]\nname = \"{name}\"\n\n[kafka]\n\"bootstrap.servers\" = \"{bootstrap}\"\n\n{rest}",
+            bootstrap = broker.bootstrap(),
         );
         std::fs::write(&config, text)?;
         Ok(Self {
