@@ -1,0 +1,238 @@
+//! The floors the pipeline is measured against (see `scripts/bench.sh`):
+//! - `produce` / `consume`: a bare idempotent producer and a bare consumer of messages of a
+//!   given size on the same broker, i.e. what the broker itself can take and give;
+//! - `upsert`: a bare rusqlite prepared-statement upsert of rows shaped like the demo API's
+//!   records, one transaction per 5,000 rows, WAL and `synchronous=NORMAL` as the loader.
+//!
+//! Each prints one line: `<what> count=N seconds=S per_second=R`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, Subcommand)]
+enum What {
+    /// Produce `count` messages of `size` bytes, keyed 0..count, and wait for every ack.
+    Produce {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        size: usize,
+    },
+    /// Read `count` messages of `topic` from the beginning of every partition.
+    Consume {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        count: u64,
+    },
+    /// Upsert `count` rows into a fresh SQLite file.
+    Upsert {
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        count: i64,
+    },
+}
+
+fn main() -> Result<()> {
+    let (what, count, seconds) = match Args::parse().what {
+        What::Produce {
+            brokers,
+            topic,
+            count,
+            size,
+        } => ("produce", count, produce(&brokers, &topic, count, size)?),
+        What::Consume {
+            brokers,
+            topic,
+            count,
+        } => ("consume", count, consume(&brokers, &topic, count)?),
+        What::Upsert { db, count } => ("upsert", count as u64, upsert(&db, count)?),
+    };
+    println!(
+        "{what} count={count} seconds={seconds:.3} per_second={:.0}",
+        count as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+fn produce(brokers: &str, topic: &str, count: u64, size: usize) -> Result<f64> {
+    // The extractor's producer settings, so the ceiling is for the same kind of traffic.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1048576")
+        .set("queue.buffering.max.messages", "500000")
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    // The topic as the extractor makes its topics: 6 partitions.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topics = [NewTopic::new(topic, 6, TopicReplication::Fixed(1))];
+    let created = futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))?;
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("creating topic {name}: {code}"),
+        }
+    }
+    let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    let started = Instant::now();
+    for i in 0..count {
+        let key = i.to_string();
+        let mut record = BaseRecord::to(topic).key(key.as_str()).payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn consume(brokers: &str, topic: &str, count: u64) -> Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-floor")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("queued.max.messages.kbytes", "65536")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .context("no such topic")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut seen = 0u64;
+    let mut bytes = 0usize;
+    while seen < count {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                bytes += m.payload().map_or(0, <[u8]>::len);
+                seen += 1;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("no message for 10 s after {seen} of {count}"),
+        }
+    }
+    let _ = std::hint::black_box(bytes);
+    Ok(started.elapsed().as_secs_f64())
+}
+
+const COLUMNS: [(&str, &str); 18] = [
+    ("id", "INTEGER NOT NULL"),
+    ("customer_id", "INTEGER"),
+    ("channel", "TEXT"),
+    ("direction", "TEXT"),
+    ("status", "TEXT"),
+    ("body", "TEXT"),
+    ("created_at", "TEXT"),
+    ("updated_at", "TEXT"),
+    ("sender__name", "TEXT"),
+    ("sender__address__country", "TEXT"),
+    ("sender__address__city", "TEXT"),
+    ("tags", "TEXT"),
+    ("cost", "REAL"),
+    ("duration_seconds", "INTEGER"),
+    ("sentiment", "REAL"),
+    ("is_read", "INTEGER"),
+    ("external_ref", "INTEGER"),
+    ("campaign_id", "TEXT"),
+];
+
+fn upsert(path: &str, count: i64) -> Result<f64> {
+    let _ = std::fs::remove_file(path);
+    let mut conn = rusqlite::Connection::open(path)?;
+    let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let defs: Vec<String> = COLUMNS
+        .iter()
+        .map(|(n, t)| format!("\"{n}\" {t}"))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE t ({}, PRIMARY KEY (\"id\"))",
+        defs.join(", ")
+    ))?;
+    let names: Vec<String> = COLUMNS.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    let marks: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    let updates: Vec<String> = names[1..]
+        .iter()
+        .map(|n| format!("{n} = excluded.{n}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO t ({}) VALUES ({}) ON CONFLICT (\"id\") DO UPDATE SET {}",
+        names.join(", "),
+        marks.join(", "),
+        updates.join(", ")
+    );
+    let body = "Nachricht: héllo wörld — 你好, ¿qué tal? 🚀 Zürich";
+    let started = Instant::now();
+    let mut i = 0;
+    while i < count {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&sql)?;
+            for id in i..(i + 5000).min(count) {
+                let _ = stmt.execute(rusqlite::params![
+                    id + 1,
+                    1_000_000 + id % 5000,
+                    "sms",
+                    "inbound",
+                    "sent",
+                    body,
+                    "2026-01-01T00:00:00.000000Z",
+                    "2026-01-01T00:00:00.000000Z",
+                    "Customer 1",
+                    "DE",
+                    "Zürich",
+                    "[\"tag0\"]",
+                    0.0125,
+                    Some(42),
+                    -0.5,
+                    1,
+                    9_007_199_254_740_993_i64 + id,
+                    Option::<&str>::None,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        i += 5000;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The benchmark suite (issue 5), side by side in one invocation, on the demo API and a
+# local Tansu broker (SQLite storage), release build:
+#   1. end to end, 100k records, limit 100, no latency: first load
+#   2. the same, merge re-run with 10% of the records changed
+#   3. 20k records with 20 ms latency per request
+#   4. loader alone: replay a pre-filled topic of 1M records into a fresh SQLite file, and
+#      into PostgreSQL (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
+#   5. floors: bare producer / consumer of 1M messages of the records' size (the broker's
+#      ceiling) and a bare rusqlite upsert of 1M rows
+#   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
+#   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
+#
+#   scripts/bench.sh [--quick] [--dlt] [--dlt-records N]
+#
+# --quick divides the record counts by 10. Prints a table: wall seconds, rows/s, CPU
+# seconds per 100k rows and peak RSS per stage and case. Everything lives in .bench/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scale=1; with_dlt=0; dlt_records=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) scale=10 ;;
+    --dlt) with_dlt=1 ;;
+    --dlt-records) dlt_records="$2"; shift ;;
+    *) echo "unknown flag $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+n1=$((100000 / scale)); n3=$((20000 / scale)); n4=$((1000000 / scale))
+dlt_records="${dlt_records:-$n1}"
+
+scripts/ensure-tansu.sh
+cargo build --release --locked --bins
+bin=target/release
+run=.bench/run
+rm -rf "$run" && mkdir -p "$run"
+export API_KEY="bench-$RANDOM$RANDOM"
+broker_port="${BENCH_BROKER_PORT:-19192}"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2; return 1
+}
+
+(cd "$run" && exec tansu broker --storage-engine sqlite://tansu.db \
+  --listener-url "tcp://127.0.0.1:$broker_port" \
+  --advertised-listener-url "tcp://127.0.0.1:$broker_port" >tansu.log 2>&1) &
+pids+=($!)
+wait_port "$broker_port"
+
+api_port=0
+start_api() { # records latency_ms
+  api_port=$((18100 + RANDOM % 800))
+  DEMO_API_KEY="$API_KEY" "$bin/demo-api" --listen "127.0.0.1:$api_port" --records "$1" \
+    --latency-ms "$2" >"$run/api-$api_port.out" 2>"$run/api-$api_port.log" &
+  pids+=($!)
+  wait_port "$api_port"
+}
+
+config() { # name base_url
+  cat >"$run/$1.toml" <<TOML
+[pipeline]
+name = "$1"
+[kafka]
+"bootstrap.servers" = "127.0.0.1:$broker_port"
+[client]
+base_url = "$2"
+auth = { type = "api_key", name = "api_key", api_key = { secret = "api_key" }, location = "query" }
+[resource_defaults]
+primary_key = "id"
+write_disposition = "merge"
+[[resources]]
+name = "communications_data"
+topic = "$1.communications_data"
+endpoint = { path = "/v1/resource", data_selector = "data", paginator = { type = "offset", limit = 100 } }
+TOML
+}
+
+results="$run/results.tsv"
+: >"$results"
+# measure CASE STAGE ROWS command...: runs it under /usr/bin/time, records the figures.
+measure() {
+  local case="$1" stage="$2" rows="$3"; shift 3
+  local t="$run/time.$$"
+  if ! /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" >"$run/$case-$stage.out" 2>"$run/$case-$stage.log"; then
+    echo "$case $stage failed; see $run/$case-$stage.log" >&2
+    tail -5 "$run/$case-$stage.log" >&2
+    printf '%s\t%s\t%s\tFAILED\n' "$case" "$stage" "$rows" >>"$results"
+    return 0
+  fi
+  read -r wall user sys rss <"$t"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$stage" "$rows" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$rss" >>"$results"
+}
+
+pg_url="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+# 1 + 2: first load and a merge re-run with 10% changed.
+start_api "$n1" 0; config c1 "http://127.0.0.1:$api_port"; api1=$api_port
+measure "1-first-load" extractor "$n1" "$bin/extractor" --config "$run/c1.toml"
+measure "1-first-load" loader "$n1" "$bin/loader" --config "$run/c1.toml" --destination "sqlite://$run/c1.db" --until-caught-up
+curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed_percent": 10}' "http://127.0.0.1:$api1/admin/state" >/dev/null
+measure "2-merge-rerun" extractor "$n1" "$bin/extractor" --config "$run/c1.toml"
+measure "2-merge-rerun" loader "$n1" "$bin/loader" --config "$run/c1.toml" --destination "sqlite://$run/c1.db" --until-caught-up
+
+# 3: 20 ms per request.
+start_api "$n3" 20; config c3 "http://127.0.0.1:$api_port"
+measure "3-latency-20ms" extractor "$n3" "$bin/extractor" --config "$run/c3.toml"
+measure "3-latency-20ms" loader "$n3" "$bin/loader" --config "$run/c3.toml" --destination "sqlite://$run/c3.db" --until-caught-up
+
+# 4: the loader alone over a pre-filled topic of n4 records.
+start_api "$n4" 0; config c4 "http://127.0.0.1:$api_port"
+measure "4-prefill" extractor "$n4" "$bin/extractor" --config "$run/c4.toml"
+measure "4-replay" loader-sqlite "$n4" "$bin/loader" --config "$run/c4.toml" --destination "sqlite://$run/c4.db" --until-caught-up
+if psql "$pg_url" -qc "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >/dev/null 2>&1; then
+  measure "4-replay" loader-postgres "$n4" "$bin/loader" --config "$run/c4.toml" --destination "$pg_url?schema=bench" --until-caught-up --group-id c4-pg
+else
+  echo "PostgreSQL at TEST_POSTGRES_URL unreachable: case 4 into PostgreSQL skipped" >&2
+fi
+
+# 5: floors. Message size = the records' average size on the wire.
+size=$(awk -v n="$n4" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { split($i, a, "="); print int(a[2] / n * 0.6) } }' "$run/4-prefill-extractor.out")
+size=${size:-300}
+measure "5-floor" producer "$n4" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4" --size "$size"
+measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4"
+measure "5-floor" rusqlite-upsert "$n4" "$bin/bench-floor" upsert --db "$run/floor.db" --count "$n4"
+
+# dlt on cases 1-3.
+if [ "$with_dlt" = 1 ]; then
+  if ! .bench/venv/bin/python -c "import dlt, sqlalchemy" 2>/dev/null; then
+    python3 -m venv .bench/venv
+    .bench/venv/bin/pip install -q "dlt[sqlalchemy]==1.31.0" >.bench/pip.log 2>&1
+  fi
+  py=.bench/venv/bin/python
+  start_api "$dlt_records" 0; d1=$api_port
+  measure "1-first-load" dlt "$dlt_records" "$py" bench/dlt_run.py "http://127.0.0.1:$d1" "$run/dlt1.db" "$run/dlt-pipelines"
+  curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed_percent": 10}' "http://127.0.0.1:$d1/admin/state" >/dev/null
+  measure "2-merge-rerun" dlt "$dlt_records" "$py" bench/dlt_run.py "http://127.0.0.1:$d1" "$run/dlt1.db" "$run/dlt-pipelines"
+  start_api "$n3" 20
+  measure "3-latency-20ms" dlt "$n3" "$py" bench/dlt_run.py "http://127.0.0.1:$api_port" "$run/dlt3.db" "$run/dlt-pipelines3"
+fi
+
+echo
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%dT%H:%MZ)"
+printf '%-16s %-16s %9s %9s %10s %14s %9s\n' case stage rows wall_s rows/s cpu_s/100k peak_MB
+awk -F'\t' '{
+  if ($4 == "FAILED") { printf "%-16s %-16s %9s %9s\n", $1, $2, $3, "FAILED"; next }
+  printf "%-16s %-16s %9d %9.2f %10.0f %14.2f %9.1f\n", $1, $2, $3, $4, $3 / ($4 > 0 ? $4 : 1e-9), $5 / $3 * 100000, $6 / 1024
+}' "$results"
+echo
+echo "end to end = extractor + loader run one after the other (wall seconds add up):"
+awk -F'\t' '$4 != "FAILED" && ($2 == "extractor" || $2 ~ /^loader/) && $1 !~ /^4/ {
+  w[$1] += $4; c[$1] += $5; r[$1] = $3
+} END { for (k in w) printf "  %-16s %9.2f s %10.0f rows/s %8.2f cpu_s/100k\n", k, w[k], r[k] / w[k], c[k] / r[k] * 100000 }' "$results" | sort
