@@ -19,6 +19,7 @@ use common::avro::Encoder;
 use common::config::{PipelineConfig, ResourceConfig};
 use common::schema::SchemaBuilder;
 use common::secret::SecretResolver;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -35,6 +36,9 @@ pub struct RunOptions {
     /// Partitions and replication factor for topics the extractor creates.
     pub partitions: i32,
     pub replication_factor: i32,
+    /// Requests in flight per resource once the first page has told how many pages there
+    /// are (offset paging with a total); 1 pages sequentially.
+    pub page_concurrency: usize,
 }
 
 impl Default for RunOptions {
@@ -43,9 +47,13 @@ impl Default for RunOptions {
             resources: Vec::new(),
             partitions: 6,
             replication_factor: 1,
+            page_concurrency: DEFAULT_PAGE_CONCURRENCY,
         }
     }
 }
+
+/// Requests in flight per resource when the pages are known in advance.
+pub const DEFAULT_PAGE_CONCURRENCY: usize = 8;
 
 /// What one resource's run did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,7 +134,15 @@ pub async fn run(
 
     let runs = resources.into_iter().map(|(r, plan)| {
         let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic);
-        extract_resource(&client, &publisher, r, plan, cancel.clone()).instrument(span)
+        extract_resource(
+            &client,
+            &publisher,
+            r,
+            plan,
+            cancel.clone(),
+            opts.page_concurrency.max(1),
+        )
+        .instrument(span)
     });
     let results = futures::future::join_all(runs).await;
     // Whatever happened, wait for what was sent: acknowledged records stay valid.
@@ -164,16 +180,25 @@ struct FetchStats {
     bytes: u64,
 }
 
+impl FetchStats {
+    fn add(&mut self, response: &crate::client::Response) {
+        self.pages += 1;
+        self.retries += u64::from(response.retries);
+        self.bytes += response.bytes as u64;
+    }
+}
+
 async fn extract_resource(
     client: &HttpClient,
     publisher: &Publisher,
     resource: &ResourceConfig,
     plan: build::EndpointPlan,
     cancel: CancellationToken,
+    concurrency: usize,
 ) -> Result<ResourceReport, ExtractError> {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel::<Page>(4);
-    let fetch = fetch_pages(client, resource, plan, tx, cancel);
+    let fetch = fetch_pages(client, resource, plan, tx, cancel, concurrency);
     let publish = publish_pages(publisher, resource, rx);
     let (fetched, published) = tokio::join!(fetch, publish);
     // A publishing failure ends the fetcher (its channel closes), so report that first.
@@ -203,6 +228,7 @@ async fn fetch_pages(
     plan: build::EndpointPlan,
     tx: mpsc::Sender<Page>,
     cancel: CancellationToken,
+    concurrency: usize,
 ) -> Result<FetchStats, ExtractError> {
     let build::EndpointPlan {
         method,
@@ -212,57 +238,58 @@ async fn fetch_pages(
         selector,
         mut paginator,
     } = plan;
+    let request_for = |step: NextRequest| match step {
+        NextRequest::Params(page_params) => {
+            // The paginator's params replace the endpoint's of the same name.
+            let mut all_params: Vec<(String, String)> = params
+                .iter()
+                .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
+                .cloned()
+                .collect();
+            all_params.extend(page_params);
+            Request {
+                method,
+                path: path.clone(),
+                params: all_params,
+                json: json.clone(),
+            }
+        }
+        NextRequest::Url(url) => Request {
+            method,
+            path: url.to_string(),
+            params: Vec::new(),
+            json: json.clone(),
+        },
+        NextRequest::Json(body) => Request {
+            method,
+            path: path.clone(),
+            params: params.clone(),
+            json: Some(body),
+        },
+    };
+    let fetch_err = |source| ExtractError::Fetch {
+        resource: resource.name.clone(),
+        source,
+    };
+    let take_records = |body: &mut serde_json::Value| match &selector {
+        Some(s) => s.take_records(body),
+        None => select::take_records_auto(body),
+    };
     let mut stats = FetchStats::default();
     let mut next = paginator.first();
     while let Some(step) = next {
         if cancel.is_cancelled() {
             break;
         }
-        let req = match step {
-            NextRequest::Params(page_params) => {
-                // The paginator's params replace the endpoint's of the same name.
-                let mut all_params: Vec<(String, String)> = params
-                    .iter()
-                    .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
-                    .cloned()
-                    .collect();
-                all_params.extend(page_params);
-                Request {
-                    method,
-                    path: path.clone(),
-                    params: all_params,
-                    json: json.clone(),
-                }
-            }
-            NextRequest::Url(url) => Request {
-                method,
-                path: url.to_string(),
-                params: Vec::new(),
-                json: json.clone(),
-            },
-            NextRequest::Json(body) => Request {
-                method,
-                path: path.clone(),
-                params: params.clone(),
-                json: Some(body),
-            },
-        };
+        let req = request_for(step);
         let response = tokio::select! {
             r = client.fetch(&req) => r,
             () = cancel.cancelled() => break,
         };
-        let response = response.map_err(|source| ExtractError::Fetch {
-            resource: resource.name.clone(),
-            source,
-        })?;
-        stats.pages += 1;
-        stats.retries += u64::from(response.retries);
-        stats.bytes += response.bytes as u64;
+        let response = response.map_err(fetch_err)?;
+        stats.add(&response);
         let mut body = response.body;
-        let records = match &selector {
-            Some(s) => s.take_records(&mut body),
-            None => select::take_records_auto(&mut body),
-        };
+        let records = take_records(&mut body);
         tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
         let page_response = PageResponse {
             url: &response.url,
@@ -278,12 +305,57 @@ async fn fetch_pages(
                 url: client.display_url(&req),
                 source: source.redacted(|text| client.redact_text(text)),
             })?;
+        // The first page may tell how many follow: then fetch them concurrently.
+        let rest = match &next {
+            Some(_) if stats.pages == 1 && concurrency > 1 => paginator.remaining(&body),
+            _ => None,
+        };
         let page = Page {
             number: stats.pages,
             records,
         };
         if tx.send(page).await.is_err() {
             // The publisher stopped; its error is the one to report.
+            break;
+        }
+        if let Some(rest) = rest {
+            tracing::debug!(
+                pages = rest.len(),
+                concurrency,
+                "fetching the remaining pages concurrently"
+            );
+            let stops_on_empty = paginator.stops_on_empty_page();
+            // `buffered` keeps at most `concurrency` requests in flight and yields the
+            // responses in page order, so each id's versions are published in order.
+            let mut pages = futures::stream::iter(rest.into_iter().map(|step| {
+                let req = request_for(step);
+                async move { client.fetch(&req).await }
+            }))
+            .buffered(concurrency);
+            loop {
+                let response = tokio::select! {
+                    r = pages.next() => r,
+                    () = cancel.cancelled() => None,
+                };
+                let Some(response) = response else {
+                    break;
+                };
+                let response = response.map_err(fetch_err)?;
+                stats.add(&response);
+                let mut body = response.body;
+                let records = take_records(&mut body);
+                if records.is_empty() && stops_on_empty {
+                    // As sequential paging would: the data ended before `total` said.
+                    break;
+                }
+                let page = Page {
+                    number: stats.pages,
+                    records,
+                };
+                if tx.send(page).await.is_err() {
+                    break;
+                }
+            }
             break;
         }
     }

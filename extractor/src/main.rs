@@ -34,6 +34,11 @@ struct Args {
     /// Replication factor of the topics the extractor creates.
     #[arg(long, default_value_t = 1, env = "EXTRACTOR_REPLICATION_FACTOR")]
     replication_factor: i32,
+    /// Requests in flight per resource once the first page gives the total (offset
+    /// paging); the rest is fetched concurrently and published in page order. 1 pages
+    /// sequentially.
+    #[arg(long, default_value_t = extractor::DEFAULT_PAGE_CONCURRENCY, env = "EXTRACTOR_PAGE_CONCURRENCY")]
+    page_concurrency: usize,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -67,6 +72,7 @@ async fn extract(args: Args) -> anyhow::Result<()> {
         resources: args.resources,
         partitions: args.partitions,
         replication_factor: args.replication_factor,
+        page_concurrency: args.page_concurrency,
     };
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();

@@ -165,6 +165,30 @@ impl Paginator {
         }
     }
 
+    /// After the first response was accepted by [`Paginator::next`]: every remaining request,
+    /// when the response says how many there are (`offset` with a total), so they can be
+    /// fetched concurrently; `None` when only sequential paging can know.
+    pub fn remaining(&self, body: &Value) -> Option<Vec<NextRequest>> {
+        match self {
+            Paginator::Offset(p) => Some(
+                p.remaining(body)?
+                    .into_iter()
+                    .map(NextRequest::Params)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Whether an empty page ends the paging.
+    pub fn stops_on_empty_page(&self) -> bool {
+        match self {
+            Paginator::Offset(p) => p.stop_after_empty_page,
+            Paginator::PageNumber(p) => p.stop_after_empty_page,
+            _ => false,
+        }
+    }
+
     /// The `type` of the paginator as dlt names it.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -70,6 +70,26 @@ impl OffsetPaginator {
     }
 }
 
+impl OffsetPaginator {
+    /// After [`OffsetPaginator::next`] accepted the first response: every remaining page's
+    /// params when the response gave `total` (stopping at it and at `maximum_offset`), so
+    /// they can be fetched concurrently. `None` without a total.
+    pub fn remaining(&self, response: &Value) -> Option<Vec<PageParams>> {
+        let (_, selector) = self.total_path.as_ref()?;
+        let total = as_count(selector.find(response)?)?;
+        let end = self.maximum_offset.map_or(total, |m| m.min(total));
+        let mut pages = Vec::new();
+        let mut offset = self.offset;
+        while offset < end {
+            let mut p = self.clone();
+            p.offset = offset;
+            pages.push(p.params());
+            offset = offset.saturating_add(self.limit.max(1));
+        }
+        Some(pages)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +135,24 @@ mod tests {
                 None => return Ok(offsets),
             }
         }
+    }
+
+    #[test]
+    fn remaining_pages_come_from_the_first_total() {
+        let mut p = paginator(Some("total"), None, true);
+        let first = json!({"total": 350});
+        assert!(p.next(&first, 100).unwrap().is_some());
+        let offsets: Vec<String> = p
+            .remaining(&first)
+            .unwrap()
+            .into_iter()
+            .map(|params| params[0].1.clone())
+            .collect();
+        assert_eq!(offsets, ["100", "200", "300"]);
+        let mut capped = paginator(Some("total"), Some(250), true);
+        assert!(capped.next(&first, 100).unwrap().is_some());
+        assert_eq!(capped.remaining(&first).unwrap().len(), 2);
+        assert!(p.remaining(&json!({"count": 3})).is_none());
     }
 
     #[test]
