@@ -105,11 +105,14 @@ impl ProducerContext for DeliveryCounter {
 const ENFORCED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
 
 /// Producer settings used unless the config's `kafka` table says otherwise.
-const PRODUCER_DEFAULTS: [(&str, &str); 5] = [
+const PRODUCER_DEFAULTS: [(&str, &str); 6] = [
     ("linger.ms", "20"),
     ("batch.num.messages", "10000"),
     ("batch.size", "1048576"),
-    ("queue.buffering.max.messages", "500000"),
+    // The send queue bounds the extractor's memory: when the API is faster than the broker,
+    // fetching waits here instead of buffering without limit.
+    ("queue.buffering.max.messages", "100000"),
+    ("queue.buffering.max.kbytes", "32768"),
     // Java-client compatible key hashing, so other producers agree on partitions.
     ("partitioner", "murmur2_random"),
 ];

@@ -503,7 +503,9 @@ fn poll_loop(
     let mut last_progress_check = Instant::now();
     let mut last_report = Instant::now();
     let mut reported = 0;
-    let mut watermarks: Option<BaseConsumer> = None;
+    // Watermarks come from a client of their own: on the consumer's connection each query
+    // would wait behind its long-polling fetch.
+    let watermarks = plain_client(&cfg.kafka, &format!("{}.watermarks", opts.group_id))?;
     while !stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(100));
         if let Some(failure) = lock(&ctx.failure).take() {
@@ -530,15 +532,8 @@ fn poll_loop(
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let records = ctx.records.load(Ordering::Relaxed);
-            let watermarks = match &watermarks {
-                Some(w) => w,
-                None => watermarks.insert(plain_client(
-                    &cfg.kafka,
-                    &format!("{}.watermarks", opts.group_id),
-                )?),
-            };
             let lag = if ctx.assigned.load(Ordering::SeqCst) {
-                lag(consumer, watermarks).ok()
+                lag(consumer, &watermarks).ok()
             } else {
                 None
             };
@@ -557,14 +552,7 @@ fn poll_loop(
             && last_progress_check.elapsed() >= Duration::from_millis(300)
         {
             last_progress_check = Instant::now();
-            let watermarks = match &watermarks {
-                Some(w) => w,
-                None => watermarks.insert(plain_client(
-                    &cfg.kafka,
-                    &format!("{}.watermarks", opts.group_id),
-                )?),
-            };
-            if caught_up(consumer, watermarks)? {
+            if caught_up(consumer, &watermarks)? {
                 tracing::info!("caught up: every assigned partition is at its end offset");
                 return Ok(());
             }

@@ -418,42 +418,53 @@ fn kill_repeatedly(pipeline: &Pipeline, url: &str, kills: usize) -> Result<std::
     run_ok(last, RUN)
 }
 
-#[test]
-fn twenty_kills_during_one_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
+/// One load of 20,000 records into the destination `url_for` names, killed at 20 random
+/// moments and then finished; checks that the killed runs did load something, then hands
+/// the API's `(id, body)`s, sorted by id, to `check` to compare with the destination.
+fn load_through_kills(
+    name: &str,
+    url_for: impl FnOnce(&Pipeline) -> String,
+    check: impl FnOnce(&Pipeline, Vec<(i64, String)>) -> Result<()>,
+) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let broker = Broker::start(tmp.path())?;
-    const N: i64 = 20_000;
-    let api = DemoApi::start(N as u64, &[])?;
-    let pipeline = Pipeline::new(&broker, &api, "e2e_kills", "")?;
+    const N: u64 = 20_000;
+    let api = DemoApi::start(N, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, name, "")?;
     // A killed loader stays a group member until its session times out, and the next
     // loader's join waits for that: keep the session short so 20 restarts stay quick.
     pipeline.kafka_settings(&[
         ("session.timeout.ms", "1500"),
         ("heartbeat.interval.ms", "300"),
     ])?;
-
     let _ = run_ok(pipeline.extractor()?, RUN)?;
-    let url = format!("sqlite://{}", pipeline.db.display());
-    let out = kill_repeatedly(&pipeline, &url, kill_count())?;
+    let out = kill_repeatedly(&pipeline, &url_for(&pipeline), kill_count())?;
     let finished = loaded(&out).context("loaded")?;
     ensure!(
         finished < N as f64,
         "the killed runs loaded nothing: the last run loaded {finished}"
     );
-    let conn = pipeline.sqlite()?;
-    let offsets: i64 = conn.query_row(
-        "SELECT sum(next_offset) FROM _pipeline_offsets WHERE group_id = ?1",
-        [&pipeline.group],
-        |r| r.get(0),
-    )?;
-    assert_eq!(
-        offsets, N,
-        "the stored offsets cover the topic exactly once"
-    );
     let mut expected = api_bodies(&api.records()?);
     expected.sort();
-    assert_eq!(bodies(&pipeline.db)?, expected);
-    Ok(())
+    check(&pipeline, expected)
+}
+
+#[test]
+fn twenty_kills_during_one_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
+    load_through_kills(
+        "e2e_kills",
+        |p| format!("sqlite://{}", p.db.display()),
+        |pipeline, expected| {
+            let offsets: i64 = pipeline.sqlite()?.query_row(
+                "SELECT sum(next_offset) FROM _pipeline_offsets WHERE group_id = ?1",
+                [&pipeline.group],
+                |r| r.get(0),
+            )?;
+            assert_eq!(offsets, 20_000, "the stored offsets cover the topic once");
+            assert_eq!(bodies(&pipeline.db)?, expected);
+            Ok(())
+        },
+    )
 }
 
 #[test]
@@ -461,34 +472,21 @@ fn twenty_kills_during_one_load_lose_and_duplicate_nothing_postgres() -> Result<
     let Some(mut pg) = PgSchema::create("e2e_kills")? else {
         return Ok(());
     };
-    let tmp = tempfile::tempdir()?;
-    let broker = Broker::start(tmp.path())?;
-    const N: i64 = 20_000;
-    let api = DemoApi::start(N as u64, &[])?;
-    let pipeline = Pipeline::new(&broker, &api, "e2e_kills_pg", "")?;
-    pipeline.kafka_settings(&[
-        ("session.timeout.ms", "1500"),
-        ("heartbeat.interval.ms", "300"),
-    ])?;
-    let _ = run_ok(pipeline.extractor()?, RUN)?;
-    let out = kill_repeatedly(&pipeline, &pg.url, kill_count())?;
-    let finished = loaded(&out).context("loaded")?;
-    ensure!(
-        finished < N as f64,
-        "the killed runs loaded nothing: the last run loaded {finished}"
-    );
-    let offsets: i64 =
-        pg.query("SELECT sum(next_offset)::bigint FROM {schema}._pipeline_offsets")?[0].get(0);
-    assert_eq!(
-        offsets, N,
-        "the stored offsets cover the topic exactly once"
-    );
-    let rows = pg.query("SELECT id, body FROM {schema}.communications_data ORDER BY id")?;
-    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let mut expected = api_bodies(&api.records()?);
-    expected.sort();
-    assert_eq!(got, expected);
-    Ok(())
+    let url = pg.url.clone();
+    load_through_kills(
+        "e2e_kills_pg",
+        |_| url,
+        |_, expected| {
+            let offsets: i64 = pg
+                .query("SELECT sum(next_offset)::bigint FROM {schema}._pipeline_offsets")?[0]
+                .get(0);
+            assert_eq!(offsets, 20_000, "the stored offsets cover the topic once");
+            let rows = pg.query("SELECT id, body FROM {schema}.communications_data ORDER BY id")?;
+            let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            assert_eq!(got, expected);
+            Ok(())
+        },
+    )
 }
 
 #[test]

@@ -12,7 +12,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-use common::schema::{Row, TableSchema};
+use common::schema::{Row, Scalar, TableSchema};
 
 pub use postgres::PostgresDestination;
 pub use sqlite::{SqliteDestination, timestamp_text};
@@ -189,6 +189,43 @@ pub enum DestinationError {
         action: &'static str,
         error: DbError,
     },
+}
+
+/// A record's primary key for error messages: `id=42`, `org="a", id=1`, or its position in
+/// the batch when the table has no key.
+pub(crate) fn record_key(
+    schema: &TableSchema,
+    key_fields: &[usize],
+    row: &Row,
+    position: usize,
+) -> String {
+    if key_fields.is_empty() {
+        return format!("#{position} of the batch");
+    }
+    key_fields
+        .iter()
+        .map(|&index| {
+            let name = &schema.fields[index].name;
+            match row.get(index) {
+                Some(Some(value)) => format!("{name}={}", display_scalar(value)),
+                Some(None) => format!("{name}=NULL"),
+                None => format!("{name}=<missing>"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A value as an error message shows it: text quoted, timestamps as stored.
+pub(crate) fn display_scalar(value: &Scalar) -> String {
+    match value {
+        Scalar::Text(text) | Scalar::Json(text) => format!("{text:?}"),
+        Scalar::Decimal(text) => text.clone(),
+        Scalar::Bigint(number) => number.to_string(),
+        Scalar::Double(number) => number.to_string(),
+        Scalar::Bool(flag) => flag.to_string(),
+        Scalar::Timestamp(micros) => timestamp_text(*micros),
+    }
 }
 
 /// Opens the destination a URL names:

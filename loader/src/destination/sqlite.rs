@@ -146,24 +146,9 @@ impl Plan {
         })
     }
 
-    /// The record's primary key for error messages: `id=42`, `org="a", id=1`, or its
-    /// position in the batch when the table has no key.
+    /// The record's primary key for error messages (see [`super::record_key`]).
     fn record_key(&self, row: &Row, position: usize) -> String {
-        if self.key_fields.is_empty() {
-            return format!("#{position} of the batch");
-        }
-        self.key_fields
-            .iter()
-            .map(|&index| {
-                let name = &self.schema.fields[index].name;
-                match row.get(index) {
-                    Some(Some(value)) => format!("{name}={}", display_scalar(value)),
-                    Some(None) => format!("{name}=NULL"),
-                    None => format!("{name}=<missing>"),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        super::record_key(&self.schema, &self.key_fields, row, position)
     }
 }
 
@@ -706,17 +691,6 @@ fn scalar_type_name(value: &Scalar) -> &'static str {
         Scalar::Timestamp(_) => "timestamp",
         Scalar::Decimal(_) => "decimal",
         Scalar::Json(_) => "json",
-    }
-}
-
-fn display_scalar(value: &Scalar) -> String {
-    match value {
-        Scalar::Text(text) | Scalar::Json(text) => format!("{text:?}"),
-        Scalar::Decimal(text) => text.clone(),
-        Scalar::Bigint(number) => number.to_string(),
-        Scalar::Double(number) => number.to_string(),
-        Scalar::Bool(flag) => flag.to_string(),
-        Scalar::Timestamp(micros) => timestamp_text(*micros),
     }
 }
 
