@@ -55,6 +55,9 @@ pub struct LoadOptions {
     pub replay_from: Option<ReplayFrom>,
     /// See [`Destination::set_version_column`].
     pub version_column: Option<String>,
+    /// Kafka static membership (`group.instance.id`): a loader restarted with the same id
+    /// takes its predecessor's partitions without waiting for its session to time out.
+    pub group_instance_id: Option<String>,
 }
 
 /// Where a replay starts reading each partition.
@@ -474,6 +477,9 @@ fn consumer(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
+    if let Some(id) = &opts.group_instance_id {
+        let _ = client.set("group.instance.id", id);
+    }
     client.create_with_context(context)
 }
 
@@ -503,9 +509,9 @@ fn poll_loop(
     let mut last_progress_check = Instant::now();
     let mut last_report = Instant::now();
     let mut reported = 0;
-    // Watermarks come from a client of their own: on the consumer's connection each query
-    // would wait behind its long-polling fetch.
-    let watermarks = plain_client(&cfg.kafka, &format!("{}.watermarks", opts.group_id))?;
+    // Watermarks come from a client of their own (on the consumer's connection each query
+    // would wait behind its long-polling fetch), made when first needed.
+    let mut watermarks: Option<BaseConsumer> = None;
     while !stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(100));
         if let Some(failure) = lock(&ctx.failure).take() {
@@ -532,8 +538,9 @@ fn poll_loop(
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let records = ctx.records.load(Ordering::Relaxed);
+            let watermarks = watermarks_client(&mut watermarks, cfg, opts)?;
             let lag = if ctx.assigned.load(Ordering::SeqCst) {
-                lag(consumer, &watermarks).ok()
+                lag(consumer, watermarks).ok()
             } else {
                 None
             };
@@ -552,7 +559,7 @@ fn poll_loop(
             && last_progress_check.elapsed() >= Duration::from_millis(300)
         {
             last_progress_check = Instant::now();
-            if caught_up(consumer, &watermarks)? {
+            if caught_up(consumer, watermarks_client(&mut watermarks, cfg, opts)?)? {
                 tracing::info!("caught up: every assigned partition is at its end offset");
                 return Ok(());
             }
@@ -750,6 +757,20 @@ fn note_offset(ctx: &LoaderContext, msg: &BorrowedMessage<'_>) {
         .offsets
         .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
     let _ = pending.since.get_or_insert_with(Instant::now);
+}
+
+fn watermarks_client<'a>(
+    client: &'a mut Option<BaseConsumer>,
+    cfg: &PipelineConfig,
+    opts: &LoadOptions,
+) -> KafkaResult<&'a BaseConsumer> {
+    match client {
+        Some(c) => Ok(c),
+        None => Ok(client.insert(plain_client(
+            &cfg.kafka,
+            &format!("{}.watermarks", opts.group_id),
+        )?)),
+    }
 }
 
 /// How often the loop logs its progress (records loaded, rate, lag).

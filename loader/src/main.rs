@@ -54,6 +54,10 @@ struct Args {
     /// there is older than the row's leaves the row alone.
     #[arg(long, value_name = "COLUMN", env = "LOADER_VERSION_COLUMN")]
     version_column: Option<String>,
+    /// Static group membership (Kafka's `group.instance.id`), e.g. a StatefulSet pod name:
+    /// a loader restarted with the same id takes its partitions back at once.
+    #[arg(long, value_name = "ID", env = "LOADER_GROUP_INSTANCE_ID")]
+    group_instance_id: Option<String>,
     /// After the run, print each table's row count and its first N rows (SQLite).
     #[arg(long, value_name = "N")]
     show_rows: Option<usize>,
@@ -107,6 +111,7 @@ async fn load(args: Args) -> anyhow::Result<()> {
         },
         replay_from: args.replay_from,
         version_column: args.version_column,
+        group_instance_id: args.group_instance_id,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
