@@ -493,7 +493,7 @@ fn oauth2_client_credentials_caches_and_refreshes_the_token() -> Result<()> {
             r#"{ path = "/v1/auth/oauth2", data_selector = "data", paginator = { type = "offset", limit = 50, total_path = "total" } }"#,
         )],
     )?;
-    let runs = extract_and_load(&short_lived, 1, &[("CLIENT_ID", CLIENT_ID)])?;
+    let runs = extract_and_load(&short_lived, 1, &env)?;
     assert_eq!(runs.pages("messages"), Some(6.0), "{}", runs.stdout());
     let (tokens, refused) = oauth_counts(&stand)?;
     assert!(
