@@ -2,13 +2,16 @@
 
 use crate::config::{PipelineConfig, SchemaRegistryConfig};
 
-/// Logs to stderr through `tracing`: human-readable, or one JSON object per line.
+/// Logs to stderr through `tracing`: human-readable (coloured only when stderr is a
+/// terminal, so piped and container logs stay plain text), or one JSON object per line.
 /// `RUST_LOG` filters (default `info`).
 pub fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
