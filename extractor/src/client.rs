@@ -425,7 +425,7 @@ fn secret_header_text(text: &str) -> HeaderValue {
 }
 
 /// The error and its sources on one line (reqwest's top-level message alone says little).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -436,7 +436,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn excerpt(bytes: &[u8]) -> String {
+/// The start of a response body, for an error message.
+pub(crate) fn excerpt(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
     match text.char_indices().nth(EXCERPT_CHARS) {

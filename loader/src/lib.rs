@@ -257,6 +257,7 @@ impl LoaderContext {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
+        let mut replay_client: Option<BaseConsumer> = None;
         for (topic, partition) in assigned {
             // The destination is the authority: a partition it has no offset for has had
             // nothing loaded into it (a fresh database, say), whatever the group committed
@@ -265,7 +266,19 @@ impl LoaderContext {
                 .replay_from
                 .filter(|_| lock(&self.replayed).insert((topic.clone(), partition)));
             if let Some(from) = replay {
-                let offset = self.replay_offset(&topic, partition, from)?;
+                // One client for all the partitions of this assignment.
+                let client = match &replay_client {
+                    Some(c) => c,
+                    None => replay_client.insert(
+                        plain_client(&self.kafka, &format!("{}.replay", self.group_id)).map_err(
+                            |e| DestinationError::ReadOffsets {
+                                group_id: self.group_id.clone(),
+                                error: format!("replay client: {e}").into(),
+                            },
+                        )?,
+                    ),
+                };
+                let offset = self.replay_offset(client, &topic, partition, from)?;
                 tracing::info!(topic = %topic, partition, offset, "replaying from");
                 let _ = known.insert((topic.clone(), partition), offset);
                 let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset));
@@ -289,6 +302,7 @@ impl LoaderContext {
     /// The offset a replay starts `topic`/`partition` at, clamped to what the partition holds.
     fn replay_offset(
         &self,
+        client: &BaseConsumer,
         topic: &str,
         partition: i32,
         from: ReplayFrom,
@@ -297,8 +311,6 @@ impl LoaderContext {
             group_id: self.group_id.clone(),
             error: format!("replay start of {topic}/{partition}: {e}").into(),
         };
-        let client =
-            plain_client(&self.kafka, &format!("{}.replay", self.group_id)).map_err(kafka_error)?;
         let (low, high) = client
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
             .map_err(kafka_error)?;

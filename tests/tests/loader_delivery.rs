@@ -412,9 +412,6 @@ fn kill_repeatedly(pipeline: &Pipeline, url: &str, kills: usize) -> Result<std::
         std::thread::sleep(Duration::from_millis(moments.next_ms(300, 3000)));
         proc.kill();
         eprintln!("kill {i}: joined after {joined:?}");
-        if std::env::var_os("KILL_DEBUG").is_some() {
-            eprintln!("{}", std::fs::read_to_string(&path)?);
-        }
     }
     let mut last = pipeline.loader_to(url)?;
     let _ = last.arg("--until-caught-up");

@@ -17,11 +17,11 @@ use tokio::sync::Mutex;
 use url::Url;
 use url::form_urlencoded;
 
+use crate::client::{error_chain, excerpt};
+
 /// Refresh this long before a token expires (at most; a short-lived token is refreshed when
 /// 90% of its life has passed).
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
-/// How much of an error response body goes into the error message.
-const EXCERPT_CHARS: usize = 200;
 
 /// A cached access token and when to stop using it.
 #[derive(Debug, Clone)]
@@ -247,27 +247,6 @@ impl OAuth2ClientCredentials {
 
     fn redact(&self, text: &str) -> String {
         redact_text(text, &[&self.client_id, &self.client_secret])
-    }
-}
-
-/// The error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    match text.char_indices().nth(EXCERPT_CHARS) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_owned(),
     }
 }
 

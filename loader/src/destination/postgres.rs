@@ -279,8 +279,10 @@ impl PostgresDestination {
                 error: db(error),
             })?;
         let mut stats = BatchStats::default();
+        // The key columns' types per table deletes touch, read once per batch.
+        let mut key_types = HashMap::new();
         for delete in &batch.deletes {
-            stats.deleted += delete_row(&mut tx, schema, delete)?;
+            stats.deleted += delete_row(&mut tx, schema, &mut key_types, delete)?;
         }
         for table_batch in &batch.tables {
             let _span = tracing::debug_span!(
@@ -583,10 +585,12 @@ fn read_columns(
 }
 
 /// Deletes the row with `delete`'s key, if its table exists; returns the rows deleted. The
-/// key's text is cast to each key column's type, so the primary key index is used.
+/// key's text is cast to each key column's type (read once per table into `types_cache`),
+/// so the primary key index is used.
 fn delete_row(
     tx: &mut Transaction<'_>,
     schema: &str,
+    types_cache: &mut HashMap<String, HashMap<String, String>>,
     delete: &Delete,
 ) -> Result<usize, DestinationError> {
     let error = |error: postgres::Error| DestinationError::Delete {
@@ -594,17 +598,23 @@ fn delete_row(
         key: delete.key.clone(),
         error: db(error),
     };
-    let rows = tx
-        .query(
-            "SELECT column_name::text, format_type(a.atttypid, a.atttypmod) \
-             FROM information_schema.columns c \
-             JOIN pg_attribute a ON a.attrelid = format('%I.%I', c.table_schema, c.table_name)::regclass \
-              AND a.attname = c.column_name \
-             WHERE c.table_schema = $1 AND c.table_name = $2",
-            &[&schema, &identifier_key(&delete.table)],
-        )
-        .map_err(error)?;
-    let types: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let types = match types_cache.entry(delete.table.clone()) {
+        std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            let rows = tx
+                .query(
+                    "SELECT column_name::text, format_type(a.atttypid, a.atttypmod) \
+                     FROM information_schema.columns c \
+                     JOIN pg_attribute a \
+                      ON a.attrelid = format('%I.%I', c.table_schema, c.table_name)::regclass \
+                      AND a.attname = c.column_name \
+                     WHERE c.table_schema = $1 AND c.table_name = $2",
+                    &[&schema, &identifier_key(&delete.table)],
+                )
+                .map_err(error)?;
+            slot.insert(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        }
+    };
     if types.is_empty() || delete.key_columns.is_empty() {
         return Ok(0);
     }

@@ -269,8 +269,10 @@ fn write_batch(
             error: db(error),
         })?;
     let mut stats = BatchStats::default();
+    // Whether each table deletes touch exists, looked up once per batch.
+    let mut tables: HashMap<String, bool> = HashMap::new();
     for delete in &batch.deletes {
-        stats.deleted += delete_row(&tx, delete)?;
+        stats.deleted += delete_row(&tx, &mut tables, delete)?;
     }
     for table_batch in &batch.tables {
         let _span = tracing::debug_span!(
@@ -303,21 +305,33 @@ fn write_batch(
     Ok(stats)
 }
 
-/// Deletes the row with `delete`'s key, if its table exists; returns the rows deleted.
-fn delete_row(tx: &Transaction<'_>, delete: &Delete) -> Result<usize, DestinationError> {
+/// Deletes the row with `delete`'s key, if its table exists (`tables` caches that per
+/// batch); returns the rows deleted.
+fn delete_row(
+    tx: &Transaction<'_>,
+    tables: &mut HashMap<String, bool>,
+    delete: &Delete,
+) -> Result<usize, DestinationError> {
     let error = |error: rusqlite::Error| DestinationError::Delete {
         table: delete.table.clone(),
         key: delete.key.clone(),
         error: db(error),
     };
-    let exists: bool = tx
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-             WHERE type = 'table' AND name = ?1 COLLATE NOCASE)",
-            [&delete.table],
-            |row| row.get(0),
-        )
-        .map_err(error)?;
+    let exists = match tables.get(&delete.table) {
+        Some(exists) => *exists,
+        None => {
+            let exists: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+                     WHERE type = 'table' AND name = ?1 COLLATE NOCASE)",
+                    [&delete.table],
+                    |row| row.get(0),
+                )
+                .map_err(error)?;
+            let _ = tables.insert(delete.table.clone(), exists);
+            exists
+        }
+    };
     if !exists || delete.key_columns.is_empty() {
         return Ok(0);
     }
