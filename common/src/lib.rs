@@ -7,5 +7,6 @@ pub mod config;
 pub mod redact;
 pub mod registry;
 pub mod retry;
+pub mod runs;
 pub mod schema;
 pub mod secret;

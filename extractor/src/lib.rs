@@ -16,7 +16,7 @@ pub mod select;
 use std::time::Instant;
 
 use common::avro::Encoder;
-use common::config::{PipelineConfig, ResourceConfig};
+use common::config::{PipelineConfig, ResourceConfig, WriteDisposition};
 use common::schema::SchemaBuilder;
 use common::secret::SecretResolver;
 use futures::StreamExt;
@@ -197,13 +197,33 @@ async fn extract_resource(
     concurrency: usize,
 ) -> Result<ResourceReport, ExtractError> {
     let started = Instant::now();
+    // A `replace` run's records carry its id, and its end is marked on every partition.
+    let run_id = common::runs::new_run_id();
+    let run = (resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
     let (tx, rx) = mpsc::channel::<Page>(4);
-    let fetch = fetch_pages(client, resource, plan, tx, cancel, concurrency);
-    let publish = publish_pages(publisher, resource, rx);
+    let fetch = fetch_pages(client, resource, plan, tx, cancel.clone(), concurrency);
+    let publish = publish_pages(publisher, resource, rx, run);
     let (fetched, published) = tokio::join!(fetch, publish);
     // A publishing failure ends the fetcher (its channel closes), so report that first.
     let records = published?;
     let stats = fetched?;
+    if let Some(run) = run
+        && !cancel.is_cancelled()
+    {
+        let partitions = publisher
+            .end_run(&resource.topic, run, records)
+            .await
+            .map_err(|source| ExtractError::Publish {
+                resource: resource.name.clone(),
+                source,
+            })?;
+        tracing::info!(
+            run,
+            partitions,
+            records,
+            "replace run ended on every partition"
+        );
+    }
     let report = ResourceReport {
         resource: resource.name.clone(),
         topic: resource.topic.clone(),
@@ -366,7 +386,9 @@ async fn publish_pages(
     publisher: &Publisher,
     resource: &ResourceConfig,
     mut rx: mpsc::Receiver<Page>,
+    run: Option<u64>,
 ) -> Result<u64, ExtractError> {
+    let run_text = run.map(|r| r.to_string());
     let mut builder = SchemaBuilder::new(
         &resource.name,
         resource.primary_key.clone(),
@@ -412,10 +434,15 @@ async fn publish_pages(
                 Framing::Confluent { schema_id } => enc.encode_confluent(*schema_id, row, &mut buf),
             }
             .map_err(avro_err)?;
-            publisher
-                .send(&resource.topic, key.as_bytes(), &buf)
-                .await
-                .map_err(publish_err)?;
+            match &run_text {
+                Some(run) => {
+                    publisher
+                        .send_in_run(&resource.topic, key.as_bytes(), &buf, run)
+                        .await
+                }
+                None => publisher.send(&resource.topic, key.as_bytes(), &buf).await,
+            }
+            .map_err(publish_err)?;
         }
         records += rows.rows.len() as u64;
     }

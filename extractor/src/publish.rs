@@ -19,7 +19,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
@@ -256,23 +256,121 @@ impl Publisher {
 
     /// Enqueues one message; waits while librdkafka's queue is full.
     pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), PublishError> {
-        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        self.enqueue(BaseRecord::to(topic).key(key).payload(value))
+            .await
+    }
+
+    /// Enqueues one record of a `replace` run: the run id goes in its
+    /// [`common::runs::RUN_HEADER`] header.
+    pub async fn send_in_run(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        run: &str,
+    ) -> Result<(), PublishError> {
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: common::runs::RUN_HEADER,
+            value: Some(run),
+        });
+        self.enqueue(
+            BaseRecord::to(topic)
+                .key(key)
+                .payload(value)
+                .headers(headers),
+        )
+        .await
+    }
+
+    /// Ends a `replace` run: once every record sent so far is acknowledged, writes a
+    /// run-end marker (see [`common::runs`]) to every partition of `topic` and waits for
+    /// those too. Returns the partition count.
+    pub async fn end_run(&self, topic: &str, run: u64, records: u64) -> Result<i32, PublishError> {
+        self.flush().await?;
+        let partitions = self.partition_count(topic).await?;
+        let marker = common::runs::RunEndMarker { run, partitions };
+        let value = marker.value(records);
+        let run_text = run.to_string();
+        let partitions_text = partitions.to_string();
+        for partition in 0..partitions {
+            let headers = OwnedHeaders::new_with_capacity(4)
+                .insert(Header {
+                    key: common::runs::MARKER_HEADER,
+                    value: Some(common::runs::RUN_END),
+                })
+                .insert(Header {
+                    key: common::runs::RUN_HEADER,
+                    value: Some(&run_text),
+                })
+                .insert(Header {
+                    key: common::runs::PARTITIONS_HEADER,
+                    value: Some(&partitions_text),
+                })
+                .insert(Header {
+                    key: common::runs::DISPOSITION_HEADER,
+                    value: Some("replace"),
+                });
+            self.enqueue(
+                BaseRecord::to(topic)
+                    .partition(partition)
+                    .key(common::runs::MARKER_KEY)
+                    .payload(value.as_bytes())
+                    .headers(headers),
+            )
+            .await?;
+        }
+        self.flush().await?;
+        Ok(partitions)
+    }
+
+    /// How many partitions `topic` has, from the broker's metadata.
+    async fn partition_count(&self, topic: &str) -> Result<i32, PublishError> {
+        let producer = self.producer.clone();
+        let name = topic.to_owned();
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), Duration::from_secs(30))
+        })
+        .await
+        .map_err(|e| PublishError::Produce {
+            topic: topic.to_owned(),
+            message: format!("metadata task failed: {e}"),
+        })?
+        .map_err(|e| PublishError::Produce {
+            topic: topic.to_owned(),
+            message: format!("reading the topic's partitions: {e}"),
+        })?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        match i32::try_from(partitions) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(PublishError::Produce {
+                topic: topic.to_owned(),
+                message: "the broker reports no partitions for the topic".to_owned(),
+            }),
+        }
+    }
+
+    async fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), PublishError> {
+        let size = record.key.map_or(0, <[u8]>::len) + record.payload.map_or(0, <[u8]>::len);
         loop {
             match self.producer.send(record) {
                 Ok(()) => {
                     let _ = self.sent.fetch_add(1, Ordering::Relaxed);
-                    let _ = self
-                        .bytes
-                        .fetch_add((key.len() + value.len()) as u64, Ordering::Relaxed);
+                    let _ = self.bytes.fetch_add(size as u64, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
-                Err((e, _)) => {
+                Err((e, back)) => {
                     return Err(PublishError::Produce {
-                        topic: topic.to_owned(),
+                        topic: back.topic.to_owned(),
                         message: e.to_string(),
                     });
                 }

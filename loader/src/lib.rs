@@ -18,18 +18,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::config::PipelineConfig;
+use common::config::{PipelineConfig, WriteDisposition};
+use common::runs::{self, RunEndMarker};
 use common::schema::TableSchema;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 
 use crate::destination::{
-    Batch, Delete, Destination, DestinationError, PartitionOffset, TableBatch,
+    Batch, Delete, Destination, DestinationError, PartitionOffset, RunEnd, TableBatch,
 };
 use crate::dlq::{DeadLetters, Letter, OnError};
 use crate::schemas::{SchemaLookupError, SchemaStore};
@@ -135,6 +136,9 @@ struct Route {
     primary_key: Vec<String>,
     /// The column with the `hard_delete` hint, if any.
     hard_delete: Option<String>,
+    /// merge: upsert by key; append: insert every record (the table has no key);
+    /// replace: merge into the run's staging table, swapped in when the run ends.
+    disposition: WriteDisposition,
 }
 
 /// Decoded records waiting for the next destination transaction.
@@ -142,6 +146,7 @@ struct Route {
 struct Pending {
     deletes: Vec<Delete>,
     tables: Vec<TableBatch>,
+    run_ends: Vec<RunEnd>,
     rows: usize,
     /// Next offset per (topic, partition) once this batch is written.
     offsets: BTreeMap<(String, i32), i64>,
@@ -345,6 +350,7 @@ impl LoaderContext {
             group_id: self.group_id.clone(),
             deletes: taken.deletes,
             tables: taken.tables,
+            run_ends: taken.run_ends,
             offsets: taken
                 .offsets
                 .iter()
@@ -454,6 +460,7 @@ fn routes(cfg: &PipelineConfig, selected: &[String]) -> Result<BTreeMap<String, 
                         .iter()
                         .find(|(_, hint)| hint.hard_delete == Some(true))
                         .map(|(name, _)| name.clone()),
+                    disposition: r.write_disposition,
                 },
             )
         })
@@ -596,8 +603,28 @@ fn add_message(
             message: "no configured resource uses this topic".into(),
         });
     };
+    if let Some(marker) = header(msg, runs::MARKER_HEADER) {
+        return run_marker(ctx, msg, route, marker, consumer);
+    }
     let Some(payload) = msg.payload() else {
         return tombstone(ctx, msg, route, consumer);
+    };
+    // A replace run's records go to the run's staging table.
+    let table = match route.disposition {
+        WriteDisposition::Replace => {
+            match header(msg, runs::RUN_HEADER).and_then(runs::parse_run) {
+                Some(run) => destination::staging_table(&route.table, run),
+                None => {
+                    let message = format!(
+                        "a record of a `replace` resource without a valid `{}` header (was it \
+                     published by this pipeline's extractor?)",
+                        runs::RUN_HEADER
+                    );
+                    return reject(ctx, msg, message, consumer);
+                }
+            }
+        }
+        WriteDisposition::Merge | WriteDisposition::Append => route.table.clone(),
     };
     let decoded = schemas
         .decoder(payload, &route.primary_key)
@@ -614,25 +641,28 @@ fn add_message(
         && let Some(key) = hard_delete_key(decoder.table(), &row, column, &route.primary_key)
     {
         let delete = Delete {
-            table: route.table.clone(),
+            table,
             key_columns: route.primary_key.clone(),
             key,
         };
         return push_delete(ctx, msg, delete, consumer);
     }
     let key = (route.table.clone(), Arc::as_ptr(&decoder) as usize);
-    let schema = Arc::clone(
-        tables
-            .entry(key)
-            .or_insert_with(|| Arc::new(decoder.table().clone())),
-    );
+    let schema = Arc::clone(tables.entry(key).or_insert_with(|| {
+        let mut schema = decoder.table().clone();
+        if route.disposition == WriteDisposition::Append {
+            // Every record is a new row: a table without a key is appended to.
+            schema.primary_key.clear();
+        }
+        Arc::new(schema)
+    }));
     let mut pending = lock(&ctx.pending);
     match pending.tables.last_mut() {
-        Some(last) if last.table == route.table && Arc::ptr_eq(&last.schema, &schema) => {
+        Some(last) if last.table == table && Arc::ptr_eq(&last.schema, &schema) => {
             last.rows.push(row)
         }
         _ => pending.tables.push(TableBatch {
-            table: route.table.clone(),
+            table,
             schema,
             rows: vec![row],
         }),
@@ -642,6 +672,67 @@ fn add_message(
         .offsets
         .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
     let _ = pending.since.get_or_insert_with(Instant::now);
+    Ok(())
+}
+
+/// The value of the message's header `name`, if it has one.
+fn header<'a>(msg: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+/// A control message of the extractor. A run-end marker on a `replace` topic goes into
+/// the batch (the destination swaps the table once every partition has ended the run);
+/// on another topic it is only consumed. An unknown or malformed marker is rejected like
+/// an undecodable record.
+fn run_marker(
+    ctx: &LoaderContext,
+    msg: &BorrowedMessage<'_>,
+    route: &Route,
+    marker: &[u8],
+    consumer: &BaseConsumer<LoaderContext>,
+) -> Result<(), LoadError> {
+    if marker != runs::RUN_END.as_bytes() {
+        let message = format!(
+            "unknown control message `{}`",
+            String::from_utf8_lossy(marker)
+        );
+        return reject(ctx, msg, message, consumer);
+    }
+    let end = match RunEndMarker::from_headers(|name| header(msg, name)) {
+        Ok(end) => end,
+        Err(message) => return reject(ctx, msg, message, consumer),
+    };
+    if route.disposition != WriteDisposition::Replace {
+        tracing::debug!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            run = end.run,
+            "run-end marker on a topic that is not replaced; skipped"
+        );
+        note_offset(ctx, msg);
+        return Ok(());
+    }
+    tracing::debug!(
+        topic = msg.topic(),
+        partition = msg.partition(),
+        run = end.run,
+        "run ended"
+    );
+    {
+        let mut pending = lock(&ctx.pending);
+        pending.run_ends.push(RunEnd {
+            topic: msg.topic().to_owned(),
+            table: route.table.clone(),
+            run: end.run,
+            partition: msg.partition(),
+            partitions: end.partitions,
+        });
+        pending.rows += 1;
+    }
+    note_offset(ctx, msg);
     Ok(())
 }
 
@@ -715,7 +806,10 @@ fn push_delete(
     delete: Delete,
     consumer: &BaseConsumer<LoaderContext>,
 ) -> Result<(), LoadError> {
-    let rows_pending = !lock(&ctx.pending).tables.is_empty();
+    let rows_pending = {
+        let pending = lock(&ctx.pending);
+        !pending.tables.is_empty() || !pending.run_ends.is_empty()
+    };
     if rows_pending {
         ctx.flush(consumer)?;
     }

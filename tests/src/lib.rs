@@ -267,6 +267,18 @@ endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type
         Ok(())
     }
 
+    /// Sets `resource_defaults.write_disposition` (`merge` in [`Pipeline::new`]'s config).
+    pub fn write_disposition(&self, disposition: &str) -> Result<()> {
+        let text = std::fs::read_to_string(&self.config)?;
+        let text = text.replacen(
+            "write_disposition = \"merge\"",
+            &format!("write_disposition = \"{disposition}\""),
+            1,
+        );
+        std::fs::write(&self.config, text)?;
+        Ok(())
+    }
+
     pub fn sqlite(&self) -> Result<rusqlite::Connection> {
         Ok(rusqlite::Connection::open(&self.db)?)
     }

@@ -420,9 +420,13 @@ fn kill_repeatedly(pipeline: &Pipeline, url: &str, kills: usize) -> Result<std::
 
 /// One load of 20,000 records into the destination `url_for` names, killed at 20 random
 /// moments and then finished; checks that the killed runs did load something, then hands
-/// the API's `(id, body)`s, sorted by id, to `check` to compare with the destination.
+/// the API's `(id, body)`s, sorted, to `check` to compare with the destination.
+///
+/// With `append`, the extractor runs twice over the same records, so the topic holds each
+/// record twice and the destination must hold each exactly twice: 40,000 rows.
 fn load_through_kills(
     name: &str,
+    disposition: &str,
     url_for: impl FnOnce(&Pipeline) -> String,
     check: impl FnOnce(&Pipeline, Vec<(i64, String)>) -> Result<()>,
 ) -> Result<()> {
@@ -431,20 +435,27 @@ fn load_through_kills(
     const N: u64 = 20_000;
     let api = DemoApi::start(N, &[])?;
     let pipeline = Pipeline::new(&broker, &api, name, "")?;
+    pipeline.write_disposition(disposition)?;
     // A killed loader stays a group member until its session times out, and the next
     // loader's join waits for that: keep the session short so 20 restarts stay quick.
     pipeline.kafka_settings(&[
         ("session.timeout.ms", "1500"),
         ("heartbeat.interval.ms", "300"),
     ])?;
-    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let runs = if disposition == "append" { 2 } else { 1 };
+    for _ in 0..runs {
+        let _ = run_ok(pipeline.extractor()?, RUN)?;
+    }
     let out = kill_repeatedly(&pipeline, &url_for(&pipeline), kill_count())?;
     let finished = loaded(&out).context("loaded")?;
     ensure!(
-        finished < N as f64,
+        finished < (N * runs) as f64,
         "the killed runs loaded nothing: the last run loaded {finished}"
     );
-    let mut expected = api_bodies(&api.records()?);
+    let mut expected = Vec::new();
+    for _ in 0..runs {
+        expected.extend(api_bodies(&api.records()?));
+    }
     expected.sort();
     check(&pipeline, expected)
 }
@@ -453,6 +464,7 @@ fn load_through_kills(
 fn twenty_kills_during_one_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
     load_through_kills(
         "e2e_kills",
+        "merge",
         |p| format!("sqlite://{}", p.db.display()),
         |pipeline, expected| {
             let offsets: i64 = pipeline.sqlite()?.query_row(
@@ -475,6 +487,7 @@ fn twenty_kills_during_one_load_lose_and_duplicate_nothing_postgres() -> Result<
     let url = pg.url.clone();
     load_through_kills(
         "e2e_kills_pg",
+        "merge",
         |_| url,
         |_, expected| {
             let offsets: i64 = pg
@@ -484,6 +497,64 @@ fn twenty_kills_during_one_load_lose_and_duplicate_nothing_postgres() -> Result<
             let rows = pg.query("SELECT id, body FROM {schema}.communications_data ORDER BY id")?;
             let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
             assert_eq!(got, expected);
+            Ok(())
+        },
+    )
+}
+
+#[test]
+fn twenty_kills_during_an_append_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
+    load_through_kills(
+        "e2e_kills_append",
+        "append",
+        |p| format!("sqlite://{}", p.db.display()),
+        |pipeline, expected| {
+            let offsets: i64 = pipeline.sqlite()?.query_row(
+                "SELECT sum(next_offset) FROM _pipeline_offsets WHERE group_id = ?1",
+                [&pipeline.group],
+                |r| r.get(0),
+            )?;
+            assert_eq!(offsets, 40_000, "the stored offsets cover the topic once");
+            let conn = pipeline.sqlite()?;
+            let mut stmt =
+                conn.prepare("SELECT id, body FROM communications_data ORDER BY id, body")?;
+            let got: Vec<(i64, String)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            assert_eq!(got.len(), expected.len());
+            assert!(
+                got == expected,
+                "every record appended exactly once per run"
+            );
+            Ok(())
+        },
+    )
+}
+
+#[test]
+fn twenty_kills_during_an_append_load_lose_and_duplicate_nothing_postgres() -> Result<()> {
+    let Some(mut pg) = PgSchema::create("e2e_kills_append")? else {
+        return Ok(());
+    };
+    let url = pg.url.clone();
+    load_through_kills(
+        "e2e_kills_append_pg",
+        "append",
+        |_| url,
+        |_, expected| {
+            let offsets: i64 = pg
+                .query("SELECT sum(next_offset)::bigint FROM {schema}._pipeline_offsets")?[0]
+                .get(0);
+            assert_eq!(offsets, 40_000, "the stored offsets cover the topic once");
+            let rows = pg.query(
+                "SELECT id, body FROM {schema}.communications_data ORDER BY id, body COLLATE \"C\"",
+            )?;
+            let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            assert_eq!(got.len(), expected.len());
+            assert!(
+                got == expected,
+                "every record appended exactly once per run"
+            );
             Ok(())
         },
     )

@@ -20,6 +20,65 @@ pub use sqlite::{SqliteDestination, timestamp_text};
 /// The table that holds the consumer offsets, next to the data tables.
 pub const OFFSETS_TABLE: &str = "_pipeline_offsets";
 
+/// The table that records which partitions have ended which `replace` run, and which run
+/// each topic's table was last swapped to (partition `-1`).
+pub const RUNS_TABLE: &str = "_pipeline_runs";
+
+/// Bytes of the destination table's name kept in a staging table's name, so that the
+/// name with its `__r<run>` suffix fits PostgreSQL's 63-byte identifiers.
+const STAGING_TABLE_PREFIX_BYTES: usize = 40;
+
+/// The table a `replace` run's rows are merged into until every partition has ended the
+/// run: `<table>__r<run>` (the table part cut to 40 bytes on a character boundary).
+pub fn staging_table(table: &str, run: u64) -> String {
+    format!("{}{run}", staging_prefix(table))
+}
+
+/// The part every staging table of `table` starts with: `<table cut to 40 bytes>__r`.
+pub fn staging_prefix(table: &str) -> String {
+    let mut end = table.len().min(STAGING_TABLE_PREFIX_BYTES);
+    while !table.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}__r", &table[..end])
+}
+
+/// The run of a staging table of `table`, if `name` is one.
+pub fn staging_run(table: &str, name: &str) -> Option<u64> {
+    let prefix = staging_prefix(table);
+    let head = name.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(&prefix) {
+        return None;
+    }
+    let digits = &name[prefix.len()..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A partition reached the end of a `replace` run (the extractor's run-end marker). When
+/// every partition of the topic has, the run's staging table becomes the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    pub topic: String,
+    /// The destination table the run replaces.
+    pub table: String,
+    pub run: u64,
+    pub partition: i32,
+    /// How many partitions the topic had when the extractor ended the run.
+    pub partitions: i32,
+}
+
+/// What [`RunEnd`]s did in a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Tables swapped to a finished run's rows.
+    pub swapped: usize,
+    /// Staging tables of older, unfinished runs dropped.
+    pub dropped: usize,
+}
+
 /// The rows of one destination table in a batch.
 #[derive(Debug, Clone)]
 pub struct TableBatch {
@@ -61,6 +120,8 @@ pub struct Batch {
     pub deletes: Vec<Delete>,
     /// Written in this order, after the deletes.
     pub tables: Vec<TableBatch>,
+    /// Applied after the rows, in order (see [`RunEnd`]).
+    pub run_ends: Vec<RunEnd>,
     pub offsets: Vec<PartitionOffset>,
 }
 
@@ -73,6 +134,7 @@ pub struct BatchStats {
     pub deleted: usize,
     pub tables_created: usize,
     pub columns_added: usize,
+    pub runs: RunStats,
 }
 
 /// A database the loader merges records into.
@@ -83,6 +145,12 @@ pub trait Destination: Send {
     /// into `_pipeline_offsets(group_id, topic, partition, next_offset)`, keyed by
     /// `(group_id, topic, partition)`. All or nothing: on error nothing of the batch is
     /// visible.
+    ///
+    /// After the rows, each [`RunEnd`] is recorded in `_pipeline_runs`; the one that
+    /// completes its run (every partition ended it) swaps the run's staging table in as the
+    /// table (`DROP` + `RENAME`, or emptying the table when the run had no rows), unless the
+    /// table was already swapped to a later run, and drops the staging tables of earlier
+    /// runs. Concurrent writers serialise on the topic, so exactly one of them swaps.
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchStats, DestinationError>;
 
     /// Makes `column` a version column: an upsert leaves a row alone when both the row and
@@ -183,6 +251,14 @@ pub enum DestinationError {
 
     #[error("reading the stored offsets of group {group_id:?}: {error}")]
     ReadOffsets { group_id: String, error: DbError },
+
+    #[error("ending run {run} of topic {topic:?} (table {table:?}): {error}")]
+    RunEnd {
+        topic: String,
+        table: String,
+        run: u64,
+        error: DbError,
+    },
 
     #[error("{action} the batch transaction: {error}")]
     Transaction {

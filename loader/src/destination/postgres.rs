@@ -64,7 +64,7 @@ use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
 
 use super::{
     Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
-    PartitionOffset, TableBatch, redact_url,
+    PartitionOffset, RUNS_TABLE, RunEnd, TableBatch, redact_url, staging_prefix, staging_run,
 };
 
 /// A batch that hits a deadlock or a serialization failure is retried this many times in all.
@@ -164,7 +164,7 @@ impl Plan {
         schema: &Arc<TableSchema>,
         version_column: Option<&str>,
     ) -> Result<Self, DestinationError> {
-        if table.eq_ignore_ascii_case(OFFSETS_TABLE) {
+        if table.eq_ignore_ascii_case(OFFSETS_TABLE) || table.eq_ignore_ascii_case(RUNS_TABLE) {
             return Err(DestinationError::ReservedTable {
                 table: table.to_owned(),
             });
@@ -295,6 +295,9 @@ impl PostgresDestination {
             ensure_table(&mut tx, &mut state.columns, &plan, &mut stats)?;
             upsert_rows(&mut tx, &plan, &table_batch.rows)?;
             stats.rows += table_batch.rows.len();
+        }
+        for run_end in &batch.run_ends {
+            end_run(&mut tx, schema, &mut state.columns, run_end, &mut stats)?;
         }
         if !batch.offsets.is_empty() {
             if !state.offsets_table_ready {
@@ -450,6 +453,7 @@ fn is_transient(error: &DestinationError) -> bool {
         | DestinationError::PrepareUpsert { error, .. }
         | DestinationError::Upsert { error, .. }
         | DestinationError::StoreOffset { error, .. }
+        | DestinationError::RunEnd { error, .. }
         | DestinationError::Transaction { error, .. } => error,
         _ => return false,
     };
@@ -582,6 +586,158 @@ fn read_columns(
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect::<Result<HashMap<_, _>, postgres::Error>>()
         .map_err(read_error)
+}
+
+/// Records that `end`'s partition ended its run; when that completes the run, swaps the
+/// run's staging table in as the table (see [`Destination::write_batch`]). Writers of one
+/// topic's run ends serialise on an advisory lock, so the last partition's writer sees every
+/// other's row and exactly one of them swaps.
+fn end_run(
+    tx: &mut Transaction<'_>,
+    schema: &str,
+    columns: &mut HashMap<String, HashMap<String, String>>,
+    end: &RunEnd,
+    stats: &mut BatchStats,
+) -> Result<(), DestinationError> {
+    let error = |error: postgres::Error| DestinationError::RunEnd {
+        topic: end.topic.clone(),
+        table: end.table.clone(),
+        run: end.run,
+        error: db(error),
+    };
+    // Run ids are milliseconds since 1970: far inside i64.
+    let run = end.run as i64;
+    let runs = qualified(schema, RUNS_TABLE);
+    let lock_key = format!("{runs}:{}", end.topic);
+    let _ = tx
+        .execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&LOCK_CLASS, &lock_key],
+        )
+        .map_err(error)?;
+    let exists = |tx: &mut Transaction<'_>, table: &str| -> Result<bool, DestinationError> {
+        tx.query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&qualified(schema, table)],
+        )
+        .and_then(|row| row.try_get(0))
+        .map_err(error)
+    };
+    if !exists(tx, RUNS_TABLE)? {
+        let _ = tx
+            .execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&LOCK_CLASS, &runs],
+            )
+            .map_err(error)?;
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {runs} (\"topic\" TEXT NOT NULL, \
+             \"run_id\" BIGINT NOT NULL, \"partition\" INTEGER NOT NULL, \
+             PRIMARY KEY (\"topic\", \"run_id\", \"partition\"))"
+        ))
+        .map_err(error)?;
+    }
+    let _ = tx
+        .execute(
+            &format!(
+                "INSERT INTO {runs} (\"topic\", \"run_id\", \"partition\") VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[&end.topic, &run, &end.partition],
+        )
+        .map_err(error)?;
+    let ended: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {runs} \
+                 WHERE \"topic\" = $1 AND \"run_id\" = $2 AND \"partition\" >= 0"
+            ),
+            &[&end.topic, &run],
+        )
+        .and_then(|row| row.try_get(0))
+        .map_err(error)?;
+    if ended < i64::from(end.partitions) {
+        return Ok(());
+    }
+    let swapped_to: Option<i64> = tx
+        .query_one(
+            &format!(
+                "SELECT max(\"run_id\") FROM {runs} WHERE \"topic\" = $1 AND \"partition\" = -1"
+            ),
+            &[&end.topic],
+        )
+        .and_then(|row| row.try_get(0))
+        .map_err(error)?;
+    let staging = super::staging_table(&end.table, end.run);
+    let target = qualified(schema, &end.table);
+    let newer_swapped = swapped_to.is_some_and(|s| s > run);
+    // Other writers' DDL on the table waits for this swap (see `ensure_table`).
+    let _ = tx
+        .execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&LOCK_CLASS, &target],
+        )
+        .map_err(error)?;
+    if newer_swapped {
+        tracing::info!(table = %end.table, run = end.run, "run ended after a later run was swapped in; its rows are dropped");
+    } else if exists(tx, &staging)? {
+        let mut sql = format!(
+            "DROP TABLE IF EXISTS {target}; ALTER TABLE {} RENAME TO ",
+            qualified(schema, &staging)
+        );
+        push_ident(&mut sql, &end.table);
+        tx.batch_execute(&sql).map_err(error)?;
+        stats.runs.swapped += 1;
+        tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows");
+    } else if exists(tx, &end.table)? {
+        // The run had no records: the table holds exactly them, none.
+        tx.batch_execute(&format!("DELETE FROM {target}"))
+            .map_err(error)?;
+        stats.runs.swapped += 1;
+        tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
+    }
+    // Staging tables of this run (when not swapped in) and of earlier runs are done with.
+    let prefix = identifier_key(&staging_prefix(&end.table));
+    let names: Vec<String> = tx
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = $1 AND left(table_name, length($2)) = $2",
+            &[&schema, &prefix],
+        )
+        .map_err(error)?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    for name in names {
+        let Some(old) = staging_run(&end.table, &name) else {
+            continue;
+        };
+        if old < end.run || (old == end.run && newer_swapped) {
+            tx.batch_execute(&format!("DROP TABLE {}", qualified(schema, &name)))
+                .map_err(error)?;
+            stats.runs.dropped += 1;
+        }
+    }
+    let _ = tx
+        .execute(
+            &format!("DELETE FROM {runs} WHERE \"topic\" = $1 AND \"run_id\" <= $2"),
+            &[&end.topic, &run],
+        )
+        .map_err(error)?;
+    let _ = tx
+        .execute(
+            &format!(
+                "INSERT INTO {runs} (\"topic\", \"run_id\", \"partition\") VALUES ($1, $2, -1) \
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[&end.topic, &swapped_to.unwrap_or(run).max(run)],
+        )
+        .map_err(error)?;
+    // What this process knew about either table is stale now.
+    let table_key = identifier_key(&end.table);
+    columns.retain(|key, _| *key != table_key && staging_run(&end.table, key).is_none());
+    Ok(())
 }
 
 /// Deletes the row with `delete`'s key, if its table exists; returns the rows deleted. The

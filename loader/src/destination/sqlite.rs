@@ -27,7 +27,7 @@ use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 
 use super::{
     Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
-    PartitionOffset, TableBatch,
+    PartitionOffset, RUNS_TABLE, RunEnd, TableBatch, staging_prefix, staging_run,
 };
 
 /// How long a write waits for another connection's lock before failing with `SQLITE_BUSY`.
@@ -112,7 +112,7 @@ impl Plan {
         version_column: Option<&str>,
     ) -> Result<Self, DestinationError> {
         let table_key = table.to_ascii_lowercase();
-        if table_key == OFFSETS_TABLE {
+        if table_key == OFFSETS_TABLE || table_key == RUNS_TABLE {
             return Err(DestinationError::ReservedTable {
                 table: table.to_owned(),
             });
@@ -286,6 +286,9 @@ fn write_batch(
         upsert_rows(&tx, &plan, &table_batch.rows)?;
         stats.rows += table_batch.rows.len();
     }
+    for run_end in &batch.run_ends {
+        end_run(&tx, &mut state.columns, run_end, &mut stats)?;
+    }
     if !batch.offsets.is_empty() {
         if !state.offsets_table_ready {
             tx.execute_batch(CREATE_OFFSETS_TABLE).map_err(|error| {
@@ -303,6 +306,134 @@ fn write_batch(
         error: db(error),
     })?;
     Ok(stats)
+}
+
+/// Records that `end`'s partition ended its run; when that completes the run, swaps the
+/// run's staging table in as the table (see [`Destination::write_batch`]).
+fn end_run(
+    tx: &Transaction<'_>,
+    columns: &mut HashMap<String, HashSet<String>>,
+    end: &RunEnd,
+    stats: &mut BatchStats,
+) -> Result<(), DestinationError> {
+    let error = |error: rusqlite::Error| DestinationError::RunEnd {
+        topic: end.topic.clone(),
+        table: end.table.clone(),
+        run: end.run,
+        error: db(error),
+    };
+    // Run ids are milliseconds since 1970: far inside i64.
+    let run = end.run as i64;
+    tx.execute_batch(CREATE_RUNS_TABLE).map_err(error)?;
+    let _ = tx
+        .execute(
+            "INSERT INTO \"_pipeline_runs\" (\"topic\", \"run_id\", \"partition\") \
+             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            rusqlite::params![end.topic, run, end.partition],
+        )
+        .map_err(error)?;
+    let ended: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM \"_pipeline_runs\" \
+             WHERE \"topic\" = ?1 AND \"run_id\" = ?2 AND \"partition\" >= 0",
+            rusqlite::params![end.topic, run],
+            |row| row.get(0),
+        )
+        .map_err(error)?;
+    if ended < i64::from(end.partitions) {
+        return Ok(());
+    }
+    let swapped_to: Option<i64> = tx
+        .query_row(
+            "SELECT max(\"run_id\") FROM \"_pipeline_runs\" \
+             WHERE \"topic\" = ?1 AND \"partition\" = -1",
+            [&end.topic],
+            |row| row.get(0),
+        )
+        .map_err(error)?;
+    let staging = super::staging_table(&end.table, end.run);
+    let staging_exists = table_exists(tx, &staging).map_err(error)?;
+    let newer_swapped = swapped_to.is_some_and(|s| s > run);
+    if newer_swapped {
+        tracing::info!(table = %end.table, run = end.run, "run ended after a later run was swapped in; its rows are dropped");
+    } else if staging_exists {
+        let mut sql = String::from("DROP TABLE IF EXISTS ");
+        push_ident(&mut sql, &end.table);
+        sql.push_str("; ALTER TABLE ");
+        push_ident(&mut sql, &staging);
+        sql.push_str(" RENAME TO ");
+        push_ident(&mut sql, &end.table);
+        tx.execute_batch(&sql).map_err(error)?;
+        stats.runs.swapped += 1;
+        tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows");
+    } else if table_exists(tx, &end.table).map_err(error)? {
+        // The run had no records: the table holds exactly them, none.
+        let mut sql = String::from("DELETE FROM ");
+        push_ident(&mut sql, &end.table);
+        tx.execute_batch(&sql).map_err(error)?;
+        stats.runs.swapped += 1;
+        tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
+    }
+    // Staging tables of this run (when not swapped in) and of earlier runs are done with.
+    let pattern = format!("{}%", like_escape(&staging_prefix(&end.table)));
+    let names: Vec<String> = tx
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ?1 ESCAPE '\\'")
+        .and_then(|mut statement| {
+            statement
+                .query_map([&pattern], |row| row.get::<_, String>(0))?
+                .collect()
+        })
+        .map_err(error)?;
+    for name in names {
+        let Some(old) = staging_run(&end.table, &name) else {
+            continue;
+        };
+        if old < end.run || (old == end.run && newer_swapped) {
+            let mut sql = String::from("DROP TABLE ");
+            push_ident(&mut sql, &name);
+            tx.execute_batch(&sql).map_err(error)?;
+            stats.runs.dropped += 1;
+        }
+    }
+    let _ = tx
+        .execute(
+            "DELETE FROM \"_pipeline_runs\" WHERE \"topic\" = ?1 AND \"run_id\" <= ?2",
+            rusqlite::params![end.topic, run],
+        )
+        .map_err(error)?;
+    let _ = tx
+        .execute(
+            "INSERT INTO \"_pipeline_runs\" (\"topic\", \"run_id\", \"partition\") \
+             VALUES (?1, ?2, -1) ON CONFLICT DO NOTHING",
+            rusqlite::params![end.topic, swapped_to.unwrap_or(run).max(run)],
+        )
+        .map_err(error)?;
+    // What this process knew about either table is stale now.
+    columns.retain(|key, _| {
+        !key.eq_ignore_ascii_case(&end.table) && staging_run(&end.table, key).is_none()
+    });
+    Ok(())
+}
+
+fn table_exists(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+         WHERE type = 'table' AND name = ?1 COLLATE NOCASE)",
+        [table],
+        |row| row.get(0),
+    )
+}
+
+/// `text` for a `LIKE … ESCAPE '\'` pattern: `%`, `_` and `\` match only themselves.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Deletes the row with `delete`'s key, if its table exists (`tables` caches that per
@@ -491,6 +622,13 @@ const CREATE_OFFSETS_TABLE: &str = "CREATE TABLE IF NOT EXISTS \"_pipeline_offse
     \"partition\" INTEGER NOT NULL, \
     \"next_offset\" INTEGER NOT NULL, \
     PRIMARY KEY (\"group_id\", \"topic\", \"partition\"))";
+
+/// Partition `-1` marks the run the topic's table was last swapped to.
+const CREATE_RUNS_TABLE: &str = "CREATE TABLE IF NOT EXISTS \"_pipeline_runs\" (\
+    \"topic\" TEXT NOT NULL, \
+    \"run_id\" INTEGER NOT NULL, \
+    \"partition\" INTEGER NOT NULL, \
+    PRIMARY KEY (\"topic\", \"run_id\", \"partition\"))";
 
 const UPSERT_OFFSET: &str = "INSERT INTO \"_pipeline_offsets\" \
     (\"group_id\", \"topic\", \"partition\", \"next_offset\") VALUES (?1, ?2, ?3, ?4) \
@@ -836,6 +974,7 @@ mod tests {
             group_id: "loader".to_owned(),
             deletes: Vec::new(),
             tables,
+            run_ends: Vec::new(),
             offsets: offsets
                 .iter()
                 .map(|(topic, partition, next_offset)| PartitionOffset {
@@ -951,7 +1090,8 @@ mod tests {
                 rows: 3,
                 deleted: 0,
                 tables_created: 1,
-                columns_added: 0
+                columns_added: 0,
+                ..BatchStats::default()
             }
         );
         assert_eq!(
@@ -983,7 +1123,8 @@ mod tests {
                 rows: 2,
                 deleted: 0,
                 tables_created: 0,
-                columns_added: 0
+                columns_added: 0,
+                ..BatchStats::default()
             }
         );
         assert_eq!(
@@ -1493,7 +1634,8 @@ mod tests {
                 rows: 5,
                 deleted: 0,
                 tables_created: 1,
-                columns_added: 1
+                columns_added: 1,
+                ..BatchStats::default()
             }
         );
         assert_eq!(db.users().len(), 4);
