@@ -220,6 +220,74 @@ pub struct ResourceConfig {
     pub write_disposition: WriteDisposition,
     pub endpoint: EndpointConfig,
     pub columns: BTreeMap<String, ColumnHint>,
+    /// dlt's `schema_contract`: what the loader does with a new table, a new column, or a
+    /// value of another type (a variant column), each on its own. Default: evolve all.
+    pub schema_contract: SchemaContract,
+}
+
+/// dlt's schema contract modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractMode {
+    /// Create the table or column and write the value.
+    #[default]
+    Evolve,
+    /// Refuse the record: it goes to the dead-letter topic (or stops the loader with
+    /// `--on-error stop`).
+    Freeze,
+    /// Skip the record (counted and logged).
+    DiscardRow,
+    /// Write the record without the value (no column is created or changed).
+    DiscardValue,
+}
+
+impl ContractMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractMode::Evolve => "evolve",
+            ContractMode::Freeze => "freeze",
+            ContractMode::DiscardRow => "discard_row",
+            ContractMode::DiscardValue => "discard_value",
+        }
+    }
+}
+
+/// dlt's `schema_contract`, resolved per entity: `"freeze"` sets all three; a table
+/// `{ tables = "evolve", columns = "freeze", data_type = "discard_row" }` sets each (an
+/// entity left out evolves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaContract {
+    /// A table the destination does not have yet.
+    #[serde(default)]
+    pub tables: ContractMode,
+    /// A field the destination table has no column for.
+    #[serde(default)]
+    pub columns: ContractMode,
+    /// A value whose type does not fit its column: a variant field (`x__v_text`) or a
+    /// widened type (`bigint` → `double`).
+    #[serde(default)]
+    pub data_type: ContractMode,
+}
+
+impl FromBareString for SchemaContract {
+    const EXPECTING: &'static str = "\"evolve\", \"freeze\", \"discard_row\", \"discard_value\" or \
+         `{ tables = ..., columns = ..., data_type = ... }`";
+    fn from_bare(s: &str) -> Result<Self, String> {
+        let mode =
+            ContractMode::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s))
+                .map_err(|_| {
+                    format!(
+                        "unknown schema contract mode `{s}`, expected `evolve`, `freeze`, \
+                     `discard_row` or `discard_value`"
+                    )
+                })?;
+        Ok(SchemaContract {
+            tables: mode,
+            columns: mode,
+            data_type: mode,
+        })
+    }
 }
 
 /// dlt's `write_disposition`.
@@ -738,6 +806,7 @@ struct RawResource {
     write_disposition: Option<OrBare<WriteDispositionObject>>,
     endpoint: Option<OrBare<RawEndpoint>>,
     columns: Option<BTreeMap<String, ColumnHint>>,
+    schema_contract: Option<OrBare<SchemaContract>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -1586,6 +1655,9 @@ fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource 
             (Some(own), Some(default)) => Some(merge_columns(own, default)),
             (own, default) => own.or_else(|| default.clone()),
         },
+        schema_contract: resource
+            .schema_contract
+            .or_else(|| defaults.schema_contract.clone()),
     }
 }
 
@@ -1752,12 +1824,15 @@ fn resolve_resource(
         }
     }
 
+    let schema_contract = raw.schema_contract.map(|OrBare(c)| c).unwrap_or_default();
+
     Some(ResourceConfig {
         name,
         topic,
         table_name,
         primary_key,
         write_disposition,
+        schema_contract,
         endpoint,
         columns,
     })
@@ -1983,6 +2058,7 @@ resources:
             table_name: "communications_data".into(),
             primary_key: vec!["id".into()],
             write_disposition: WriteDisposition::Merge,
+            schema_contract: SchemaContract::default(),
             endpoint: EndpointConfig {
                 path: "/v1/resource".into(),
                 method: Method::Get,
@@ -2240,6 +2316,24 @@ resources:
                 vec!["resource_defaults.write_disposition: unknown write disposition `upsert`"],
             ),
             (
+                "bad schema contract mode",
+                Format::Toml,
+                with("[resource_defaults]\nschema_contract = \"relaxed\""),
+                vec!["resource_defaults.schema_contract: unknown schema contract mode `relaxed`"],
+            ),
+            (
+                "bad schema contract entity",
+                Format::Toml,
+                with("[resource_defaults]\nschema_contract = { columns = \"freeze\", types = \"evolve\" }"),
+                vec!["resource_defaults.schema_contract", "unknown field `types`"],
+            ),
+            (
+                "bad schema contract entity mode",
+                Format::Toml,
+                with("[resource_defaults]\nschema_contract = { data_type = \"drop\" }"),
+                vec!["resource_defaults.schema_contract", "unknown variant `drop`"],
+            ),
+            (
                 "param value that is a table",
                 Format::Toml,
                 with_endpoint("{ params = { since = { type = \"incremental\" } } }"),
@@ -2415,6 +2509,7 @@ primary_key = "id"
 write_disposition = { disposition = "merge" }
 endpoint = { data_selector = "data", params = { a = "1", b = 2, on = true } }
 columns = { id = { data_type = "bigint" }, cost = { data_type = "decimal", precision = 12 } }
+schema_contract = "freeze"
 
 [[resources]]
 name = "one"
@@ -2426,6 +2521,7 @@ name = "two"
 primary_key = ["k1", "k2"]
 write_disposition = "replace"
 endpoint = { path = "/two", method = "POST", json = { q = "x" }, data_selector = "$.items[*]" }
+schema_contract = { columns = "discard_value", data_type = "discard_row" }
 
 [[resources]]
 name = "three"
@@ -2462,6 +2558,21 @@ name = "three"
         assert_eq!(one.columns["id"].data_type, Some(DataType::Bigint));
         assert_eq!(one.columns["extra"].data_type, Some(DataType::Text));
 
+        let all = |mode| SchemaContract {
+            tables: mode,
+            columns: mode,
+            data_type: mode,
+        };
+        assert_eq!(one.schema_contract, all(ContractMode::Freeze));
+        assert_eq!(
+            two.schema_contract,
+            SchemaContract {
+                tables: ContractMode::Evolve,
+                columns: ContractMode::DiscardValue,
+                data_type: ContractMode::DiscardRow,
+            }
+        );
+        assert_eq!(three.schema_contract, all(ContractMode::Freeze));
         assert_eq!(two.primary_key, ["k1", "k2"]);
         assert_eq!(two.write_disposition, WriteDisposition::Replace);
         assert_eq!(two.endpoint.method, Method::Post);

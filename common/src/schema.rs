@@ -416,6 +416,43 @@ pub(crate) fn decimal_text(text: &str, precision: u32, scale: u32) -> Result<Str
 }
 
 /// The kind of a JSON value, for error messages.
+/// The type a new field would get from `value` (`None` for null and integers beyond i64).
+fn detected_type(value: &Value) -> Option<DataType> {
+    match value {
+        Value::Null => None,
+        Value::Bool(_) => Some(DataType::Bool),
+        Value::Number(n) if n.as_i64().is_some() => Some(DataType::Bigint),
+        Value::Number(n) if n.is_f64() => Some(DataType::Double),
+        Value::Number(_) => None,
+        Value::String(s) if parse_timestamp(s).is_some() => Some(DataType::Timestamp),
+        Value::String(_) => Some(DataType::Text),
+        Value::Array(_) | Value::Object(_) => Some(DataType::Json),
+    }
+}
+
+/// The marker between a field's name and its variant's type: `amount__v_text`.
+pub const VARIANT_SEPARATOR: &str = "__v_";
+
+/// dlt's variant column name: `<field>__v_<type>`.
+pub fn variant_name(field: &str, data_type: DataType) -> String {
+    format!("{field}{VARIANT_SEPARATOR}{}", data_type.as_str())
+}
+
+/// The field a variant column belongs to, if `name` is one (`amount__v_text` → `amount`).
+pub fn variant_of(name: &str) -> Option<&str> {
+    let (field, data_type) = name.rsplit_once(VARIANT_SEPARATOR)?;
+    let known = [
+        DataType::Text,
+        DataType::Bigint,
+        DataType::Double,
+        DataType::Bool,
+        DataType::Timestamp,
+        DataType::Decimal,
+        DataType::Json,
+    ];
+    (!field.is_empty() && known.iter().any(|t| t.as_str() == data_type)).then_some(field)
+}
+
 fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -720,7 +757,12 @@ impl SchemaBuilder {
             && !is_json_field
         {
             if let Some(i) = field {
-                return Err(self.mismatch(at, i, "object"));
+                if self.hinted[i] {
+                    return Err(self.mismatch(at, i, "object"));
+                }
+                let variant = self.variant_field(i, value, at)?;
+                self.seen[variant] = self.stamp;
+                return Ok(());
             }
             let child = match self.slots[slot].child {
                 Some(child) => child,
@@ -786,12 +828,48 @@ impl SchemaBuilder {
                     Observed::Widen(DataType::Text)
                 }
             }
-            _ => return Err(self.mismatch(at, index, json_kind(value))),
+            _ => {
+                let variant = self.variant_field(index, value, at)?;
+                self.seen[variant] = self.stamp;
+                return Ok(());
+            }
         };
         if let Observed::Widen(to) = observed {
             self.table.fields[index].data_type = to;
         }
         Ok(())
+    }
+
+    /// The variant field that takes `value`, which does not fit field `index`'s type, as
+    /// dlt does: `<field>__v_<type>` for the type the value would have had in a new field
+    /// (created after the other fields when first needed). A primary key or `nullable:
+    /// false` field has no variants: the mismatch is an error naming the record and field.
+    fn variant_field(
+        &mut self,
+        index: usize,
+        value: &Value,
+        at: RecordRef<'_>,
+    ) -> Result<usize, SchemaError> {
+        let required = self.required.iter().any(|r| r.field == Some(index));
+        let Some(data_type) = detected_type(value).filter(|_| !required) else {
+            return Err(self.mismatch(at, index, json_kind(value)));
+        };
+        let name = variant_name(&self.table.fields[index].name, data_type);
+        if let Some(&existing) = self.by_name.get(&name) {
+            return Ok(existing);
+        }
+        let variant = self.table.fields.len();
+        self.table.fields.push(Field {
+            name: name.clone(),
+            data_type,
+            nullable: true,
+            precision: 0,
+            scale: 0,
+        });
+        self.hinted.push(true);
+        self.seen.push(0);
+        let _ = self.by_name.insert(name, variant);
+        Ok(variant)
     }
 
     /// Adds the field for `slot`, first seen with the non-null `value`.
@@ -918,9 +996,24 @@ impl SchemaBuilder {
             let slot = self.slot_id(node, key, at)?;
             if let Some(index) = self.resolve(slot) {
                 let field = &self.table.fields[index];
-                let scalar =
-                    convert(value, field).map_err(|e| self.convert_error(at, index, value, e))?;
-                row[index] = Some(scalar);
+                match convert(value, field) {
+                    Ok(scalar) => row[index] = Some(scalar),
+                    Err(ConvertError::Mismatch(found)) => {
+                        // A value of another type goes to its variant field, if inference
+                        // made one (it does for every unhinted, nullable field).
+                        let variant = detected_type(value)
+                            .filter(|_| !self.hinted[index])
+                            .and_then(|t| self.by_name.get(&variant_name(&field.name, t)))
+                            .copied();
+                        let Some(variant) = variant else {
+                            return Err(self.mismatch(at, index, found));
+                        };
+                        let scalar = convert(value, &self.table.fields[variant])
+                            .map_err(|e| self.convert_error(at, variant, value, e))?;
+                        row[variant] = Some(scalar);
+                    }
+                    Err(e) => return Err(self.convert_error(at, index, value, e)),
+                }
             } else if let (Value::Object(map), Some(child)) = (value, self.slots[slot].child) {
                 self.convert_object(child, map, row, at)?;
             }
@@ -1324,8 +1417,60 @@ mod tests {
     }
 
     #[test]
-    fn mismatch_names_record_id_and_field() {
+    fn a_value_of_another_type_goes_to_a_variant_field() {
         let mut b = builder(&["orderId"], &[]);
+        let _ = b.add_page(&[json!({"orderId": "A-1", "qty": 1})]).unwrap();
+        let page = b
+            .add_page(&[
+                json!({"orderId": "A-2", "qty": 2}),
+                json!({"orderId": "A-3", "qty": "three"}),
+                json!({"orderId": "A-4", "qty": {"n": 4}}),
+                json!({"orderId": "A-5", "qty": "five"}),
+            ])
+            .unwrap();
+        assert!(page.schema_changed);
+        assert_eq!(names(&b), ["order_id", "qty", "qty__v_text", "qty__v_json"]);
+        assert_eq!(field(&b, "qty").data_type, DataType::Bigint);
+        assert_eq!(field(&b, "qty__v_text").data_type, DataType::Text);
+        assert!(field(&b, "qty__v_json").nullable);
+        let cells = |row: &Row| {
+            (
+                cell(&b, row, "qty"),
+                cell(&b, row, "qty__v_text"),
+                cell(&b, row, "qty__v_json"),
+            )
+        };
+        assert_eq!(cells(&page.rows[0]), (Some(Scalar::Bigint(2)), None, None));
+        assert_eq!(
+            cells(&page.rows[1]),
+            (None, Some(Scalar::Text("three".into())), None)
+        );
+        assert_eq!(
+            cells(&page.rows[2]),
+            (None, None, Some(Scalar::Json(r#"{"n":4}"#.into())))
+        );
+        assert_eq!(
+            cells(&page.rows[3]),
+            (None, Some(Scalar::Text("five".into())), None)
+        );
+        // The next page of integers changes nothing.
+        let page = b.add_page(&[json!({"orderId": "A-6", "qty": 6})]).unwrap();
+        assert!(!page.schema_changed);
+        assert_eq!(variant_of("qty__v_text"), Some("qty"));
+        assert_eq!(variant_of("qty__v_nope"), None);
+        assert_eq!(variant_of("qty"), None);
+    }
+
+    #[test]
+    fn a_key_or_required_field_of_another_type_names_record_and_field() {
+        let hints = [(
+            "qty",
+            ColumnHint {
+                nullable: Some(false),
+                ..ColumnHint::default()
+            },
+        )];
+        let mut b = builder(&["orderId"], &hints);
         let _ = b.add_page(&[json!({"orderId": "A-1", "qty": 1})]).unwrap();
         let err = b
             .add_page(&[
@@ -1347,13 +1492,11 @@ mod tests {
             message.contains("A-3") && message.contains("`qty`"),
             "{message}"
         );
-
-        let err = b
-            .add_page(&[json!({"orderId": "A-4", "qty": {"n": 1}})])
-            .unwrap_err();
+        let mut b = builder(&["id"], &[]);
+        let _ = b.add_page(&[json!({"id": 1})]).unwrap();
+        let err = b.add_page(&[json!({"id": "one"})]).unwrap_err();
         assert!(
-            matches!(&err, SchemaError::TypeMismatch { field, found, .. }
-            if field == "qty" && found == "object"),
+            matches!(&err, SchemaError::TypeMismatch { field, .. } if field == "id"),
             "{err}"
         );
     }
@@ -1365,7 +1508,7 @@ mod tests {
         let before = b.schema().clone();
         let err = b.add_page(&[
             json!({"id": 2, "n": 1.5, "extra": "x", "obj": {"a": 1}}),
-            json!({"id": 3, "n": "bad"}),
+            json!({"id": 3, "n": 18446744073709551615_u64}),
         ]);
         assert!(err.is_err());
         assert_eq!(b.schema(), &before);
@@ -1416,8 +1559,12 @@ mod tests {
         let mut b = builder(&[], &[]);
         let page = b.add_page(&[json!({"x": 1})]).unwrap();
         assert_eq!(page.keys, [""]);
-        let err = b.add_page(&[json!({"x": "no"})]).unwrap_err();
-        assert!(matches!(&err, SchemaError::TypeMismatch { record, .. } if record == "#0 in page"));
+        let err = b
+            .add_page(&[json!({"x": 18446744073709551615_u64})])
+            .unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::IntegerOutOfRange { record, .. } if record == "#0 in page")
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! completed".
 
 mod auth;
+mod drift;
 mod paging;
 mod record;
 
@@ -84,6 +85,7 @@ impl Args {
             changed_percent: self.changed_percent,
             latency_ms: self.latency_ms,
             max_limit: self.max_limit,
+            drift_from: None,
         }
     }
 }
@@ -130,6 +132,8 @@ pub struct Settings {
     pub changed_percent: u64,
     pub latency_ms: u64,
     pub max_limit: u64,
+    /// From this record index on, records drift (see `drift`); `None`: no drift.
+    pub drift_from: Option<u64>,
 }
 
 impl Default for Settings {
@@ -140,6 +144,7 @@ impl Default for Settings {
             changed_percent: 10,
             latency_ms: 0,
             max_limit: 1000,
+            drift_from: None,
         }
     }
 }
@@ -152,6 +157,7 @@ struct SettingsPatch {
     changed_percent: Option<u64>,
     latency_ms: Option<u64>,
     max_limit: Option<u64>,
+    drift_from: Option<u64>,
 }
 
 /// One step of the fault queue as posted to `/admin/faults`.
@@ -537,9 +543,16 @@ fn check_limit(s: &Settings, limit: u64) -> Result<(), ApiError> {
 fn records(s: &Settings, offset: u64, limit: u64) -> Vec<serde_json::Value> {
     let start = offset.min(s.records);
     let end = offset.saturating_add(limit).min(s.records);
-    (start..end)
-        .map(|i| record(i, s.revision, s.changed_percent, s.records))
-        .collect()
+    (start..end).map(|i| current_record(s, i)).collect()
+}
+
+/// Record `i` as the API serves it now (revision, changes and drift applied).
+fn current_record(s: &Settings, i: u64) -> serde_json::Value {
+    let mut r = record(i, s.revision, s.changed_percent, s.records);
+    if s.drift_from.is_some_and(|from| i >= from) {
+        drift::apply(&mut r, i);
+    }
+    r
 }
 
 async fn post_state(
@@ -562,6 +575,9 @@ async fn post_state(
     s.changed_percent = patch.changed_percent.unwrap_or(s.changed_percent);
     s.latency_ms = patch.latency_ms.unwrap_or(s.latency_ms);
     s.max_limit = patch.max_limit.unwrap_or(s.max_limit);
+    if patch.drift_from.is_some() {
+        s.drift_from = patch.drift_from;
+    }
     let settings = *s;
     drop(s);
     tracing::info!(?settings, "settings changed");
@@ -633,10 +649,7 @@ async fn get_records(State(state): State<AppState>) -> Result<Response, ApiError
             if i > 0 {
                 out.push(b',');
             }
-            serde_json::to_writer(
-                &mut out,
-                &record(i, s.revision, s.changed_percent, s.records),
-            )?;
+            serde_json::to_writer(&mut out, &current_record(&s, i))?;
         }
         out.push(b']');
         Ok(out)
@@ -900,7 +913,7 @@ mod tests {
         let r = server.post("/admin/state", json!({"revision": 3})).await;
         assert_eq!(
             r.json::<Value>().await.unwrap(),
-            json!({"records": 1000, "revision": 3, "changed_percent": 10, "latency_ms": 0, "max_limit": 1000})
+            json!({"records": 1000, "revision": 3, "changed_percent": 10, "latency_ms": 0, "max_limit": 1000, "drift_from": null})
         );
         let after = server.get_json("/admin/records").await;
         let (before, after) = (before.as_array().unwrap(), after.as_array().unwrap());

@@ -8,6 +8,7 @@
 //! destination recorded, so a crash at any moment neither loses nor repeats a row.
 //! On revocation the pending batch is written before the partitions are released.
 
+pub mod contract;
 pub mod destination;
 pub mod dlq;
 pub mod inspect;
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::config::{PipelineConfig, WriteDisposition};
+use common::config::{PipelineConfig, SchemaContract, WriteDisposition};
 use common::runs::{self, RunEndMarker};
 use common::schema::TableSchema;
 use rdkafka::client::ClientContext;
@@ -29,6 +30,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 
+use crate::contract::{Projection, Verdict};
 use crate::destination::{
     Batch, Delete, Destination, DestinationError, PartitionOffset, RunEnd, TableBatch,
 };
@@ -103,6 +105,8 @@ pub struct LoadReport {
     pub records: u64,
     pub batches: u64,
     pub dead_letters: u64,
+    /// Records the schema contract discarded (`discard_row`).
+    pub discarded: u64,
     pub seconds: f64,
 }
 
@@ -139,6 +143,8 @@ struct Route {
     /// merge: upsert by key; append: insert every record (the table has no key);
     /// replace: merge into the run's staging table, swapped in when the run ends.
     disposition: WriteDisposition,
+    /// What a new table, column or type may do (dlt's `schema_contract`).
+    contract: SchemaContract,
 }
 
 /// Decoded records waiting for the next destination transaction.
@@ -173,6 +179,7 @@ pub struct LoaderContext {
     kafka: BTreeMap<String, String>,
     records: std::sync::atomic::AtomicU64,
     batches: std::sync::atomic::AtomicU64,
+    discarded: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -410,6 +417,7 @@ pub fn run(
         kafka: cfg.kafka.clone(),
         records: Default::default(),
         batches: Default::default(),
+        discarded: Default::default(),
     };
     let consumer = consumer(cfg, opts, context)?;
     let topics: Vec<&str> = routes.keys().map(String::as_str).collect();
@@ -417,7 +425,7 @@ pub fn run(
     tracing::info!(group = %opts.group_id, topics = %topics.join(","), destination = %opts.destination, "consuming");
 
     let mut schemas = SchemaStore::new(&cfg.schema_topic, &cfg.kafka, registry, runtime);
-    let mut tables: HashMap<(String, usize), Arc<TableSchema>> = HashMap::new();
+    let mut tables: HashMap<(String, usize), Arc<Projection>> = HashMap::new();
     let result = poll_loop(
         cfg,
         &consumer,
@@ -440,6 +448,7 @@ pub fn run(
         records: ctx.records.load(Ordering::Relaxed),
         batches: ctx.batches.load(Ordering::Relaxed),
         dead_letters: lock(&ctx.dead_letters).count(),
+        discarded: ctx.discarded.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -461,6 +470,7 @@ fn routes(cfg: &PipelineConfig, selected: &[String]) -> Result<BTreeMap<String, 
                         .find(|(_, hint)| hint.hard_delete == Some(true))
                         .map(|(name, _)| name.clone()),
                     disposition: r.write_disposition,
+                    contract: r.schema_contract,
                 },
             )
         })
@@ -521,7 +531,7 @@ fn poll_loop(
     opts: &LoadOptions,
     routes: &BTreeMap<String, Route>,
     schemas: &mut SchemaStore,
-    tables: &mut HashMap<(String, usize), Arc<TableSchema>>,
+    tables: &mut HashMap<(String, usize), Arc<Projection>>,
     stop: &AtomicBool,
 ) -> Result<(), LoadError> {
     let ctx = consumer.context();
@@ -592,7 +602,7 @@ fn add_message(
     msg: &BorrowedMessage<'_>,
     routes: &BTreeMap<String, Route>,
     schemas: &mut SchemaStore,
-    tables: &mut HashMap<(String, usize), Arc<TableSchema>>,
+    tables: &mut HashMap<(String, usize), Arc<Projection>>,
     consumer: &BaseConsumer<LoaderContext>,
 ) -> Result<(), LoadError> {
     let Some(route) = routes.get(msg.topic()) else {
@@ -648,14 +658,25 @@ fn add_message(
         return push_delete(ctx, msg, delete, consumer);
     }
     let key = (route.table.clone(), Arc::as_ptr(&decoder) as usize);
-    let schema = Arc::clone(tables.entry(key).or_insert_with(|| {
-        let mut schema = decoder.table().clone();
-        if route.disposition == WriteDisposition::Append {
-            // Every record is a new row: a table without a key is appended to.
-            schema.primary_key.clear();
+    let projection = match tables.get(&key) {
+        Some(p) => Arc::clone(p),
+        None => {
+            let p = Arc::new(projection(ctx, route, decoder.table(), consumer)?);
+            let _ = tables.insert(key, Arc::clone(&p));
+            p
         }
-        Arc::new(schema)
-    }));
+    };
+    let row = match projection.apply(row) {
+        Verdict::Write(row) => row,
+        Verdict::Reject(message) => return reject(ctx, msg, message, consumer),
+        Verdict::Discard(message) => {
+            tracing::debug!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason = %message, "record discarded");
+            let _ = ctx.discarded.fetch_add(1, Ordering::Relaxed);
+            note_offset(ctx, msg);
+            return Ok(());
+        }
+    };
+    let schema = Arc::clone(&projection.schema);
     let mut pending = lock(&ctx.pending);
     match pending.tables.last_mut() {
         Some(last) if last.table == table && Arc::ptr_eq(&last.schema, &schema) => {
@@ -673,6 +694,33 @@ fn add_message(
         .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
     let _ = pending.since.get_or_insert_with(Instant::now);
     Ok(())
+}
+
+/// How a writer schema's records go into the route's table: as they are unless the
+/// resource's schema contract restricts something, in which case the pending batch is
+/// written first and the table's current shape is read from the destination.
+fn projection(
+    ctx: &LoaderContext,
+    route: &Route,
+    writer: &TableSchema,
+    consumer: &BaseConsumer<LoaderContext>,
+) -> Result<Projection, LoadError> {
+    let mut writer = writer.clone();
+    if route.disposition == WriteDisposition::Append {
+        // Every record is a new row: a table without a key is appended to.
+        writer.primary_key.clear();
+    }
+    let writer = Arc::new(writer);
+    if route.contract == SchemaContract::default() {
+        return Ok(Projection::identity(writer));
+    }
+    ctx.flush(consumer)?;
+    let changes = lock(&ctx.destination).schema_changes(&route.table, &writer)?;
+    let projection = Projection::new(&writer, &changes, route.contract);
+    if !projection.is_identity() {
+        tracing::info!(table = %route.table, new_columns = ?changes.new_columns, retyped = ?changes.retyped_columns, table_exists = changes.table_exists, "schema contract applies to a new writer schema");
+    }
+    Ok(projection)
 }
 
 /// The value of the message's header `name`, if it has one.

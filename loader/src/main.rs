@@ -125,10 +125,11 @@ async fn load(args: Args) -> anyhow::Result<()> {
         .await
         .context("the loader thread panicked")??;
     println!(
-        "loaded records={} batches={} dead_letters={} seconds={:.3} records_per_second={:.0}",
+        "loaded records={} batches={} dead_letters={} discarded={} seconds={:.3} records_per_second={:.0}",
         report.records,
         report.batches,
         report.dead_letters,
+        report.discarded,
         report.seconds,
         report.records as f64 / report.seconds.max(1e-9)
     );

@@ -824,3 +824,51 @@ fn concurrent_run_ends_swap_exactly_once() {
         }
     }
 }
+
+#[test]
+fn schema_changes_name_new_and_retyped_columns() {
+    for t in targets("changes") {
+        let mut dest = t.open();
+        let narrow = schema(
+            "items",
+            &["id"],
+            vec![
+                field("id", DataType::Bigint, false),
+                field("qty", DataType::Bigint, true),
+            ],
+        );
+        let changes = dest.schema_changes("items", &narrow).unwrap();
+        assert!(!changes.table_exists, "{}", t.name);
+        let _ = dest
+            .write_batch(&batch(&narrow, vec![vec![int(1), int(2)]], &[]))
+            .unwrap();
+        let wider = schema(
+            "items",
+            &["id"],
+            vec![
+                field("id", DataType::Bigint, false),
+                field("qty", DataType::Double, true),
+                field("note", DataType::Text, true),
+            ],
+        );
+        assert_eq!(
+            dest.schema_changes("items", &wider).unwrap(),
+            super::SchemaChanges {
+                table_exists: true,
+                new_columns: vec!["note".to_owned()],
+                retyped_columns: vec!["qty".to_owned()],
+            },
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            dest.schema_changes("items", &narrow).unwrap(),
+            super::SchemaChanges {
+                table_exists: true,
+                ..Default::default()
+            },
+            "{}",
+            t.name
+        );
+    }
+}

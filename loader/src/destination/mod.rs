@@ -159,9 +159,28 @@ pub trait Destination: Send {
     /// column are merged as usual. `None` (the default) turns the rule off.
     fn set_version_column(&mut self, column: Option<String>);
 
+    /// What writing rows of `schema` into `table` would change in the table as it is now
+    /// (for the schema contract). Reads the database; changes nothing.
+    fn schema_changes(
+        &mut self,
+        table: &str,
+        schema: &TableSchema,
+    ) -> Result<SchemaChanges, DestinationError>;
+
     /// The offsets stored by [`Destination::write_batch`] for this group, ordered by topic
     /// and partition; empty if there are none (or no offsets table yet).
     fn stored_offsets(&mut self, group_id: &str) -> Result<Vec<PartitionOffset>, DestinationError>;
+}
+
+/// What writing a schema into a table would change, as the destination sees it now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaChanges {
+    pub table_exists: bool,
+    /// Fields of the schema the table has no column for.
+    pub new_columns: Vec<String>,
+    /// Fields whose column would change type (a widened field: `bigint` → `double`,
+    /// `timestamp` → `text`).
+    pub retyped_columns: Vec<String>,
 }
 
 /// The database driver's error, boxed so every destination fits one error type.

@@ -64,7 +64,8 @@ use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
 
 use super::{
     Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
-    PartitionOffset, RUNS_TABLE, RunEnd, TableBatch, redact_url, staging_prefix, staging_run,
+    PartitionOffset, RUNS_TABLE, RunEnd, SchemaChanges, TableBatch, redact_url, staging_prefix,
+    staging_run,
 };
 
 /// A batch that hits a deadlock or a serialization failure is retried this many times in all.
@@ -407,6 +408,39 @@ impl Destination for PostgresDestination {
             std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
             attempt += 1;
         }
+    }
+
+    fn schema_changes(
+        &mut self,
+        table: &str,
+        schema: &TableSchema,
+    ) -> Result<SchemaChanges, DestinationError> {
+        self.ensure_connected()?;
+        let plan = Plan::new(&self.schema, table, &Arc::new(schema.clone()), None)?;
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(|error| DestinationError::Transaction {
+                action: "beginning",
+                error: db(error),
+            })?;
+        let existing = read_columns(&mut tx, &plan)?;
+        drop(tx);
+        let mut changes = SchemaChanges {
+            table_exists: !existing.is_empty(),
+            ..SchemaChanges::default()
+        };
+        if !changes.table_exists {
+            return Ok(changes);
+        }
+        for change in ddl_needed(&plan, &existing) {
+            let name = schema.fields[change.field].name.clone();
+            match change.kind {
+                Change::Add => changes.new_columns.push(name),
+                Change::Widen => changes.retyped_columns.push(name),
+            }
+        }
+        Ok(changes)
     }
 
     fn stored_offsets(&mut self, group_id: &str) -> Result<Vec<PartitionOffset>, DestinationError> {

@@ -27,7 +27,7 @@ use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 
 use super::{
     Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
-    PartitionOffset, RUNS_TABLE, RunEnd, TableBatch, staging_prefix, staging_run,
+    PartitionOffset, RUNS_TABLE, RunEnd, SchemaChanges, TableBatch, staging_prefix, staging_run,
 };
 
 /// How long a write waits for another connection's lock before failing with `SQLITE_BUSY`.
@@ -213,6 +213,48 @@ impl Destination for SqliteDestination {
     fn set_version_column(&mut self, column: Option<String>) {
         self.state.version_column = column;
         self.state.plans.clear();
+    }
+
+    fn schema_changes(
+        &mut self,
+        table: &str,
+        schema: &TableSchema,
+    ) -> Result<SchemaChanges, DestinationError> {
+        let read_error = |error: rusqlite::Error| DestinationError::ReadColumns {
+            table: table.to_owned(),
+            error: db(error),
+        };
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")
+            .map_err(read_error)?;
+        let columns: HashMap<String, String> = statement
+            .query_map([table], |row| {
+                Ok((
+                    row.get::<_, String>(0)?.to_ascii_lowercase(),
+                    row.get::<_, String>(1)?,
+                ))
+            })
+            .map_err(read_error)?
+            .collect::<Result<_, _>>()
+            .map_err(read_error)?;
+        let mut changes = SchemaChanges {
+            table_exists: !columns.is_empty(),
+            ..SchemaChanges::default()
+        };
+        if !changes.table_exists {
+            return Ok(changes);
+        }
+        for field in &schema.fields {
+            match columns.get(&field.name.to_ascii_lowercase()) {
+                None => changes.new_columns.push(field.name.clone()),
+                Some(declared) if !declared.eq_ignore_ascii_case(column_type(field.data_type)) => {
+                    changes.retyped_columns.push(field.name.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(changes)
     }
 
     fn stored_offsets(&mut self, group_id: &str) -> Result<Vec<PartitionOffset>, DestinationError> {
