@@ -312,7 +312,10 @@ pub enum TemplatePart {
     Text(String),
     /// `{resources.<resource>.<field>}`: the value of `field` (a dotted path) in the parent
     /// record the request is made for.
-    Parent { resource: String, field: Vec<String> },
+    Parent {
+        resource: String,
+        field: Vec<String>,
+    },
 }
 
 /// Splits `text` at its `{resources.<resource>.<field>}` placeholders (dlt's dependent
@@ -328,7 +331,9 @@ pub fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
         }
         let after = &rest[at + START.len()..];
         let Some(end) = after.find('}') else {
-            return Err(format!("`{text}`: a `{START}` placeholder has no closing `}}`"));
+            return Err(format!(
+                "`{text}`: a `{START}` placeholder has no closing `}}`"
+            ));
         };
         let inner = &after[..end];
         let mut names = inner.split('.');
@@ -1869,12 +1874,8 @@ fn resolve_resource(
             name.clone()
         }
     };
-    let (path, params, parent) = resolve_placeholders(
-        at,
-        path,
-        raw_endpoint.params.unwrap_or_default(),
-        problems,
-    );
+    let (path, params, parent) =
+        resolve_placeholders(at, path, raw_endpoint.params.unwrap_or_default(), problems);
     if let Some(client) = client
         && let Err(e) = client.endpoint_url(&path)
     {
@@ -2131,9 +2132,9 @@ fn check_dependencies(resources: &[(usize, ResourceConfig)], problems: &mut Prob
 fn placeholder_key(at: &str, resource: &ResourceConfig, parent: &str) -> String {
     let names_parent = |text: &str| {
         parse_template(text).is_ok_and(|parts| {
-            parts.iter().any(
-                |p| matches!(p, TemplatePart::Parent { resource, .. } if resource == parent),
-            )
+            parts
+                .iter()
+                .any(|p| matches!(p, TemplatePart::Parent { resource, .. } if resource == parent))
         })
     };
     if names_parent(&resource.endpoint.path) {
@@ -3604,14 +3605,24 @@ params = { issue_number = { type = "resolve", resource = "conversations", field 
         let text = |t: &str| TemplatePart::Text(t.into());
         assert_eq!(
             parse_template("/a/{resources.p.meta.id}/b{resources.p.n}").unwrap(),
-            vec![text("/a/"), parent("p", &["meta", "id"]), text("/b"), parent("p", &["n"])]
+            vec![
+                text("/a/"),
+                parent("p", &["meta", "id"]),
+                text("/b"),
+                parent("p", &["n"])
+            ]
         );
         assert_eq!(
             parse_template("{\"json\": 1}").unwrap(),
             vec![text("{\"json\": 1}")]
         );
         assert_eq!(parse_template("").unwrap(), vec![]);
-        for bad in ["{resources.p", "{resources.p}", "{resources..id}", "{resources.p..x}"] {
+        for bad in [
+            "{resources.p",
+            "{resources.p}",
+            "{resources..id}",
+            "{resources.p..x}",
+        ] {
             assert!(parse_template(bad).is_err(), "{bad}");
         }
     }
@@ -3633,14 +3644,28 @@ params = { issue_number = { type = "resolve", resource = "conversations", field 
         let cases = [
             (action(Some(404), None), 404, "", true),
             (action(Some(404), None), 400, "", false),
-            (action(None, Some("Not found")), 200, r#"{"e":"Not found"}"#, true),
-            (action(None, Some("Not found")), 404, r#"{"e":"not found"}"#, false),
+            (
+                action(None, Some("Not found")),
+                200,
+                r#"{"e":"Not found"}"#,
+                true,
+            ),
+            (
+                action(None, Some("Not found")),
+                404,
+                r#"{"e":"not found"}"#,
+                false,
+            ),
             (action(Some(404), Some("gone")), 404, "it is gone", true),
             (action(Some(404), Some("gone")), 404, "missing", false),
             (action(Some(404), Some("gone")), 410, "gone", false),
         ];
         for (a, status, body, expected) in cases {
-            assert_eq!(a.matches(status, body.as_bytes()), expected, "{a:?} {status} {body}");
+            assert_eq!(
+                a.matches(status, body.as_bytes()),
+                expected,
+                "{a:?} {status} {body}"
+            );
         }
     }
 }

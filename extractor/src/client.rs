@@ -417,7 +417,8 @@ impl HttpClient {
             .response_actions
             .iter()
             .any(|a| a.matches(status.as_u16(), &bytes));
-        if ignored && !(retryable && !status.is_success()) {
+        // A retryable status is retried first; `ignored` applies once the retries are spent.
+        if ignored && (status.is_success() || !retryable) {
             return Ok((Value::Null, bytes.len(), headers, Some(status.as_u16())));
         }
         if !status.is_success() {

@@ -32,31 +32,21 @@ pub const PARENT_PAGES_QUEUED: usize = 2;
 /// Default of `--child-concurrency`: parent records whose children are paged at once.
 pub const DEFAULT_CHILD_CONCURRENCY: usize = 4;
 
+/// A parent record that cannot make a child request: what is missing or unusable in it.
 #[derive(Debug, thiserror::Error)]
-pub enum DependentError {
-    #[error(
-        "resource `{resource}`: the `{parent}` record {parent_id} has no `{field}`, which the \
-         {place} needs"
-    )]
-    MissingField {
-        resource: String,
-        parent: String,
-        parent_id: String,
-        field: String,
-        place: String,
-    },
-    #[error(
-        "resource `{resource}`: the `{parent}` record {parent_id} has {found} in `{field}`, \
-         which cannot fill the {place}"
-    )]
-    BadValue {
-        resource: String,
-        parent: String,
-        parent_id: String,
-        field: String,
-        found: String,
-        place: String,
-    },
+#[error(
+    "resource `{}`: the `{}` record {} {}",
+    .0.resource, .0.parent, .0.parent_id, .0.problem
+)]
+pub struct DependentError(Box<DependentProblem>);
+
+#[derive(Debug)]
+pub struct DependentProblem {
+    pub resource: String,
+    pub parent: String,
+    /// The parent record's primary key, e.g. `id=7`.
+    pub parent_id: String,
+    pub problem: String,
 }
 
 /// The resources to run: the selected ones (all when `names` is empty) and, unselected,
@@ -243,13 +233,10 @@ impl ChildPlan {
     }
 
     fn missing(&self, record: &Value, field: &[String], place: &str) -> DependentError {
-        DependentError::MissingField {
-            resource: self.resource.clone(),
-            parent: self.parent.clone(),
-            parent_id: self.parent_id(record),
-            field: field.join("."),
-            place: place.to_owned(),
-        }
+        self.problem(
+            record,
+            format!("has no `{}`, which the {place} needs", field.join(".")),
+        )
     }
 
     fn bad_value(
@@ -259,14 +246,22 @@ impl ChildPlan {
         place: &str,
         found: String,
     ) -> DependentError {
-        DependentError::BadValue {
+        self.problem(
+            record,
+            format!(
+                "has {found} in `{}`, which cannot fill the {place}",
+                field.join(".")
+            ),
+        )
+    }
+
+    fn problem(&self, record: &Value, problem: String) -> DependentError {
+        DependentError(Box::new(DependentProblem {
             resource: self.resource.clone(),
             parent: self.parent.clone(),
             parent_id: self.parent_id(record),
-            field: field.join("."),
-            found,
-            place: place.to_owned(),
-        }
+            problem,
+        }))
     }
 }
 
