@@ -543,3 +543,130 @@ mod tests {
         assert!(run(&[]).iter().all(|(_, p)| *p));
     }
 }
+
+/// The client's `response_actions` hook, against a server that answers canned responses.
+#[cfg(test)]
+mod response_action_tests {
+    use std::time::Duration;
+
+    use common::config::{ResponseAction, ResponseActionKind};
+    use common::retry::RetryPolicy;
+    use reqwest::header::HeaderMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use crate::client::{Auth, FetchError, HttpClient, Method, Request, Response};
+
+    /// Serves `answers` (status, body) in order, one per connection; returns the base URL.
+    async fn serve(answers: Vec<(u16, &'static str)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let _server = tokio::spawn(async move {
+            for (status, body) in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        base
+    }
+
+    async fn fetch(
+        answers: Vec<(u16, &'static str)>,
+        actions: Vec<ResponseAction>,
+    ) -> Result<Response, FetchError> {
+        let base = serve(answers).await;
+        let policy = RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            jitter: false,
+            ..RetryPolicy::default()
+        };
+        let client = HttpClient::new(
+            &base,
+            Auth::None,
+            HeaderMap::new(),
+            Duration::from_secs(5),
+            policy,
+        )
+        .unwrap();
+        let request = Request {
+            method: Method::Get,
+            path: "/x".into(),
+            params: Vec::new(),
+            json: None,
+            response_actions: actions,
+        };
+        client.fetch(&request).await
+    }
+
+    fn ignore(status_code: Option<u16>, content: Option<&str>) -> ResponseAction {
+        ResponseAction {
+            status_code,
+            content: content.map(str::to_owned),
+            action: ResponseActionKind::Ignore,
+        }
+    }
+
+    #[tokio::test]
+    async fn ignores_matching_responses_after_the_retries() {
+        // A 404 it names is an ignored (empty) response.
+        let r = fetch(vec![(404, "{}")], vec![ignore(Some(404), None)])
+            .await
+            .unwrap();
+        assert_eq!((r.ignored, r.retries), (Some(404), 0));
+        assert!(r.body.is_null());
+
+        // Retryable statuses retry first: 503, 503, then the 404.
+        let r = fetch(
+            vec![(503, "{}"), (503, "{}"), (404, "{}")],
+            vec![ignore(Some(404), None)],
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.ignored, r.retries), (Some(404), 2));
+
+        // A retryable status it names is ignored once the retries are spent.
+        let r = fetch(vec![(503, "{}"); 4], vec![ignore(Some(503), None)])
+            .await
+            .unwrap();
+        assert_eq!((r.ignored, r.retries), (Some(503), 3));
+
+        // By content, on a success too; both keys must match when both are set.
+        let archived = r#"{"data": null, "message": "conversation archived"}"#;
+        let r = fetch(vec![(200, archived)], vec![ignore(None, Some("archived"))])
+            .await
+            .unwrap();
+        assert_eq!(r.ignored, Some(200));
+        let r = fetch(
+            vec![(200, archived)],
+            vec![ignore(Some(404), Some("archived"))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.ignored, None);
+        assert_eq!(r.body["message"], "conversation archived");
+
+        // Without a matching action a 404 is the error it always was.
+        let e = fetch(
+            vec![(404, r#"{"error":"gone"}"#)],
+            vec![ignore(Some(410), None)],
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, FetchError::Status { status: 404, .. }), "{e}");
+    }
+}
