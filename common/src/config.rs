@@ -1876,6 +1876,17 @@ fn resolve_resource(
     };
     let (path, params, parent) =
         resolve_placeholders(at, path, raw_endpoint.params.unwrap_or_default(), problems);
+    if raw_endpoint
+        .json
+        .as_ref()
+        .is_some_and(|json| json.to_string().contains("{resources."))
+    {
+        problems.push(
+            format!("{at}.endpoint.json"),
+            "`{resources.<parent>.<field>}` placeholders are filled in the path and params, \
+             not (yet) in the JSON body",
+        );
+    }
     if let Some(client) = client
         && let Err(e) = client.endpoint_url(&path)
     {
@@ -2884,6 +2895,16 @@ resources:
                     "resources[2].endpoint.params.x: names the parent resource `b`, but another \
                      placeholder names `a`",
                 ],
+            ),
+            (
+                "placeholder in the JSON body",
+                format!(
+                    "{}\n[[resources]]\nname = \"c\"\nprimary_key = \"id\"\n\
+                     endpoint = {{ path = \"/c/{{resources.r.id}}\", method = \"POST\", \
+                     json = {{ q = [\"{{resources.r.id}}\"] }} }}\n",
+                    with("")
+                ),
+                vec!["resources[1].endpoint.json: `{resources.<parent>.<field>}` placeholders"],
             ),
             (
                 "include_from_parent without a parent",
