@@ -225,7 +225,7 @@ pub struct ResourceConfig {
     /// params (a `resolve` param becomes such a placeholder).
     pub parent: Option<String>,
     /// dlt's `include_from_parent`: parent fields (dotted paths) copied into each record as
-    /// `_<parent>_<field>` (dots in the field become `__`).
+    /// `_<parent>_<field>` (dots in the field become `_`).
     pub include_from_parent: Vec<String>,
 }
 

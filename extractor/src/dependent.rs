@@ -134,7 +134,7 @@ impl ChildPlan {
             .iter()
             .map(|field| {
                 (
-                    format!("_{}_{}", parent.name, field.replace('.', "__")),
+                    format!("_{}_{}", parent.name, field.replace('.', "_")),
                     field.split('.').map(str::to_owned).collect(),
                 )
             })
@@ -443,7 +443,7 @@ mod tests {
             include,
             vec![
                 ("_conversations_id".to_owned(), json!(7)),
-                ("_conversations_meta__topic".to_owned(), json!({"x": 1})),
+                ("_conversations_meta_topic".to_owned(), json!({"x": 1})),
             ]
         );
         // Numbers and booleans fill as text.

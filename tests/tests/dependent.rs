@@ -98,7 +98,7 @@ fn assert_messages(pipeline: &Pipeline, truth: &Value, topic: bool) -> Result<()
         .collect::<Result<_>>()?;
     let conn = pipeline.sqlite()?;
     let topic_column = if topic {
-        "_conversations_meta__topic"
+        "_conversations_meta_topic"
     } else {
         "NULL"
     };
