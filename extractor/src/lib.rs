@@ -266,8 +266,8 @@ async fn extract_resource(
     };
     let (publish_tx, publish_rx) = mpsc::channel::<Page>(4);
     let feed = dependent::feed_children(rx, children, publish.then_some(publish_tx));
-    let publish = publish_pages(publisher, resource, publish_rx);
-    let (fetched, (), published) = tokio::join!(fetch, feed, publish);
+    let publishing = publish_pages(publisher, resource, publish_rx);
+    let (fetched, (), published) = tokio::join!(fetch, feed, publishing);
     // A publishing failure ends the fetcher (its channel closes), so report that first.
     let records = published?;
     let stats = fetched?;
@@ -284,6 +284,7 @@ async fn extract_resource(
         pages = report.pages,
         records = report.records,
         retries = report.retries,
+        published = publish,
         "resource done"
     );
     Ok(report)
