@@ -214,7 +214,111 @@ pub(crate) async fn admin() -> Json<Value> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::net::TcpListener;
+
     use super::*;
+    use crate::{Settings, serve};
+
+    const KEY: &str = "conv-key-123";
+
+    /// The demo API on a free port; its base URL.
+    async fn start() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(KEY.parse().unwrap(), Settings::default());
+        drop(tokio::spawn(serve(listener, state, std::future::pending())));
+        format!("http://{addr}")
+    }
+
+    async fn get(url: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(url)
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn endpoints_page_the_admin_truth_behind_the_key() {
+        let base = start().await;
+        let truth = get(&format!("{base}/admin/conversations"), &[]).await.1;
+
+        // Conversations, offset-paged with the total.
+        let mut conversations = Vec::new();
+        for offset in ["0", "15", "30"] {
+            let (status, page) = get(
+                &format!("{base}/v1/conversations"),
+                &[("api_key", KEY), ("offset", offset), ("limit", "15")],
+            )
+            .await;
+            assert_eq!((status, &page["total"]), (200, &json!(CONVERSATIONS)));
+            conversations.extend(page["data"].as_array().unwrap().iter().cloned());
+        }
+        assert_eq!(json!(conversations), truth["conversations"]);
+
+        // Every conversation's messages, by id or by its (escaped) key, page by page.
+        let mut messages = Vec::new();
+        for c in &conversations {
+            let id = c["id"].as_u64().unwrap();
+            let key = c["meta"]["key"].as_str().unwrap();
+            let segment = if id % 2 == 0 {
+                id.to_string()
+            } else {
+                key.replace(' ', "%20")
+                    .replace('/', "%2F")
+                    .replace('ü', "%C3%BC")
+            };
+            let url = format!("{base}/v1/conversations/{segment}/messages");
+            let mut page = 1;
+            loop {
+                let p = page.to_string();
+                let (status, body) =
+                    get(&url, &[("api_key", KEY), ("page", &p), ("per_page", "3")]).await;
+                match messages_of(id) {
+                    Messages::NotFound => assert_eq!(status, 404, "{id}"),
+                    Messages::Archived => {
+                        assert_eq!(
+                            (status, &body["message"]),
+                            (200, &json!("conversation archived"))
+                        );
+                    }
+                    Messages::Count(_) => assert_eq!(status, 200, "{id}"),
+                }
+                let data = body["data"].as_array().cloned().unwrap_or_default();
+                messages.extend(data.into_iter().map(|mut m| {
+                    m["conversation_id"] = json!(id);
+                    m
+                }));
+                if status != 200 || page >= body["total_pages"].as_u64().unwrap_or(0) {
+                    break;
+                }
+                page += 1;
+            }
+        }
+        assert_eq!(json!(messages), truth["messages"]);
+        assert_eq!(truth["not_found"], json!([10, 20, 30, 40]));
+        assert_eq!(truth["archived"], json!([11, 22, 33]));
+
+        // The key is required; bad pages and unknown conversations are refused.
+        let messages_url = format!("{base}/v1/conversations/1/messages");
+        assert_eq!(get(&messages_url, &[]).await.0, 401);
+        assert_eq!(
+            get(&format!("{base}/v1/conversations"), &[("api_key", "x")])
+                .await
+                .0,
+            401
+        );
+        assert_eq!(
+            get(&messages_url, &[("api_key", KEY), ("page", "0")])
+                .await
+                .0,
+            400
+        );
+        let unknown = format!("{base}/v1/conversations/41/messages");
+        assert_eq!(get(&unknown, &[("api_key", KEY)]).await.0, 404);
+    }
 
     #[test]
     fn every_kind_of_conversation_occurs() {
