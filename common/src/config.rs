@@ -223,6 +223,13 @@ pub struct ResourceConfig {
     /// dlt's `schema_contract`: what the loader does with a new table, a new column, or a
     /// value of another type (a variant column), each on its own. Default: evolve all.
     pub schema_contract: SchemaContract,
+    /// The resource whose records this one's requests are made from (dlt's dependent
+    /// resources): named by the `{resources.<parent>.<field>}` placeholders of its path and
+    /// params (a `resolve` param becomes such a placeholder).
+    pub parent: Option<String>,
+    /// dlt's `include_from_parent`: parent fields (dotted paths) copied into each record as
+    /// `_<parent>_<field>` (dots in the field become `_`).
+    pub include_from_parent: Vec<String>,
 }
 
 /// dlt's schema contract modes.
@@ -331,6 +338,96 @@ pub struct EndpointConfig {
     /// the response itself when it is a list. Parse with [`parse_json_path`].
     pub data_selector: Option<String>,
     pub paginator: Paginator,
+    /// dlt's `response_actions`, in order: the first that matches a response decides.
+    pub response_actions: Vec<ResponseAction>,
+}
+
+/// One of dlt's `response_actions`: a response with this status and/or whose body contains
+/// `content` gets `action`. At least one of the two is set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseAction {
+    #[serde(default)]
+    pub status_code: Option<u16>,
+    #[serde(default)]
+    pub content: Option<String>,
+    pub action: ResponseActionKind,
+}
+
+/// What a matching response action does. dlt also takes Python callables, which a config
+/// file cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseActionKind {
+    /// The response counts as an empty page that ends the paging.
+    Ignore,
+}
+
+impl ResponseAction {
+    /// dlt's rule: both keys must match when both are set.
+    pub fn matches(&self, status: u16, body: &[u8]) -> bool {
+        self.status_code.is_none_or(|s| s == status)
+            && self
+                .content
+                .as_deref()
+                .is_none_or(|c| String::from_utf8_lossy(body).contains(c))
+    }
+}
+
+/// A piece of an endpoint path or param value (see [`parse_template`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Text(String),
+    /// `{resources.<resource>.<field>}`: the value of `field` (a dotted path) in the parent
+    /// record the request is made for.
+    Parent {
+        resource: String,
+        field: Vec<String>,
+    },
+}
+
+/// Splits `text` at its `{resources.<resource>.<field>}` placeholders (dlt's dependent
+/// resources; `field` may be a dotted path into the record). Other text, braces included,
+/// is kept as text.
+pub fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
+    const START: &str = "{resources.";
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(START) {
+        if at > 0 {
+            parts.push(TemplatePart::Text(rest[..at].to_owned()));
+        }
+        let after = &rest[at + START.len()..];
+        let Some(end) = after.find('}') else {
+            return Err(format!(
+                "`{text}`: a `{START}` placeholder has no closing `}}`"
+            ));
+        };
+        let inner = &after[..end];
+        let mut names = inner.split('.');
+        let resource = names.next().unwrap_or_default().trim();
+        let field: Vec<String> = names.map(|f| f.trim().to_owned()).collect();
+        if resource.is_empty() {
+            return Err(format!(
+                "`{text}`: placeholder `{{resources.{inner}}}` names no resource"
+            ));
+        }
+        if field.is_empty() || field.iter().any(String::is_empty) {
+            return Err(format!(
+                "`{text}`: placeholder `{{resources.{inner}}}` needs a field: \
+                 `{{resources.{resource}.<field>}}`"
+            ));
+        }
+        parts.push(TemplatePart::Parent {
+            resource: resource.to_owned(),
+            field,
+        });
+        rest = &after[end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Text(rest.to_owned()));
+    }
+    Ok(parts)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -807,6 +904,7 @@ struct RawResource {
     endpoint: Option<OrBare<RawEndpoint>>,
     columns: Option<BTreeMap<String, ColumnHint>>,
     schema_contract: Option<OrBare<SchemaContract>>,
+    include_from_parent: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -818,6 +916,7 @@ struct RawEndpoint {
     json: Option<Value>,
     data_selector: Option<String>,
     paginator: Option<Paginator>,
+    response_actions: Option<Vec<ResponseAction>>,
 }
 
 /// dlt's object form `write_disposition = { disposition = "merge" }`.
@@ -940,18 +1039,65 @@ impl<'de> Deserialize<'de> for KafkaValue {
     }
 }
 
-/// A query parameter value: a string, number or boolean.
+/// A query parameter value: a string, number or boolean, or a table with a `type`.
 #[derive(Debug, Clone)]
-struct ParamValue(Value);
+enum ParamValue {
+    Scalar(Value),
+    /// dlt's `{ type = "resolve", resource = "...", field = "..." }`.
+    Resolve(ResolveParam),
+}
+
+/// The keys of a `resolve` param besides its `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveParam {
+    resource: String,
+    field: String,
+}
+
+const PARAM_TYPES: &[&str] = &["resolve"];
 
 impl<'de> Deserialize<'de> for ParamValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(ScalarVisitor(
-                "a string, number or boolean (dlt's `incremental` and `resolve` params are \
-                 not supported yet)",
-            ))
-            .map(ParamValue)
+        struct ParamVisitor;
+
+        impl<'de> Visitor<'de> for ParamVisitor {
+            type Value = ParamValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean, or a table with a `type`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ParamValue, E> {
+                ScalarVisitor("").visit_str(v).map(ParamValue::Scalar)
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ParamValue, E> {
+                ScalarVisitor("").visit_bool(v).map(ParamValue::Scalar)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ParamValue, E> {
+                ScalarVisitor("").visit_i64(v).map(ParamValue::Scalar)
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ParamValue, E> {
+                ScalarVisitor("").visit_u64(v).map(ParamValue::Scalar)
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ParamValue, E> {
+                ScalarVisitor("").visit_f64(v).map(ParamValue::Scalar)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ParamValue, A::Error> {
+                let tagged = Tagged::read(map)?;
+                match tagged.tag.as_str() {
+                    "resolve" => tagged.variant().map(ParamValue::Resolve),
+                    _ => Err(tagged.unknown("param", PARAM_TYPES)),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(ParamVisitor)
     }
 }
 
@@ -1313,6 +1459,7 @@ fn resolve(raw: RawDocument) -> Result<PipelineConfig, Vec<Problem>> {
         }
     }
     check_unique(&resources, &schema_topic, &mut problems);
+    check_dependencies(&resources, &mut problems);
     let resources = resources.into_iter().map(|(_, r)| r).collect();
 
     match client {
@@ -1532,16 +1679,34 @@ fn check_endpoint(at: &str, endpoint: &RawEndpoint, problems: &mut Problems) {
     if let Some(paginator) = &endpoint.paginator {
         check_paginator(&format!("{at}.paginator"), paginator, problems);
     }
+    for (i, action) in endpoint.response_actions.iter().flatten().enumerate() {
+        let at = format!("{at}.response_actions[{i}]");
+        if action.status_code.is_none() && action.content.is_none() {
+            problems.push(
+                &at,
+                "needs `status_code`, `content` or both: they say which responses it matches",
+            );
+        }
+        if let Some(status) = action.status_code
+            && !(100..=599).contains(&status)
+        {
+            problems.push(
+                format!("{at}.status_code"),
+                format!("{status} is not an HTTP status (100-599)"),
+            );
+        }
+        if action.content.as_deref() == Some("") {
+            problems.push(
+                format!("{at}.content"),
+                "must not be empty (it would match every response)",
+            );
+        }
+    }
 }
 
 fn check_path(at: &str, path: &str, problems: &mut Problems) {
     if path.trim().is_empty() {
         problems.push(at, "must not be empty");
-    } else if path.contains('{') {
-        problems.push(
-            at,
-            format!("`{path}`: path placeholders (`{{...}}`) are not supported yet"),
-        );
     }
 }
 
@@ -1658,6 +1823,9 @@ fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource 
         schema_contract: resource
             .schema_contract
             .or_else(|| defaults.schema_contract.clone()),
+        include_from_parent: resource
+            .include_from_parent
+            .or_else(|| defaults.include_from_parent.clone()),
     }
 }
 
@@ -1676,6 +1844,9 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
         json: own.json.or_else(|| default.json.clone()),
         data_selector: own.data_selector.or_else(|| default.data_selector.clone()),
         paginator: own.paginator.or_else(|| default.paginator.clone()),
+        response_actions: own
+            .response_actions
+            .or_else(|| default.response_actions.clone()),
     }
 }
 
@@ -1775,6 +1946,19 @@ fn resolve_resource(
             name.clone()
         }
     };
+    let (path, params, parent) =
+        resolve_placeholders(at, path, raw_endpoint.params.unwrap_or_default(), problems);
+    if raw_endpoint
+        .json
+        .as_ref()
+        .is_some_and(|json| json.to_string().contains("{resources."))
+    {
+        problems.push(
+            format!("{at}.endpoint.json"),
+            "`{resources.<parent>.<field>}` placeholders are filled in the path and params, \
+             not (yet) in the JSON body",
+        );
+    }
     if let Some(client) = client
         && let Err(e) = client.endpoint_url(&path)
     {
@@ -1786,18 +1970,14 @@ fn resolve_resource(
     let endpoint = EndpointConfig {
         path,
         method: raw_endpoint.method.unwrap_or_default(),
-        params: raw_endpoint
-            .params
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, ParamValue(v))| (k, v))
-            .collect(),
+        params,
         json: raw_endpoint.json,
         data_selector: raw_endpoint.data_selector,
         paginator: raw_endpoint
             .paginator
             .or_else(|| client_paginator.cloned())
             .unwrap_or(Paginator::SinglePage),
+        response_actions: raw_endpoint.response_actions.unwrap_or_default(),
     };
 
     if let Paginator::Cursor(CursorPaginator {
@@ -1835,7 +2015,226 @@ fn resolve_resource(
         schema_contract,
         endpoint,
         columns,
+        parent,
+        include_from_parent: raw.include_from_parent.unwrap_or_default(),
     })
+}
+
+/// dlt's dependent-resource forms, resolved to one: every `resolve` param and every path
+/// placeholder `{<param>}` that names one becomes a `{resources.<parent>.<field>}`
+/// placeholder (in the path, or as the param's value); a path placeholder naming a plain
+/// param is filled with its value, which leaves the params, as dlt binds it. Returns the
+/// path, the params and the parent the placeholders name.
+fn resolve_placeholders(
+    at: &str,
+    path: String,
+    raw_params: BTreeMap<String, ParamValue>,
+    problems: &mut Problems,
+) -> (String, BTreeMap<String, Value>, Option<String>) {
+    let mut params = BTreeMap::new();
+    for (name, value) in raw_params {
+        let value = match value {
+            ParamValue::Scalar(v) => v,
+            ParamValue::Resolve(r) => {
+                for (key, text) in [("resource", &r.resource), ("field", &r.field)] {
+                    if text.trim().is_empty() {
+                        problems.push(
+                            format!("{at}.endpoint.params.{name}.{key}"),
+                            "must not be empty",
+                        );
+                    }
+                }
+                Value::String(format!("{{resources.{}.{}}}", r.resource, r.field))
+            }
+        };
+        let _ = params.insert(name, value);
+    }
+
+    // Path placeholders that name a param.
+    let path_at = format!("{at}.endpoint.path");
+    let mut bound = String::with_capacity(path.len());
+    let mut rest = path.as_str();
+    while let Some(open) = rest.find(['{', '}']) {
+        bound.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}').filter(|_| rest[open..].starts_with('{')) else {
+            problems.push(&path_at, format!("`{path}`: unbalanced `{{` or `}}`"));
+            return (path.clone(), params, None);
+        };
+        let inner = &after[..close];
+        if inner.starts_with("resources.") {
+            bound.push('{');
+            bound.push_str(inner);
+            bound.push('}');
+        } else {
+            match params.remove(inner) {
+                Some(Value::String(text)) if text.starts_with("{resources.") => {
+                    bound.push_str(&text);
+                }
+                Some(Value::String(text)) => bound.push_str(&path_escape(&text)),
+                Some(other) => bound.push_str(&path_escape(&other.to_string())),
+                None => {
+                    problems.push(
+                        &path_at,
+                        format!(
+                            "`{path}`: placeholder `{{{inner}}}` is neither \
+                             `{{resources.<parent>.<field>}}` nor a param of this endpoint"
+                        ),
+                    );
+                    return (path.clone(), params, None);
+                }
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    bound.push_str(rest);
+
+    let mut parents: Vec<(String, String)> = Vec::new();
+    let mut collect = |key: String, text: &str, problems: &mut Problems| match parse_template(text)
+    {
+        Ok(parts) => {
+            for part in parts {
+                if let TemplatePart::Parent { resource, .. } = part
+                    && !parents.iter().any(|(p, _)| *p == resource)
+                {
+                    parents.push((resource, key.clone()));
+                }
+            }
+        }
+        Err(e) => problems.push(key, e),
+    };
+    collect(path_at.clone(), &bound, problems);
+    for (name, value) in &params {
+        if let Value::String(text) = value {
+            collect(format!("{at}.endpoint.params.{name}"), text, problems);
+        }
+    }
+    let parent = match parents.as_slice() {
+        [] => None,
+        [(one, _)] => Some(one.clone()),
+        [(first, _), (second, key), ..] => {
+            problems.push(
+                key,
+                format!(
+                    "names the parent resource `{second}`, but another placeholder names \
+                     `{first}`: a resource depends on one parent"
+                ),
+            );
+            None
+        }
+    };
+    (bound, params, parent)
+}
+
+/// `text` escaped for one URL path segment: everything but RFC 3986's unreserved
+/// characters is percent-encoded (`/` included).
+pub fn path_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Every parent is another resource of the config, and no chain of parents loops.
+/// `resources` are paired with their index in the document.
+fn check_dependencies(resources: &[(usize, ResourceConfig)], problems: &mut Problems) {
+    let names: Vec<&str> = resources.iter().map(|(_, r)| r.name.as_str()).collect();
+    let parent_of = |name: &str| {
+        resources
+            .iter()
+            .find(|(_, r)| r.name == name)
+            .and_then(|(_, r)| r.parent.as_deref())
+    };
+    for (i, r) in resources {
+        let at = format!("resources[{i}]");
+        for (j, field) in r.include_from_parent.iter().enumerate() {
+            if field.split('.').any(|f| f.trim().is_empty()) {
+                problems.push(
+                    format!("{at}.include_from_parent[{j}]"),
+                    format!("`{field}` is not a field name or dotted path"),
+                );
+            }
+        }
+        let Some(parent) = r.parent.as_deref() else {
+            if !r.include_from_parent.is_empty() {
+                problems.push(
+                    format!("{at}.include_from_parent"),
+                    "the resource has no parent: use `{resources.<parent>.<field>}` in its \
+                     path or params, or a `resolve` param",
+                );
+            }
+            continue;
+        };
+        let key = placeholder_key(&at, r, parent);
+        if parent == r.name {
+            problems.push(
+                key,
+                format!("`{parent}` is this resource: a resource cannot depend on itself"),
+            );
+        } else if !names.contains(&parent) {
+            problems.push(
+                key,
+                format!(
+                    "no resource named `{parent}` to take values from (the config has: {})",
+                    names.join(", ")
+                ),
+            );
+        } else {
+            // Follow the parents; at most one per resource, so a loop comes back here.
+            let mut chain = vec![r.name.as_str()];
+            let mut next = Some(parent);
+            while let Some(name) = next {
+                chain.push(name);
+                if name == r.name {
+                    problems.push(
+                        key,
+                        format!(
+                            "dependent resources form a cycle: {}",
+                            chain
+                                .iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(" -> ")
+                        ),
+                    );
+                    break;
+                }
+                if chain.len() > resources.len() {
+                    // A loop further up, reported at its own resources.
+                    break;
+                }
+                next = parent_of(name);
+            }
+        }
+    }
+}
+
+/// The key path where `resource` names `parent` first: its path, else the first param.
+fn placeholder_key(at: &str, resource: &ResourceConfig, parent: &str) -> String {
+    let names_parent = |text: &str| {
+        parse_template(text).is_ok_and(|parts| {
+            parts
+                .iter()
+                .any(|p| matches!(p, TemplatePart::Parent { resource, .. } if resource == parent))
+        })
+    };
+    if names_parent(&resource.endpoint.path) {
+        return format!("{at}.endpoint.path");
+    }
+    resource
+        .endpoint
+        .params
+        .iter()
+        .find(|(_, v)| v.as_str().is_some_and(names_parent))
+        .map_or_else(
+            || format!("{at}.endpoint"),
+            |(name, _)| format!("{at}.endpoint.params.{name}"),
+        )
 }
 
 fn check_column(at: &str, column: &str, hint: &ColumnHint, problems: &mut Problems) {
@@ -2074,7 +2473,10 @@ resources:
                     maximum_offset: None,
                     stop_after_empty_page: true,
                 }),
+                response_actions: Vec::new(),
             },
+            parent: None,
+            include_from_parent: Vec::new(),
             columns: BTreeMap::from([
                 (
                     "cost".into(),
@@ -2334,10 +2736,40 @@ resources:
                 vec!["resource_defaults.schema_contract", "unknown variant `drop`"],
             ),
             (
-                "param value that is a table",
+                "param table of an unknown type",
                 Format::Toml,
-                with_endpoint("{ params = { since = { type = \"incremental\" } } }"),
-                vec!["resources[0].endpoint.params.since: invalid type: map"],
+                with_endpoint("{ params = { since = { type = \"increment\" } } }"),
+                vec![
+                    "resources[0].endpoint.params.since.type: unknown or unsupported param type \
+                     `increment`",
+                ],
+            ),
+            (
+                "resolve param without a field",
+                Format::Toml,
+                with_endpoint("{ params = { id = { type = \"resolve\", resource = \"p\" } } }"),
+                vec!["resources[0].endpoint.params.id: missing field `field`"],
+            ),
+            (
+                "resolve param with an unknown key",
+                Format::Toml,
+                with_endpoint(
+                    "{ params = { id = { type = \"resolve\", resource = \"p\", field = \"id\", \
+                     fields = 1 } } }",
+                ),
+                vec!["resources[0].endpoint.params.id.fields: unknown field `fields`"],
+            ),
+            (
+                "response action of an unknown kind",
+                Format::Toml,
+                with_endpoint("{ response_actions = [{ status_code = 404, action = \"retry\" }] }"),
+                vec!["resources[0].endpoint.response_actions[0].action: unknown variant `retry`"],
+            ),
+            (
+                "response action with an unknown key",
+                Format::Toml,
+                with_endpoint("{ response_actions = [{ status = 404, action = \"ignore\" }] }"),
+                vec!["resources[0].endpoint.response_actions[0].status: unknown field `status`"],
             ),
             (
                 "TOML syntax",
@@ -2484,9 +2916,115 @@ resources:
                 vec!["resources[0].endpoint.data_selector: `data[` is not a JSONPath"],
             ),
             (
-                "path placeholder",
+                "path placeholder naming nothing",
                 with_endpoint("\"/items/{id}\""),
-                vec!["resources[0].endpoint.path: `/items/{id}`: path placeholders"],
+                vec![
+                    "resources[0].endpoint.path: `/items/{id}`: placeholder `{id}` is neither \
+                     `{resources.<parent>.<field>}` nor a param of this endpoint",
+                ],
+            ),
+            (
+                "unbalanced path braces",
+                with_endpoint("\"/items/{id\""),
+                vec!["resources[0].endpoint.path: `/items/{id`: unbalanced `{` or `}`"],
+            ),
+            (
+                "placeholder without a field",
+                with_endpoint("\"/items/{resources.p}\""),
+                vec![
+                    "resources[0].endpoint.path: `/items/{resources.p}`: placeholder \
+                     `{resources.p}` needs a field",
+                ],
+            ),
+            (
+                "placeholder with an empty field",
+                with_endpoint("{ path = \"/x\", params = { a = \"{resources.p.}\" } }"),
+                vec!["resources[0].endpoint.params.a: `{resources.p.}`: placeholder"],
+            ),
+            (
+                "unknown parent",
+                with_endpoint("\"/items/{resources.nope.id}/x\""),
+                vec![
+                    "resources[0].endpoint.path: no resource named `nope` to take values from \
+                     (the config has: r)",
+                ],
+            ),
+            (
+                "unknown parent of a resolve param",
+                with_endpoint(
+                    "{ path = \"/i/{n}\", params = { n = { type = \"resolve\", resource = \"q\", \
+                     field = \"id\" } } }",
+                ),
+                vec!["resources[0].endpoint.path: no resource named `q`"],
+            ),
+            (
+                "unknown parent in a query param",
+                with_endpoint("{ path = \"/x\", params = { c = \"{resources.q.id}\" } }"),
+                vec!["resources[0].endpoint.params.c: no resource named `q`"],
+            ),
+            (
+                "resource depending on itself",
+                with_endpoint("\"/items/{resources.r.id}\""),
+                vec!["resources[0].endpoint.path: `r` is this resource"],
+            ),
+            (
+                "cycle of two",
+                "[client]\nbase_url = \"https://a\"\n[resource_defaults]\nprimary_key = \"id\"\n\
+                 [[resources]]\nname = \"a\"\nendpoint = \"/a/{resources.b.id}\"\n\
+                 [[resources]]\nname = \"b\"\nendpoint = \"/b/{resources.a.id}\"\n"
+                    .into(),
+                vec![
+                    "resources[0].endpoint.path: dependent resources form a cycle: `a` -> `b` -> `a`",
+                    "resources[1].endpoint.path: dependent resources form a cycle: `b` -> `a` -> `b`",
+                ],
+            ),
+            (
+                "two parents",
+                "[client]\nbase_url = \"https://a\"\n[resource_defaults]\nprimary_key = \"id\"\n\
+                 [[resources]]\nname = \"a\"\n[[resources]]\nname = \"b\"\n\
+                 [[resources]]\nname = \"c\"\n\
+                 endpoint = { path = \"/c/{resources.a.id}\", params = { x = \"{resources.b.id}\" } }\n"
+                    .into(),
+                vec![
+                    "resources[2].endpoint.params.x: names the parent resource `b`, but another \
+                     placeholder names `a`",
+                ],
+            ),
+            (
+                "placeholder in the JSON body",
+                format!(
+                    "{}\n[[resources]]\nname = \"c\"\nprimary_key = \"id\"\n\
+                     endpoint = {{ path = \"/c/{{resources.r.id}}\", method = \"POST\", \
+                     json = {{ q = [\"{{resources.r.id}}\"] }} }}\n",
+                    with("")
+                ),
+                vec!["resources[1].endpoint.json: `{resources.<parent>.<field>}` placeholders"],
+            ),
+            (
+                "include_from_parent without a parent",
+                format!("{}include_from_parent = [\"id\"]\n", with("")),
+                vec!["resources[0].include_from_parent: the resource has no parent"],
+            ),
+            (
+                "response action matching nothing said",
+                with_endpoint("{ response_actions = [{ action = \"ignore\" }] }"),
+                vec![
+                    "resources[0].endpoint.response_actions[0]: needs `status_code`, `content` \
+                     or both",
+                ],
+            ),
+            (
+                "response action with a bad status",
+                with_endpoint(
+                    "{ response_actions = [{ content = \"x\", action = \"ignore\" }, \
+                     { status_code = 4040, action = \"ignore\" }] }",
+                ),
+                vec!["resources[0].endpoint.response_actions[1].status_code: 4040 is not an HTTP status"],
+            ),
+            (
+                "response action with empty content",
+                with("[resource_defaults.endpoint]\nresponse_actions = [{ content = \"\", action = \"ignore\" }]"),
+                vec!["resource_defaults.endpoint.response_actions[0].content: must not be empty"],
             ),
         ];
         for (name, text, needles) in cases {
@@ -3115,5 +3653,151 @@ primary_key = "id"
             client.endpoint_url("https://other/x").unwrap().as_str(),
             "https://other/x"
         );
+    }
+
+    #[test]
+    fn dependent_resources_resolve_to_placeholders() {
+        let text = r#"
+[client]
+base_url = "https://api.example.com"
+
+[resource_defaults]
+primary_key = "id"
+
+[[resources]]
+name = "conversations"
+endpoint = "/v1/conversations"
+
+[[resources]]
+name = "messages"
+include_from_parent = ["id", "meta.topic"]
+endpoint = { path = "/v1/conversations/{resources.conversations.meta.id}/messages", params = { since = "{resources.conversations.created_at}", kind = "chat" }, response_actions = [{ status_code = 404, action = "ignore" }, { status_code = 200, content = "Not found", action = "ignore" }] }
+
+[[resources]]
+name = "comments"
+[resources.endpoint]
+path = "/issues/{issue_number}/comments/{lang}"
+params = { issue_number = { type = "resolve", resource = "conversations", field = "number" }, lang = "de/ch", author = { type = "resolve", resource = "conversations", field = "author" } }
+"#;
+        let config = toml(text).unwrap();
+        let conversations = config.resource("conversations").unwrap();
+        assert_eq!(conversations.parent, None);
+        assert!(conversations.endpoint.response_actions.is_empty());
+
+        let messages = config.resource("messages").unwrap();
+        assert_eq!(messages.parent.as_deref(), Some("conversations"));
+        assert_eq!(messages.include_from_parent, vec!["id", "meta.topic"]);
+        assert_eq!(
+            messages.endpoint.path,
+            "/v1/conversations/{resources.conversations.meta.id}/messages"
+        );
+        assert_eq!(
+            messages.endpoint.params["since"],
+            "{resources.conversations.created_at}"
+        );
+        assert_eq!(
+            messages.endpoint.response_actions,
+            vec![
+                ResponseAction {
+                    status_code: Some(404),
+                    content: None,
+                    action: ResponseActionKind::Ignore,
+                },
+                ResponseAction {
+                    status_code: Some(200),
+                    content: Some("Not found".into()),
+                    action: ResponseActionKind::Ignore,
+                },
+            ]
+        );
+
+        // dlt's older form: the resolve param bound in the path leaves the params, so does
+        // the plain param bound there (escaped); an unbound resolve param stays a param.
+        let comments = config.resource("comments").unwrap();
+        assert_eq!(comments.parent.as_deref(), Some("conversations"));
+        assert_eq!(
+            comments.endpoint.path,
+            "/issues/{resources.conversations.number}/comments/de%2Fch"
+        );
+        assert_eq!(
+            comments.endpoint.params,
+            BTreeMap::from([(
+                "author".to_owned(),
+                Value::from("{resources.conversations.author}")
+            )])
+        );
+    }
+
+    #[test]
+    fn templates_split_at_parent_placeholders() {
+        let parent = |resource: &str, field: &[&str]| TemplatePart::Parent {
+            resource: resource.into(),
+            field: field.iter().map(|f| (*f).to_owned()).collect(),
+        };
+        let text = |t: &str| TemplatePart::Text(t.into());
+        assert_eq!(
+            parse_template("/a/{resources.p.meta.id}/b{resources.p.n}").unwrap(),
+            vec![
+                text("/a/"),
+                parent("p", &["meta", "id"]),
+                text("/b"),
+                parent("p", &["n"])
+            ]
+        );
+        assert_eq!(
+            parse_template("{\"json\": 1}").unwrap(),
+            vec![text("{\"json\": 1}")]
+        );
+        assert_eq!(parse_template("").unwrap(), vec![]);
+        for bad in [
+            "{resources.p",
+            "{resources.p}",
+            "{resources..id}",
+            "{resources.p..x}",
+        ] {
+            assert!(parse_template(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_escape_leaves_only_unreserved_characters() {
+        assert_eq!(path_escape("abc-1.2_~"), "abc-1.2_~");
+        assert_eq!(path_escape("a/b c?d#e%f"), "a%2Fb%20c%3Fd%23e%25f");
+        assert_eq!(path_escape("Zürich"), "Z%C3%BCrich");
+    }
+
+    #[test]
+    fn response_actions_match_status_and_or_content() {
+        let action = |status_code: Option<u16>, content: Option<&str>| ResponseAction {
+            status_code,
+            content: content.map(str::to_owned),
+            action: ResponseActionKind::Ignore,
+        };
+        let cases = [
+            (action(Some(404), None), 404, "", true),
+            (action(Some(404), None), 400, "", false),
+            (
+                action(None, Some("Not found")),
+                200,
+                r#"{"e":"Not found"}"#,
+                true,
+            ),
+            (
+                action(None, Some("Not found")),
+                404,
+                r#"{"e":"not found"}"#,
+                false,
+            ),
+            (action(Some(404), Some("gone")), 404, "it is gone", true),
+            (action(Some(404), Some("gone")), 404, "missing", false),
+            (action(Some(404), Some("gone")), 410, "gone", false),
+        ];
+        for (a, status, body, expected) in cases {
+            assert_eq!(
+                a.matches(status, body.as_bytes()),
+                expected,
+                "{a:?} {status} {body}"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! completed".
 
 mod auth;
+mod conversations;
 mod drift;
 mod paging;
 mod record;
@@ -376,6 +377,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/search", post(paging::search))
         .route("/v1/header-cursor", get(paging::header_cursor))
         .route("/v1/stuck", get(paging::stuck))
+        .route("/v1/conversations", get(conversations::list))
+        .route(
+            "/v1/conversations/{conversation}/messages",
+            get(conversations::messages),
+        )
+        .route("/admin/conversations", get(conversations::admin))
         .route("/v1/auth/{scheme}", get(auth::protected))
         .route("/oauth/token", post(auth::post_token))
         .route("/admin/oauth", post(auth::post_oauth))

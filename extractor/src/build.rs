@@ -158,6 +158,7 @@ pub struct EndpointPlan {
     pub json: Option<Value>,
     pub selector: Option<Selector>,
     pub paginator: Paginator,
+    pub response_actions: Vec<config::ResponseAction>,
 }
 
 /// `index` is the resource's position in `resources`, for error messages.
@@ -248,6 +249,7 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
         json: ep.json.clone(),
         selector,
         paginator,
+        response_actions: ep.response_actions.clone(),
     })
 }
 

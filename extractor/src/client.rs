@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use backon::Retryable;
+use common::config::ResponseAction;
 use common::redact::{redact_text, redact_url};
 use common::retry::RetryPolicy;
 use common::secret::Secret;
@@ -67,6 +68,9 @@ pub struct Request {
     pub path: String,
     pub params: Vec<(String, String)>,
     pub json: Option<Value>,
+    /// dlt's `response_actions`: a response one of them ignores comes back with
+    /// [`Response::ignored`] set (after the retries a retryable status gets).
+    pub response_actions: Vec<ResponseAction>,
 }
 
 #[derive(Debug)]
@@ -79,6 +83,9 @@ pub struct Response {
     /// Retries this request needed (attempts - 1), and the statuses that caused them.
     pub retries: u32,
     pub retry_statuses: Vec<u16>,
+    /// The status of a response that a `response_actions` entry ignores (its body is then
+    /// `null`): an empty page that ends the paging.
+    pub ignored: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +99,8 @@ pub enum FetchError {
         attempts: u32,
         retryable: bool,
         retry_after: Option<Duration>,
+        /// A `response_actions` entry ignores this response once the retries are spent.
+        ignored: bool,
     },
     #[error("{method} {url}: {message} after {attempts} attempt(s)")]
     Transport {
@@ -304,17 +313,27 @@ impl HttpClient {
             })
             .await;
         let retries = retry_statuses.len() as u32;
-        match result {
-            Ok((body, bytes, headers)) => Ok(Response {
-                url: self.public_url(req)?,
-                headers,
-                body,
-                bytes,
-                retries,
-                retry_statuses,
-            }),
-            Err(e) => Err(e.set_attempts(retries + 1)),
+        let (body, bytes, headers, ignored) = match result {
+            Ok((body, bytes, headers, ignored)) => (body, bytes, headers, ignored),
+            Err(FetchError::Status {
+                status,
+                ignored: true,
+                ..
+            }) => (Value::Null, 0, HeaderMap::new(), Some(status)),
+            Err(e) => return Err(e.set_attempts(retries + 1)),
+        };
+        if let Some(status) = ignored {
+            tracing::info!(url = %shown, status, "response ignored (response_actions)");
         }
+        Ok(Response {
+            url: self.public_url(req)?,
+            headers,
+            body,
+            bytes,
+            retries,
+            retry_statuses,
+            ignored,
+        })
     }
 
     async fn attempt(
@@ -323,7 +342,7 @@ impl HttpClient {
         url: &Url,
         shown: &str,
         used: &Mutex<Option<Secret>>,
-    ) -> Result<(Value, usize, HeaderMap), FetchError> {
+    ) -> Result<(Value, usize, HeaderMap, Option<u16>), FetchError> {
         let token = match &self.auth {
             Auth::OAuth2(oauth) => {
                 let token = oauth.token(&self.http).await.map_err(|error| {
@@ -393,6 +412,15 @@ impl HttpClient {
             .and_then(|v| self.policy.retry_after(v, SystemTime::now()));
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(transport)?;
+        let retryable = self.policy.is_retryable_status(status.as_u16());
+        let ignored = req
+            .response_actions
+            .iter()
+            .any(|a| a.matches(status.as_u16(), &bytes));
+        // A retryable status is retried first; `ignored` applies once the retries are spent.
+        if ignored && (status.is_success() || !retryable) {
+            return Ok((Value::Null, bytes.len(), headers, Some(status.as_u16())));
+        }
         if !status.is_success() {
             return Err(FetchError::Status {
                 method: req.method,
@@ -400,8 +428,9 @@ impl HttpClient {
                 status: status.as_u16(),
                 excerpt: redact_text(&excerpt(&bytes), &secrets),
                 attempts: 1,
-                retryable: self.policy.is_retryable_status(status.as_u16()),
+                retryable,
                 retry_after,
+                ignored,
             });
         }
         let body = serde_json::from_slice(&bytes).map_err(|e| FetchError::NotJson {
@@ -410,7 +439,7 @@ impl HttpClient {
             message: e.to_string(),
             excerpt: redact_text(&excerpt(&bytes), &secrets),
         })?;
-        Ok((body, bytes.len(), headers))
+        Ok((body, bytes.len(), headers, None))
     }
 }
 

@@ -9,17 +9,19 @@
 pub mod auth;
 pub mod build;
 pub mod client;
+pub mod dependent;
 pub mod paginate;
 pub mod publish;
 pub mod select;
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use common::avro::Encoder;
 use common::config::{PipelineConfig, ResourceConfig, WriteDisposition};
 use common::schema::SchemaBuilder;
 use common::secret::SecretResolver;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -39,6 +41,8 @@ pub struct RunOptions {
     /// Requests in flight per resource once the first page has told how many pages there
     /// are (offset paging with a total); 1 pages sequentially.
     pub page_concurrency: usize,
+    /// Parent records whose child requests run at once, per dependent resource.
+    pub child_concurrency: usize,
 }
 
 impl Default for RunOptions {
@@ -48,6 +52,7 @@ impl Default for RunOptions {
             partitions: 6,
             replication_factor: 1,
             page_concurrency: DEFAULT_PAGE_CONCURRENCY,
+            child_concurrency: dependent::DEFAULT_CHILD_CONCURRENCY,
         }
     }
 }
@@ -107,6 +112,15 @@ pub enum ExtractError {
     },
     #[error(transparent)]
     Kafka(#[from] PublishError),
+    #[error(transparent)]
+    Dependent(#[from] dependent::DependentError),
+    #[error("for the `{parent}` record {parent_id}")]
+    Child {
+        parent: String,
+        parent_id: String,
+        #[source]
+        source: Box<ExtractError>,
+    },
     #[error(
         "interrupted: the run stopped before all pages were fetched (everything sent was acknowledged)"
     )]
@@ -123,25 +137,50 @@ pub async fn run(
     opts: &RunOptions,
     cancel: CancellationToken,
 ) -> Result<Vec<ResourceReport>, ExtractError> {
-    let resources = build::select_resources(cfg, &opts.resources)?;
+    // The selected resources, and the parents they need (paged, published only if selected).
+    let resources = dependent::with_parents(cfg, &opts.resources)?;
     let client = build::http_client(&cfg.client, secrets)?;
     let registry = build::schema_registry(cfg, secrets)?;
     let publisher = Publisher::new(&cfg.kafka, &cfg.schema_topic, registry)?;
-    let topics: Vec<String> = resources.iter().map(|(r, _)| r.topic.clone()).collect();
+    let topics: Vec<String> = resources
+        .iter()
+        .filter(|(_, _, publish)| *publish)
+        .map(|(r, _, _)| r.topic.clone())
+        .collect();
     publisher
         .ensure_topics(&topics, opts.partitions, opts.replication_factor)
         .await?;
 
-    let runs = resources.into_iter().map(|(r, plan)| {
+    // A channel from each parent to each of its children.
+    let mut feeds: HashMap<&str, Vec<mpsc::Sender<dependent::ParentPage>>> = HashMap::new();
+    let mut sources = Vec::new();
+    for (i, (r, plan, publish)) in resources.into_iter().enumerate() {
+        let source = match r.parent.as_deref().and_then(|p| cfg.resource(p)) {
+            Some(parent) => {
+                let (tx, rx) = mpsc::channel(dependent::PARENT_PAGES_QUEUED);
+                feeds.entry(parent.name.as_str()).or_default().push(tx);
+                let index = cfg.resources.iter().position(|c| c.name == r.name);
+                let child = dependent::ChildPlan::new(index.unwrap_or(i), r, parent, plan)?;
+                dependent::Source::Parents(child, rx)
+            }
+            None => dependent::Source::Endpoint(plan),
+        };
+        sources.push((r, source, publish));
+    }
+    let runs = sources.into_iter().map(|(r, source, publish)| {
         let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic);
+        let children = feeds.remove(r.name.as_str()).unwrap_or_default();
         extract_resource(
             &client,
             &publisher,
             r,
-            plan,
+            source,
+            children,
+            publish,
             cancel.clone(),
-            opts.page_concurrency.max(1),
+            opts,
         )
+        .map(move |result| (publish, result))
         .instrument(span)
     });
     let results = futures::future::join_all(runs).await;
@@ -150,9 +189,10 @@ pub async fn run(
 
     let mut reports = Vec::new();
     let mut errors = Vec::new();
-    for result in results {
+    for (publish, result) in results {
         match result {
-            Ok(report) => reports.push(report),
+            Ok(report) if publish => reports.push(report),
+            Ok(_) => {}
             Err(e) => errors.push(e),
         }
     }
@@ -188,22 +228,51 @@ impl FetchStats {
     }
 }
 
+/// Pages one resource (its endpoint, or once per parent record), feeds the pages to its
+/// children, and publishes them if `publish`.
+#[allow(clippy::too_many_arguments)]
 async fn extract_resource(
     client: &HttpClient,
     publisher: &Publisher,
     resource: &ResourceConfig,
-    plan: build::EndpointPlan,
+    source: dependent::Source,
+    children: Vec<mpsc::Sender<dependent::ParentPage>>,
+    publish: bool,
     cancel: CancellationToken,
-    concurrency: usize,
+    opts: &RunOptions,
 ) -> Result<ResourceReport, ExtractError> {
     let started = Instant::now();
-    // A `replace` run's records carry its id, and its end is marked on every partition.
+    // A `replace` run's records carry its id, and its end is marked on every partition
+    // (an unpublished parent has no run).
     let run_id = common::runs::new_run_id();
-    let run = (resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
+    let run =
+        (publish && resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
+    let concurrency = opts.page_concurrency.max(1);
     let (tx, rx) = mpsc::channel::<Page>(4);
-    let fetch = fetch_pages(client, resource, plan, tx, cancel.clone(), concurrency);
-    let publish = publish_pages(publisher, resource, rx, run);
-    let (fetched, published) = tokio::join!(fetch, publish);
+    let fetch = async {
+        match source {
+            dependent::Source::Endpoint(plan) => {
+                fetch_pages(client, resource, plan, tx, cancel.clone(), concurrency).await
+            }
+            dependent::Source::Parents(child, parents) => {
+                dependent::fetch_children(
+                    client,
+                    resource,
+                    &child,
+                    parents,
+                    tx,
+                    cancel.clone(),
+                    concurrency,
+                    opts.child_concurrency.max(1),
+                )
+                .await
+            }
+        }
+    };
+    let (publish_tx, publish_rx) = mpsc::channel::<Page>(4);
+    let feed = dependent::feed_children(rx, children, publish.then_some(publish_tx));
+    let publishing = publish_pages(publisher, resource, publish_rx, run);
+    let (fetched, (), published) = tokio::join!(fetch, feed, publishing);
     // A publishing failure ends the fetcher (its channel closes), so report that first.
     let records = published?;
     let stats = fetched?;
@@ -237,6 +306,7 @@ async fn extract_resource(
         pages = report.pages,
         records = report.records,
         retries = report.retries,
+        published = publish,
         "resource done"
     );
     Ok(report)
@@ -257,6 +327,7 @@ async fn fetch_pages(
         json,
         selector,
         mut paginator,
+        response_actions,
     } = plan;
     let request_for = |step: NextRequest| match step {
         NextRequest::Params(page_params) => {
@@ -272,6 +343,7 @@ async fn fetch_pages(
                 path: path.clone(),
                 params: all_params,
                 json: json.clone(),
+                response_actions: response_actions.clone(),
             }
         }
         NextRequest::Url(url) => Request {
@@ -279,12 +351,14 @@ async fn fetch_pages(
             path: url.to_string(),
             params: Vec::new(),
             json: json.clone(),
+            response_actions: response_actions.clone(),
         },
         NextRequest::Json(body) => Request {
             method,
             path: path.clone(),
             params: params.clone(),
             json: Some(body),
+            response_actions: response_actions.clone(),
         },
     };
     let fetch_err = |source| ExtractError::Fetch {
@@ -307,6 +381,11 @@ async fn fetch_pages(
             () = cancel.cancelled() => break,
         };
         let response = response.map_err(fetch_err)?;
+        if response.ignored.is_some() {
+            // response_actions: an empty page that ends the paging (logged by the client).
+            stats.retries += u64::from(response.retries);
+            break;
+        }
         stats.add(&response);
         let mut body = response.body;
         let records = take_records(&mut body);
@@ -361,6 +440,10 @@ async fn fetch_pages(
                     break;
                 };
                 let response = response.map_err(fetch_err)?;
+                if response.ignored.is_some() {
+                    stats.retries += u64::from(response.retries);
+                    break;
+                }
                 stats.add(&response);
                 let mut body = response.body;
                 let records = take_records(&mut body);

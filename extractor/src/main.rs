@@ -39,6 +39,10 @@ struct Args {
     /// sequentially.
     #[arg(long, default_value_t = extractor::DEFAULT_PAGE_CONCURRENCY, env = "EXTRACTOR_PAGE_CONCURRENCY")]
     page_concurrency: usize,
+    /// Parent records whose child requests (each paged on its own) run at once, per
+    /// dependent resource.
+    #[arg(long, default_value_t = extractor::dependent::DEFAULT_CHILD_CONCURRENCY, env = "EXTRACTOR_CHILD_CONCURRENCY")]
+    child_concurrency: usize,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -73,6 +77,7 @@ async fn extract(args: Args) -> anyhow::Result<()> {
         partitions: args.partitions,
         replication_factor: args.replication_factor,
         page_concurrency: args.page_concurrency,
+        child_concurrency: args.child_concurrency,
     };
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
