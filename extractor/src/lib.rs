@@ -8,12 +8,16 @@
 
 pub mod auth;
 pub mod build;
+pub mod checkpoint;
 pub mod client;
+pub mod incremental;
 pub mod paginate;
 pub mod publish;
 pub mod select;
+pub mod state;
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::avro::Encoder;
 use common::config::{PipelineConfig, ResourceConfig};
@@ -24,9 +28,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::client::{FetchError, HttpClient, Request};
+use crate::checkpoint::Checkpoints;
+use crate::client::{FetchError, HttpClient, Method, Request};
+use crate::incremental::{CursorError, CursorFilter};
 use crate::paginate::{NextRequest, PageResponse, PaginateError};
-use crate::publish::{Framing, PublishError, Publisher};
+use crate::publish::{Acks, Framing, PublishError, Publisher};
+use crate::state::{ResourceState, RunStart, StateError};
 
 /// Choices that are not part of the config document.
 #[derive(Debug, Clone)]
@@ -39,6 +46,9 @@ pub struct RunOptions {
     /// Requests in flight per resource once the first page has told how many pages there
     /// are (offset paging with a total); 1 pages sequentially.
     pub page_concurrency: usize,
+    /// Start a new run even where the state holds an unfinished one (its checkpoint is
+    /// ignored; the incremental cursor of the last complete run still applies).
+    pub fresh: bool,
 }
 
 impl Default for RunOptions {
@@ -48,6 +58,7 @@ impl Default for RunOptions {
             partitions: 6,
             replication_factor: 1,
             page_concurrency: DEFAULT_PAGE_CONCURRENCY,
+            fresh: false,
         }
     }
 }
@@ -55,11 +66,20 @@ impl Default for RunOptions {
 /// Requests in flight per resource when the pages are known in advance.
 pub const DEFAULT_PAGE_CONCURRENCY: usize = 8;
 
+/// How long reading the state topic at the start may take.
+const STATE_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a resource's checkpoint is saved while pages are acknowledged.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
 /// What one resource's run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceReport {
     pub resource: String,
     pub topic: String,
+    /// The run's id: ms since the epoch when it started, or the resumed run's.
+    pub run_id: u64,
+    /// Whether the run continued an unfinished one from its checkpoint.
+    pub resumed: bool,
     pub pages: u64,
     pub records: u64,
     pub retries: u64,
@@ -105,6 +125,21 @@ pub enum ExtractError {
         #[source]
         source: PublishError,
     },
+    #[error("resource `{resource}`, page {page}: incremental")]
+    Cursor {
+        resource: String,
+        page: u64,
+        #[source]
+        source: CursorError,
+    },
+    #[error("resource `{resource}`: resuming from the saved checkpoint")]
+    Resume {
+        resource: String,
+        #[source]
+        source: PaginateError,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error(transparent)]
     Kafka(#[from] PublishError),
     #[error(
@@ -131,9 +166,37 @@ pub async fn run(
     publisher
         .ensure_topics(&topics, opts.partitions, opts.replication_factor)
         .await?;
+    let state_topic = state::topic(&cfg.pipeline_name);
+    publisher
+        .ensure_compacted_topic(&state_topic, opts.replication_factor)
+        .await?;
+    let states = {
+        let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
+        tokio::task::spawn_blocking(move || state::read(&settings, &topic, STATE_READ_TIMEOUT))
+            .await
+            .map_err(|e| StateError::Read {
+                topic: state_topic.clone(),
+                message: format!("reader task failed: {e}"),
+            })??
+    };
+    let new_run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
 
     let runs = resources.into_iter().map(|(r, plan)| {
-        let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic);
+        let key = state::key(&cfg.pipeline_name, &r.name);
+        let start = state::plan_run(
+            states.get(&key),
+            r.endpoint.incremental.as_ref(),
+            opts.fresh,
+            new_run_id,
+        );
+        let sink = StateSink {
+            publisher: &publisher,
+            topic: state_topic.clone(),
+            key,
+        };
+        let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic, run_id = start.run_id);
         extract_resource(
             &client,
             &publisher,
@@ -141,6 +204,9 @@ pub async fn run(
             plan,
             cancel.clone(),
             opts.page_concurrency.max(1),
+            start.run_id,
+            start,
+            sink,
         )
         .instrument(span)
     });
@@ -171,6 +237,30 @@ pub async fn run(
 struct Page {
     number: u64,
     records: Vec<serde_json::Value>,
+    /// The checkpoint once this page and all before it are acknowledged (`None`: unchanged).
+    resume: Option<serde_json::Value>,
+    /// The largest incremental cursor value among `records`.
+    max: Option<serde_json::Value>,
+}
+
+/// Where one resource's state records go.
+struct StateSink<'a> {
+    publisher: &'a Publisher,
+    topic: String,
+    key: String,
+}
+
+impl StateSink<'_> {
+    async fn write(&self, state: &ResourceState) -> Result<(), PublishError> {
+        let value = serde_json::to_vec(state).map_err(|e| PublishError::Produce {
+            topic: self.topic.clone(),
+            message: e.to_string(),
+        })?;
+        tracing::debug!(checkpoint = ?state.checkpoint, complete = state.complete, "saving state");
+        self.publisher
+            .send(&self.topic, self.key.as_bytes(), &value)
+            .await
+    }
 }
 
 #[derive(Default)]
@@ -188,25 +278,87 @@ impl FetchStats {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn extract_resource(
     client: &HttpClient,
     publisher: &Publisher,
     resource: &ResourceConfig,
-    plan: build::EndpointPlan,
+    mut plan: build::EndpointPlan,
     cancel: CancellationToken,
     concurrency: usize,
+    run_id: u64,
+    start: RunStart,
+    sink: StateSink<'_>,
 ) -> Result<ResourceReport, ExtractError> {
     let started = Instant::now();
+    let publish_err = |source| ExtractError::Publish {
+        resource: resource.name.clone(),
+        source,
+    };
+    let incremental = resource.endpoint.incremental.as_ref();
+    let filter = incremental
+        .map(|inc| {
+            let key = format!("resource `{}`: incremental.cursor_path", resource.name);
+            plan.params = incremental::request_params(
+                inc,
+                std::mem::take(&mut plan.params),
+                start.start_value.as_ref(),
+            );
+            CursorFilter::new(inc, start.start_value.clone(), &key)
+        })
+        .transpose()
+        .map_err(build::BuildError::from)?;
+    if start.resumed {
+        tracing::info!(checkpoint = ?start.checkpoint, start_value = ?start.start_value, "resuming the unfinished run");
+    } else {
+        tracing::info!(start_value = ?start.start_value, "starting a new run");
+    }
+    let state = |checkpoints: &Checkpoints, cursor: Option<serde_json::Value>, complete: bool| {
+        ResourceState {
+            cursor,
+            run: run_id,
+            checkpoint: (!complete).then(|| checkpoints.checkpoint.clone()).flatten(),
+            complete,
+            last_value: (!complete).then(|| checkpoints.last_value.clone()).flatten(),
+        }
+    };
+    let mut checkpoints = Checkpoints::new(start.checkpoint.clone(), start.last_value.clone());
+    sink.write(&state(&checkpoints, start.state_cursor.clone(), false))
+        .await
+        .map_err(publish_err)?;
+
     let (tx, rx) = mpsc::channel::<Page>(4);
-    let fetch = fetch_pages(client, resource, plan, tx, cancel, concurrency);
-    let publish = publish_pages(publisher, resource, rx);
+    let fetch = fetch_pages(
+        client,
+        resource,
+        plan,
+        tx,
+        cancel.clone(),
+        concurrency,
+        filter.as_ref(),
+        start.checkpoint.clone(),
+    );
+    let publish = publish_pages(publisher, resource, rx, &mut checkpoints, &sink, &start, run_id);
     let (fetched, published) = tokio::join!(fetch, publish);
     // A publishing failure ends the fetcher (its channel closes), so report that first.
     let records = published?;
+    // Whatever the fetcher did, save how far the acknowledged pages go.
+    let settled = checkpoints.settle().await;
+    let complete = settled && fetched.is_ok() && !cancel.is_cancelled();
+    let cursor = if complete {
+        start.final_cursor(incremental, checkpoints.last_value.clone())
+    } else {
+        start.state_cursor.clone()
+    };
+    sink.write(&state(&checkpoints, cursor, complete))
+        .await
+        .map_err(publish_err)?;
     let stats = fetched?;
     let report = ResourceReport {
         resource: resource.name.clone(),
         topic: resource.topic.clone(),
+        run_id,
+        resumed: start.resumed,
         pages: stats.pages,
         records,
         retries: stats.retries,
@@ -217,11 +369,31 @@ async fn extract_resource(
         pages = report.pages,
         records = report.records,
         retries = report.retries,
+        complete,
         "resource done"
     );
     Ok(report)
 }
 
+/// A checkpoint as it may be saved: a next link without the API key's query parameter (the
+/// client adds it again to the rebuilt request).
+fn scrub_checkpoint(client: &HttpClient, checkpoint: serde_json::Value) -> serde_json::Value {
+    let Some(url) = checkpoint.get("url").and_then(serde_json::Value::as_str) else {
+        return checkpoint;
+    };
+    let req = Request {
+        method: Method::Get,
+        path: url.to_owned(),
+        params: Vec::new(),
+        json: None,
+    };
+    match client.public_url(&req) {
+        Ok(public) => serde_json::json!({ "url": public.as_str() }),
+        Err(_) => checkpoint,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn fetch_pages(
     client: &HttpClient,
     resource: &ResourceConfig,
@@ -229,6 +401,8 @@ async fn fetch_pages(
     tx: mpsc::Sender<Page>,
     cancel: CancellationToken,
     concurrency: usize,
+    filter: Option<&CursorFilter>,
+    resume_at: Option<serde_json::Value>,
 ) -> Result<FetchStats, ExtractError> {
     let build::EndpointPlan {
         method,
@@ -275,8 +449,25 @@ async fn fetch_pages(
         Some(s) => s.take_records(body),
         None => select::take_records_auto(body),
     };
+    // The page's records in the incremental's range, and their largest cursor value.
+    let keep = |records: Vec<serde_json::Value>, page: u64| match filter {
+        Some(f) => f.filter(records).map_err(|source| ExtractError::Cursor {
+            resource: resource.name.clone(),
+            page,
+            source,
+        }),
+        None => Ok((records, None)),
+    };
     let mut stats = FetchStats::default();
-    let mut next = paginator.first();
+    let mut next = match &resume_at {
+        Some(checkpoint) => paginator
+            .resume(checkpoint)
+            .map_err(|source| ExtractError::Resume {
+                resource: resource.name.clone(),
+                source,
+            })?,
+        None => paginator.first(),
+    };
     while let Some(step) = next {
         if cancel.is_cancelled() {
             break;
@@ -310,9 +501,18 @@ async fn fetch_pages(
             Some(_) if stats.pages == 1 && concurrency > 1 => paginator.remaining(&body),
             _ => None,
         };
+        let resume = match &next {
+            Some(_) => paginator
+                .checkpoint()
+                .map(|cp| scrub_checkpoint(client, cp)),
+            None => None,
+        };
+        let (records, max) = keep(records, stats.pages)?;
         let page = Page {
             number: stats.pages,
             records,
+            resume,
+            max,
         };
         if tx.send(page).await.is_err() {
             // The publisher stopped; its error is the one to report.
@@ -325,19 +525,28 @@ async fn fetch_pages(
                 "fetching the remaining pages concurrently"
             );
             let stops_on_empty = paginator.stops_on_empty_page();
+            // Each page's checkpoint, once acknowledged, is the next page's position.
+            let resumes: Vec<Option<serde_json::Value>> = rest
+                .iter()
+                .skip(1)
+                .map(|(_, cp)| Some(cp.clone()))
+                .chain(std::iter::once(None))
+                .collect();
             // `buffered` keeps at most `concurrency` requests in flight and yields the
             // responses in page order, so each id's versions are published in order.
-            let mut pages = futures::stream::iter(rest.into_iter().map(|step| {
-                let req = request_for(step);
-                async move { client.fetch(&req).await }
-            }))
+            let mut pages = futures::stream::iter(rest.into_iter().zip(resumes).map(
+                |((step, _), resume)| {
+                    let req = request_for(step);
+                    async move { (client.fetch(&req).await, resume) }
+                },
+            ))
             .buffered(concurrency);
             loop {
                 let response = tokio::select! {
                     r = pages.next() => r,
                     () = cancel.cancelled() => None,
                 };
-                let Some(response) = response else {
+                let Some((response, resume)) = response else {
                     break;
                 };
                 let response = response.map_err(fetch_err)?;
@@ -348,9 +557,12 @@ async fn fetch_pages(
                     // As sequential paging would: the data ended before `total` said.
                     break;
                 }
+                let (records, max) = keep(records, stats.pages)?;
                 let page = Page {
                     number: stats.pages,
                     records,
+                    resume,
+                    max,
                 };
                 if tx.send(page).await.is_err() {
                     break;
@@ -362,10 +574,16 @@ async fn fetch_pages(
     Ok(stats)
 }
 
+/// Encodes and sends each page, and saves the checkpoint (state `complete: false`) whenever
+/// the acknowledged prefix of pages grows.
 async fn publish_pages(
     publisher: &Publisher,
     resource: &ResourceConfig,
     mut rx: mpsc::Receiver<Page>,
+    checkpoints: &mut Checkpoints,
+    sink: &StateSink<'_>,
+    start: &RunStart,
+    run_id: u64,
 ) -> Result<u64, ExtractError> {
     let mut builder = SchemaBuilder::new(
         &resource.name,
@@ -383,7 +601,34 @@ async fn publish_pages(
         resource: resource.name.clone(),
         source,
     };
-    while let Some(page) = rx.recv().await {
+    let save = async |checkpoints: &mut Checkpoints| {
+        if !checkpoints.advance() {
+            return Ok(());
+        }
+        sink.write(&ResourceState {
+            cursor: start.state_cursor.clone(),
+            run: run_id,
+            checkpoint: checkpoints.checkpoint.clone(),
+            complete: false,
+            last_value: checkpoints.last_value.clone(),
+        })
+        .await
+        .map_err(publish_err)
+    };
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let page = tokio::select! {
+            page = rx.recv() => page,
+            _ = tick.tick() => {
+                save(checkpoints).await?;
+                continue;
+            }
+        };
+        let Some(page) = page else {
+            break;
+        };
+        let acks = Arc::new(Acks::default());
         let rows = builder
             .add_page(&page.records)
             .map_err(|source| ExtractError::Schema {
@@ -392,6 +637,7 @@ async fn publish_pages(
                 source,
             })?;
         if rows.rows.is_empty() {
+            checkpoints.push(acks, page.resume, page.max);
             continue;
         }
         if rows.schema_changed || encoder.is_none() {
@@ -413,11 +659,12 @@ async fn publish_pages(
             }
             .map_err(avro_err)?;
             publisher
-                .send(&resource.topic, key.as_bytes(), &buf)
+                .send_tracked(&resource.topic, key.as_bytes(), &buf, &acks)
                 .await
                 .map_err(publish_err)?;
         }
         records += rows.rows.len() as u64;
+        checkpoints.push(acks, page.resume, page.max);
     }
     Ok(records)
 }
