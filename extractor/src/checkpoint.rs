@@ -146,7 +146,11 @@ mod tests {
         let mut c = Checkpoints::new(Some(json!({"offset": 500})), Some(json!("m")));
         let first = acks(1);
         let second = acks(0);
-        c.push(first.clone(), Some(json!({"offset": 600})), Some(json!("z")));
+        c.push(
+            first.clone(),
+            Some(json!({"offset": 600})),
+            Some(json!("z")),
+        );
         c.push(second, Some(json!({"offset": 700})), None);
         first.reported(false);
         assert!(!c.advance());

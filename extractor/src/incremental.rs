@@ -15,7 +15,9 @@ use crate::select::{Selector, SelectorError};
 pub enum CursorError {
     #[error("record {index} of the page has no value at cursor_path `{path}`")]
     Missing { index: usize, path: String },
-    #[error("record {index} of the page has {found} at cursor_path `{path}`, not a string or a number")]
+    #[error(
+        "record {index} of the page has {found} at cursor_path `{path}`, not a string or a number"
+    )]
     NotScalar {
         index: usize,
         path: String,
@@ -56,10 +58,7 @@ impl CursorFilter {
     }
 
     /// The records whose cursor is in range, and the largest cursor among them.
-    pub fn filter(
-        &self,
-        records: Vec<Value>,
-    ) -> Result<(Vec<Value>, Option<Value>), CursorError> {
+    pub fn filter(&self, records: Vec<Value>) -> Result<(Vec<Value>, Option<Value>), CursorError> {
         let mut kept = Vec::with_capacity(records.len());
         let mut max: Option<Value> = None;
         for (index, record) in records.into_iter().enumerate() {
@@ -186,7 +185,11 @@ mod tests {
     fn numbers_compare_as_numbers() {
         let f = CursorFilter::new(&inc(None), Some(json!(9)), "k").unwrap();
         let (kept, max) = f
-            .filter(vec![rec(1, json!(10)), rec(2, json!(8)), rec(3, json!(9.5))])
+            .filter(vec![
+                rec(1, json!(10)),
+                rec(2, json!(8)),
+                rec(3, json!(9.5)),
+            ])
             .unwrap();
         assert_eq!(ids(&kept), [1, 3]);
         assert_eq!(max, Some(json!(10)));
@@ -222,7 +225,10 @@ mod tests {
     #[test]
     fn params_get_the_start_and_end() {
         let params = vec![
-            ("q".to_owned(), "updated>{incremental.start_value}".to_owned()),
+            (
+                "q".to_owned(),
+                "updated>{incremental.start_value}".to_owned(),
+            ),
             ("to".to_owned(), "{incremental.end_value}".to_owned()),
             ("since".to_owned(), "overridden".to_owned()),
             ("limit".to_owned(), "5".to_owned()),

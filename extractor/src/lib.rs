@@ -317,9 +317,13 @@ async fn extract_resource(
         ResourceState {
             cursor,
             run: run_id,
-            checkpoint: (!complete).then(|| checkpoints.checkpoint.clone()).flatten(),
+            checkpoint: (!complete)
+                .then(|| checkpoints.checkpoint.clone())
+                .flatten(),
             complete,
-            last_value: (!complete).then(|| checkpoints.last_value.clone()).flatten(),
+            last_value: (!complete)
+                .then(|| checkpoints.last_value.clone())
+                .flatten(),
         }
     };
     let mut checkpoints = Checkpoints::new(start.checkpoint.clone(), start.last_value.clone());
@@ -338,7 +342,15 @@ async fn extract_resource(
         filter.as_ref(),
         start.checkpoint.clone(),
     );
-    let publish = publish_pages(publisher, resource, rx, &mut checkpoints, &sink, &start, run_id);
+    let publish = publish_pages(
+        publisher,
+        resource,
+        rx,
+        &mut checkpoints,
+        &sink,
+        &start,
+        run_id,
+    );
     let (fetched, published) = tokio::join!(fetch, publish);
     // A publishing failure ends the fetcher (its channel closes), so report that first.
     let records = published?;
@@ -460,12 +472,14 @@ async fn fetch_pages(
     };
     let mut stats = FetchStats::default();
     let mut next = match &resume_at {
-        Some(checkpoint) => paginator
-            .resume(checkpoint)
-            .map_err(|source| ExtractError::Resume {
-                resource: resource.name.clone(),
-                source,
-            })?,
+        Some(checkpoint) => {
+            paginator
+                .resume(checkpoint)
+                .map_err(|source| ExtractError::Resume {
+                    resource: resource.name.clone(),
+                    source,
+                })?
+        }
         None => paginator.first(),
     };
     while let Some(step) = next {
@@ -534,13 +548,12 @@ async fn fetch_pages(
                 .collect();
             // `buffered` keeps at most `concurrency` requests in flight and yields the
             // responses in page order, so each id's versions are published in order.
-            let mut pages = futures::stream::iter(rest.into_iter().zip(resumes).map(
-                |((step, _), resume)| {
+            let mut pages =
+                futures::stream::iter(rest.into_iter().zip(resumes).map(|((step, _), resume)| {
                     let req = request_for(step);
                     async move { (client.fetch(&req).await, resume) }
-                },
-            ))
-            .buffered(concurrency);
+                }))
+                .buffered(concurrency);
             loop {
                 let response = tokio::select! {
                     r = pages.next() => r,

@@ -91,7 +91,15 @@ async fn extract(args: Args) -> anyhow::Result<()> {
     for r in &reports {
         println!(
             "resource={} topic={} run_id={} resumed={} pages={} records={} retries={} bytes={} seconds={:.3}",
-            r.resource, r.topic, r.run_id, r.resumed, r.pages, r.records, r.retries, r.bytes, r.seconds
+            r.resource,
+            r.topic,
+            r.run_id,
+            r.resumed,
+            r.pages,
+            r.records,
+            r.retries,
+            r.bytes,
+            r.seconds
         );
         pages += r.pages;
         records += r.records;

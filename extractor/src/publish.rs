@@ -10,8 +10,8 @@
 //! outstanding message and fails unless each one was acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::avro::Encoder;

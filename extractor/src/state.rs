@@ -99,7 +99,9 @@ pub fn read(
     assignment
         .add_partition_offset(topic, 0, Offset::Offset(low))
         .map_err(|e| err(e.to_string()))?;
-    consumer.assign(&assignment).map_err(|e| err(e.to_string()))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| err(e.to_string()))?;
     loop {
         if Instant::now() > deadline {
             return Err(err(format!(
