@@ -462,13 +462,14 @@ async fn fetch_pages(
         None => select::take_records_auto(body),
     };
     // The page's records in the incremental's range, and their largest cursor value.
-    let keep = |records: Vec<serde_json::Value>, page: u64| match filter {
-        Some(f) => f.filter(records).map_err(|source| ExtractError::Cursor {
-            resource: resource.name.clone(),
-            page,
-            source,
-        }),
+    let keep = |records: Vec<serde_json::Value>| match filter {
+        Some(f) => f.filter(records),
         None => Ok((records, None)),
+    };
+    let cursor_err = |page: u64, source| ExtractError::Cursor {
+        resource: resource.name.clone(),
+        page,
+        source,
     };
     let mut stats = FetchStats::default();
     let mut next = match &resume_at {
@@ -521,7 +522,7 @@ async fn fetch_pages(
                 .map(|cp| scrub_checkpoint(client, cp)),
             None => None,
         };
-        let (records, max) = keep(records, stats.pages)?;
+        let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
         let page = Page {
             number: stats.pages,
             records,
@@ -570,7 +571,7 @@ async fn fetch_pages(
                     // As sequential paging would: the data ended before `total` said.
                     break;
                 }
-                let (records, max) = keep(records, stats.pages)?;
+                let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
                 let page = Page {
                     number: stats.pages,
                     records,
