@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use e2e::{Broker, DemoApi, Pipeline, Proc, figure, run_ok, wait_for};
+use e2e::{API_KEY, Broker, DemoApi, Pipeline, Proc, figure, run_ok, wait_for};
 use serde_json::{Value, json};
 
 const RUN: Duration = Duration::from_secs(180);
@@ -171,8 +171,57 @@ fn each_run_fetches_only_what_changed_since_the_last() -> Result<()> {
     // Nothing changed: one request from the newest updated_at, which holds one record.
     let (stdout, reqs) = extract(&pipeline, &api, &[])?;
     assert_eq!(figure(&stdout, "total", "records"), Some(1.0), "{stdout}");
-    assert_eq!(reqs, [(0, max3)]);
+    assert_eq!(reqs, [(0, max3.clone())]);
+
+    // The state topic's last record for the resource: the complete run and its cursor.
+    let states = state_records(&broker, "_e2e_incr_state")?;
+    assert!(
+        states.iter().all(|(key, _)| key == "e2e_incr/events"),
+        "{states:?}"
+    );
+    let (_, last) = states.last().context("no state records")?;
+    assert_eq!(last["complete"], true, "{last}");
+    assert_eq!(last["cursor"], json!(max3), "{last}");
+    assert_eq!(last["checkpoint"], Value::Null, "{last}");
+    // While a run went, its records said where it stood, without the key.
+    assert!(
+        states
+            .iter()
+            .any(|(_, v)| v["complete"] == false && v["checkpoint"]["offset"].is_u64()),
+        "{states:?}"
+    );
+    assert!(!format!("{states:?}").contains(API_KEY));
     Ok(())
+}
+
+/// Every `(key, value)` of partition 0 of `topic`, in order.
+fn state_records(broker: &Broker, topic: &str) -> Result<Vec<(String, Value)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "e2e-state-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    let mut records = Vec::new();
+    wait_for("the state topic's end", RUN, || {
+        while let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            let value = serde_json::from_slice(m.payload().unwrap_or_default()).ok()?;
+            records.push((key, value));
+            if m.offset() + 1 >= high {
+                return Some(());
+            }
+        }
+        None
+    })?;
+    Ok(records)
 }
 
 #[test]
@@ -185,29 +234,15 @@ fn a_killed_extractor_resumes_from_its_checkpoint() -> Result<()> {
     let pipeline = Pipeline::with_config(&broker, name, &config(&api, name, 10))?;
     let _ = mutate(&api, 6000, &[])?;
 
-    let mut cmd = pipeline.extractor()?;
-    let _ = cmd.args(["--page-concurrency", "4"]);
-    let mut first = Proc {
-        child: cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(tmp.path().join("killed.log"))?)
-            .spawn()?,
-        name: "extractor".into(),
-    };
-    let fetched = wait_for("the extractor to be mid-run", RUN, || {
-        let n = api.get("/admin/stats").ok()?["requests"].as_u64()?;
-        (n >= 200).then_some(n)
-    })?;
-    ensure!(
-        first.child.try_wait()?.is_none(),
-        "the extractor finished before it was killed"
-    );
-    first.kill(); // SIGKILL
-    ensure!(fetched < 600, "{fetched} pages fetched before the kill");
+    kill_mid_run(&pipeline, &api, tmp.path())?;
 
     let (stdout, reqs) = extract(&pipeline, &api, &["--page-concurrency", "4"])?;
     assert!(stdout.contains("resumed=true"), "{stdout}");
     let first_offset = reqs.first().context("no requests")?.0;
+    eprintln!(
+        "resumed at offset {first_offset}: {} of 600 pages fetched again",
+        reqs.len()
+    );
     assert!(
         first_offset >= 100,
         "the resumed run started at offset {first_offset}"
@@ -227,5 +262,49 @@ fn a_killed_extractor_resumes_from_its_checkpoint() -> Result<()> {
 
     load(&pipeline)?;
     assert_destination_equals_api(&pipeline, &api)?;
+
+    // Every record changes; a run is killed mid-way; `--fresh` starts over instead of
+    // resuming, from the cursor of the last complete run.
+    let max = api_records(&api)?
+        .iter()
+        .filter_map(|r| r["updated_at"].as_str().map(str::to_owned))
+        .max()
+        .context("no records")?;
+    let _ = mutate(&api, 0, &(1..=6000).collect::<Vec<u64>>())?;
+    kill_mid_run(&pipeline, &api, tmp.path())?;
+    let (stdout, reqs) = extract(&pipeline, &api, &["--page-concurrency", "4", "--fresh"])?;
+    assert!(stdout.contains("resumed=false"), "{stdout}");
+    assert_eq!(reqs.first().map(|(o, _)| *o), Some(0), "{reqs:?}");
+    assert_eq!(reqs.len(), 600);
+    assert!(reqs.iter().all(|(_, since)| *since == max), "{reqs:?}");
+    load(&pipeline)?;
+    assert_destination_equals_api(&pipeline, &api)?;
+    Ok(())
+}
+
+/// Starts the extractor (4 pages in flight) and kills it (SIGKILL) once the API has
+/// answered 200 requests, before it finished.
+fn kill_mid_run(pipeline: &Pipeline, api: &DemoApi, dir: &std::path::Path) -> Result<()> {
+    let _ = api.post("/admin/reset-stats", json!({}))?;
+    let mut cmd = pipeline.extractor()?;
+    let _ = cmd.args(["--page-concurrency", "4"]);
+    let mut run = Proc {
+        child: cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("killed.log"))?)
+            .spawn()?,
+        name: "extractor".into(),
+    };
+    let fetched = wait_for("the extractor to be mid-run", RUN, || {
+        let n = api.get("/admin/stats").ok()?["requests"].as_u64()?;
+        (n >= 200).then_some(n)
+    })?;
+    ensure!(
+        run.child.try_wait()?.is_none(),
+        "the extractor finished before it was killed"
+    );
+    run.kill();
+    ensure!(fetched < 600, "{fetched} pages fetched before the kill");
+    eprintln!("killed after {fetched} requests");
     Ok(())
 }
