@@ -235,9 +235,18 @@ fn a_killed_extractor_resumes_from_its_checkpoint() -> Result<()> {
     let _ = mutate(&api, 6000, &[])?;
 
     kill_mid_run(&pipeline, &api, tmp.path())?;
+    let states = state_records(&broker, "_e2e_incr_kill_state")?;
+    let (_, killed) = states.last().context("no state records")?;
+    assert_eq!(killed["complete"], false, "{killed}");
+    let killed_run = killed["run"].as_u64().context("run")?;
 
     let (stdout, reqs) = extract(&pipeline, &api, &["--page-concurrency", "4"])?;
     assert!(stdout.contains("resumed=true"), "{stdout}");
+    // The same run: its id, and its start value below.
+    assert!(
+        stdout.contains(&format!("run_id={killed_run} ")),
+        "{stdout}"
+    );
     let first_offset = reqs.first().context("no requests")?.0;
     eprintln!(
         "resumed at offset {first_offset}: {} of 600 pages fetched again",
