@@ -317,3 +317,51 @@ fn kill_mid_run(pipeline: &Pipeline, api: &DemoApi, dir: &std::path::Path) -> Re
     eprintln!("killed after {fetched} requests");
     Ok(())
 }
+
+#[test]
+fn sigterm_saves_the_checkpoint_of_everything_sent() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(10, &["--latency-ms", "30"])?;
+    let name = "e2e_incr_term";
+    let pipeline = Pipeline::with_config(&broker, name, &config(&api, name, 10))?;
+    let _ = mutate(&api, 6000, &[])?;
+
+    let _ = api.post("/admin/reset-stats", json!({}))?;
+    let mut cmd = pipeline.extractor()?;
+    let _ = cmd.args(["--page-concurrency", "4"]);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let _ = wait_for("the extractor to be mid-run", RUN, || {
+        let n = api.get("/admin/stats").ok()?["requests"].as_u64()?;
+        (n >= 200).then_some(n)
+    })?;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -TERM");
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1),
+        "exit {:?}: {stderr}",
+        out.status
+    );
+    ensure!(stderr.contains("interrupted"), "{stderr}");
+    // Every page it fetched was published, but for the few in flight when it stopped.
+    let fetched = requests(&api)?.len() as u64;
+    ensure!(fetched < 600, "{fetched} pages fetched before SIGTERM");
+
+    let (stdout, reqs) = extract(&pipeline, &api, &["--page-concurrency", "4"])?;
+    assert!(stdout.contains("resumed=true"), "{stdout}");
+    let first_page = reqs.first().context("no requests")?.0 / 10;
+    assert!(
+        (fetched.saturating_sub(4)..=fetched).contains(&first_page),
+        "fetched {fetched} pages, the rerun started at page {first_page}"
+    );
+    load(&pipeline)?;
+    assert_destination_equals_api(&pipeline, &api)?;
+    Ok(())
+}
