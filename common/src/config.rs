@@ -340,6 +340,9 @@ pub struct EndpointConfig {
     pub paginator: Paginator,
     /// dlt's `response_actions`, in order: the first that matches a response decides.
     pub response_actions: Vec<ResponseAction>,
+    /// dlt's incremental loading: `endpoint.incremental`, or a param written
+    /// `{ type = "incremental", ... }` (then `start_param` is that param's name).
+    pub incremental: Option<Incremental>,
 }
 
 /// One of dlt's `response_actions`: a response with this status and/or whose body contains
@@ -428,6 +431,57 @@ pub fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
         parts.push(TemplatePart::Text(rest.to_owned()));
     }
     Ok(parts)
+}
+
+/// One resource's incremental cursor, as dlt's `incremental` config: the start value (the
+/// last run's maximum of `cursor_path`, or `initial_value` on the first run) goes into
+/// `start_param` and the `{incremental.start_value}` placeholders of `params`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incremental {
+    pub start_param: Option<String>,
+    pub end_param: Option<String>,
+    /// A dlt JSONPath into each record (parse with [`parse_json_path`]).
+    pub cursor_path: String,
+    /// A string or a number.
+    pub initial_value: Option<Value>,
+    /// A string or a number; records at or above it are dropped (dlt's open range end), and
+    /// the cursor state is left as it was (a backfill, as in dlt).
+    pub end_value: Option<Value>,
+}
+
+/// The placeholders a param string may hold, as dlt names them (`last_value` is dlt's older
+/// name of `start_value`).
+pub const INCREMENTAL_PLACEHOLDERS: [&str; 3] = [
+    "{incremental.start_value}",
+    "{incremental.last_value}",
+    "{incremental.end_value}",
+];
+
+/// dlt's order of cursor values: as numbers when both are numbers, else as strings (ISO
+/// timestamps in one format order correctly as strings).
+pub fn cursor_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+                x.cmp(&y)
+            } else if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
+                x.cmp(&y)
+            } else {
+                let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+                x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+            }
+        }
+        _ => cursor_text(a).cmp(&cursor_text(b)),
+    }
+}
+
+/// A cursor value as it is sent in a query parameter.
+pub fn cursor_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -917,6 +971,27 @@ struct RawEndpoint {
     data_selector: Option<String>,
     paginator: Option<Paginator>,
     response_actions: Option<Vec<ResponseAction>>,
+    incremental: Option<RawIncremental>,
+}
+
+/// `endpoint.incremental` as written (dlt's `IncrementalConfig`; `convert` is not supported).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncremental {
+    start_param: Option<String>,
+    end_param: Option<String>,
+    cursor_path: String,
+    initial_value: Option<Value>,
+    end_value: Option<Value>,
+}
+
+/// A param written `{ type = "incremental", cursor_path = ..., initial_value = ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncrementalParam {
+    cursor_path: String,
+    initial_value: Option<Value>,
+    end_value: Option<Value>,
 }
 
 /// dlt's object form `write_disposition = { disposition = "merge" }`.
@@ -1039,12 +1114,14 @@ impl<'de> Deserialize<'de> for KafkaValue {
     }
 }
 
-/// A query parameter value: a string, number or boolean, or a table with a `type`.
+/// A query parameter value: a string, number or boolean, or a table with a `type`:
+/// dlt's `{ type = "resolve", ... }` or `{ type = "incremental", ... }`.
 #[derive(Debug, Clone)]
 enum ParamValue {
     Scalar(Value),
     /// dlt's `{ type = "resolve", resource = "...", field = "..." }`.
     Resolve(ResolveParam),
+    Incremental(RawIncrementalParam),
 }
 
 /// The keys of a `resolve` param besides its `type`.
@@ -1055,42 +1132,55 @@ struct ResolveParam {
     field: String,
 }
 
-const PARAM_TYPES: &[&str] = &["resolve"];
+const PARAM_TYPES: &[&str] = &["incremental", "resolve"];
 
 impl<'de> Deserialize<'de> for ParamValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ParamVisitor;
+        const EXPECTING: &str = "a string, number or boolean, or a table with a `type` \
+                                 (`incremental` or `resolve`)";
 
         impl<'de> Visitor<'de> for ParamVisitor {
             type Value = ParamValue;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, number or boolean, or a table with a `type`")
+                f.write_str(EXPECTING)
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ParamValue, E> {
-                ScalarVisitor("").visit_str(v).map(ParamValue::Scalar)
+                ScalarVisitor(EXPECTING)
+                    .visit_str(v)
+                    .map(ParamValue::Scalar)
             }
 
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<ParamValue, E> {
-                ScalarVisitor("").visit_bool(v).map(ParamValue::Scalar)
+                ScalarVisitor(EXPECTING)
+                    .visit_bool(v)
+                    .map(ParamValue::Scalar)
             }
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ParamValue, E> {
-                ScalarVisitor("").visit_i64(v).map(ParamValue::Scalar)
+                ScalarVisitor(EXPECTING)
+                    .visit_i64(v)
+                    .map(ParamValue::Scalar)
             }
 
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ParamValue, E> {
-                ScalarVisitor("").visit_u64(v).map(ParamValue::Scalar)
+                ScalarVisitor(EXPECTING)
+                    .visit_u64(v)
+                    .map(ParamValue::Scalar)
             }
 
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<ParamValue, E> {
-                ScalarVisitor("").visit_f64(v).map(ParamValue::Scalar)
+                ScalarVisitor(EXPECTING)
+                    .visit_f64(v)
+                    .map(ParamValue::Scalar)
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ParamValue, A::Error> {
                 let tagged = Tagged::read(map)?;
                 match tagged.tag.as_str() {
+                    "incremental" => tagged.variant().map(ParamValue::Incremental),
                     "resolve" => tagged.variant().map(ParamValue::Resolve),
                     _ => Err(tagged.unknown("param", PARAM_TYPES)),
                 }
@@ -1847,6 +1937,7 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
         response_actions: own
             .response_actions
             .or_else(|| default.response_actions.clone()),
+        incremental: own.incremental.or_else(|| default.incremental.clone()),
     }
 }
 
@@ -1946,8 +2037,13 @@ fn resolve_resource(
             name.clone()
         }
     };
-    let (path, params, parent) =
-        resolve_placeholders(at, path, raw_endpoint.params.unwrap_or_default(), problems);
+    let (params, incremental) = resolve_incremental(
+        &format!("{at}.endpoint"),
+        raw_endpoint.params.unwrap_or_default(),
+        raw_endpoint.incremental,
+        problems,
+    );
+    let (path, params, parent) = resolve_placeholders(at, path, params, problems);
     if raw_endpoint
         .json
         .as_ref()
@@ -1971,6 +2067,7 @@ fn resolve_resource(
         path,
         method: raw_endpoint.method.unwrap_or_default(),
         params,
+        incremental,
         json: raw_endpoint.json,
         data_selector: raw_endpoint.data_selector,
         paginator: raw_endpoint
@@ -2035,6 +2132,8 @@ fn resolve_placeholders(
     for (name, value) in raw_params {
         let value = match value {
             ParamValue::Scalar(v) => v,
+            // Taken out by `resolve_incremental` before.
+            ParamValue::Incremental(_) => continue,
             ParamValue::Resolve(r) => {
                 for (key, text) in [("resource", &r.resource), ("field", &r.field)] {
                     if text.trim().is_empty() {
@@ -2237,6 +2336,143 @@ fn placeholder_key(at: &str, resource: &ResourceConfig, parent: &str) -> String 
         )
 }
 
+/// The endpoint's params with an incremental param taken out, and its one incremental
+/// (`endpoint.incremental` or that param), checked: one per resource, `cursor_path` a
+/// JSONPath, values strings or numbers, placeholders only with an incremental. `at` is the
+/// endpoint's key path.
+fn resolve_incremental(
+    at: &str,
+    raw_params: BTreeMap<String, ParamValue>,
+    raw: Option<RawIncremental>,
+    problems: &mut Problems,
+) -> (BTreeMap<String, ParamValue>, Option<Incremental>) {
+    let mut found: Vec<(String, Incremental)> = Vec::new();
+    if let Some(r) = raw {
+        found.push((
+            format!("{at}.incremental"),
+            Incremental {
+                start_param: r.start_param,
+                end_param: r.end_param,
+                cursor_path: r.cursor_path,
+                initial_value: r.initial_value.map(plain_datetime),
+                end_value: r.end_value.map(plain_datetime),
+            },
+        ));
+    }
+    let mut params = BTreeMap::new();
+    for (name, value) in raw_params {
+        match value {
+            other @ (ParamValue::Scalar(_) | ParamValue::Resolve(_)) => {
+                let _ = params.insert(name, other);
+            }
+            ParamValue::Incremental(r) => found.push((
+                format!("{at}.params.{name}"),
+                Incremental {
+                    start_param: Some(name),
+                    end_param: None,
+                    cursor_path: r.cursor_path,
+                    initial_value: r.initial_value.map(plain_datetime),
+                    end_value: r.end_value.map(plain_datetime),
+                },
+            )),
+        }
+    }
+    if let Some((first, _)) = found.first() {
+        for (key, _) in &found[1..] {
+            problems.push(
+                key.as_str(),
+                format!("a resource has at most one incremental; it already has `{first}`"),
+            );
+        }
+    }
+    let incremental = found.into_iter().next().map(|(key, inc)| {
+        check_incremental(&key, &inc, problems);
+        inc
+    });
+    for (name, value) in &params {
+        let ParamValue::Scalar(Value::String(text)) = value else {
+            continue;
+        };
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("{incremental.") {
+            let tail = &rest[start..];
+            let end = tail.find('}').map_or(tail.len(), |i| i + 1);
+            let placeholder = &tail[..end];
+            if !INCREMENTAL_PLACEHOLDERS.contains(&placeholder) {
+                problems.push(
+                    format!("{at}.params.{name}"),
+                    format!(
+                        "unknown placeholder `{placeholder}`, expected one of: {}",
+                        INCREMENTAL_PLACEHOLDERS.join(", ")
+                    ),
+                );
+            } else if incremental.is_none() {
+                problems.push(
+                    format!("{at}.params.{name}"),
+                    format!(
+                        "`{placeholder}` needs an incremental: set `{at}.incremental = \
+                         {{ cursor_path = ..., initial_value = ... }}`"
+                    ),
+                );
+            }
+            rest = &tail[end..];
+        }
+    }
+    (params, incremental)
+}
+
+/// A TOML datetime written without quotes (`initial_value = 2024-01-01T00:00:00Z`) as its
+/// text, which is what the API gets and what cursor values compare with.
+fn plain_datetime(v: Value) -> Value {
+    match v {
+        Value::Object(map) if map.len() == 1 => match map.get("$__toml_private_datetime") {
+            Some(Value::String(text)) => Value::String(text.clone()),
+            _ => Value::Object(map),
+        },
+        other => other,
+    }
+}
+
+fn check_incremental(at: &str, inc: &Incremental, problems: &mut Problems) {
+    if inc.cursor_path.trim().is_empty() {
+        problems.push(format!("{at}.cursor_path"), "must not be empty");
+    } else if let Err(e) = parse_json_path(&inc.cursor_path) {
+        problems.push(format!("{at}.cursor_path"), e);
+    }
+    for (key, param) in [
+        ("start_param", &inc.start_param),
+        ("end_param", &inc.end_param),
+    ] {
+        if param.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            problems.push(format!("{at}.{key}"), "must not be empty");
+        }
+    }
+    let mut scalar = |key: &str, value: &Option<Value>| match value {
+        None | Some(Value::String(_) | Value::Number(_)) => true,
+        Some(other) => {
+            problems.push(
+                format!("{at}.{key}"),
+                format!("{other} is not a string or a number"),
+            );
+            false
+        }
+    };
+    let initial_ok = scalar("initial_value", &inc.initial_value);
+    let end_ok = scalar("end_value", &inc.end_value);
+    if let (true, true, Some(initial), Some(end)) =
+        (initial_ok, end_ok, &inc.initial_value, &inc.end_value)
+        && cursor_order(end, initial).is_lt()
+    {
+        problems.push(
+            format!("{at}.end_value"),
+            format!("{end} is before initial_value {initial}"),
+        );
+    }
+    if inc.end_param.is_some() && inc.end_value.is_none() {
+        problems.push(format!("{at}.end_param"), "needs an `end_value` to send");
+    }
+}
+
 fn check_column(at: &str, column: &str, hint: &ColumnHint, problems: &mut Problems) {
     if column.trim().is_empty() {
         problems.push(at, "a column name must not be empty");
@@ -2312,6 +2548,7 @@ fn check_unique(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const SEED_TOML: &str = r#"
 [pipeline]
@@ -2464,6 +2701,7 @@ resources:
                 params: BTreeMap::new(),
                 json: None,
                 data_selector: Some("data".into()),
+                incremental: None,
                 paginator: Paginator::Offset(OffsetPaginator {
                     limit: 100,
                     offset: 0,
@@ -2772,6 +3010,46 @@ resources:
                 vec!["resources[0].endpoint.response_actions[0].status: unknown field `status`"],
             ),
             (
+                "param value that is a list",
+                Format::Toml,
+                with_endpoint("{ params = { since = [1, 2] } }"),
+                vec!["resources[0].endpoint.params.since: invalid type: sequence"],
+            ),
+            (
+                "incremental param without cursor_path",
+                Format::Toml,
+                with_endpoint("{ params = { since = { type = \"incremental\" } } }"),
+                vec!["resources[0].endpoint.params.since: missing field `cursor_path`"],
+            ),
+            (
+                "incremental param with an unknown key",
+                Format::Toml,
+                with_endpoint(
+                    "{ params = { since = { type = \"incremental\", cursor_path = \"u\", convert = \"f\" } } }",
+                ),
+                vec!["resources[0].endpoint.params.since.convert: unknown field `convert`"],
+            ),
+            (
+                "unknown param type",
+                Format::Toml,
+                with_endpoint("{ params = { since = { type = \"lookup\" } } }"),
+                vec!["resources[0].endpoint.params.since.type: unknown or unsupported param type `lookup`"],
+            ),
+            (
+                "endpoint.incremental with an unknown key",
+                Format::Toml,
+                with_endpoint(
+                    "{ incremental = { start_param = \"since\", cursor_path = \"u\", lag = 5 } }",
+                ),
+                vec!["resources[0].endpoint.incremental.lag: unknown field `lag`"],
+            ),
+            (
+                "endpoint.incremental without cursor_path",
+                Format::Toml,
+                with_endpoint("{ incremental = { start_param = \"since\" } }"),
+                vec!["resources[0].endpoint.incremental: missing field `cursor_path`"],
+            ),
+            (
                 "TOML syntax",
                 Format::Toml,
                 "[client\n".into(),
@@ -2799,15 +3077,182 @@ resources:
         }
     }
 
+    #[test]
+    fn incremental_forms_resolve() {
+        let endpoint = |text: &str| {
+            toml(&with_endpoint(text)).unwrap().resources[0]
+                .endpoint
+                .clone()
+        };
+        let e = endpoint(
+            "{ incremental = { start_param = \"since\", end_param = \"until\", \
+             cursor_path = \"updated_at\", initial_value = 2024-01-01T00:00:00Z, \
+             end_value = \"2025-01-01T00:00:00Z\" } }",
+        );
+        assert_eq!(
+            e.incremental,
+            Some(Incremental {
+                start_param: Some("since".into()),
+                end_param: Some("until".into()),
+                cursor_path: "updated_at".into(),
+                initial_value: Some(json!("2024-01-01T00:00:00Z")),
+                end_value: Some(json!("2025-01-01T00:00:00Z")),
+            })
+        );
+        let e = endpoint(
+            "{ params = { limit = 5, since = { type = \"incremental\", cursor_path = \"$.meta.seq\", \
+             initial_value = 7 } } }",
+        );
+        assert_eq!(e.params, BTreeMap::from([("limit".to_owned(), json!(5))]));
+        assert_eq!(
+            e.incremental,
+            Some(Incremental {
+                start_param: Some("since".into()),
+                end_param: None,
+                cursor_path: "$.meta.seq".into(),
+                initial_value: Some(json!(7)),
+                end_value: None,
+            })
+        );
+        let e = endpoint(
+            "{ params = { q = \"updated>{incremental.start_value}\" }, \
+             incremental = { cursor_path = \"updated_at\", initial_value = \"a\" } }",
+        );
+        assert_eq!(e.params["q"], json!("updated>{incremental.start_value}"));
+        assert_eq!(e.incremental.unwrap().start_param, None);
+        // An incremental in resource_defaults applies to every resource.
+        let config = toml(
+            "[client]\nbase_url = \"https://a\"\n[resource_defaults]\nprimary_key = \"id\"\n\
+             endpoint = { incremental = { start_param = \"s\", cursor_path = \"u\" } }\n\
+             [[resources]]\nname = \"r\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.resources[0]
+                .endpoint
+                .incremental
+                .as_ref()
+                .unwrap()
+                .cursor_path,
+            "u"
+        );
+    }
+
+    #[test]
+    fn cursor_values_order_as_numbers_or_strings() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        for (a, b, expected) in [
+            (json!(9), json!(10), Less),
+            (json!(9.5), json!(10), Less),
+            (json!(u64::MAX), json!(1), Greater),
+            (json!(-1), json!(u64::MAX), Less),
+            (json!("9"), json!("10"), Greater),
+            (
+                json!("2024-01-02T00:00:00Z"),
+                json!("2024-01-10T00:00:00Z"),
+                Less,
+            ),
+            (json!("a"), json!("a"), Equal),
+            (json!(10), json!("9"), Less),
+        ] {
+            assert_eq!(cursor_order(&a, &b), expected, "{a} vs {b}");
+        }
+    }
+
     /// Table-driven: (name, document, substrings the error must contain).
     #[test]
     fn validation_errors_name_path() {
-        let cases: Vec<(&str, String, Vec<&str>)> =
-            vec![
+        let cases: Vec<(&str, String, Vec<&str>)> = vec![
             (
                 "missing primary key",
                 "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n".into(),
                 vec!["pipeline.toml: resources[0].primary_key: missing"],
+            ),
+            (
+                "two incrementals",
+                with_endpoint(
+                    "{ incremental = { start_param = \"a\", cursor_path = \"u\" }, \
+                     params = { since = { type = \"incremental\", cursor_path = \"u\" } } }",
+                ),
+                vec![
+                    "resources[0].endpoint.params.since: a resource has at most one incremental; \
+                     it already has `resources[0].endpoint.incremental`",
+                ],
+            ),
+            (
+                "two incremental params",
+                with_endpoint(
+                    "{ params = { a = { type = \"incremental\", cursor_path = \"u\" }, \
+                     b = { type = \"incremental\", cursor_path = \"u\" } } }",
+                ),
+                vec!["resources[0].endpoint.params.b: a resource has at most one incremental"],
+            ),
+            (
+                "incremental cursor_path not a JSONPath",
+                with_endpoint("{ incremental = { start_param = \"s\", cursor_path = \"a[\" } }"),
+                vec!["resources[0].endpoint.incremental.cursor_path: `a[` is not a JSONPath"],
+            ),
+            (
+                "incremental param cursor_path empty",
+                with_endpoint(
+                    "{ params = { since = { type = \"incremental\", cursor_path = \" \" } } }",
+                ),
+                vec!["resources[0].endpoint.params.since.cursor_path: must not be empty"],
+            ),
+            (
+                "incremental start_param empty",
+                with_endpoint("{ incremental = { start_param = \"\", cursor_path = \"u\" } }"),
+                vec!["resources[0].endpoint.incremental.start_param: must not be empty"],
+            ),
+            (
+                "incremental end_param without end_value",
+                with_endpoint(
+                    "{ incremental = { start_param = \"s\", end_param = \"e\", cursor_path = \"u\" } }",
+                ),
+                vec!["resources[0].endpoint.incremental.end_param: needs an `end_value`"],
+            ),
+            (
+                "incremental initial_value a table",
+                with_endpoint(
+                    "{ incremental = { start_param = \"s\", cursor_path = \"u\", initial_value = { a = 1 } } }",
+                ),
+                vec![
+                    "resources[0].endpoint.incremental.initial_value: {\"a\":1} is not a string or a number",
+                ],
+            ),
+            (
+                "incremental end_value a list",
+                with_endpoint(
+                    "{ params = { since = { type = \"incremental\", cursor_path = \"u\", end_value = [1] } } }",
+                ),
+                vec![
+                    "resources[0].endpoint.params.since.end_value: [1] is not a string or a number",
+                ],
+            ),
+            (
+                "incremental end before initial",
+                with_endpoint(
+                    "{ incremental = { start_param = \"s\", cursor_path = \"u\", initial_value = 10, end_value = 9 } }",
+                ),
+                vec!["resources[0].endpoint.incremental.end_value: 9 is before initial_value 10"],
+            ),
+            (
+                "placeholder without incremental",
+                with_endpoint("{ params = { since = \"{incremental.start_value}\" } }"),
+                vec![
+                    "resources[0].endpoint.params.since: `{incremental.start_value}` needs an incremental: \
+                     set `resources[0].endpoint.incremental",
+                ],
+            ),
+            (
+                "unknown placeholder",
+                with_endpoint(
+                    "{ params = { since = \">{incremental.first_value}\" }, \
+                     incremental = { cursor_path = \"u\" } }",
+                ),
+                vec![
+                    "resources[0].endpoint.params.since: unknown placeholder `{incremental.first_value}`",
+                ],
             ),
             (
                 "limit 0",
@@ -2829,7 +3274,10 @@ resources:
             ),
             (
                 "duplicate resource names",
-                format!("{}\n[[resources]]\nname = \"r\"\nprimary_key = \"id\"\n", with("")),
+                format!(
+                    "{}\n[[resources]]\nname = \"r\"\nprimary_key = \"id\"\n",
+                    with("")
+                ),
                 vec!["resources[1].name: duplicate resource name `r` (also resources[0])"],
             ),
             (
@@ -2846,7 +3294,11 @@ resources:
                      primary_key = \"id\"\n",
                     "n".repeat(250)
                 ),
-                vec!["resources[0].topic: ", "longer than Kafka's limit", "set `topic`"],
+                vec![
+                    "resources[0].topic: ",
+                    "longer than Kafka's limit",
+                    "set `topic`",
+                ],
             ),
             (
                 "two names, one topic",

@@ -167,6 +167,7 @@ pub(crate) async fn post_token(
         endpoint: Some("/oauth/token"),
         offset: None,
         limit: None,
+        since: None,
         status,
     });
     response
@@ -295,6 +296,7 @@ pub(crate) async fn protected(
         endpoint: Some(scheme.endpoint()),
         offset,
         limit,
+        since: None,
         status: 0,
     };
     answer(&state, entry, || {

@@ -105,6 +105,7 @@ pub(crate) async fn list(State(state): State<AppState>, query: QueryResult) -> R
         offset: window.map(|w| w.0),
         limit: window.map(|w| w.1),
         status: 0,
+        since: None,
     };
     answer(&state, entry, || {
         let params = params?;
@@ -138,6 +139,7 @@ pub(crate) async fn messages(
         offset: window.map(|w| w.0),
         limit: window.map(|w| w.1),
         status: 0,
+        since: None,
     };
     answer(&state, entry, || {
         let params = params?;

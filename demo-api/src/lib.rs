@@ -12,6 +12,7 @@
 mod auth;
 mod conversations;
 mod drift;
+mod incremental;
 mod paging;
 mod record;
 
@@ -194,13 +195,16 @@ struct FaultStep {
     remaining: u64,
 }
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 struct LogEntry {
     /// The path, for every endpoint but `/v1/resource` (whose entries keep their old shape).
     #[serde(skip_serializing_if = "Option::is_none")]
     endpoint: Option<&'static str>,
     offset: Option<u64>,
     limit: Option<u64>,
+    /// `/v1/incremental`'s `updated_since`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
     status: u16,
 }
 
@@ -233,6 +237,7 @@ struct Inner {
     token_requests: AtomicU64,
     log: Mutex<VecDeque<LogEntry>>,
     oauth: Mutex<auth::OAuth>,
+    incremental: Mutex<incremental::IncrementalSet>,
 }
 
 /// Lock, ignoring poison: every critical section leaves the data consistent.
@@ -254,6 +259,7 @@ impl AppState {
                 token_requests: AtomicU64::new(0),
                 log: Mutex::new(VecDeque::new()),
                 oauth: Mutex::new(auth::OAuth::default()),
+                incremental: Mutex::default(),
             }),
         }
     }
@@ -292,7 +298,7 @@ impl AppState {
     }
 
     fn stats(&self) -> Stats {
-        let log = lock(&self.inner.log).iter().copied().collect();
+        let log = lock(&self.inner.log).iter().cloned().collect();
         Stats {
             requests: self.inner.requests.load(Ordering::Relaxed),
             faults_served: self.inner.faults_served.load(Ordering::Relaxed),
@@ -392,6 +398,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/stats", get(get_stats))
         .route("/admin/reset-stats", post(reset_stats))
         .route("/admin/records", get(get_records))
+        .route("/v1/incremental", get(incremental::get_incremental))
+        .route("/admin/mutate", post(incremental::post_mutate))
+        .route("/admin/incremental/records", get(incremental::get_records))
         .with_state(state)
 }
 
@@ -430,6 +439,7 @@ async fn get_resource(
         endpoint: None,
         offset,
         limit,
+        since: None,
         status: 0,
     };
     answer(&state, entry, || {

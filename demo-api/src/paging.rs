@@ -75,6 +75,7 @@ fn entry(endpoint: &'static str, window: Option<(u64, u64)>) -> LogEntry {
         endpoint: Some(endpoint),
         offset: window.map(|w| w.0),
         limit: window.map(|w| w.1),
+        since: None,
         status: 0,
     }
 }

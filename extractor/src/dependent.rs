@@ -347,6 +347,8 @@ pub(crate) async fn fetch_children(
                 page_tx,
                 cancel.clone(),
                 page_concurrency,
+                None,
+                None,
             );
             let forward = async {
                 while let Some(mut page) = page_rx.recv().await {
@@ -358,6 +360,9 @@ pub(crate) async fn fetch_children(
                         }
                     }
                     page.number = numbers.fetch_add(1, Ordering::Relaxed) + 1;
+                    // Where one parent's child paging stands says nothing about the
+                    // resource: a child run resumes from its start.
+                    page.resume = None;
                     if tx.send(page).await.is_err() {
                         break;
                     }

@@ -43,6 +43,10 @@ struct Args {
     /// dependent resource.
     #[arg(long, default_value_t = extractor::dependent::DEFAULT_CHILD_CONCURRENCY, env = "EXTRACTOR_CHILD_CONCURRENCY")]
     child_concurrency: usize,
+    /// Start new runs even where the state topic holds an unfinished run (do not resume
+    /// from its checkpoint); the incremental cursor of the last complete run still applies.
+    #[arg(long, env = "EXTRACTOR_FRESH")]
+    fresh: bool,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -78,6 +82,7 @@ async fn extract(args: Args) -> anyhow::Result<()> {
         replication_factor: args.replication_factor,
         page_concurrency: args.page_concurrency,
         child_concurrency: args.child_concurrency,
+        fresh: args.fresh,
     };
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
@@ -90,8 +95,16 @@ async fn extract(args: Args) -> anyhow::Result<()> {
     let (mut pages, mut records, mut retries, mut bytes) = (0, 0, 0, 0);
     for r in &reports {
         println!(
-            "resource={} topic={} pages={} records={} retries={} bytes={} seconds={:.3}",
-            r.resource, r.topic, r.pages, r.records, r.retries, r.bytes, r.seconds
+            "resource={} topic={} run_id={} resumed={} pages={} records={} retries={} bytes={} seconds={:.3}",
+            r.resource,
+            r.topic,
+            r.run_id,
+            r.resumed,
+            r.pages,
+            r.records,
+            r.retries,
+            r.bytes,
+            r.seconds
         );
         pages += r.pages;
         records += r.records;

@@ -10,8 +10,8 @@
 //! outstanding message and fails unless each one was acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::avro::Encoder;
@@ -69,6 +69,38 @@ struct FirstFailure {
     message: String,
 }
 
+/// The delivery reports still outstanding for one group of messages (a page), so that a
+/// checkpoint can wait until everything before it was acknowledged.
+#[derive(Debug, Default)]
+pub struct Acks {
+    pending: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Acks {
+    /// Whether every message sent with these acks has had its delivery report.
+    pub fn settled(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    /// Whether the broker refused any of them.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire) > 0
+    }
+
+    pub(crate) fn sending(&self) {
+        let _ = self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One delivery report (or a send that never left).
+    pub(crate) fn reported(&self, ok: bool) {
+        if !ok {
+            let _ = self.failed.fetch_add(1, Ordering::AcqRel);
+        }
+        let _ = self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Counts acknowledgements and failures from librdkafka's delivery reports.
 #[derive(Default)]
 pub struct DeliveryCounter {
@@ -80,9 +112,10 @@ pub struct DeliveryCounter {
 impl ClientContext for DeliveryCounter {}
 
 impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Arc<Acks>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+        acks.reported(result.is_ok());
         match result {
             Ok(_) => {
                 let _ = self.acked.fetch_add(1, Ordering::Relaxed);
@@ -133,6 +166,8 @@ pub struct Publisher {
     sent: AtomicU64,
     bytes: AtomicU64,
     framings: tokio::sync::Mutex<HashMap<(String, u64), Framing>>,
+    /// The acks of messages nobody waits for one by one.
+    untracked: Arc<Acks>,
 }
 
 impl Publisher {
@@ -168,6 +203,7 @@ impl Publisher {
             sent: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             framings: tokio::sync::Mutex::new(HashMap::new()),
+            untracked: Arc::default(),
         })
     }
 
@@ -191,12 +227,38 @@ impl Publisher {
                     .set("cleanup.policy", "compact"),
             );
         }
+        self.create_topics(&admin, &new_topics).await
+    }
+
+    /// Creates the compacted `topic` (one partition) when missing: the extractor's state.
+    pub async fn ensure_compacted_topic(
+        &self,
+        topic: &str,
+        replication: i32,
+    ) -> Result<(), PublishError> {
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.settings)
+            .create()
+            .map_err(|e| PublishError::Config(e.to_string()))?;
+        let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(replication))
+            .set("cleanup.policy", "compact");
+        self.create_topics(&admin, &[new_topic]).await
+    }
+
+    async fn create_topics(
+        &self,
+        admin: &AdminClient<DefaultClientContext>,
+        new_topics: &[NewTopic<'_>],
+    ) -> Result<(), PublishError> {
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = admin
             .create_topics(new_topics.iter(), &opts)
             .await
             .map_err(|e| PublishError::CreateTopic {
-                topic: topics.join(", "),
+                topic: new_topics
+                    .iter()
+                    .map(|t| t.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 message: e.to_string(),
             })?;
         for result in results {
@@ -256,30 +318,30 @@ impl Publisher {
 
     /// Enqueues one message; waits while librdkafka's queue is full.
     pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), PublishError> {
-        self.enqueue(BaseRecord::to(topic).key(key).payload(value))
+        self.send_tracked(topic, key, value, None, &self.untracked)
             .await
     }
 
-    /// Enqueues one record of a `replace` run: the run id goes in its
-    /// [`common::runs::RUN_HEADER`] header.
-    pub async fn send_in_run(
+    /// [`Publisher::send`], counting the message's delivery report in `acks`. A record of
+    /// a `replace` run carries the run id in its [`common::runs::RUN_HEADER`] header.
+    pub async fn send_tracked(
         &self,
         topic: &str,
         key: &[u8],
         value: &[u8],
-        run: &str,
+        run: Option<&str>,
+        acks: &Arc<Acks>,
     ) -> Result<(), PublishError> {
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: common::runs::RUN_HEADER,
-            value: Some(run),
-        });
-        self.enqueue(
-            BaseRecord::to(topic)
-                .key(key)
-                .payload(value)
-                .headers(headers),
-        )
-        .await
+        let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(acks))
+            .key(key)
+            .payload(value);
+        if let Some(run) = run {
+            record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: common::runs::RUN_HEADER,
+                value: Some(run),
+            }));
+        }
+        self.enqueue(record, acks).await
     }
 
     /// Ends a `replace` run: once every record sent so far is acknowledged, writes a
@@ -310,14 +372,12 @@ impl Publisher {
                     key: common::runs::DISPOSITION_HEADER,
                     value: Some("replace"),
                 });
-            self.enqueue(
-                BaseRecord::to(topic)
-                    .partition(partition)
-                    .key(common::runs::MARKER_KEY)
-                    .payload(value.as_bytes())
-                    .headers(headers),
-            )
-            .await?;
+            let record = BaseRecord::with_opaque_to(topic, Arc::clone(&self.untracked))
+                .partition(partition)
+                .key(common::runs::MARKER_KEY)
+                .payload(value.as_bytes())
+                .headers(headers);
+            self.enqueue(record, &self.untracked).await?;
         }
         self.flush().await?;
         Ok(partitions)
@@ -355,7 +415,14 @@ impl Publisher {
         }
     }
 
-    async fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), PublishError> {
+    /// Enqueues `record`, whose delivery report `acks` counts; waits while librdkafka's
+    /// queue is full.
+    async fn enqueue(
+        &self,
+        mut record: BaseRecord<'_, [u8], [u8], Arc<Acks>>,
+        acks: &Arc<Acks>,
+    ) -> Result<(), PublishError> {
+        acks.sending();
         let size = record.key.map_or(0, <[u8]>::len) + record.payload.map_or(0, <[u8]>::len);
         loop {
             match self.producer.send(record) {
@@ -369,6 +436,7 @@ impl Publisher {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 Err((e, back)) => {
+                    acks.reported(false);
                     return Err(PublishError::Produce {
                         topic: back.topic.to_owned(),
                         message: e.to_string(),

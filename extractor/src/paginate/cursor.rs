@@ -3,9 +3,9 @@
 //! query parameter `cursor_param` (default `cursor`) or, with `cursor_body_path`, into the
 //! JSON body at that dotted path. It stops when the cursor is missing, `null` or empty.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::{NextRequest, PaginateError, Progress, reference};
+use super::{NextRequest, PaginateError, Progress, checkpoint_text, reference};
 use crate::select::Selector;
 
 #[derive(Debug, Clone)]
@@ -41,14 +41,30 @@ impl CursorPaginator {
             return Ok(None);
         };
         self.progress.advance("cursor", "cursor", &cursor)?;
-        Ok(Some(match &self.target {
+        Ok(Some(self.request(cursor)))
+    }
+
+    /// The checkpoint: the cursor of the next request (`None` before the first response).
+    pub fn checkpoint(&self) -> Option<Value> {
+        self.progress.last().map(|c| json!({ "cursor": c }))
+    }
+
+    /// The request for a checkpoint's cursor; `None` when it has none.
+    pub fn resume(&mut self, checkpoint: &Value) -> Option<NextRequest> {
+        let cursor = checkpoint_text(checkpoint, "cursor")?;
+        self.progress.restore(cursor);
+        Some(self.request(cursor.to_owned()))
+    }
+
+    fn request(&self, cursor: String) -> NextRequest {
+        match &self.target {
             CursorTarget::Param(name) => NextRequest::Params(vec![(name.clone(), cursor)]),
             CursorTarget::Body { path, body } => {
                 let mut body = body.clone().unwrap_or_else(|| Value::Object(Map::new()));
                 set_path(&mut body, path, Value::String(cursor));
                 NextRequest::Json(body)
             }
-        }))
+        }
     }
 }
 
@@ -152,6 +168,23 @@ mod tests {
         let _ = p.next(&json!({"next_cursor": "c2"})).unwrap();
         let e = p.next(&json!({"next_cursor": "c2"})).unwrap_err();
         assert!(e.to_string().contains("same cursor `c2` twice"), "{e}");
+    }
+
+    #[test]
+    fn checkpoint_and_resume() {
+        let target = CursorTarget::Body {
+            path: vec!["cursor".into()],
+            body: Some(json!({"q": 1})),
+        };
+        let mut p = CursorPaginator::new(selector("next_cursor"), target.clone());
+        assert_eq!(p.checkpoint(), None);
+        let next = p.next(&json!({"next_cursor": "c7"})).unwrap();
+        assert_eq!(p.checkpoint(), Some(json!({"cursor": "c7"})));
+        let mut resumed = CursorPaginator::new(selector("next_cursor"), target);
+        assert_eq!(resumed.resume(&json!({"cursor": "c7"})), next);
+        // The restored cursor still catches an API that repeats it.
+        assert!(resumed.next(&json!({"next_cursor": "c7"})).is_err());
+        assert_eq!(resumed.resume(&json!({"offset": 1})), None);
     }
 
     #[test]

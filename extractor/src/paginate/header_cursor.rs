@@ -3,8 +3,9 @@
 //! It stops when the header is missing or empty.
 
 use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
 
-use super::{NextRequest, PaginateError, Progress};
+use super::{NextRequest, PaginateError, Progress, checkpoint_text};
 
 #[derive(Debug, Clone)]
 pub struct HeaderCursorPaginator {
@@ -36,6 +37,21 @@ impl HeaderCursorPaginator {
             cursor,
         )])))
     }
+
+    /// The checkpoint: the cursor of the next request (`None` before the first response).
+    pub fn checkpoint(&self) -> Option<Value> {
+        self.progress.last().map(|c| json!({ "cursor": c }))
+    }
+
+    /// The request for a checkpoint's cursor; `None` when it has none.
+    pub fn resume(&mut self, checkpoint: &Value) -> Option<NextRequest> {
+        let cursor = checkpoint_text(checkpoint, "cursor")?;
+        self.progress.restore(cursor);
+        Some(NextRequest::Params(vec![(
+            self.cursor_param.clone(),
+            cursor.to_owned(),
+        )]))
+    }
 }
 
 #[cfg(test)]
@@ -59,6 +75,18 @@ mod tests {
         );
         assert_eq!(p.next(&headers(&[("x-next-cursor", "")])).unwrap(), None);
         assert_eq!(p.next(&headers(&[])).unwrap(), None);
+    }
+
+    #[test]
+    fn checkpoint_and_resume() {
+        let mut p = HeaderCursorPaginator::new("next".into(), "c".into());
+        assert_eq!(p.checkpoint(), None);
+        let next = p.next(&headers(&[("next", "c1")])).unwrap();
+        let checkpoint = p.checkpoint().unwrap();
+        let mut resumed = HeaderCursorPaginator::new("next".into(), "c".into());
+        assert_eq!(resumed.resume(&checkpoint), next);
+        assert!(resumed.next(&headers(&[("next", "c1")])).is_err());
+        assert_eq!(resumed.resume(&json!({})), None);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! It stops when there is no such link.
 
 use reqwest::header::{HeaderMap, LINK};
+use serde_json::{Value, json};
+use url::Url;
 
-use super::{NextRequest, PageResponse, PaginateError, Progress, resolve_link};
+use super::{NextRequest, PageResponse, PaginateError, Progress, checkpoint_text, resolve_link};
 
 #[derive(Debug, Clone)]
 pub struct HeaderLinkPaginator {
@@ -32,6 +34,19 @@ impl HeaderLinkPaginator {
         self.progress
             .advance("header_link", "next link", url.as_str())?;
         Ok(Some(NextRequest::Url(url)))
+    }
+
+    /// The checkpoint: the next page's URL (`None` before the first response). It is the
+    /// link as the API gave it: the fetcher drops a secret query parameter before saving it.
+    pub fn checkpoint(&self) -> Option<Value> {
+        self.progress.last().map(|url| json!({ "url": url }))
+    }
+
+    /// The request for a checkpoint's URL; `None` when it has none.
+    pub fn resume(&mut self, checkpoint: &Value) -> Option<NextRequest> {
+        let url = Url::parse(checkpoint_text(checkpoint, "url")?).ok()?;
+        self.progress.restore(url.as_str());
+        Some(NextRequest::Url(url))
     }
 }
 
@@ -120,6 +135,19 @@ mod tests {
         assert_eq!(p.next(&r.page()).unwrap(), None);
         let r = Fake::new("http://h/v1/x", json!([]), 3);
         assert_eq!(p.next(&r.page()).unwrap(), None);
+    }
+
+    #[test]
+    fn checkpoint_and_resume() {
+        let mut p = HeaderLinkPaginator::new("next".into());
+        assert_eq!(p.checkpoint(), None);
+        let r = Fake::new("http://h/v1/x", json!([]), 3).header("link", "</v1/x?page=3>; rel=next");
+        let next = p.next(&r.page()).unwrap();
+        let checkpoint = p.checkpoint().unwrap();
+        assert_eq!(checkpoint, json!({"url": "http://h/v1/x?page=3"}));
+        let mut resumed = HeaderLinkPaginator::new("next".into());
+        assert_eq!(resumed.resume(&checkpoint), next);
+        assert_eq!(resumed.resume(&json!({"page": 3})), None);
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //! missing, `null` or empty; the endpoint's `params` are not added to the next URL (it
 //! carries its own query), as in dlt.
 
-use super::{NextRequest, PageResponse, PaginateError, Progress, reference, resolve_link};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{
+    NextRequest, PageResponse, PaginateError, Progress, checkpoint_text, reference, resolve_link,
+};
 use crate::select::Selector;
 
 #[derive(Debug, Clone)]
@@ -33,6 +38,19 @@ impl JsonLinkPaginator {
         self.progress
             .advance("json_link", "next link", url.as_str())?;
         Ok(Some(NextRequest::Url(url)))
+    }
+
+    /// The checkpoint: the next page's URL (`None` before the first response). It is the
+    /// link as the API gave it: the fetcher drops a secret query parameter before saving it.
+    pub fn checkpoint(&self) -> Option<Value> {
+        self.progress.last().map(|url| json!({ "url": url }))
+    }
+
+    /// The request for a checkpoint's URL; `None` when it has none.
+    pub fn resume(&mut self, checkpoint: &Value) -> Option<NextRequest> {
+        let url = Url::parse(checkpoint_text(checkpoint, "url")?).ok()?;
+        self.progress.restore(url.as_str());
+        Some(NextRequest::Url(url))
     }
 }
 
@@ -89,6 +107,22 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn checkpoint_and_resume() {
+        let mut p = paginator("next");
+        assert_eq!(p.checkpoint(), None);
+        let r = Fake::new("http://h/x", json!({"next": "/x?page=4"}), 5);
+        let next = p.next(&r.page()).unwrap();
+        let checkpoint = p.checkpoint().unwrap();
+        assert_eq!(checkpoint, json!({"url": "http://h/x?page=4"}));
+        let mut resumed = paginator("next");
+        assert_eq!(resumed.resume(&checkpoint), next);
+        let r = Fake::new("http://h/x?page=4", json!({"next": "/x?page=4"}), 5);
+        assert!(resumed.next(&r.page()).is_err());
+        assert_eq!(resumed.resume(&json!({"url": "not a url"})), None);
+        assert_eq!(resumed.resume(&json!({"cursor": "c"})), None);
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub enum PaginateError {
     },
     #[error("{what} found {found}, which is not a string or a number")]
     BadCursor { what: String, found: String },
+    #[error(
+        "the saved checkpoint {found} does not fit the {paginator} paginator (did the config \
+         change?); run with --fresh to start the resource over"
+    )]
+    BadCheckpoint {
+        paginator: &'static str,
+        found: String,
+    },
 }
 
 impl PaginateError {
@@ -165,19 +173,55 @@ impl Paginator {
         }
     }
 
-    /// After the first response was accepted by [`Paginator::next`]: every remaining request,
-    /// when the response says how many there are (`offset` with a total), so they can be
-    /// fetched concurrently; `None` when only sequential paging can know.
-    pub fn remaining(&self, body: &Value) -> Option<Vec<NextRequest>> {
+    /// After the first response was accepted by [`Paginator::next`]: every remaining request
+    /// with its checkpoint, when the response says how many there are (`offset` with a
+    /// total), so they can be fetched concurrently; `None` when only sequential paging can
+    /// know.
+    pub fn remaining(&self, body: &Value) -> Option<Vec<(NextRequest, Value)>> {
         match self {
             Paginator::Offset(p) => Some(
                 p.remaining(body)?
                     .into_iter()
-                    .map(NextRequest::Params)
+                    .map(|page| (NextRequest::Params(page.params()), page.checkpoint()))
                     .collect(),
             ),
             _ => None,
         }
+    }
+
+    /// Where paging stands after [`Paginator::next`] returned a request: what
+    /// [`Paginator::resume`] needs to make that request again in another process. `None`
+    /// before the first response of the link and cursor paginators (start from the
+    /// beginning), and always for `single_page` and `auto`, which cannot resume.
+    pub fn checkpoint(&self) -> Option<Value> {
+        match self {
+            Paginator::Offset(p) => Some(p.checkpoint()),
+            Paginator::PageNumber(p) => Some(p.checkpoint()),
+            Paginator::JsonLink(p) => p.checkpoint(),
+            Paginator::HeaderLink(p) => p.checkpoint(),
+            Paginator::Cursor(p) => p.checkpoint(),
+            Paginator::HeaderCursor(p) => p.checkpoint(),
+            Paginator::SinglePage | Paginator::Auto(_) => None,
+        }
+    }
+
+    /// Continues from a [`Paginator::checkpoint`]: the request it stands for (`None` when
+    /// nothing is left), with the paginator's state as it was when the checkpoint was taken.
+    pub fn resume(&mut self, checkpoint: &Value) -> Result<Option<NextRequest>, PaginateError> {
+        let kind = self.kind();
+        let resumed = match self {
+            Paginator::Offset(p) => p.resume(checkpoint).map(|r| r.map(NextRequest::Params)),
+            Paginator::PageNumber(p) => p.resume(checkpoint),
+            Paginator::JsonLink(p) => p.resume(checkpoint).map(Some),
+            Paginator::HeaderLink(p) => p.resume(checkpoint).map(Some),
+            Paginator::Cursor(p) => p.resume(checkpoint).map(Some),
+            Paginator::HeaderCursor(p) => p.resume(checkpoint).map(Some),
+            Paginator::SinglePage | Paginator::Auto(_) => None,
+        };
+        resumed.ok_or_else(|| PaginateError::BadCheckpoint {
+            paginator: kind,
+            found: excerpt(checkpoint),
+        })
     }
 
     /// Whether an empty page ends the paging.
@@ -229,6 +273,21 @@ impl Progress {
         self.last = Some(value.to_owned());
         Ok(())
     }
+
+    /// The reference sent last, if any.
+    pub fn last(&self) -> Option<&str> {
+        self.last.as_deref()
+    }
+
+    /// Restores the reference sent last (resuming from a checkpoint).
+    pub fn restore(&mut self, value: &str) {
+        self.last = Some(value.to_owned());
+    }
+}
+
+/// The string at `key` of a checkpoint.
+pub(crate) fn checkpoint_text<'a>(checkpoint: &'a Value, key: &str) -> Option<&'a str> {
+    checkpoint.get(key)?.as_str()
 }
 
 /// A count given as a number, or as a numeric string (some APIs quote it).

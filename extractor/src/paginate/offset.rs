@@ -9,7 +9,7 @@
 //! A response without `total` is an error when neither of the other rules can end the
 //! paging, since the run could not know when to stop.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{PageParams, PaginateError, as_count, excerpt};
 use crate::select::Selector;
@@ -71,10 +71,22 @@ impl OffsetPaginator {
 }
 
 impl OffsetPaginator {
-    /// After [`OffsetPaginator::next`] accepted the first response: every remaining page's
-    /// params when the response gave `total` (stopping at it and at `maximum_offset`), so
-    /// they can be fetched concurrently. `None` without a total.
-    pub fn remaining(&self, response: &Value) -> Option<Vec<PageParams>> {
+    /// The checkpoint: the offset of the next request.
+    pub fn checkpoint(&self) -> Value {
+        json!({ "offset": self.offset })
+    }
+
+    /// Continues at a checkpoint's offset: `Some(None)` when that is past
+    /// `maximum_offset`, `None` when the checkpoint has no offset.
+    pub fn resume(&mut self, checkpoint: &Value) -> Option<Option<PageParams>> {
+        self.offset = checkpoint.get("offset")?.as_u64()?;
+        Some(self.has_first_page().then(|| self.params()))
+    }
+
+    /// After [`OffsetPaginator::next`] accepted the first response: the paginator at each
+    /// remaining page when the response gave `total` (stopping at it and at
+    /// `maximum_offset`), so they can be fetched concurrently. `None` without a total.
+    pub fn remaining(&self, response: &Value) -> Option<Vec<OffsetPaginator>> {
         let (_, selector) = self.total_path.as_ref()?;
         let total = as_count(selector.find(response)?)?;
         let end = self.maximum_offset.map_or(total, |m| m.min(total));
@@ -83,7 +95,7 @@ impl OffsetPaginator {
         while offset < end {
             let mut p = self.clone();
             p.offset = offset;
-            pages.push(p.params());
+            pages.push(p);
             offset = offset.saturating_add(self.limit.max(1));
         }
         Some(pages)
@@ -146,7 +158,7 @@ mod tests {
             .remaining(&first)
             .unwrap()
             .into_iter()
-            .map(|params| params[0].1.clone())
+            .map(|page| page.params()[0].1.clone())
             .collect();
         assert_eq!(offsets, ["100", "200", "300"]);
         let mut capped = paginator(Some("total"), Some(250), true);
@@ -221,6 +233,29 @@ mod tests {
         assert_eq!(
             p.next(&json!({"total": "150"}), 100).unwrap().unwrap()[0].1,
             "100"
+        );
+    }
+
+    #[test]
+    fn checkpoint_and_resume() {
+        let mut p = paginator(Some("total"), Some(1000), true);
+        assert!(p.next(&json!({"total": 5000}), 100).unwrap().is_some());
+        assert!(p.next(&json!({"total": 5000}), 100).unwrap().is_some());
+        let checkpoint = p.checkpoint();
+        assert_eq!(checkpoint, json!({"offset": 200}));
+        let mut resumed = paginator(Some("total"), Some(1000), true);
+        assert_eq!(resumed.resume(&checkpoint).unwrap().unwrap()[0].1, "200");
+        // It goes on as the original would.
+        assert_eq!(
+            resumed.next(&json!({"total": 5000}), 100).unwrap(),
+            p.next(&json!({"total": 5000}), 100).unwrap()
+        );
+        assert_eq!(resumed.resume(&json!({"offset": 1000})), Some(None));
+        assert_eq!(resumed.resume(&json!({"page": 3})), None);
+        let remaining = p.remaining(&json!({"total": 500})).unwrap();
+        assert_eq!(
+            remaining.iter().map(|r| r.checkpoint()).collect::<Vec<_>>(),
+            [json!({"offset": 300}), json!({"offset": 400})]
         );
     }
 

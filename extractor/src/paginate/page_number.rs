@@ -10,7 +10,7 @@
 //! A response without the total is an error when neither of the other rules can end the
 //! paging.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{NextRequest, PaginateError, as_count, excerpt};
 use crate::select::Selector;
@@ -35,6 +35,18 @@ impl PageNumberPaginator {
         self.maximum_page
             .is_none_or(|max| self.page < max)
             .then(|| self.params())
+    }
+
+    /// The checkpoint: the page the next request asks for.
+    pub fn checkpoint(&self) -> Value {
+        json!({ "page": self.page })
+    }
+
+    /// Continues at a checkpoint's page: `Some(None)` when that is at `maximum_page`, `None`
+    /// when the checkpoint has no page.
+    pub fn resume(&mut self, checkpoint: &Value) -> Option<Option<NextRequest>> {
+        self.page = checkpoint.get("page")?.as_u64()?;
+        Some(self.first())
     }
 
     pub fn next(
@@ -169,6 +181,20 @@ mod tests {
         let mut p = paginator(1, Some("total_pages"), None, true);
         p.page = 3;
         assert_eq!(walk(p, 4, true).unwrap(), vec![3, 4]);
+    }
+
+    #[test]
+    fn checkpoint_and_resume() {
+        let mut p = paginator(1, Some("total_pages"), Some(9), true);
+        let _ = p.next(&json!({"total_pages": 20}), 10).unwrap();
+        let checkpoint = p.checkpoint();
+        assert_eq!(checkpoint, json!({"page": 2}));
+        let mut resumed = paginator(1, Some("total_pages"), Some(9), true);
+        assert_eq!(page_of(&resumed.resume(&checkpoint).unwrap().unwrap()), 2);
+        assert_eq!(walk(resumed, 20, true).unwrap(), vec![2, 3, 4, 5, 6, 7, 8]);
+        let mut done = paginator(1, None, Some(9), true);
+        assert_eq!(done.resume(&json!({"page": 9})), Some(None));
+        assert_eq!(done.resume(&json!({"offset": 9})), None);
     }
 
     #[test]

@@ -1,0 +1,348 @@
+//! The extractor's state, kept in Kafka so that a stateless container finds it again: one
+//! compacted topic per pipeline, `_<pipeline_name>_state`, keyed `<pipeline>/<resource>`, each
+//! value a JSON [`ResourceState`]. The last value of a key wins.
+//!
+//! A run writes its resource's state when it starts (`complete: false`), again each time the
+//! checkpoint moves (every page up to it acknowledged by the broker), and at the end with
+//! `complete: true` and the new incremental cursor. A run that finds an unfinished state
+//! resumes it: the same run id, the same incremental start value, from the checkpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use common::config::{Incremental, topic_name_from};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::incremental::max_cursor;
+use crate::publish::client_config;
+
+/// The state topic of a pipeline.
+pub fn topic(pipeline_name: &str) -> String {
+    format!("_{}_state", topic_name_from(pipeline_name))
+}
+
+/// The key of one resource's state.
+pub fn key(pipeline_name: &str, resource: &str) -> String {
+    format!("{pipeline_name}/{resource}")
+}
+
+/// One resource's state, as stored (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceState {
+    /// The incremental start value of the run in progress, or (when `complete`) of the next
+    /// run; `null` without an incremental.
+    pub cursor: Option<Value>,
+    /// The run's id (ms since the epoch when it started).
+    pub run: u64,
+    /// Where the unfinished run goes on: a paginator checkpoint; `null` means from the first
+    /// page.
+    pub checkpoint: Option<Value>,
+    pub complete: bool,
+    /// The largest cursor value among the records the unfinished run has had acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_value: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("reading the state topic `{topic}`: {message}")]
+    Read { topic: String, message: String },
+    #[error("state topic `{topic}`, offset {offset}: key `{key}` holds no state record: {message}")]
+    Decode {
+        topic: String,
+        offset: i64,
+        key: String,
+        message: String,
+    },
+}
+
+/// Reads every key's last state from `topic` (partition 0) up to its high watermark, with a
+/// short-lived consumer. Blocking: call it on a blocking thread.
+pub fn read(
+    settings: &BTreeMap<String, String>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<HashMap<String, ResourceState>, StateError> {
+    let err = |message: String| StateError::Read {
+        topic: topic.to_owned(),
+        message,
+    };
+    let mut cfg = client_config(settings);
+    let _ = cfg
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer = cfg.create().map_err(|e| err(e.to_string()))?;
+    let deadline = Instant::now() + timeout;
+    // A topic created a moment ago may not have a leader yet.
+    let (low, high) = loop {
+        match consumer.fetch_watermarks(topic, 0, Duration::from_secs(5)) {
+            Ok(w) => break w,
+            Err(e) if Instant::now() < deadline && retriable(&e) => {
+                tracing::debug!(error = %e, "state topic not ready; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(err(format!("fetching its watermarks: {e}"))),
+        }
+    };
+    let mut states = HashMap::new();
+    if high <= low {
+        return Ok(states);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Offset(low))
+        .map_err(|e| err(e.to_string()))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| err(e.to_string()))?;
+    loop {
+        if Instant::now() > deadline {
+            return Err(err(format!(
+                "not at its end (offset {high}) after {timeout:?}"
+            )));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.map_err(|e| err(e.to_string()))?;
+        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+        match message.payload() {
+            // A tombstone forgets the key.
+            None => {
+                let _ = states.remove(&key);
+            }
+            Some(payload) => {
+                let state = serde_json::from_slice(payload).map_err(|e| StateError::Decode {
+                    topic: topic.to_owned(),
+                    offset: message.offset(),
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?;
+                let _ = states.insert(key, state);
+            }
+        }
+        if message.offset() + 1 >= high {
+            return Ok(states);
+        }
+    }
+}
+
+fn retriable(e: &KafkaError) -> bool {
+    e.rdkafka_error_code().is_some_and(|code| {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        matches!(
+            code,
+            C::UnknownTopicOrPartition
+                | C::UnknownPartition
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+        )
+    })
+}
+
+/// How one resource's run starts, decided from its saved state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunStart {
+    pub run_id: u64,
+    /// The incremental's start value: sent to the API, and the lower bound of the records
+    /// kept.
+    pub start_value: Option<Value>,
+    /// What the state's `cursor` says while this run is unfinished, and at its end when the
+    /// run does not move the cursor (an `end_value` backfill).
+    pub state_cursor: Option<Value>,
+    /// The unfinished run's checkpoint when resuming.
+    pub checkpoint: Option<Value>,
+    /// The unfinished run's largest cursor so far when resuming.
+    pub last_value: Option<Value>,
+    /// Whether this continues an unfinished run.
+    pub resumed: bool,
+}
+
+impl RunStart {
+    /// The state `cursor` when the run completes with `last_value` the largest cursor it saw.
+    pub fn final_cursor(
+        &self,
+        incremental: Option<&Incremental>,
+        last_value: Option<Value>,
+    ) -> Option<Value> {
+        match incremental {
+            Some(inc) if inc.end_value.is_none() => {
+                max_cursor(self.start_value.clone(), last_value)
+            }
+            _ => self.state_cursor.clone(),
+        }
+    }
+}
+
+/// The start of a run of a resource with `incremental`, whose saved state is `saved`: an
+/// unfinished run is resumed unless `fresh`; otherwise a new run `new_run_id` starts from the
+/// saved cursor (or `initial_value`). As in dlt, an `end_value` makes the run start at
+/// `initial_value` whatever the state says, and leaves the state's cursor alone.
+pub fn plan_run(
+    saved: Option<&ResourceState>,
+    incremental: Option<&Incremental>,
+    fresh: bool,
+    new_run_id: u64,
+) -> RunStart {
+    let saved_cursor = saved.and_then(|s| s.cursor.clone());
+    let start_value = |cursor: Option<Value>| match incremental {
+        None => None,
+        Some(inc) if inc.end_value.is_some() => inc.initial_value.clone(),
+        Some(inc) => cursor.or_else(|| inc.initial_value.clone()),
+    };
+    match saved {
+        Some(s) if !s.complete && !fresh => RunStart {
+            run_id: s.run,
+            start_value: start_value(saved_cursor.clone()),
+            state_cursor: saved_cursor,
+            checkpoint: s.checkpoint.clone(),
+            last_value: s.last_value.clone(),
+            resumed: true,
+        },
+        _ => {
+            let start = start_value(saved_cursor.clone());
+            let state_cursor = match incremental {
+                Some(inc) if inc.end_value.is_none() => start.clone(),
+                _ => saved_cursor,
+            };
+            RunStart {
+                run_id: new_run_id,
+                start_value: start,
+                state_cursor,
+                checkpoint: None,
+                last_value: None,
+                resumed: false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn incremental(end_value: Option<Value>) -> Incremental {
+        Incremental {
+            start_param: Some("since".into()),
+            end_param: None,
+            cursor_path: "updated_at".into(),
+            initial_value: Some(json!("2024-01-01")),
+            end_value,
+        }
+    }
+
+    fn saved(cursor: &str, complete: bool) -> ResourceState {
+        ResourceState {
+            cursor: Some(json!(cursor)),
+            run: 7,
+            checkpoint: (!complete).then(|| json!({"offset": 300})),
+            complete,
+            last_value: (!complete).then(|| json!("2024-03-09")),
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(topic("shop"), "_shop_state");
+        assert_eq!(key("shop", "orders"), "shop/orders");
+    }
+
+    #[test]
+    fn state_json_shape() {
+        let s = saved("2024-02-01", false);
+        let text = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            text,
+            json!({"cursor": "2024-02-01", "run": 7, "checkpoint": {"offset": 300},
+                   "complete": false, "last_value": "2024-03-09"})
+        );
+        let back: ResourceState = serde_json::from_value(
+            json!({"cursor": null, "run": 1, "checkpoint": null, "complete": true}),
+        )
+        .unwrap();
+        assert_eq!(back.last_value, None);
+    }
+
+    #[test]
+    fn first_run_starts_at_the_initial_value() {
+        let inc = incremental(None);
+        let start = plan_run(None, Some(&inc), false, 100);
+        assert_eq!(start.run_id, 100);
+        assert_eq!(start.start_value, Some(json!("2024-01-01")));
+        assert!(!start.resumed && start.checkpoint.is_none());
+        assert_eq!(
+            start.final_cursor(Some(&inc), Some(json!("2024-05-01"))),
+            Some(json!("2024-05-01"))
+        );
+        // No records: the cursor stays.
+        assert_eq!(
+            start.final_cursor(Some(&inc), None),
+            Some(json!("2024-01-01"))
+        );
+    }
+
+    #[test]
+    fn a_complete_state_gives_the_next_start() {
+        let inc = incremental(None);
+        let start = plan_run(Some(&saved("2024-02-01", true)), Some(&inc), false, 100);
+        assert_eq!(start.run_id, 100);
+        assert_eq!(start.start_value, Some(json!("2024-02-01")));
+        assert!(!start.resumed);
+    }
+
+    #[test]
+    fn an_unfinished_run_resumes_unless_fresh() {
+        let inc = incremental(None);
+        let s = saved("2024-02-01", false);
+        let start = plan_run(Some(&s), Some(&inc), false, 100);
+        assert_eq!(
+            start,
+            RunStart {
+                run_id: 7,
+                start_value: Some(json!("2024-02-01")),
+                state_cursor: Some(json!("2024-02-01")),
+                checkpoint: Some(json!({"offset": 300})),
+                last_value: Some(json!("2024-03-09")),
+                resumed: true,
+            }
+        );
+        let fresh = plan_run(Some(&s), Some(&inc), true, 100);
+        assert_eq!(fresh.run_id, 100);
+        assert_eq!(fresh.start_value, Some(json!("2024-02-01")));
+        assert_eq!(fresh.checkpoint, None);
+        assert!(!fresh.resumed);
+    }
+
+    #[test]
+    fn end_value_backfills_without_moving_the_cursor() {
+        let inc = incremental(Some(json!("2024-01-15")));
+        let start = plan_run(Some(&saved("2024-02-01", true)), Some(&inc), false, 100);
+        assert_eq!(start.start_value, Some(json!("2024-01-01")));
+        assert_eq!(
+            start.final_cursor(Some(&inc), Some(json!("2024-01-14"))),
+            Some(json!("2024-02-01"))
+        );
+    }
+
+    #[test]
+    fn without_incremental_only_the_run_is_kept() {
+        let start = plan_run(None, None, false, 5);
+        assert_eq!(start.start_value, None);
+        assert_eq!(start.final_cursor(None, None), None);
+        let resumed = plan_run(Some(&saved("x", false)), None, false, 5);
+        assert_eq!(resumed.run_id, 7);
+        assert_eq!(resumed.start_value, None);
+    }
+}
