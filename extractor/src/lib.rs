@@ -9,9 +9,12 @@
 pub mod auth;
 pub mod build;
 pub mod client;
+pub mod limit;
 pub mod paginate;
+pub mod progress;
 pub mod publish;
 pub mod select;
+pub mod summary;
 
 use std::time::Instant;
 
@@ -19,13 +22,15 @@ use common::avro::Encoder;
 use common::config::{PipelineConfig, ResourceConfig};
 use common::schema::SchemaBuilder;
 use common::secret::SecretResolver;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::client::{FetchError, HttpClient, Request};
+use crate::limit::AdaptiveLimit;
 use crate::paginate::{NextRequest, PageResponse, PaginateError};
+use crate::progress::{Progress, ResourceProgress};
 use crate::publish::{Framing, PublishError, Publisher};
 
 /// Choices that are not part of the config document.
@@ -38,7 +43,12 @@ pub struct RunOptions {
     pub replication_factor: i32,
     /// Requests in flight per resource once the first page has told how many pages there
     /// are (offset paging with a total); 1 pages sequentially.
+    /// The most: a 429 answer halves it for the resource, which then grows back slowly.
     pub page_concurrency: usize,
+    /// Resources extracted at the same time (at least 1).
+    pub resource_concurrency: usize,
+    /// Progress bars (drawn only on a terminal).
+    pub progress: Progress,
 }
 
 impl Default for RunOptions {
@@ -48,9 +58,14 @@ impl Default for RunOptions {
             partitions: 6,
             replication_factor: 1,
             page_concurrency: DEFAULT_PAGE_CONCURRENCY,
+            resource_concurrency: DEFAULT_RESOURCE_CONCURRENCY,
+            progress: Progress::hidden(),
         }
     }
 }
+
+/// Resources extracted at the same time.
+pub const DEFAULT_RESOURCE_CONCURRENCY: usize = 4;
 
 /// Requests in flight per resource when the pages are known in advance.
 pub const DEFAULT_PAGE_CONCURRENCY: usize = 8;
@@ -63,6 +78,8 @@ pub struct ResourceReport {
     pub pages: u64,
     pub records: u64,
     pub retries: u64,
+    /// 429 Too Many Requests answers (each one is also a retry, or the error that ended the run).
+    pub throttled: u64,
     /// Response bytes read from the API.
     pub bytes: u64,
     pub seconds: f64,
@@ -115,8 +132,9 @@ pub enum ExtractError {
     Several(Vec<ExtractError>),
 }
 
-/// Runs every selected resource concurrently and waits for the broker to acknowledge
-/// everything sent. Returns the per-resource reports, or the first failure(s).
+/// Runs the selected resources concurrently (at most `opts.resource_concurrency` at a time)
+/// and waits for the broker to acknowledge everything sent. Returns the per-resource
+/// reports in config order, or the first failure(s).
 pub async fn run(
     cfg: &PipelineConfig,
     secrets: &SecretResolver,
@@ -132,19 +150,26 @@ pub async fn run(
         .ensure_topics(&topics, opts.partitions, opts.replication_factor)
         .await?;
 
-    let runs = resources.into_iter().map(|(r, plan)| {
+    let runs = resources.into_iter().enumerate().map(|(i, (r, plan))| {
         let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic);
+        let progress = opts.progress.resource(&r.name);
         extract_resource(
             &client,
             &publisher,
             r,
             plan,
             cancel.clone(),
-            opts.page_concurrency.max(1),
+            Paging::new(opts.page_concurrency, progress),
         )
         .instrument(span)
+        .map(move |result| (i, result))
     });
-    let results = futures::future::join_all(runs).await;
+    let mut results: Vec<_> = futures::stream::iter(runs)
+        .buffer_unordered(opts.resource_concurrency.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    let results = results.into_iter().map(|(_, result)| result);
     // Whatever happened, wait for what was sent: acknowledged records stay valid.
     let finished = publisher.finish().await;
 
@@ -164,6 +189,25 @@ pub async fn run(
         0 => Ok(reports),
         1 => Err(errors.remove(0)),
         _ => Err(ExtractError::Several(errors)),
+    }
+}
+
+/// How one resource's pages are fetched: at most `concurrency` at a time once the pages are
+/// known, fewer while the API answers 429 (`limit`), shown on `progress`.
+struct Paging {
+    concurrency: usize,
+    limit: AdaptiveLimit,
+    progress: ResourceProgress,
+}
+
+impl Paging {
+    fn new(concurrency: usize, progress: ResourceProgress) -> Self {
+        let concurrency = concurrency.max(1);
+        Self {
+            concurrency,
+            limit: AdaptiveLimit::new(concurrency, limit::DEFAULT_RECOVER_AFTER),
+            progress,
+        }
     }
 }
 
@@ -194,13 +238,15 @@ async fn extract_resource(
     resource: &ResourceConfig,
     plan: build::EndpointPlan,
     cancel: CancellationToken,
-    concurrency: usize,
+    paging: Paging,
 ) -> Result<ResourceReport, ExtractError> {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel::<Page>(4);
-    let fetch = fetch_pages(client, resource, plan, tx, cancel, concurrency);
+    let fetch = fetch_pages(client, resource, plan, tx, cancel, &paging);
     let publish = publish_pages(publisher, resource, rx);
     let (fetched, published) = tokio::join!(fetch, publish);
+    paging.progress.finish();
+    let limits = paging.limit.stats();
     // A publishing failure ends the fetcher (its channel closes), so report that first.
     let records = published?;
     let stats = fetched?;
@@ -210,6 +256,7 @@ async fn extract_resource(
         pages: stats.pages,
         records,
         retries: stats.retries,
+        throttled: limits.throttled,
         bytes: stats.bytes,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -217,6 +264,8 @@ async fn extract_resource(
         pages = report.pages,
         records = report.records,
         retries = report.retries,
+        throttled = report.throttled,
+        lowest_page_concurrency = limits.lowest,
         "resource done"
     );
     Ok(report)
@@ -228,8 +277,9 @@ async fn fetch_pages(
     plan: build::EndpointPlan,
     tx: mpsc::Sender<Page>,
     cancel: CancellationToken,
-    concurrency: usize,
+    paging: &Paging,
 ) -> Result<FetchStats, ExtractError> {
+    let concurrency = paging.concurrency;
     let build::EndpointPlan {
         method,
         path,
@@ -283,13 +333,14 @@ async fn fetch_pages(
         }
         let req = request_for(step);
         let response = tokio::select! {
-            r = client.fetch(&req) => r,
+            r = client.fetch_limited(&req, Some(&paging.limit)) => r,
             () = cancel.cancelled() => break,
         };
         let response = response.map_err(fetch_err)?;
         stats.add(&response);
         let mut body = response.body;
         let records = take_records(&mut body);
+        paging.progress.page(records.len());
         tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
         let page_response = PageResponse {
             url: &response.url,
@@ -324,12 +375,15 @@ async fn fetch_pages(
                 concurrency,
                 "fetching the remaining pages concurrently"
             );
+            paging.progress.total_pages(1 + rest.len() as u64);
             let stops_on_empty = paginator.stops_on_empty_page();
             // `buffered` keeps at most `concurrency` requests in flight and yields the
-            // responses in page order, so each id's versions are published in order.
+            // responses in page order, so each id's versions are published in order; the
+            // adaptive limit lowers the number actually sent while the API answers 429.
             let mut pages = futures::stream::iter(rest.into_iter().map(|step| {
                 let req = request_for(step);
-                async move { client.fetch(&req).await }
+                let limit = &paging.limit;
+                async move { client.fetch_limited(&req, Some(limit)).await }
             }))
             .buffered(concurrency);
             loop {
@@ -344,6 +398,7 @@ async fn fetch_pages(
                 stats.add(&response);
                 let mut body = response.body;
                 let records = take_records(&mut body);
+                paging.progress.page(records.len());
                 if records.is_empty() && stops_on_empty {
                     // As sequential paging would: the data ended before `total` said.
                     break;

@@ -166,8 +166,8 @@ impl Paginator {
     }
 
     /// After the first response was accepted by [`Paginator::next`]: every remaining request,
-    /// when the response says how many there are (`offset` with a total), so they can be
-    /// fetched concurrently; `None` when only sequential paging can know.
+    /// when the response says how many there are (`offset` or `page_number` with a total),
+    /// so they can be fetched concurrently; `None` when only sequential paging can know.
     pub fn remaining(&self, body: &Value) -> Option<Vec<NextRequest>> {
         match self {
             Paginator::Offset(p) => Some(
@@ -176,6 +176,7 @@ impl Paginator {
                     .map(NextRequest::Params)
                     .collect(),
             ),
+            Paginator::PageNumber(p) => p.remaining(body),
             _ => None,
         }
     }
