@@ -169,13 +169,12 @@ pub async fn run(
         .collect()
         .await;
     results.sort_by_key(|(i, _)| *i);
-    let results = results.into_iter().map(|(_, result)| result);
     // Whatever happened, wait for what was sent: acknowledged records stay valid.
     let finished = publisher.finish().await;
 
     let mut reports = Vec::new();
     let mut errors = Vec::new();
-    for result in results {
+    for (_, result) in results {
         match result {
             Ok(report) => reports.push(report),
             Err(e) => errors.push(e),

@@ -107,21 +107,22 @@ async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
     });
     let started = std::time::Instant::now();
     let reports = run(&cfg, &secrets, &opts, cancel).await?;
-    let (mut pages, mut records, mut retries, mut bytes) = (0, 0, 0, 0);
+    let (mut pages, mut records, mut retries, mut throttled, mut bytes) = (0, 0, 0, 0, 0);
     for r in &reports {
         println!(
-            "resource={} topic={} pages={} records={} retries={} bytes={} seconds={:.3}",
-            r.resource, r.topic, r.pages, r.records, r.retries, r.bytes, r.seconds
+            "resource={} topic={} pages={} records={} retries={} bytes={} seconds={:.3} throttled={}",
+            r.resource, r.topic, r.pages, r.records, r.retries, r.bytes, r.seconds, r.throttled
         );
         pages += r.pages;
         records += r.records;
         retries += r.retries;
+        throttled += r.throttled;
         bytes += r.bytes;
     }
     let seconds = started.elapsed().as_secs_f64();
     eprint!("{}", extractor::summary::table(&reports, seconds));
     println!(
-        "total pages={pages} records={records} retries={retries} bytes={bytes} seconds={seconds:.3} records_per_second={:.0}",
+        "total pages={pages} records={records} retries={retries} bytes={bytes} seconds={seconds:.3} records_per_second={:.0} throttled={throttled}",
         records as f64 / seconds.max(1e-9)
     );
     Ok(())
