@@ -531,9 +531,97 @@ pub(crate) fn excerpt(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Instant;
 
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// A bare HTTP server answering `{}` after 30 ms, or 429 with `Retry-After: 0` at once
+    /// when more than `max` requests are in flight. Returns its URL and its counters:
+    /// (requests, refused).
+    async fn throttling_server(max: u64) -> (String, Arc<[AtomicU64; 2]>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let c = Arc::clone(&counters);
+        drop(tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let (c, in_flight) = (Arc::clone(&c), Arc::clone(&in_flight));
+                drop(tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut read = 0;
+                    while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf[read..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read += n,
+                        }
+                    }
+                    let _ = c[0].fetch_add(1, Ordering::SeqCst);
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    let answer: &[u8] = if now > max {
+                        let _ = c[1].fetch_add(1, Ordering::SeqCst);
+                        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    };
+                    let _ = in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let _ = socket.write_all(answer).await;
+                    let _ = socket.shutdown().await;
+                }));
+            }
+        }));
+        (url, counters)
+    }
+
+    fn client(url: &str) -> HttpClient {
+        let policy = RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        HttpClient::new(
+            url,
+            Auth::None,
+            HeaderMap::new(),
+            Duration::from_secs(5),
+            policy,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_429_from_the_retry_loop_lowers_the_limit_and_every_request_succeeds() {
+        let (url, counters) = throttling_server(3).await;
+        let client = client(&url);
+        let limit = AdaptiveLimit::new(8, 10);
+        let req = Request {
+            method: Method::Get,
+            path: "/items".into(),
+            params: vec![],
+            json: None,
+        };
+        let results =
+            futures::future::join_all((0..40).map(|_| client.fetch_limited(&req, Some(&limit))))
+                .await;
+        let retries: u32 = results.iter().map(|r| r.as_ref().unwrap().retries).sum();
+        let [requests, refused] = &*counters;
+        let refused = refused.load(Ordering::SeqCst);
+        assert!(refused > 0, "the server never refused");
+        assert_eq!(u64::from(retries), refused, "every 429 was retried");
+        assert_eq!(requests.load(Ordering::SeqCst), 40 + refused);
+        let stats = limit.stats();
+        assert_eq!(stats.throttled, refused, "every 429 reached the limit");
+        assert!(stats.decreases >= 1 && stats.lowest <= 4, "{stats:?}");
+        // At a steady 8 in flight, 5 of every 8 attempts would be refused.
+        assert!(
+            refused * 4 < 40 + refused,
+            "{refused} refusals for 40 requests: the limit did not adapt"
+        );
+    }
 
     #[test]
     fn rate_quota_spaces_requests_evenly() {
