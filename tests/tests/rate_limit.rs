@@ -87,7 +87,7 @@ const PAGED_ENDPOINT: &str = r#"{ path = "/v1/paged", params = { per_page = 100 
 fn a_429_over_three_in_flight_lowers_the_concurrency_and_every_record_lands() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let broker = Broker::start(tmp.path())?;
-    let api = DemoApi::start(5000, &["--latency-ms", "30"])?;
+    let api = DemoApi::start(5000, &["--latency-ms", "100"])?;
     let throttle = api.post(
         "/admin/throttle",
         json!({"max_in_flight": 3, "retry_after": "0"}),
