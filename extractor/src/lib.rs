@@ -42,8 +42,8 @@ pub struct RunOptions {
     pub partitions: i32,
     pub replication_factor: i32,
     /// Requests in flight per resource once the first page has told how many pages there
-    /// are (offset paging with a total); 1 pages sequentially.
-    /// The most: a 429 answer halves it for the resource, which then grows back slowly.
+    /// are (offset or page_number paging with a total); 1 pages sequentially. The most: a
+    /// 429 answer halves the resource's limit, which then grows back slowly (`limit`).
     pub page_concurrency: usize,
     /// Resources extracted at the same time (at least 1).
     pub resource_concurrency: usize,
