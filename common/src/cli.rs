@@ -6,13 +6,22 @@ use crate::config::{PipelineConfig, SchemaRegistryConfig};
 /// terminal, so piped and container logs stay plain text), or one JSON object per line.
 /// `RUST_LOG` filters (default `info`).
 pub fn init_logging(json: bool) {
+    init_logging_to(json, std::io::stderr);
+}
+
+/// As [`init_logging`], writing through `writer` (which should end on stderr, e.g. past the
+/// extractor's progress bars).
+pub fn init_logging_to<W>(json: bool, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {

@@ -83,6 +83,9 @@ pub struct ClientConfig {
     pub auth: Option<AuthConfig>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// `max_requests_per_second` (not a dlt key): at most this many requests a second, all
+    /// resources together; `None` is unlimited.
+    pub max_requests_per_second: Option<f64>,
 }
 
 impl ClientConfig {
@@ -932,6 +935,8 @@ struct RawClient {
     timeout: Option<f64>,
     #[serde(default)]
     retry: Option<RawRetry>,
+    #[serde(default)]
+    max_requests_per_second: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -1673,13 +1678,36 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
 
     let retry = resolve_retry(raw.retry, problems);
 
+    let max_requests_per_second = raw.max_requests_per_second.filter(|&rps| {
+        let problem = check_requests_per_second(rps);
+        if let Some(problem) = &problem {
+            problems.push("client.max_requests_per_second", problem);
+        }
+        problem.is_none()
+    });
+
     Some(ClientConfig {
         base_url: base_url?,
         headers,
         auth: raw.auth,
         timeout,
         retry,
+        max_requests_per_second,
     })
+}
+
+/// The smallest `client.max_requests_per_second`: one request every 1000 seconds.
+pub const MIN_REQUESTS_PER_SECOND: f64 = 0.001;
+
+/// Why `rps` cannot be a requests-per-second limit (config key or `--max-rps`), if it cannot.
+pub fn check_requests_per_second(rps: f64) -> Option<String> {
+    if rps.is_finite() && rps >= MIN_REQUESTS_PER_SECOND {
+        None
+    } else {
+        Some(format!(
+            "{rps} is not a number of requests per second (at least {MIN_REQUESTS_PER_SECOND})"
+        ))
+    }
 }
 
 fn resolve_retry(raw: Option<RawRetry>, problems: &mut Problems) -> RetryPolicy {
@@ -3485,6 +3513,50 @@ resources:
                 assert!(e.contains(needle), "{name}: {needle:?} not in {e:?}");
             }
         }
+    }
+
+    #[test]
+    fn max_requests_per_second_values() {
+        let rps = |value: &str| {
+            toml(&with("").replace(
+                "base_url",
+                &format!("max_requests_per_second = {value}\nbase_url"),
+            ))
+        };
+        assert_eq!(
+            toml(&with("")).unwrap().client.max_requests_per_second,
+            None
+        );
+        for (value, expected) in [("20", 20.0), ("0.5", 0.5), ("0.001", 0.001), ("1e6", 1e6)] {
+            assert_eq!(
+                rps(value).unwrap().client.max_requests_per_second,
+                Some(expected),
+                "{value}"
+            );
+        }
+        let cases: [(&str, &str); 6] = [
+            (
+                "0",
+                "client.max_requests_per_second: 0 is not a number of requests per second",
+            ),
+            (
+                "-5",
+                "client.max_requests_per_second: -5 is not a number of requests per second",
+            ),
+            (
+                "0.0001",
+                "client.max_requests_per_second: 0.0001 is not a number",
+            ),
+            ("nan", "client.max_requests_per_second: NaN is not a number"),
+            ("inf", "client.max_requests_per_second: inf is not a number"),
+            ("\"fast\"", "client.max_requests_per_second"),
+        ];
+        for (value, needle) in cases {
+            let e = err(rps(value));
+            assert!(e.contains(needle), "{value}: {needle:?} not in {e:?}");
+        }
+        assert_eq!(check_requests_per_second(20.0), None);
+        assert!(check_requests_per_second(0.0).is_some());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod drift;
 mod incremental;
 mod paging;
 mod record;
+mod throttle;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -238,6 +239,7 @@ struct Inner {
     log: Mutex<VecDeque<LogEntry>>,
     oauth: Mutex<auth::OAuth>,
     incremental: Mutex<incremental::IncrementalSet>,
+    throttle: throttle::Throttle,
 }
 
 /// Lock, ignoring poison: every critical section leaves the data consistent.
@@ -260,6 +262,7 @@ impl AppState {
                 log: Mutex::new(VecDeque::new()),
                 oauth: Mutex::new(auth::OAuth::default()),
                 incremental: Mutex::default(),
+                throttle: throttle::Throttle::default(),
             }),
         }
     }
@@ -272,7 +275,7 @@ impl AppState {
         let _ = self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.inner.peak_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(&self.inner.in_flight)
+        InFlight(&self.inner.in_flight, now)
     }
 
     /// Consumes one unit of the head fault step, if any.
@@ -316,11 +319,13 @@ impl AppState {
         self.inner.token_requests.store(0, Ordering::Relaxed);
         let now = self.inner.in_flight.load(Ordering::SeqCst);
         self.inner.peak_in_flight.store(now, Ordering::SeqCst);
+        self.inner.throttle.reset();
     }
 }
 
-/// Decrements the in-flight gauge when the request ends, also when it unwinds.
-struct InFlight<'a>(&'a AtomicU64);
+/// Decrements the in-flight gauge when the request ends, also when it unwinds; holds the
+/// number in flight when the request began (itself included).
+struct InFlight<'a>(&'a AtomicU64, u64);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -401,6 +406,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incremental", get(incremental::get_incremental))
         .route("/admin/mutate", post(incremental::post_mutate))
         .route("/admin/incremental/records", get(incremental::get_records))
+        .route(
+            "/admin/throttle",
+            get(throttle::get_throttle).post(throttle::post_throttle),
+        )
         .with_state(state)
 }
 
@@ -451,15 +460,23 @@ async fn get_resource(
 }
 
 /// Answers one data request: counts it, serves a queued fault first (faults hit every
-/// request, whatever its credentials or parameters), waits the configured latency, then runs
-/// `handler` and logs the outcome as `entry` with its status.
+/// request, whatever its credentials or parameters), then refuses it at once with 429 if the
+/// throttle (`/admin/throttle`) says too many are in flight, waits the configured latency,
+/// then runs `handler` and logs the outcome as `entry` with its status.
 async fn answer(
     state: &AppState,
     mut entry: LogEntry,
     handler: impl FnOnce() -> Result<Response, ApiError>,
 ) -> Response {
-    let _in_flight = state.begin_request();
+    let in_flight = state.begin_request();
     let fault = state.take_fault();
+    let limited = fault.is_none().then_some(in_flight.1);
+    if let Some(response) = state.inner.throttle.arrive(limited) {
+        entry.status = response.status().as_u16();
+        tracing::debug!(in_flight = in_flight.1, "throttled: 429");
+        state.log(entry);
+        return response;
+    }
     let latency_ms = state.settings().latency_ms;
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
@@ -975,6 +992,75 @@ mod tests {
         assert_eq!(last["id"], 500);
         assert_eq!(last["external_ref"].as_i64(), Some(i64::MAX));
         assert!(raw.contains("\"external_ref\":9223372036854775807"));
+    }
+
+    #[tokio::test]
+    async fn throttle_refuses_requests_over_the_in_flight_limit_at_once() {
+        let server = Server::start(Settings {
+            latency_ms: 1500,
+            ..settings(100)
+        })
+        .await;
+        let r = server
+            .post("/admin/throttle", json!({"max_in_flight": 2}))
+            .await;
+        assert_eq!(r.status(), 200);
+        let client = server.client.clone();
+        let url = format!("{}/v1/resource", server.base);
+        let slow: Vec<_> = (0..2)
+            .map(|_| {
+                let req = client.get(&url).query(&[("api_key", KEY)]);
+                tokio::spawn(async move { req.send().await.map(|r| r.status()) })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.stats().await["in_flight"] != 2 {
+            assert!(Instant::now() < deadline, "2 requests never in flight");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for path in ["/v1/resource", "/v1/paged", "/v1/resource"] {
+            let started = Instant::now();
+            let r = server
+                .client
+                .get(format!("{}{path}", server.base))
+                .query(&[("api_key", KEY)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 429, "{path}");
+            assert_eq!(r.headers()["retry-after"], "0");
+            assert!(
+                started.elapsed() < Duration::from_millis(1000),
+                "a refusal skips the latency"
+            );
+        }
+        for r in slow {
+            assert_eq!(r.await.unwrap().unwrap(), 200);
+        }
+        let stats = server.get_json("/admin/throttle").await;
+        assert_eq!(stats["max_in_flight"], 2);
+        assert_eq!(stats["throttled"], 3);
+        assert_eq!(stats["arrivals"], 5);
+        let statuses: Vec<u64> = server.stats().await["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["status"].as_u64().unwrap())
+            .collect();
+        assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3);
+
+        for bad in [
+            json!({"max_in_flight": 0}),
+            json!({"max_in_flight": 2, "bogus": 1}),
+            json!({"retry_after": "a\nb"}),
+        ] {
+            let r = server.post("/admin/throttle", bad.clone()).await;
+            assert_eq!(r.status(), 400, "{bad}");
+        }
+        let r = server.post("/admin/throttle", json!({})).await;
+        let cleared: Value = r.json().await.unwrap();
+        assert_eq!(cleared["max_in_flight"], Value::Null);
+        assert_eq!(cleared["arrivals"], 0);
     }
 
     #[tokio::test]

@@ -128,14 +128,18 @@ pub fn http_client(
             .map_err(|e| invalid(format!("not a valid header value: {e}")))?;
         let _ = headers.insert(name, value);
     }
-    HttpClient::new(
+    let http = HttpClient::new(
         client.base_url.as_str(),
         auth,
         headers,
         client.timeout,
         client.retry.clone(),
     )
-    .map_err(|e| BuildError::Http(e.to_string()))
+    .map_err(|e| BuildError::Http(e.to_string()))?;
+    Ok(match client.max_requests_per_second {
+        Some(rps) => http.with_rate_limit(rps),
+        None => http,
+    })
 }
 
 /// Which auth key holds a secret that no header can carry.

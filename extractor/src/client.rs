@@ -16,6 +16,10 @@ use url::Url;
 
 use crate::auth::OAuth2ClientCredentials;
 use crate::auth::oauth2::TokenError;
+use crate::limit::AdaptiveLimit;
+
+/// The requests-per-second bucket every request of a client waits on (`client.max_requests_per_second`).
+type RateLimiter = governor::DefaultDirectRateLimiter;
 
 /// How credentials go on each request. `OAuth2` sends a bearer token it fetches (and
 /// refreshes) with client credentials.
@@ -173,6 +177,7 @@ pub struct HttpClient {
     policy: RetryPolicy,
     secrets: Vec<Secret>,
     secret_params: Vec<String>,
+    rate: Option<RateLimiter>,
 }
 
 /// How much of an error response body goes into the error message.
@@ -206,7 +211,17 @@ impl HttpClient {
             policy,
             secrets,
             secret_params,
+            rate: None,
         })
+    }
+
+    /// Sends at most `per_second` requests a second (every attempt counts, retries too),
+    /// spaced evenly: a token bucket of one token refilled every `1 / per_second` seconds,
+    /// shared by everything using this client. `per_second` must be positive and finite
+    /// (the config checks it); anything else leaves the client unlimited.
+    pub fn with_rate_limit(mut self, per_second: f64) -> Self {
+        self.rate = rate_quota(per_second).map(RateLimiter::direct);
+        self
     }
 
     /// The request's URL as it may be logged: the query-string secret replaced by `***`.
@@ -273,8 +288,18 @@ impl HttpClient {
     /// With OAuth2, a 401 from the API drops the token it refused, and the request is sent
     /// once more with a new one.
     pub async fn fetch(&self, req: &Request) -> Result<Response, FetchError> {
+        self.fetch_limited(req, None).await
+    }
+
+    /// As [`HttpClient::fetch`], each attempt holding a slot of `limit` while in flight and
+    /// reporting to it whether the API answered 429 Too Many Requests.
+    pub async fn fetch_limited(
+        &self,
+        req: &Request,
+        limit: Option<&AdaptiveLimit>,
+    ) -> Result<Response, FetchError> {
         let used = Mutex::new(None);
-        let result = self.fetch_with_retries(req, &used).await;
+        let result = self.fetch_with_retries(req, &used, limit).await;
         let Auth::OAuth2(oauth) = &self.auth else {
             return result;
         };
@@ -288,7 +313,7 @@ impl HttpClient {
                     url = %self.display_url(req),
                     "the API refused the OAuth2 token (HTTP 401); fetching a new one and retrying once"
                 );
-                self.fetch_with_retries(req, &Mutex::new(None)).await
+                self.fetch_with_retries(req, &Mutex::new(None), limit).await
             }
             other => other,
         }
@@ -299,11 +324,12 @@ impl HttpClient {
         &self,
         req: &Request,
         used: &Mutex<Option<Secret>>,
+        limit: Option<&AdaptiveLimit>,
     ) -> Result<Response, FetchError> {
         let url = self.url(req)?;
         let shown = self.redact(&url);
         let mut retry_statuses = Vec::new();
-        let result = (|| self.attempt(req, &url, &shown, used))
+        let result = (|| self.paced_attempt(req, &url, &shown, used, limit))
             .retry(self.policy.backoff())
             .when(FetchError::retryable)
             .adjust(|e, backoff| backoff.map(|d| e.retry_after().unwrap_or(d)))
@@ -334,6 +360,55 @@ impl HttpClient {
             retry_statuses,
             ignored,
         })
+    }
+
+    /// One attempt within the limits: a slot of `limit`, then a token of the rate limit.
+    /// A 429 lowers `limit`; a successful answer counts towards raising it again.
+    async fn paced_attempt(
+        &self,
+        req: &Request,
+        url: &Url,
+        shown: &str,
+        used: &Mutex<Option<Secret>>,
+        limit: Option<&AdaptiveLimit>,
+    ) -> Result<(Value, usize, HeaderMap, Option<u16>), FetchError> {
+        let permit = match limit {
+            Some(limit) => Some(limit.acquire().await),
+            None => None,
+        };
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        let result = self.attempt(req, url, shown, used).await;
+        let Some(permit) = permit else {
+            return result;
+        };
+        match &result {
+            Err(FetchError::Status { status: 429, .. }) => {
+                if let Some(change) = permit.throttled() {
+                    tracing::warn!(
+                        url = %shown,
+                        from = change.from,
+                        to = change.to,
+                        "HTTP 429 Too Many Requests: lowering the page concurrency from {} to {}",
+                        change.from,
+                        change.to
+                    );
+                }
+            }
+            Ok(_) => {
+                if let Some(change) = permit.success() {
+                    tracing::debug!(
+                        from = change.from,
+                        to = change.to,
+                        "raising the page concurrency"
+                    );
+                }
+            }
+            // Neither a step down nor up: a 5xx, a transport error or a refused token.
+            Err(_) => drop(permit),
+        }
+        result
     }
 
     async fn attempt(
@@ -443,6 +518,14 @@ impl HttpClient {
     }
 }
 
+/// One request every `1 / per_second` seconds, no burst; `None` unless positive and finite.
+fn rate_quota(per_second: f64) -> Option<governor::Quota> {
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return None;
+    }
+    governor::Quota::with_period(Duration::try_from_secs_f64(1.0 / per_second).ok()?)
+}
+
 fn secret_header(value: &Secret) -> HeaderValue {
     secret_header_text(value.expose())
 }
@@ -472,5 +555,139 @@ pub(crate) fn excerpt(bytes: &[u8]) -> String {
     match text.char_indices().nth(EXCERPT_CHARS) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A bare HTTP server answering `{}` after 30 ms, or 429 with `Retry-After: 0` at once
+    /// when more than `max` requests are in flight. Returns its URL and its counters:
+    /// (requests, refused).
+    async fn throttling_server(max: u64) -> (String, Arc<[AtomicU64; 2]>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let c = Arc::clone(&counters);
+        drop(tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let (c, in_flight) = (Arc::clone(&c), Arc::clone(&in_flight));
+                drop(tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut read = 0;
+                    while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf[read..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read += n,
+                        }
+                    }
+                    let _ = c[0].fetch_add(1, Ordering::SeqCst);
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    let answer: &[u8] = if now > max {
+                        let _ = c[1].fetch_add(1, Ordering::SeqCst);
+                        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    };
+                    let _ = in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let _ = socket.write_all(answer).await;
+                    let _ = socket.shutdown().await;
+                }));
+            }
+        }));
+        (url, counters)
+    }
+
+    fn client(url: &str) -> HttpClient {
+        let policy = RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        HttpClient::new(
+            url,
+            Auth::None,
+            HeaderMap::new(),
+            Duration::from_secs(5),
+            policy,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_429_from_the_retry_loop_lowers_the_limit_and_every_request_succeeds() {
+        let (url, counters) = throttling_server(3).await;
+        let client = client(&url);
+        let limit = AdaptiveLimit::new(8, 10);
+        let req = Request {
+            method: Method::Get,
+            path: "/items".into(),
+            params: vec![],
+            json: None,
+            response_actions: Vec::new(),
+        };
+        let results =
+            futures::future::join_all((0..40).map(|_| client.fetch_limited(&req, Some(&limit))))
+                .await;
+        let retries: u32 = results.iter().map(|r| r.as_ref().unwrap().retries).sum();
+        let [requests, refused] = &*counters;
+        let refused = refused.load(Ordering::SeqCst);
+        assert!(refused > 0, "the server never refused");
+        assert_eq!(u64::from(retries), refused, "every 429 was retried");
+        assert_eq!(requests.load(Ordering::SeqCst), 40 + refused);
+        let stats = limit.stats();
+        assert_eq!(stats.throttled, refused, "every 429 reached the limit");
+        assert!(stats.decreases >= 1 && stats.lowest <= 4, "{stats:?}");
+        // At a steady 8 in flight, 5 of every 8 attempts would be refused.
+        assert!(
+            refused * 4 < 40 + refused,
+            "{refused} refusals for 40 requests: the limit did not adapt"
+        );
+    }
+
+    #[test]
+    fn rate_quota_spaces_requests_evenly() {
+        let q = rate_quota(20.0).unwrap();
+        assert_eq!(q.replenish_interval(), Duration::from_millis(50));
+        assert_eq!(q.burst_size().get(), 1, "no burst: evenly spaced");
+        assert_eq!(
+            rate_quota(0.5).unwrap().replenish_interval(),
+            Duration::from_secs(2)
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300] {
+            assert!(rate_quota(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_rate_limit_delays_every_request_after_the_first() {
+        let client = HttpClient::new(
+            "http://127.0.0.1:9",
+            Auth::None,
+            HeaderMap::new(),
+            Duration::from_secs(1),
+            RetryPolicy::default(),
+        )
+        .unwrap()
+        .with_rate_limit(100.0);
+        let rate = client.rate.as_ref().unwrap();
+        let started = Instant::now();
+        for _ in 0..11 {
+            rate.until_ready().await;
+        }
+        // The first goes at once, then one every 10 ms.
+        assert!(
+            started.elapsed() >= Duration::from_millis(95),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -313,6 +313,20 @@ pub(crate) async fn feed_children(
     }
 }
 
+/// The name of the resource at the top of `resource`'s parent chain (itself when it has no
+/// parent).
+pub fn root_of<'a>(cfg: &'a PipelineConfig, resource: &'a ResourceConfig) -> &'a str {
+    let mut current = resource;
+    // The config refuses cycles; the bound only guards against a loop all the same.
+    for _ in 0..=cfg.resources.len() {
+        match current.parent.as_deref().and_then(|p| cfg.resource(p)) {
+            Some(parent) => current = parent,
+            None => break,
+        }
+    }
+    &current.name
+}
+
 /// Pages the child's endpoint once per parent record, `child_concurrency` records at a
 /// time, sending every page (with the `include_from_parent` columns added) to `tx`.
 #[allow(clippy::too_many_arguments)]
@@ -323,7 +337,7 @@ pub(crate) async fn fetch_children(
     parents: mpsc::Receiver<ParentPage>,
     tx: mpsc::Sender<Page>,
     cancel: CancellationToken,
-    page_concurrency: usize,
+    paging: &crate::Paging,
     child_concurrency: usize,
 ) -> Result<FetchStats, ExtractError> {
     let totals = Mutex::new(FetchStats::default());
@@ -346,7 +360,7 @@ pub(crate) async fn fetch_children(
                 plan,
                 page_tx,
                 cancel.clone(),
-                page_concurrency,
+                paging,
                 None,
                 None,
             );

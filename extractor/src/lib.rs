@@ -12,10 +12,13 @@ pub mod checkpoint;
 pub mod client;
 pub mod dependent;
 pub mod incremental;
+pub mod limit;
 pub mod paginate;
+pub mod progress;
 pub mod publish;
 pub mod select;
 pub mod state;
+pub mod summary;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,7 +36,9 @@ use tracing::Instrument;
 use crate::checkpoint::Checkpoints;
 use crate::client::{FetchError, HttpClient, Method, Request};
 use crate::incremental::{CursorError, CursorFilter};
+use crate::limit::AdaptiveLimit;
 use crate::paginate::{NextRequest, PageResponse, PaginateError};
+use crate::progress::{Progress, ResourceProgress};
 use crate::publish::{Acks, Framing, PublishError, Publisher};
 use crate::state::{ResourceState, RunStart, StateError};
 
@@ -46,13 +51,18 @@ pub struct RunOptions {
     pub partitions: i32,
     pub replication_factor: i32,
     /// Requests in flight per resource once the first page has told how many pages there
-    /// are (offset paging with a total); 1 pages sequentially.
+    /// are (offset or page_number paging with a total); 1 pages sequentially. The most: a
+    /// 429 answer halves the resource's limit, which then grows back slowly (`limit`).
     pub page_concurrency: usize,
     /// Parent records whose child requests run at once, per dependent resource.
     pub child_concurrency: usize,
     /// Start a new run even where the state holds an unfinished one (its checkpoint is
     /// ignored; the incremental cursor of the last complete run still applies).
     pub fresh: bool,
+    /// Resources extracted at the same time (at least 1).
+    pub resource_concurrency: usize,
+    /// Progress bars (drawn only on a terminal).
+    pub progress: Progress,
 }
 
 impl Default for RunOptions {
@@ -64,9 +74,14 @@ impl Default for RunOptions {
             page_concurrency: DEFAULT_PAGE_CONCURRENCY,
             child_concurrency: dependent::DEFAULT_CHILD_CONCURRENCY,
             fresh: false,
+            resource_concurrency: DEFAULT_RESOURCE_CONCURRENCY,
+            progress: Progress::hidden(),
         }
     }
 }
+
+/// Resources extracted at the same time.
+pub const DEFAULT_RESOURCE_CONCURRENCY: usize = 4;
 
 /// Requests in flight per resource when the pages are known in advance.
 pub const DEFAULT_PAGE_CONCURRENCY: usize = 8;
@@ -88,6 +103,8 @@ pub struct ResourceReport {
     pub pages: u64,
     pub records: u64,
     pub retries: u64,
+    /// 429 Too Many Requests answers (each one is also a retry, or the error that ended the run).
+    pub throttled: u64,
     /// Response bytes read from the API.
     pub bytes: u64,
     pub seconds: f64,
@@ -164,8 +181,9 @@ pub enum ExtractError {
     Several(Vec<ExtractError>),
 }
 
-/// Runs every selected resource concurrently and waits for the broker to acknowledge
-/// everything sent. Returns the per-resource reports, or the first failure(s).
+/// Runs the selected resources concurrently (at most `opts.resource_concurrency` at a time)
+/// and waits for the broker to acknowledge everything sent. Returns the per-resource
+/// reports in config order, or the first failure(s).
 pub async fn run(
     cfg: &PipelineConfig,
     secrets: &SecretResolver,
@@ -216,7 +234,10 @@ pub async fn run(
         };
         sources.push((r, source, publish));
     }
-    let runs = sources.into_iter().map(|(r, source, publish)| {
+    // A parent and its children feed each other through bounded channels, so a family
+    // runs together and counts once against `resource_concurrency`.
+    let mut families: Vec<(&str, Vec<_>)> = Vec::new();
+    for (i, (r, source, publish)) in sources.into_iter().enumerate() {
         let key = state::key(&cfg.pipeline_name, &r.name);
         let start = state::plan_run(
             states.get(&key),
@@ -231,7 +252,8 @@ pub async fn run(
         };
         let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic, run_id = start.run_id);
         let children = feeds.remove(r.name.as_str()).unwrap_or_default();
-        extract_resource(
+        let progress = opts.progress.resource(&r.name);
+        let run = extract_resource(
             &client,
             &publisher,
             r,
@@ -243,17 +265,32 @@ pub async fn run(
             start.run_id,
             start,
             sink,
+            Paging::new(opts.page_concurrency, progress),
         )
-        .map(move |result| (publish, result))
-        .instrument(span)
-    });
-    let results = futures::future::join_all(runs).await;
+        .map(move |result| (i, publish, result))
+        .instrument(span);
+        let root = dependent::root_of(cfg, r);
+        match families.iter_mut().find(|(name, _)| *name == root) {
+            Some((_, runs)) => runs.push(run),
+            None => families.push((root, vec![run])),
+        }
+    }
+    let mut results: Vec<_> = futures::stream::iter(
+        families
+            .into_iter()
+            .map(|(_, runs)| futures::future::join_all(runs)),
+    )
+    .buffer_unordered(opts.resource_concurrency.max(1))
+    .flat_map(futures::stream::iter)
+    .collect()
+    .await;
+    results.sort_by_key(|(i, _, _)| *i);
     // Whatever happened, wait for what was sent: acknowledged records stay valid.
     let finished = publisher.finish().await;
 
     let mut reports = Vec::new();
     let mut errors = Vec::new();
-    for (publish, result) in results {
+    for (_, publish, result) in results {
         match result {
             Ok(report) if publish => reports.push(report),
             Ok(_) => {}
@@ -268,6 +305,25 @@ pub async fn run(
         0 => Ok(reports),
         1 => Err(errors.remove(0)),
         _ => Err(ExtractError::Several(errors)),
+    }
+}
+
+/// How one resource's pages are fetched: at most `concurrency` at a time once the pages are
+/// known, fewer while the API answers 429 (`limit`), shown on `progress`.
+struct Paging {
+    concurrency: usize,
+    limit: AdaptiveLimit,
+    progress: ResourceProgress,
+}
+
+impl Paging {
+    fn new(concurrency: usize, progress: ResourceProgress) -> Self {
+        let concurrency = concurrency.max(1);
+        Self {
+            concurrency,
+            limit: AdaptiveLimit::new(concurrency, limit::DEFAULT_RECOVER_AFTER),
+            progress,
+        }
     }
 }
 
@@ -332,6 +388,7 @@ async fn extract_resource(
     run_id: u64,
     start: RunStart,
     sink: StateSink<'_>,
+    paging: Paging,
 ) -> Result<ResourceReport, ExtractError> {
     let started = Instant::now();
     let publish_err = |source| ExtractError::Publish {
@@ -380,7 +437,6 @@ async fn extract_resource(
         .await
         .map_err(publish_err)?;
 
-    let concurrency = opts.page_concurrency.max(1);
     let (tx, rx) = mpsc::channel::<Page>(4);
     let fetch = async {
         match source {
@@ -391,7 +447,7 @@ async fn extract_resource(
                     plan,
                     tx,
                     cancel.clone(),
-                    concurrency,
+                    &paging,
                     filter.as_ref(),
                     start.checkpoint.clone(),
                 )
@@ -405,7 +461,7 @@ async fn extract_resource(
                     parents,
                     tx,
                     cancel.clone(),
-                    concurrency,
+                    &paging,
                     opts.child_concurrency.max(1),
                 )
                 .await
@@ -424,6 +480,8 @@ async fn extract_resource(
         run_id,
     );
     let (fetched, (), published) = tokio::join!(fetch, feed, publishing);
+    paging.progress.finish();
+    let limits = paging.limit.stats();
     // A publishing failure ends the fetcher (its channel closes), so report that first.
     let records = published?;
     // Whatever the fetcher did, save how far the acknowledged pages go.
@@ -463,6 +521,7 @@ async fn extract_resource(
         pages: stats.pages,
         records,
         retries: stats.retries,
+        throttled: limits.throttled,
         bytes: stats.bytes,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -472,6 +531,8 @@ async fn extract_resource(
         retries = report.retries,
         published = publish,
         complete,
+        throttled = report.throttled,
+        lowest_page_concurrency = limits.lowest,
         "resource done"
     );
     Ok(report)
@@ -503,10 +564,11 @@ async fn fetch_pages(
     plan: build::EndpointPlan,
     tx: mpsc::Sender<Page>,
     cancel: CancellationToken,
-    concurrency: usize,
+    paging: &Paging,
     filter: Option<&CursorFilter>,
     resume_at: Option<serde_json::Value>,
 ) -> Result<FetchStats, ExtractError> {
+    let concurrency = paging.concurrency;
     let build::EndpointPlan {
         method,
         path,
@@ -584,7 +646,7 @@ async fn fetch_pages(
         }
         let req = request_for(step);
         let response = tokio::select! {
-            r = client.fetch(&req) => r,
+            r = client.fetch_limited(&req, Some(&paging.limit)) => r,
             () = cancel.cancelled() => break,
         };
         let response = response.map_err(fetch_err)?;
@@ -596,6 +658,7 @@ async fn fetch_pages(
         stats.add(&response);
         let mut body = response.body;
         let records = take_records(&mut body);
+        paging.progress.page(records.len());
         tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
         let page_response = PageResponse {
             url: &response.url,
@@ -639,6 +702,7 @@ async fn fetch_pages(
                 concurrency,
                 "fetching the remaining pages concurrently"
             );
+            paging.progress.total_pages(1 + rest.len() as u64);
             let stops_on_empty = paginator.stops_on_empty_page();
             // Each page's checkpoint, once acknowledged, is the next page's position.
             let resumes: Vec<Option<serde_json::Value>> = rest
@@ -648,11 +712,13 @@ async fn fetch_pages(
                 .chain(std::iter::once(None))
                 .collect();
             // `buffered` keeps at most `concurrency` requests in flight and yields the
-            // responses in page order, so each id's versions are published in order.
+            // responses in page order, so each id's versions are published in order; the
+            // adaptive limit lowers the number actually sent while the API answers 429.
             let mut pages =
                 futures::stream::iter(rest.into_iter().zip(resumes).map(|((step, _), resume)| {
                     let req = request_for(step);
-                    async move { (client.fetch(&req).await, resume) }
+                    let limit = &paging.limit;
+                    async move { (client.fetch_limited(&req, Some(limit)).await, resume) }
                 }))
                 .buffered(concurrency);
             loop {
@@ -671,6 +737,7 @@ async fn fetch_pages(
                 stats.add(&response);
                 let mut body = response.body;
                 let records = take_records(&mut body);
+                paging.progress.page(records.len());
                 if records.is_empty() && stops_on_empty {
                     // As sequential paging would: the data ended before `total` said.
                     break;

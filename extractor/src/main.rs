@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use clap::builder::TypedValueParser;
 use common::secret::SecretResolver;
+use extractor::progress::Progress;
 use extractor::{RunOptions, run};
 use tokio_util::sync::CancellationToken;
 
@@ -34,9 +36,10 @@ struct Args {
     /// Replication factor of the topics the extractor creates.
     #[arg(long, default_value_t = 1, env = "EXTRACTOR_REPLICATION_FACTOR")]
     replication_factor: i32,
-    /// Requests in flight per resource once the first page gives the total (offset
-    /// paging); the rest is fetched concurrently and published in page order. 1 pages
-    /// sequentially.
+    /// Requests in flight per resource once the first page gives the total (offset or
+    /// page_number paging); the rest is fetched concurrently and published in page order.
+    /// 1 pages sequentially. A 429 answer halves it (not below 1); it grows back by one
+    /// after 10 successful requests in a row.
     #[arg(long, default_value_t = extractor::DEFAULT_PAGE_CONCURRENCY, env = "EXTRACTOR_PAGE_CONCURRENCY")]
     page_concurrency: usize,
     /// Parent records whose child requests (each paged on its own) run at once, per
@@ -47,6 +50,18 @@ struct Args {
     /// from its checkpoint); the incremental cursor of the last complete run still applies.
     #[arg(long, env = "EXTRACTOR_FRESH")]
     fresh: bool,
+    /// Resources extracted at the same time.
+    #[arg(long, default_value_t = extractor::DEFAULT_RESOURCE_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from),
+          env = "EXTRACTOR_RESOURCE_CONCURRENCY")]
+    resource_concurrency: usize,
+    /// At most this many requests per second to the API, all resources together (retries
+    /// count); overrides the config's client.max_requests_per_second.
+    #[arg(long, value_name = "N", value_parser = parse_rps, env = "EXTRACTOR_MAX_RPS")]
+    max_rps: Option<f64>,
+    /// No progress bars, even on a terminal (they are never drawn when stderr is not one).
+    #[arg(long, env = "EXTRACTOR_NO_PROGRESS")]
+    no_progress: bool,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -55,8 +70,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::cli::init_logging(args.log_json);
-    match extract(args).await {
+    // Bars only for people: not with JSON logs, and never when stderr is not a terminal.
+    let progress = Progress::new(!args.no_progress && !args.log_json);
+    match progress.log_writer() {
+        Some(writer) => common::cli::init_logging_to(args.log_json, writer),
+        None => common::cli::init_logging(args.log_json),
+    }
+    match extract(args, progress).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("extractor: error: {e:#}");
@@ -65,8 +85,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn extract(args: Args) -> anyhow::Result<()> {
+async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
     let mut cfg = common::config::load(&args.config).context("loading the config")?;
+    if let Some(rps) = args.max_rps {
+        cfg.client.max_requests_per_second = Some(rps);
+    }
     common::cli::apply_overrides(
         &mut cfg,
         args.brokers.as_deref(),
@@ -83,6 +106,8 @@ async fn extract(args: Args) -> anyhow::Result<()> {
         page_concurrency: args.page_concurrency,
         child_concurrency: args.child_concurrency,
         fresh: args.fresh,
+        resource_concurrency: args.resource_concurrency,
+        progress,
     };
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
@@ -92,10 +117,10 @@ async fn extract(args: Args) -> anyhow::Result<()> {
     });
     let started = std::time::Instant::now();
     let reports = run(&cfg, &secrets, &opts, cancel).await?;
-    let (mut pages, mut records, mut retries, mut bytes) = (0, 0, 0, 0);
+    let (mut pages, mut records, mut retries, mut throttled, mut bytes) = (0, 0, 0, 0, 0);
     for r in &reports {
         println!(
-            "resource={} topic={} run_id={} resumed={} pages={} records={} retries={} bytes={} seconds={:.3}",
+            "resource={} topic={} run_id={} resumed={} pages={} records={} retries={} bytes={} seconds={:.3} throttled={}",
             r.resource,
             r.topic,
             r.run_id,
@@ -104,17 +129,32 @@ async fn extract(args: Args) -> anyhow::Result<()> {
             r.records,
             r.retries,
             r.bytes,
-            r.seconds
+            r.seconds,
+            r.throttled
         );
         pages += r.pages;
         records += r.records;
         retries += r.retries;
+        throttled += r.throttled;
         bytes += r.bytes;
     }
     let seconds = started.elapsed().as_secs_f64();
+    eprint!("{}", extractor::summary::table(&reports, seconds));
     println!(
-        "total pages={pages} records={records} retries={retries} bytes={bytes} seconds={seconds:.3} records_per_second={:.0}",
+        "total pages={pages} records={records} retries={retries} bytes={bytes} seconds={seconds:.3} records_per_second={:.0} throttled={throttled}",
         records as f64 / seconds.max(1e-9)
     );
     Ok(())
+}
+
+/// `--max-rps`: a number of requests per second, as the config key takes it.
+fn parse_rps(text: &str) -> Result<f64, String> {
+    let rps: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    match common::config::check_requests_per_second(rps) {
+        None => Ok(rps),
+        Some(problem) => Err(problem),
+    }
 }

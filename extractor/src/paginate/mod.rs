@@ -174,9 +174,9 @@ impl Paginator {
     }
 
     /// After the first response was accepted by [`Paginator::next`]: every remaining request
-    /// with its checkpoint, when the response says how many there are (`offset` with a
-    /// total), so they can be fetched concurrently; `None` when only sequential paging can
-    /// know.
+    /// with its checkpoint, when the response says how many there are (`offset` or
+    /// `page_number` with a total), so they can be fetched concurrently; `None` when only
+    /// sequential paging can know.
     pub fn remaining(&self, body: &Value) -> Option<Vec<(NextRequest, Value)>> {
         match self {
             Paginator::Offset(p) => Some(
@@ -185,6 +185,9 @@ impl Paginator {
                     .map(|page| (NextRequest::Params(page.params()), page.checkpoint()))
                     .collect(),
             ),
+            Paginator::PageNumber(p) => p.remaining(body),
+            // `auto` once it detected one of those.
+            Paginator::Auto(p) => p.detected.as_deref()?.remaining(body),
             _ => None,
         }
     }
@@ -229,6 +232,10 @@ impl Paginator {
         match self {
             Paginator::Offset(p) => p.stop_after_empty_page,
             Paginator::PageNumber(p) => p.stop_after_empty_page,
+            Paginator::Auto(p) => p
+                .detected
+                .as_deref()
+                .is_some_and(Paginator::stops_on_empty_page),
             _ => false,
         }
     }
@@ -425,6 +432,33 @@ mod tests {
             );
         }
         assert!(resolve_link(&base, "ftp://x/y", "next link").is_err());
+    }
+
+    #[test]
+    fn remaining_pages_of_page_number_and_auto() {
+        use test_support::Fake;
+        let body = json!({"data": [1], "page": 1, "total_pages": 4});
+        let first = Fake::new("http://h/x", body.clone(), 1);
+        let pages = |p: &Paginator| -> Option<Vec<NextRequest>> {
+            p.remaining(&body)
+                .map(|all| all.into_iter().map(|(req, _)| req).collect())
+        };
+        let page = |n: &str| NextRequest::Params(vec![("page".into(), n.into())]);
+
+        let mut auto = Paginator::Auto(AutoPaginator::default());
+        assert!(pages(&auto).is_none(), "nothing detected yet");
+        assert!(!auto.stops_on_empty_page());
+        assert_eq!(auto.next(&first.page()).unwrap(), Some(page("2")));
+        assert_eq!(pages(&auto), Some(vec![page("2"), page("3"), page("4")]));
+        assert!(auto.stops_on_empty_page(), "as the detected page_number");
+
+        let mut linked = Paginator::Auto(AutoPaginator::default());
+        let r = Fake::new("http://h/x", json!({"data": [1], "next": "/x?p=2"}), 1);
+        assert!(linked.next(&r.page()).unwrap().is_some());
+        assert!(
+            linked.remaining(&r.body).is_none(),
+            "links page sequentially"
+        );
     }
 
     #[test]

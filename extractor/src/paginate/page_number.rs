@@ -78,6 +78,27 @@ impl PageNumberPaginator {
         }
         Ok(Some(self.params()))
     }
+
+    /// After [`PageNumberPaginator::next`] accepted the first response: every remaining
+    /// page's request when the response gave the total number of pages (the last page is
+    /// `base_page + total - 1`, and none reaches `maximum_page`), so they can be fetched
+    /// concurrently. `None` without a total. An empty page still ends the paging when
+    /// `stop_after_empty_page` is on: the caller stops at it.
+    pub fn remaining(&self, response: &Value) -> Option<Vec<(NextRequest, Value)>> {
+        let (_, selector) = self.total_path.as_ref()?;
+        let total = as_count(selector.find(response)?)?;
+        let end = total.saturating_add(self.base_page);
+        let end = self.maximum_page.map_or(end, |m| m.min(end));
+        Some(
+            (self.page..end)
+                .map(|page| {
+                    let mut p = self.clone();
+                    p.page = page;
+                    (p.params(), p.checkpoint())
+                })
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +202,65 @@ mod tests {
         let mut p = paginator(1, Some("total_pages"), None, true);
         p.page = 3;
         assert_eq!(walk(p, 4, true).unwrap(), vec![3, 4]);
+    }
+
+    /// The first page, then the rest as `remaining` lists them.
+    fn parallel(mut p: PageNumberPaginator, first: Value) -> Option<Vec<u64>> {
+        let mut pages = vec![page_of(&p.first()?)];
+        if p.next(&first, 10).unwrap().is_some() {
+            pages.extend(p.remaining(&first)?.iter().map(|(req, _)| page_of(req)));
+        }
+        Some(pages)
+    }
+
+    #[test]
+    fn remaining_pages_equal_the_sequential_walk() {
+        // (base_page, start page, maximum_page, total pages)
+        let cases: [(u64, u64, Option<u64>, u64); 8] = [
+            (1, 1, None, 3),
+            (0, 0, None, 3),
+            (1, 1, None, 1),
+            (0, 0, None, 1),
+            (1, 3, None, 6),
+            (1, 1, Some(4), 10),
+            (0, 0, Some(7), 5),
+            (1, 1, None, 25),
+        ];
+        for (base, start, max, total) in cases {
+            let mut p = paginator(base, Some("total_pages"), max, true);
+            p.page = start;
+            let sequential = walk(p.clone(), total, true).unwrap();
+            let first = json!({"total_pages": total});
+            assert_eq!(
+                parallel(p, first),
+                Some(sequential),
+                "base {base}, start {start}, max {max:?}, total {total}"
+            );
+        }
+    }
+
+    #[test]
+    fn remaining_needs_the_total() {
+        let mut p = paginator(1, Some("total_pages"), None, true);
+        let body = json!({"page": 1});
+        assert!(p.next(&body, 10).unwrap().is_some());
+        assert!(p.remaining(&body).is_none());
+        let mut p = paginator(1, None, Some(5), true);
+        assert!(p.next(&json!({"total_pages": 9}), 10).unwrap().is_some());
+        assert!(
+            p.remaining(&json!({"total_pages": 9})).is_none(),
+            "no total_path"
+        );
+        let mut p = paginator(1, Some("meta.pages"), None, true);
+        let body = json!({"meta": {"pages": "4"}});
+        assert!(p.next(&body, 10).unwrap().is_some());
+        let pages: Vec<u64> = p
+            .remaining(&body)
+            .unwrap()
+            .iter()
+            .map(|(req, _)| page_of(req))
+            .collect();
+        assert_eq!(pages, [2, 3, 4], "a quoted total counts too");
     }
 
     #[test]
