@@ -1241,7 +1241,24 @@ struct Tagged {
 }
 
 impl Tagged {
-    fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+    fn read<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        Self::read_with(map, None)
+    }
+
+    /// As [`Tagged::read`], with `default` as the tag when there is no `type` but the
+    /// table has the key `when` (dlt's `auth = { token = ... }` is a bearer token).
+    fn read_or<'de, A: MapAccess<'de>>(
+        map: A,
+        default: &str,
+        when: &str,
+    ) -> Result<Self, A::Error> {
+        Self::read_with(map, Some((default, when)))
+    }
+
+    fn read_with<'de, A: MapAccess<'de>>(
+        mut map: A,
+        default: Option<(&str, &str)>,
+    ) -> Result<Self, A::Error> {
         let mut tag = None;
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
@@ -1252,7 +1269,13 @@ impl Tagged {
                 entries.push((key, value));
             }
         }
-        let tag = tag.ok_or_else(|| de::Error::missing_field("type"))?;
+        let tag = match (tag, default) {
+            (Some(tag), _) => tag,
+            (None, Some((default, when))) if entries.iter().any(|(k, _)| k == when) => {
+                default.to_owned()
+            }
+            (None, _) => return Err(de::Error::missing_field("type")),
+        };
         Ok(Tagged { tag, entries })
     }
 
@@ -1343,7 +1366,8 @@ impl<'de> Deserialize<'de> for AuthConfig {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AuthConfig, A::Error> {
-                let tagged = Tagged::read(map)?;
+                // As dlt: a table with a `token` and no `type` is a bearer token.
+                let tagged = Tagged::read_or(map, "bearer", "token")?;
                 match tagged.tag.as_str() {
                     "api_key" => tagged.variant().map(AuthConfig::ApiKey),
                     "bearer" => tagged.variant().map(AuthConfig::Bearer),
@@ -2024,15 +2048,24 @@ fn resolve_resource(
         problems.push(format!("{at}.table_name"), "must not be empty");
     }
 
+    let merges = matches!(
+        raw.write_disposition,
+        Some(OrBare(WriteDispositionObject {
+            disposition: WriteDisposition::Merge
+        }))
+    );
     let primary_key = match raw.primary_key {
-        None => {
+        // As in dlt, a key is optional unless the resource merges: without one, records
+        // are published unkeyed (spread over the partitions) and appended.
+        None if merges => {
             problems.push(
                 format!("{at}.primary_key"),
-                "missing: set `primary_key` on the resource or in `resource_defaults` (it keys \
-                 the Kafka messages and the destination rows)",
+                "missing: `write_disposition = \"merge\"` upserts by primary key; set \
+                 `primary_key` on the resource or in `resource_defaults`",
             );
             Vec::new()
         }
+        None => Vec::new(),
         Some(PrimaryKey(columns)) => {
             if columns.is_empty() {
                 problems.push(format!("{at}.primary_key"), "must name at least one column");
@@ -2101,7 +2134,7 @@ fn resolve_resource(
         paginator: raw_endpoint
             .paginator
             .or_else(|| client_paginator.cloned())
-            .unwrap_or(Paginator::SinglePage),
+            .unwrap_or(Paginator::Auto),
         response_actions: raw_endpoint.response_actions.unwrap_or_default(),
     };
 
@@ -2818,7 +2851,11 @@ resources:
         assert_eq!(r.write_disposition, WriteDisposition::Append);
         assert_eq!(r.endpoint.path, "r");
         assert_eq!(r.endpoint.method, Method::Get);
-        assert_eq!(r.endpoint.paginator, Paginator::SinglePage);
+        assert_eq!(
+            r.endpoint.paginator,
+            Paginator::Auto,
+            "detected, as dlt does"
+        );
         assert_eq!(r.endpoint.data_selector, None);
     }
 
@@ -3192,9 +3229,11 @@ resources:
     fn validation_errors_name_path() {
         let cases: Vec<(&str, String, Vec<&str>)> = vec![
             (
-                "missing primary key",
-                "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n".into(),
-                vec!["pipeline.toml: resources[0].primary_key: missing"],
+                "merge without a primary key",
+                "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
+                 write_disposition = \"merge\"\n"
+                    .into(),
+                vec!["pipeline.toml: resources[0].primary_key: missing", "merge"],
             ),
             (
                 "two incrementals",
@@ -4323,5 +4362,102 @@ params = { issue_number = { type = "resolve", resource = "conversations", field 
                 "{a:?} {status} {body}"
             );
         }
+    }
+}
+
+/// The README's config reference names every key the parser accepts: a key added to a
+/// config struct without documentation fails here.
+#[cfg(test)]
+mod reference {
+    use super::*;
+
+    /// The field names `T`'s derived `Deserialize` accepts, recorded by a deserializer
+    /// that only answers `deserialize_struct`.
+    fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+        struct Recorder<'a>(&'a mut &'static [&'static str]);
+
+        impl<'de> Deserializer<'de> for Recorder<'_> {
+            type Error = de::value::Error;
+
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(de::Error::custom("not a struct"))
+            }
+
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                *self.0 = fields;
+                Err(de::Error::custom("recorded"))
+            }
+
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+                enum identifier ignored_any
+            }
+        }
+
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Recorder(&mut fields));
+        fields
+    }
+
+    #[test]
+    fn the_readme_documents_every_config_key() {
+        let readme = include_str!("../../README.md");
+        let structs: Vec<(&str, &[&str])> = vec![
+            ("document", field_names::<RawDocument>()),
+            ("pipeline", field_names::<RawPipeline>()),
+            ("schema_registry", field_names::<RawSchemaRegistry>()),
+            ("client", field_names::<RawClient>()),
+            ("client.retry", field_names::<RawRetry>()),
+            ("resource", field_names::<RawResource>()),
+            ("endpoint", field_names::<RawEndpoint>()),
+            ("endpoint.incremental", field_names::<RawIncremental>()),
+            ("incremental param", field_names::<RawIncrementalParam>()),
+            ("resolve param", field_names::<ResolveParam>()),
+            ("response_actions[]", field_names::<ResponseAction>()),
+            ("schema_contract", field_names::<SchemaContract>()),
+            ("write_disposition", field_names::<WriteDispositionObject>()),
+            ("columns.*", field_names::<ColumnHint>()),
+            ("auth api_key", field_names::<ApiKeyAuth>()),
+            ("auth bearer", field_names::<BearerAuth>()),
+            ("auth http_basic", field_names::<HttpBasicAuth>()),
+            (
+                "auth oauth2_client_credentials",
+                field_names::<OAuth2ClientCredentialsAuth>(),
+            ),
+            ("paginator offset", field_names::<OffsetPaginator>()),
+            (
+                "paginator page_number",
+                field_names::<PageNumberPaginator>(),
+            ),
+            ("paginator json_link", field_names::<JsonLinkPaginator>()),
+            (
+                "paginator header_link",
+                field_names::<HeaderLinkPaginator>(),
+            ),
+            ("paginator cursor", field_names::<CursorPaginator>()),
+            (
+                "paginator header_cursor",
+                field_names::<HeaderCursorPaginator>(),
+            ),
+        ];
+        let mut missing = Vec::new();
+        for (place, fields) in &structs {
+            assert!(!fields.is_empty(), "{place}: no fields recorded");
+            for field in *fields {
+                if !readme.contains(&format!("`{field}`")) {
+                    missing.push(format!("{place}.{field}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "README.md's config reference lacks: {missing:?}"
+        );
     }
 }

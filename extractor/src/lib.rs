@@ -773,6 +773,7 @@ async fn publish_pages(
     // A `replace` run's records carry its id.
     let run_text =
         (resource.write_disposition == WriteDisposition::Replace).then(|| run_id.to_string());
+    let keyed = !resource.primary_key.is_empty();
     let mut builder = SchemaBuilder::new(
         &resource.name,
         resource.primary_key.clone(),
@@ -849,7 +850,7 @@ async fn publish_pages(
             publisher
                 .send_tracked(
                     &resource.topic,
-                    key.as_bytes(),
+                    keyed.then_some(key.as_bytes()),
                     &buf,
                     run_text.as_deref(),
                     &acks,

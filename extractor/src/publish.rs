@@ -318,23 +318,25 @@ impl Publisher {
 
     /// Enqueues one message; waits while librdkafka's queue is full.
     pub async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), PublishError> {
-        self.send_tracked(topic, key, value, None, &self.untracked)
+        self.send_tracked(topic, Some(key), value, None, &self.untracked)
             .await
     }
 
     /// [`Publisher::send`], counting the message's delivery report in `acks`. A record of
-    /// a `replace` run carries the run id in its [`common::runs::RUN_HEADER`] header.
+    /// a `replace` run carries the run id in its [`common::runs::RUN_HEADER`] header. A
+    /// record without a key (its resource has no primary key) goes to any partition.
     pub async fn send_tracked(
         &self,
         topic: &str,
-        key: &[u8],
+        key: Option<&[u8]>,
         value: &[u8],
         run: Option<&str>,
         acks: &Arc<Acks>,
     ) -> Result<(), PublishError> {
-        let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(acks))
-            .key(key)
-            .payload(value);
+        let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(acks)).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         if let Some(run) = run {
             record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
                 key: common::runs::RUN_HEADER,

@@ -121,3 +121,31 @@ fn replace_swaps_in_each_complete_run_and_ignores_an_interrupted_one() -> Result
     ensure!(other_tables(&rebuilt)?.is_empty(), "staging tables left");
     Ok(())
 }
+
+#[test]
+fn a_resource_without_a_primary_key_is_appended_run_after_run() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(300, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "e2e_keyless", "")?;
+    // dlt's default: no key, append.
+    let text = std::fs::read_to_string(&pipeline.config)?
+        .replacen("primary_key = \"id\"\n", "", 1)
+        .replacen("write_disposition = \"merge\"\n", "", 1);
+    std::fs::write(&pipeline.config, text)?;
+    for run in 1..=2 {
+        let _ = run_ok(pipeline.extractor()?, RUN)?;
+        let _ = load(&pipeline)?;
+        let conn = pipeline.sqlite()?;
+        let (rows, ids): (i64, i64) = conn.query_row(
+            "SELECT count(*), count(DISTINCT id) FROM communications_data",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        ensure!(
+            (rows, ids) == (300 * run, 300),
+            "run {run}: {rows} rows, {ids} ids"
+        );
+    }
+    Ok(())
+}
