@@ -152,6 +152,9 @@ struct Route {
 struct Pending {
     deletes: Vec<Delete>,
     tables: Vec<TableBatch>,
+    /// Aligned with `tables`: the topic of each table batch and the (partition, offset)
+    /// of each of its rows, to dead-letter a row the destination refuses.
+    origins: Vec<(String, Vec<(i32, i64)>)>,
     run_ends: Vec<RunEnd>,
     rows: usize,
     /// Next offset per (topic, partition) once this batch is written.
@@ -369,7 +372,14 @@ impl LoaderContext {
                 .collect(),
         };
         let started = Instant::now();
-        let stats = lock(&self.destination).write_batch(&batch)?;
+        let written = lock(&self.destination).write_batch(&batch);
+        let (stats, refused) = match written {
+            Ok(stats) => (stats, 0),
+            Err(e) if e.is_row_error() && self.on_error == OnError::DeadLetter => {
+                self.salvage(batch, &taken.origins, e)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), next) in &taken.offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
@@ -379,7 +389,9 @@ impl LoaderContext {
             // The destination holds the truth; Kafka's copy only feeds lag monitoring.
             tracing::warn!(error = %e, "storing offsets in the consumer");
         }
-        let _ = self.records.fetch_add(taken.rows as u64, Ordering::Relaxed);
+        let _ = self
+            .records
+            .fetch_add(taken.rows.saturating_sub(refused) as u64, Ordering::Relaxed);
         let _ = self.batches.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             rows = stats.rows,
@@ -388,6 +400,139 @@ impl LoaderContext {
         );
         Ok(())
     }
+}
+
+impl LoaderContext {
+    /// The batch failed on a record the destination refuses: finds every such record by
+    /// bisection (each trial a rolled-back transaction), dead-letters them (fetched again
+    /// from Kafka by offset, with the destination's error), and writes the rest with all the
+    /// offsets in one transaction, as the batch would have been.
+    fn salvage(
+        &self,
+        mut batch: Batch,
+        origins: &[(String, Vec<(i32, i64)>)],
+        first: DestinationError,
+    ) -> Result<(destination::BatchStats, usize), LoadError> {
+        tracing::warn!(error = %first, "a record was refused by the destination; finding every refused record of the batch");
+        let all: Vec<(usize, usize)> = batch
+            .tables
+            .iter()
+            .enumerate()
+            .flat_map(|(t, tb)| (0..tb.rows.len()).map(move |r| (t, r)))
+            .collect();
+        let mut refused = Vec::new();
+        {
+            let mut destination = lock(&self.destination);
+            find_refused(destination.as_mut(), &batch, &all, &mut refused)?;
+        }
+        if refused.is_empty() {
+            // Not any one record's fault after all.
+            return Err(first.into());
+        }
+        let mut fetcher = None;
+        for ((t, r), error) in &refused {
+            let Some((topic, rows)) = origins.get(*t) else {
+                return Err(first.into());
+            };
+            let Some(&(partition, offset)) = rows.get(*r) else {
+                return Err(first.into());
+            };
+            let client = match &fetcher {
+                Some(c) => c,
+                None => fetcher.insert(plain_client(
+                    &self.kafka,
+                    &format!("{}.refetch", self.group_id),
+                )?),
+            };
+            let (key, payload) = fetch_record(client, topic, partition, offset)?;
+            tracing::warn!(topic = %topic, partition, offset, error = %error, "the destination refused the record; dead-lettered");
+            let _ = lock(&self.dead_letters).send(&Letter {
+                topic: topic.clone(),
+                partition,
+                offset,
+                key,
+                payload,
+                error: format!("the destination refused the record: {error}"),
+            })?;
+        }
+        for (t, tb) in batch.tables.iter_mut().enumerate() {
+            let mut r = 0;
+            tb.rows.retain(|_| {
+                let keep = !refused.iter().any(|((rt, rr), _)| *rt == t && *rr == r);
+                r += 1;
+                keep
+            });
+        }
+        batch.tables.retain(|tb| !tb.rows.is_empty());
+        let stats = lock(&self.destination).write_batch(&batch)?;
+        Ok((stats, refused.len()))
+    }
+}
+
+/// The rows among `rows` (table index, row index) the destination refuses, each with its
+/// error, found by trying halves of the batch (rolled back) until single rows fail.
+fn find_refused(
+    destination: &mut dyn Destination,
+    batch: &Batch,
+    rows: &[(usize, usize)],
+    refused: &mut Vec<((usize, usize), String)>,
+) -> Result<(), LoadError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut trial = batch.clone();
+    for (t, tb) in trial.tables.iter_mut().enumerate() {
+        tb.rows = rows
+            .iter()
+            .filter(|(rt, _)| *rt == t)
+            .map(|&(_, r)| batch.tables[t].rows[r].clone())
+            .collect();
+    }
+    match destination.try_batch(&trial) {
+        Ok(()) => Ok(()),
+        Err(e) if !e.is_row_error() => Err(e.into()),
+        Err(e) if rows.len() == 1 => {
+            refused.push((rows[0], e.to_string()));
+            Ok(())
+        }
+        Err(_) => {
+            let (left, right) = rows.split_at(rows.len() / 2);
+            find_refused(destination, batch, left, refused)?;
+            find_refused(destination, batch, right, refused)
+        }
+    }
+}
+
+/// The key and value of the record at `offset`, read again from the broker.
+fn fetch_record(
+    client: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), LoadError> {
+    let place = |message: String| LoadError::Record {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        message,
+    };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    client.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match client.poll(Duration::from_millis(200)) {
+            Some(Ok(msg)) if msg.offset() == offset && msg.partition() == partition => {
+                return Ok((
+                    msg.key().map(<[u8]>::to_vec),
+                    msg.payload().map(<[u8]>::to_vec),
+                ));
+            }
+            Some(Ok(_)) | None => {}
+            Some(Err(e)) => return Err(place(format!("reading the record again: {e}"))),
+        }
+    }
+    Err(place("reading the record again timed out".to_owned()))
 }
 
 /// Consumes until cancelled (or, with `until_caught_up`, until every assigned partition
@@ -678,15 +823,23 @@ fn add_message(
     };
     let schema = Arc::clone(&projection.schema);
     let mut pending = lock(&ctx.pending);
-    match pending.tables.last_mut() {
-        Some(last) if last.table == table && Arc::ptr_eq(&last.schema, &schema) => {
-            last.rows.push(row)
+    let origin = (msg.partition(), msg.offset());
+    let pending = &mut *pending;
+    match (pending.tables.last_mut(), pending.origins.last_mut()) {
+        (Some(last), Some((_, origins)))
+            if last.table == table && Arc::ptr_eq(&last.schema, &schema) =>
+        {
+            last.rows.push(row);
+            origins.push(origin);
         }
-        _ => pending.tables.push(TableBatch {
-            table,
-            schema,
-            rows: vec![row],
-        }),
+        _ => {
+            pending.tables.push(TableBatch {
+                table,
+                schema,
+                rows: vec![row],
+            });
+            pending.origins.push((msg.topic().to_owned(), vec![origin]));
+        }
     }
     pending.rows += 1;
     let _ = pending

@@ -872,3 +872,38 @@ fn schema_changes_name_new_and_retyped_columns() {
         );
     }
 }
+
+#[test]
+fn a_trial_batch_leaves_nothing_and_names_a_refused_row() {
+    for mut t in targets("trial") {
+        let mut dest = t.open();
+        let good = batch(
+            &users(),
+            vec![vec![int(1), text("ann")]],
+            &[("users", 0, 1)],
+        );
+        dest.try_batch(&good).unwrap();
+        assert!(
+            t.probe.columns("users").is_empty(),
+            "{}: rolled back",
+            t.name
+        );
+        assert!(offsets(dest.as_mut()).is_empty(), "{}", t.name);
+        // A text where the schema says bigint: refused, and the error is about that row.
+        let bad = batch(
+            &users(),
+            vec![vec![int(1), text("ann")], vec![text("two"), text("bob")]],
+            &[],
+        );
+        let err = dest.try_batch(&bad).unwrap_err();
+        assert!(err.is_row_error(), "{}: {err}", t.name);
+        // The real write still works afterwards.
+        let _ = dest.write_batch(&good).unwrap();
+        assert_eq!(
+            t.probe.rows("users", &["id", "name"], "id"),
+            vec![some(&["1", "ann"])],
+            "{}",
+            t.name
+        );
+    }
+}

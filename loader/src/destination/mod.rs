@@ -153,6 +153,10 @@ pub trait Destination: Send {
     /// runs. Concurrent writers serialise on the topic, so exactly one of them swaps.
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchStats, DestinationError>;
 
+    /// Writes the batch as [`Destination::write_batch`] would, then rolls the transaction
+    /// back: whether it would succeed, and if not why. Nothing of it stays.
+    fn try_batch(&mut self, batch: &Batch) -> Result<(), DestinationError>;
+
     /// Makes `column` a version column: an upsert leaves a row alone when both the row and
     /// the record have a value there and the record's is smaller, so replaying an older
     /// range of a topic never moves a row backwards. Tables whose writer schema lacks the
@@ -284,6 +288,19 @@ pub enum DestinationError {
         action: &'static str,
         error: DbError,
     },
+}
+
+impl DestinationError {
+    /// Whether the error is about one record (its values, or the database refusing its
+    /// row), so that the batch without that record may succeed.
+    pub fn is_row_error(&self) -> bool {
+        matches!(
+            self,
+            DestinationError::Upsert { .. }
+                | DestinationError::ValueType { .. }
+                | DestinationError::RowLength { .. }
+        )
+    }
 }
 
 /// A record's primary key for error messages: `id=42`, `org="a", id=1`, or its position in

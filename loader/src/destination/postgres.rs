@@ -264,7 +264,8 @@ impl PostgresDestination {
         Ok(())
     }
 
-    fn write_once(&mut self, batch: &Batch) -> Result<BatchStats, DestinationError> {
+    /// One attempt at the batch, committed, or rolled back at the end when `commit` is false.
+    fn write_once(&mut self, batch: &Batch, commit: bool) -> Result<BatchStats, DestinationError> {
         let Self {
             client,
             state,
@@ -312,6 +313,9 @@ impl PostgresDestination {
                 &batch.group_id,
                 &batch.offsets,
             )?;
+        }
+        if !commit {
+            return Ok(stats);
         }
         tx.commit().map_err(|error| DestinationError::Transaction {
             action: "committing",
@@ -395,7 +399,7 @@ impl Destination for PostgresDestination {
         let mut attempt = 1;
         loop {
             self.ensure_connected()?;
-            let result = self.write_once(batch);
+            let result = self.write_once(batch, true);
             let Err(error) = result else {
                 return result;
             };
@@ -408,6 +412,14 @@ impl Destination for PostgresDestination {
             std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
             attempt += 1;
         }
+    }
+
+    fn try_batch(&mut self, batch: &Batch) -> Result<(), DestinationError> {
+        self.ensure_connected()?;
+        let result = self.write_once(batch, false);
+        // Rolled back either way: whatever it created is gone.
+        self.state.forget_tables();
+        result.map(|_| ())
     }
 
     fn schema_changes(

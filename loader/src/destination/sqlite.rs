@@ -202,12 +202,19 @@ impl SqliteDestination {
 
 impl Destination for SqliteDestination {
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchStats, DestinationError> {
-        let result = write_batch(&mut self.conn, &mut self.state, batch);
+        let result = write_batch(&mut self.conn, &mut self.state, batch, true);
         if result.is_err() {
             // The transaction was rolled back (dropped): tables or columns it created are gone.
             self.state.forget_tables();
         }
         result
+    }
+
+    fn try_batch(&mut self, batch: &Batch) -> Result<(), DestinationError> {
+        let result = write_batch(&mut self.conn, &mut self.state, batch, false);
+        // Rolled back either way: whatever it created is gone.
+        self.state.forget_tables();
+        result.map(|_| ())
     }
 
     fn set_version_column(&mut self, column: Option<String>) {
@@ -298,11 +305,13 @@ impl Destination for SqliteDestination {
     }
 }
 
-/// The whole batch in one immediate transaction; dropping `tx` on an error rolls back.
+/// The whole batch in one immediate transaction; dropping `tx` on an error rolls back, and
+/// so does the end of a trial (`commit` false).
 fn write_batch(
     conn: &mut Connection,
     state: &mut State,
     batch: &Batch,
+    commit: bool,
 ) -> Result<BatchStats, DestinationError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -342,6 +351,9 @@ fn write_batch(
             state.offsets_table_ready = true;
         }
         store_offsets(&tx, &batch.group_id, &batch.offsets)?;
+    }
+    if !commit {
+        return Ok(stats);
     }
     tx.commit().map_err(|error| DestinationError::Transaction {
         action: "committing",
