@@ -503,13 +503,16 @@ fn find_refused(
     }
 }
 
+/// A record's key and value bytes, each if it has one.
+type KeyAndValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The key and value of the record at `offset`, read again from the broker.
 fn fetch_record(
     client: &BaseConsumer,
     topic: &str,
     partition: i32,
     offset: i64,
-) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), LoadError> {
+) -> Result<KeyAndValue, LoadError> {
     let place = |message: String| LoadError::Record {
         topic: topic.to_owned(),
         partition,
