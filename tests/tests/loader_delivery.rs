@@ -460,11 +460,12 @@ fn load_through_kills(
     check(&pipeline, expected)
 }
 
-#[test]
-fn twenty_kills_during_one_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
+/// [`load_through_kills`] into SQLite: every API record in the table exactly once per
+/// extractor run, and the stored offsets covering the topic once.
+fn kills_into_sqlite(name: &str, disposition: &str) -> Result<()> {
     load_through_kills(
-        "e2e_kills",
-        "merge",
+        name,
+        disposition,
         |p| format!("sqlite://{}", p.db.display()),
         |pipeline, expected| {
             let offsets: i64 = pipeline.sqlite()?.query_row(
@@ -472,49 +473,11 @@ fn twenty_kills_during_one_load_lose_and_duplicate_nothing_sqlite() -> Result<()
                 [&pipeline.group],
                 |r| r.get(0),
             )?;
-            assert_eq!(offsets, 20_000, "the stored offsets cover the topic once");
-            assert_eq!(bodies(&pipeline.db)?, expected);
-            Ok(())
-        },
-    )
-}
-
-#[test]
-fn twenty_kills_during_one_load_lose_and_duplicate_nothing_postgres() -> Result<()> {
-    let Some(mut pg) = PgSchema::create("e2e_kills")? else {
-        return Ok(());
-    };
-    let url = pg.url.clone();
-    load_through_kills(
-        "e2e_kills_pg",
-        "merge",
-        |_| url,
-        |_, expected| {
-            let offsets: i64 = pg
-                .query("SELECT sum(next_offset)::bigint FROM {schema}._pipeline_offsets")?[0]
-                .get(0);
-            assert_eq!(offsets, 20_000, "the stored offsets cover the topic once");
-            let rows = pg.query("SELECT id, body FROM {schema}.communications_data ORDER BY id")?;
-            let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            assert_eq!(got, expected);
-            Ok(())
-        },
-    )
-}
-
-#[test]
-fn twenty_kills_during_an_append_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
-    load_through_kills(
-        "e2e_kills_append",
-        "append",
-        |p| format!("sqlite://{}", p.db.display()),
-        |pipeline, expected| {
-            let offsets: i64 = pipeline.sqlite()?.query_row(
-                "SELECT sum(next_offset) FROM _pipeline_offsets WHERE group_id = ?1",
-                [&pipeline.group],
-                |r| r.get(0),
-            )?;
-            assert_eq!(offsets, 40_000, "the stored offsets cover the topic once");
+            assert_eq!(
+                offsets as usize,
+                expected.len(),
+                "the stored offsets cover the topic once"
+            );
             let conn = pipeline.sqlite()?;
             let mut stmt =
                 conn.prepare("SELECT id, body FROM communications_data ORDER BY id, body")?;
@@ -522,42 +485,60 @@ fn twenty_kills_during_an_append_load_lose_and_duplicate_nothing_sqlite() -> Res
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             assert_eq!(got.len(), expected.len());
-            assert!(
-                got == expected,
-                "every record appended exactly once per run"
+            assert!(got == expected, "every record exactly once per run");
+            Ok(())
+        },
+    )
+}
+
+/// [`kills_into_sqlite`], into a PostgreSQL schema of its own.
+fn kills_into_postgres(name: &str, disposition: &str) -> Result<()> {
+    let Some(mut pg) = PgSchema::create(name)? else {
+        return Ok(());
+    };
+    let url = pg.url.clone();
+    load_through_kills(
+        &format!("{name}_pg"),
+        disposition,
+        |_| url,
+        |_, expected| {
+            let offsets: i64 = pg
+                .query("SELECT sum(next_offset)::bigint FROM {schema}._pipeline_offsets")?[0]
+                .get(0);
+            assert_eq!(
+                offsets as usize,
+                expected.len(),
+                "the stored offsets cover the topic once"
             );
+            let rows = pg.query(
+                "SELECT id, body FROM {schema}.communications_data ORDER BY id, body COLLATE \"C\"",
+            )?;
+            let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            assert_eq!(got.len(), expected.len());
+            assert!(got == expected, "every record exactly once per run");
             Ok(())
         },
     )
 }
 
 #[test]
+fn twenty_kills_during_one_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
+    kills_into_sqlite("e2e_kills", "merge")
+}
+
+#[test]
+fn twenty_kills_during_one_load_lose_and_duplicate_nothing_postgres() -> Result<()> {
+    kills_into_postgres("e2e_kills", "merge")
+}
+
+#[test]
+fn twenty_kills_during_an_append_load_lose_and_duplicate_nothing_sqlite() -> Result<()> {
+    kills_into_sqlite("e2e_kills_append", "append")
+}
+
+#[test]
 fn twenty_kills_during_an_append_load_lose_and_duplicate_nothing_postgres() -> Result<()> {
-    let Some(mut pg) = PgSchema::create("e2e_kills_append")? else {
-        return Ok(());
-    };
-    let url = pg.url.clone();
-    load_through_kills(
-        "e2e_kills_append_pg",
-        "append",
-        |_| url,
-        |_, expected| {
-            let offsets: i64 = pg
-                .query("SELECT sum(next_offset)::bigint FROM {schema}._pipeline_offsets")?[0]
-                .get(0);
-            assert_eq!(offsets, 40_000, "the stored offsets cover the topic once");
-            let rows = pg.query(
-                "SELECT id, body FROM {schema}.communications_data ORDER BY id, body COLLATE \"C\"",
-            )?;
-            let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            assert_eq!(got.len(), expected.len());
-            assert!(
-                got == expected,
-                "every record appended exactly once per run"
-            );
-            Ok(())
-        },
-    )
+    kills_into_postgres("e2e_kills_append", "append")
 }
 
 #[test]
