@@ -44,6 +44,8 @@ pub use record::{is_changed, record};
 pub const REQUEST_LOG_CAPACITY: usize = 100_000;
 const DEFAULT_OFFSET: u64 = 0;
 const DEFAULT_LIMIT: u64 = 100;
+/// The size of the `body` of the record `huge_body_of` names: 10 MiB.
+pub const HUGE_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// Command line; every flag can also come from its environment variable.
 #[derive(Debug, Parser)]
@@ -89,6 +91,7 @@ impl Args {
             latency_ms: self.latency_ms,
             max_limit: self.max_limit,
             drift_from: None,
+            huge_body_of: None,
         }
     }
 }
@@ -137,6 +140,8 @@ pub struct Settings {
     pub max_limit: u64,
     /// From this record index on, records drift (see `drift`); `None`: no drift.
     pub drift_from: Option<u64>,
+    /// The record index whose `body` is 10 MiB of text (a hostile record); `None`: none.
+    pub huge_body_of: Option<u64>,
 }
 
 impl Default for Settings {
@@ -148,6 +153,7 @@ impl Default for Settings {
             latency_ms: 0,
             max_limit: 1000,
             drift_from: None,
+            huge_body_of: None,
         }
     }
 }
@@ -161,6 +167,7 @@ struct SettingsPatch {
     latency_ms: Option<u64>,
     max_limit: Option<u64>,
     drift_from: Option<u64>,
+    huge_body_of: Option<u64>,
 }
 
 /// One step of the fault queue as posted to `/admin/faults`.
@@ -586,6 +593,11 @@ fn current_record(s: &Settings, i: u64) -> serde_json::Value {
     if s.drift_from.is_some_and(|from| i >= from) {
         drift::apply(&mut r, i);
     }
+    if s.huge_body_of == Some(i)
+        && let Some(fields) = r.as_object_mut()
+    {
+        let _ = fields.insert("body".to_owned(), "x".repeat(HUGE_BODY_BYTES).into());
+    }
     r
 }
 
@@ -611,6 +623,9 @@ async fn post_state(
     s.max_limit = patch.max_limit.unwrap_or(s.max_limit);
     if patch.drift_from.is_some() {
         s.drift_from = patch.drift_from;
+    }
+    if patch.huge_body_of.is_some() {
+        s.huge_body_of = patch.huge_body_of;
     }
     let settings = *s;
     drop(s);
@@ -947,7 +962,7 @@ mod tests {
         let r = server.post("/admin/state", json!({"revision": 3})).await;
         assert_eq!(
             r.json::<Value>().await.unwrap(),
-            json!({"records": 1000, "revision": 3, "changed_percent": 10, "latency_ms": 0, "max_limit": 1000, "drift_from": null})
+            json!({"records": 1000, "revision": 3, "changed_percent": 10, "latency_ms": 0, "max_limit": 1000, "drift_from": null, "huge_body_of": null})
         );
         let after = server.get_json("/admin/records").await;
         let (before, after) = (before.as_array().unwrap(), after.as_array().unwrap());

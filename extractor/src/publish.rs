@@ -32,6 +32,14 @@ pub enum PublishError {
     CreateTopic { topic: String, message: String },
     #[error("producing to `{topic}`: {message}")]
     Produce { topic: String, message: String },
+    #[error("producing the record with key {key:?} ({bytes} bytes) to `{topic}`: {message}{hint}")]
+    Record {
+        topic: String,
+        key: String,
+        bytes: usize,
+        message: String,
+        hint: &'static str,
+    },
     #[error(
         "{failed} of {sent} messages were not acknowledged by the broker; first failure: topic {topic} \
          partition {partition}: {message}"
@@ -439,9 +447,22 @@ impl Publisher {
                 }
                 Err((e, back)) => {
                     acks.reported(false);
-                    return Err(PublishError::Produce {
+                    let hint = match &e {
+                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                            " (raise `message.max.bytes` in the config's [kafka] table, and the \
+                             topic's `max.message.bytes` on the broker, to publish it)"
+                        }
+                        _ => "",
+                    };
+                    return Err(PublishError::Record {
                         topic: back.topic.to_owned(),
+                        key: back
+                            .key
+                            .map(|k| String::from_utf8_lossy(k).chars().take(64).collect())
+                            .unwrap_or_default(),
+                        bytes: size,
                         message: e.to_string(),
+                        hint,
                     });
                 }
             }

@@ -648,6 +648,14 @@ fn consumer(
     for (k, v) in &cfg.kafka {
         let _ = client.set(k, v);
     }
+    // Records as large as the producer may send must fit a fetch, or the partition would
+    // stall at the first one (not every broker hands out an oversized first record).
+    if let Some(max) = cfg.kafka.get("message.max.bytes")
+        && !cfg.kafka.contains_key("fetch.message.max.bytes")
+        && !cfg.kafka.contains_key("max.partition.fetch.bytes")
+    {
+        let _ = client.set("fetch.message.max.bytes", max);
+    }
     // Offsets are stored by the loader after each destination commit, never before.
     let _ = client
         .set("group.id", &opts.group_id)
