@@ -13,6 +13,7 @@ pub mod client;
 pub mod dependent;
 pub mod incremental;
 pub mod limit;
+pub mod metrics;
 pub mod paginate;
 pub mod progress;
 pub mod publish;
@@ -513,6 +514,7 @@ async fn extract_resource(
             "replace run ended on every partition"
         );
     }
+    metrics::resource_done(&resource.name, stats.pages, records);
     let report = ResourceReport {
         resource: resource.name.clone(),
         topic: resource.topic.clone(),
