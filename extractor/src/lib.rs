@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod build;
+pub mod check;
 pub mod checkpoint;
 pub mod client;
 pub mod dependent;

@@ -73,6 +73,15 @@ struct Args {
     /// the next one resumes from its checkpoint. Default: one run, then exit.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval, env = "EXTRACTOR_INTERVAL")]
     interval: Option<std::time::Duration>,
+    /// Check the config and exit: every problem (unknown keys, wrong types, values, missing
+    /// secrets, request plans) on its own line with its key path; exit 1 if any. Needs no
+    /// broker and publishes nothing.
+    #[arg(long)]
+    check: bool,
+    /// With --check: also fetch the first page of each resource and print its inferred
+    /// schema (field, type, nullable) and three records.
+    #[arg(long, requires = "check")]
+    fetch: bool,
 }
 
 #[tokio::main]
@@ -84,13 +93,58 @@ async fn main() -> ExitCode {
         Some(writer) => common::cli::init_logging_to(args.log_json, writer),
         None => common::cli::init_logging(args.log_json),
     }
-    match extract(args, progress).await {
+    let result = if args.check {
+        check(args).await
+    } else {
+        extract(args, progress).await
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("extractor: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn check(args: Args) -> anyhow::Result<()> {
+    let secrets = match &args.secrets_file {
+        Some(path) => SecretResolver::new(Some(path.clone())),
+        None => SecretResolver::with_default_file(),
+    };
+    let problems = match common::config::load(&args.config) {
+        Err(e) => extractor::check::load_problems(&e),
+        Ok(mut cfg) => {
+            let mut problems = Vec::new();
+            if let Err(e) = common::cli::apply_overrides(
+                &mut cfg,
+                args.brokers.as_deref(),
+                args.schema_registry_url.as_deref(),
+            ) {
+                problems.push(e.to_string());
+            }
+            problems.extend(extractor::check::problems(&cfg, &secrets, &args.resources));
+            if problems.is_empty() {
+                println!(
+                    "{}: ok ({} resources)",
+                    args.config.display(),
+                    cfg.resources.len()
+                );
+                if args.fetch {
+                    print!(
+                        "{}",
+                        extractor::check::fetch_samples(&cfg, &secrets, &args.resources).await?
+                    );
+                }
+                return Ok(());
+            }
+            problems
+        }
+    };
+    for problem in &problems {
+        println!("problem: {problem}");
+    }
+    anyhow::bail!("{}: {} problem(s)", args.config.display(), problems.len())
 }
 
 async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
