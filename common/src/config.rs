@@ -4455,9 +4455,6 @@ mod reference {
                 }
             }
         }
-        assert!(
-            missing.is_empty(),
-            "docs/config.md lacks: {missing:?}"
-        );
+        assert!(missing.is_empty(), "docs/config.md lacks: {missing:?}");
     }
 }
