@@ -81,7 +81,7 @@ fn scheduled_runs_pick_up_each_change_from_the_last_cursor() -> Result<()> {
         name: "extractor".into(),
     };
     // Run 1 from initial_value, run 2 from run 1's largest updated_at.
-    let _ = wait_for("a second run from the first run's cursor", RUN, || {
+    wait_for("a second run from the first run's cursor", RUN, || {
         sinces(&api).ok()?.contains(&max1).then_some(())
     })?;
     let seen = sinces(&api)?;
@@ -89,7 +89,7 @@ fn scheduled_runs_pick_up_each_change_from_the_last_cursor() -> Result<()> {
     // A change while the process runs is picked up by a later run, whose successor then
     // asks from the new largest updated_at.
     let max2 = mutate(&api, 20, &[7, 150])?;
-    let _ = wait_for("a run from the changed set's cursor", RUN, || {
+    wait_for("a run from the changed set's cursor", RUN, || {
         sinces(&api).ok()?.contains(&max2).then_some(())
     })?;
     let seen = sinces(&api)?;
@@ -108,7 +108,7 @@ fn scheduled_runs_pick_up_each_change_from_the_last_cursor() -> Result<()> {
     ensure!(order.last() == Some(&max2.as_str()), "{order:?}");
 
     // SIGTERM while waiting: exit 0.
-    let _ = wait_for("the wait between runs", RUN, || {
+    wait_for("the wait between runs", RUN, || {
         (health(&addr)? == (200, "waiting for the next run".to_owned())).then_some(())
     })?;
     let _ = Command::new("kill")
