@@ -862,6 +862,7 @@ async fn publish_pages(
                 .map_err(publish_err)?;
         }
         records += rows.rows.len() as u64;
+        metrics::records_sent(&resource.name, rows.rows.len() as u64);
         checkpoints.push(acks, page.resume, page.max);
     }
     Ok(records)

@@ -9,6 +9,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 struct Metrics {
     registry: Registry,
     records: IntCounterVec,
+    sent: IntCounterVec,
     pages: IntCounterVec,
     responses: IntCounter,
     bytes: IntCounter,
@@ -41,6 +42,11 @@ impl Metrics {
         let records = counter_vec(
             "extractor_records_total",
             "Records published and acknowledged by the broker, counted when a resource's run ends.",
+            &["resource"],
+        );
+        let sent = counter_vec(
+            "extractor_records_sent_total",
+            "Records handed to the producer as they are published (acknowledged or not yet).",
             &["resource"],
         );
         let pages = counter_vec(
@@ -81,6 +87,7 @@ impl Metrics {
         Self {
             registry,
             records,
+            sent,
             pages,
             responses,
             bytes,
@@ -114,6 +121,11 @@ pub(crate) fn retrying(status: u16) {
 /// The API answered 429 Too Many Requests.
 pub(crate) fn throttled() {
     METRICS.throttled.inc();
+}
+
+/// `records` of a page went to the producer.
+pub(crate) fn records_sent(resource: &str, records: u64) {
+    METRICS.sent.with_label_values(&[resource]).inc_by(records);
 }
 
 /// One resource's run ended with these figures.
@@ -152,6 +164,7 @@ mod tests {
         retrying(599);
         throttled();
         resource_done("metrics_test", 3, 30);
+        records_sent("metrics_test", 7);
         response_read(100);
         run_ended(true);
         let text = common::telemetry::render(&registry()).unwrap();
@@ -159,6 +172,7 @@ mod tests {
             "extractor_retries_total{status=\"599\"} 2",
             "extractor_records_total{resource=\"metrics_test\"} 30",
             "extractor_pages_total{resource=\"metrics_test\"} 3",
+            "extractor_records_sent_total{resource=\"metrics_test\"} 7",
             "extractor_runs_total{outcome=\"success\"} 1",
         ] {
             assert!(text.contains(wanted), "{wanted} not in\n{text}");

@@ -143,6 +143,13 @@ fn the_extractor_runs_on_an_interval_and_reports_each_run() -> Result<()> {
         Some(RECORDS as f64 * runs),
         "{text}"
     );
+    assert_eq!(
+        sample(
+            &text,
+            "extractor_records_sent_total{resource=\"communications_data\"}"
+        ),
+        Some(RECORDS as f64 * runs)
+    );
     ensure!(sample(&text, "extractor_response_bytes_total").is_some_and(|b| b > 0.0));
     assert_eq!(sample(&text, "extractor_throttled_total"), Some(0.0));
     ensure!(sample(&text, "extractor_last_success_timestamp_seconds").is_some_and(|t| t > 0.0));
