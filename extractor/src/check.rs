@@ -3,6 +3,7 @@
 //! with `--fetch`, the first page of each resource, its inferred schema and three records.
 //! Nothing is published and no broker is needed.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use common::config::{ConfigError, PipelineConfig};
@@ -57,6 +58,8 @@ pub fn problems(cfg: &PipelineConfig, secrets: &SecretResolver, names: &[String]
 pub enum CheckError {
     #[error(transparent)]
     Build(#[from] build::BuildError),
+    #[error(transparent)]
+    Dependent(#[from] dependent::DependentError),
     #[error("resource `{resource}`: the first page: {source}")]
     Fetch {
         resource: String,
@@ -71,10 +74,10 @@ pub enum CheckError {
     },
 }
 
-/// Fetches the first page of each selected top-level resource and describes it: the
-/// schema inferred from its records (field, type, nullable) and the first
-/// [`SAMPLE_RECORDS`] records. A dependent resource is listed, not fetched (its requests
-/// need its parent's records).
+/// Fetches the first page of each selected resource and describes it: the schema
+/// inferred from its records (field, type, nullable) and the first [`SAMPLE_RECORDS`]
+/// records. A dependent resource's request is made for the first record of its parent's
+/// first page (its `include_from_parent` columns added, as in a run).
 pub async fn fetch_samples(
     cfg: &PipelineConfig,
     secrets: &SecretResolver,
@@ -82,16 +85,38 @@ pub async fn fetch_samples(
 ) -> Result<String, CheckError> {
     let client = build::http_client(&cfg.client, secrets)?;
     let mut out = String::new();
-    for (resource, plan, _) in dependent::with_parents(cfg, names)? {
-        if let Some(parent) = &resource.parent {
+    // The first page's records of each resource fetched so far, for its children.
+    let mut first_pages: HashMap<String, Vec<Value>> = HashMap::new();
+    // Parents before their children, whatever the config's order.
+    let mut resources = dependent::with_parents(cfg, names)?;
+    resources.sort_by_key(|(r, _, _)| depth(cfg, r));
+    for (i, (resource, plan, _)) in resources.into_iter().enumerate() {
+        let mut include = Vec::new();
+        let mut plan = plan;
+        if let Some(parent) = resource.parent.as_deref().and_then(|p| cfg.resource(p)) {
+            let Some(record) = first_pages.get(&parent.name).and_then(|r| r.first()) else {
+                let _ = writeln!(
+                    out,
+                    "resource `{}`: not fetched: its parent `{}` had no records on its first page\n",
+                    resource.name, parent.name
+                );
+                continue;
+            };
+            let index = cfg
+                .resources
+                .iter()
+                .position(|c| c.name == resource.name)
+                .unwrap_or(i);
+            let child = dependent::ChildPlan::new(index, resource, parent, plan)?;
+            (plan, include) = child.for_parent(record)?;
             let _ = writeln!(
                 out,
-                "resource `{}`: dependent on `{parent}`; not fetched (its requests need `{parent}`'s records)\n",
-                resource.name
+                "resource `{}`: for the `{}` record {}",
+                resource.name,
+                parent.name,
+                child.parent_id(record)
             );
-            continue;
         }
-        let mut plan = plan;
         if let Some(inc) = &resource.endpoint.incremental {
             plan.params = incremental::request_params(inc, std::mem::take(&mut plan.params), None);
         }
@@ -102,10 +127,17 @@ pub async fn fetch_samples(
         let req = request(&plan, step);
         let shown = client.display_url(&req);
         let mut body = fetch(&client, &req, &resource.name).await?;
-        let records = match &plan.selector {
+        let mut records = match &plan.selector {
             Some(s) => s.take_records(&mut body),
             None => crate::select::take_records_auto(&mut body),
         };
+        for record in &mut records {
+            if let Some(object) = record.as_object_mut() {
+                for (column, value) in &include {
+                    let _ = object.insert(column.clone(), value.clone());
+                }
+            }
+        }
         let mut builder = SchemaBuilder::new(
             &resource.name,
             resource.primary_key.clone(),
@@ -124,8 +156,23 @@ pub async fn fetch_samples(
             records.len()
         );
         describe(&mut out, builder.schema(), &records);
+        let _ = first_pages.insert(resource.name.clone(), records);
     }
     Ok(out)
+}
+
+/// How many ancestors `resource` has (0 for a top-level resource).
+fn depth(cfg: &PipelineConfig, resource: &common::config::ResourceConfig) -> usize {
+    let mut depth = 0;
+    let mut parent = resource.parent.as_deref();
+    // The config has no cycles; the bound keeps a broken one from looping here.
+    while let Some(p) = parent
+        && depth <= cfg.resources.len()
+    {
+        depth += 1;
+        parent = cfg.resource(p).and_then(|r| r.parent.as_deref());
+    }
+    depth
 }
 
 async fn fetch(client: &HttpClient, req: &Request, resource: &str) -> Result<Value, CheckError> {

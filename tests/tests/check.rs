@@ -166,3 +166,74 @@ fn every_problem_is_printed_with_its_key_path() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn fetch_follows_a_dependent_resource_from_its_parents_first_record() -> Result<()> {
+    let api = DemoApi::start(10, &[])?;
+    let dir = tempfile::tempdir()?;
+    // The child is listed first: its parent is fetched before it all the same.
+    let resources = r#"[[resources]]
+name = "messages"
+include_from_parent = ["id"]
+[resources.endpoint]
+path = "/v1/conversations/{resources.conversations.id}/messages"
+data_selector = "data"
+paginator = { type = "page_number", base_page = 1, total_path = "total_pages" }
+
+[[resources]]
+name = "conversations"
+endpoint = { path = "/v1/conversations", data_selector = "data", paginator = { type = "offset", limit = 10 } }
+"#;
+    let config = write_config(dir.path(), &api.url, resources)?;
+    let out = run(
+        extractor(&config, &["--check", "--fetch"], Some(API_KEY))?,
+        RUN,
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "{stdout}");
+    let conversations = stdout
+        .find("resource `conversations` (")
+        .context("conversations")?;
+    let messages = stdout
+        .find("resource `messages`: for the `conversations` record id=1")
+        .context("messages")?;
+    ensure!(conversations < messages, "{stdout}");
+    let section = &stdout[messages..];
+    ensure!(
+        section.contains("/v1/conversations/1/messages"),
+        "{section}"
+    );
+    // The include_from_parent column is part of the inferred schema and the records.
+    ensure!(
+        section
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["_conversations_id", "bigint", "yes"]),
+        "{section}"
+    );
+    let shown: Vec<Value> = section
+        .lines()
+        .skip_while(|l| !l.contains("first 3 records:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l.trim()))
+        .collect::<Result<_, _>>()?;
+    let truth = api.get("/admin/conversations")?;
+    let expected: Vec<Value> = truth["messages"]
+        .as_array()
+        .context("messages")?
+        .iter()
+        .filter(|m| m["conversation_id"] == 1)
+        .take(3)
+        .map(|m| {
+            let mut m = m.clone();
+            let object = m.as_object_mut().context("object")?;
+            let _ = object.remove("conversation_id");
+            let _ = object.insert("_conversations_id".into(), serde_json::json!(1));
+            Ok(m)
+        })
+        .collect::<Result<_>>()?;
+    assert_eq!(shown.len(), 3);
+    assert_eq!(shown, expected);
+    Ok(())
+}
