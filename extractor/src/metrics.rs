@@ -181,4 +181,18 @@ mod tests {
         assert!(METRICS.bytes.get() >= bytes_before + 100);
         assert!(METRICS.last_success.get() > 1_700_000_000);
     }
+
+    #[test]
+    fn docs_operations_lists_every_metric() {
+        let docs = include_str!("../../docs/operations.md");
+        let families = registry().gather();
+        assert!(families.len() >= 5);
+        for family in families {
+            let name = family.get_name();
+            assert!(
+                docs.contains(&format!("| `{name}")),
+                "docs/operations.md's metrics table lacks {name}"
+            );
+        }
+    }
 }

@@ -187,4 +187,18 @@ mod tests {
         assert!(!text.contains("topic=\"metrics_test\""), "{text}");
         assert_eq!(health().get(), (true, "waiting for partitions".into()));
     }
+
+    #[test]
+    fn docs_operations_lists_every_metric() {
+        let docs = include_str!("../../docs/operations.md");
+        let families = registry().gather();
+        assert!(families.len() >= 5);
+        for family in families {
+            let name = family.get_name();
+            assert!(
+                docs.contains(&format!("| `{name}")),
+                "docs/operations.md's metrics table lacks {name}"
+            );
+        }
+    }
 }
