@@ -194,7 +194,7 @@ mod tests {
         let families = registry().gather();
         assert!(families.len() >= 5);
         for family in families {
-            let name = family.get_name();
+            let name = family.name();
             assert!(
                 docs.contains(&format!("| `{name}")),
                 "docs/operations.md's metrics table lacks {name}"
