@@ -11,7 +11,8 @@ RUN cargo build --release --locked --bins \
  && cp target/release/extractor target/release/loader target/release/demo-api /out/
 
 FROM debian:bookworm-slim AS runtime
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+# curl: the compose healthchecks ask /health.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data --create-home pipeline
 COPY --from=build /out/ /usr/local/bin/
 USER pipeline

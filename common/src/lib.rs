@@ -10,3 +10,4 @@ pub mod retry;
 pub mod runs;
 pub mod schema;
 pub mod secret;
+pub mod telemetry;

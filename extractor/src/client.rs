@@ -335,6 +335,7 @@ impl HttpClient {
             .adjust(|e, backoff| backoff.map(|d| e.retry_after().unwrap_or(d)))
             .notify(|e, wait| {
                 retry_statuses.push(e.status().unwrap_or(0));
+                crate::metrics::retrying(e.status().unwrap_or(0));
                 tracing::warn!(url = %shown, error = %e, wait_ms = wait.as_millis() as u64, "retrying");
             })
             .await;
@@ -348,6 +349,7 @@ impl HttpClient {
             }) => (Value::Null, 0, HeaderMap::new(), Some(status)),
             Err(e) => return Err(e.set_attempts(retries + 1)),
         };
+        crate::metrics::response_read(bytes);
         if let Some(status) = ignored {
             tracing::info!(url = %shown, status, "response ignored (response_actions)");
         }
@@ -380,6 +382,9 @@ impl HttpClient {
             rate.until_ready().await;
         }
         let result = self.attempt(req, url, shown, used).await;
+        if let Err(FetchError::Status { status: 429, .. }) = &result {
+            crate::metrics::throttled();
+        }
         let Some(permit) = permit else {
             return result;
         };

@@ -8,11 +8,13 @@
 
 pub mod auth;
 pub mod build;
+pub mod check;
 pub mod checkpoint;
 pub mod client;
 pub mod dependent;
 pub mod incremental;
 pub mod limit;
+pub mod metrics;
 pub mod paginate;
 pub mod progress;
 pub mod publish;
@@ -513,6 +515,7 @@ async fn extract_resource(
             "replace run ended on every partition"
         );
     }
+    metrics::resource_done(&resource.name, stats.pages, records);
     let report = ResourceReport {
         resource: resource.name.clone(),
         topic: resource.topic.clone(),
@@ -859,6 +862,7 @@ async fn publish_pages(
                 .map_err(publish_err)?;
         }
         records += rows.rows.len() as u64;
+        metrics::records_sent(&resource.name, rows.rows.len() as u64);
         checkpoints.push(acks, page.resume, page.max);
     }
     Ok(records)

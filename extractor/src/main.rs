@@ -65,6 +65,23 @@ struct Args {
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
+    /// Serve Prometheus `/metrics` and `/health` on HOST:PORT (port 0: any free port, logged).
+    #[arg(long, value_name = "HOST:PORT", env = "METRICS_ADDR")]
+    metrics_addr: Option<String>,
+    /// Run again this long after each run ends (e.g. `30s`, `5m`, `1h`), until SIGTERM or
+    /// SIGINT, which ends the wait (exit 0) or the current run (as without --interval). A failed run is logged and
+    /// the next one resumes from its checkpoint. Default: one run, then exit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval, env = "EXTRACTOR_INTERVAL")]
+    interval: Option<std::time::Duration>,
+    /// Check the config and exit: every problem (unknown keys, wrong types, values, missing
+    /// secrets, request plans) on its own line with its key path; exit 1 if any. Needs no
+    /// broker and publishes nothing.
+    #[arg(long)]
+    check: bool,
+    /// With --check: also fetch the first page of each resource and print its inferred
+    /// schema (field, type, nullable) and three records.
+    #[arg(long, requires = "check")]
+    fetch: bool,
 }
 
 #[tokio::main]
@@ -76,13 +93,58 @@ async fn main() -> ExitCode {
         Some(writer) => common::cli::init_logging_to(args.log_json, writer),
         None => common::cli::init_logging(args.log_json),
     }
-    match extract(args, progress).await {
+    let result = if args.check {
+        check(args).await
+    } else {
+        extract(args, progress).await
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("extractor: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn check(args: Args) -> anyhow::Result<()> {
+    let secrets = match &args.secrets_file {
+        Some(path) => SecretResolver::new(Some(path.clone())),
+        None => SecretResolver::with_default_file(),
+    };
+    let problems = match common::config::load(&args.config) {
+        Err(e) => extractor::check::load_problems(&e),
+        Ok(mut cfg) => {
+            let mut problems = Vec::new();
+            if let Err(e) = common::cli::apply_overrides(
+                &mut cfg,
+                args.brokers.as_deref(),
+                args.schema_registry_url.as_deref(),
+            ) {
+                problems.push(e.to_string());
+            }
+            problems.extend(extractor::check::problems(&cfg, &secrets, &args.resources));
+            if problems.is_empty() {
+                println!(
+                    "{}: ok ({} resources)",
+                    args.config.display(),
+                    cfg.resources.len()
+                );
+                if args.fetch {
+                    print!(
+                        "{}",
+                        extractor::check::fetch_samples(&cfg, &secrets, &args.resources).await?
+                    );
+                }
+                return Ok(());
+            }
+            problems
+        }
+    };
+    for problem in &problems {
+        println!("problem: {problem}");
+    }
+    anyhow::bail!("{}: {} problem(s)", args.config.display(), problems.len())
 }
 
 async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
@@ -109,14 +171,55 @@ async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
         resource_concurrency: args.resource_concurrency,
         progress,
     };
+    let health = common::telemetry::Health::new("starting");
+    if let Some(addr) = &args.metrics_addr {
+        let _ =
+            common::telemetry::serve(addr, extractor::metrics::registry(), health.clone()).await?;
+    }
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
     let _signals = tokio::spawn(async move {
         common::cli::stop_signal().await;
         stopper.cancel();
     });
+    let Some(interval) = args.interval else {
+        health.ok("running");
+        let result = run_once(&cfg, &secrets, &opts, cancel).await;
+        extractor::metrics::run_ended(result.is_ok());
+        return result;
+    };
+    let mut runs = 0u64;
+    while !cancel.is_cancelled() {
+        runs += 1;
+        health.ok("running");
+        tracing::info!(run = runs, "scheduled run starting");
+        let result = run_once(&cfg, &secrets, &opts, cancel.clone()).await;
+        extractor::metrics::run_ended(result.is_ok());
+        match result {
+            Ok(()) => health.ok("waiting for the next run"),
+            Err(e) if cancel.is_cancelled() => return Err(e),
+            Err(e) => {
+                tracing::error!(run = runs, error = %format!("{e:#}"), "scheduled run failed; the next one resumes from its checkpoint");
+                health.ok("waiting for the next run (the last one failed)");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = cancel.cancelled() => {}
+        }
+    }
+    tracing::info!(runs, "stopped between runs");
+    Ok(())
+}
+
+async fn run_once(
+    cfg: &common::config::PipelineConfig,
+    secrets: &SecretResolver,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let reports = run(&cfg, &secrets, &opts, cancel).await?;
+    let reports = run(cfg, secrets, opts, cancel).await?;
     let (mut pages, mut records, mut retries, mut throttled, mut bytes) = (0, 0, 0, 0, 0);
     for r in &reports {
         println!(
@@ -145,6 +248,17 @@ async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
         records as f64 / seconds.max(1e-9)
     );
     Ok(())
+}
+
+/// `--interval`: a human duration (`90s`, `5m`, `1h 30m`), at least a millisecond.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.as_millis() >= 1 => Ok(d),
+        Ok(_) => Err(format!("`{text}`: the interval must be at least 1ms")),
+        Err(e) => Err(format!(
+            "`{text}` is not a duration like `30s` or `5m`: {e}"
+        )),
+    }
 }
 
 /// `--max-rps`: a number of requests per second, as the config key takes it.

@@ -12,6 +12,7 @@ pub mod contract;
 pub mod destination;
 pub mod dlq;
 pub mod inspect;
+pub mod metrics;
 pub mod schemas;
 
 use std::collections::{BTreeMap, HashMap};
@@ -222,6 +223,7 @@ impl ConsumerContext for LoaderContext {
                     self.fail(format!("assigning partitions: {e}"));
                 }
                 self.assigned.store(true, Ordering::SeqCst);
+                metrics::assignment(true, &[]);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = %describe(tpl), "partitions revoked; writing the pending batch first");
@@ -235,6 +237,7 @@ impl ConsumerContext for LoaderContext {
                     self.fail(format!("releasing partitions: {e}"));
                 }
                 self.assigned.store(false, Ordering::SeqCst);
+                metrics::assignment(false, &partitions(tpl));
             }
             other => {
                 tracing::warn!(error = ?other, "rebalance error");
@@ -243,6 +246,13 @@ impl ConsumerContext for LoaderContext {
             }
         }
     }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
 }
 
 fn describe(tpl: &TopicPartitionList) -> String {
@@ -256,6 +266,7 @@ fn describe(tpl: &TopicPartitionList) -> String {
 impl LoaderContext {
     fn fail(&self, message: String) {
         tracing::error!(error = %message, "loader failure");
+        metrics::failed(&message);
         let _ = lock(&self.failure).get_or_insert(message);
     }
 
@@ -393,6 +404,7 @@ impl LoaderContext {
             .records
             .fetch_add(taken.rows.saturating_sub(refused) as u64, Ordering::Relaxed);
         let _ = self.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::batch_written(taken.rows as u64, started.elapsed().as_secs_f64());
         tracing::debug!(
             rows = stats.rows,
             ms = started.elapsed().as_millis() as u64,
@@ -828,6 +840,7 @@ fn add_message(
         Verdict::Discard(message) => {
             tracing::debug!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason = %message, "record discarded");
             let _ = ctx.discarded.fetch_add(1, Ordering::Relaxed);
+            metrics::discarded();
             note_offset(ctx, msg);
             return Ok(());
         }
@@ -1062,7 +1075,9 @@ fn reject(
                 payload: msg.payload().map(<[u8]>::to_vec),
                 error: message,
             };
-            let _ = lock(&ctx.dead_letters).send(&letter)?;
+            if lock(&ctx.dead_letters).send(&letter)? {
+                metrics::dead_lettered();
+            }
             note_offset(ctx, msg);
             Ok(())
         }
@@ -1108,6 +1123,7 @@ fn lag(
             .get(&(topic.to_owned(), partition))
             .copied()
             .unwrap_or(low);
+        metrics::partition_lag(topic, partition, (high - next).max(0));
         total += (high - next).max(0);
     }
     Ok(total)

@@ -61,6 +61,9 @@ struct Args {
     /// After the run, print each table's row count and its first N rows (SQLite).
     #[arg(long, value_name = "N")]
     show_rows: Option<usize>,
+    /// Serve Prometheus `/metrics` and `/health` on HOST:PORT (port 0: any free port, logged).
+    #[arg(long, value_name = "HOST:PORT", env = "METRICS_ADDR")]
+    metrics_addr: Option<String>,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -79,6 +82,7 @@ async fn main() -> ExitCode {
     match load(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            loader::metrics::failed(&format!("{e:#}"));
             eprintln!("loader: error: {e:#}");
             ExitCode::FAILURE
         }
@@ -86,6 +90,11 @@ async fn main() -> ExitCode {
 }
 
 async fn load(args: Args) -> anyhow::Result<()> {
+    if let Some(addr) = &args.metrics_addr {
+        let health = loader::metrics::health();
+        health.ok("waiting for partitions");
+        let _ = common::telemetry::serve(addr, loader::metrics::registry(), health).await?;
+    }
     let mut cfg = common::config::load(&args.config).context("loading the config")?;
     common::cli::apply_overrides(
         &mut cfg,
