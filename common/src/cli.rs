@@ -92,8 +92,60 @@ pub fn apply_overrides(
             }
         }
     }
+    for (name, value) in kafka_env(std::env::vars()) {
+        let _ = cfg.kafka.insert(name, value);
+    }
     if !cfg.kafka.contains_key("bootstrap.servers") {
         return Err(OverrideError::NoBrokers);
     }
     Ok(())
+}
+
+/// The prefix of environment variables that set librdkafka properties: `RDKAFKA_SASL_PASSWORD`
+/// sets `sasl.password` (after the prefix, lowercased, `_` → `.`, and `__` → `_` for the
+/// few names with an underscore). They override the config's `[kafka]` table, so a
+/// container gets its credentials without writing them into a file.
+pub const KAFKA_ENV_PREFIX: &str = "RDKAFKA_";
+
+/// The librdkafka properties set by `vars` (see [`KAFKA_ENV_PREFIX`]).
+pub fn kafka_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.into_iter()
+        .filter_map(|(key, value)| {
+            let rest = key.strip_prefix(KAFKA_ENV_PREFIX)?;
+            if rest.is_empty() {
+                return None;
+            }
+            let name = rest
+                .to_ascii_lowercase()
+                .replace("__", "\u{0}")
+                .replace('_', ".")
+                .replace('\u{0}', "_");
+            Some((name, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_settings_come_from_the_environment() {
+        let vars = [
+            ("RDKAFKA_SASL_PASSWORD", "s3cret"),
+            ("RDKAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("RDKAFKA_SSL_ENGINE__ID", "x"),
+            ("RDKAFKA_", "ignored"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "not ours"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(
+            kafka_env(vars),
+            [
+                ("sasl.password".to_owned(), "s3cret".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+                ("ssl.engine_id".to_owned(), "x".to_owned()),
+            ]
+        );
+    }
 }

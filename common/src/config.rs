@@ -34,8 +34,9 @@ pub const MAX_TOPIC_LEN: usize = 249;
 // The resolved config: what the extractor and the loader use.
 // ---------------------------------------------------------------------------------------------
 
-/// The whole config, validated, with every default applied.
-#[derive(Debug, Clone, PartialEq)]
+/// The whole config, validated, with every default applied. `Debug` hides the values of
+/// librdkafka settings that hold credentials (see [`is_secret_setting`]).
+#[derive(Clone, PartialEq)]
 pub struct PipelineConfig {
     pub pipeline_name: String,
     /// librdkafka settings, passed through verbatim.
@@ -45,6 +46,40 @@ pub struct PipelineConfig {
     pub schema_topic: String,
     pub client: ClientConfig,
     pub resources: Vec<ResourceConfig>,
+}
+
+/// Whether a librdkafka setting holds a credential (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, `ssl.key.pem`, ...).
+pub fn is_secret_setting(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "jaas", "key.pem", "keystore", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+impl fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kafka: BTreeMap<&str, &str> = self
+            .kafka
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_setting(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("PipelineConfig")
+            .field("pipeline_name", &self.pipeline_name)
+            .field("kafka", &kafka)
+            .field("schema_registry", &self.schema_registry)
+            .field("schema_topic", &self.schema_topic)
+            .field("client", &self.client)
+            .field("resources", &self.resources)
+            .finish()
+    }
 }
 
 impl PipelineConfig {
@@ -3596,6 +3631,21 @@ resources:
         }
         assert_eq!(check_requests_per_second(20.0), None);
         assert!(check_requests_per_second(0.0).is_some());
+    }
+
+    #[test]
+    fn debug_hides_kafka_credentials() {
+        let mut config =
+            toml("[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n").unwrap();
+        let _ = config
+            .kafka
+            .insert("sasl.password".into(), "hunter2".into());
+        let _ = config.kafka.insert("sasl.username".into(), "alice".into());
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("alice"),
+            "{shown}"
+        );
     }
 
     #[test]
