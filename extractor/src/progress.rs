@@ -6,12 +6,12 @@
 //! While bars are shown, log lines go through [`Progress::log_writer`], which lifts the
 //! bars, writes the line and draws them again below it.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use common::progress::LogWriter;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// The bars of one run; [`Progress::hidden`] (the default) draws nothing.
 #[derive(Debug, Clone, Default)]
@@ -22,13 +22,8 @@ pub struct Progress {
 impl Progress {
     /// Bars on stderr when `enabled` and stderr is a terminal; hidden otherwise.
     pub fn new(enabled: bool) -> Self {
-        use std::io::IsTerminal;
-        if enabled && std::io::stderr().is_terminal() {
-            Self {
-                multi: Some(MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
-            }
-        } else {
-            Self::hidden()
+        Self {
+            multi: common::progress::terminal_bars(enabled),
         }
     }
 
@@ -58,7 +53,7 @@ impl Progress {
 
     /// A `tracing` writer that keeps log lines from tearing the bars; `None` when hidden.
     pub fn log_writer(&self) -> Option<LogWriter> {
-        self.multi.clone().map(|multi| LogWriter { multi })
+        self.multi.clone().map(LogWriter::new)
     }
 }
 
@@ -113,53 +108,6 @@ impl ResourceProgress {
     }
 }
 
-/// Writes each log line while the bars are lifted (see [`Progress::log_writer`]).
-#[derive(Debug, Clone)]
-pub struct LogWriter {
-    multi: MultiProgress,
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
-    type Writer = LogLine;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        LogLine {
-            multi: self.multi.clone(),
-            buf: Vec::new(),
-        }
-    }
-}
-
-/// One log event's text, written to stderr when dropped.
-pub struct LogLine {
-    multi: MultiProgress,
-    buf: Vec<u8>,
-}
-
-impl Write for LogLine {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LogLine {
-    fn drop(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        self.multi.suspend(|| {
-            let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(&self.buf);
-            let _ = stderr.flush();
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +133,7 @@ mod tests {
 
     #[test]
     fn shown_bars_count_pages_and_records() {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+        let multi = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
         let progress = Progress {
             multi: Some(multi.clone()),
         };

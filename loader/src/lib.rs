@@ -13,6 +13,7 @@ pub mod destination;
 pub mod dlq;
 pub mod inspect;
 pub mod metrics;
+pub mod progress;
 pub mod schemas;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +63,8 @@ pub struct LoadOptions {
     /// Kafka static membership (`group.instance.id`): a loader restarted with the same id
     /// takes its predecessor's partitions without waiting for its session to time out.
     pub group_instance_id: Option<String>,
+    /// The terminal's progress bar (hidden by default).
+    pub progress: progress::LoadProgress,
 }
 
 /// Where a replay starts reading each partition.
@@ -598,6 +601,9 @@ pub fn run(
     let ctx = consumer.context();
     // Whatever ended the loop, what was decoded before it is written and committed.
     let flushed = ctx.flush(&consumer);
+    opts.progress
+        .update(ctx.records.load(Ordering::Relaxed), None);
+    opts.progress.finish();
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %e, "final commit");
     }
@@ -731,6 +737,8 @@ fn poll_loop(
         };
         if due || idle {
             ctx.flush(consumer)?;
+            opts.progress
+                .update(ctx.records.load(Ordering::Relaxed), None);
         }
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
@@ -741,6 +749,7 @@ fn poll_loop(
             } else {
                 None
             };
+            opts.progress.update(records, lag);
             tracing::info!(
                 records,
                 records_per_second = (records - reported) / PROGRESS_EVERY.as_secs(),

@@ -64,6 +64,9 @@ struct Args {
     /// Serve Prometheus `/metrics` and `/health` on HOST:PORT (port 0: any free port, logged).
     #[arg(long, value_name = "HOST:PORT", env = "METRICS_ADDR")]
     metrics_addr: Option<String>,
+    /// No progress bar, even on a terminal (it is never drawn when stderr is not one).
+    #[arg(long, env = "LOADER_NO_PROGRESS")]
+    no_progress: bool,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -78,8 +81,17 @@ enum OnErrorArg {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::cli::init_logging(args.log_json);
-    match load(args).await {
+    // A bar only for people: not with JSON logs, and never when stderr is not a terminal.
+    let bars = common::progress::terminal_bars(!args.no_progress && !args.log_json);
+    match &bars {
+        Some(multi) => common::cli::init_logging_to(
+            args.log_json,
+            common::progress::LogWriter::new(multi.clone()),
+        ),
+        None => common::cli::init_logging(args.log_json),
+    }
+    let progress = loader::progress::LoadProgress::new(bars.as_ref());
+    match load(args, progress).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             loader::metrics::failed(&format!("{e:#}"));
@@ -89,7 +101,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn load(args: Args) -> anyhow::Result<()> {
+async fn load(args: Args, progress: loader::progress::LoadProgress) -> anyhow::Result<()> {
     if let Some(addr) = &args.metrics_addr {
         let health = loader::metrics::health();
         health.ok("waiting for partitions");
@@ -121,6 +133,7 @@ async fn load(args: Args) -> anyhow::Result<()> {
         replay_from: args.replay_from,
         version_column: args.version_column,
         group_instance_id: args.group_instance_id,
+        progress,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
