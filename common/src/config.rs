@@ -233,6 +233,9 @@ pub struct ResourceConfig {
     /// dlt's `include_from_parent`: parent fields (dotted paths) copied into each record as
     /// `_<parent>_<field>` (dots in the field become `_`).
     pub include_from_parent: Vec<String>,
+    /// dlt's `max_table_nesting`: how deep lists become child tables (`0`: lists stay JSON
+    /// columns). Default: unlimited. Applied by the loader.
+    pub max_table_nesting: Option<usize>,
 }
 
 /// dlt's schema contract modes.
@@ -964,6 +967,7 @@ struct RawResource {
     columns: Option<BTreeMap<String, ColumnHint>>,
     schema_contract: Option<OrBare<SchemaContract>>,
     include_from_parent: Option<Vec<String>>,
+    max_table_nesting: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -1968,6 +1972,7 @@ fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource 
         include_from_parent: resource
             .include_from_parent
             .or_else(|| defaults.include_from_parent.clone()),
+        max_table_nesting: resource.max_table_nesting.or(defaults.max_table_nesting),
     }
 }
 
@@ -2175,6 +2180,7 @@ fn resolve_resource(
         columns,
         parent,
         include_from_parent: raw.include_from_parent.unwrap_or_default(),
+        max_table_nesting: raw.max_table_nesting,
     })
 }
 
@@ -2776,6 +2782,7 @@ resources:
             },
             parent: None,
             include_from_parent: Vec::new(),
+            max_table_nesting: None,
             columns: BTreeMap::from([
                 (
                     "cost".into(),
@@ -2958,6 +2965,20 @@ resources:
                 vec![
                     "resources[0].endpoint.paginator.limit: invalid type: string \"x\", expected u64",
                 ],
+            ),
+            (
+                "max_table_nesting that is negative",
+                Format::Toml,
+                with("[resource_defaults]\nmax_table_nesting = -1"),
+                vec!["resource_defaults.max_table_nesting: invalid value: integer `-1`"],
+            ),
+            (
+                "max_table_nesting that is text",
+                Format::Json,
+                r#"{"client": {"base_url": "https://a"}, "resources": [{"name": "r",
+                    "max_table_nesting": "2"}]}"#
+                    .into(),
+                vec!["resources[0].max_table_nesting: invalid type: string \"2\""],
             ),
             (
                 "wrong type of a plain key",

@@ -12,6 +12,7 @@ pub mod contract;
 pub mod destination;
 pub mod dlq;
 pub mod inspect;
+pub mod nested;
 pub mod schemas;
 
 use std::collections::{BTreeMap, HashMap};
@@ -129,6 +130,8 @@ pub enum LoadError {
     Registry(String),
     #[error("during a rebalance: {0}")]
     Rebalance(String),
+    #[error("child tables: {0}")]
+    Nest(String),
     #[error(transparent)]
     DeadLetter(#[from] dlq::DlqError),
 }
@@ -165,6 +168,8 @@ pub struct LoaderContext {
     group_id: String,
     on_error: OnError,
     destination: Mutex<Box<dyn Destination>>,
+    /// Turns list fields into child tables just before a batch is written.
+    nester: Mutex<nested::Nester>,
     pending: Mutex<Pending>,
     /// An error raised inside a callback, reported by the loop.
     failure: Mutex<Option<String>>,
@@ -368,8 +373,17 @@ impl LoaderContext {
                 })
                 .collect(),
         };
+        let mut batch = batch;
         let started = Instant::now();
-        let stats = lock(&self.destination).write_batch(&batch)?;
+        let mut destination = lock(&self.destination);
+        lock(&self.nester)
+            .explode(&mut batch, &mut **destination)
+            .map_err(|e| match e {
+                nested::NestError::Destination(e) => LoadError::Destination(e),
+                other => LoadError::Nest(other.to_string()),
+            })?;
+        let stats = destination.write_batch(&batch)?;
+        drop(destination);
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), next) in &taken.offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
@@ -407,6 +421,7 @@ pub fn run(
         group_id: opts.group_id.clone(),
         on_error: opts.on_error,
         destination: Mutex::new(destination),
+        nester: Mutex::new(nested::Nester::new(nest_routes(cfg, &opts.resources))),
         pending: Mutex::new(Pending::default()),
         failure: Mutex::new(None),
         assigned: AtomicBool::new(false),
@@ -451,6 +466,35 @@ pub fn run(
         discarded: ctx.discarded.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Per destination table of a merge or append resource with a primary key: how its list
+/// fields become child tables (see [`nested`]). `replace` resources keep lists as JSON.
+fn nest_routes(cfg: &PipelineConfig, selected: &[String]) -> HashMap<String, nested::NestRoute> {
+    cfg.resources
+        .iter()
+        .filter(|r| selected.is_empty() || selected.contains(&r.name))
+        .filter(|r| r.write_disposition != WriteDisposition::Replace && !r.primary_key.is_empty())
+        .map(|r| {
+            let json_columns = r
+                .columns
+                .iter()
+                .filter(|(_, hint)| hint.data_type == Some(common::schema::DataType::Json))
+                .filter_map(|(name, _)| common::schema::normalize_path(name))
+                .collect();
+            let route = nested::NestRoute {
+                primary_key: r
+                    .primary_key
+                    .iter()
+                    .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
+                    .collect(),
+                merge: r.write_disposition == WriteDisposition::Merge,
+                max_table_nesting: r.max_table_nesting,
+                json_columns,
+            };
+            (r.table_name.clone(), route)
+        })
+        .collect()
 }
 
 fn routes(cfg: &PipelineConfig, selected: &[String]) -> Result<BTreeMap<String, Route>, LoadError> {

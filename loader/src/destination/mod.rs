@@ -170,6 +170,10 @@ pub trait Destination: Send {
     /// The offsets stored by [`Destination::write_batch`] for this group, ordered by topic
     /// and partition; empty if there are none (or no offsets table yet).
     fn stored_offsets(&mut self, group_id: &str) -> Result<Vec<PartitionOffset>, DestinationError>;
+
+    /// The child tables of `table` in the database (see [`crate::nested`]): tables named
+    /// `<table>__…` that have a `_dlt_root_id` column, sorted. Reads; changes nothing.
+    fn nested_tables(&mut self, table: &str) -> Result<Vec<String>, DestinationError>;
 }
 
 /// What writing a schema into a table would change, as the destination sees it now.

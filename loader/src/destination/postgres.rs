@@ -476,6 +476,40 @@ impl Destination for PostgresDestination {
             .collect::<Result<Vec<_>, postgres::Error>>()
             .map_err(read_error)
     }
+    fn nested_tables(&mut self, table: &str) -> Result<Vec<String>, DestinationError> {
+        self.ensure_connected()?;
+        let read_error = |error: postgres::Error| DestinationError::ReadColumns {
+            table: table.to_owned(),
+            error: db(error),
+        };
+        let pattern = format!("{}\\_\\_%", like_escape(table));
+        let rows = self
+            .client
+            .query(
+                "SELECT table_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND column_name = $2 AND table_name LIKE $3 \
+                 ORDER BY 1",
+                &[&self.schema, &crate::nested::ROOT_ID, &pattern],
+            )
+            .map_err(read_error)?;
+        rows.iter()
+            .map(|row| row.try_get::<_, String>(0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_error)
+    }
+}
+
+/// `text` for a `LIKE` pattern (PostgreSQL's default escape `\`): `%`, `_` and `\` match
+/// only themselves.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Whether retrying the whole batch may succeed: a deadlock or a serialization failure.

@@ -296,6 +296,30 @@ impl Destination for SqliteDestination {
             .map_err(read_error)?;
         Ok(offsets)
     }
+    fn nested_tables(&mut self, table: &str) -> Result<Vec<String>, DestinationError> {
+        let read_error = |error: rusqlite::Error| DestinationError::ReadColumns {
+            table: table.to_owned(),
+            error: db(error),
+        };
+        let pattern = format!("{}\\_\\_%", like_escape(table));
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT m.name FROM sqlite_master AS m WHERE m.type = 'table' \
+                 AND m.name LIKE ?1 ESCAPE '\\' \
+                 AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) AS c WHERE c.name = ?2) \
+                 ORDER BY m.name",
+            )
+            .map_err(read_error)?;
+        let names = statement
+            .query_map(rusqlite::params![pattern, crate::nested::ROOT_ID], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(read_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_error)?;
+        Ok(names)
+    }
 }
 
 /// The whole batch in one immediate transaction; dropping `tx` on an error rolls back.

@@ -1,0 +1,519 @@
+//! Lists become child tables, as dlt does.
+//!
+//! The extractor carries a list field as JSON text (data type `json`); just before a batch
+//! is written, [`Nester::explode`] turns each such field of a merge or append resource with
+//! a primary key into rows of a child table `<table>__<field>` and drops the field from the
+//! parent's rows:
+//! - every child row has `_dlt_root_id` (the root record's primary key as text; a
+//!   composite key's values joined with `|`, a `|` or `\` inside a value escaped with `\`),
+//!   `_dlt_parent_id` (the parent row's id: the root's key text for a child of the root,
+//!   the parent child row's `_dlt_id` deeper down), `_dlt_list_idx` (the position in the
+//!   list, from 0) and `_dlt_id` (32 hex digits of SHA-256 over the parent id, the child
+//!   table's name and the position: the same record always gets the same ids);
+//! - a list of scalars gives one `value` column; a list of objects gives the objects'
+//!   fields, flattened and typed by the same rules as a record's (a scalar element of
+//!   such a list goes to `value`); a list inside an element becomes a grandchild table
+//!   `<table>__<field>__<inner>`, recursively;
+//! - a value that is not a list (a field once seen as a list later holding a scalar) is a
+//!   list of one; a JSON `null` or an absent value gives no child rows;
+//! - `max_table_nesting` (per resource) bounds the depth: `0` keeps every list as a JSON
+//!   column, `1` makes child tables but keeps lists inside their elements as JSON, …;
+//!   a `columns` hint `data_type = "json"` keeps that field a JSON column.
+//!
+//! merge: the child tables' primary key is `(_dlt_root_id, _dlt_id)`. A batch first deletes
+//! every row of every child table of the root table whose `_dlt_root_id` is a key loaded in
+//! the batch (or deleted by a tombstone or `hard_delete`), then writes the newest version's
+//! children: a record's children are always exactly those of its last version. The child
+//! tables of a root table are the ones this loader has written plus those it finds in the
+//! destination (tables named `<table>__…` with a `_dlt_root_id` column that belong to no
+//! longer configured table). append: the children are appended (no primary key).
+//!
+//! Not exploded (the list stays a JSON column): resources without a primary key, and
+//! `replace` resources (their staging table is swapped in whole; see the README).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use common::schema::{DataType, Field, Row, Scalar, SchemaBuilder, SchemaError, TableSchema};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::destination::{Batch, Delete, Destination, DestinationError, TableBatch};
+
+/// The root record's key, in every child table at any depth.
+pub const ROOT_ID: &str = "_dlt_root_id";
+/// The parent row's id: the root's key text, or the parent child row's [`ROW_ID`].
+pub const PARENT_ID: &str = "_dlt_parent_id";
+/// The element's position in its list, from 0.
+pub const LIST_IDX: &str = "_dlt_list_idx";
+/// The child row's own id.
+pub const ROW_ID: &str = "_dlt_id";
+/// The column of a list of scalars.
+pub const VALUE: &str = "value";
+
+/// How one root table's lists are exploded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestRoute {
+    /// The root table's primary key columns (normalised names).
+    pub primary_key: Vec<String>,
+    /// merge (children replaced per key) or append (children appended).
+    pub merge: bool,
+    /// dlt's `max_table_nesting`: `None` unlimited, `Some(0)` no child tables.
+    pub max_table_nesting: Option<usize>,
+    /// Fields hinted `data_type = "json"`: kept as JSON columns (normalised names).
+    pub json_columns: HashSet<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NestError {
+    #[error("table {table:?}: field {field:?} of record {key} is not valid JSON: {error}")]
+    Json {
+        table: String,
+        field: String,
+        key: String,
+        error: serde_json::Error,
+    },
+    #[error("child table {table:?}: {error}")]
+    Schema { table: String, error: SchemaError },
+    #[error("{0}")]
+    Destination(#[from] DestinationError),
+}
+
+/// One child table's inferred schema, across batches.
+struct Child {
+    builder: SchemaBuilder,
+    /// The child table's schema with the id columns, without its exploded list fields.
+    schema: Arc<TableSchema>,
+    /// Positions (in the builder's schema) of the fields that become grandchild tables.
+    lists: Vec<usize>,
+    /// Per builder field: its position in `schema`, if kept.
+    keep: Vec<Option<usize>>,
+}
+
+/// A parent writer schema split into what stays and what is exploded.
+struct Split {
+    schema: Arc<TableSchema>,
+    lists: Vec<usize>,
+    keep: Vec<Option<usize>>,
+    key_fields: Vec<usize>,
+}
+
+/// Elements waiting to become a child table's rows: (root id, parent id, index, element).
+type Elements = Vec<(Arc<str>, Arc<str>, usize, Value)>;
+
+/// Explodes list fields into child tables (see the module documentation).
+#[derive(Default)]
+pub struct Nester {
+    routes: HashMap<String, NestRoute>,
+    /// Per writer schema of a root table (kept alive here, so the address is stable).
+    splits: HashMap<usize, (Arc<TableSchema>, Arc<Split>)>,
+    children: HashMap<String, Child>,
+    /// Per root table: its child tables at any depth (known or found in the destination).
+    descendants: HashMap<String, BTreeSet<String>>,
+}
+
+impl Nester {
+    /// Root tables by name.
+    pub fn new(routes: HashMap<String, NestRoute>) -> Self {
+        Nester {
+            routes,
+            ..Nester::default()
+        }
+    }
+
+    fn split(&mut self, route: &NestRoute, writer: &Arc<TableSchema>) -> Arc<Split> {
+        let address = Arc::as_ptr(writer) as usize;
+        if let Some((_, split)) = self.splits.get(&address) {
+            return Arc::clone(split);
+        }
+        let nest = route.max_table_nesting.is_none_or(|depth| depth >= 1);
+        let is_list = |field: &Field| {
+            nest && field.data_type == DataType::Json && !route.json_columns.contains(&field.name)
+        };
+        let mut fields = Vec::new();
+        let mut lists = Vec::new();
+        let mut keep = Vec::new();
+        for (index, field) in writer.fields.iter().enumerate() {
+            if is_list(field) {
+                lists.push(index);
+                keep.push(None);
+            } else {
+                keep.push(Some(fields.len()));
+                fields.push(field.clone());
+            }
+        }
+        let key_fields = route
+            .primary_key
+            .iter()
+            .filter_map(|k| writer.field_index(k))
+            .collect::<Vec<_>>();
+        let schema = if lists.is_empty() {
+            Arc::clone(writer)
+        } else {
+            Arc::new(TableSchema {
+                name: writer.name.clone(),
+                primary_key: writer.primary_key.clone(),
+                fields,
+            })
+        };
+        let split = Arc::new(Split {
+            schema,
+            lists,
+            keep,
+            key_fields,
+        });
+        if self.splits.len() > 1024 {
+            self.splits.clear();
+        }
+        let _ = self
+            .splits
+            .insert(address, (Arc::clone(writer), Arc::clone(&split)));
+        split
+    }
+
+    /// The child tables of `root` this loader knows of, asking the destination once.
+    fn descendants(
+        &mut self,
+        root: &str,
+        destination: &mut dyn Destination,
+    ) -> Result<&mut BTreeSet<String>, NestError> {
+        if self.descendants.contains_key(root) {
+            return Ok(self.descendants.entry(root.to_owned()).or_default());
+        }
+        {
+            let found = destination.nested_tables(root)?;
+            // A table under a longer root table belongs to that one.
+            let longer: Vec<String> = self
+                .routes
+                .keys()
+                .filter(|other| other.len() > root.len() && other.starts_with(root))
+                .map(|other| format!("{other}__"))
+                .collect();
+            let mine = found
+                .into_iter()
+                .filter(|t| !longer.iter().any(|prefix| t.starts_with(prefix.as_str())))
+                .collect();
+            Ok(self.descendants.entry(root.to_owned()).or_insert(mine))
+        }
+    }
+
+    /// Rewrites `batch`: list fields of the configured root tables leave their rows and
+    /// become child-table rows (appended after the batch's tables), and for merge roots the
+    /// children of every key the batch loads or deletes are deleted first.
+    pub fn explode(
+        &mut self,
+        batch: &mut Batch,
+        destination: &mut dyn Destination,
+    ) -> Result<(), NestError> {
+        if self.routes.is_empty() {
+            return Ok(());
+        }
+        // Per merge root: the keys whose children are deleted, in first-seen order.
+        let mut cleared: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        for delete in &batch.deletes {
+            if let Some(route) = self.routes.get(&delete.table)
+                && route.merge
+                && !route.primary_key.is_empty()
+                && delete.key.len() == route.primary_key.len()
+            {
+                let id = key_text(delete.key.iter().map(String::as_str));
+                if seen.insert((delete.table.clone(), id.clone())) {
+                    cleared.entry(delete.table.clone()).or_default().push(id);
+                }
+            }
+        }
+        // The last row of each key wins (rows of one key in a batch are in Kafka order).
+        let mut last: HashMap<(String, String), (usize, usize)> = HashMap::new();
+        let mut elements: BTreeMap<(usize, String), Elements> = BTreeMap::new();
+        let mut ids: Vec<Vec<Option<Arc<str>>>> = Vec::with_capacity(batch.tables.len());
+        for (t, table_batch) in batch.tables.iter_mut().enumerate() {
+            let Some(route) = self.routes.get(&table_batch.table).cloned() else {
+                ids.push(Vec::new());
+                continue;
+            };
+            if route.primary_key.is_empty() {
+                ids.push(Vec::new());
+                continue;
+            }
+            let split = self.split(&route, &table_batch.schema);
+            if split.key_fields.len() != route.primary_key.len() {
+                ids.push(Vec::new());
+                continue;
+            }
+            let mut row_ids = Vec::with_capacity(table_batch.rows.len());
+            for (r, row) in table_batch.rows.iter().enumerate() {
+                let mut parts = Vec::with_capacity(split.key_fields.len());
+                for &k in &split.key_fields {
+                    let mut text = String::new();
+                    if let Some(Some(value)) = row.get(k) {
+                        value.render(&mut text);
+                    }
+                    parts.push(text);
+                }
+                let id = key_text(parts.iter().map(String::as_str));
+                if route.merge {
+                    if seen.insert((table_batch.table.clone(), id.clone())) {
+                        cleared
+                            .entry(table_batch.table.clone())
+                            .or_default()
+                            .push(id.clone());
+                    }
+                    let _ = last.insert((table_batch.table.clone(), id.clone()), (t, r));
+                }
+                row_ids.push(Some(Arc::<str>::from(id)));
+            }
+            ids.push(row_ids);
+        }
+        for (t, table_batch) in batch.tables.iter_mut().enumerate() {
+            let Some(route) = self.routes.get(&table_batch.table).cloned() else {
+                continue;
+            };
+            if ids[t].is_empty() {
+                continue;
+            }
+            let split = self.split(&route, &table_batch.schema);
+            if split.lists.is_empty() {
+                continue;
+            }
+            let rows = std::mem::take(&mut table_batch.rows);
+            let mut kept = Vec::with_capacity(rows.len());
+            for (r, row) in rows.into_iter().enumerate() {
+                let Some(id) = ids[t][r].clone() else {
+                    continue;
+                };
+                let newest = !route.merge
+                    || last.get(&(table_batch.table.clone(), id.to_string())) == Some(&(t, r));
+                let mut out: Row = Vec::with_capacity(split.schema.fields.len());
+                for (index, value) in row.into_iter().enumerate() {
+                    match split.keep.get(index).copied().flatten() {
+                        Some(_) => out.push(value),
+                        None if newest => {
+                            let field = &table_batch.schema.fields[index].name;
+                            let child = format!("{}__{field}", table_batch.table);
+                            let items = list_items(value, &child, field, &id)?;
+                            if items.is_empty() {
+                                continue;
+                            }
+                            let slot = elements.entry((1, child)).or_default();
+                            for (i, item) in items.into_iter().enumerate() {
+                                slot.push((Arc::clone(&id), Arc::clone(&id), i, item));
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                kept.push(out);
+            }
+            table_batch.rows = kept;
+            table_batch.schema = Arc::clone(&split.schema);
+        }
+        // Child tables, depth by depth: each level's lists feed the next.
+        let mut child_batches: Vec<TableBatch> = Vec::new();
+        while let Some(((depth, table), items)) = elements.pop_first() {
+            let root = self.root_of(&table).to_owned();
+            let route = self.routes.get(&root).cloned().unwrap_or_else(|| NestRoute {
+                primary_key: Vec::new(),
+                merge: false,
+                max_table_nesting: Some(0),
+                json_columns: HashSet::new(),
+            });
+            let _ = self.descendants(&root, destination)?.insert(table.clone());
+            let nest_deeper = route.max_table_nesting.is_none_or(|max| depth < max);
+            let child = self.children.entry(table.clone()).or_insert_with(|| Child {
+                builder: SchemaBuilder::new(&table, Vec::new(), BTreeMap::new()),
+                schema: Arc::new(TableSchema {
+                    name: table.clone(),
+                    primary_key: Vec::new(),
+                    fields: Vec::new(),
+                }),
+                lists: Vec::new(),
+                keep: Vec::new(),
+            });
+            let records: Vec<Value> = items
+                .iter()
+                .map(|(_, _, _, item)| match item {
+                    Value::Object(_) => item.clone(),
+                    other => {
+                        let mut object = serde_json::Map::new();
+                        let _ = object.insert(VALUE.to_owned(), other.clone());
+                        Value::Object(object)
+                    }
+                })
+                .collect();
+            let page = child
+                .builder
+                .add_page(&records)
+                .map_err(|error| NestError::Schema {
+                    table: table.clone(),
+                    error,
+                })?;
+            let inferred = child.builder.schema().clone();
+            if page.schema_changed || child.keep.len() != inferred.fields.len() {
+                let mut fields = vec![
+                    id_field(ROOT_ID, DataType::Text),
+                    id_field(PARENT_ID, DataType::Text),
+                    id_field(LIST_IDX, DataType::Bigint),
+                    id_field(ROW_ID, DataType::Text),
+                ];
+                child.lists.clear();
+                child.keep.clear();
+                for (index, field) in inferred.fields.iter().enumerate() {
+                    if nest_deeper && field.data_type == DataType::Json {
+                        child.lists.push(index);
+                        child.keep.push(None);
+                    } else {
+                        child.keep.push(Some(fields.len()));
+                        fields.push(field.clone());
+                    }
+                }
+                child.schema = Arc::new(TableSchema {
+                    name: table.clone(),
+                    primary_key: if route.merge {
+                        vec![ROOT_ID.to_owned(), ROW_ID.to_owned()]
+                    } else {
+                        Vec::new()
+                    },
+                    fields,
+                });
+            }
+            let mut rows = Vec::with_capacity(items.len());
+            for ((root_id, parent_id, index, _), row) in items.into_iter().zip(page.rows) {
+                let row_id: Arc<str> = Arc::from(row_id(&parent_id, &table, index));
+                let mut out: Row = Vec::with_capacity(child.schema.fields.len());
+                out.push(Some(Scalar::Text(root_id.to_string())));
+                out.push(Some(Scalar::Text(parent_id.to_string())));
+                out.push(Some(Scalar::Bigint(i64::try_from(index).unwrap_or(i64::MAX))));
+                out.push(Some(Scalar::Text(row_id.to_string())));
+                for (f, value) in row.into_iter().enumerate() {
+                    match child.keep.get(f).copied().flatten() {
+                        Some(_) => out.push(value),
+                        None => {
+                            let field = &inferred.fields[f].name;
+                            let grandchild = format!("{table}__{field}");
+                            let inner = list_items(value, &grandchild, field, &row_id)?;
+                            if inner.is_empty() {
+                                continue;
+                            }
+                            let slot = elements.entry((depth + 1, grandchild)).or_default();
+                            for (i, item) in inner.into_iter().enumerate() {
+                                slot.push((Arc::clone(&root_id), Arc::clone(&row_id), i, item));
+                            }
+                        }
+                    }
+                }
+                rows.push(out);
+            }
+            child_batches.push(TableBatch {
+                table,
+                schema: Arc::clone(&child.schema),
+                rows,
+            });
+        }
+        // Children of the loaded and deleted keys go first (deletes precede rows).
+        for (root, keys) in cleared {
+            let tables: Vec<String> = self
+                .descendants(&root, destination)?
+                .iter()
+                .cloned()
+                .collect();
+            for table in tables {
+                for key in &keys {
+                    batch.deletes.push(Delete {
+                        table: table.clone(),
+                        key_columns: vec![ROOT_ID.to_owned()],
+                        key: vec![key.clone()],
+                    });
+                }
+            }
+        }
+        batch.tables.extend(child_batches);
+        Ok(())
+    }
+
+    /// The configured root table a child table belongs to (the longest matching name).
+    fn root_of<'a>(&'a self, table: &'a str) -> &'a str {
+        self.routes
+            .keys()
+            .filter(|root| {
+                table.len() > root.len() + 2
+                    && table.starts_with(root.as_str())
+                    && table[root.len()..].starts_with("__")
+            })
+            .max_by_key(|root| root.len())
+            .map_or(table, String::as_str)
+    }
+}
+
+fn id_field(name: &str, data_type: DataType) -> Field {
+    Field {
+        name: name.to_owned(),
+        data_type,
+        nullable: false,
+        precision: 0,
+        scale: 0,
+    }
+}
+
+/// A key's values as one text: `|` between values, `\` before a `|` or `\` inside one.
+/// A one-column key is its value as it is (unless it holds `|` or `\`).
+pub fn key_text<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (index, part) in parts.enumerate() {
+        if index > 0 {
+            out.push('|');
+        }
+        for c in part.chars() {
+            if matches!(c, '|' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A child row's `_dlt_id`: 32 hex digits of SHA-256 over parent id, table and position.
+pub fn row_id(parent_id: &str, table: &str, index: usize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(parent_id.as_bytes());
+    hasher.update([0]);
+    hasher.update(table.as_bytes());
+    hasher.update([0]);
+    hasher.update(index.to_string().as_bytes());
+    let digest = hasher.finalize();
+    let mut out = String::with_capacity(32);
+    for byte in &digest[..16] {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// The elements of a list field's value (a non-list value is a list of one).
+fn list_items(
+    value: Option<Scalar>,
+    table: &str,
+    field: &str,
+    key: &str,
+) -> Result<Vec<Value>, NestError> {
+    let text = match value {
+        None => return Ok(Vec::new()),
+        Some(Scalar::Json(text)) => text,
+        Some(other) => {
+            let mut text = String::new();
+            other.render(&mut text);
+            return Ok(vec![Value::String(text)]);
+        }
+    };
+    let parsed: Value = serde_json::from_str(&text).map_err(|error| NestError::Json {
+        table: table.to_owned(),
+        field: field.to_owned(),
+        key: key.to_owned(),
+        error,
+    })?;
+    Ok(match parsed {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items,
+        other => vec![other],
+    })
+}
