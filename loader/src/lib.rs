@@ -361,6 +361,7 @@ impl LoaderContext {
         let batch = Batch {
             group_id: self.group_id.clone(),
             deletes: taken.deletes,
+            nested_deletes: Vec::new(),
             tables: taken.tables,
             run_ends: taken.run_ends,
             offsets: taken
@@ -759,7 +760,9 @@ fn projection(
         return Ok(Projection::identity(writer));
     }
     ctx.flush(consumer)?;
-    let changes = lock(&ctx.destination).schema_changes(&route.table, &writer)?;
+    // List fields become child tables, not columns of this table.
+    let view = lock(&ctx.nester).parent_view(&route.table, &writer);
+    let changes = lock(&ctx.destination).schema_changes(&route.table, &view)?;
     let projection = Projection::new(&writer, &changes, route.contract);
     if !projection.is_identity() {
         tracing::info!(table = %route.table, new_columns = ?changes.new_columns, retyped = ?changes.retyped_columns, table_exists = changes.table_exists, "schema contract applies to a new writer schema");

@@ -38,7 +38,7 @@ use common::schema::{DataType, Field, Row, Scalar, SchemaBuilder, SchemaError, T
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::destination::{Batch, Delete, Destination, DestinationError, TableBatch};
+use crate::destination::{Batch, Destination, DestinationError, NestedDelete, TableBatch};
 
 /// The root record's key, in every child table at any depth.
 pub const ROOT_ID: &str = "_dlt_root_id";
@@ -121,20 +121,28 @@ impl Nester {
         }
     }
 
+    /// `writer` as the root table `table` sees it: without the fields that become child
+    /// tables (what the schema contract compares with the table).
+    pub fn parent_view(&self, table: &str, writer: &TableSchema) -> TableSchema {
+        let mut view = writer.clone();
+        if let Some(route) = self.routes.get(table)
+            && !route.primary_key.is_empty()
+        {
+            view.fields.retain(|field| !is_list(route, field));
+        }
+        view
+    }
+
     fn split(&mut self, route: &NestRoute, writer: &Arc<TableSchema>) -> Arc<Split> {
         let address = Arc::as_ptr(writer) as usize;
         if let Some((_, split)) = self.splits.get(&address) {
             return Arc::clone(split);
         }
-        let nest = route.max_table_nesting.is_none_or(|depth| depth >= 1);
-        let is_list = |field: &Field| {
-            nest && field.data_type == DataType::Json && !route.json_columns.contains(&field.name)
-        };
         let mut fields = Vec::new();
         let mut lists = Vec::new();
         let mut keep = Vec::new();
         for (index, field) in writer.fields.iter().enumerate() {
-            if is_list(field) {
+            if is_list(route, field) {
                 lists.push(index);
                 keep.push(None);
             } else {
@@ -237,7 +245,13 @@ impl Nester {
                 continue;
             }
             let split = self.split(&route, &table_batch.schema);
-            if split.key_fields.len() != route.primary_key.len() {
+            // Hot path: a table without list fields and without child tables is left alone.
+            if split.key_fields.len() != route.primary_key.len()
+                || (split.lists.is_empty()
+                    && self
+                        .descendants(&table_batch.table, destination)?
+                        .is_empty())
+            {
                 ids.push(Vec::new());
                 continue;
             }
@@ -312,12 +326,16 @@ impl Nester {
         let mut child_batches: Vec<TableBatch> = Vec::new();
         while let Some(((depth, table), items)) = elements.pop_first() {
             let root = self.root_of(&table).to_owned();
-            let route = self.routes.get(&root).cloned().unwrap_or_else(|| NestRoute {
-                primary_key: Vec::new(),
-                merge: false,
-                max_table_nesting: Some(0),
-                json_columns: HashSet::new(),
-            });
+            let route = self
+                .routes
+                .get(&root)
+                .cloned()
+                .unwrap_or_else(|| NestRoute {
+                    primary_key: Vec::new(),
+                    merge: false,
+                    max_table_nesting: Some(0),
+                    json_columns: HashSet::new(),
+                });
             let _ = self.descendants(&root, destination)?.insert(table.clone());
             let nest_deeper = route.max_table_nesting.is_none_or(|max| depth < max);
             let child = self.children.entry(table.clone()).or_insert_with(|| Child {
@@ -383,7 +401,9 @@ impl Nester {
                 let mut out: Row = Vec::with_capacity(child.schema.fields.len());
                 out.push(Some(Scalar::Text(root_id.to_string())));
                 out.push(Some(Scalar::Text(parent_id.to_string())));
-                out.push(Some(Scalar::Bigint(i64::try_from(index).unwrap_or(i64::MAX))));
+                out.push(Some(Scalar::Bigint(
+                    i64::try_from(index).unwrap_or(i64::MAX),
+                )));
                 out.push(Some(Scalar::Text(row_id.to_string())));
                 for (f, value) in row.into_iter().enumerate() {
                     match child.keep.get(f).copied().flatten() {
@@ -418,13 +438,10 @@ impl Nester {
                 .cloned()
                 .collect();
             for table in tables {
-                for key in &keys {
-                    batch.deletes.push(Delete {
-                        table: table.clone(),
-                        key_columns: vec![ROOT_ID.to_owned()],
-                        key: vec![key.clone()],
-                    });
-                }
+                batch.nested_deletes.push(NestedDelete {
+                    table,
+                    root_ids: keys.clone(),
+                });
             }
         }
         batch.tables.extend(child_batches);
@@ -443,6 +460,13 @@ impl Nester {
             .max_by_key(|root| root.len())
             .map_or(table, String::as_str)
     }
+}
+
+/// Whether a root table's field becomes a child table.
+fn is_list(route: &NestRoute, field: &Field) -> bool {
+    route.max_table_nesting.is_none_or(|depth| depth >= 1)
+        && field.data_type == DataType::Json
+        && !route.json_columns.contains(&field.name)
 }
 
 fn id_field(name: &str, data_type: DataType) -> Field {
@@ -516,4 +540,51 @@ fn list_items(
         Value::Array(items) => items,
         other => vec![other],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_text_joins_and_escapes() {
+        let cases: [(&[&str], &str); 5] = [
+            (&["42"], "42"),
+            (&["a", "1"], "a|1"),
+            (&["a|b", "c"], "a\\|b|c"),
+            (&["a", "b|c"], "a|b\\|c"),
+            (&["x\\", "y"], "x\\\\|y"),
+        ];
+        for (parts, expected) in cases {
+            assert_eq!(key_text(parts.iter().copied()), expected, "{parts:?}");
+        }
+    }
+
+    #[test]
+    fn row_ids_are_deterministic_and_distinct() {
+        let id = row_id("1", "orders__tags", 0);
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, row_id("1", "orders__tags", 0));
+        assert_ne!(id, row_id("1", "orders__tags", 1));
+        assert_ne!(id, row_id("2", "orders__tags", 0));
+        assert_ne!(id, row_id("1", "orders__items", 0));
+        // The separator keeps "1" + "0" apart from "10".
+        assert_ne!(row_id("1", "t", 10), row_id("11", "t", 0));
+    }
+
+    #[test]
+    fn list_values_parse_and_scalars_are_lists_of_one() {
+        let items = |text: &str| list_items(Some(Scalar::Json(text.into())), "t", "f", "1");
+        assert_eq!(items("[1,\"a\"]").unwrap().len(), 2);
+        assert_eq!(items("[]").unwrap().len(), 0);
+        assert_eq!(items("null").unwrap().len(), 0);
+        assert_eq!(items("\"x\"").unwrap(), vec![Value::String("x".into())]);
+        assert!(list_items(None, "t", "f", "1").unwrap().is_empty());
+        let err = items("[1,").unwrap_err().to_string();
+        assert!(
+            err.contains("\"t\"") && err.contains("\"f\"") && err.contains("1"),
+            "{err}"
+        );
+    }
 }

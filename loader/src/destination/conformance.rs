@@ -214,6 +214,7 @@ fn batch(schema: &Arc<TableSchema>, rows: Vec<Row>, offsets: &[(&str, i32, i64)]
     Batch {
         group_id: "conformance".to_owned(),
         deletes: Vec::new(),
+        nested_deletes: Vec::new(),
         tables: vec![TableBatch {
             table: schema.name.clone(),
             schema: Arc::clone(schema),
@@ -935,7 +936,13 @@ fn lists_become_child_tables_replaced_per_key() {
         assert_eq!(t.probe.columns("orders"), ["id", "note"], "{}", t.name);
         assert_eq!(
             t.probe.columns("orders__tags"),
-            ["_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id", "value"],
+            [
+                "_dlt_root_id",
+                "_dlt_parent_id",
+                "_dlt_list_idx",
+                "_dlt_id",
+                "value"
+            ],
             "{}",
             t.name
         );
@@ -964,11 +971,20 @@ fn lists_become_child_tables_replaced_per_key() {
         let items = sorted(
             t.probe.as_mut(),
             "orders__items",
-            &["_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "sku", "qty"],
+            &[
+                "_dlt_root_id",
+                "_dlt_parent_id",
+                "_dlt_list_idx",
+                "sku",
+                "qty",
+            ],
         );
         assert_eq!(
             items,
-            vec![some(&["1", "1", "0", "x", "2"]), some(&["1", "1", "1", "y", "1"])],
+            vec![
+                some(&["1", "1", "0", "x", "2"]),
+                some(&["1", "1", "1", "y", "1"])
+            ],
             "{}",
             t.name
         );
@@ -981,7 +997,10 @@ fn lists_become_child_tables_replaced_per_key() {
         );
         assert_eq!(
             codes,
-            vec![some(&["1", &item0, "0", "7"]), some(&["1", &item0, "1", "8"])],
+            vec![
+                some(&["1", &item0, "0", "7"]),
+                some(&["1", &item0, "1", "8"])
+            ],
             "{}",
             t.name
         );
@@ -1019,7 +1038,11 @@ fn lists_become_child_tables_replaced_per_key() {
             t.name
         );
         assert_eq!(
-            sorted(t.probe.as_mut(), "orders__items", &["_dlt_parent_id", "sku"]),
+            sorted(
+                t.probe.as_mut(),
+                "orders__items",
+                &["_dlt_parent_id", "sku"]
+            ),
             vec![some(&["1", "z"])],
             "{}",
             t.name
@@ -1072,7 +1095,11 @@ fn nesting_stops_at_max_table_nesting_and_json_hints() {
             "{}",
             t.name
         );
-        assert!(t.probe.columns("orders__items__codes").is_empty(), "{}", t.name);
+        assert!(
+            t.probe.columns("orders__items__codes").is_empty(),
+            "{}",
+            t.name
+        );
         // max_table_nesting = 0: today's JSON columns.
         let zero = schema("flat", &["id"], orders().fields.clone());
         let mut b = batch(&zero, vec![row()], &[]);
@@ -1114,7 +1141,12 @@ fn append_appends_children() {
                 .unwrap();
             let _ = dest.write_batch(&b).unwrap();
         }
-        assert_eq!(t.probe.rows("orders", &["note"], "note").len(), 2, "{}", t.name);
+        assert_eq!(
+            t.probe.rows("orders", &["note"], "note").len(),
+            2,
+            "{}",
+            t.name
+        );
         assert_eq!(
             t.probe
                 .rows("orders__tags", &["value"], "value")

@@ -110,6 +110,14 @@ pub struct Delete {
     pub key: Vec<String>,
 }
 
+/// The rows of a child table (see [`crate::nested`]) whose `_dlt_root_id` is one of
+/// `root_ids`: the children of root records the batch loads anew or deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedDelete {
+    pub table: String,
+    pub root_ids: Vec<String>,
+}
+
 /// Everything one destination transaction writes.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -118,6 +126,8 @@ pub struct Batch {
     /// Applied first, in order (a missing table or row is not an error). The loader
     /// starts a new batch at every tombstone, so deletes always precede the batch's rows.
     pub deletes: Vec<Delete>,
+    /// Applied after `deletes`, before the rows (a missing table is not an error).
+    pub nested_deletes: Vec<NestedDelete>,
     /// Written in this order, after the deletes.
     pub tables: Vec<TableBatch>,
     /// Applied after the rows, in order (see [`RunEnd`]).
@@ -132,6 +142,8 @@ pub struct BatchStats {
     pub rows: usize,
     /// Rows removed by [`Batch::deletes`].
     pub deleted: usize,
+    /// Child-table rows removed by [`Batch::nested_deletes`].
+    pub nested_deleted: usize,
     pub tables_created: usize,
     pub columns_added: usize,
     pub runs: RunStats,

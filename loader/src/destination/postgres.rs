@@ -63,7 +63,7 @@ use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
 
 use super::{
-    Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
+    Batch, BatchStats, DbError, Delete, Destination, DestinationError, NestedDelete, OFFSETS_TABLE,
     PartitionOffset, RUNS_TABLE, RunEnd, SchemaChanges, TableBatch, redact_url, staging_prefix,
     staging_run,
 };
@@ -284,6 +284,9 @@ impl PostgresDestination {
         let mut key_types = HashMap::new();
         for delete in &batch.deletes {
             stats.deleted += delete_row(&mut tx, schema, &mut key_types, delete)?;
+        }
+        for delete in &batch.nested_deletes {
+            stats.nested_deleted += delete_children(&mut tx, schema, delete)?;
         }
         for table_batch in &batch.tables {
             let _span = tracing::debug_span!(
@@ -811,6 +814,33 @@ fn end_run(
 /// Deletes the row with `delete`'s key, if its table exists; returns the rows deleted. The
 /// key's text is cast to each key column's type (read once per table into `types_cache`),
 /// so the primary key index is used.
+/// Deletes the rows of a child table whose root id is one of `delete.root_ids` (one
+/// statement, the ids as a text array), if the table exists; returns the rows deleted.
+fn delete_children(
+    tx: &mut Transaction<'_>,
+    schema: &str,
+    delete: &NestedDelete,
+) -> Result<usize, DestinationError> {
+    let error = |error: postgres::Error| DestinationError::Delete {
+        table: delete.table.clone(),
+        key: Vec::new(),
+        error: db(error),
+    };
+    let table = qualified(schema, &delete.table);
+    let exists: bool = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .and_then(|row| row.try_get(0))
+        .map_err(error)?;
+    if !exists || delete.root_ids.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = format!("DELETE FROM {table} WHERE ");
+    push_ident(&mut sql, crate::nested::ROOT_ID);
+    sql.push_str(" = ANY($1::text[])");
+    let deleted = tx.execute(&sql, &[&delete.root_ids]).map_err(error)?;
+    Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+}
+
 fn delete_row(
     tx: &mut Transaction<'_>,
     schema: &str,

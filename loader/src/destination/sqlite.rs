@@ -26,7 +26,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 
 use super::{
-    Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
+    Batch, BatchStats, DbError, Delete, Destination, DestinationError, NestedDelete, OFFSETS_TABLE,
     PartitionOffset, RUNS_TABLE, RunEnd, SchemaChanges, TableBatch, staging_prefix, staging_run,
 };
 
@@ -340,6 +340,9 @@ fn write_batch(
     for delete in &batch.deletes {
         stats.deleted += delete_row(&tx, &mut tables, delete)?;
     }
+    for delete in &batch.nested_deletes {
+        stats.nested_deleted += delete_children(&tx, &mut tables, delete)?;
+    }
     for table_batch in &batch.tables {
         let _span = tracing::debug_span!(
             "write_table",
@@ -545,6 +548,48 @@ fn delete_row(
     }
     tx.execute(&sql, rusqlite::params_from_iter(&delete.key))
         .map_err(error)
+}
+
+/// Deletes the rows of a child table whose root id is one of `delete.root_ids`, if the
+/// table exists; returns the rows deleted.
+fn delete_children(
+    tx: &Transaction<'_>,
+    tables: &mut HashMap<String, bool>,
+    delete: &NestedDelete,
+) -> Result<usize, DestinationError> {
+    let error = |error: rusqlite::Error| DestinationError::Delete {
+        table: delete.table.clone(),
+        key: Vec::new(),
+        error: db(error),
+    };
+    let exists = match tables.get(&delete.table) {
+        Some(exists) => *exists,
+        None => {
+            let exists = table_exists(tx, &delete.table).map_err(error)?;
+            let _ = tables.insert(delete.table.clone(), exists);
+            exists
+        }
+    };
+    if !exists {
+        return Ok(0);
+    }
+    let mut sql = String::from("DELETE FROM ");
+    push_ident(&mut sql, &delete.table);
+    sql.push_str(" WHERE ");
+    push_ident(&mut sql, crate::nested::ROOT_ID);
+    sql.push_str(" = ?1");
+    let mut statement = tx.prepare_cached(&sql).map_err(error)?;
+    let mut deleted = 0;
+    for id in &delete.root_ids {
+        deleted += statement
+            .execute([id])
+            .map_err(|e| DestinationError::Delete {
+                table: delete.table.clone(),
+                key: vec![id.clone()],
+                error: db(e),
+            })?;
+    }
+    Ok(deleted)
 }
 
 /// Creates the table if missing and adds the columns of the writer schema it lacks.
@@ -1039,6 +1084,7 @@ mod tests {
         Batch {
             group_id: "loader".to_owned(),
             deletes: Vec::new(),
+            nested_deletes: Vec::new(),
             tables,
             run_ends: Vec::new(),
             offsets: offsets
