@@ -470,12 +470,12 @@ pub fn run(
 }
 
 /// Per destination table of a merge or append resource with a primary key: how its list
-/// fields become child tables (see [`nested`]). `replace` resources keep lists as JSON.
+/// fields become child tables (see [`nested`]).
 fn nest_routes(cfg: &PipelineConfig, selected: &[String]) -> HashMap<String, nested::NestRoute> {
     cfg.resources
         .iter()
         .filter(|r| selected.is_empty() || selected.contains(&r.name))
-        .filter(|r| r.write_disposition != WriteDisposition::Replace && !r.primary_key.is_empty())
+        .filter(|r| !r.primary_key.is_empty())
         .map(|r| {
             let json_columns = r
                 .columns
@@ -489,9 +489,10 @@ fn nest_routes(cfg: &PipelineConfig, selected: &[String]) -> HashMap<String, nes
                     .iter()
                     .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
                     .collect(),
-                merge: r.write_disposition == WriteDisposition::Merge,
+                merge: r.write_disposition != WriteDisposition::Append,
                 max_table_nesting: r.max_table_nesting,
                 json_columns,
+                replace: r.write_disposition == WriteDisposition::Replace,
             };
             (r.table_name.clone(), route)
         })

@@ -28,8 +28,12 @@
 //! destination (tables named `<table>__…` with a `_dlt_root_id` column that belong to no
 //! longer configured table). append: the children are appended (no primary key).
 //!
-//! Not exploded (the list stays a JSON column): resources without a primary key, and
-//! `replace` resources (their staging table is swapped in whole; see the README).
+//! replace: a run's rows go to its staging table `<table>__r<run>` (merged by key), whose
+//! children go to `<table>__r<run>__<field>`; when the run is swapped in, the table's
+//! child tables are dropped and the run's are renamed into their place
+//! ([`crate::destination::child_swap`]), so no child row outlives its run.
+//!
+//! Not exploded (the list stays a JSON column): resources without a primary key.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -38,7 +42,9 @@ use common::schema::{DataType, Field, Row, Scalar, SchemaBuilder, SchemaError, T
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::destination::{Batch, Destination, DestinationError, NestedDelete, TableBatch};
+use crate::destination::{
+    Batch, Destination, DestinationError, NestedDelete, TableBatch, staging_child, staging_run,
+};
 
 /// The root record's key, in every child table at any depth.
 pub const ROOT_ID: &str = "_dlt_root_id";
@@ -62,6 +68,9 @@ pub struct NestRoute {
     pub max_table_nesting: Option<usize>,
     /// Fields hinted `data_type = "json"`: kept as JSON columns (normalised names).
     pub json_columns: HashSet<String>,
+    /// A `replace` resource: its rows go to staging tables `<table>__r<run>`, each a root
+    /// of its own (merged by key) whose child tables the swap renames into place.
+    pub replace: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +209,7 @@ impl Nester {
             let mine = found
                 .into_iter()
                 .filter(|t| !longer.iter().any(|prefix| t.starts_with(prefix.as_str())))
+                .filter(|t| staging_child(root, t).is_none())
                 .collect();
             Ok(self.descendants.entry(root.to_owned()).or_insert(mine))
         }
@@ -215,6 +225,25 @@ impl Nester {
     ) -> Result<(), NestError> {
         if self.routes.is_empty() {
             return Ok(());
+        }
+        // A replace run's staging table is a root like its table.
+        for table_batch in &batch.tables {
+            if self.routes.contains_key(&table_batch.table) {
+                continue;
+            }
+            let staged = self
+                .routes
+                .iter()
+                .find(|(root, route)| {
+                    route.replace && staging_run(root, &table_batch.table).is_some()
+                })
+                .map(|(_, route)| NestRoute {
+                    replace: false,
+                    ..route.clone()
+                });
+            if let Some(route) = staged {
+                let _ = self.routes.insert(table_batch.table.clone(), route);
+            }
         }
         // Per merge root: the keys whose children are deleted, in first-seen order.
         let mut cleared: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -335,6 +364,7 @@ impl Nester {
                     merge: false,
                     max_table_nesting: Some(0),
                     json_columns: HashSet::new(),
+                    replace: false,
                 });
             let _ = self.descendants(&root, destination)?.insert(table.clone());
             let nest_deeper = route.max_table_nesting.is_none_or(|max| depth < max);

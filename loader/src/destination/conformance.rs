@@ -900,6 +900,7 @@ fn nester(merge: bool, max_table_nesting: Option<usize>, json: &[&str]) -> crate
             merge,
             max_table_nesting,
             json_columns: json.iter().map(|c| (*c).to_owned()).collect(),
+            replace: false,
         },
     )]))
 }
@@ -1110,6 +1111,7 @@ fn nesting_stops_at_max_table_nesting_and_json_hints() {
                 merge: true,
                 max_table_nesting: Some(0),
                 json_columns: Default::default(),
+                replace: false,
             },
         )]));
         flat.explode(&mut b, dest.as_mut()).unwrap();
@@ -1158,5 +1160,109 @@ fn append_appends_children() {
             "{}",
             t.name
         );
+    }
+}
+
+/// A batch of orders for the staging table of `run`, ending it (one partition) if `end`.
+fn orders_run(run: u64, rows: Vec<Row>, end: bool) -> Batch {
+    let s = orders();
+    let mut b = batch(&s, rows, &[]);
+    b.tables[0].table = super::staging_table("orders", run);
+    if b.tables[0].rows.is_empty() {
+        b.tables.clear();
+    }
+    if end {
+        b.run_ends = vec![super::RunEnd {
+            topic: "orders-topic".to_owned(),
+            table: "orders".to_owned(),
+            run,
+            partition: 0,
+            partitions: 1,
+        }];
+    }
+    b
+}
+
+#[test]
+fn child_tables_follow_a_replace_swap() {
+    for mut t in targets("child_replace") {
+        let mut dest = t.open();
+        let mut nest = crate::nested::Nester::new(std::collections::HashMap::from([(
+            "orders".to_owned(),
+            crate::nested::NestRoute {
+                primary_key: vec!["id".into()],
+                merge: true,
+                max_table_nesting: None,
+                json_columns: Default::default(),
+                replace: true,
+            },
+        )]));
+        let mut write = |dest: &mut Box<dyn Destination>, mut b: Batch| {
+            nest.explode(&mut b, dest.as_mut()).unwrap();
+            dest.write_batch(&b).unwrap()
+        };
+        let tags = |probe: &mut dyn Probe| -> Vec<Vec<Option<String>>> {
+            if probe.columns("orders__tags").is_empty() {
+                return Vec::new();
+            }
+            sorted(probe, "orders__tags", &["_dlt_parent_id", "_dlt_list_idx", "value"])
+        };
+        let row = |id: i64, tags: &str| vec![int(id), text("n"), json(tags), None];
+        let stats = write(
+            &mut dest,
+            orders_run(100, vec![row(1, r#"["a","b"]"#), row(2, r#"["c"]"#)], true),
+        );
+        assert_eq!(stats.runs.swapped, 1, "{}", t.name);
+        assert_eq!(
+            tags(t.probe.as_mut()),
+            vec![some(&["1", "0", "a"]), some(&["1", "1", "b"]), some(&["2", "0", "c"])],
+            "{}",
+            t.name
+        );
+        // Run 200: its first rows change nothing until it ends.
+        let _ = write(&mut dest, orders_run(200, vec![row(1, r#"["x"]"#)], false));
+        assert_eq!(tags(t.probe.as_mut()).len(), 3, "{}", t.name);
+        assert!(
+            !t.probe.columns("orders__r200__tags").is_empty(),
+            "{}: the run's children are staged",
+            t.name
+        );
+        let _ = write(&mut dest, orders_run(200, vec![row(3, "[]")], true));
+        assert_eq!(
+            t.probe.rows("orders", &["id"], "id"),
+            vec![some(&["1"]), some(&["3"])],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            tags(t.probe.as_mut()),
+            vec![some(&["1", "0", "x"])],
+            "{}: the swap replaced the children",
+            t.name
+        );
+        assert!(t.probe.columns("orders__r200__tags").is_empty(), "{}", t.name);
+        // Run 300 stages children but never ends; run 400 ends with no rows at all: the
+        // table and its children are empty, run 300's staging children are dropped.
+        let _ = write(&mut dest, orders_run(300, vec![row(5, r#"["y"]"#)], false));
+        let _ = write(&mut dest, orders_run(400, vec![], true));
+        assert!(t.probe.rows("orders", &["id"], "id").is_empty(), "{}", t.name);
+        assert!(tags(t.probe.as_mut()).is_empty(), "{}", t.name);
+        assert!(t.probe.columns("orders__r300__tags").is_empty(), "{}", t.name);
+        assert!(t.probe.columns("orders__r300").is_empty(), "{}", t.name);
+    }
+}
+
+#[test]
+fn staging_children_are_recognised() {
+    assert_eq!(
+        super::staging_child("orders", "orders__r12__tags"),
+        Some((12, "__tags"))
+    );
+    assert_eq!(
+        super::staging_child("orders", "orders__r12__items__codes"),
+        Some((12, "__items__codes"))
+    );
+    for name in ["orders__r12", "orders__r12__", "orders__rx__tags", "orders__tags", "other__r1__t"] {
+        assert_eq!(super::staging_child("orders", name), None, "{name}");
     }
 }

@@ -57,6 +57,62 @@ pub fn staging_run(table: &str, name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// A child table of a staging table of `table` (see [`crate::nested`]):
+/// `<staging prefix><run>__<path>` → the run and `__<path>`, the part that follows the
+/// table's name in the child table the swap makes of it.
+pub fn staging_child<'a>(table: &str, name: &'a str) -> Option<(u64, &'a str)> {
+    let prefix = staging_prefix(table);
+    let head = name.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(&prefix) {
+        return None;
+    }
+    let rest = &name[prefix.len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let suffix = &rest[digits..];
+    if digits == 0 || !suffix.starts_with("__") || suffix.len() == 2 {
+        return None;
+    }
+    Some((rest[..digits].parse().ok()?, suffix))
+}
+
+/// What a `replace` swap does to the child tables of `end.table` and of its staging tables.
+/// `children` are the tables with a `_dlt_root_id` column whose name starts with the
+/// table's name cut to the staging prefix length. When the run's rows become the table
+/// (`swap`), the table's own child tables are dropped and the run's are renamed to take
+/// their place; the child tables of earlier runs (and of this run, when it is not swapped
+/// in) are dropped. Returns (tables to drop, renames `from → to`), in order.
+pub fn child_swap(
+    end: &RunEnd,
+    swap: bool,
+    children: &[String],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut drop = Vec::new();
+    let mut rename = Vec::new();
+    let live_prefix = format!("{}__", end.table);
+    for name in children {
+        match staging_child(&end.table, name) {
+            Some((run, suffix)) if run == end.run && swap => {
+                rename.push((name.clone(), format!("{}{suffix}", end.table)));
+            }
+            Some((run, _)) if run <= end.run => drop.push(name.clone()),
+            Some(_) => {}
+            None if swap && name.starts_with(&live_prefix) => drop.push(name.clone()),
+            None => {}
+        }
+    }
+    (drop, rename)
+}
+
+/// The table's name cut to the bytes a staging table keeps of it: every child table of the
+/// table and of its staging tables starts with it.
+pub fn child_search_prefix(table: &str) -> &str {
+    let mut end = table.len().min(STAGING_TABLE_PREFIX_BYTES);
+    while !table.is_char_boundary(end) {
+        end -= 1;
+    }
+    &table[..end]
+}
+
 /// A partition reached the end of a `replace` run (the extractor's run-end marker). When
 /// every partition of the topic has, the run's staging table becomes the table.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -767,6 +767,30 @@ fn end_run(
         stats.runs.swapped += 1;
         tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
     }
+    // Child tables follow the swap (see `child_swap`).
+    let search = identifier_key(super::child_search_prefix(&end.table));
+    let children: Vec<String> = tx
+        .query(
+            "SELECT table_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND column_name = $2 \
+             AND left(table_name, length($3)) = $3 ORDER BY 1",
+            &[&schema, &crate::nested::ROOT_ID, &search],
+        )
+        .map_err(error)?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    let (drops, renames) = super::child_swap(end, !newer_swapped, &children);
+    for name in &drops {
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", qualified(schema, name)))
+            .map_err(error)?;
+    }
+    for (from, to) in &renames {
+        let mut sql = format!("ALTER TABLE {} RENAME TO ", qualified(schema, from));
+        push_ident(&mut sql, &identifier_key(to));
+        tx.batch_execute(&sql).map_err(error)?;
+    }
     // Staging tables of this run (when not swapped in) and of earlier runs are done with.
     let prefix = identifier_key(&staging_prefix(&end.table));
     let names: Vec<String> = tx
@@ -807,7 +831,9 @@ fn end_run(
         .map_err(error)?;
     // What this process knew about either table is stale now.
     let table_key = identifier_key(&end.table);
-    columns.retain(|key, _| *key != table_key && staging_run(&end.table, key).is_none());
+    columns.retain(|key, _| {
+        *key != table_key && staging_run(&end.table, key).is_none() && !key.starts_with(&search)
+    });
     Ok(())
 }
 

@@ -443,6 +443,36 @@ fn end_run(
         stats.runs.swapped += 1;
         tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
     }
+    // Child tables follow the swap (see `child_swap`).
+    let pattern = format!("{}%", like_escape(super::child_search_prefix(&end.table)));
+    let children: Vec<String> = tx
+        .prepare(
+            "SELECT m.name FROM sqlite_master AS m WHERE m.type = 'table' \
+             AND m.name LIKE ?1 ESCAPE '\\' \
+             AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) AS c WHERE c.name = ?2) \
+             ORDER BY m.name",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(rusqlite::params![pattern, crate::nested::ROOT_ID], |row| {
+                    row.get::<_, String>(0)
+                })?
+                .collect()
+        })
+        .map_err(error)?;
+    let (drops, renames) = super::child_swap(end, !newer_swapped, &children);
+    for name in &drops {
+        let mut sql = String::from("DROP TABLE IF EXISTS ");
+        push_ident(&mut sql, name);
+        tx.execute_batch(&sql).map_err(error)?;
+    }
+    for (from, to) in &renames {
+        let mut sql = String::from("ALTER TABLE ");
+        push_ident(&mut sql, from);
+        sql.push_str(" RENAME TO ");
+        push_ident(&mut sql, to);
+        tx.execute_batch(&sql).map_err(error)?;
+    }
     // Staging tables of this run (when not swapped in) and of earlier runs are done with.
     let pattern = format!("{}%", like_escape(&staging_prefix(&end.table)));
     let names: Vec<String> = tx
@@ -478,8 +508,11 @@ fn end_run(
         )
         .map_err(error)?;
     // What this process knew about either table is stale now.
+    let search = super::child_search_prefix(&end.table).to_ascii_lowercase();
     columns.retain(|key, _| {
-        !key.eq_ignore_ascii_case(&end.table) && staging_run(&end.table, key).is_none()
+        !key.eq_ignore_ascii_case(&end.table)
+            && staging_run(&end.table, key).is_none()
+            && !key.to_ascii_lowercase().starts_with(&search)
     });
     Ok(())
 }
