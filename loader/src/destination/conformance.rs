@@ -1205,7 +1205,11 @@ fn child_tables_follow_a_replace_swap() {
             if probe.columns("orders__tags").is_empty() {
                 return Vec::new();
             }
-            sorted(probe, "orders__tags", &["_dlt_parent_id", "_dlt_list_idx", "value"])
+            sorted(
+                probe,
+                "orders__tags",
+                &["_dlt_parent_id", "_dlt_list_idx", "value"],
+            )
         };
         let row = |id: i64, tags: &str| vec![int(id), text("n"), json(tags), None];
         let stats = write(
@@ -1215,7 +1219,11 @@ fn child_tables_follow_a_replace_swap() {
         assert_eq!(stats.runs.swapped, 1, "{}", t.name);
         assert_eq!(
             tags(t.probe.as_mut()),
-            vec![some(&["1", "0", "a"]), some(&["1", "1", "b"]), some(&["2", "0", "c"])],
+            vec![
+                some(&["1", "0", "a"]),
+                some(&["1", "1", "b"]),
+                some(&["2", "0", "c"])
+            ],
             "{}",
             t.name
         );
@@ -1240,14 +1248,26 @@ fn child_tables_follow_a_replace_swap() {
             "{}: the swap replaced the children",
             t.name
         );
-        assert!(t.probe.columns("orders__r200__tags").is_empty(), "{}", t.name);
+        assert!(
+            t.probe.columns("orders__r200__tags").is_empty(),
+            "{}",
+            t.name
+        );
         // Run 300 stages children but never ends; run 400 ends with no rows at all: the
         // table and its children are empty, run 300's staging children are dropped.
         let _ = write(&mut dest, orders_run(300, vec![row(5, r#"["y"]"#)], false));
         let _ = write(&mut dest, orders_run(400, vec![], true));
-        assert!(t.probe.rows("orders", &["id"], "id").is_empty(), "{}", t.name);
+        assert!(
+            t.probe.rows("orders", &["id"], "id").is_empty(),
+            "{}",
+            t.name
+        );
         assert!(tags(t.probe.as_mut()).is_empty(), "{}", t.name);
-        assert!(t.probe.columns("orders__r300__tags").is_empty(), "{}", t.name);
+        assert!(
+            t.probe.columns("orders__r300__tags").is_empty(),
+            "{}",
+            t.name
+        );
         assert!(t.probe.columns("orders__r300").is_empty(), "{}", t.name);
     }
 }
@@ -1262,7 +1282,13 @@ fn staging_children_are_recognised() {
         super::staging_child("orders", "orders__r12__items__codes"),
         Some((12, "__items__codes"))
     );
-    for name in ["orders__r12", "orders__r12__", "orders__rx__tags", "orders__tags", "other__r1__t"] {
+    for name in [
+        "orders__r12",
+        "orders__r12__",
+        "orders__rx__tags",
+        "orders__tags",
+        "other__r1__t",
+    ] {
         assert_eq!(super::staging_child("orders", name), None, "{name}");
     }
 }
