@@ -2868,6 +2868,23 @@ resources:
 
     /// Table-driven: (name, format, document, substrings the error must contain).
     #[test]
+    fn max_table_nesting_is_per_resource_with_a_default() {
+        let text = "[client]\nbase_url = \"https://a\"\n\n\
+                    [resource_defaults]\nprimary_key = \"id\"\nmax_table_nesting = 1\n\n\
+                    [[resources]]\nname = \"a\"\n\n\
+                    [[resources]]\nname = \"b\"\nmax_table_nesting = 0\n";
+        let config = parse(text, Format::Toml, "pipeline.toml").unwrap();
+        let nesting: Vec<Option<usize>> = config
+            .resources
+            .iter()
+            .map(|r| r.max_table_nesting)
+            .collect();
+        assert_eq!(nesting, [Some(1), Some(0)]);
+        let config = parse(&with(""), Format::Toml, "pipeline.toml").unwrap();
+        assert_eq!(config.resources[0].max_table_nesting, None);
+    }
+
+    #[test]
     fn parse_errors_name_file_and_path() {
         let cases: Vec<(&str, Format, String, Vec<&str>)> = vec![
             (
