@@ -107,6 +107,24 @@ struct Split {
     key_fields: Vec<usize>,
 }
 
+/// A merge root's keys in a batch.
+#[derive(Default)]
+struct Keys {
+    seen: HashSet<Arc<str>>,
+    /// The keys whose children are deleted, in first-seen order.
+    order: Vec<Arc<str>>,
+    /// Where each key's last row is: (table batch, row).
+    last: HashMap<Arc<str>, (usize, usize)>,
+}
+
+impl Keys {
+    fn clear(&mut self, id: Arc<str>) {
+        if self.seen.insert(Arc::clone(&id)) {
+            self.order.push(id);
+        }
+    }
+}
+
 /// Elements waiting to become a child table's rows: (root id, parent id, index, element).
 type Elements = Vec<(Arc<str>, Arc<str>, usize, Value)>;
 
@@ -245,26 +263,24 @@ impl Nester {
                 let _ = self.routes.insert(table_batch.table.clone(), route);
             }
         }
-        // Per merge root: the keys whose children are deleted, in first-seen order.
-        let mut cleared: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut seen: HashSet<(String, String)> = HashSet::new();
+        // Per merge root: the keys whose children are deleted (in first-seen order) and
+        // where each key's last row is (rows of one key in a batch are in Kafka order).
+        let mut keys: HashMap<String, Keys> = HashMap::new();
         for delete in &batch.deletes {
             if let Some(route) = self.routes.get(&delete.table)
                 && route.merge
                 && !route.primary_key.is_empty()
                 && delete.key.len() == route.primary_key.len()
             {
-                let id = key_text(delete.key.iter().map(String::as_str));
-                if seen.insert((delete.table.clone(), id.clone())) {
-                    cleared.entry(delete.table.clone()).or_default().push(id);
-                }
+                let id: Arc<str> = key_text(delete.key.iter().map(String::as_str)).into();
+                keys.entry(delete.table.clone()).or_default().clear(id);
             }
         }
-        // The last row of each key wins (rows of one key in a batch are in Kafka order).
-        let mut last: HashMap<(String, String), (usize, usize)> = HashMap::new();
         let mut elements: BTreeMap<(usize, String), Elements> = BTreeMap::new();
-        let mut ids: Vec<Vec<Option<Arc<str>>>> = Vec::with_capacity(batch.tables.len());
-        for (t, table_batch) in batch.tables.iter_mut().enumerate() {
+        // Per table batch: each row's parent id (empty: the table is left alone).
+        let mut ids: Vec<Vec<Arc<str>>> = Vec::with_capacity(batch.tables.len());
+        let mut text = String::new();
+        for (t, table_batch) in batch.tables.iter().enumerate() {
             let Some(route) = self.routes.get(&table_batch.table).cloned() else {
                 ids.push(Vec::new());
                 continue;
@@ -284,49 +300,51 @@ impl Nester {
                 ids.push(Vec::new());
                 continue;
             }
+            let mut table_keys = route
+                .merge
+                .then(|| keys.entry(table_batch.table.clone()).or_default());
             let mut row_ids = Vec::with_capacity(table_batch.rows.len());
             for (r, row) in table_batch.rows.iter().enumerate() {
-                let mut parts = Vec::with_capacity(split.key_fields.len());
-                for &k in &split.key_fields {
-                    let mut text = String::new();
+                let mut id = String::new();
+                for (n, &k) in split.key_fields.iter().enumerate() {
+                    text.clear();
                     if let Some(Some(value)) = row.get(k) {
                         value.render(&mut text);
                     }
-                    parts.push(text);
-                }
-                let id = key_text(parts.iter().map(String::as_str));
-                if route.merge {
-                    if seen.insert((table_batch.table.clone(), id.clone())) {
-                        cleared
-                            .entry(table_batch.table.clone())
-                            .or_default()
-                            .push(id.clone());
+                    if n > 0 {
+                        id.push('|');
                     }
-                    let _ = last.insert((table_batch.table.clone(), id.clone()), (t, r));
+                    push_key_part(&mut id, &text);
                 }
-                row_ids.push(Some(Arc::<str>::from(id)));
+                let id: Arc<str> = id.into();
+                if let Some(table_keys) = table_keys.as_mut() {
+                    table_keys.clear(Arc::clone(&id));
+                    let _ = table_keys.last.insert(Arc::clone(&id), (t, r));
+                }
+                row_ids.push(id);
             }
             ids.push(row_ids);
         }
         for (t, table_batch) in batch.tables.iter_mut().enumerate() {
-            let Some(route) = self.routes.get(&table_batch.table).cloned() else {
-                continue;
-            };
             if ids[t].is_empty() {
                 continue;
             }
+            let Some(route) = self.routes.get(&table_batch.table).cloned() else {
+                continue;
+            };
             let split = self.split(&route, &table_batch.schema);
             if split.lists.is_empty() {
                 continue;
             }
+            let last = keys.get(&table_batch.table).map(|k| &k.last);
             let rows = std::mem::take(&mut table_batch.rows);
             let mut kept = Vec::with_capacity(rows.len());
             for (r, row) in rows.into_iter().enumerate() {
-                let Some(id) = ids[t][r].clone() else {
-                    continue;
+                let id = Arc::clone(&ids[t][r]);
+                let newest = match last {
+                    Some(last) => last.get(&id) == Some(&(t, r)),
+                    None => true,
                 };
-                let newest = !route.merge
-                    || last.get(&(table_batch.table.clone(), id.to_string())) == Some(&(t, r));
                 let mut out: Row = Vec::with_capacity(split.schema.fields.len());
                 for (index, value) in row.into_iter().enumerate() {
                     match split.keep.get(index).copied().flatten() {
@@ -378,13 +396,14 @@ impl Nester {
                 lists: Vec::new(),
                 keep: Vec::new(),
             });
+            let mut items = items;
             let records: Vec<Value> = items
-                .iter()
-                .map(|(_, _, _, item)| match item {
-                    Value::Object(_) => item.clone(),
+                .iter_mut()
+                .map(|(_, _, _, item)| match item.take() {
+                    object @ Value::Object(_) => object,
                     other => {
                         let mut object = serde_json::Map::new();
-                        let _ = object.insert(VALUE.to_owned(), other.clone());
+                        let _ = object.insert(VALUE.to_owned(), other);
                         Value::Object(object)
                     }
                 })
@@ -461,16 +480,22 @@ impl Nester {
             });
         }
         // Children of the loaded and deleted keys go first (deletes precede rows).
-        for (root, keys) in cleared {
+        let mut roots: Vec<(String, Keys)> = keys.into_iter().collect();
+        roots.sort_by(|a, b| a.0.cmp(&b.0));
+        for (root, keys) in roots {
             let tables: Vec<String> = self
                 .descendants(&root, destination)?
                 .iter()
                 .cloned()
                 .collect();
+            if tables.is_empty() {
+                continue;
+            }
+            let root_ids: Vec<String> = keys.order.iter().map(|id| id.to_string()).collect();
             for table in tables {
                 batch.nested_deletes.push(NestedDelete {
                     table,
-                    root_ids: keys.clone(),
+                    root_ids: root_ids.clone(),
                 });
             }
         }
@@ -517,14 +542,23 @@ pub fn key_text<'a>(parts: impl Iterator<Item = &'a str>) -> String {
         if index > 0 {
             out.push('|');
         }
-        for c in part.chars() {
-            if matches!(c, '|' | '\\') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
+        push_key_part(&mut out, part);
     }
     out
+}
+
+/// One value of a key, `|` and `\\` escaped with `\\`.
+fn push_key_part(out: &mut String, part: &str) {
+    if !part.contains(['|', '\\']) {
+        out.push_str(part);
+        return;
+    }
+    for c in part.chars() {
+        if matches!(c, '|' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
 }
 
 /// A child row's `_dlt_id`: 32 hex digits of SHA-256 over parent id, table and position.
@@ -536,9 +570,11 @@ pub fn row_id(parent_id: &str, table: &str, index: usize) -> String {
     hasher.update([0]);
     hasher.update(index.to_string().as_bytes());
     let digest = hasher.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(32);
     for byte in &digest[..16] {
-        out.push_str(&format!("{byte:02x}"));
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     out
 }
