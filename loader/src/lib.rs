@@ -204,6 +204,8 @@ impl ConsumerContext for LoaderContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Another loader may have created child tables for keys that come here now.
+                lock(&self.nester).forget_tables();
                 if let Err(e) = self.seek_to_stored(tpl) {
                     self.fail(format!("reading stored offsets: {e}"));
                 }

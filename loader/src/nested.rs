@@ -26,7 +26,7 @@
 //! children: a record's children are always exactly those of its last version. The child
 //! tables of a root table are the ones this loader has written plus those it finds in the
 //! destination (tables named `<table>__…` with a `_dlt_root_id` column that belong to no
-//! longer configured table). append: the children are appended (no primary key).
+//! longer configured table; asked again at every partition assignment). append: the children are appended (no primary key).
 //!
 //! replace: a run's rows go to its staging table `<table>__r<run>` (merged by key), whose
 //! children go to `<table>__r<run>__<field>`; when the run is swapped in, the table's
@@ -146,6 +146,13 @@ impl Nester {
             routes,
             ..Nester::default()
         }
+    }
+
+    /// Forgets the child tables found so far: the next batch asks the destination again.
+    /// Called when partitions are assigned, so that keys another loader of the group wrote
+    /// before a rebalance find the child tables it created.
+    pub fn forget_tables(&mut self) {
+        self.descendants.clear();
     }
 
     /// `writer` as the root table `table` sees it: without the fields that become child
