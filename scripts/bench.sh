@@ -13,6 +13,8 @@
 #
 #   scripts/bench.sh [--quick] [--dlt] [--dlt-records N]
 #
+# BENCH_MAX_TABLE_NESTING=0 keeps lists (the demo's `tags`) as JSON columns instead of the
+# `communications_data__tags` child table (to compare the two).
 # --quick divides the record counts by 10. Prints a table: wall seconds, rows/s, CPU
 # seconds per 100k rows and peak RSS per stage and case. Everything lives in .bench/.
 set -euo pipefail
@@ -78,6 +80,7 @@ auth = { type = "api_key", name = "api_key", api_key = { secret = "api_key" }, l
 [resource_defaults]
 primary_key = "id"
 write_disposition = "merge"
+${BENCH_MAX_TABLE_NESTING:+max_table_nesting = $BENCH_MAX_TABLE_NESTING}
 [[resources]]
 name = "communications_data"
 topic = "$1.communications_data"

@@ -268,6 +268,9 @@ pub struct ResourceConfig {
     /// dlt's `include_from_parent`: parent fields (dotted paths) copied into each record as
     /// `_<parent>_<field>` (dots in the field become `_`).
     pub include_from_parent: Vec<String>,
+    /// dlt's `max_table_nesting`: how deep lists become child tables (`0`: lists stay JSON
+    /// columns). Default: unlimited. Applied by the loader.
+    pub max_table_nesting: Option<usize>,
 }
 
 /// dlt's schema contract modes.
@@ -999,6 +1002,7 @@ struct RawResource {
     columns: Option<BTreeMap<String, ColumnHint>>,
     schema_contract: Option<OrBare<SchemaContract>>,
     include_from_parent: Option<Vec<String>>,
+    max_table_nesting: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -2003,6 +2007,7 @@ fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource 
         include_from_parent: resource
             .include_from_parent
             .or_else(|| defaults.include_from_parent.clone()),
+        max_table_nesting: resource.max_table_nesting.or(defaults.max_table_nesting),
     }
 }
 
@@ -2210,6 +2215,7 @@ fn resolve_resource(
         columns,
         parent,
         include_from_parent: raw.include_from_parent.unwrap_or_default(),
+        max_table_nesting: raw.max_table_nesting,
     })
 }
 
@@ -2811,6 +2817,7 @@ resources:
             },
             parent: None,
             include_from_parent: Vec::new(),
+            max_table_nesting: None,
             columns: BTreeMap::from([
                 (
                     "cost".into(),
@@ -2895,6 +2902,23 @@ resources:
     }
 
     /// Table-driven: (name, format, document, substrings the error must contain).
+    #[test]
+    fn max_table_nesting_is_per_resource_with_a_default() {
+        let text = "[client]\nbase_url = \"https://a\"\n\n\
+                    [resource_defaults]\nprimary_key = \"id\"\nmax_table_nesting = 1\n\n\
+                    [[resources]]\nname = \"a\"\n\n\
+                    [[resources]]\nname = \"b\"\nmax_table_nesting = 0\n";
+        let config = parse(text, Format::Toml, "pipeline.toml").unwrap();
+        let nesting: Vec<Option<usize>> = config
+            .resources
+            .iter()
+            .map(|r| r.max_table_nesting)
+            .collect();
+        assert_eq!(nesting, [Some(1), Some(0)]);
+        let config = parse(&with(""), Format::Toml, "pipeline.toml").unwrap();
+        assert_eq!(config.resources[0].max_table_nesting, None);
+    }
+
     #[test]
     fn parse_errors_name_file_and_path() {
         let cases: Vec<(&str, Format, String, Vec<&str>)> = vec![
@@ -2993,6 +3017,20 @@ resources:
                 vec![
                     "resources[0].endpoint.paginator.limit: invalid type: string \"x\", expected u64",
                 ],
+            ),
+            (
+                "max_table_nesting that is negative",
+                Format::Toml,
+                with("[resource_defaults]\nmax_table_nesting = -1"),
+                vec!["resource_defaults.max_table_nesting: invalid value: integer `-1`"],
+            ),
+            (
+                "max_table_nesting that is text",
+                Format::Json,
+                r#"{"client": {"base_url": "https://a"}, "resources": [{"name": "r",
+                    "max_table_nesting": "2"}]}"#
+                    .into(),
+                vec!["resources[0].max_table_nesting: invalid type: string \"2\""],
             ),
             (
                 "wrong type of a plain key",

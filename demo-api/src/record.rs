@@ -56,7 +56,8 @@ pub fn record(i: u64, revision: u64, changed_percent: u64, total: u64) -> Value 
             "name": format!("Customer {}", i % 5000),
             "address": { "country": COUNTRIES[slot], "city": CITIES[slot] },
         },
-        "tags": (0..i % 4).map(|t| format!("tag{t}")).collect::<Vec<_>>(),
+        // A changed record has `rev` more tags, modulo 4 (so some lists grow, some shrink).
+        "tags": (0..(i % 4 + rev % 4) % 4).map(|t| format!("tag{t}")).collect::<Vec<_>>(),
         // k / 10000 is correctly rounded, so the shortest round-trip form has ≤ 4 decimals.
         "cost": (i % 1700) as f64 / 10_000.0,
         "duration_seconds": if i.is_multiple_of(3) { Value::Null } else { json!((i % 600) * 13 % 600) },
@@ -166,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn changed_records_move_status_body_and_updated_at() {
+    fn changed_records_move_status_body_updated_at_and_tags() {
         // 0 * 37 % 100 = 0 < 10: record 0 changes; 1 * 37 = 37: record 1 does not.
         assert!(is_changed(0, 2, 10));
         assert!(!is_changed(1, 2, 10));
@@ -179,6 +180,13 @@ mod tests {
         );
         assert_eq!(r["created_at"], "2026-01-01T00:00:00Z");
         assert_eq!(r["updated_at"], "2026-01-01T02:00:00Z");
+        assert_eq!(r["tags"], json!(["tag0", "tag1"]));
+        // Record 3 has three tags; at revision 1 it has none.
+        assert_eq!(
+            record(3, 0, 100, 100)["tags"],
+            json!(["tag0", "tag1", "tag2"])
+        );
+        assert_eq!(record(3, 1, 100, 100)["tags"], json!([]));
         assert_eq!(record(1, 2, 10, 100), record(1, 0, 10, 100));
     }
 

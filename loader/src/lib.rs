@@ -13,6 +13,7 @@ pub mod destination;
 pub mod dlq;
 pub mod inspect;
 pub mod metrics;
+pub mod nested;
 pub mod progress;
 pub mod schemas;
 
@@ -133,6 +134,8 @@ pub enum LoadError {
     Registry(String),
     #[error("during a rebalance: {0}")]
     Rebalance(String),
+    #[error("child tables: {0}")]
+    Nest(String),
     #[error(transparent)]
     DeadLetter(#[from] dlq::DlqError),
 }
@@ -172,6 +175,8 @@ pub struct LoaderContext {
     group_id: String,
     on_error: OnError,
     destination: Mutex<Box<dyn Destination>>,
+    /// Turns list fields into child tables just before a batch is written.
+    nester: Mutex<nested::Nester>,
     pending: Mutex<Pending>,
     /// An error raised inside a callback, reported by the loop.
     failure: Mutex<Option<String>>,
@@ -206,6 +211,8 @@ impl ConsumerContext for LoaderContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Another loader may have created child tables for keys that come here now.
+                lock(&self.nester).forget_tables();
                 if let Err(e) = self.seek_to_stored(tpl) {
                     self.fail(format!("reading stored offsets: {e}"));
                 }
@@ -373,6 +380,7 @@ impl LoaderContext {
         let batch = Batch {
             group_id: self.group_id.clone(),
             deletes: taken.deletes,
+            nested_deletes: Vec::new(),
             tables: taken.tables,
             run_ends: taken.run_ends,
             offsets: taken
@@ -385,8 +393,17 @@ impl LoaderContext {
                 })
                 .collect(),
         };
+        let mut batch = batch;
         let started = Instant::now();
-        let written = lock(&self.destination).write_batch(&batch);
+        let mut destination = lock(&self.destination);
+        lock(&self.nester)
+            .explode(&mut batch, &mut **destination)
+            .map_err(|e| match e {
+                nested::NestError::Destination(e) => LoadError::Destination(e),
+                other => LoadError::Nest(other.to_string()),
+            })?;
+        let written = destination.write_batch(&batch);
+        drop(destination);
         let (stats, refused) = match written {
             Ok(stats) => (stats, 0),
             Err(e) if e.is_row_error() && self.on_error == OnError::DeadLetter => {
@@ -470,7 +487,33 @@ impl LoaderContext {
                 error: format!("the destination refused the record: {error}"),
             })?;
         }
+        // The child rows (lists, see `nested`) of a refused record go with it: child tables
+        // come after the batch's own tables and point at their root by `_dlt_root_id`.
+        let mut text = String::new();
+        let refused_roots: std::collections::HashSet<String> = refused
+            .iter()
+            .filter_map(|((t, r), _)| {
+                let tb = batch.tables.get(*t)?;
+                let key_fields: Option<Vec<usize>> = tb
+                    .schema
+                    .primary_key
+                    .iter()
+                    .map(|k| tb.schema.field_index(k))
+                    .collect();
+                Some(nested::key_id(&tb.rows[*r], &key_fields?, &mut text))
+            })
+            .collect();
         for (t, tb) in batch.tables.iter_mut().enumerate() {
+            if t >= origins.len() {
+                let Some(root) = tb.schema.field_index(nested::ROOT_ID) else {
+                    continue;
+                };
+                tb.rows.retain(|row| match row.get(root) {
+                    Some(Some(common::schema::Scalar::Text(id))) => !refused_roots.contains(id),
+                    _ => true,
+                });
+                continue;
+            }
             let mut r = 0;
             tb.rows.retain(|_| {
                 let keep = !refused.iter().any(|((rt, rr), _)| *rt == t && *rr == r);
@@ -570,6 +613,7 @@ pub fn run(
         group_id: opts.group_id.clone(),
         on_error: opts.on_error,
         destination: Mutex::new(destination),
+        nester: Mutex::new(nested::Nester::new(nest_routes(cfg, &opts.resources))),
         pending: Mutex::new(Pending::default()),
         failure: Mutex::new(None),
         assigned: AtomicBool::new(false),
@@ -617,6 +661,36 @@ pub fn run(
         discarded: ctx.discarded.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Per destination table of a merge or append resource with a primary key: how its list
+/// fields become child tables (see [`nested`]).
+fn nest_routes(cfg: &PipelineConfig, selected: &[String]) -> HashMap<String, nested::NestRoute> {
+    cfg.resources
+        .iter()
+        .filter(|r| selected.is_empty() || selected.contains(&r.name))
+        .filter(|r| !r.primary_key.is_empty())
+        .map(|r| {
+            let json_columns = r
+                .columns
+                .iter()
+                .filter(|(_, hint)| hint.data_type == Some(common::schema::DataType::Json))
+                .filter_map(|(name, _)| common::schema::normalize_path(name))
+                .collect();
+            let route = nested::NestRoute {
+                primary_key: r
+                    .primary_key
+                    .iter()
+                    .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
+                    .collect(),
+                merge: r.write_disposition != WriteDisposition::Append,
+                max_table_nesting: r.max_table_nesting,
+                json_columns,
+                replace: r.write_disposition == WriteDisposition::Replace,
+            };
+            (r.table_name.clone(), route)
+        })
+        .collect()
 }
 
 fn routes(cfg: &PipelineConfig, selected: &[String]) -> Result<BTreeMap<String, Route>, LoadError> {
@@ -901,7 +975,9 @@ fn projection(
         return Ok(Projection::identity(writer));
     }
     ctx.flush(consumer)?;
-    let changes = lock(&ctx.destination).schema_changes(&route.table, &writer)?;
+    // List fields become child tables, not columns of this table.
+    let view = lock(&ctx.nester).parent_view(&route.table, &writer);
+    let changes = lock(&ctx.destination).schema_changes(&route.table, &view)?;
     let projection = Projection::new(&writer, &changes, route.contract);
     if !projection.is_identity() {
         tracing::info!(table = %route.table, new_columns = ?changes.new_columns, retyped = ?changes.retyped_columns, table_exists = changes.table_exists, "schema contract applies to a new writer schema");

@@ -1,6 +1,6 @@
 //! `write_disposition = "replace"` end to end: the extractor marks the end of each run on
 //! every partition, and the loader swaps the table to exactly the run's records, in one
-//! transaction, only once the run is complete. (`append` under loader kills is in
+//! transaction, only once the run is complete; the `tags` child table follows each swap. (`append` under loader kills is in
 //! `loader_delivery.rs`.)
 
 use std::process::Stdio;
@@ -37,12 +37,43 @@ fn expected(records: &[Value]) -> Vec<(i64, String, String)> {
     all
 }
 
-/// Tables left besides the data table and the loader's own.
+/// `(_dlt_parent_id, _dlt_list_idx, value)` of the `tags` child table, sorted.
+fn tags(pipeline: &Pipeline) -> Result<Vec<(String, i64, String)>> {
+    let conn = pipeline.sqlite()?;
+    let mut stmt = conn.prepare(
+        "SELECT _dlt_parent_id, _dlt_list_idx, value FROM communications_data__tags \
+         ORDER BY CAST(_dlt_parent_id AS INTEGER), _dlt_list_idx",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The API's tags as the child table holds them.
+fn expected_tags(records: &[Value]) -> Vec<(String, i64, String)> {
+    let mut all = Vec::new();
+    for r in records {
+        let id = r["id"].as_i64().unwrap_or_default().to_string();
+        for (i, tag) in r["tags"].as_array().into_iter().flatten().enumerate() {
+            all.push((
+                id.clone(),
+                i as i64,
+                tag.as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    all.sort_by_key(|(id, i, _)| (id.parse::<i64>().unwrap_or_default(), *i));
+    all
+}
+
+/// Tables left besides the data table, its `tags` child table and the loader's own.
 fn other_tables(pipeline: &Pipeline) -> Result<Vec<String>> {
     let conn = pipeline.sqlite()?;
     let mut stmt = conn.prepare(
         "SELECT name FROM sqlite_master WHERE type = 'table' \
-         AND name NOT IN ('communications_data', '_pipeline_offsets', '_pipeline_runs') ORDER BY name",
+         AND name NOT IN ('communications_data', 'communications_data__tags', '_pipeline_offsets', \
+         '_pipeline_runs') ORDER BY name",
     )?;
     let names = stmt
         .query_map([], |r| r.get(0))?
@@ -69,7 +100,12 @@ fn replace_swaps_in_each_complete_run_and_ignores_an_interrupted_one() -> Result
     let _ = run_ok(pipeline.extractor()?, RUN)?;
     let log = load(&pipeline)?;
     let first = expected(&api.records()?);
+    let first_tags = expected_tags(&api.records()?);
     ensure!(rows(&pipeline)? == first, "after run 1");
+    ensure!(
+        !first_tags.is_empty() && tags(&pipeline)? == first_tags,
+        "tags after run 1"
+    );
     ensure!(
         log.contains("replaced the table with the run's rows"),
         "{log}"
@@ -98,6 +134,10 @@ fn replace_swaps_in_each_complete_run_and_ignores_an_interrupted_one() -> Result
         rows(&pipeline)? == first,
         "an interrupted run must not change the table"
     );
+    ensure!(
+        tags(&pipeline)? == first_tags,
+        "an interrupted run must not change the child table"
+    );
 
     // Run 3 completes: the table is exactly the API's 600 records, at revision 1.
     let _ = api.post("/admin/state", json!({"latency_ms": 0}))?;
@@ -105,7 +145,13 @@ fn replace_swaps_in_each_complete_run_and_ignores_an_interrupted_one() -> Result
     let _ = load(&pipeline)?;
     let third = expected(&api.records()?);
     ensure!(third.len() == 600 && third != first[..600]);
+    let third_tags = expected_tags(&api.records()?);
     ensure!(rows(&pipeline)? == third, "after run 3");
+    ensure!(third_tags != first_tags, "revision 1 changes tags");
+    ensure!(
+        tags(&pipeline)? == third_tags,
+        "tags after run 3: no stale children"
+    );
     ensure!(other_tables(&pipeline)?.is_empty(), "staging tables left");
 
     // Rebuilding from the topic (a fresh destination, every run replayed in order) ends in
@@ -118,6 +164,7 @@ fn replace_swaps_in_each_complete_run_and_ignores_an_interrupted_one() -> Result
     };
     let _ = load(&rebuilt)?;
     ensure!(rows(&rebuilt)? == third, "after a rebuild");
+    ensure!(tags(&rebuilt)? == third_tags, "tags after a rebuild");
     ensure!(other_tables(&rebuilt)?.is_empty(), "staging tables left");
     Ok(())
 }

@@ -581,7 +581,25 @@ fn a_tombstone_deletes_its_row_and_a_keyless_one_is_dead_lettered() -> Result<()
         .collect();
     assert_eq!(ids.len(), 298);
     assert!(!ids.contains(&5) && !ids.contains(&7) && ids.contains(&6));
+    // Record 7 had two tags: its child rows went with it.
+    assert_eq!(orphan_tags(&pipeline)?, 0);
     Ok(())
+}
+
+/// Rows of the `tags` child table whose root record is not in the table.
+fn orphan_tags(pipeline: &Pipeline) -> Result<i64> {
+    let conn = pipeline.sqlite()?;
+    let children: i64 =
+        conn.query_row("SELECT count(*) FROM communications_data__tags", [], |r| {
+            r.get(0)
+        })?;
+    anyhow::ensure!(children > 0, "no child rows at all");
+    Ok(conn.query_row(
+        "SELECT count(*) FROM communications_data__tags \
+         WHERE _dlt_root_id NOT IN (SELECT CAST(id AS TEXT) FROM communications_data)",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 #[test]
@@ -619,6 +637,8 @@ fn a_hard_delete_column_deletes_the_rows_it_marks() -> Result<()> {
         .collect();
     assert_eq!(ids, expected);
     assert_eq!(ids.len(), 150);
+    // The deleted records had tags (odd indexes have 1 or 3): their child rows are gone.
+    assert_eq!(orphan_tags(&pipeline)?, 0);
     Ok(())
 }
 

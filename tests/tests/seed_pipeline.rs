@@ -43,13 +43,18 @@ fn assert_destination_equals(pipeline: &Pipeline, records: &[Value]) -> Result<(
     );
     let mut stmt = conn.prepare(
         "SELECT id, customer_id, channel, direction, status, body, created_at, updated_at, sender__name, \
-         sender__address__country, sender__address__city, tags, cost, duration_seconds, sentiment, is_read, \
+         sender__address__country, sender__address__city, cost, duration_seconds, sentiment, is_read, \
          external_ref, campaign_id FROM communications_data WHERE id = ?1",
     )?;
+    let mut tags_stmt = conn.prepare(
+        "SELECT _dlt_parent_id, _dlt_list_idx, value FROM communications_data__tags \
+         WHERE _dlt_parent_id = ?1 ORDER BY _dlt_list_idx",
+    )?;
+    let mut total_tags = 0;
     for rec in records {
         let id = rec["id"].as_i64().context("id")?;
         let row: Vec<(Value, &str)> =
-            stmt.query_row([id], |r| (0..18).map(|i| r.get_ref(i).map(cell)).collect())?;
+            stmt.query_row([id], |r| (0..17).map(|i| r.get_ref(i).map(cell)).collect())?;
         let opt_int = |v: &Value| {
             if v.is_null() {
                 (Value::Null, "null")
@@ -86,7 +91,6 @@ fn assert_destination_equals(pipeline: &Pipeline, records: &[Value]) -> Result<(
             (rec["sender"]["name"].clone(), "text"),
             (rec["sender"]["address"]["country"].clone(), "text"),
             (rec["sender"]["address"]["city"].clone(), "text"),
-            (json!(serde_json::to_string(&rec["tags"])?), "text"),
             (json!(rec["cost"].as_f64().context("cost")?), "real"),
             opt_int(&rec["duration_seconds"]),
             (
@@ -104,7 +108,38 @@ fn assert_destination_equals(pipeline: &Pipeline, records: &[Value]) -> Result<(
             row == expected,
             "id {id}: destination {row:?}\n  expected {expected:?}"
         );
+        // `tags` is a child table (dlt's nested tables): one row per element, in order.
+        let tags: Vec<(String, i64, String)> = tags_stmt
+            .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let expected_tags: Vec<(String, i64, String)> = rec["tags"]
+            .as_array()
+            .context("tags")?
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                (
+                    id.to_string(),
+                    i as i64,
+                    t.as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        ensure!(
+            tags == expected_tags,
+            "id {id}: tags {tags:?}, expected {expected_tags:?}"
+        );
+        total_tags += expected_tags.len();
     }
+    // Nothing else (no stale children).
+    let child_rows: i64 =
+        conn.query_row("SELECT count(*) FROM communications_data__tags", [], |r| {
+            r.get(0)
+        })?;
+    ensure!(
+        child_rows as usize == total_tags,
+        "{child_rows} rows in communications_data__tags, {total_tags} tags in the API"
+    );
     Ok(())
 }
 

@@ -214,6 +214,7 @@ fn batch(schema: &Arc<TableSchema>, rows: Vec<Row>, offsets: &[(&str, i32, i64)]
     Batch {
         group_id: "conformance".to_owned(),
         deletes: Vec::new(),
+        nested_deletes: Vec::new(),
         tables: vec![TableBatch {
             table: schema.name.clone(),
             schema: Arc::clone(schema),
@@ -905,5 +906,424 @@ fn a_trial_batch_leaves_nothing_and_names_a_refused_row() {
             "{}",
             t.name
         );
+    }
+}
+
+fn json(value: &str) -> Option<Scalar> {
+    Some(Scalar::Json(value.to_owned()))
+}
+
+/// `orders(id, note, tags json, items json)`.
+fn orders() -> Arc<TableSchema> {
+    schema(
+        "orders",
+        &["id"],
+        vec![
+            field("id", DataType::Bigint, false),
+            field("note", DataType::Text, true),
+            field("tags", DataType::Json, true),
+            field("items", DataType::Json, true),
+        ],
+    )
+}
+
+fn nester(merge: bool, max_table_nesting: Option<usize>, json: &[&str]) -> crate::nested::Nester {
+    crate::nested::Nester::new(std::collections::HashMap::from([(
+        "orders".to_owned(),
+        crate::nested::NestRoute {
+            primary_key: vec!["id".into()],
+            merge,
+            max_table_nesting,
+            json_columns: json.iter().map(|c| (*c).to_owned()).collect(),
+            replace: false,
+        },
+    )]))
+}
+
+/// Rows of a child table as text, sorted (child ids are hashes: no natural order).
+fn sorted(probe: &mut dyn Probe, table: &str, columns: &[&str]) -> Vec<Vec<Option<String>>> {
+    let mut rows = probe.rows(table, columns, "_dlt_id");
+    rows.sort();
+    rows
+}
+
+#[test]
+fn lists_become_child_tables_replaced_per_key() {
+    use crate::nested::row_id;
+    for mut t in targets("child_tables") {
+        let mut dest = t.open();
+        let mut nest = nester(true, None, &[]);
+        let s = orders();
+        let rows = vec![
+            vec![
+                int(1),
+                text("one"),
+                json(r#"["a","b"]"#),
+                json(r#"[{"sku":"x","qty":2,"codes":[7,8]},{"sku":"y","qty":1}]"#),
+            ],
+            vec![int(2), text("two"), json("[]"), None],
+            vec![int(3), text("v1"), json(r#"["p","q","r"]"#), None],
+            // A later version in the same batch: only its children are loaded.
+            vec![int(3), text("v2"), json(r#"["s"]"#), None],
+        ];
+        let mut b = batch(&s, rows, &[("orders", 0, 4)]);
+        nest.explode(&mut b, dest.as_mut()).unwrap();
+        let _ = dest.write_batch(&b).unwrap();
+        assert_eq!(t.probe.columns("orders"), ["id", "note"], "{}", t.name);
+        assert_eq!(
+            t.probe.columns("orders__tags"),
+            [
+                "_dlt_root_id",
+                "_dlt_parent_id",
+                "_dlt_list_idx",
+                "_dlt_id",
+                "value"
+            ],
+            "{}",
+            t.name
+        );
+        let tags = sorted(
+            t.probe.as_mut(),
+            "orders__tags",
+            &["_dlt_parent_id", "_dlt_list_idx", "value", "_dlt_id"],
+        );
+        let expected = |rows: &[(&str, i64, &str)]| {
+            let mut out: Vec<Vec<Option<String>>> = rows
+                .iter()
+                .map(|(parent, idx, value)| {
+                    let id = row_id(parent, "orders__tags", *idx as usize);
+                    some(&[parent, &idx.to_string(), value, &id])
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        assert_eq!(
+            tags,
+            expected(&[("1", 0, "a"), ("1", 1, "b"), ("3", 0, "s")]),
+            "{}",
+            t.name
+        );
+        let items = sorted(
+            t.probe.as_mut(),
+            "orders__items",
+            &[
+                "_dlt_root_id",
+                "_dlt_parent_id",
+                "_dlt_list_idx",
+                "sku",
+                "qty",
+            ],
+        );
+        assert_eq!(
+            items,
+            vec![
+                some(&["1", "1", "0", "x", "2"]),
+                some(&["1", "1", "1", "y", "1"])
+            ],
+            "{}",
+            t.name
+        );
+        // The grandchild rows point at the child row's id.
+        let item0 = row_id("1", "orders__items", 0);
+        let codes = sorted(
+            t.probe.as_mut(),
+            "orders__items__codes",
+            &["_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "value"],
+        );
+        assert_eq!(
+            codes,
+            vec![
+                some(&["1", &item0, "0", "7"]),
+                some(&["1", &item0, "1", "8"])
+            ],
+            "{}",
+            t.name
+        );
+
+        // A new process (it learns the child tables from the database): order 1 changes
+        // (no codes any more, one tag), order 3 is deleted by a tombstone.
+        drop(dest);
+        let mut dest = t.open();
+        let mut nest = nester(true, None, &[]);
+        let mut b = batch(
+            &s,
+            vec![vec![
+                int(1),
+                text("one'"),
+                json(r#"["c"]"#),
+                json(r#"[{"sku":"z","qty":5}]"#),
+            ]],
+            &[("orders", 0, 6)],
+        );
+        b.deletes = vec![super::Delete {
+            table: "orders".into(),
+            key_columns: vec!["id".into()],
+            key: vec!["3".into()],
+        }];
+        nest.explode(&mut b, dest.as_mut()).unwrap();
+        let _ = dest.write_batch(&b).unwrap();
+        assert_eq!(
+            sorted(
+                t.probe.as_mut(),
+                "orders__tags",
+                &["_dlt_parent_id", "_dlt_list_idx", "value", "_dlt_id"]
+            ),
+            expected(&[("1", 0, "c")]),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            sorted(
+                t.probe.as_mut(),
+                "orders__items",
+                &["_dlt_parent_id", "sku"]
+            ),
+            vec![some(&["1", "z"])],
+            "{}",
+            t.name
+        );
+        assert!(
+            t.probe
+                .rows("orders__items__codes", &["value"], "value")
+                .is_empty(),
+            "{}: stale grandchildren",
+            t.name
+        );
+        assert_eq!(
+            t.probe.rows("orders", &["id", "note"], "id"),
+            vec![some(&["1", "one'"]), some(&["2", "two"])],
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[test]
+fn nesting_stops_at_max_table_nesting_and_json_hints() {
+    for mut t in targets("child_nesting") {
+        let mut dest = t.open();
+        let s = orders();
+        let row = || {
+            vec![
+                int(1),
+                text("n"),
+                json(r#"["a"]"#),
+                json(r#"[{"sku":"x","codes":[7]}]"#),
+            ]
+        };
+        // max_table_nesting = 1: child tables, but lists inside elements stay JSON.
+        let mut b = batch(&s, vec![row()], &[]);
+        nester(true, Some(1), &["tags"])
+            .explode(&mut b, dest.as_mut())
+            .unwrap();
+        let _ = dest.write_batch(&b).unwrap();
+        // `tags` is hinted json: it stays a column.
+        assert_eq!(
+            t.probe.columns("orders"),
+            ["id", "note", "tags"],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            t.probe.rows("orders__items", &["sku", "codes"], "sku"),
+            vec![some(&["x", "[7]"])],
+            "{}",
+            t.name
+        );
+        assert!(
+            t.probe.columns("orders__items__codes").is_empty(),
+            "{}",
+            t.name
+        );
+        // max_table_nesting = 0: today's JSON columns.
+        let zero = schema("flat", &["id"], orders().fields.clone());
+        let mut b = batch(&zero, vec![row()], &[]);
+        let mut flat = crate::nested::Nester::new(std::collections::HashMap::from([(
+            "flat".to_owned(),
+            crate::nested::NestRoute {
+                primary_key: vec!["id".into()],
+                merge: true,
+                max_table_nesting: Some(0),
+                json_columns: Default::default(),
+                replace: false,
+            },
+        )]));
+        flat.explode(&mut b, dest.as_mut()).unwrap();
+        let _ = dest.write_batch(&b).unwrap();
+        assert_eq!(
+            t.probe.columns("flat"),
+            ["id", "note", "tags", "items"],
+            "{}",
+            t.name
+        );
+        assert!(t.probe.columns("flat__tags").is_empty(), "{}", t.name);
+    }
+}
+
+#[test]
+fn append_appends_children() {
+    for mut t in targets("child_append") {
+        let mut dest = t.open();
+        let s = orders();
+        for version in ["v1", "v2"] {
+            let mut b = batch(
+                &s,
+                vec![vec![int(1), text(version), json(r#"["a","b"]"#), None]],
+                &[],
+            );
+            b.tables[0].schema = schema("orders", &[], s.fields.clone());
+            nester(false, None, &[])
+                .explode(&mut b, dest.as_mut())
+                .unwrap();
+            let _ = dest.write_batch(&b).unwrap();
+        }
+        assert_eq!(
+            t.probe.rows("orders", &["note"], "note").len(),
+            2,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            t.probe
+                .rows("orders__tags", &["value"], "value")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect::<Vec<_>>(),
+            ["a", "a", "b", "b"],
+            "{}",
+            t.name
+        );
+    }
+}
+
+/// A batch of orders for the staging table of `run`, ending it (one partition) if `end`.
+fn orders_run(run: u64, rows: Vec<Row>, end: bool) -> Batch {
+    let s = orders();
+    let mut b = batch(&s, rows, &[]);
+    b.tables[0].table = super::staging_table("orders", run);
+    if b.tables[0].rows.is_empty() {
+        b.tables.clear();
+    }
+    if end {
+        b.run_ends = vec![super::RunEnd {
+            topic: "orders-topic".to_owned(),
+            table: "orders".to_owned(),
+            run,
+            partition: 0,
+            partitions: 1,
+        }];
+    }
+    b
+}
+
+#[test]
+fn child_tables_follow_a_replace_swap() {
+    for mut t in targets("child_replace") {
+        let mut dest = t.open();
+        let mut nest = crate::nested::Nester::new(std::collections::HashMap::from([(
+            "orders".to_owned(),
+            crate::nested::NestRoute {
+                primary_key: vec!["id".into()],
+                merge: true,
+                max_table_nesting: None,
+                json_columns: Default::default(),
+                replace: true,
+            },
+        )]));
+        let mut write = |dest: &mut Box<dyn Destination>, mut b: Batch| {
+            nest.explode(&mut b, dest.as_mut()).unwrap();
+            dest.write_batch(&b).unwrap()
+        };
+        let tags = |probe: &mut dyn Probe| -> Vec<Vec<Option<String>>> {
+            if probe.columns("orders__tags").is_empty() {
+                return Vec::new();
+            }
+            sorted(
+                probe,
+                "orders__tags",
+                &["_dlt_parent_id", "_dlt_list_idx", "value"],
+            )
+        };
+        let row = |id: i64, tags: &str| vec![int(id), text("n"), json(tags), None];
+        let stats = write(
+            &mut dest,
+            orders_run(100, vec![row(1, r#"["a","b"]"#), row(2, r#"["c"]"#)], true),
+        );
+        assert_eq!(stats.runs.swapped, 1, "{}", t.name);
+        assert_eq!(
+            tags(t.probe.as_mut()),
+            vec![
+                some(&["1", "0", "a"]),
+                some(&["1", "1", "b"]),
+                some(&["2", "0", "c"])
+            ],
+            "{}",
+            t.name
+        );
+        // Run 200: its first rows change nothing until it ends.
+        let _ = write(&mut dest, orders_run(200, vec![row(1, r#"["x"]"#)], false));
+        assert_eq!(tags(t.probe.as_mut()).len(), 3, "{}", t.name);
+        assert!(
+            !t.probe.columns("orders__r200__tags").is_empty(),
+            "{}: the run's children are staged",
+            t.name
+        );
+        let _ = write(&mut dest, orders_run(200, vec![row(3, "[]")], true));
+        assert_eq!(
+            t.probe.rows("orders", &["id"], "id"),
+            vec![some(&["1"]), some(&["3"])],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            tags(t.probe.as_mut()),
+            vec![some(&["1", "0", "x"])],
+            "{}: the swap replaced the children",
+            t.name
+        );
+        assert!(
+            t.probe.columns("orders__r200__tags").is_empty(),
+            "{}",
+            t.name
+        );
+        // Run 300 stages children but never ends; run 400 ends with no rows at all: the
+        // table and its children are empty, run 300's staging children are dropped.
+        let _ = write(&mut dest, orders_run(300, vec![row(5, r#"["y"]"#)], false));
+        let _ = write(&mut dest, orders_run(400, vec![], true));
+        assert!(
+            t.probe.rows("orders", &["id"], "id").is_empty(),
+            "{}",
+            t.name
+        );
+        assert!(tags(t.probe.as_mut()).is_empty(), "{}", t.name);
+        assert!(
+            t.probe.columns("orders__r300__tags").is_empty(),
+            "{}",
+            t.name
+        );
+        assert!(t.probe.columns("orders__r300").is_empty(), "{}", t.name);
+    }
+}
+
+#[test]
+fn staging_children_are_recognised() {
+    assert_eq!(
+        super::staging_child("orders", "orders__r12__tags"),
+        Some((12, "__tags"))
+    );
+    assert_eq!(
+        super::staging_child("orders", "orders__r12__items__codes"),
+        Some((12, "__items__codes"))
+    );
+    for name in [
+        "orders__r12",
+        "orders__r12__",
+        "orders__rx__tags",
+        "orders__tags",
+        "other__r1__t",
+    ] {
+        assert_eq!(super::staging_child("orders", name), None, "{name}");
     }
 }

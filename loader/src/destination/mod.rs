@@ -57,6 +57,62 @@ pub fn staging_run(table: &str, name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// A child table of a staging table of `table` (see [`crate::nested`]):
+/// `<staging prefix><run>__<path>` → the run and `__<path>`, the part that follows the
+/// table's name in the child table the swap makes of it.
+pub fn staging_child<'a>(table: &str, name: &'a str) -> Option<(u64, &'a str)> {
+    let prefix = staging_prefix(table);
+    let head = name.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(&prefix) {
+        return None;
+    }
+    let rest = &name[prefix.len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let suffix = &rest[digits..];
+    if digits == 0 || !suffix.starts_with("__") || suffix.len() == 2 {
+        return None;
+    }
+    Some((rest[..digits].parse().ok()?, suffix))
+}
+
+/// What a `replace` swap does to the child tables of `end.table` and of its staging tables.
+/// `children` are the tables with a `_dlt_root_id` column whose name starts with the
+/// table's name cut to the staging prefix length. When the run's rows become the table
+/// (`swap`), the table's own child tables are dropped and the run's are renamed to take
+/// their place; the child tables of earlier runs (and of this run, when it is not swapped
+/// in) are dropped. Returns (tables to drop, renames `from → to`), in order.
+pub fn child_swap(
+    end: &RunEnd,
+    swap: bool,
+    children: &[String],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut drop = Vec::new();
+    let mut rename = Vec::new();
+    let live_prefix = format!("{}__", end.table);
+    for name in children {
+        match staging_child(&end.table, name) {
+            Some((run, suffix)) if run == end.run && swap => {
+                rename.push((name.clone(), format!("{}{suffix}", end.table)));
+            }
+            Some((run, _)) if run <= end.run => drop.push(name.clone()),
+            Some(_) => {}
+            None if swap && name.starts_with(&live_prefix) => drop.push(name.clone()),
+            None => {}
+        }
+    }
+    (drop, rename)
+}
+
+/// The table's name cut to the bytes a staging table keeps of it: every child table of the
+/// table and of its staging tables starts with it.
+pub fn child_search_prefix(table: &str) -> &str {
+    let mut end = table.len().min(STAGING_TABLE_PREFIX_BYTES);
+    while !table.is_char_boundary(end) {
+        end -= 1;
+    }
+    &table[..end]
+}
+
 /// A partition reached the end of a `replace` run (the extractor's run-end marker). When
 /// every partition of the topic has, the run's staging table becomes the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +166,14 @@ pub struct Delete {
     pub key: Vec<String>,
 }
 
+/// The rows of a child table (see [`crate::nested`]) whose `_dlt_root_id` is one of
+/// `root_ids`: the children of root records the batch loads anew or deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedDelete {
+    pub table: String,
+    pub root_ids: Vec<String>,
+}
+
 /// Everything one destination transaction writes.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -118,6 +182,8 @@ pub struct Batch {
     /// Applied first, in order (a missing table or row is not an error). The loader
     /// starts a new batch at every tombstone, so deletes always precede the batch's rows.
     pub deletes: Vec<Delete>,
+    /// Applied after `deletes`, before the rows (a missing table is not an error).
+    pub nested_deletes: Vec<NestedDelete>,
     /// Written in this order, after the deletes.
     pub tables: Vec<TableBatch>,
     /// Applied after the rows, in order (see [`RunEnd`]).
@@ -132,6 +198,8 @@ pub struct BatchStats {
     pub rows: usize,
     /// Rows removed by [`Batch::deletes`].
     pub deleted: usize,
+    /// Child-table rows removed by [`Batch::nested_deletes`].
+    pub nested_deleted: usize,
     pub tables_created: usize,
     pub columns_added: usize,
     pub runs: RunStats,
@@ -174,6 +242,10 @@ pub trait Destination: Send {
     /// The offsets stored by [`Destination::write_batch`] for this group, ordered by topic
     /// and partition; empty if there are none (or no offsets table yet).
     fn stored_offsets(&mut self, group_id: &str) -> Result<Vec<PartitionOffset>, DestinationError>;
+
+    /// The child tables of `table` in the database (see [`crate::nested`]): tables named
+    /// `<table>__…` that have a `_dlt_root_id` column, sorted. Reads; changes nothing.
+    fn nested_tables(&mut self, table: &str) -> Result<Vec<String>, DestinationError>;
 }
 
 /// What writing a schema into a table would change, as the destination sees it now.

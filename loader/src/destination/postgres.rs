@@ -63,7 +63,7 @@ use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
 
 use super::{
-    Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
+    Batch, BatchStats, DbError, Delete, Destination, DestinationError, NestedDelete, OFFSETS_TABLE,
     PartitionOffset, RUNS_TABLE, RunEnd, SchemaChanges, TableBatch, redact_url, staging_prefix,
     staging_run,
 };
@@ -286,6 +286,9 @@ impl PostgresDestination {
         for delete in &batch.deletes {
             stats.deleted += delete_row(&mut tx, schema, &mut key_types, delete)?;
         }
+        for delete in &batch.nested_deletes {
+            stats.nested_deleted += delete_children(&mut tx, schema, delete)?;
+        }
         for table_batch in &batch.tables {
             let _span = tracing::debug_span!(
                 "write_table",
@@ -488,6 +491,40 @@ impl Destination for PostgresDestination {
             .collect::<Result<Vec<_>, postgres::Error>>()
             .map_err(read_error)
     }
+    fn nested_tables(&mut self, table: &str) -> Result<Vec<String>, DestinationError> {
+        self.ensure_connected()?;
+        let read_error = |error: postgres::Error| DestinationError::ReadColumns {
+            table: table.to_owned(),
+            error: db(error),
+        };
+        let pattern = format!("{}\\_\\_%", like_escape(table));
+        let rows = self
+            .client
+            .query(
+                "SELECT table_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND column_name = $2 AND table_name LIKE $3 \
+                 ORDER BY 1",
+                &[&self.schema, &crate::nested::ROOT_ID, &pattern],
+            )
+            .map_err(read_error)?;
+        rows.iter()
+            .map(|row| row.try_get::<_, String>(0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_error)
+    }
+}
+
+/// `text` for a `LIKE` pattern (PostgreSQL's default escape `\`): `%`, `_` and `\` match
+/// only themselves.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Whether retrying the whole batch may succeed: a deadlock or a serialization failure.
@@ -742,6 +779,30 @@ fn end_run(
         stats.runs.swapped += 1;
         tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
     }
+    // Child tables follow the swap (see `child_swap`).
+    let search = identifier_key(super::child_search_prefix(&end.table));
+    let children: Vec<String> = tx
+        .query(
+            "SELECT table_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND column_name = $2 \
+             AND left(table_name, length($3)) = $3 ORDER BY 1",
+            &[&schema, &crate::nested::ROOT_ID, &search],
+        )
+        .map_err(error)?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    let (drops, renames) = super::child_swap(end, !newer_swapped, &children);
+    for name in &drops {
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", qualified(schema, name)))
+            .map_err(error)?;
+    }
+    for (from, to) in &renames {
+        let mut sql = format!("ALTER TABLE {} RENAME TO ", qualified(schema, from));
+        push_ident(&mut sql, &identifier_key(to));
+        tx.batch_execute(&sql).map_err(error)?;
+    }
     // Staging tables of this run (when not swapped in) and of earlier runs are done with.
     let prefix = identifier_key(&staging_prefix(&end.table));
     let names: Vec<String> = tx
@@ -782,13 +843,42 @@ fn end_run(
         .map_err(error)?;
     // What this process knew about either table is stale now.
     let table_key = identifier_key(&end.table);
-    columns.retain(|key, _| *key != table_key && staging_run(&end.table, key).is_none());
+    columns.retain(|key, _| {
+        *key != table_key && staging_run(&end.table, key).is_none() && !key.starts_with(&search)
+    });
     Ok(())
 }
 
 /// Deletes the row with `delete`'s key, if its table exists; returns the rows deleted. The
 /// key's text is cast to each key column's type (read once per table into `types_cache`),
 /// so the primary key index is used.
+/// Deletes the rows of a child table whose root id is one of `delete.root_ids` (one
+/// statement, the ids as a text array), if the table exists; returns the rows deleted.
+fn delete_children(
+    tx: &mut Transaction<'_>,
+    schema: &str,
+    delete: &NestedDelete,
+) -> Result<usize, DestinationError> {
+    let error = |error: postgres::Error| DestinationError::Delete {
+        table: delete.table.clone(),
+        key: Vec::new(),
+        error: db(error),
+    };
+    let table = qualified(schema, &delete.table);
+    let exists: bool = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .and_then(|row| row.try_get(0))
+        .map_err(error)?;
+    if !exists || delete.root_ids.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = format!("DELETE FROM {table} WHERE ");
+    push_ident(&mut sql, crate::nested::ROOT_ID);
+    sql.push_str(" = ANY($1::text[])");
+    let deleted = tx.execute(&sql, &[&delete.root_ids]).map_err(error)?;
+    Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+}
+
 fn delete_row(
     tx: &mut Transaction<'_>,
     schema: &str,

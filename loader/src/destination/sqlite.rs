@@ -26,7 +26,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 
 use super::{
-    Batch, BatchStats, DbError, Delete, Destination, DestinationError, OFFSETS_TABLE,
+    Batch, BatchStats, DbError, Delete, Destination, DestinationError, NestedDelete, OFFSETS_TABLE,
     PartitionOffset, RUNS_TABLE, RunEnd, SchemaChanges, TableBatch, staging_prefix, staging_run,
 };
 
@@ -303,6 +303,30 @@ impl Destination for SqliteDestination {
             .map_err(read_error)?;
         Ok(offsets)
     }
+    fn nested_tables(&mut self, table: &str) -> Result<Vec<String>, DestinationError> {
+        let read_error = |error: rusqlite::Error| DestinationError::ReadColumns {
+            table: table.to_owned(),
+            error: db(error),
+        };
+        let pattern = format!("{}\\_\\_%", like_escape(table));
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT m.name FROM sqlite_master AS m WHERE m.type = 'table' \
+                 AND m.name LIKE ?1 ESCAPE '\\' \
+                 AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) AS c WHERE c.name = ?2) \
+                 ORDER BY m.name",
+            )
+            .map_err(read_error)?;
+        let names = statement
+            .query_map(rusqlite::params![pattern, crate::nested::ROOT_ID], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(read_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_error)?;
+        Ok(names)
+    }
 }
 
 /// The whole batch in one immediate transaction; dropping `tx` on an error rolls back, and
@@ -324,6 +348,9 @@ fn write_batch(
     let mut tables: HashMap<String, bool> = HashMap::new();
     for delete in &batch.deletes {
         stats.deleted += delete_row(&tx, &mut tables, delete)?;
+    }
+    for delete in &batch.nested_deletes {
+        stats.nested_deleted += delete_children(&tx, &mut tables, delete)?;
     }
     for table_batch in &batch.tables {
         let _span = tracing::debug_span!(
@@ -428,6 +455,36 @@ fn end_run(
         stats.runs.swapped += 1;
         tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
     }
+    // Child tables follow the swap (see `child_swap`).
+    let pattern = format!("{}%", like_escape(super::child_search_prefix(&end.table)));
+    let children: Vec<String> = tx
+        .prepare(
+            "SELECT m.name FROM sqlite_master AS m WHERE m.type = 'table' \
+             AND m.name LIKE ?1 ESCAPE '\\' \
+             AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) AS c WHERE c.name = ?2) \
+             ORDER BY m.name",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(rusqlite::params![pattern, crate::nested::ROOT_ID], |row| {
+                    row.get::<_, String>(0)
+                })?
+                .collect()
+        })
+        .map_err(error)?;
+    let (drops, renames) = super::child_swap(end, !newer_swapped, &children);
+    for name in &drops {
+        let mut sql = String::from("DROP TABLE IF EXISTS ");
+        push_ident(&mut sql, name);
+        tx.execute_batch(&sql).map_err(error)?;
+    }
+    for (from, to) in &renames {
+        let mut sql = String::from("ALTER TABLE ");
+        push_ident(&mut sql, from);
+        sql.push_str(" RENAME TO ");
+        push_ident(&mut sql, to);
+        tx.execute_batch(&sql).map_err(error)?;
+    }
     // Staging tables of this run (when not swapped in) and of earlier runs are done with.
     let pattern = format!("{}%", like_escape(&staging_prefix(&end.table)));
     let names: Vec<String> = tx
@@ -463,8 +520,11 @@ fn end_run(
         )
         .map_err(error)?;
     // What this process knew about either table is stale now.
+    let search = super::child_search_prefix(&end.table).to_ascii_lowercase();
     columns.retain(|key, _| {
-        !key.eq_ignore_ascii_case(&end.table) && staging_run(&end.table, key).is_none()
+        !key.eq_ignore_ascii_case(&end.table)
+            && staging_run(&end.table, key).is_none()
+            && !key.to_ascii_lowercase().starts_with(&search)
     });
     Ok(())
 }
@@ -533,6 +593,48 @@ fn delete_row(
     }
     tx.execute(&sql, rusqlite::params_from_iter(&delete.key))
         .map_err(error)
+}
+
+/// Deletes the rows of a child table whose root id is one of `delete.root_ids`, if the
+/// table exists; returns the rows deleted.
+fn delete_children(
+    tx: &Transaction<'_>,
+    tables: &mut HashMap<String, bool>,
+    delete: &NestedDelete,
+) -> Result<usize, DestinationError> {
+    let error = |error: rusqlite::Error| DestinationError::Delete {
+        table: delete.table.clone(),
+        key: Vec::new(),
+        error: db(error),
+    };
+    let exists = match tables.get(&delete.table) {
+        Some(exists) => *exists,
+        None => {
+            let exists = table_exists(tx, &delete.table).map_err(error)?;
+            let _ = tables.insert(delete.table.clone(), exists);
+            exists
+        }
+    };
+    if !exists {
+        return Ok(0);
+    }
+    let mut sql = String::from("DELETE FROM ");
+    push_ident(&mut sql, &delete.table);
+    sql.push_str(" WHERE ");
+    push_ident(&mut sql, crate::nested::ROOT_ID);
+    sql.push_str(" = ?1");
+    let mut statement = tx.prepare_cached(&sql).map_err(error)?;
+    let mut deleted = 0;
+    for id in &delete.root_ids {
+        deleted += statement
+            .execute([id])
+            .map_err(|e| DestinationError::Delete {
+                table: delete.table.clone(),
+                key: vec![id.clone()],
+                error: db(e),
+            })?;
+    }
+    Ok(deleted)
 }
 
 /// Creates the table if missing and adds the columns of the writer schema it lacks.
@@ -1027,6 +1129,7 @@ mod tests {
         Batch {
             group_id: "loader".to_owned(),
             deletes: Vec::new(),
+            nested_deletes: Vec::new(),
             tables,
             run_ends: Vec::new(),
             offsets: offsets
