@@ -50,9 +50,8 @@ impl RunEndMarker {
             std::str::from_utf8(value).map_err(|_| format!("`{name}` is not UTF-8"))
         };
         let run = number(RUN_HEADER)?;
-        let run = run
-            .parse()
-            .map_err(|_| format!("`{RUN_HEADER}` {run:?} is not a run id"))?;
+        let run = parse_run(run.as_bytes())
+            .ok_or_else(|| format!("`{RUN_HEADER}` {run:?} is not a run id"))?;
         let partitions = number(PARTITIONS_HEADER)?;
         let partitions = partitions
             .parse()
@@ -65,9 +64,14 @@ impl RunEndMarker {
     }
 }
 
-/// A record's run id from its [`RUN_HEADER`] value.
+/// A record's run id from its [`RUN_HEADER`] value: a whole number up to `i64::MAX` (the
+/// destinations store it as a 64-bit signed integer).
 pub fn parse_run(value: &[u8]) -> Option<u64> {
-    std::str::from_utf8(value).ok()?.parse().ok()
+    std::str::from_utf8(value)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|run: &u64| i64::try_from(*run).is_ok())
 }
 
 #[cfg(test)]
@@ -122,5 +126,6 @@ mod tests {
         }
         assert_eq!(parse_run(b"42"), Some(42));
         assert_eq!(parse_run(b"-1"), None);
+        assert_eq!(parse_run(b"9223372036854775808"), None, "beyond i64");
     }
 }

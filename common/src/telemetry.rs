@@ -115,6 +115,28 @@ async fn health_check(State(served): State<Served>) -> impl IntoResponse {
     }
 }
 
+/// Registers a metric defined in code (`metric` is its constructor's result): a bad name or
+/// a second registration is a programming error caught by each binary's metrics test, not
+/// something input can cause.
+pub fn register<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = metric.expect("a metric defined in code has a valid name and help");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("each metric is registered once, when its binary's metrics are first used");
+    metric
+}
+
+/// Seconds since 1970, for the `*_last_success_timestamp_seconds` gauges (0 if the clock
+/// is before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// The registry in Prometheus' text exposition format.
 pub fn render(registry: &Registry) -> Result<String, String> {
     let mut out = Vec::new();

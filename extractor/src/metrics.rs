@@ -4,6 +4,7 @@
 
 use std::sync::LazyLock;
 
+use common::telemetry::{register, unix_now};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 struct Metrics {
@@ -25,20 +26,9 @@ impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)
-                .expect("a static metric definition is valid");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("each metric is registered once");
-            c
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("a static metric definition is valid");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("each metric is registered once");
-            c
-        };
+        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help));
         let records = counter_vec(
             "extractor_records_total",
             "Records published and acknowledged by the broker, counted when a resource's run ends.",
@@ -76,14 +66,13 @@ impl Metrics {
             "Extraction runs ended, by outcome (success, failure).",
             &["outcome"],
         );
-        let last_success = IntGauge::new(
-            "extractor_last_success_timestamp_seconds",
-            "Unix time at which the last successful run ended (0: none yet).",
-        )
-        .expect("a static metric definition is valid");
-        registry
-            .register(Box::new(last_success.clone()))
-            .expect("each metric is registered once");
+        let last_success = register(
+            &registry,
+            IntGauge::new(
+                "extractor_last_success_timestamp_seconds",
+                "Unix time at which the last successful run ended (0: none yet).",
+            ),
+        );
         Self {
             registry,
             records,
@@ -142,11 +131,7 @@ pub fn run_ended(success: bool) {
     let outcome = if success { "success" } else { "failure" };
     METRICS.runs.with_label_values(&[outcome]).inc();
     if success {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        METRICS.last_success.set(now);
+        METRICS.last_success.set(unix_now());
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use common::telemetry::Health;
+use common::telemetry::{Health, register, unix_now};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
 struct Metrics {
@@ -21,17 +21,10 @@ struct Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
-const VALID: &str = "a static metric definition is valid";
-const ONCE: &str = "each metric is registered once";
-
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect(VALID);
-            registry.register(Box::new(c.clone())).expect(ONCE);
-            c
-        };
+        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help));
         let records = counter(
             "loader_records_total",
             "Records written to the destination (committed with their offsets).",
@@ -48,36 +41,35 @@ impl Metrics {
             "loader_discarded_total",
             "Records the schema contract discarded (discard_row).",
         );
-        let batch_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "loader_batch_seconds",
-                "Time to write one batch and commit its transaction.",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )
-        .expect(VALID);
-        registry
-            .register(Box::new(batch_seconds.clone()))
-            .expect(ONCE);
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                "loader_consumer_lag",
-                "Records between the destination's position and the partition's end, per assigned partition.",
+        let batch_seconds = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "loader_batch_seconds",
+                    "Time to write one batch and commit its transaction.",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
             ),
-            &["topic", "partition"],
-        )
-        .expect(VALID);
-        registry.register(Box::new(lag.clone())).expect(ONCE);
-        let last_success = IntGauge::new(
-            "loader_last_success_timestamp_seconds",
-            "Unix time of the last committed batch (0: none yet).",
-        )
-        .expect(VALID);
-        registry
-            .register(Box::new(last_success.clone()))
-            .expect(ONCE);
+        );
+        let lag = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "loader_consumer_lag",
+                    "Records between the destination's position and the partition's end, per assigned partition.",
+                ),
+                &["topic", "partition"],
+            ),
+        );
+        let last_success = register(
+            &registry,
+            IntGauge::new(
+                "loader_last_success_timestamp_seconds",
+                "Unix time of the last committed batch (0: none yet).",
+            ),
+        );
         Self {
             registry,
             health: Health::new("starting"),
@@ -107,11 +99,7 @@ pub(crate) fn batch_written(records: u64, seconds: f64) {
     METRICS.records.inc_by(records);
     METRICS.batches.inc();
     METRICS.batch_seconds.observe(seconds);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    METRICS.last_success.set(now);
+    METRICS.last_success.set(unix_now());
 }
 
 /// A record went to the dead-letter topic.

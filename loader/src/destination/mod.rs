@@ -126,6 +126,21 @@ pub struct RunEnd {
     pub partitions: i32,
 }
 
+impl RunEnd {
+    /// The run id as the destinations store it (run ids are checked to fit when read, see
+    /// [`common::runs::parse_run`]).
+    pub fn run_id(&self) -> i64 {
+        i64::try_from(self.run).unwrap_or(i64::MAX)
+    }
+
+    /// Whether table `name` is a staging table this run's end makes obsolete: one of an
+    /// earlier run, or this run's own when a later run was already swapped in.
+    pub fn obsoletes(&self, name: &str, later_swapped: bool) -> bool {
+        staging_run(&self.table, name)
+            .is_some_and(|old| old < self.run || (old == self.run && later_swapped))
+    }
+}
+
 /// What [`RunEnd`]s did in a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunStats {

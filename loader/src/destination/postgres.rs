@@ -688,8 +688,7 @@ fn end_run(
         run: end.run,
         error: db(error),
     };
-    // Run ids are milliseconds since 1970: far inside i64.
-    let run = end.run as i64;
+    let run = end.run_id();
     let runs = qualified(schema, RUNS_TABLE);
     let lock_key = format!("{runs}:{}", end.topic);
     let _ = tx
@@ -817,10 +816,7 @@ fn end_run(
         .collect::<Result<_, _>>()
         .map_err(error)?;
     for name in names {
-        let Some(old) = staging_run(&end.table, &name) else {
-            continue;
-        };
-        if old < end.run || (old == end.run && newer_swapped) {
+        if end.obsoletes(&name, newer_swapped) {
             tx.batch_execute(&format!("DROP TABLE {}", qualified(schema, &name)))
                 .map_err(error)?;
             stats.runs.dropped += 1;

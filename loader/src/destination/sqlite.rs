@@ -403,8 +403,7 @@ fn end_run(
         run: end.run,
         error: db(error),
     };
-    // Run ids are milliseconds since 1970: far inside i64.
-    let run = end.run as i64;
+    let run = end.run_id();
     tx.execute_batch(CREATE_RUNS_TABLE).map_err(error)?;
     let _ = tx
         .execute(
@@ -496,10 +495,7 @@ fn end_run(
         })
         .map_err(error)?;
     for name in names {
-        let Some(old) = staging_run(&end.table, &name) else {
-            continue;
-        };
-        if old < end.run || (old == end.run && newer_swapped) {
+        if end.obsoletes(&name, newer_swapped) {
             let mut sql = String::from("DROP TABLE ");
             push_ident(&mut sql, &name);
             tx.execute_batch(&sql).map_err(error)?;
