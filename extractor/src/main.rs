@@ -9,6 +9,12 @@ use extractor::progress::Progress;
 use extractor::{RunOptions, run};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of the system allocator: per-page JSON trees, rows and Avro buffers are
+/// many small allocations freed on other threads: less CPU per record (BENCHMARKS.md).
+/// Built without transparent huge pages, which raised the peak memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Pages a REST API described by a dlt `rest_api_source` config and publishes every
 /// record to Kafka as Avro, keyed by its primary key. Exits 0 only after the broker
 /// acknowledged every record.
