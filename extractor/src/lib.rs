@@ -202,22 +202,41 @@ pub async fn run(
         .filter(|(_, _, publish)| *publish)
         .map(|(r, _, _)| r.topic.clone())
         .collect();
-    publisher
-        .ensure_topics(&topics, opts.partitions, opts.replication_factor)
-        .await?;
     let state_topic = state::topic(&cfg.pipeline_name);
-    publisher
-        .ensure_compacted_topic(&state_topic, opts.replication_factor)
-        .await?;
-    let states = {
-        let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
-        tokio::task::spawn_blocking(move || state::read(&settings, &topic, STATE_READ_TIMEOUT))
-            .await
-            .map_err(|e| StateError::Read {
-                topic: state_topic.clone(),
-                message: format!("reader task failed: {e}"),
-            })??
+    let setup = Instant::now();
+    // The resource topics are created while the state is read: each is a few round trips
+    // to the broker, and neither needs the other.
+    let create = async {
+        publisher
+            .ensure_topics(&topics, opts.partitions, opts.replication_factor)
+            .await?;
+        tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
+        Ok::<_, ExtractError>(())
     };
+    let read = async {
+        publisher
+            .ensure_compacted_topic(&state_topic, opts.replication_factor)
+            .await?;
+        let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
+        let states =
+            tokio::task::spawn_blocking(move || state::read(&settings, &topic, STATE_READ_TIMEOUT))
+                .await
+                .map_err(|e| StateError::Read {
+                    topic: state_topic.clone(),
+                    message: format!("reader task failed: {e}"),
+                })??;
+        tracing::debug!(
+            elapsed_ms = setup.elapsed().as_millis(),
+            states = states.len(),
+            "state read"
+        );
+        Ok::<_, ExtractError>(states)
+    };
+    let connect = async {
+        publisher.connect().await;
+        Ok(())
+    };
+    let ((), states, ()) = tokio::try_join!(create, read, connect)?;
     let new_run_id = common::runs::new_run_id();
 
     // A channel from each parent to each of its children.
@@ -741,6 +760,7 @@ async fn fetch_pages(
                 let mut body = response.body;
                 let records = take_records(&mut body);
                 paging.progress.page(records.len());
+                tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
                 if records.is_empty() && stops_on_empty {
                     // As sequential paging would: the data ended before `total` said.
                     break;

@@ -77,7 +77,10 @@ pub fn read(
         .set("group.id", format!("{topic}-reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // The state is a few small records read once at start: do not let the broker hold
+        // a fetch for more (librdkafka's default is 500 ms per fetch).
+        .set("fetch.wait.max.ms", "10");
     let consumer: BaseConsumer = cfg.create().map_err(|e| err(e.to_string()))?;
     let deadline = Instant::now() + timeout;
     // A topic created a moment ago may not have a leader yet.
@@ -86,11 +89,12 @@ pub fn read(
             Ok(w) => break w,
             Err(e) if Instant::now() < deadline && retriable(&e) => {
                 tracing::debug!(error = %e, "state topic not ready; retrying");
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => return Err(err(format!("fetching its watermarks: {e}"))),
         }
     };
+    tracing::debug!(topic, low, high, "state topic watermarks");
     let mut states = HashMap::new();
     if high <= low {
         return Ok(states);
