@@ -628,6 +628,12 @@ pub fn run(
     };
     let consumer = consumer(cfg, opts, context)?;
     let topics: Vec<&str> = routes.keys().map(String::as_str).collect();
+    if !wait_for_topics(&cfg.kafka, &topics, &stop)? {
+        return Ok(LoadReport {
+            seconds: started.elapsed().as_secs_f64(),
+            ..LoadReport::default()
+        });
+    }
     consumer.subscribe(&topics)?;
     tracing::info!(group = %opts.group_id, topics = %topics.join(","), destination = %opts.destination, "consuming");
 
@@ -760,6 +766,48 @@ fn consumer(
         let _ = client.set("group.instance.id", id);
     }
     client.create_with_context(context)
+}
+
+/// Waits until every topic exists, as a loader started beside the extractor must: librdkafka
+/// notices a subscribed topic created later only at its next metadata refresh
+/// (`topic.metadata.refresh.interval.ms`, five minutes by default). Says every 10 s which
+/// topics it waits for. False if stopped while waiting.
+fn wait_for_topics(
+    settings: &BTreeMap<String, String>,
+    topics: &[&str],
+    stop: &AtomicBool,
+) -> Result<bool, LoadError> {
+    const EVERY: Duration = Duration::from_millis(200);
+    const SAY_EVERY: Duration = Duration::from_secs(10);
+    let client = plain_client(settings, "loader-topics")?;
+    let mut said: Option<Instant> = None;
+    loop {
+        let mut missing = Vec::new();
+        for topic in topics {
+            let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let exists = metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == *topic && t.error().is_none() && !t.partitions().is_empty());
+            if !exists {
+                missing.push(*topic);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        if said.is_none_or(|at| at.elapsed() >= SAY_EVERY) {
+            tracing::info!(
+                topics = %missing.join(","),
+                "waiting for the topics to be created (the extractor creates them on its first run)"
+            );
+            said = Some(Instant::now());
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        std::thread::sleep(EVERY);
+    }
 }
 
 /// A client that is never subscribed: for metadata and watermark queries.

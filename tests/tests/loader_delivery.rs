@@ -698,3 +698,42 @@ fn rows_the_destination_refuses_are_dead_lettered_and_the_rest_loads() -> Result
     );
     Ok(())
 }
+
+/// A loader started before the extractor ever ran (as `docker compose up` starts them)
+/// waits for the topic and loads as soon as records arrive. librdkafka alone would notice
+/// the new topic only at its next metadata refresh, five minutes later by default.
+#[test]
+fn a_loader_started_before_its_topic_exists_loads_once_the_extractor_runs() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(2_000, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "early", "")?;
+    let url = format!("sqlite://{}", pipeline.db.display());
+    let mut loader = spawn_loader(&pipeline, &url, "loader-0")?;
+    let log = pipeline.dir.path().join("loader-0.log");
+    let _ = wait_for("the loader to wait for its topic", RUN, || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|text| text.contains("waiting for the topics to be created"))
+    })
+    .with_context(|| logs(&pipeline))?;
+    ensure!(
+        loader.child.try_wait()?.is_none(),
+        "the loader exited while waiting: {}",
+        logs(&pipeline)
+    );
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let count = || -> Option<i64> {
+        let db = pipeline.sqlite().ok()?;
+        db.query_row("SELECT count(*) FROM communications_data", [], |r| r.get(0))
+            .ok()
+    };
+    let loaded = wait_for(
+        "the loader to load 2,000 rows",
+        Duration::from_secs(60),
+        || count().filter(|n| *n == 2_000),
+    );
+    loader.kill();
+    let _ = loaded.with_context(|| logs(&pipeline))?;
+    Ok(())
+}
