@@ -7,7 +7,10 @@
 #   4. loader alone: replay a pre-filled topic of 1M records into a fresh SQLite file, and
 #      into PostgreSQL (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
 #   5. floors: bare producer / consumer of 1M messages of the records' size (the broker's
-#      ceiling) and a bare rusqlite upsert of 1M rows
+#      ceiling) and a bare rusqlite upsert of 1M rows, with `tags` as a JSON column and as
+#      child rows (`--children`, the loader's shape)
+#   Cases 1-3 run stage by stage (extractor, then loader) and again as `pipeline`: both
+#   started together on a fresh pipeline, timed until the loader's /metrics counts them all.
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
 #
@@ -106,6 +109,50 @@ measure() {
 
 pg_url="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
+# loaded RECORDS: the loader's own count of records written (its /metrics on port $1).
+loaded() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '/^loader_records_total/ { n += $NF } END { print n + 0 }'
+}
+
+# pipeline CASE ROWS CONFIG DB: the extractor and the loader started together, as a
+# deployment runs them. Wall time runs from the start until the loader has written ROWS
+# records (read from its /metrics); CPU is both processes', peak_MB the larger of the two.
+pipeline() {
+  local case="$1" rows="$2" cfg="$3" db="$4" mport=$((19500 + RANDOM % 400))
+  local tl="$run/time.loader.$$" te="$run/time.extractor.$$" t0 t1 lpid
+  t0=$(date +%s.%N)
+  /usr/bin/time -f "%e %U %S %M" -o "$tl" "$bin/loader" --config "$cfg" --destination "sqlite://$db" \
+    --metrics-addr "127.0.0.1:$mport" >"$run/$case-pipeline-loader.out" 2>"$run/$case-pipeline-loader.log" &
+  lpid=$!
+  if ! /usr/bin/time -f "%e %U %S %M" -o "$te" "$bin/extractor" --config "$cfg" \
+    >"$run/$case-pipeline-extractor.out" 2>"$run/$case-pipeline-extractor.log"; then
+    echo "$case pipeline: the extractor failed; see $run/$case-pipeline-extractor.log" >&2
+    pkill -TERM -P "$lpid" || true; wait "$lpid" || true
+    printf '%s\t%s\t%s\tFAILED\n' "$case" pipeline "$rows" >>"$results"
+    return 0
+  fi
+  local deadline=$((SECONDS + 300))
+  while [ "$(loaded "$mport")" -lt "$rows" ]; do
+    if [ $SECONDS -gt $deadline ] || ! kill -0 "$lpid" 2>/dev/null; then
+      echo "$case pipeline: the loader did not write $rows records; see $run/$case-pipeline-loader.log" >&2
+      pkill -TERM -P "$lpid" || true; wait "$lpid" || true
+      printf '%s\t%s\t%s\tFAILED\n' "$case" pipeline "$rows" >>"$results"
+      return 0
+    fi
+    sleep 0.02
+  done
+  t1=$(date +%s.%N)
+  pkill -TERM -P "$lpid" || true
+  wait "$lpid" || true
+  local ew eu es em lw lu ls lm
+  read -r ew eu es em <"$te"
+  read -r lw lu ls lm <"$tl"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" pipeline "$rows" \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
+    "$(awk -v a="$eu" -v b="$es" -v c="$lu" -v d="$ls" 'BEGIN { print a + b + c + d }')" \
+    "$((em > lm ? em : lm))" >>"$results"
+}
+
 # 1 + 2: first load and a merge re-run with 10% changed.
 start_api "$n1" 0; config c1 "http://127.0.0.1:$api_port"; api1=$api_port
 measure "1-first-load" extractor "$n1" "$bin/extractor" --config "$run/c1.toml"
@@ -118,6 +165,15 @@ measure "2-merge-rerun" loader "$n1" "$bin/loader" --config "$run/c1.toml" --des
 start_api "$n3" 20; config c3 "http://127.0.0.1:$api_port"
 measure "3-latency-20ms" extractor "$n3" "$bin/extractor" --config "$run/c3.toml"
 measure "3-latency-20ms" loader "$n3" "$bin/loader" --config "$run/c3.toml" --destination "sqlite://$run/c3.db" --until-caught-up
+
+# 1-3 as a deployment runs them: extractor and loader side by side, each case on its own
+# pipeline (topics, group, database) and its own demo API.
+start_api "$n1" 0; config p1 "http://127.0.0.1:$api_port"
+pipeline "1-first-load" "$n1" "$run/p1.toml" "$run/p1.db"
+curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed_percent": 10}' "http://127.0.0.1:$api_port/admin/state" >/dev/null
+pipeline "2-merge-rerun" "$n1" "$run/p1.toml" "$run/p1.db"
+start_api "$n3" 20; config p3 "http://127.0.0.1:$api_port"
+pipeline "3-latency-20ms" "$n3" "$run/p3.toml" "$run/p3.db"
 
 # 4: the loader alone over a pre-filled topic of n4 records.
 start_api "$n4" 0; config c4 "http://127.0.0.1:$api_port"
@@ -135,6 +191,7 @@ size=${size:-300}
 measure "5-floor" producer "$n4" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4" --size "$size"
 measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4"
 measure "5-floor" rusqlite-upsert "$n4" "$bin/bench-floor" upsert --db "$run/floor.db" --count "$n4"
+measure "5-floor" rusqlite-upsert-children "$n4" "$bin/bench-floor" upsert --db "$run/floor-children.db" --count "$n4" --children
 
 # dlt on cases 1-3.
 if [ "$with_dlt" = 1 ]; then
@@ -153,13 +210,31 @@ fi
 
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%dT%H:%MZ)"
-printf '%-16s %-16s %9s %9s %10s %14s %9s\n' case stage rows wall_s rows/s cpu_s/100k peak_MB
+printf '%-16s %-24s %9s %9s %10s %14s %9s\n' case stage rows wall_s rows/s cpu_s/100k peak_MB
 awk -F'\t' '{
-  if ($4 == "FAILED") { printf "%-16s %-16s %9s %9s\n", $1, $2, $3, "FAILED"; next }
-  printf "%-16s %-16s %9d %9.2f %10.0f %14.2f %9.1f\n", $1, $2, $3, $4, $3 / ($4 > 0 ? $4 : 1e-9), $5 / $3 * 100000, $6 / 1024
+  if ($4 == "FAILED") { printf "%-16s %-24s %9s %9s\n", $1, $2, $3, "FAILED"; next }
+  printf "%-16s %-24s %9d %9.2f %10.0f %14.2f %9.1f\n", $1, $2, $3, $4, $3 / ($4 > 0 ? $4 : 1e-9), $5 / $3 * 100000, $6 / 1024
 }' "$results"
 echo
 echo "end to end = extractor + loader run one after the other (wall seconds add up):"
 awk -F'\t' '$4 != "FAILED" && ($2 == "extractor" || $2 ~ /^loader/) && $1 !~ /^4/ {
   w[$1] += $4; c[$1] += $5; r[$1] = $3
 } END { for (k in w) printf "  %-16s %9.2f s %10.0f rows/s %8.2f cpu_s/100k\n", k, w[k], r[k] / w[k], c[k] / r[k] * 100000 }' "$results" | sort
+echo
+echo "ratios (this run): pipeline = extractor and loader side by side"
+awk -F'\t' '$4 != "FAILED" {
+  key = $1 "/" $2; rate[key] = $3 / ($4 > 0 ? $4 : 1e-9); cpu[key] = $5 / $3 * 100000
+} END {
+  split("1-first-load 2-merge-rerun 3-latency-20ms", cases, " ")
+  for (i = 1; i <= 3; i++) {
+    c = cases[i]
+    if ((c "/pipeline") in rate && (c "/dlt") in rate)
+      printf "  %-16s pipeline %.1fx dlt rows/s, CPU per row 1/%.1f of dlt\n", c, rate[c "/pipeline"] / rate[c "/dlt"], cpu[c "/dlt"] / cpu[c "/pipeline"]
+  }
+  if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)
+    printf "  1-first-load     pipeline %.0f%% of the bare consumer, loader stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/consumer"], 100 * rate["1-first-load/loader"] / rate["5-floor/consumer"]
+  if ("5-floor/rusqlite-upsert" in cpu && "4-replay/loader-sqlite" in cpu)
+    printf "  4-replay         loader-sqlite CPU per row %.1fx the bare upsert\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert"]
+  if ("5-floor/rusqlite-upsert-children" in cpu && "4-replay/loader-sqlite" in cpu)
+    printf "  4-replay         loader-sqlite CPU per row %.1fx the bare upsert with the same child rows\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert-children"]
+}' "$results"

@@ -2,7 +2,10 @@
 //! - `produce` / `consume`: a bare idempotent producer and a bare consumer of messages of a
 //!   given size on the same broker, i.e. what the broker itself can take and give;
 //! - `upsert`: a bare rusqlite prepared-statement upsert of rows shaped like the demo API's
-//!   records, one transaction per 5,000 rows, WAL and `synchronous=NORMAL` as the loader.
+//!   records, one transaction per 5,000 rows, WAL and `synchronous=NORMAL` as the loader;
+//!   with `--children`, the records' `tags` list goes to a child table as the loader writes
+//!   it (`t__tags`, keyed `(_dlt_root_id, _dlt_id)`, the record's old tags deleted first;
+//!   1.5 tags per record as in the demo API).
 //!
 //! Each prints one line: `<what> count=N seconds=S per_second=R`.
 
@@ -51,6 +54,9 @@ enum What {
         db: String,
         #[arg(long)]
         count: i64,
+        /// Write `tags` as child rows instead of a JSON column.
+        #[arg(long)]
+        children: bool,
     },
 }
 
@@ -67,7 +73,11 @@ fn main() -> Result<()> {
             topic,
             count,
         } => ("consume", count, consume(&brokers, &topic, count)?),
-        What::Upsert { db, count } => ("upsert", count as u64, upsert(&db, count)?),
+        What::Upsert {
+            db,
+            count,
+            children,
+        } => ("upsert", count as u64, upsert(&db, count, children)?),
     };
     println!(
         "{what} count={count} seconds={seconds:.3} per_second={:.0}",
@@ -176,7 +186,7 @@ const COLUMNS: [(&str, &str); 18] = [
     ("campaign_id", "TEXT"),
 ];
 
-fn upsert(path: &str, count: i64) -> Result<f64> {
+fn upsert(path: &str, count: i64, children: bool) -> Result<f64> {
     let _ = std::fs::remove_file(path);
     let mut conn = rusqlite::Connection::open(path)?;
     let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -201,6 +211,11 @@ fn upsert(path: &str, count: i64) -> Result<f64> {
         marks.join(", "),
         updates.join(", ")
     );
+    conn.execute_batch(
+        "CREATE TABLE t__tags (\"value\" TEXT, \"_dlt_root_id\" TEXT NOT NULL, \
+         \"_dlt_parent_id\" TEXT NOT NULL, \"_dlt_list_idx\" INTEGER NOT NULL, \
+         \"_dlt_id\" TEXT NOT NULL, PRIMARY KEY (\"_dlt_root_id\", \"_dlt_id\"))",
+    )?;
     let body = "Nachricht: héllo wörld — 你好, ¿qué tal? 🚀 Zürich";
     let started = Instant::now();
     let mut i = 0;
@@ -208,7 +223,27 @@ fn upsert(path: &str, count: i64) -> Result<f64> {
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(&sql)?;
+            let mut delete =
+                tx.prepare_cached("DELETE FROM t__tags WHERE \"_dlt_root_id\" = ?1")?;
+            let mut child = tx.prepare_cached(
+                "INSERT INTO t__tags (\"value\", \"_dlt_root_id\", \"_dlt_parent_id\", \
+                 \"_dlt_list_idx\", \"_dlt_id\") VALUES (?1, ?2, ?2, ?3, ?4)",
+            )?;
             for id in i..(i + 5000).min(count) {
+                if children {
+                    let root = (id + 1).to_string();
+                    let _ = delete.execute([&root])?;
+                    for idx in 0..(1 + id % 2) {
+                        // 32 hex digits, as long as the loader's SHA-256 based ids.
+                        let row_id = format!("{:032x}", (id as u128) << 8 | idx as u128);
+                        let _ = child.execute(rusqlite::params![
+                            format!("tag{idx}"),
+                            root,
+                            idx,
+                            row_id
+                        ])?;
+                    }
+                }
                 let _ = stmt.execute(rusqlite::params![
                     id + 1,
                     1_000_000 + id % 5000,
@@ -221,7 +256,7 @@ fn upsert(path: &str, count: i64) -> Result<f64> {
                     "Customer 1",
                     "DE",
                     "Zürich",
-                    "[\"tag0\"]",
+                    (!children).then_some("[\"tag0\"]"),
                     0.0125,
                     Some(42),
                     -0.5,
