@@ -700,18 +700,46 @@ fn rows_the_destination_refuses_are_dead_lettered_and_the_rest_loads() -> Result
 }
 
 /// A loader started before the extractor ever ran (as `docker compose up` starts them)
-/// waits for the topic and loads as soon as records arrive. librdkafka alone would notice
-/// the new topic only at its next metadata refresh, five minutes later by default.
+/// waits for its topics and loads as soon as records arrive; a resource's topic created
+/// later (here: its resource extracted on its own, afterwards) is picked up too.
+/// librdkafka alone notices a topic created after the subscription only at its next
+/// metadata refresh, five minutes later by default.
 #[test]
-fn a_loader_started_before_its_topic_exists_loads_once_the_extractor_runs() -> Result<()> {
+fn a_loader_started_before_its_topics_exist_loads_each_once_it_is_created() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let broker = Broker::start(tmp.path())?;
     let api = DemoApi::start(2_000, &[])?;
-    let pipeline = Pipeline::new(&broker, &api, "early", "")?;
+    let resource = |name: &str| {
+        format!(
+            r#"
+[[resources]]
+name = "{name}"
+topic = "early.{name}"
+endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type = "offset", limit = 100 }} }}
+"#
+        )
+    };
+    let pipeline = Pipeline::with_config(
+        &broker,
+        "early",
+        &format!(
+            r#"[client]
+base_url = "{base}"
+auth = {{ type = "api_key", name = "api_key", api_key = {{ secret = "api_key" }}, location = "query" }}
+
+[resource_defaults]
+primary_key = "id"
+write_disposition = "merge"
+{first}{second}"#,
+            base = api.url,
+            first = resource("first"),
+            second = resource("second"),
+        ),
+    )?;
     let url = format!("sqlite://{}", pipeline.db.display());
     let mut loader = spawn_loader(&pipeline, &url, "loader-0")?;
     let log = pipeline.dir.path().join("loader-0.log");
-    let _ = wait_for("the loader to wait for its topic", RUN, || {
+    let _ = wait_for("the loader to wait for its topics", RUN, || {
         std::fs::read_to_string(&log)
             .ok()
             .filter(|text| text.contains("waiting for the topics to be created"))
@@ -722,18 +750,26 @@ fn a_loader_started_before_its_topic_exists_loads_once_the_extractor_runs() -> R
         "the loader exited while waiting: {}",
         logs(&pipeline)
     );
-    let _ = run_ok(pipeline.extractor()?, RUN)?;
-    let count = || -> Option<i64> {
+    let count = |table: &str| -> Option<i64> {
         let db = pipeline.sqlite().ok()?;
-        db.query_row("SELECT count(*) FROM communications_data", [], |r| r.get(0))
+        db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .ok()
     };
-    let loaded = wait_for(
-        "the loader to load 2,000 rows",
-        Duration::from_secs(60),
-        || count().filter(|n| *n == 2_000),
-    );
+    for table in ["first", "second"] {
+        let mut extractor = pipeline.extractor()?;
+        let _ = extractor.args(["--resource", table]);
+        let _ = run_ok(extractor, RUN)?;
+        // Within the 30 s metadata refresh for the second, at once for the first.
+        let loaded = wait_for(
+            &format!("the loader to load 2,000 rows into {table}"),
+            Duration::from_secs(60),
+            || count(table).filter(|n| *n == 2_000),
+        );
+        if loaded.is_err() {
+            loader.kill();
+        }
+        let _ = loaded.with_context(|| logs(&pipeline))?;
+    }
     loader.kill();
-    let _ = loaded.with_context(|| logs(&pipeline))?;
     Ok(())
 }
