@@ -204,39 +204,29 @@ pub async fn run(
         .collect();
     let state_topic = state::topic(&cfg.pipeline_name);
     let setup = Instant::now();
-    // The resource topics are created while the state is read: each is a few round trips
-    // to the broker, and neither needs the other.
-    let create = async {
-        publisher
-            .ensure_topics(&topics, opts.partitions, opts.replication_factor)
-            .await?;
-        tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
-        Ok::<_, ExtractError>(())
-    };
-    let read = async {
-        publisher
-            .ensure_compacted_topic(&state_topic, opts.replication_factor)
-            .await?;
+    publisher
+        .ensure_topics(
+            &topics,
+            &state_topic,
+            opts.partitions,
+            opts.replication_factor,
+        )
+        .await?;
+    tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
+    let states = {
         let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
-        let states =
-            tokio::task::spawn_blocking(move || state::read(&settings, &topic, STATE_READ_TIMEOUT))
-                .await
-                .map_err(|e| StateError::Read {
-                    topic: state_topic.clone(),
-                    message: format!("reader task failed: {e}"),
-                })??;
-        tracing::debug!(
-            elapsed_ms = setup.elapsed().as_millis(),
-            states = states.len(),
-            "state read"
-        );
-        Ok::<_, ExtractError>(states)
+        tokio::task::spawn_blocking(move || state::read(&settings, &topic, STATE_READ_TIMEOUT))
+            .await
+            .map_err(|e| StateError::Read {
+                topic: state_topic.clone(),
+                message: format!("reader task failed: {e}"),
+            })??
     };
-    let connect = async {
-        publisher.connect().await;
-        Ok(())
-    };
-    let ((), states, ()) = tokio::try_join!(create, read, connect)?;
+    tracing::debug!(
+        elapsed_ms = setup.elapsed().as_millis(),
+        states = states.len(),
+        "state read"
+    );
     let new_run_id = common::runs::new_run_id();
 
     // A channel from each parent to each of its children.

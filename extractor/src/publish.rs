@@ -217,40 +217,33 @@ impl Publisher {
         })
     }
 
-    /// Creates the resource topics (and the compacted schema topic) when missing.
+    /// Creates, in one request, those of the resource topics, the compacted schema topic
+    /// and the compacted `state_topic` (one partition each) that the cluster's metadata does
+    /// not list: a create request costs about 100 ms on Tansu even when every topic exists.
+    ///
+    /// The listing goes through the producer's own client, which connects it: the
+    /// idempotent producer then has its producer id before the first record, instead of
+    /// connecting only when a message is queued and retrying the id on a 500 ms timer
+    /// (which delayed the first acknowledgement by up to a second).
     pub async fn ensure_topics(
         &self,
         topics: &[String],
+        state_topic: &str,
         partitions: i32,
         replication: i32,
     ) -> Result<(), PublishError> {
+        let compacted = |name| {
+            NewTopic::new(name, 1, TopicReplication::Fixed(replication))
+                .set("cleanup.policy", "compact")
+        };
         let mut new_topics: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
             .collect();
         if self.registry.is_none() {
-            new_topics.push(
-                NewTopic::new(&self.schema_topic, 1, TopicReplication::Fixed(replication))
-                    .set("cleanup.policy", "compact"),
-            );
+            new_topics.push(compacted(&self.schema_topic));
         }
-        self.create_topics(new_topics).await
-    }
-
-    /// Creates the compacted `topic` (one partition) when missing: the extractor's state.
-    pub async fn ensure_compacted_topic(
-        &self,
-        topic: &str,
-        replication: i32,
-    ) -> Result<(), PublishError> {
-        let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(replication))
-            .set("cleanup.policy", "compact");
-        self.create_topics(vec![new_topic]).await
-    }
-
-    /// Creates those of `new_topics` the cluster's metadata does not list (a create request
-    /// costs about 100 ms on Tansu even when every topic exists).
-    async fn create_topics(&self, mut new_topics: Vec<NewTopic<'_>>) -> Result<(), PublishError> {
+        new_topics.push(compacted(state_topic));
         let producer = self.producer.clone();
         let listed = tokio::task::spawn_blocking(move || {
             producer
@@ -277,7 +270,6 @@ impl Publisher {
         let admin: AdminClient<DefaultClientContext> = client_config(&self.settings)
             .create()
             .map_err(|e| PublishError::Config(e.to_string()))?;
-        let new_topics = &new_topics;
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = admin
             .create_topics(new_topics.iter(), &opts)
@@ -537,24 +529,6 @@ impl Publisher {
             partition: first.partition,
             message: first.message,
         })
-    }
-
-    /// Connects the producer to the cluster now, so that the idempotent producer has its
-    /// producer id before the first record: otherwise librdkafka connects only when a
-    /// message is queued and retries the id on a 500 ms timer, which delayed the first
-    /// acknowledgement by up to a second. A failure here is left to the first send.
-    pub async fn connect(&self) {
-        let producer = self.producer.clone();
-        let connected = tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(None, Duration::from_secs(10))
-                .map(|_| ())
-        })
-        .await;
-        if let Ok(Err(e)) = connected {
-            tracing::debug!(error = %e, "producer metadata request failed");
-        }
     }
 
     /// Waits for everything outstanding; `Ok` only when the broker acknowledged every
