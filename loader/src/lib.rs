@@ -801,7 +801,7 @@ fn wait_for_topics(
             if !missing.is_empty() {
                 tracing::info!(
                     topics = %missing.join(","),
-                    "not created yet: consuming the other topics; these are picked up within 30 s of their creation"
+                    "not created yet: consuming the other topics; these are picked up at the next metadata refresh (topic.metadata.refresh.interval.ms) after their creation"
                 );
             }
             return Ok(true);
