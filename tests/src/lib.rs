@@ -146,6 +146,24 @@ impl DemoApi {
         })
     }
 
+    /// The `[client]` table for this API (the seed's query-string API key, `extra_client`
+    /// lines added) and `[resource_defaults]` merging by `id`: what most test configs start
+    /// with, before their `[[resources]]`.
+    pub fn client_toml(&self, extra_client: &str) -> String {
+        format!(
+            r#"[client]
+base_url = "{base}"
+auth = {{ type = "api_key", name = "api_key", api_key = {{ secret = "api_key" }}, location = "query" }}
+{extra_client}
+
+[resource_defaults]
+primary_key = "id"
+write_disposition = "merge"
+"#,
+            base = self.url,
+        )
+    }
+
     pub fn post(&self, path: &str, body: Value) -> Result<Value> {
         Ok(self
             .http
@@ -190,21 +208,13 @@ impl Pipeline {
     /// Writes the seed config (TOML) with `extra_client` lines added to `[client]`.
     pub fn new(broker: &Broker, api: &DemoApi, name: &str, extra_client: &str) -> Result<Self> {
         let rest = format!(
-            r#"[client]
-base_url = "{base}"
-auth = {{ type = "api_key", name = "api_key", api_key = {{ secret = "api_key" }}, location = "query" }}
-{extra_client}
-
-[resource_defaults]
-primary_key = "id"
-write_disposition = "merge"
-
+            r#"{client}
 [[resources]]
 name = "communications_data"
 topic = "{name}.communications_data"
 endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type = "offset", limit = 100 }} }}
 "#,
-            base = api.url,
+            client = api.client_toml(extra_client),
         );
         Self::with_config(broker, name, &rest)
     }

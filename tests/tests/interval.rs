@@ -13,14 +13,7 @@ const INITIAL: &str = "2026-01-01T00:00:00Z";
 
 fn config(api: &DemoApi, name: &str) -> String {
     format!(
-        r#"[client]
-base_url = "{base}"
-auth = {{ type = "api_key", name = "api_key", api_key = {{ secret = "api_key" }}, location = "query" }}
-
-[resource_defaults]
-primary_key = "id"
-write_disposition = "merge"
-
+        r#"{client}
 [[resources]]
 name = "events"
 topic = "{name}.events"
@@ -31,7 +24,7 @@ data_selector = "data"
 paginator = {{ type = "offset", limit = 100 }}
 params = {{ updated_since = {{ type = "incremental", cursor_path = "updated_at", initial_value = "{INITIAL}" }} }}
 "#,
-        base = api.url,
+        client = api.client_toml(""),
     )
 }
 

@@ -723,15 +723,8 @@ endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type
         &broker,
         "early",
         &format!(
-            r#"[client]
-base_url = "{base}"
-auth = {{ type = "api_key", name = "api_key", api_key = {{ secret = "api_key" }}, location = "query" }}
-
-[resource_defaults]
-primary_key = "id"
-write_disposition = "merge"
-{first}{second}"#,
-            base = api.url,
+            "{client}{first}{second}",
+            client = api.client_toml(""),
             first = resource("first"),
             second = resource("second"),
         ),
