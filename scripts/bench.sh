@@ -8,7 +8,8 @@
 #      into PostgreSQL (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
 #   5. floors: bare producer / consumer of 1M messages of the records' size (the broker's
 #      ceiling) and a bare rusqlite upsert of 1M rows, with `tags` as a JSON column and as
-#      child rows (`--children`, the loader's shape)
+#      child rows (`--children`, the loader's shape), the latter also in the order the
+#      loader gets the rows from this broker (`--partitions 6`: partition by partition)
 #   Cases 1-3 run stage by stage (extractor, then loader) and again as `pipeline`: both
 #   started together on a fresh pipeline, timed until the loader's /metrics counts them all.
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
@@ -192,6 +193,7 @@ measure "5-floor" producer "$n4" "$bin/bench-floor" produce --brokers "127.0.0.1
 measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4"
 measure "5-floor" rusqlite-upsert "$n4" "$bin/bench-floor" upsert --db "$run/floor.db" --count "$n4"
 measure "5-floor" rusqlite-upsert-children "$n4" "$bin/bench-floor" upsert --db "$run/floor-children.db" --count "$n4" --children
+measure "5-floor" rusqlite-upsert-child-p6 "$n4" "$bin/bench-floor" upsert --db "$run/floor-children-p6.db" --count "$n4" --children --partitions 6
 
 # dlt on cases 1-3.
 if [ "$with_dlt" = 1 ]; then
@@ -237,4 +239,6 @@ awk -F'\t' '$4 != "FAILED" {
     printf "  4-replay         loader-sqlite CPU per row %.1fx the bare upsert\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert"]
   if ("5-floor/rusqlite-upsert-children" in cpu && "4-replay/loader-sqlite" in cpu)
     printf "  4-replay         loader-sqlite CPU per row %.1fx the bare upsert with the same child rows\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert-children"]
+  if ("5-floor/rusqlite-upsert-child-p6" in cpu && "4-replay/loader-sqlite" in cpu)
+    printf "  4-replay         loader-sqlite CPU per row %.1fx the same, rows in the order the broker delivers them\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert-child-p6"]
 }' "$results"

@@ -5,7 +5,8 @@
 //!   records, one transaction per 5,000 rows, WAL and `synchronous=NORMAL` as the loader;
 //!   with `--children`, the records' `tags` list goes to a child table as the loader writes
 //!   it (`t__tags`, keyed `(_dlt_root_id, _dlt_id)`, the record's old tags deleted first;
-//!   1.5 tags per record as in the demo API).
+//!   1.5 tags per record as in the demo API); with `--partitions N`, in the order a
+//!   consumer gets the rows when the broker hands out one partition after another.
 //!
 //! Each prints one line: `<what> count=N seconds=S per_second=R`.
 
@@ -57,6 +58,12 @@ enum What {
         /// Write `tags` as child rows instead of a JSON column.
         #[arg(long)]
         children: bool,
+        /// Write the rows in the order a consumer of a topic with this many partitions
+        /// gets them when the broker hands out one partition after another (as Tansu
+        /// does): ids spread over the partitions by a hash of the key, then partition by
+        /// partition, each in id order. 1 (the default) writes them in id order.
+        #[arg(long, default_value_t = 1)]
+        partitions: u64,
     },
 }
 
@@ -77,7 +84,12 @@ fn main() -> Result<()> {
             db,
             count,
             children,
-        } => ("upsert", count as u64, upsert(&db, count, children)?),
+            partitions,
+        } => (
+            "upsert",
+            count as u64,
+            upsert(&db, count, children, partitions)?,
+        ),
     };
     println!(
         "{what} count={count} seconds={seconds:.3} per_second={:.0}",
@@ -186,7 +198,17 @@ const COLUMNS: [(&str, &str); 18] = [
     ("campaign_id", "TEXT"),
 ];
 
-fn upsert(path: &str, count: i64, children: bool) -> Result<f64> {
+/// The partition a key goes to: a multiplicative hash, which spreads consecutive ids over
+/// the partitions like a producer's key hash does.
+fn partition_of(id: i64, partitions: u64) -> u64 {
+    ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % partitions
+}
+
+fn upsert(path: &str, count: i64, children: bool, partitions: u64) -> Result<f64> {
+    let partitions = partitions.max(1);
+    let order: Vec<i64> = (0..partitions)
+        .flat_map(|p| (0..count).filter(move |&id| partition_of(id, partitions) == p))
+        .collect();
     let _ = std::fs::remove_file(path);
     let mut conn = rusqlite::Connection::open(path)?;
     let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -229,7 +251,7 @@ fn upsert(path: &str, count: i64, children: bool) -> Result<f64> {
                 "INSERT INTO t__tags (\"value\", \"_dlt_root_id\", \"_dlt_parent_id\", \
                  \"_dlt_list_idx\", \"_dlt_id\") VALUES (?1, ?2, ?2, ?3, ?4)",
             )?;
-            for id in i..(i + 5000).min(count) {
+            for &id in &order[i as usize..(i + 5000).min(count) as usize] {
                 if children {
                     let root = (id + 1).to_string();
                     let _ = delete.execute([&root])?;
