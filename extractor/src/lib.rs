@@ -297,7 +297,16 @@ pub async fn run(
     .await;
     results.sort_by_key(|(i, _, _)| *i);
     // Whatever happened, wait for what was sent: acknowledged records stay valid.
+    tracing::debug!("waiting for every acknowledgement");
     let finished = publisher.finish().await;
+    tracing::debug!(
+        ok = finished.is_ok(),
+        "every message acknowledged or failed"
+    );
+    if finished.is_ok() {
+        // Everything was acknowledged: the process need not wait for the producer's end.
+        publish::release(publisher);
+    }
 
     let mut reports = Vec::new();
     let mut errors = Vec::new();

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::avro::Encoder;
 use rdkafka::ClientConfig;
@@ -282,6 +282,7 @@ impl Publisher {
                     .join(", "),
                 message: e.to_string(),
             })?;
+        release(admin);
         for result in results {
             match result {
                 Ok(topic) => tracing::info!(topic, "created topic"),
@@ -534,7 +535,28 @@ impl Publisher {
     /// Waits for everything outstanding; `Ok` only when the broker acknowledged every
     /// message this publisher sent.
     pub async fn finish(&self) -> Result<u64, PublishError> {
-        self.flush().await?;
+        // Nothing is sent any more: wait for the last delivery reports on the counters.
+        // librdkafka's flush would do the same in steps of its 100 ms poll, which made the
+        // end of every run up to 0.1 s late (BENCHMARKS.md, case 3).
+        let waited = flush_timeout(&self.settings);
+        let deadline = Instant::now() + waited;
+        loop {
+            let ctx = self.producer.context();
+            let reported = ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
+            let sent = self.sent.load(Ordering::Relaxed);
+            if reported >= sent {
+                break;
+            }
+            if Instant::now() >= deadline {
+                self.check()?;
+                return Err(PublishError::FlushTimeout {
+                    outstanding: sent - reported,
+                    waited,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        self.check()?;
         let acked = self.producer.context().acked.load(Ordering::Relaxed);
         let sent = self.sent.load(Ordering::Relaxed);
         if acked != sent {
@@ -544,6 +566,19 @@ impl Publisher {
             });
         }
         Ok(acked)
+    }
+}
+
+/// Drops a librdkafka client on a thread of its own. Destroying one waits for its threads,
+/// which wake up every 100 ms or so: done inline, that adds about 0.1 s to every short-lived
+/// client and to the end of a run (BENCHMARKS.md, case 3). Only for clients with nothing
+/// left to deliver: a process that exits first just ends the thread.
+pub fn release<T: Send + 'static>(client: T) {
+    let spawned = std::thread::Builder::new()
+        .name("kafka-release".into())
+        .spawn(move || drop(client));
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "could not start a thread to release a Kafka client");
     }
 }
 

@@ -82,6 +82,20 @@ pub fn read(
         // a fetch for more (librdkafka's default is 500 ms per fetch).
         .set("fetch.wait.max.ms", "10");
     let consumer: BaseConsumer = cfg.create().map_err(|e| err(e.to_string()))?;
+    let read = read_with(&consumer, topic, timeout);
+    crate::publish::release(consumer);
+    read
+}
+
+fn read_with(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<HashMap<String, ResourceState>, StateError> {
+    let err = |message: String| StateError::Read {
+        topic: topic.to_owned(),
+        message,
+    };
     let deadline = Instant::now() + timeout;
     // A topic created a moment ago may not have a leader yet.
     let (low, high) = loop {
