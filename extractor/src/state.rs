@@ -68,10 +68,6 @@ pub fn read(
     topic: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, ResourceState>, StateError> {
-    let err = |message: String| StateError::Read {
-        topic: topic.to_owned(),
-        message,
-    };
     let mut cfg = client_config(settings);
     let _ = cfg
         .set("group.id", format!("{topic}-reader"))
@@ -81,21 +77,26 @@ pub fn read(
         // The state is a few small records read once at start: do not let the broker hold
         // a fetch for more (librdkafka's default is 500 ms per fetch).
         .set("fetch.wait.max.ms", "10");
-    let consumer: BaseConsumer = cfg.create().map_err(|e| err(e.to_string()))?;
+    let consumer: BaseConsumer = cfg.create().map_err(|e| read_error(topic, e.to_string()))?;
     let read = read_with(&consumer, topic, timeout);
     crate::publish::release(consumer);
     read
 }
 
+fn read_error(topic: &str, message: String) -> StateError {
+    StateError::Read {
+        topic: topic.to_owned(),
+        message,
+    }
+}
+
+/// What [`read`] does with the consumer it made.
 fn read_with(
     consumer: &BaseConsumer,
     topic: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, ResourceState>, StateError> {
-    let err = |message: String| StateError::Read {
-        topic: topic.to_owned(),
-        message,
-    };
+    let err = |message: String| read_error(topic, message);
     let deadline = Instant::now() + timeout;
     // A topic created a moment ago may not have a leader yet.
     let (low, high) = loop {
