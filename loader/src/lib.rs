@@ -1260,18 +1260,24 @@ fn lag(
     watermarks: &BaseConsumer,
 ) -> Result<i64, LoadError> {
     let known = lock(&consumer.context().known_next).clone();
-    let mut total = 0;
-    for elem in consumer.assignment()?.elements() {
-        let (topic, partition) = (elem.topic(), elem.partition());
-        let (low, high) = watermarks.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    let assignment = consumer.assignment()?;
+    // Every partition's watermarks first, then the gauges together: a scrape between two
+    // slow broker queries would otherwise see some partitions' lag and not the others'.
+    let mut lags = Vec::new();
+    for elem in assignment.elements() {
+        let (topic, partition) = (elem.topic().to_owned(), elem.partition());
+        let (low, high) =
+            watermarks.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
         let next = known
-            .get(&(topic.to_owned(), partition))
+            .get(&(topic.clone(), partition))
             .copied()
             .unwrap_or(low);
-        metrics::partition_lag(topic, partition, (high - next).max(0));
-        total += (high - next).max(0);
+        lags.push((topic, partition, (high - next).max(0)));
     }
-    Ok(total)
+    for (topic, partition, lag) in &lags {
+        metrics::partition_lag(topic, *partition, *lag);
+    }
+    Ok(lags.iter().map(|(_, _, lag)| lag).sum())
 }
 
 /// True when the group has given this loader partitions and each one's next offset is
