@@ -1,6 +1,6 @@
-//! Harness for the end-to-end tests: a real broker (Tansu on SQLite storage), the demo
-//! API, and the extractor and loader binaries, each on a free port in a temp dir, stopped
-//! when dropped.
+//! Harness for the end-to-end tests: a real broker (Apache Kafka in KRaft mode, or Tansu on
+//! SQLite storage: `TEST_BROKER`), the demo API, and the extractor and loader binaries, each
+//! on a free port in a temp dir, stopped when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -73,38 +73,152 @@ impl Drop for Proc {
     }
 }
 
-/// A Tansu broker with SQLite storage in its own directory.
+/// Which broker the end-to-end tests run on: `TEST_BROKER=kafka` (the default: Apache
+/// Kafka, what users run) or `TEST_BROKER=tansu` (the demo's embedded broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    Kafka,
+    Tansu,
+}
+
+impl BrokerKind {
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("TEST_BROKER").as_deref() {
+            Err(_) | Ok("") | Ok("kafka") => Ok(Self::Kafka),
+            Ok("tansu") => Ok(Self::Tansu),
+            Ok(other) => bail!("TEST_BROKER={other}: expected `kafka` or `tansu`"),
+        }
+    }
+}
+
+/// The repository's root (scripts, docs, the compose file).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace root")
+        .to_path_buf()
+}
+
+/// A one-node broker in its own directory, on free ports, killed when dropped: Apache Kafka
+/// in KRaft mode (`scripts/kafka-broker.sh`) or Tansu with SQLite storage, as
+/// [`BrokerKind::from_env`] says.
 pub struct Broker {
     pub port: u16,
-    _proc: Proc,
+    pub kind: BrokerKind,
+    dir: PathBuf,
+    controller_port: u16,
+    extra: Vec<String>,
+    proc: Option<Proc>,
+    /// How long the last start took until the broker accepted connections.
+    pub started_in: Duration,
 }
 
 impl Broker {
+    /// The broker `TEST_BROKER` names.
     pub fn start(dir: &Path) -> Result<Self> {
-        let tansu = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into());
-        let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.join("tansu.log"))?;
-        let child = Command::new(&tansu)
-            // Tansu takes the SQLite path relative to its working directory.
-            .args(["broker", "--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir)
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| {
-                format!("starting `{tansu}` (install it with scripts/ensure-tansu.sh)")
-            })?;
-        let proc = Proc {
-            child,
-            name: "tansu".into(),
+        Self::start_kind(dir, BrokerKind::from_env()?, &[])
+    }
+
+    /// The broker `TEST_BROKER` names, with `extra` Kafka broker settings.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_kind(dir, BrokerKind::from_env()?, extra)
+    }
+
+    /// A broker of `kind`; for Kafka, `extra` `key=value` lines are added to its
+    /// `server.properties` (ignored by Tansu, which has no such settings).
+    pub fn start_kind(dir: &Path, kind: BrokerKind, extra: &[&str]) -> Result<Self> {
+        let mut broker = Self {
+            port: free_port()?,
+            kind,
+            dir: dir.to_path_buf(),
+            controller_port: free_port()?,
+            // Tests that kill loaders shorten `session.timeout.ms` to 1.5 s so the group
+            // drops them quickly; Kafka refuses sessions below 6 s unless told otherwise.
+            extra: std::iter::once("group.min.session.timeout.ms=1000")
+                .chain(extra.iter().copied())
+                .map(str::to_owned)
+                .collect(),
+            proc: None,
+            started_in: Duration::ZERO,
         };
-        let _ = wait_for("the broker's port", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
+        broker.launch()?;
+        Ok(broker)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))?;
+        let child = match self.kind {
+            BrokerKind::Kafka => {
+                let script = repo_root().join("scripts/kafka-broker.sh");
+                Command::new(&script)
+                    .arg(self.dir.join("kafka"))
+                    .arg(self.port.to_string())
+                    .arg(self.controller_port.to_string())
+                    .args(&self.extra)
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .with_context(|| format!("starting {}", script.display()))?
+            }
+            BrokerKind::Tansu => {
+                let tansu = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into());
+                let url = format!("tcp://127.0.0.1:{}", self.port);
+                Command::new(&tansu)
+                    // Tansu takes the SQLite path relative to its working directory.
+                    .args(["broker", "--storage-engine", "sqlite://tansu.db"])
+                    .current_dir(&self.dir)
+                    .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .with_context(|| {
+                        format!("starting `{tansu}` (install it with scripts/ensure-tansu.sh)")
+                    })?
+            }
+        };
+        let mut proc = Proc {
+            child,
+            name: format!("{:?}", self.kind),
+        };
+        let port = self.port;
+        let up = wait_for("the broker's port", Duration::from_secs(120), || {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                return Some(Err(status));
+            }
+            TcpStream::connect(("127.0.0.1", port)).ok().map(Ok)
         })?;
-        Ok(Self { port, _proc: proc })
+        if let Err(status) = up {
+            bail!(
+                "the {:?} broker exited ({status}) before it listened; its log:\n{}",
+                self.kind,
+                tail(
+                    &std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default(),
+                    30
+                )
+            );
+        }
+        self.started_in = started.elapsed();
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    /// Kills the broker (SIGKILL) and starts it again on the same ports and data: for
+    /// clients that must ride out a broker restart.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.launch()
+    }
+
+    /// Kills the broker (SIGKILL); its data stays for [`Broker::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.kill();
+        }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -362,18 +476,21 @@ pub struct PgSchema {
 
 impl PgSchema {
     /// A fresh schema `name`, or `None` (after saying why on stderr) when no server answers
-    /// at `TEST_POSTGRES_URL` and `CI` is not set. With `CI` set, an unreachable server is
-    /// an error: CI must not pass by skipping.
+    /// at `TEST_POSTGRES_URL` and neither `CI` nor `TEST_POSTGRES_REQUIRED` is set (the test
+    /// script sets the latter once it has started a server). With either set, an
+    /// unreachable server is an error: the suite must not pass by skipping.
     pub fn create(name: &str) -> Result<Option<Self>> {
         let base =
             std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
         let mut client = match postgres::Client::connect(&base, postgres::NoTls) {
             Ok(client) => client,
-            Err(e) if std::env::var_os("CI").is_none() => {
+            Err(e) if !postgres_required() => {
                 eprintln!("skipped: no PostgreSQL at TEST_POSTGRES_URL: {e}");
                 return Ok(None);
             }
-            Err(e) => bail!("CI is set and PostgreSQL (TEST_POSTGRES_URL) is unreachable: {e}"),
+            Err(e) => bail!(
+                "CI or TEST_POSTGRES_REQUIRED is set and PostgreSQL (TEST_POSTGRES_URL) is unreachable: {e}"
+            ),
         };
         let schema = format!("{name}_{}", std::process::id());
         client.batch_execute(&format!(
@@ -392,6 +509,11 @@ impl PgSchema {
         let sql = sql.replace("{schema}", &format!("\"{}\"", self.schema));
         Ok(self.client.query(&sql, &[])?)
     }
+}
+
+/// True when a PostgreSQL test must fail rather than skip without a server.
+pub fn postgres_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("TEST_POSTGRES_REQUIRED").is_some()
 }
 
 impl Drop for PgSchema {
