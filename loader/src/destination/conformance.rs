@@ -143,12 +143,16 @@ fn sqlite_target() -> Target {
 }
 
 /// The PostgreSQL target in a fresh schema named after the test, or `None` (with a note)
-/// when no server answers and `CI` is not set.
+/// when no server answers and neither `CI` nor `TEST_POSTGRES_REQUIRED` (set by the test
+/// script once it has started a server) is set.
 fn postgres_target(test: &str) -> Option<Target> {
     let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
     let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
         Ok(client) => client,
-        Err(e) if std::env::var_os("CI").is_none() => {
+        Err(e)
+            if std::env::var_os("CI").is_none()
+                && std::env::var_os("TEST_POSTGRES_REQUIRED").is_none() =>
+        {
             eprintln!(
                 "PostgreSQL half of {test} skipped: cannot connect to TEST_POSTGRES_URL \
                  ({}): {e}",
@@ -157,7 +161,7 @@ fn postgres_target(test: &str) -> Option<Target> {
             return None;
         }
         Err(e) => panic!(
-            "CI is set and PostgreSQL at {} is unreachable: {e}",
+            "CI or TEST_POSTGRES_REQUIRED is set and PostgreSQL at {} is unreachable: {e}",
             super::redact_url(&base)
         ),
     };
