@@ -11,6 +11,7 @@
 pub mod contract;
 pub mod destination;
 pub mod dlq;
+mod fetch;
 pub mod inspect;
 pub mod metrics;
 pub mod nested;
@@ -18,8 +19,8 @@ pub mod progress;
 pub mod schemas;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use common::config::{PipelineConfig, SchemaContract, WriteDisposition};
@@ -181,6 +182,12 @@ pub struct LoaderContext {
     /// An error raised inside a callback, reported by the loop.
     failure: Mutex<Option<String>>,
     assigned: AtomicBool,
+    /// Counts assignments and revocations: the poll loop takes the partition queues of
+    /// each new assignment (see [`fetch`]).
+    assignments: AtomicU64,
+    /// The consumer this is the context of, for splitting partition queues in the rebalance
+    /// callback (which gets the consumer by reference, not the `Arc` splitting needs).
+    consumer: OnceLock<Weak<BaseConsumer<LoaderContext>>>,
     /// The next offset per partition as far as the destination knows (stored offsets at
     /// assignment, then each written batch): what "caught up" compares with the end.
     known_next: Mutex<HashMap<(String, i32), i64>>,
@@ -229,10 +236,16 @@ impl ConsumerContext for LoaderContext {
                     }
                 }
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
+                // Before `assign`, so that no record of these partitions is fetched into
+                // the consumer queue: each partition's records come in order from its own.
+                if let Some(me) = self.consumer.get().and_then(Weak::upgrade) {
+                    fetch::split_before_assign(&me, tpl);
+                }
                 if let Err(e) = consumer.assign(tpl) {
                     self.fail(format!("assigning partitions: {e}"));
                 }
                 self.assigned.store(true, Ordering::SeqCst);
+                let _ = self.assignments.fetch_add(1, Ordering::SeqCst);
                 metrics::assignment(true, &[]);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -247,12 +260,14 @@ impl ConsumerContext for LoaderContext {
                     self.fail(format!("releasing partitions: {e}"));
                 }
                 self.assigned.store(false, Ordering::SeqCst);
+                let _ = self.assignments.fetch_add(1, Ordering::SeqCst);
                 metrics::assignment(false, &partitions(tpl));
             }
             other => {
                 tracing::warn!(error = ?other, "rebalance error");
                 let _ = consumer.unassign();
                 self.assigned.store(false, Ordering::SeqCst);
+                let _ = self.assignments.fetch_add(1, Ordering::SeqCst);
             }
         }
     }
@@ -274,6 +289,16 @@ fn describe(tpl: &TopicPartitionList) -> String {
 }
 
 impl LoaderContext {
+    /// Assignments and revocations so far.
+    pub(crate) fn assignments(&self) -> u64 {
+        self.assignments.load(Ordering::SeqCst)
+    }
+
+    /// Whether a rebalance callback failed (the loop then ends with that error).
+    pub(crate) fn failed(&self) -> bool {
+        lock(&self.failure).is_some()
+    }
+
     fn fail(&self, message: String) {
         tracing::error!(error = %message, "loader failure");
         metrics::failed(&message);
@@ -427,6 +452,7 @@ impl LoaderContext {
         metrics::batch_written(taken.rows as u64, started.elapsed().as_secs_f64());
         tracing::debug!(
             rows = stats.rows,
+            partitions = taken.offsets.len(),
             ms = started.elapsed().as_millis() as u64,
             "batch written"
         );
@@ -617,6 +643,8 @@ pub fn run(
         pending: Mutex::new(Pending::default()),
         failure: Mutex::new(None),
         assigned: AtomicBool::new(false),
+        assignments: AtomicU64::new(0),
+        consumer: OnceLock::new(),
         known_next: Mutex::new(HashMap::new()),
         dead_letters: Mutex::new(DeadLetters::new(&cfg.kafka, &opts.group_id)),
         replay_from: opts.replay_from,
@@ -626,7 +654,8 @@ pub fn run(
         batches: Default::default(),
         discarded: Default::default(),
     };
-    let consumer = consumer(cfg, opts, context)?;
+    let consumer = Arc::new(consumer(cfg, opts, context)?);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     let topics: Vec<&str> = routes.keys().map(String::as_str).collect();
     if !wait_for_topics(&cfg.kafka, &topics, &stop)? {
         return Ok(LoadReport {
@@ -835,7 +864,7 @@ pub fn plain_client(settings: &BTreeMap<String, String>, name: &str) -> KafkaRes
 
 fn poll_loop(
     cfg: &PipelineConfig,
-    consumer: &BaseConsumer<LoaderContext>,
+    consumer: &Arc<BaseConsumer<LoaderContext>>,
     opts: &LoadOptions,
     routes: &BTreeMap<String, Route>,
     schemas: &mut SchemaStore,
@@ -849,20 +878,26 @@ fn poll_loop(
     // Watermarks come from a client of their own (on the consumer's connection each query
     // would wait behind its long-polling fetch), made when first needed.
     let mut watermarks: Option<BaseConsumer> = None;
+    let mut turns = fetch::Turns::default();
     while !stop.load(Ordering::Relaxed) {
-        let polled = consumer.poll(Duration::from_millis(100));
+        let polled = turns.poll(
+            consumer,
+            Duration::from_millis(100),
+            |polled| match polled {
+                Ok(msg) => {
+                    add_message(ctx, &msg, routes, schemas, tables, consumer).map(|()| false)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    Ok(true)
+                }
+            },
+        );
         if let Some(failure) = lock(&ctx.failure).take() {
             return Err(LoadError::Rebalance(failure));
         }
         let idle = match polled {
-            Some(Ok(msg)) => {
-                add_message(ctx, &msg, routes, schemas, tables, consumer)?;
-                false
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "consumer error");
-                true
-            }
+            Some(result) => result?,
             None => true,
         };
         let due = {
@@ -916,6 +951,7 @@ fn add_message(
     tables: &mut HashMap<(String, usize), Arc<Projection>>,
     consumer: &BaseConsumer<LoaderContext>,
 ) -> Result<(), LoadError> {
+    in_order(ctx, msg)?;
     let Some(route) = routes.get(msg.topic()) else {
         return Err(LoadError::Record {
             topic: msg.topic().to_owned(),
@@ -1226,6 +1262,29 @@ fn reject(
             note_offset(ctx, msg);
             Ok(())
         }
+    }
+}
+
+/// A partition's records must come in offset order (see [`fetch`]): a record older than one
+/// already taken (in the pending batch or loaded) is refused before it is applied, so an
+/// older version of a row can never overwrite a newer one.
+fn in_order(ctx: &LoaderContext, msg: &BorrowedMessage<'_>) -> Result<(), LoadError> {
+    let key = (msg.topic().to_owned(), msg.partition());
+    let pending = lock(&ctx.pending).offsets.get(&key).copied();
+    let taken = pending.or_else(|| lock(&ctx.known_next).get(&key).copied());
+    match taken {
+        Some(next) if msg.offset() < next => Err(LoadError::Record {
+            topic: key.0,
+            partition: key.1,
+            offset: msg.offset(),
+            message: format!(
+                "out of order: the partition's records up to offset {} were already taken, \
+                 and an older record is never applied over them (was the topic deleted and \
+                 created again? then rebuild the destination)",
+                next - 1
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
