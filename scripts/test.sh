@@ -23,6 +23,9 @@ section() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 section "installs and servers"
 scripts/ensure-tansu.sh
 scripts/ensure-kafka.sh >/dev/null
+scripts/ensure-registry.sh >/dev/null
+scripts/ensure-pytools.sh >/dev/null  # tests/tests/interop.rs: confluent-kafka (Python)
+scripts/ensure-avro.sh >/dev/null     # tests/tests/interop.rs: Apache Avro (Java)
 scripts/ensure-postgres.sh
 # The server is there now: a PostgreSQL test that cannot reach it fails, never skips.
 export TEST_POSTGRES_REQUIRED=1

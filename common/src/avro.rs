@@ -30,6 +30,8 @@ use serde_json::{Value as Json, json};
 
 use crate::schema::{DataType, Field, Row, Scalar, TableSchema, format_decimal};
 
+mod canonical;
+
 /// The namespace of every record schema the pipeline writes.
 pub const NAMESPACE: &str = "rest_pipeline";
 /// Field attribute telling `json` fields from `text` fields.
@@ -321,8 +323,18 @@ fn rabin(bytes: &[u8]) -> u64 {
 }
 
 /// The CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form, as used by
-/// single-object encoding (written little-endian).
+/// single-object encoding (written little-endian) and computed by other Avro libraries.
 pub fn fingerprint(avro: &Schema) -> u64 {
+    let json = serde_json::to_value(avro)
+        .expect("an apache-avro Schema serialises to JSON (its own canonical_form relies on it)");
+    rabin(canonical::canonical_form(&json).as_bytes())
+}
+
+/// The fingerprint the extractor wrote before it computed the canonical form itself:
+/// apache-avro's `canonical_form`, which differs from the specification for schemas with
+/// logical types (see [`canonical`]). The loader looks schemas up by both, so topics written
+/// then still decode.
+pub fn legacy_fingerprint(avro: &Schema) -> u64 {
     rabin(avro.canonical_form().as_bytes())
 }
 
@@ -339,7 +351,7 @@ impl Encoder {
     pub fn new(table: &TableSchema) -> Result<Self, AvroError> {
         let value = schema_json_value(table)?;
         let schema = parse_schema(table, &value)?;
-        let fingerprint = fingerprint(&schema);
+        let fingerprint = rabin(canonical::canonical_form(&value).as_bytes());
         Ok(Encoder {
             table: table.clone(),
             schema,
@@ -936,9 +948,22 @@ mod tests {
     #[test]
     fn fingerprint_matches_apache_avro_and_spec_vectors() {
         let encoder = Encoder::new(&table()).unwrap();
-        let apache = encoder.schema().fingerprint::<Rabin>().bytes;
-        assert_eq!(apache, encoder.fingerprint().to_le_bytes());
         assert_eq!(fingerprint(encoder.schema()), encoder.fingerprint());
+        // apache-avro keeps `{"type":"long"}` for the timestamp field's logical type where
+        // the specification (and Java's Avro) has `"long"`: its fingerprint is the legacy one.
+        let apache = encoder.schema().fingerprint::<Rabin>().bytes;
+        assert_eq!(apache, legacy_fingerprint(encoder.schema()).to_le_bytes());
+        assert_ne!(legacy_fingerprint(encoder.schema()), encoder.fingerprint());
+        // Logical types are not part of the canonical form: a timestamp fingerprints as a long.
+        let plain = encoder.schema_json().replace(
+            r#"{"type":"long","logicalType":"timestamp-micros"}"#,
+            r#""long""#,
+        );
+        assert_ne!(plain, encoder.schema_json());
+        assert_eq!(
+            fingerprint(&Schema::parse_str(&plain).unwrap()),
+            encoder.fingerprint()
+        );
 
         // From the Avro repository's share/test/data/schema-tests.txt.
         let vectors: [(&str, i64); 4] = [
@@ -957,6 +982,7 @@ mod tests {
             let schema = Schema::parse_str(canonical).unwrap();
             assert_eq!(schema.canonical_form(), canonical);
             assert_eq!(fingerprint(&schema), expected as u64, "{canonical}");
+            assert_eq!(legacy_fingerprint(&schema), expected as u64, "{canonical}");
             assert_eq!(schema.fingerprint::<Rabin>().bytes, expected.to_le_bytes());
         }
         let int = Schema::parse_str(r#""int""#).unwrap();

@@ -195,6 +195,10 @@ impl SchemaStore {
                 key: key.clone(),
                 message: e.to_string(),
             })?;
+            // Records written before the extractor computed the canonical form by the
+            // specification carry apache-avro's fingerprint instead.
+            let legacy = common::avro::legacy_fingerprint(&schema);
+            let _ = self.by_fingerprint.insert(legacy, schema.clone());
             let fingerprint = common::avro::fingerprint(&schema);
             let _ = self.by_fingerprint.insert(fingerprint, schema);
         }
