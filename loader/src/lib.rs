@@ -664,7 +664,7 @@ pub fn run(
         });
     }
     consumer.subscribe(&topics)?;
-    tracing::info!(group = %opts.group_id, topics = %topics.join(","), destination = %opts.destination, "consuming");
+    tracing::info!(group = %opts.group_id, topics = %topics.join(","), destination = %destination::redact_url(&opts.destination), "consuming");
 
     let mut schemas = SchemaStore::new(&cfg.schema_topic, &cfg.kafka, registry, runtime);
     let mut tables: HashMap<(String, usize), Arc<Projection>> = HashMap::new();

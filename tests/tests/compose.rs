@@ -327,3 +327,24 @@ fn environment_given_to_the_binaries_is_theirs() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn kafka_image_is_the_version_the_tests_run() -> Result<()> {
+    // The tests run the Kafka jars scripts/kafka/pom.xml names; the stack runs the image.
+    let pom = std::fs::read_to_string(repo().join("scripts/kafka/pom.xml"))?;
+    let version = pom
+        .split("<kafka.version>")
+        .nth(1)
+        .and_then(|rest| rest.split("</kafka.version>").next())
+        .context("kafka.version in scripts/kafka/pom.xml")?
+        .trim();
+    let doc = compose()?;
+    let image = doc["services"]["kafka"]["image"]
+        .as_str()
+        .context("kafka image")?;
+    ensure!(
+        image == format!("apache/kafka:{version}"),
+        "the compose file runs {image}, the tests Kafka {version}"
+    );
+    Ok(())
+}
