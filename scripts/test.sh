@@ -17,6 +17,7 @@ tansu_subset=(
   twenty_kills_during_one_load_lose_and_duplicate_nothing_sqlite
   replays_rebuild_from_a_point_and_a_version_column_keeps_newer_rows
   three_postgres_loaders_share_six_partitions_through_a_kill_and_a_join
+  a_killed_loaders_partitions_are_handed_over_or_the_stall_is_visible
 )
 
 section() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
@@ -39,5 +40,6 @@ TEST_BROKER=kafka cargo test --workspace --locked -- --test-threads "$threads"
 
 section "the Tansu subset"
 TEST_BROKER=tansu cargo test --workspace --locked --test seed_pipeline --test loader_delivery \
+  --test stalled_group \
   -- --exact "${tansu_subset[@]}" --test-threads "$threads"
 section "done"

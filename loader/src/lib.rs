@@ -13,6 +13,7 @@ pub mod destination;
 pub mod dlq;
 mod fetch;
 pub mod inspect;
+pub mod lag;
 pub mod metrics;
 pub mod nested;
 pub mod progress;
@@ -114,6 +115,9 @@ pub struct LoadReport {
     /// Records the schema contract discarded (`discard_row`).
     pub discarded: u64,
     pub seconds: f64,
+    /// Records left to load at the end, over every partition of the topics whoever holds
+    /// it (see [`lag`]); `None` when it could not be measured.
+    pub lag: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +250,7 @@ impl ConsumerContext for LoaderContext {
                 }
                 self.assigned.store(true, Ordering::SeqCst);
                 let _ = self.assignments.fetch_add(1, Ordering::SeqCst);
-                metrics::assignment(true, &[]);
+                metrics::assignment(tpl.count());
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = %describe(tpl), "partitions revoked; writing the pending batch first");
@@ -261,23 +265,17 @@ impl ConsumerContext for LoaderContext {
                 }
                 self.assigned.store(false, Ordering::SeqCst);
                 let _ = self.assignments.fetch_add(1, Ordering::SeqCst);
-                metrics::assignment(false, &partitions(tpl));
+                metrics::assignment(0);
             }
             other => {
                 tracing::warn!(error = ?other, "rebalance error");
                 let _ = consumer.unassign();
                 self.assigned.store(false, Ordering::SeqCst);
                 let _ = self.assignments.fetch_add(1, Ordering::SeqCst);
+                metrics::assignment(0);
             }
         }
     }
-}
-
-fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
-        .collect()
 }
 
 fn describe(tpl: &TopicPartitionList) -> String {
@@ -660,6 +658,8 @@ pub fn run(
     if !wait_for_topics(&cfg.kafka, &topics, &stop)? {
         return Ok(LoadReport {
             seconds: started.elapsed().as_secs_f64(),
+            // No topic exists: nothing to load.
+            lag: Some(0),
             ..LoadReport::default()
         });
     }
@@ -668,20 +668,30 @@ pub fn run(
 
     let mut schemas = SchemaStore::new(&cfg.schema_topic, &cfg.kafka, registry, runtime);
     let mut tables: HashMap<(String, usize), Arc<Projection>> = HashMap::new();
+    let mut lags = lag::LagWatch::new(&topics, &cfg.kafka, &opts.group_id);
     let result = poll_loop(
-        cfg,
         &consumer,
         opts,
         &routes,
         &mut schemas,
         &mut tables,
+        &mut lags,
         &stop,
     );
     let ctx = consumer.context();
     // Whatever ended the loop, what was decoded before it is written and committed.
     let flushed = ctx.flush(&consumer);
-    opts.progress
-        .update(ctx.records.load(Ordering::Relaxed), None);
+    // What is left to load, by this loader or the rest of the group, measured after the
+    // last batch (and before the partitions are released, to tell which were held here).
+    let left = if flushed.is_ok() {
+        final_lag(&consumer, &mut lags)
+    } else {
+        None
+    };
+    opts.progress.update(
+        ctx.records.load(Ordering::Relaxed),
+        left.as_ref().map(lag::Survey::view),
+    );
     opts.progress.finish();
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %e, "final commit");
@@ -695,7 +705,33 @@ pub fn run(
         dead_letters: lock(&ctx.dead_letters).count(),
         discarded: ctx.discarded.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
+        lag: left.as_ref().map(lag::Survey::lag),
     })
+}
+
+/// The lag of every partition when the run ends, with a log line naming the partitions
+/// still behind; `None` (and a warning) when the broker or the destination does not answer.
+fn final_lag(
+    consumer: &BaseConsumer<LoaderContext>,
+    lags: &mut lag::LagWatch,
+) -> Option<lag::Survey> {
+    match lags.survey(consumer, Duration::from_secs(5)) {
+        Ok(survey) => {
+            if survey.lag() > 0 {
+                tracing::info!(
+                    lag = survey.lag(),
+                    partitions = %survey.behind(),
+                    stalled = survey.stalled,
+                    "records left to load at exit (partition=lag)"
+                );
+            }
+            Some(survey)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "measuring the lag left at exit");
+            None
+        }
+    }
 }
 
 /// Per destination table of a merge or append resource with a primary key: how its list
@@ -863,21 +899,18 @@ pub fn plain_client(settings: &BTreeMap<String, String>, name: &str) -> KafkaRes
 }
 
 fn poll_loop(
-    cfg: &PipelineConfig,
     consumer: &Arc<BaseConsumer<LoaderContext>>,
     opts: &LoadOptions,
     routes: &BTreeMap<String, Route>,
     schemas: &mut SchemaStore,
     tables: &mut HashMap<(String, usize), Arc<Projection>>,
+    lags: &mut lag::LagWatch,
     stop: &AtomicBool,
 ) -> Result<(), LoadError> {
     let ctx = consumer.context();
     let mut last_progress_check = Instant::now();
     let mut last_report = Instant::now();
     let mut reported = 0;
-    // Watermarks come from a client of their own (on the consumer's connection each query
-    // would wait behind its long-polling fetch), made when first needed.
-    let mut watermarks: Option<BaseConsumer> = None;
     let mut turns = fetch::Turns::default();
     while !stop.load(Ordering::Relaxed) {
         let polled = turns.poll(
@@ -912,21 +945,29 @@ fn poll_loop(
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let records = ctx.records.load(Ordering::Relaxed);
-            let watermarks = watermarks_client(&mut watermarks, cfg, opts)?;
-            let lag = if ctx.assigned.load(Ordering::SeqCst) {
-                lag(consumer, watermarks).ok()
-            } else {
-                None
+            let survey = match lags.survey(consumer, Duration::from_secs(10)) {
+                Ok(survey) => Some(survey),
+                Err(e) => {
+                    tracing::warn!(error = %e, "measuring the lag");
+                    None
+                }
             };
-            opts.progress.update(records, lag);
-            tracing::info!(
-                records,
-                records_per_second = (records - reported) / PROGRESS_EVERY.as_secs(),
-                lag = lag
-                    .map(|l| l.to_string())
-                    .unwrap_or_else(|| "no partitions yet".into()),
-                "progress"
-            );
+            opts.progress
+                .update(records, survey.as_ref().map(lag::Survey::view));
+            let records_per_second = (records - reported) / PROGRESS_EVERY.as_secs();
+            match &survey {
+                Some(s) => tracing::info!(
+                    records,
+                    records_per_second,
+                    lag = s.lag(),
+                    lag_here = s.lag_here(),
+                    partitions_held = s.held(),
+                    partitions = s.partitions.len(),
+                    stalled = s.stalled,
+                    "progress"
+                ),
+                None => tracing::info!(records, records_per_second, lag = "unknown", "progress"),
+            }
             reported = records;
         }
         if opts.until_caught_up
@@ -934,7 +975,7 @@ fn poll_loop(
             && last_progress_check.elapsed() >= Duration::from_millis(300)
         {
             last_progress_check = Instant::now();
-            if caught_up(consumer, watermarks_client(&mut watermarks, cfg, opts)?)? {
+            if caught_up(consumer, lags.client()?)? {
                 tracing::info!("caught up: every assigned partition is at its end offset");
                 return Ok(());
             }
@@ -1296,48 +1337,9 @@ fn note_offset(ctx: &LoaderContext, msg: &BorrowedMessage<'_>) {
     let _ = pending.since.get_or_insert_with(Instant::now);
 }
 
-fn watermarks_client<'a>(
-    client: &'a mut Option<BaseConsumer>,
-    cfg: &PipelineConfig,
-    opts: &LoadOptions,
-) -> KafkaResult<&'a BaseConsumer> {
-    match client {
-        Some(c) => Ok(c),
-        None => Ok(client.insert(plain_client(
-            &cfg.kafka,
-            &format!("{}.watermarks", opts.group_id),
-        )?)),
-    }
-}
-
-/// How often the loop logs its progress (records loaded, rate, lag).
+/// How often the loop measures the lag of every partition (see [`lag`]) and logs its
+/// progress (records loaded, rate, lag).
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// Records between the destination's position and the end, over the assigned partitions.
-fn lag(
-    consumer: &BaseConsumer<LoaderContext>,
-    watermarks: &BaseConsumer,
-) -> Result<i64, LoadError> {
-    let known = lock(&consumer.context().known_next).clone();
-    let assignment = consumer.assignment()?;
-    // Every partition's watermarks first, then the gauges together: a scrape between two
-    // slow broker queries would otherwise see some partitions' lag and not the others'.
-    let mut lags = Vec::new();
-    for elem in assignment.elements() {
-        let (topic, partition) = (elem.topic().to_owned(), elem.partition());
-        let (low, high) =
-            watermarks.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
-        let next = known
-            .get(&(topic.clone(), partition))
-            .copied()
-            .unwrap_or(low);
-        lags.push((topic, partition, (high - next).max(0)));
-    }
-    for (topic, partition, lag) in &lags {
-        metrics::partition_lag(topic, *partition, *lag);
-    }
-    Ok(lags.iter().map(|(_, _, lag)| lag).sum())
-}
 
 /// True when the group has given this loader partitions and each one's next offset is
 /// the partition's end (high watermark). `watermarks` is a separate client: on the

@@ -146,14 +146,19 @@ async fn load(args: Args, progress: loader::progress::LoadProgress) -> anyhow::R
     let report = tokio::task::spawn_blocking(move || run(&cfg, &opts, registry, runtime, stop))
         .await
         .context("the loader thread panicked")??;
+    // `lag`: records left to load over every partition, whoever holds it (`unknown` when
+    // the broker or destination did not answer at exit).
     println!(
-        "loaded records={} batches={} dead_letters={} discarded={} seconds={:.3} records_per_second={:.0}",
+        "loaded records={} batches={} dead_letters={} discarded={} seconds={:.3} records_per_second={:.0} lag={}",
         report.records,
         report.batches,
         report.dead_letters,
         report.discarded,
         report.seconds,
-        report.records as f64 / report.seconds.max(1e-9)
+        report.records as f64 / report.seconds.max(1e-9),
+        report
+            .lag
+            .map_or_else(|| "unknown".to_owned(), |lag| lag.to_string())
     );
     if let Some(rows) = args.show_rows {
         let path = destination

@@ -2,7 +2,7 @@
 //! `internal_events`): the rest of the crate calls these and never names a metric.
 //! Served by `common::telemetry` when `--metrics-addr` is given.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use common::telemetry::{Health, register, unix_now};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
@@ -14,6 +14,10 @@ struct Metrics {
     batches: IntCounter,
     batch_seconds: Histogram,
     lag: IntGaugeVec,
+    held: IntGauge,
+    stalled: IntGauge,
+    /// What `/health` says: consuming or waiting, and the stalled partitions.
+    status: Mutex<Status>,
     dead_letters: IntCounter,
     discarded: IntCounter,
     last_success: IntGauge,
@@ -58,9 +62,23 @@ impl Metrics {
             IntGaugeVec::new(
                 Opts::new(
                     "loader_consumer_lag",
-                    "Records between the destination's position and the partition's end, per assigned partition.",
+                    "Records between the group's position (the destination's stored offset) and the partition's end, for every partition of the loader's topics, whoever holds it.",
                 ),
                 &["topic", "partition"],
+            ),
+        );
+        let held = register(
+            &registry,
+            IntGauge::new(
+                "loader_assigned_partitions",
+                "Partitions this loader holds (assigned to it by the group).",
+            ),
+        );
+        let stalled = register(
+            &registry,
+            IntGauge::new(
+                "loader_stalled_partitions",
+                "Partitions not held by this loader that are behind and whose stored offset has not moved for longer than the session timeout: no member of the group appears to be loading them.",
             ),
         );
         let last_success = register(
@@ -77,11 +95,48 @@ impl Metrics {
             batches,
             batch_seconds,
             lag,
+            held,
+            stalled,
+            status: Mutex::new(Status::default()),
             dead_letters,
             discarded,
             last_success,
         }
     }
+}
+
+/// What `/health` says while healthy.
+#[derive(Debug, Default)]
+struct Status {
+    consuming: bool,
+    stalled: usize,
+}
+
+impl Status {
+    fn text(&self) -> String {
+        let base = if self.consuming {
+            "consuming"
+        } else {
+            "waiting for partitions"
+        };
+        match self.stalled {
+            0 => base.to_owned(),
+            n => format!(
+                "{base}; {n} partition(s) stalled: behind with no member of the group loading them"
+            ),
+        }
+    }
+}
+
+/// Updates the status and what `/health` answers (still 200: a stalled partition is the
+/// group's problem, which restarting this loader would not solve).
+fn set_status(change: impl FnOnce(&mut Status)) {
+    let mut status = METRICS
+        .status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    change(&mut status);
+    METRICS.health.ok(&status.text());
 }
 
 /// The registry `/metrics` serves.
@@ -112,27 +167,32 @@ pub(crate) fn discarded() {
     METRICS.discarded.inc();
 }
 
-/// The lag of one assigned partition, as last measured.
-pub(crate) fn partition_lag(topic: &str, partition: i32, lag: i64) {
-    METRICS
-        .lag
-        .with_label_values(&[topic, partition.to_string().as_str()])
-        .set(lag);
+/// Every partition's lag, as last measured (set together, so a scrape sees one survey).
+pub(crate) fn partition_lags(lags: &[(&str, i32, i64)]) {
+    for (topic, partition, lag) in lags {
+        METRICS
+            .lag
+            .with_label_values(&[*topic, partition.to_string().as_str()])
+            .set(*lag);
+    }
 }
 
-/// Partitions were assigned (`true`) or revoked (`false`): healthy either way. Revoked
-/// partitions' lag gauges are dropped.
-pub(crate) fn assignment(assigned: bool, partitions: &[(String, i32)]) {
-    if assigned {
-        METRICS.health.ok("consuming");
-    } else {
-        for (topic, partition) in partitions {
-            let _ = METRICS
-                .lag
-                .remove_label_values(&[topic, partition.to_string().as_str()]);
-        }
-        METRICS.health.ok("waiting for partitions");
-    }
+/// The number of partitions this loader holds, as last measured.
+pub(crate) fn held_partitions(count: usize) {
+    METRICS.held.set(count as i64);
+}
+
+/// The number of stalled partitions (see [`crate::lag`]); `/health` says so, still 200.
+pub(crate) fn stalled_partitions(count: usize) {
+    METRICS.stalled.set(count as i64);
+    set_status(|s| s.stalled = count);
+}
+
+/// The group assigned this loader `count` partitions (0 when it revoked them): healthy
+/// either way, `consuming` with some and `waiting for partitions` without.
+pub(crate) fn assignment(count: usize) {
+    METRICS.held.set(count as i64);
+    set_status(|s| s.consuming = count > 0);
 }
 
 /// A fatal error: `/health` answers 503 from now on.
@@ -154,7 +214,7 @@ mod tests {
         let dead = METRICS.dead_letters.get();
         batch_written(10, 0.02);
         batch_written(5, 0.2);
-        partition_lag("metrics_test", 3, 42);
+        partition_lags(&[("metrics_test", 3, 42), ("metrics_test", 4, 0)]);
         dead_lettered();
         assert_eq!(METRICS.records.get() - records, 15);
         assert_eq!(METRICS.batches.get() - batches, 2);
@@ -166,14 +226,34 @@ mod tests {
             "# TYPE loader_batch_seconds histogram",
             "loader_batch_seconds_bucket{le=\"0.025\"}",
             "loader_consumer_lag{partition=\"3\",topic=\"metrics_test\"} 42",
+            "loader_consumer_lag{partition=\"4\",topic=\"metrics_test\"} 0",
             "# TYPE loader_records_total counter",
         ] {
             assert!(text.contains(wanted), "{wanted} not in\n{text}");
         }
-        assignment(false, &[("metrics_test".into(), 3)]);
+        // Revoked partitions are still measured: their gauges stay.
+        assignment(2);
+        assert_eq!(METRICS.held.get(), 2);
+        assert_eq!(health().get(), (true, "consuming".into()));
+        assignment(0);
         let text = common::telemetry::render(&registry()).unwrap();
-        assert!(!text.contains("topic=\"metrics_test\""), "{text}");
+        assert!(text.contains("topic=\"metrics_test\""), "{text}");
+        assert!(text.contains("loader_assigned_partitions 0"), "{text}");
         assert_eq!(health().get(), (true, "waiting for partitions".into()));
+        // (In this test, not one of its own: the health is the process's.) Stalled
+        // partitions show in their gauge and in /health, which stays 200.
+        assignment(1);
+        stalled_partitions(2);
+        let text = common::telemetry::render(&registry()).unwrap();
+        assert!(text.contains("loader_stalled_partitions 2"), "{text}");
+        let (ok, status) = health().get();
+        assert!(ok);
+        assert!(
+            status.starts_with("consuming; 2 partition(s) stalled"),
+            "{status}"
+        );
+        stalled_partitions(0);
+        assert_eq!(health().get(), (true, "consuming".into()));
     }
 
     #[test]

@@ -310,7 +310,7 @@ fn kill_mid_run(pipeline: &Pipeline, api: &DemoApi, dir: &std::path::Path) -> Re
     eprintln!("killed after {fetched} requests");
     // The killed run's last requests are still being answered (30 ms each) and would be
     // logged after the next run resets the request log: wait until none is in flight.
-    let _ = wait_for("the killed run's requests to end", RUN, || {
+    wait_for("the killed run's requests to end", RUN, || {
         (api.get("/admin/stats").ok()?["in_flight"].as_u64()? == 0).then_some(())
     })?;
     Ok(())
