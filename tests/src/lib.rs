@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod topics;
+
 /// The API key the demo API accepts in tests.
 pub const API_KEY: &str = "demo-key-3f9a7c21d8e4";
 
