@@ -267,7 +267,8 @@ impl Publisher {
 
     /// Creates, in one request, those of the resource topics, the compacted schema topic
     /// and the compacted `state_topic` (one partition each) that the cluster's metadata does
-    /// not list: a create request costs about 100 ms on Tansu even when every topic exists.
+    /// not list: an admin client and a CreateTopics request cost 26-37 ms on Apache Kafka
+    /// (1-5 ms on Tansu) even when every topic exists, the listing about 1 ms.
     ///
     /// The listing goes through the producer's own client, which connects it: the
     /// idempotent producer then has its producer id before the first record, instead of
