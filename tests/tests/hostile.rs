@@ -73,6 +73,25 @@ fn a_10_mib_string_fails_the_run_clearly_and_loses_nothing_acknowledged() -> Res
 /// The setting the raised-limit tests give the pipeline: records up to 16 MiB.
 const RAISED: &str = "16777216";
 
+/// Produces `payload` (acknowledged) to partition 0 of `topic`, with a raised limit.
+fn produce_raw(broker: &Broker, topic: &str, payload: &[u8]) -> Result<()> {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("message.max.bytes", RAISED)
+        .create()?;
+    producer
+        .send(
+            BaseRecord::to(topic)
+                .partition(0)
+                .key("junk")
+                .payload(payload),
+        )
+        .map_err(|(e, _)| e)?;
+    producer.flush(Duration::from_secs(30))?;
+    Ok(())
+}
+
 /// An API of 300 records whose record id 151 has a 10 MiB body, and a pipeline `name` on
 /// `broker` with `message.max.bytes` raised in `[kafka]`.
 fn huge_pipeline(broker: &Broker, name: &str) -> Result<(DemoApi, Pipeline)> {
@@ -105,12 +124,28 @@ fn a_10_mib_record_loads_whole_once_message_max_bytes_is_raised() -> Result<()> 
         );
     }
 
+    // And 10 MiB the loader cannot decode: its dead letter is as large (a DLQ topic with
+    // the broker's default limit refused it, and the loader used to count it as sent).
+    let junk = vec![b'x'; 10 * 1024 * 1024];
+    produce_raw(&broker, topic, &junk)?;
+
     // Loaded whole, or the loader fails: never a stall reported as caught up.
     let mut load = pipeline.loader()?;
     let _ = load.arg("--until-caught-up");
     let started = Instant::now();
-    let _ = run_ok(load, RUN)?;
+    let out = run_ok(load, RUN)?;
     eprintln!("loader: {:?}", started.elapsed());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        e2e::figure(&stdout, "loaded", "dead_letters") == Some(1.0),
+        "{stdout}"
+    );
+    let letters = e2e::topics::read_all(&broker, &format!("{topic}.dlq"))?;
+    ensure!(
+        letters.len() == 1 && letters[0].value.as_ref().map(Vec::len) == Some(junk.len()),
+        "{} dead letters",
+        letters.len()
+    );
     let rows = lengths(&pipeline)?;
     let records = api.records()?;
     ensure!(rows.len() == records.len(), "{} rows", rows.len());
