@@ -42,7 +42,7 @@ pub enum PublishError {
     },
     #[error(
         "{failed} of {sent} messages were not acknowledged by the broker; first failure: topic {topic} \
-         partition {partition}: {message}"
+         partition {partition}: {message}{hint}"
     )]
     Delivery {
         sent: u64,
@@ -50,6 +50,7 @@ pub enum PublishError {
         topic: String,
         partition: i32,
         message: String,
+        hint: &'static str,
     },
     #[error("{outstanding} messages still unacknowledged after waiting {waited:?} for the broker")]
     FlushTimeout { outstanding: u64, waited: Duration },
@@ -75,6 +76,8 @@ struct FirstFailure {
     topic: String,
     partition: i32,
     message: String,
+    /// Whether the broker refused the message as too large for the topic.
+    too_large: bool,
 }
 
 /// The delivery reports still outstanding for one group of messages (a page), so that a
@@ -135,6 +138,8 @@ impl ProducerContext for DeliveryCounter {
                         topic: msg.topic().to_owned(),
                         partition: msg.partition(),
                         message: err.to_string(),
+                        too_large: err.rdkafka_error_code()
+                            == Some(RDKafkaErrorCode::MessageSizeTooLarge),
                     });
                 }
             }
@@ -168,9 +173,42 @@ pub fn client_config(settings: &BTreeMap<String, String>) -> ClientConfig {
     cfg
 }
 
+/// What a raised `message.max.bytes` changes besides the producer's own check.
+#[derive(Debug, PartialEq)]
+struct LargeRecords {
+    /// `queue.buffering.max.kbytes` unless the config sets it: a record waits in the send
+    /// queue before it leaves, and one the queue cannot hold is refused with "queue full"
+    /// for ever. The queue holds the largest record plus the usual 8 MiB.
+    queue_kbytes: Option<String>,
+    /// `max.message.bytes` for the resource topics the extractor creates: the broker's
+    /// default (about 1 MiB) would refuse what the producer may send. A record batch
+    /// carries some framing besides its records: 1 KiB is ample.
+    topic_max_message_bytes: Option<String>,
+}
+
+impl LargeRecords {
+    fn from_settings(settings: &BTreeMap<String, String>) -> Self {
+        let max = settings
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        Self {
+            queue_kbytes: max
+                .filter(|_| !settings.contains_key("queue.buffering.max.kbytes"))
+                .map(|max| (max.div_ceil(1024) + 8192).to_string()),
+            topic_max_message_bytes: max.map(|max| (max + 1024).to_string()),
+        }
+    }
+}
+
 pub struct Publisher {
     producer: ThreadedProducer<DeliveryCounter>,
     settings: BTreeMap<String, String>,
+    /// librdkafka's send queue in bytes (`queue.buffering.max.kbytes`): a record larger
+    /// than this could never be enqueued.
+    queue_bytes: usize,
+    /// `max.message.bytes` for the resource topics this publisher creates, when the config
+    /// raises `message.max.bytes`.
+    topic_max_message_bytes: Option<String>,
     schema_topic: String,
     registry: Option<SrSettings>,
     sent: AtomicU64,
@@ -193,6 +231,14 @@ impl Publisher {
         for (k, v) in settings {
             let _ = cfg.set(k, v);
         }
+        let limits = LargeRecords::from_settings(settings);
+        if let Some(kbytes) = &limits.queue_kbytes {
+            let _ = cfg.set("queue.buffering.max.kbytes", kbytes);
+        }
+        let queue_bytes = cfg
+            .get("queue.buffering.max.kbytes")
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(usize::MAX, |kb| kb.saturating_mul(1024));
         for (k, v) in ENFORCED {
             if cfg.get(k).is_some_and(|given| given != v) {
                 tracing::warn!(
@@ -208,6 +254,8 @@ impl Publisher {
         Ok(Self {
             producer,
             settings: settings.clone(),
+            queue_bytes,
+            topic_max_message_bytes: limits.topic_max_message_bytes,
             schema_topic: schema_topic.to_owned(),
             registry,
             sent: AtomicU64::new(0),
@@ -219,7 +267,8 @@ impl Publisher {
 
     /// Creates, in one request, those of the resource topics, the compacted schema topic
     /// and the compacted `state_topic` (one partition each) that the cluster's metadata does
-    /// not list: a create request costs about 100 ms on Tansu even when every topic exists.
+    /// not list: an admin client and a CreateTopics request cost 26-37 ms on Apache Kafka
+    /// (1-5 ms on Tansu) even when every topic exists, the listing about 1 ms.
     ///
     /// The listing goes through the producer's own client, which connects it: the
     /// idempotent producer then has its producer id before the first record, instead of
@@ -238,7 +287,15 @@ impl Publisher {
         };
         let mut new_topics: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+            .map(|t| {
+                let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
+                // The broker's own limit (`message.max.bytes`, about 1 MiB by default)
+                // would refuse what the config lets the producer send.
+                match &self.topic_max_message_bytes {
+                    Some(max) => topic.set("max.message.bytes", max),
+                    None => topic,
+                }
+            })
             .collect();
         if self.registry.is_none() {
             new_topics.push(compacted(&self.schema_topic));
@@ -455,6 +512,19 @@ impl Publisher {
                     let _ = self.bytes.fetch_add(size as u64, Ordering::Relaxed);
                     return Ok(());
                 }
+                // A record the queue cannot hold even when empty would wait for ever.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if size > self.queue_bytes =>
+                {
+                    acks.reported(false);
+                    return Err(record_error(
+                        &back,
+                        size,
+                        format!("larger than the send queue ({} bytes)", self.queue_bytes),
+                        " (raise `queue.buffering.max.kbytes` in the config's [kafka] table \
+                         above the record's size)",
+                    ));
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -463,21 +533,14 @@ impl Publisher {
                     acks.reported(false);
                     let hint = match &e {
                         KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
-                            " (raise `message.max.bytes` in the config's [kafka] table, and the \
-                             topic's `max.message.bytes` on the broker, to publish it)"
+                            " (raise `message.max.bytes` in the config's [kafka] table to \
+                             publish it; the topics the extractor creates get a matching \
+                             `max.message.bytes`, a topic that already exists needs it raised on \
+                             the broker)"
                         }
                         _ => "",
                     };
-                    return Err(PublishError::Record {
-                        topic: back.topic.to_owned(),
-                        key: back
-                            .key
-                            .map(|k| String::from_utf8_lossy(k).chars().take(64).collect())
-                            .unwrap_or_default(),
-                        bytes: size,
-                        message: e.to_string(),
-                        hint,
-                    });
+                    return Err(record_error(&back, size, e.to_string(), hint));
                 }
             }
         }
@@ -529,6 +592,13 @@ impl Publisher {
             topic: first.topic,
             partition: first.partition,
             message: first.message,
+            hint: if first.too_large {
+                " (the broker refused a record larger than the topic allows: raise the topic's \
+                 `max.message.bytes` on the broker; the extractor sets it from `message.max.bytes` \
+                 only on the topics it creates)"
+            } else {
+                ""
+            },
         })
     }
 
@@ -562,6 +632,25 @@ impl Publisher {
     }
 }
 
+/// The error for `record` (`size` bytes of key and value) that could not be sent.
+fn record_error(
+    record: &BaseRecord<'_, [u8], [u8], Arc<Acks>>,
+    size: usize,
+    message: String,
+    hint: &'static str,
+) -> PublishError {
+    PublishError::Record {
+        topic: record.topic.to_owned(),
+        key: record
+            .key
+            .map(|k| String::from_utf8_lossy(k).chars().take(64).collect())
+            .unwrap_or_default(),
+        bytes: size,
+        message,
+        hint,
+    }
+}
+
 /// Drops a librdkafka client on a thread of its own. Destroying one waits for its threads,
 /// which wake up every 100 ms or so: done inline, that adds about 0.1 s to every short-lived
 /// client and to the end of a run (BENCHMARKS.md, case 3). Only for clients with nothing
@@ -584,4 +673,41 @@ fn flush_timeout(settings: &BTreeMap<String, String>) -> Duration {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(300_000);
     Duration::from_millis(message_timeout_ms + 5_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_raised_message_max_bytes_sizes_the_queue_and_new_topics() {
+        assert_eq!(
+            LargeRecords::from_settings(&settings(&[])),
+            LargeRecords {
+                queue_kbytes: None,
+                topic_max_message_bytes: None
+            }
+        );
+        assert_eq!(
+            LargeRecords::from_settings(&settings(&[("message.max.bytes", "16777216")])),
+            LargeRecords {
+                queue_kbytes: Some("24576".into()),
+                topic_max_message_bytes: Some("16778240".into())
+            }
+        );
+        // A queue the config sizes itself is left alone; a record larger than it fails
+        // with its own error instead of waiting for ever (the end-to-end test).
+        let own_queue = LargeRecords::from_settings(&settings(&[
+            ("message.max.bytes", "16777216"),
+            ("queue.buffering.max.kbytes", "4096"),
+        ]));
+        assert_eq!(own_queue.queue_kbytes, None);
+    }
 }

@@ -8,14 +8,15 @@
 //! acknowledgement therefore finds the letter there; a crash before it leaves nothing to find.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Header names on every dead letter.
@@ -54,6 +55,27 @@ pub struct DlqError {
     pub message: String,
 }
 
+/// Keeps the first delivery failure since it was last taken: a flush returns once every
+/// message was delivered *or failed*, so the failure must be looked for.
+#[derive(Default)]
+struct Deliveries {
+    failure: Mutex<Option<rdkafka::error::KafkaError>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result
+            && let Ok(mut failure) = self.failure.lock()
+        {
+            let _ = failure.get_or_insert_with(|| e.clone());
+        }
+    }
+}
+
 pub fn dlq_topic(source: &str) -> String {
     format!("{source}.dlq")
 }
@@ -61,7 +83,7 @@ pub fn dlq_topic(source: &str) -> String {
 pub struct DeadLetters {
     settings: BTreeMap<String, String>,
     group_id: String,
-    producer: Option<ThreadedProducer<DefaultProducerContext>>,
+    producer: Option<ThreadedProducer<Deliveries>>,
     /// Source coordinates already on a DLQ topic.
     sent: HashSet<(String, i32, i64)>,
     /// How far each DLQ topic (partition 0) has been read.
@@ -200,6 +222,24 @@ impl DeadLetters {
         producer
             .flush(TIMEOUT)
             .map_err(|e| err(format!("not acknowledged: {e}")))?;
+        let failure = producer
+            .context()
+            .failure
+            .lock()
+            .map_err(|_| err("delivery state poisoned".to_owned()))?
+            .take();
+        if let Some(e) = failure {
+            let hint = if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge) {
+                " (raise the topic's `max.message.bytes` on the broker; the loader sets it from \
+                 `message.max.bytes` only on the dead-letter topics it creates)"
+            } else {
+                ""
+            };
+            return Err(err(format!(
+                "the broker refused the dead letter of {}/{} offset {}: {e}{hint}",
+                letter.topic, letter.partition, letter.offset
+            )));
+        }
         let _ = self.sent.insert(coords);
         self.count += 1;
         tracing::warn!(
@@ -209,7 +249,7 @@ impl DeadLetters {
         Ok(true)
     }
 
-    fn producer(&mut self) -> Result<&ThreadedProducer<DefaultProducerContext>, DlqError> {
+    fn producer(&mut self) -> Result<&ThreadedProducer<Deliveries>, DlqError> {
         if self.producer.is_none() {
             let mut cfg = ClientConfig::new();
             for (k, v) in &self.settings {
@@ -219,10 +259,12 @@ impl DeadLetters {
                 .set("enable.idempotence", "true")
                 .set("acks", "all")
                 .remove("group.id");
-            let producer = cfg.create().map_err(|e| DlqError {
-                topic: "(producer)".into(),
-                message: e.to_string(),
-            })?;
+            let producer = cfg
+                .create_with_context(Deliveries::default())
+                .map_err(|e| DlqError {
+                    topic: "(producer)".into(),
+                    message: e.to_string(),
+                })?;
             self.producer = Some(producer);
         }
         self.producer.as_ref().ok_or_else(|| DlqError {
@@ -245,7 +287,17 @@ impl DeadLetters {
         }
         let admin: AdminClient<DefaultClientContext> =
             cfg.create().map_err(|e| err(e.to_string()))?;
-        let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+        let mut new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+        // A dead letter is as large as its record: as the extractor does for the topics it
+        // creates, a raised `message.max.bytes` raises the topic's limit (plus framing).
+        let max_message = self
+            .settings
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map(|max| (max + 1024).to_string());
+        if let Some(max) = &max_message {
+            new_topic = new_topic.set("max.message.bytes", max);
+        }
         let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
         // The loader's thread is not async; the admin call resolves on librdkafka's thread.
         let results = futures::executor::block_on(admin.create_topics([&new_topic], &opts))

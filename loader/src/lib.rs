@@ -329,12 +329,14 @@ impl LoaderContext {
                 let client = match &replay_client {
                     Some(c) => c,
                     None => replay_client.insert(
-                        plain_client(&self.kafka, &format!("{}.replay", self.group_id)).map_err(
-                            |e| DestinationError::ReadOffsets {
-                                group_id: self.group_id.clone(),
-                                error: format!("replay client: {e}").into(),
-                            },
-                        )?,
+                        plain_client(
+                            &replay_settings(&self.kafka),
+                            &format!("{}.replay", self.group_id),
+                        )
+                        .map_err(|e| DestinationError::ReadOffsets {
+                            group_id: self.group_id.clone(),
+                            error: format!("replay client: {e}").into(),
+                        })?,
                     ),
                 };
                 let offset = self.replay_offset(client, &topic, partition, from)?;
@@ -366,10 +368,11 @@ impl LoaderContext {
         partition: i32,
         from: ReplayFrom,
     ) -> Result<i64, DestinationError> {
-        let kafka_error = |e: rdkafka::error::KafkaError| DestinationError::ReadOffsets {
+        let kafka_error_text = |e: String| DestinationError::ReadOffsets {
             group_id: self.group_id.clone(),
             error: format!("replay start of {topic}/{partition}: {e}").into(),
         };
+        let kafka_error = |e: rdkafka::error::KafkaError| kafka_error_text(e.to_string());
         let (low, high) = client
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
             .map_err(kafka_error)?;
@@ -384,6 +387,16 @@ impl LoaderContext {
                     .offsets_for_times(tpl, Duration::from_secs(10))
                     .map_err(kafka_error)?;
                 match found.find_partition(topic, partition).map(|e| e.offset()) {
+                    // Tansu 0.6 answers the first offset where Kafka answers "none" (a time
+                    // after the partition's last record): the last record's time decides.
+                    Some(Offset::Offset(o))
+                        if o < high
+                            && record_time(client, topic, partition, high - 1)
+                                .map_err(|e| kafka_error_text(e.to_string()))?
+                                .is_some_and(|last| last < ms) =>
+                    {
+                        high
+                    }
                     Some(Offset::Offset(o)) => o,
                     // No record at or after that time.
                     _ => high,
@@ -620,6 +633,46 @@ fn fetch_record(
     Err(place("reading the record again timed out".to_owned()))
 }
 
+/// The replay client's settings: it reads single records (see [`record_time`]), and a
+/// re-assigned client waits for its previous fetch, which the broker holds up to
+/// `fetch.wait.max.ms` (500 ms by default) when there is nothing more to send.
+fn replay_settings(kafka: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut settings = kafka.clone();
+    let _ = settings.insert("fetch.wait.max.ms".to_owned(), "10".to_owned());
+    settings
+}
+
+/// The timestamp of the record at `offset` (milliseconds since the epoch), read from the
+/// broker; `None` when the record has none or is gone (compacted away, say).
+fn record_time(
+    client: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<i64>, LoadError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    client.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match client.poll(Duration::from_millis(200)) {
+            Some(Ok(msg)) if msg.partition() == partition && msg.offset() >= offset => {
+                return Ok((msg.offset() == offset)
+                    .then(|| msg.timestamp().to_millis())
+                    .flatten());
+            }
+            Some(Ok(_)) | None => {}
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+    Err(LoadError::Record {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        message: "reading the record's timestamp timed out".to_owned(),
+    })
+}
+
 /// Consumes until cancelled (or, with `until_caught_up`, until every assigned partition
 /// is at its end). Blocking: run it on its own thread.
 pub fn run(
@@ -817,7 +870,9 @@ fn consumer(
         let _ = client.set(k, v);
     }
     // Records as large as the producer may send must fit a fetch, or the partition would
-    // stall at the first one (not every broker hands out an oversized first record).
+    // stall at the first one on a broker that does not hand out an oversized first record
+    // (Kafka before 0.10.1). Apache Kafka 4 hands it out anyway (a 10 MiB record loaded
+    // with a 1 MiB `fetch.message.max.bytes`); Tansu 0.6 returns it under no fetch limit.
     if let Some(max) = cfg.kafka.get("message.max.bytes")
         && !cfg.kafka.contains_key("fetch.message.max.bytes")
         && !cfg.kafka.contains_key("max.partition.fetch.bytes")

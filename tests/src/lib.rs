@@ -14,6 +14,7 @@ use serde_json::Value;
 pub mod compose;
 pub mod registry;
 pub mod tools;
+pub mod topics;
 
 /// The API key the demo API accepts in tests.
 pub const API_KEY: &str = "demo-key-3f9a7c21d8e4";
