@@ -9,11 +9,14 @@
 //! a partition this loader holds, its own position (`known_next`) is more current; a
 //! partition with nothing stored counts from its low watermark.
 //!
-//! A partition NOT held by this loader that is behind and whose stored offset has not
-//! moved for longer than the consumer's session timeout is stalled: a live member holding
-//! it would have loaded something by then, and a dead one would have been dropped by the
-//! group. [`StallWatch`] decides that from observations and a clock (pure, tested below);
-//! [`LagWatch`] makes the observations and reports them (metrics, log lines).
+//! A partition that is behind and whose position has not moved for longer than the
+//! consumer's session timeout is stalled. Held by another member (its stored offset not
+//! moving): a live member holding it would have loaded something by then, and a dead one
+//! would have been dropped by the group. Held here (this loader's own position not moving):
+//! the broker is not delivering its records (Tansu 0.6 was seen never to deliver a record
+//! larger than about 1 MiB) or the destination is not taking them. [`StallWatch`] decides
+//! that from observations and a clock (pure, tested below); [`LagWatch`] makes the
+//! observations and reports them (metrics, log lines).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -77,6 +80,8 @@ pub enum Change {
         topic: String,
         partition: i32,
         lag: i64,
+        /// Whether this loader holds it (then its own position is what does not move).
+        held: bool,
         /// How long it has been behind without its stored offset moving (at least).
         behind_for: Duration,
     },
@@ -93,7 +98,7 @@ pub enum Change {
 /// Why a stalled partition is no longer stalled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resumed {
-    /// Its stored offset moved: some member loads it again.
+    /// Its position moved: it is being loaded again.
     Moved,
     /// This loader holds it now.
     HeldHere,
@@ -154,9 +159,12 @@ impl Survey {
 /// What is remembered of one partition between observations.
 #[derive(Debug, Clone)]
 struct Track {
-    stored: Option<i64>,
-    /// Since when (as first observed) it has been behind, not held here, without its stored
-    /// offset moving; `None` while it is held here, moving or caught up.
+    /// The position last observed: this loader's own next offset while it holds the
+    /// partition, the stored one otherwise.
+    position: Option<i64>,
+    held: bool,
+    /// Since when (as first observed) it has been behind without its position moving;
+    /// `None` while it moves or is caught up.
     behind_since: Option<Instant>,
     /// `behind_since` when it was declared stalled.
     stalled: Option<Instant>,
@@ -188,14 +196,23 @@ impl StallWatch {
         for o in observed {
             let key = (o.topic.clone(), o.partition);
             let lag = o.lag();
+            let position = if o.held {
+                o.known.or(o.stored)
+            } else {
+                o.stored
+            };
             let track = self.tracks.entry(key.clone()).or_insert(Track {
-                stored: o.stored,
+                position,
+                held: o.held,
                 behind_since: None,
                 stalled: None,
             });
-            let moved = track.stored != o.stored;
-            track.stored = o.stored;
-            if o.held || lag == 0 {
+            // Taken or released counts as a move: the new holder gets its own time.
+            let moved = track.position != position || track.held != o.held;
+            let taken_here = o.held && !track.held;
+            track.position = position;
+            track.held = o.held;
+            if lag == 0 {
                 track.behind_since = None;
             } else if moved || track.behind_since.is_none() {
                 track.behind_since = Some(now);
@@ -210,6 +227,7 @@ impl StallWatch {
                         topic: o.topic.clone(),
                         partition: o.partition,
                         lag,
+                        held: o.held,
                         behind_for: track
                             .behind_since
                             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
@@ -217,7 +235,7 @@ impl StallWatch {
                 }
                 (Some(since), false) => {
                     track.stalled = None;
-                    let why = if o.held {
+                    let why = if taken_here {
                         Resumed::HeldHere
                     } else if lag == 0 {
                         Resumed::NoLag
@@ -318,7 +336,22 @@ impl LagWatch {
                     topic,
                     partition,
                     lag,
+                    held: true,
                     behind_for,
+                } => tracing::warn!(
+                    topic = %topic,
+                    partition,
+                    lag,
+                    behind_for_s = behind_for.as_secs(),
+                    session_timeout_ms,
+                    "partition stalled here: this loader holds it and it is behind, but nothing of it has been loaded for longer than the session timeout: the broker is not delivering its records (a record larger than the fetch limits? Tansu 0.6 was seen never to deliver one above about 1 MiB) or the destination is not taking them"
+                ),
+                Change::Stalled {
+                    topic,
+                    partition,
+                    lag,
+                    behind_for,
+                    ..
                 } if survey.held() == 0 => tracing::warn!(
                     topic = %topic,
                     partition,
@@ -333,6 +366,7 @@ impl LagWatch {
                     partition,
                     lag,
                     behind_for,
+                    ..
                 } => tracing::warn!(
                     topic = %topic,
                     partition,
@@ -492,6 +526,7 @@ mod tests {
                 topic: "t".into(),
                 partition: 0,
                 lag: 90,
+                held: false,
                 behind_for: Duration::from_secs(10),
             }]
         );
@@ -565,19 +600,41 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_held_here_is_not_stalled_and_taking_a_stalled_one_ends_its_stall() {
+    fn a_partition_held_here_stalls_when_its_own_position_stops_and_taking_one_ends_a_stall() {
         let mut watch = StallWatch::new(TIMEOUT);
         let t0 = Instant::now();
-        // Held here and behind, not moving (this loader's own business: not a stall).
-        let held: Vec<Vec<Observed>> = (0..5).map(|_| vec![at(0, Some(10), 100, true)]).collect();
-        let surveys = run(&mut watch, t0, &held);
+        let held = |known| {
+            let mut o = at(0, Some(10), 100, true);
+            o.known = Some(known);
+            vec![o]
+        };
+        // Held here and loading: its own position moves, whatever the stored one does.
+        let loading: Vec<Vec<Observed>> = (0..5).map(|i| held(10 + 10 * i)).collect();
+        let surveys = run(&mut watch, t0, &loading);
         assert!(
             surveys
                 .iter()
                 .all(|s| s.changes.is_empty() && s.stalled == 0)
         );
-        assert_eq!(surveys[4].held(), 1);
-        assert_eq!(surveys[4].lag_here(), 90);
+        assert_eq!((surveys[4].held(), surveys[4].lag_here()), (1, 50));
+        // Held here, behind, and its position stops at 50 (the last frame above): the
+        // broker delivers nothing more.
+        let stuck: Vec<Vec<Observed>> = (0..3).map(|_| held(50)).collect();
+        let surveys = run(&mut watch, t0 + EVERY * 5, &stuck);
+        assert_eq!(
+            surveys.iter().map(|s| s.stalled).collect::<Vec<_>>(),
+            vec![0, 1, 1]
+        );
+        assert_eq!(
+            surveys[1].changes,
+            vec![Change::Stalled {
+                topic: "t".into(),
+                partition: 0,
+                lag: 50,
+                held: true,
+                behind_for: Duration::from_secs(10),
+            }]
+        );
 
         // Held elsewhere and stalled, then assigned here.
         let mut watch = StallWatch::new(TIMEOUT);

@@ -60,7 +60,7 @@
 //!   GET, `/dev/tcp` → a TCP connect, `pg_isready` → a connection, `kafka-broker-api-versions.sh`
 //!   → a metadata request); their interval × retries is the deadline.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -102,20 +102,6 @@ fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
             .parse()
             .ok()
     })
-}
-
-/// The partitions of `topic` whose lag a loader reports (its assignment).
-fn assigned(metrics: &str, topic: &str) -> BTreeSet<i32> {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("loader_consumer_lag{") && l.contains(&format!("topic=\"{topic}\""))
-        })
-        .filter_map(|l| {
-            let rest = &l[l.find("partition=\"")? + "partition=\"".len()..];
-            rest[..rest.find('"')?].parse().ok()
-        })
-        .collect()
 }
 
 /// `2026-01-01T00:07:00Z` as the query below prints a `TIMESTAMPTZ`.
@@ -307,20 +293,14 @@ fn loaders_share_the_partitions(stack: &Stack) -> Result<(String, i32)> {
         .with_context(|| format!("no subject for the topic in the registry: {subjects:?}"))?;
     let topic = subject.trim_end_matches("-value").to_owned();
     let shares = wait_for("the loaders to share the partitions", RUN, || {
-        let shares: Vec<BTreeSet<i32>> = (0..LOADERS)
+        let shares: Vec<f64> = (0..LOADERS)
             .map(|i| {
-                stack
-                    .metrics("loader", i, port)
-                    .ok()
-                    .map(|m| assigned(&m, &topic))
+                let metrics = stack.metrics("loader", i, port).ok()?;
+                sample(&metrics, "loader_assigned_partitions")
             })
             .collect::<Option<_>>()?;
-        let all: BTreeSet<i32> = shares.iter().flatten().copied().collect();
-        let total: usize = shares.iter().map(BTreeSet::len).sum();
-        (shares.iter().all(|s| !s.is_empty())
-            && total == partitions as usize
-            && all == (0..partitions).collect())
-        .then_some(shares)
+        (shares.iter().all(|n| *n >= 1.0) && shares.iter().sum::<f64>() == f64::from(partitions))
+            .then_some(shares)
     })
     .with_context(|| stack.logs())?;
     eprintln!("partitions per loader: {shares:?}");
