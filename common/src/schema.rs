@@ -1,7 +1,7 @@
 //! The record schema: what the extractor infers from the API's records (plus `columns`
 //! hints) and what the loader turns into a table. Its Avro form lives in [`crate::avro`].
 //!
-//! Rules (documented in the README, "Schema"):
+//! Rules (documented in docs/design.md, "Schema and Avro"):
 //! - field names follow dlt's `snake_case` naming convention ([`normalize_identifier`]):
 //!   `customerId` → `customer_id`, other punctuation → `_`, a leading digit gets a `_`
 //!   prefix, trailing `_` become `x`; `columns` hints and `primary_key` are normalised too;
