@@ -8,8 +8,9 @@
 # key=value arguments are appended to the broker's server.properties. The log directory
 # (DIR/data) is formatted on the first start and kept on the next (a restart keeps the
 # topics and offsets). The broker's log goes to stdout. The process becomes the JVM (exec), so
-# signalling its pid stops the broker. KAFKA_HEAP_OPTS (default -Xms256m -Xmx1g) and
-# KAFKA_JVM_OPTS add JVM options.
+# signalling its pid stops the broker. JVM options, as Kafka's own scripts take them:
+# KAFKA_HEAP_OPTS (default -Xms256m -Xmx1g), KAFKA_JVM_PERFORMANCE_OPTS (default G1 with
+# 20 ms pauses) and KAFKA_JVM_OPTS (added).
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 DIR PORT CONTROLLER_PORT [key=value ...]" >&2
@@ -39,9 +40,9 @@ group.initial.rebalance.delay.ms=0
 PROPS
 for kv in "$@"; do printf '%s\n' "$kv" >>"$props"; done
 
-java_opts=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-  -Djava.awt.headless=true "-Dlog4j2.configurationFile=$here/kafka/log4j2.properties"
-  ${KAFKA_JVM_OPTS:-})
+java_opts=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
+  ${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true}
+  "-Dlog4j2.configurationFile=$here/kafka/log4j2.properties" ${KAFKA_JVM_OPTS:-})
 # A log directory formatted once (a JVM run of its own, about 1.2 s) and copied for every
 # new broker: the format depends on neither the ports nor the directory.
 if [ ! -f "$dir/data/meta.properties" ]; then
