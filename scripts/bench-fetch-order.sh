@@ -9,7 +9,7 @@
 #
 # A VARIANT is NAME or NAME:key=value,key=value (librdkafka settings for the loader, through
 # RDKAFKA_* environment variables; an UPPER_CASE key is passed as an environment variable as
-# it is); default: `default` and max.partition.fetch.bytes of
+# it is; `bin=PATH` runs another loader build, e.g. one saved from an earlier commit); default: `default` and max.partition.fetch.bytes of
 # 64 KiB and 256 KiB. Everything lives in .bench/fetch-order/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,6 @@ done
 
 cargo build --release --locked --bins >&2
 bin=target/release
-loader_bin="${LOADER_BIN:-$bin/loader}"  # another loader build to compare
 run=.bench/fetch-order
 rm -rf "$run" && mkdir -p "$run"
 export API_KEY="bench-$RANDOM$RANDOM"
@@ -87,6 +86,7 @@ env_of() {
     local k="${kv%%=*}" v="${kv#*=}"
     # An upper-case name is an environment variable of the loader's own.
     if [[ "$k" =~ ^[A-Z_]+$ ]]; then printf '%s=%s\n' "$k" "$v"; continue; fi
+    [ "$k" = bin ] && continue
     k="${k//_/__}"; k="${k//./_}"
     printf 'RDKAFKA_%s=%s\n' "${k^^}" "$v"
   done
@@ -96,6 +96,8 @@ printf '%-10s %5s %8s %8s %10s %9s %9s %14s\n' variant round wall_s cpu_s pwrite
 for r in $(seq 1 "$rounds"); do
   for v in "${variants[@]}"; do
     name="${v%%:*}"; mapfile -t envs < <(env_of "$v")
+    loader_bin="$bin/loader"
+    if [[ "$v" =~ (^|[:,])bin=([^,]*) ]]; then loader_bin="${BASH_REMATCH[2]}"; fi
     db="$run/$name-$r.db"; tdb="$run/$name-$r-trace.db"
     env "${envs[@]}" RUST_LOG=loader=debug /usr/bin/time -f "%e %U %S" -o "$run/time" \
       "$loader_bin" --config "$run/p.toml" --destination "sqlite://$db" --until-caught-up \
