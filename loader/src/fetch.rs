@@ -129,14 +129,27 @@ impl Turns {
         self.queues.clear();
         self.turn = 0;
         self.taken = 0;
-        let Ok(assignment) = consumer.assignment() else {
-            return;
+        let assignment = match consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(e) => {
+                consumer.context().fail(format!(
+                    "reading the assignment for its partition queues: {e}"
+                ));
+                return;
+            }
         };
-        self.queues = assignment
-            .elements()
-            .iter()
-            .filter_map(|e| consumer.split_partition_queue(e.topic(), e.partition()))
-            .collect();
+        for e in assignment.elements() {
+            match consumer.split_partition_queue(e.topic(), e.partition()) {
+                Some(queue) => self.queues.push(queue),
+                // Split off the consumer queue at assignment, its records would wait here
+                // for ever: stop rather than stall.
+                None => consumer.context().fail(format!(
+                    "{}/{}: no queue of its own to read the partition from",
+                    e.topic(),
+                    e.partition()
+                )),
+            }
+        }
         tracing::debug!(queues = self.queues.len(), "partition queues");
     }
 }

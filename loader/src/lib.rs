@@ -242,8 +242,10 @@ impl ConsumerContext for LoaderContext {
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
                 // Before `assign`, so that no record of these partitions is fetched into
                 // the consumer queue: each partition's records come in order from its own.
-                if let Some(me) = self.consumer.get().and_then(Weak::upgrade) {
-                    fetch::split_before_assign(&me, tpl);
+                match self.consumer.get().and_then(Weak::upgrade) {
+                    Some(me) => fetch::split_before_assign(&me, tpl),
+                    // Set before subscribing, and the consumer outlives its callbacks.
+                    None => self.fail("the consumer is gone during its own rebalance".into()),
                 }
                 if let Err(e) = consumer.assign(tpl) {
                     self.fail(format!("assigning partitions: {e}"));
@@ -297,7 +299,7 @@ impl LoaderContext {
         lock(&self.failure).is_some()
     }
 
-    fn fail(&self, message: String) {
+    pub(crate) fn fail(&self, message: String) {
         tracing::error!(error = %message, "loader failure");
         metrics::failed(&message);
         let _ = lock(&self.failure).get_or_insert(message);
@@ -601,13 +603,16 @@ fn find_refused(
 /// A record's key and value bytes, each if it has one.
 type KeyAndValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// The key and value of the record at `offset`, read again from the broker.
-fn fetch_record(
+/// Reads `topic`/`partition` from `offset` with `client` until `take` accepts a record (it
+/// sees each record at or after `offset`), for at most 30 s; `what` names the read in errors.
+fn read_at<T>(
     client: &BaseConsumer,
     topic: &str,
     partition: i32,
     offset: i64,
-) -> Result<KeyAndValue, LoadError> {
+    what: &str,
+    mut take: impl FnMut(&BorrowedMessage<'_>) -> Option<T>,
+) -> Result<T, LoadError> {
     let place = |message: String| LoadError::Record {
         topic: topic.to_owned(),
         partition,
@@ -620,17 +625,40 @@ fn fetch_record(
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         match client.poll(Duration::from_millis(200)) {
-            Some(Ok(msg)) if msg.offset() == offset && msg.partition() == partition => {
-                return Ok((
-                    msg.key().map(<[u8]>::to_vec),
-                    msg.payload().map(<[u8]>::to_vec),
-                ));
+            Some(Ok(msg)) if msg.partition() == partition && msg.offset() >= offset => {
+                if let Some(found) = take(&msg) {
+                    return Ok(found);
+                }
             }
             Some(Ok(_)) | None => {}
-            Some(Err(e)) => return Err(place(format!("reading the record again: {e}"))),
+            Some(Err(e)) => return Err(place(format!("{what}: {e}"))),
         }
     }
-    Err(place("reading the record again timed out".to_owned()))
+    Err(place(format!("{what} timed out")))
+}
+
+/// The key and value of the record at `offset`, read again from the broker.
+fn fetch_record(
+    client: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<KeyAndValue, LoadError> {
+    read_at(
+        client,
+        topic,
+        partition,
+        offset,
+        "reading the record again",
+        |msg| {
+            (msg.offset() == offset).then(|| {
+                (
+                    msg.key().map(<[u8]>::to_vec),
+                    msg.payload().map(<[u8]>::to_vec),
+                )
+            })
+        },
+    )
 }
 
 /// The replay client's settings: it reads single records (see [`record_time`]), and a
@@ -650,27 +678,20 @@ fn record_time(
     partition: i32,
     offset: i64,
 ) -> Result<Option<i64>, LoadError> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    client.assign(&tpl)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match client.poll(Duration::from_millis(200)) {
-            Some(Ok(msg)) if msg.partition() == partition && msg.offset() >= offset => {
-                return Ok((msg.offset() == offset)
-                    .then(|| msg.timestamp().to_millis())
-                    .flatten());
-            }
-            Some(Ok(_)) | None => {}
-            Some(Err(e)) => return Err(e.into()),
-        }
-    }
-    Err(LoadError::Record {
-        topic: topic.to_owned(),
+    read_at(
+        client,
+        topic,
         partition,
         offset,
-        message: "reading the record's timestamp timed out".to_owned(),
-    })
+        "reading the record's timestamp",
+        |msg| {
+            Some(
+                (msg.offset() == offset)
+                    .then(|| msg.timestamp().to_millis())
+                    .flatten(),
+            )
+        },
+    )
 }
 
 /// Consumes until cancelled (or, with `until_caught_up`, until every assigned partition
