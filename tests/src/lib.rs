@@ -283,6 +283,26 @@ write_disposition = "merge"
         )
     }
 
+    /// `[client]` and `[resource_defaults]` ([`DemoApi::client_toml`]) and one resource,
+    /// `events` (topic `<name>.events`): the API's `/v1/incremental` set paged by `limit`,
+    /// its `updated_since` param incremental on `updated_at` from `initial`.
+    pub fn incremental_toml(&self, name: &str, limit: u64, initial: &str) -> String {
+        format!(
+            r#"{client}
+[[resources]]
+name = "events"
+topic = "{name}.events"
+
+[resources.endpoint]
+path = "/v1/incremental"
+data_selector = "data"
+paginator = {{ type = "offset", limit = {limit} }}
+params = {{ updated_since = {{ type = "incremental", cursor_path = "updated_at", initial_value = "{initial}" }} }}
+"#,
+            client = self.client_toml(""),
+        )
+    }
+
     pub fn post(&self, path: &str, body: Value) -> Result<Value> {
         Ok(self
             .http

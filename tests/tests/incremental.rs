@@ -15,20 +15,7 @@ const INITIAL: &str = "2026-01-01T00:00:00Z";
 /// The pipeline's `[client]` and `[[resources]]`: `/v1/incremental` paged by `limit`, its
 /// `updated_since` the incremental's start value.
 fn config(api: &DemoApi, name: &str, limit: u64) -> String {
-    format!(
-        r#"{client}
-[[resources]]
-name = "events"
-topic = "{name}.events"
-
-[resources.endpoint]
-path = "/v1/incremental"
-data_selector = "data"
-paginator = {{ type = "offset", limit = {limit} }}
-params = {{ updated_since = {{ type = "incremental", cursor_path = "updated_at", initial_value = "{INITIAL}" }} }}
-"#,
-        client = api.client_toml(""),
-    )
+    api.incremental_toml(name, limit, INITIAL)
 }
 
 /// `(offset, updated_since)` of each `/v1/incremental` request in the API's log.

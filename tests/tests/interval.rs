@@ -12,20 +12,7 @@ const RUN: Duration = Duration::from_secs(180);
 const INITIAL: &str = "2026-01-01T00:00:00Z";
 
 fn config(api: &DemoApi, name: &str) -> String {
-    format!(
-        r#"{client}
-[[resources]]
-name = "events"
-topic = "{name}.events"
-
-[resources.endpoint]
-path = "/v1/incremental"
-data_selector = "data"
-paginator = {{ type = "offset", limit = 100 }}
-params = {{ updated_since = {{ type = "incremental", cursor_path = "updated_at", initial_value = "{INITIAL}" }} }}
-"#,
-        client = api.client_toml(""),
-    )
+    api.incremental_toml(name, 100, INITIAL)
 }
 
 /// The `updated_since` of every `/v1/incremental` request so far, in order.

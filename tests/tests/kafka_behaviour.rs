@@ -120,23 +120,13 @@ fn a_replay_from_a_time_after_the_last_record_reads_nothing() -> Result<()> {
 /// write to the state and schema topics under keys of their own.
 fn compaction_config(api: &DemoApi, name: &str) -> String {
     format!(
-        r#"{client}
-[[resources]]
-name = "events"
-topic = "{name}.events"
-
-[resources.endpoint]
-path = "/v1/incremental"
-data_selector = "data"
-paginator = {{ type = "offset", limit = 100 }}
-params = {{ updated_since = {{ type = "incremental", cursor_path = "updated_at", initial_value = "2026-01-01T00:00:00Z" }} }}
-
+        r#"{events}
 [[resources]]
 name = "roller"
 topic = "{name}.roller"
 endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type = "offset", limit = 100 }} }}
 "#,
-        client = api.client_toml(""),
+        events = api.incremental_toml(name, 100, "2026-01-01T00:00:00Z"),
     )
 }
 
