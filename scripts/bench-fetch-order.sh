@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/lib.sh
 
 broker=kafka; records=200000; rounds=2; variants=()
 while [ $# -gt 0 ]; do
@@ -36,13 +37,6 @@ export API_KEY="bench-$RANDOM$RANDOM"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
 
 port=$((19300 + RANDOM % 300)); api_port=$((18700 + RANDOM % 300))
 case "$broker" in
@@ -60,21 +54,7 @@ DEMO_API_KEY="$API_KEY" "$bin/demo-api" --listen "127.0.0.1:$api_port" --records
 pids+=($!)
 wait_port "$port"; wait_port "$api_port"
 
-cat >"$run/p.toml" <<TOML
-[pipeline]
-name = "fetchorder"
-[kafka]
-"bootstrap.servers" = "127.0.0.1:$port"
-[client]
-base_url = "http://127.0.0.1:$api_port"
-auth = { type = "api_key", name = "api_key", api_key = { secret = "api_key" }, location = "query" }
-[resource_defaults]
-primary_key = "id"
-write_disposition = "merge"
-[[resources]]
-name = "communications_data"
-endpoint = { path = "/v1/resource", data_selector = "data", paginator = { type = "offset", limit = 100 } }
-TOML
+seed_config fetchorder "127.0.0.1:$port" "http://127.0.0.1:$api_port" >"$run/p.toml"
 "$bin/extractor" --config "$run/p.toml" >"$run/extractor.out" 2>"$run/extractor.log"
 
 # env_of VARIANT: the RDKAFKA_* assignments of its settings.

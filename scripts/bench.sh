@@ -24,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/lib.sh
 
 scale=1; with_dlt=0; dlt_records=""
 while [ $# -gt 0 ]; do
@@ -49,13 +50,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
 
 (cd "$run" && exec tansu broker --storage-engine sqlite://tansu.db \
   --listener-url "tcp://127.0.0.1:$broker_port" \
@@ -73,14 +67,9 @@ start_api() { # records latency_ms
 }
 
 config() { # name base_url
-  cat >"$run/$1.toml" <<TOML
-[pipeline]
-name = "$1"
-[kafka]
-"bootstrap.servers" = "127.0.0.1:$broker_port"
-[client]
-base_url = "$2"
-auth = { type = "api_key", name = "api_key", api_key = { secret = "api_key" }, location = "query" }
+  seed_config "$1" "127.0.0.1:$broker_port" "$2" "$1.communications_data" \
+    "${BENCH_MAX_TABLE_NESTING:+max_table_nesting = $BENCH_MAX_TABLE_NESTING}" >"$run/$1.toml"
+}
 [resource_defaults]
 primary_key = "id"
 write_disposition = "merge"

@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/lib.sh
 
 records="${DEMO_RECORDS:-10000}"
 broker="${DEMO_BROKER:-tansu}"
@@ -35,14 +36,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1; see .demo/*.log" >&2
-  return 1
-}
 
 if [ "$broker" = kafka ]; then
   scripts/kafka-broker.sh .demo/kafka "$broker_port" $((broker_port + 1)) >.demo/kafka.log 2>&1 &
@@ -55,29 +48,10 @@ pids+=($!)
 DEMO_API_KEY="$API_KEY" "$bin/demo-api" --listen "127.0.0.1:$api_port" --records "$records" \
   >.demo/demo-api.out 2>.demo/demo-api.log &
 pids+=($!)
-wait_port "$broker_port"
-wait_port "$api_port"
+wait_port "$broker_port" ".demo/*.log"
+wait_port "$api_port" ".demo/*.log"
 
-cat >.demo/pipeline.toml <<TOML
-# The seed's rest_api_source dict, key for key, plus where Kafka is.
-[pipeline]
-name = "communications"
-
-[kafka]
-"bootstrap.servers" = "127.0.0.1:$broker_port"
-
-[client]
-base_url = "http://127.0.0.1:$api_port"
-auth = { type = "api_key", name = "api_key", api_key = { secret = "api_key" }, location = "query" }
-
-[resource_defaults]
-primary_key = "id"
-write_disposition = "merge"
-
-[[resources]]
-name = "communications_data"
-endpoint = { path = "/v1/resource", data_selector = "data", paginator = { type = "offset", limit = 100 } }
-TOML
+seed_config communications "127.0.0.1:$broker_port" "http://127.0.0.1:$api_port" >.demo/pipeline.toml
 
 echo "== extractor: API -> Kafka ($broker, $records records)"
 "$bin/extractor" --config .demo/pipeline.toml 2>.demo/extractor.log
