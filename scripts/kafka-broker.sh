@@ -50,7 +50,12 @@ if [ ! -f "$dir/data/meta.properties" ]; then
   if [ ! -f "$template/meta.properties" ]; then
     scratch="$(mktemp -d "$(dirname "$libs")/format.XXXXXX")"
     sed "s:^log.dirs=.*:log.dirs=$scratch/data:" "$props" >"$scratch/server.properties"
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # 16 random bytes, URL-safe base64, as Kafka's own ids; never starting with `-`, which
+    # the storage tool would take for an option (Kafka's Uuid.randomUuid avoids it too).
+    cluster_id=-
+    while [ "${cluster_id:0:1}" = - ]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     java "${java_opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format \
       --cluster-id "$cluster_id" --config "$scratch/server.properties" >/dev/null
     # Another broker starting at the same time may have made it first: keep either.
