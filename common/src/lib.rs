@@ -4,6 +4,7 @@
 pub mod avro;
 pub mod cli;
 pub mod config;
+pub mod json;
 pub mod progress;
 pub mod redact;
 pub mod registry;

@@ -513,7 +513,7 @@ impl HttpClient {
                 ignored,
             });
         }
-        let body = serde_json::from_slice(&bytes).map_err(|e| FetchError::NotJson {
+        let body = common::json::from_slice(&bytes).map_err(|e| FetchError::NotJson {
             method: req.method,
             url: shown.to_owned(),
             message: e.to_string(),

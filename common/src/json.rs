@@ -1,0 +1,177 @@
+//! Parsing an API's JSON without losing anything silently: [`from_slice`] is
+//! `serde_json::from_slice::<Value>` except that an object with the same key twice with
+//! different values (`{"a": 1, "a": 2}`) is an error naming the key and its line and column,
+//! where serde_json (like Python's `json`, and so dlt) keeps the last value and drops the
+//! other. RFC 8259 says names SHOULD be unique and leaves the outcome to the parser, so the
+//! pipeline refuses to pick one (the same value twice loses nothing and is kept once).
+//!
+//! Numbers keep their text (the workspace builds serde_json with `arbitrary_precision`), so
+//! an integer beyond 64 bits arrives digit for digit and the schema can refuse it or, under
+//! a `decimal` or `text` hint, keep it exactly (see [`crate::schema`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// How serde_json hands a number to a visitor under `arbitrary_precision`: a one-entry map
+/// whose key is this token and whose value is the number's text (serde_json's own `Value`
+/// reads it the same way; `number_text_survives` below fails if that ever changes).
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// Parses `bytes` as one JSON value, refusing an object that repeats a key with another value.
+pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Strict.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Parses `text` as one JSON value, refusing an object that repeats a key with another value.
+pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
+    from_slice(text.as_bytes())
+}
+
+/// A seed (and visitor) that builds a [`Value`] as serde_json's own does, checking keys.
+#[derive(Clone, Copy)]
+struct Strict;
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(Strict)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let Some(first) = access.next_key::<String>()? else {
+            return Ok(Value::Object(Map::new()));
+        };
+        if first == NUMBER_TOKEN {
+            let text: String = access.next_value()?;
+            return Number::from_str(&text)
+                .map(Value::Number)
+                .map_err(de::Error::custom);
+        }
+        let mut map = Map::new();
+        let value = access.next_value_seed(Strict)?;
+        let _ = map.insert(first, value);
+        while let Some(key) = access.next_key::<String>()? {
+            let value = access.next_value_seed(Strict)?;
+            match map.get(&key) {
+                Some(earlier) if *earlier != value => {
+                    return Err(de::Error::custom(format_args!(
+                        "object key {key:?} appears twice with different values \
+                         (the pipeline refuses to pick one)"
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    let _ = map.insert(key, value);
+                }
+            }
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_like_serde_json() {
+        let text = r#"{"b": [1, -2, 2.5, true, null, "x"], "a": {"c": {}}, "e": []}"#;
+        let strict = from_str(text).unwrap();
+        assert_eq!(strict, serde_json::from_str::<Value>(text).unwrap());
+        // Key order is the document's (serde_json's `preserve_order`).
+        let keys: Vec<&String> = strict.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["b", "a", "e"]);
+        assert!(from_str("{} x").is_err(), "trailing characters");
+        assert!(from_str("").is_err());
+    }
+
+    #[test]
+    fn a_repeated_key_is_an_error_with_its_position() {
+        let err = from_str("{\"id\": 1,\n \"a\": 1, \"a\": 2}").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(r#"key "a" appears twice"#), "{message}");
+        assert!(message.contains("line 2"), "{message}");
+        let err = from_str(r#"{"data": [{"id": 1}, {"id": 2, "x": {"k": 1, "k": "1"}}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r#"key "k""#), "nested: {err}");
+        // The same value twice loses nothing: one entry.
+        let v = from_str(r#"{"k": {"x": 1}, "j": 0, "k": {"x": 1}}"#).unwrap();
+        assert_eq!(v, json!({"k": {"x": 1}, "j": 0}));
+        // The same key in different objects is fine.
+        assert!(from_str(r#"[{"a": 1}, {"a": 2, "b": {"a": 3}}]"#).is_ok());
+    }
+
+    #[test]
+    fn number_text_survives() {
+        let big = "18446744073709551616";
+        let v = from_str(&format!(r#"{{"n": {big}, "m": -9223372036854775809, "f": 1.50}}"#))
+            .unwrap();
+        assert_eq!(v["n"].to_string(), big);
+        assert_eq!(v["m"].to_string(), "-9223372036854775809");
+        assert!(v["n"].as_i64().is_none() && v["n"].as_u64().is_none());
+        assert_eq!(v["f"].as_f64(), Some(1.5));
+        assert_eq!(from_str("7").unwrap(), json!(7));
+        assert_eq!(from_str("-7").unwrap().as_i64(), Some(-7));
+    }
+}
