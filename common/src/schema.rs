@@ -23,11 +23,26 @@
 //!   RFC 3339 strings or integer epoch seconds; `decimal` from numbers or numeric strings,
 //!   rounded half-even to the scale (default `decimal(38, 9)`; a precision without a scale
 //!   means scale 0); `json` from anything;
-//! - integers beyond `i64` are an error unless hinted `double`, `decimal` or `text`. (Without
-//!   serde_json's `arbitrary_precision`, integers beyond `u64` already arrive as floats.)
+//! - numbers keep their JSON text (serde_json's `arbitrary_precision` is on in the
+//!   workspace), so nothing is rounded on the way in: an integer beyond `i64` (2^63 as much
+//!   as 2^64 or -2^63-1) is an error naming the record and field unless the column is hinted
+//!   `decimal` or `text` (kept digit for digit) or `double` (rounded, as asked); an integer
+//!   going into an unhinted `double` field must be exactly a double (|n| ≤ 2^53 always is),
+//!   and a float beyond a double's range (`1e400`) is an error too. Floats are the nearest
+//!   double, as in every JSON parser;
+//! - timestamps are detected only where they are exact: not a leap second (`23:59:60`), a
+//!   year from 1 to 9999 (as dlt's detection), no non-zero digits beyond the microsecond;
+//!   anything else stays text (a `timestamp` hint refuses leap seconds and year 0 and cuts
+//!   digits beyond the microsecond).
 //!
-//! Two JSON keys of one object that normalise to the same name share one field (the later
-//! value wins). A page that fails leaves the schema as it was before the page.
+//! Keys: a blank key (`""`, `"  "`) is the field `_empty`, as in dlt. Two keys of one record
+//! that normalise to the same field (`id`/`Id`, `Name`/`name`, `名前`/`😀` → `x`, `a.b`/`a_b`)
+//! are an error naming the record, the field and both keys when they hold different values
+//! (dlt keeps the later value and drops the other without a word; the same value twice
+//! loses nothing and loads). A null is no value: it never collides. So no field can
+//! overwrite another, the primary key included. A primary key field holding an object or a
+//! list is an error naming the record (dlt refuses it too). A page that fails leaves the
+//! schema as it was before the page.
 //!
 //! "First-seen order" is the order serde_json iterates an object in: the API's key order
 //! with serde_json's `preserve_order` feature (on in the workspace), alphabetical without.
@@ -37,7 +52,7 @@ use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
 use bigdecimal::{BigDecimal, RoundingMode, Zero};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
@@ -221,8 +236,43 @@ pub enum SchemaError {
         expected: DataType,
         value: String,
     },
-    #[error("record {record}: key {key:?} normalises to an empty field name")]
-    EmptyFieldName { record: String, key: String },
+    #[error(
+        "record {record}: field `{field}`: integer {value} cannot be stored exactly as a double \
+         (hint the column as decimal or text)"
+    )]
+    InexactDouble {
+        record: String,
+        field: String,
+        value: String,
+    },
+    #[error(
+        "record {record}: field `{field}`: {value} is beyond the range of a double \
+         (hint the column as decimal or text)"
+    )]
+    FloatOutOfRange {
+        record: String,
+        field: String,
+        value: String,
+    },
+    #[error(
+        "record {record}: keys {first} and {second} both normalise to field `{field}` and hold \
+         different values; loading one would silently drop the other"
+    )]
+    NameCollision {
+        record: String,
+        field: String,
+        /// The keys as the API sent them, quoted, with their parents: `"sender"."Name"`.
+        first: String,
+        second: String,
+    },
+    #[error(
+        "record #{index} of the page: primary key field `{field}` holds {found}, not a single value"
+    )]
+    PrimaryKeyNotScalar {
+        index: usize,
+        field: String,
+        found: &'static str,
+    },
     #[error("columns hint `{column}`: {reason}")]
     InvalidHint { column: String, reason: String },
     #[error("primary key `{column}` normalises to an empty field name")]
@@ -331,6 +381,14 @@ pub fn normalize_identifier(identifier: &str) -> Option<String> {
     Some(out)
 }
 
+/// The field name of a blank JSON key (`""`, `"  "`), as dlt's relational normaliser names it.
+pub const EMPTY_KEY: &str = "_empty";
+
+/// A record key's own field name: [`normalize_identifier`], or [`EMPTY_KEY`] for a blank key.
+pub fn normalize_key(key: &str) -> String {
+    normalize_identifier(key).unwrap_or_else(|| EMPTY_KEY.to_owned())
+}
+
 /// Normalises a flattened path (`sender__address__city`, `senderInfo__zipCode`): each
 /// `__`-separated part with [`normalize_identifier`], blank parts dropped. `None` when
 /// nothing is left.
@@ -347,15 +405,32 @@ pub fn normalize_path(path: &str) -> Option<String> {
 }
 
 /// Parses an RFC 3339 timestamp with a `T` and a zone (dlt's `iso_timestamp` detection)
-/// into microseconds since the epoch, UTC.
+/// into microseconds since the epoch, UTC, when that is exact: `None` for a leap second
+/// (`23:59:60`, which chrono would move to the next second), a year outside 1..=9999 (dlt's
+/// detection refuses year 0 too) and non-zero digits beyond the microsecond.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let (micros, sub_micro_nanos) = parse_timestamp_parts(s)?;
+    (sub_micro_nanos == 0).then_some(micros)
+}
+
+/// [`parse_timestamp`] for a `timestamp` hint: digits beyond the microsecond are cut (the
+/// column holds microseconds); leap seconds and year 0 are still refused.
+pub fn parse_timestamp_to_micros(s: &str) -> Option<i64> {
+    parse_timestamp_parts(s).map(|(micros, _)| micros)
+}
+
+/// Microseconds since the epoch and the nanoseconds below them.
+fn parse_timestamp_parts(s: &str) -> Option<(i64, u32)> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
         return None;
     }
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|ts| ts.timestamp_micros())
+    let ts = DateTime::parse_from_rfc3339(s).ok()?;
+    let nanos = ts.nanosecond();
+    if nanos >= 1_000_000_000 || !(1..=9999).contains(&ts.year()) {
+        return None;
+    }
+    Some((ts.timestamp_micros(), nanos % 1000))
 }
 
 /// Renders an unscaled decimal integer (`"-12500000"`) at `scale` (`"-0.012500000"`).
@@ -419,15 +494,50 @@ pub(crate) fn decimal_text(text: &str, precision: u32, scale: u32) -> Result<Str
     Ok(format_decimal(&unscaled, scale))
 }
 
-/// The kind of a JSON value, for error messages.
-/// The type a new field would get from `value` (`None` for null and integers beyond i64).
+/// What a JSON number is, from its text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    Int(i64),
+    /// An integer beyond `i64` (above 2^63-1 or below -2^63).
+    BigInt,
+    Float(f64),
+    /// A float beyond a double's range (`1e400`).
+    HugeFloat,
+}
+
+fn classify(n: &Number) -> Num {
+    if let Some(v) = n.as_i64() {
+        return Num::Int(v);
+    }
+    if n.is_f64() {
+        return n.as_f64().map_or(Num::HugeFloat, Num::Float);
+    }
+    // Under `arbitrary_precision` neither an integer beyond i64 nor a float beyond f64 is
+    // `is_f64`; the text tells them apart (rare, so the allocation does not matter).
+    if n.to_string().contains(['.', 'e', 'E']) {
+        Num::HugeFloat
+    } else {
+        Num::BigInt
+    }
+}
+
+/// `v` as a double, if the double is exactly `v`.
+fn exact_f64(v: i64) -> Option<f64> {
+    let f = v as f64;
+    // `f` is at most 2^63 in magnitude; 2^63 itself is not an i64, so compare in i128.
+    (f as i128 == i128::from(v)).then_some(f)
+}
+
+/// The type a new field would get from `value` (`None` for null and numbers beyond range).
 fn detected_type(value: &Value) -> Option<DataType> {
     match value {
         Value::Null => None,
         Value::Bool(_) => Some(DataType::Bool),
-        Value::Number(n) if n.as_i64().is_some() => Some(DataType::Bigint),
-        Value::Number(n) if n.is_f64() => Some(DataType::Double),
-        Value::Number(_) => None,
+        Value::Number(n) => match classify(n) {
+            Num::Int(_) => Some(DataType::Bigint),
+            Num::Float(_) => Some(DataType::Double),
+            Num::BigInt | Num::HugeFloat => None,
+        },
         Value::String(s) if parse_timestamp(s).is_some() => Some(DataType::Timestamp),
         Value::String(_) => Some(DataType::Text),
         Value::Array(_) | Value::Object(_) => Some(DataType::Json),
@@ -457,39 +567,38 @@ pub fn variant_of(name: &str) -> Option<&str> {
     (!field.is_empty() && known.iter().any(|t| t.as_str() == data_type)).then_some(field)
 }
 
+/// The kind of a JSON value, for error messages.
 fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(n) if n.as_i64().is_some() => "integer",
-        Value::Number(_) => "integer beyond i64",
+        Value::Number(n) => match classify(n) {
+            Num::Int(_) => "integer",
+            Num::BigInt => "integer beyond i64",
+            Num::Float(_) => "float",
+            Num::HugeFloat => "float beyond a double",
+        },
         Value::String(_) => "string",
         Value::Array(_) => "list",
         Value::Object(_) => "object",
     }
 }
 
-/// An integer too large for `i64` (a `u64`, or any integer under `arbitrary_precision`).
-fn is_big_integer(n: &Number) -> bool {
-    n.as_i64().is_none() && !n.is_f64()
-}
-
-/// A JSON number as `f64`, also for integers beyond `u64` under `arbitrary_precision`.
-fn number_as_f64(n: &Number) -> Option<f64> {
-    n.as_f64().or_else(|| n.to_string().parse().ok())
-}
-
 /// Why a value did not convert to a field's type (the caller adds record and field).
 enum ConvertError {
     Mismatch(&'static str),
     IntegerOutOfRange(String),
+    InexactDouble(String),
+    FloatOutOfRange(String),
     DecimalOutOfRange(String),
     Invalid,
 }
 
-/// Converts a non-null JSON value to `field`'s type.
-fn convert(value: &Value, field: &Field) -> Result<Scalar, ConvertError> {
+/// Converts a non-null JSON value to `field`'s type. `hinted`: the type comes from a
+/// `columns` hint, which converts (a `double` hint rounds any number to the nearest double,
+/// a `timestamp` hint cuts digits beyond the microsecond); an inferred type never changes a
+/// value.
+fn convert(value: &Value, field: &Field, hinted: bool) -> Result<Scalar, ConvertError> {
     let mismatch = || ConvertError::Mismatch(json_kind(value));
     match field.data_type {
         DataType::Json => Ok(Scalar::Json(value.to_string())),
@@ -500,17 +609,29 @@ fn convert(value: &Value, field: &Field) -> Result<Scalar, ConvertError> {
             _ => Err(mismatch()),
         },
         DataType::Bigint => match value {
-            Value::Number(n) => match n.as_i64() {
-                Some(v) => Ok(Scalar::Bigint(v)),
-                None if is_big_integer(n) => Err(ConvertError::IntegerOutOfRange(n.to_string())),
-                None => Err(mismatch()),
+            Value::Number(n) => match classify(n) {
+                Num::Int(v) => Ok(Scalar::Bigint(v)),
+                Num::BigInt => Err(ConvertError::IntegerOutOfRange(n.to_string())),
+                Num::Float(_) | Num::HugeFloat => Err(mismatch()),
             },
             _ => Err(mismatch()),
         },
         DataType::Double => match value {
-            Value::Number(n) => number_as_f64(n)
-                .map(Scalar::Double)
-                .ok_or(ConvertError::Invalid),
+            Value::Number(n) => match classify(n) {
+                Num::Float(f) => Ok(Scalar::Double(f)),
+                Num::Int(v) => match exact_f64(v) {
+                    Some(f) => Ok(Scalar::Double(f)),
+                    None if hinted => Ok(Scalar::Double(v as f64)),
+                    None => Err(ConvertError::InexactDouble(n.to_string())),
+                },
+                Num::BigInt if hinted => n
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(Scalar::Double)
+                    .ok_or(ConvertError::Invalid),
+                Num::BigInt => Err(ConvertError::IntegerOutOfRange(n.to_string())),
+                Num::HugeFloat => Err(ConvertError::FloatOutOfRange(n.to_string())),
+            },
             _ => Err(mismatch()),
         },
         DataType::Bool => match value {
@@ -518,7 +639,7 @@ fn convert(value: &Value, field: &Field) -> Result<Scalar, ConvertError> {
             _ => Err(mismatch()),
         },
         DataType::Timestamp => match value {
-            Value::String(s) => parse_timestamp(s)
+            Value::String(s) => parse_timestamp_to_micros(s)
                 .map(Scalar::Timestamp)
                 .ok_or(ConvertError::Invalid),
             Value::Number(n) => n
@@ -558,6 +679,8 @@ const ROOT: usize = 0;
 struct Node {
     /// The flattened name of the slot whose children these are (`None` for the root).
     prefix: Option<String>,
+    /// That slot's [`Slot::raw`] (`None` for the root).
+    raw_prefix: Option<String>,
     children: FastMap<String, usize>,
 }
 
@@ -572,6 +695,10 @@ struct Slot {
     child: Option<usize>,
     /// A `data_type: json` hint: objects here stay JSON text.
     json_hint: bool,
+    /// The raw key path as the API sent it, for messages: `"sender"."Name"`.
+    raw: String,
+    /// Another slot has the same name (`Name` and `name`): its values are checked per record.
+    shared: bool,
 }
 
 /// A field that must have a value in every record.
@@ -605,6 +732,12 @@ pub struct SchemaBuilder {
     /// Per field: the record stamp of the last non-null value.
     seen: Vec<u64>,
     stamp: u64,
+    /// Flattened name → the first slot with that name (to find names shared by two keys).
+    slot_names: FastMap<String, usize>,
+    /// The current record's values in shared slots: (slot, value).
+    claims: Vec<(usize, Value)>,
+    /// The current record made a slot shared.
+    fresh_share: bool,
 }
 
 impl SchemaBuilder {
@@ -674,6 +807,9 @@ impl SchemaBuilder {
             slots: Vec::new(),
             seen: Vec::new(),
             stamp: 0,
+            slot_names: FastMap::default(),
+            claims: Vec::new(),
+            fresh_share: false,
         }
     }
 
@@ -725,8 +861,18 @@ impl SchemaBuilder {
                 });
             };
             self.stamp += 1;
+            self.claims.clear();
+            self.fresh_share = false;
             let at = RecordRef { record, index };
-            self.infer_object(ROOT, map, at)?;
+            let inferred = self.infer_object(ROOT, map, at);
+            if self.fresh_share {
+                // A key of this record met another of its name for the first time: the first
+                // one's value was not claimed, so walk the record once more (a collision
+                // also explains a type error the second key may have caused).
+                self.claims.clear();
+                self.claim_shared(ROOT, map, at)?;
+            }
+            inferred?;
             self.check_required(at)?;
         }
         Ok(())
@@ -739,7 +885,7 @@ impl SchemaBuilder {
         at: RecordRef<'_>,
     ) -> Result<(), SchemaError> {
         for (key, value) in map {
-            let slot = self.slot_id(node, key, at)?;
+            let slot = self.slot_id(node, key);
             self.infer_value(slot, value, at)?;
         }
         Ok(())
@@ -754,8 +900,26 @@ impl SchemaBuilder {
         if value.is_null() {
             return Ok(());
         }
+        if matches!(value, Value::Object(_) | Value::Array(_))
+            && self.table.primary_key.contains(&self.slots[slot].name)
+        {
+            return Err(SchemaError::PrimaryKeyNotScalar {
+                index: at.index,
+                field: self.slots[slot].name.clone(),
+                found: if value.is_object() {
+                    "an object"
+                } else {
+                    "a list"
+                },
+            });
+        }
         let field = self.resolve(slot);
         let is_json_field = field.is_some_and(|i| self.table.fields[i].data_type == DataType::Json);
+        let flattened =
+            value.is_object() && !self.slots[slot].json_hint && !is_json_field && field.is_none();
+        if self.slots[slot].shared && !flattened {
+            self.claim(slot, value, at)?;
+        }
         if let Value::Object(map) = value
             && !self.slots[slot].json_hint
             && !is_json_field
@@ -774,6 +938,7 @@ impl SchemaBuilder {
                     let child = self.nodes.len();
                     self.nodes.push(Node {
                         prefix: Some(self.slots[slot].name.clone()),
+                        raw_prefix: Some(self.slots[slot].raw.clone()),
                         children: FastMap::default(),
                     });
                     self.slots[slot].child = Some(child);
@@ -803,6 +968,53 @@ impl SchemaBuilder {
         Ok(())
     }
 
+    /// Records that `slot` (one of several keys with its name) holds `value` in the current
+    /// record; another key of the record with the same name and a different value is a
+    /// [`SchemaError::NameCollision`].
+    fn claim(&mut self, slot: usize, value: &Value, at: RecordRef<'_>) -> Result<(), SchemaError> {
+        let name = &self.slots[slot].name;
+        let earlier = self
+            .claims
+            .iter()
+            .find(|(s, v)| *s != slot && self.slots[*s].name == *name && v != value);
+        if let Some((other, _)) = earlier {
+            return Err(SchemaError::NameCollision {
+                record: self.record_id(at),
+                field: name.clone(),
+                first: self.slots[*other].raw.clone(),
+                second: self.slots[slot].raw.clone(),
+            });
+        }
+        self.claims.push((slot, value.clone()));
+        Ok(())
+    }
+
+    /// Claims every value of `map` (a record, or an object flattened into it) held in a
+    /// shared slot.
+    fn claim_shared(
+        &mut self,
+        node: usize,
+        map: &Map<String, Value>,
+        at: RecordRef<'_>,
+    ) -> Result<(), SchemaError> {
+        for (key, value) in map {
+            if value.is_null() {
+                continue;
+            }
+            let Some(&slot) = self.nodes[node].children.get(key.as_str()) else {
+                continue;
+            };
+            let field = self.resolve(slot);
+            if let (Value::Object(inner), Some(child), None) = (value, self.slots[slot].child, field)
+            {
+                self.claim_shared(child, inner, at)?;
+            } else if self.slots[slot].shared {
+                self.claim(slot, value, at)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks one more value against an unhinted field, widening it where allowed.
     fn observe(
         &mut self,
@@ -812,17 +1024,14 @@ impl SchemaBuilder {
     ) -> Result<(), SchemaError> {
         let observed = match (self.table.fields[index].data_type, value) {
             (DataType::Json, _) => Observed::Fits,
-            (DataType::Bigint, Value::Number(n)) if n.as_i64().is_some() => Observed::Fits,
-            (DataType::Bigint, Value::Number(n)) if n.is_f64() => Observed::Widen(DataType::Double),
-            (DataType::Double, Value::Number(n)) if n.as_i64().is_some() || n.is_f64() => {
-                Observed::Fits
-            }
             (DataType::Bigint | DataType::Double, Value::Number(n)) => {
-                return Err(SchemaError::IntegerOutOfRange {
-                    record: self.record_id(at),
-                    field: self.table.fields[index].name.clone(),
-                    value: n.to_string(),
-                });
+                match (self.table.fields[index].data_type, classify(n)) {
+                    (DataType::Bigint, Num::Float(_)) => Observed::Widen(DataType::Double),
+                    (_, Num::Int(_) | Num::Float(_)) => Observed::Fits,
+                    (_, Num::BigInt | Num::HugeFloat) => {
+                        return Err(self.number_error(at, &self.table.fields[index].name, n));
+                    }
+                }
             }
             (DataType::Text, Value::String(_)) | (DataType::Bool, Value::Bool(_)) => Observed::Fits,
             (DataType::Timestamp, Value::String(s)) => {
@@ -856,6 +1065,11 @@ impl SchemaBuilder {
     ) -> Result<usize, SchemaError> {
         let required = self.required.iter().any(|r| r.field == Some(index));
         let Some(data_type) = detected_type(value).filter(|_| !required) else {
+            if let Value::Number(n) = value
+                && matches!(classify(n), Num::BigInt | Num::HugeFloat)
+            {
+                return Err(self.number_error(at, &self.table.fields[index].name, n));
+            }
             return Err(self.mismatch(at, index, json_kind(value)));
         };
         let name = variant_name(&self.table.fields[index].name, data_type);
@@ -890,15 +1104,13 @@ impl SchemaBuilder {
             Some(t) => t,
             None => match value {
                 Value::Bool(_) => DataType::Bool,
-                Value::Number(n) if n.as_i64().is_some() => DataType::Bigint,
-                Value::Number(n) if n.is_f64() => DataType::Double,
-                Value::Number(n) => {
-                    return Err(SchemaError::IntegerOutOfRange {
-                        record: self.record_id(at),
-                        field: name,
-                        value: n.to_string(),
-                    });
-                }
+                Value::Number(n) => match classify(n) {
+                    Num::Int(_) => DataType::Bigint,
+                    Num::Float(_) => DataType::Double,
+                    Num::BigInt | Num::HugeFloat => {
+                        return Err(self.number_error(at, &name, n));
+                    }
+                },
                 Value::String(s) if parse_timestamp(s).is_some() => DataType::Timestamp,
                 Value::String(_) => DataType::Text,
                 Value::Array(_) | Value::Object(_) => DataType::Json,
@@ -997,10 +1209,10 @@ impl SchemaBuilder {
             if value.is_null() {
                 continue;
             }
-            let slot = self.slot_id(node, key, at)?;
+            let slot = self.slot_id(node, key);
             if let Some(index) = self.resolve(slot) {
                 let field = &self.table.fields[index];
-                match convert(value, field) {
+                match convert(value, field, self.hinted[index]) {
                     Ok(scalar) => row[index] = Some(scalar),
                     Err(ConvertError::Mismatch(found)) => {
                         // A value of another type goes to its variant field, if inference
@@ -1012,7 +1224,7 @@ impl SchemaBuilder {
                         let Some(variant) = variant else {
                             return Err(self.mismatch(at, index, found));
                         };
-                        let scalar = convert(value, &self.table.fields[variant])
+                        let scalar = convert(value, &self.table.fields[variant], false)
                             .map_err(|e| self.convert_error(at, variant, value, e))?;
                         row[variant] = Some(scalar);
                     }
@@ -1026,30 +1238,42 @@ impl SchemaBuilder {
     }
 
     /// The slot of raw key `key` under `node`, created (and its name normalised) on first sight.
-    fn slot_id(&mut self, node: usize, key: &str, at: RecordRef<'_>) -> Result<usize, SchemaError> {
+    fn slot_id(&mut self, node: usize, key: &str) -> usize {
         if let Some(&slot) = self.nodes[node].children.get(key) {
-            return Ok(slot);
+            return slot;
         }
-        let Some(own) = normalize_identifier(key) else {
-            return Err(SchemaError::EmptyFieldName {
-                record: self.record_id(at),
-                key: key.to_owned(),
-            });
-        };
+        let own = normalize_key(key);
         let name = match &self.nodes[node].prefix {
             Some(parent) => format!("{parent}{PATH_SEPARATOR}{own}"),
             None => own,
         };
+        let raw = match &self.nodes[node].raw_prefix {
+            Some(parent) => format!("{parent}.{key:?}"),
+            None => format!("{key:?}"),
+        };
         let json_hint = self.hints.get(&name).and_then(|h| h.data_type) == Some(DataType::Json);
         let slot = self.slots.len();
+        let shared = match self.slot_names.get(&name) {
+            Some(&first) => {
+                self.slots[first].shared = true;
+                self.fresh_share = true;
+                true
+            }
+            None => {
+                let _ = self.slot_names.insert(name.clone(), slot);
+                false
+            }
+        };
         self.slots.push(Slot {
             name,
             field: None,
             child: None,
             json_hint,
+            raw,
+            shared,
         });
         let _ = self.nodes[node].children.insert(key.to_owned(), slot);
-        Ok(slot)
+        slot
     }
 
     /// The field of `slot`, if it exists (possibly created through another raw key).
@@ -1078,6 +1302,7 @@ impl SchemaBuilder {
             node.children.retain(|_, s| *s < old_slots);
         }
         self.slots.truncate(old_slots);
+        self.slot_names.retain(|_, s| *s < old_slots);
         for slot in &mut self.slots {
             slot.field = slot.field.filter(|&i| i < old_len);
             slot.child = slot.child.filter(|&n| n < old_nodes);
@@ -1124,6 +1349,23 @@ impl SchemaBuilder {
         }
     }
 
+    /// The error for a number no inferred type holds exactly.
+    fn number_error(&self, at: RecordRef<'_>, field: &str, n: &Number) -> SchemaError {
+        let (record, field, value) = (self.record_id(at), field.to_owned(), n.to_string());
+        match classify(n) {
+            Num::HugeFloat => SchemaError::FloatOutOfRange {
+                record,
+                field,
+                value,
+            },
+            _ => SchemaError::IntegerOutOfRange {
+                record,
+                field,
+                value,
+            },
+        }
+    }
+
     fn convert_error(
         &self,
         at: RecordRef<'_>,
@@ -1135,6 +1377,16 @@ impl SchemaBuilder {
         match e {
             ConvertError::Mismatch(found) => self.mismatch(at, index, found),
             ConvertError::IntegerOutOfRange(value) => SchemaError::IntegerOutOfRange {
+                record: self.record_id(at),
+                field: field.name.clone(),
+                value,
+            },
+            ConvertError::InexactDouble(value) => SchemaError::InexactDouble {
+                record: self.record_id(at),
+                field: field.name.clone(),
+                value,
+            },
+            ConvertError::FloatOutOfRange(value) => SchemaError::FloatOutOfRange {
                 record: self.record_id(at),
                 field: field.name.clone(),
                 value,
@@ -1162,9 +1414,7 @@ fn find_flattened<'v>(value: &'v Value, target: &str, prefix: Option<&str>) -> O
         return None;
     };
     for (key, child) in map {
-        let Some(own) = normalize_identifier(key) else {
-            continue;
-        };
+        let own = normalize_key(key);
         let name = match prefix {
             Some(p) => format!("{p}{PATH_SEPARATOR}{own}"),
             None => own,
@@ -1882,6 +2132,307 @@ mod tests {
             cell(&b, &page.rows[0], "l"),
             Some(Scalar::Json(r#"{"x":1}"#.into()))
         );
+    }
+
+    /// Records parsed as the extractor parses a response (numbers keep their text).
+    fn parse(text: &str) -> Vec<Value> {
+        match crate::json::from_str(text).unwrap() {
+            Value::Array(records) => records,
+            other => vec![other],
+        }
+    }
+
+    #[test]
+    fn keys_normalising_to_one_field_with_different_values_are_an_error() {
+        let cases = [
+            (r#"{"id": 1, "Id": 2}"#, "id", r#""id""#, r#""Id""#),
+            (r#"{"id": 1, "Name": "A", "name": "b"}"#, "name", r#""Name""#, r#""name""#),
+            (r#"{"id": 1, "名前": "A", "😀": "b"}"#, "x", r#""名前""#, r#""😀""#),
+            (r#"{"id": 1, "a.b": 1, "a_b": 2}"#, "a_b", r#""a.b""#, r#""a_b""#),
+            (
+                r#"{"id": 1, "s": {"Zip": "1"}, "S": {"zip": "2"}}"#,
+                "s__zip",
+                r#""s"."Zip""#,
+                r#""S"."zip""#,
+            ),
+            (r#"{"id": 1, "": "e", " ": "sp"}"#, "_empty", r#""""#, r#"" ""#),
+            (r#"{"id": 1, "ID": "one"}"#, "id", r#""id""#, r#""ID""#),
+        ];
+        for (text, field, first, second) in cases {
+            let mut b = builder(&["id"], &[]);
+            let before = b.schema().clone();
+            let err = b.add_page(&parse(text)).unwrap_err();
+            assert_eq!(
+                err,
+                SchemaError::NameCollision {
+                    record: "id=1 (#0 in page)".into(),
+                    field: field.into(),
+                    first: first.into(),
+                    second: second.into(),
+                },
+                "{text}"
+            );
+            let message = err.to_string();
+            assert!(message.contains("id=1") && message.contains(first), "{message}");
+            assert_eq!(b.schema(), &before, "a failed page changes nothing");
+        }
+    }
+
+    #[test]
+    fn colliding_keys_never_overwrite_the_primary_key() {
+        let mut b = builder(&["id"], &[]);
+        // Record 1 is fine; record 2 carries `Id` as well: the error names it, and nothing of
+        // the page is kept (the page fails before any row is made).
+        let err = b
+            .add_page(&parse(r#"[{"id": 1}, {"id": 2, "ID": 3}]"#))
+            .unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::NameCollision { record, field, .. }
+                if record == "id=2 (#1 in page)" && field == "id"),
+            "{err}"
+        );
+        // The same value under both keys loses nothing and loads; a null is no value.
+        let page = b
+            .add_page(&parse(
+                r#"[{"id": 4, "ID": 4, "Name": null, "name": "n"}, {"Id": 5}]"#,
+            ))
+            .unwrap();
+        assert_eq!(page.keys, ["4", "5"]);
+        assert_eq!(
+            cell(&b, &page.rows[0], "name"),
+            Some(Scalar::Text("n".into()))
+        );
+        // Keys that share a name in different records are one field, as before.
+        let page = b
+            .add_page(&parse(r#"[{"id": 6, "Name": "a"}, {"id": 7, "name": "b"}]"#))
+            .unwrap();
+        assert_eq!(names(&b), ["id", "name"]);
+        assert_eq!(
+            cell(&b, &page.rows[1], "name"),
+            Some(Scalar::Text("b".into()))
+        );
+        // Once two keys share a name, every later record is checked on the first pass.
+        let err = b
+            .add_page(&parse(r#"[{"id": 9, "name": "b", "Name": "c"}]"#))
+            .unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::NameCollision { first, second, .. }
+                if first == r#""name""# && second == r#""Name""#),
+            "{err}"
+        );
+        // Objects under colliding keys flatten side by side until two leaves meet.
+        let page = b
+            .add_page(&parse(r#"[{"id": 8, "s": {"a": 1}, "S": {"b": 2}}]"#))
+            .unwrap();
+        assert_eq!(cell(&b, &page.rows[0], "s__a"), Some(Scalar::Bigint(1)));
+        assert_eq!(cell(&b, &page.rows[0], "s__b"), Some(Scalar::Bigint(2)));
+    }
+
+    #[test]
+    fn a_blank_key_is_the_empty_field() {
+        let mut b = builder(&["id"], &[]);
+        let page = b
+            .add_page(&parse(r#"[{"id": 1, "": "e", "n": {" ": 2}}]"#))
+            .unwrap();
+        assert_eq!(names(&b), ["id", "_empty", "n___empty"]);
+        assert_eq!(
+            cell(&b, &page.rows[0], "_empty"),
+            Some(Scalar::Text("e".into()))
+        );
+        assert_eq!(normalize_key("  "), "_empty");
+        assert_eq!(normalize_key("a__b"), "a_b");
+    }
+
+    #[test]
+    fn a_primary_key_holding_an_object_or_a_list_is_an_error() {
+        for (text, found) in [
+            (r#"{"id": {"a": 1}}"#, "an object"),
+            (r#"{"id": [1, 2]}"#, "a list"),
+        ] {
+            let mut b = builder(&["id"], &[]);
+            let err = b.add_page(&parse(text)).unwrap_err();
+            assert_eq!(
+                err,
+                SchemaError::PrimaryKeyNotScalar {
+                    index: 0,
+                    field: "id".into(),
+                    found
+                }
+            );
+        }
+        // A float or a bool is a key like any other (as in dlt).
+        let mut b = builder(&["id"], &[]);
+        let page = b.add_page(&parse(r#"[{"id": 1.5}]"#)).unwrap();
+        assert_eq!(page.keys, ["1.5"]);
+        let mut b = builder(&["id"], &[]);
+        let page = b.add_page(&parse(r#"[{"id": true}]"#)).unwrap();
+        assert_eq!(page.keys, ["true"]);
+        // A nested key field is fine under its object.
+        let mut b = builder(&["sender__id"], &[]);
+        let page = b.add_page(&parse(r#"[{"sender": {"id": 7}}]"#)).unwrap();
+        assert_eq!(page.keys, ["7"]);
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_alike_or_kept_exactly_under_a_hint() {
+        let beyond = [
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "100000000000000000000000000000",
+        ];
+        for big in beyond {
+            // A new field, an integer field, a double field, a text field: the same error.
+            for first in ["", r#""v": 1"#, r#""v": 1.5"#, r#""v": "s""#] {
+                let mut b = builder(&["id"], &[]);
+                if !first.is_empty() {
+                    let _ = b.add_page(&parse(&format!("{{\"id\": 1, {first}}}"))).unwrap();
+                }
+                let err = b
+                    .add_page(&parse(&format!(r#"{{"id": 2, "v": {big}}}"#)))
+                    .unwrap_err();
+                assert_eq!(
+                    err,
+                    SchemaError::IntegerOutOfRange {
+                        record: "id=2 (#0 in page)".into(),
+                        field: "v".into(),
+                        value: big.into(),
+                    },
+                    "{big} after {first:?}"
+                );
+                assert!(err.to_string().contains(big));
+            }
+            // As the primary key too.
+            let mut b = builder(&["id"], &[]);
+            let err = b
+                .add_page(&parse(&format!(r#"{{"id": {big}}}"#)))
+                .unwrap_err();
+            assert!(matches!(err, SchemaError::IntegerOutOfRange { .. }), "{err}");
+            // Hinted text or decimal: digit for digit.
+            let mut b = builder(
+                &["id"],
+                &[
+                    ("t", hint(DataType::Text)),
+                    (
+                        "d",
+                        ColumnHint {
+                            data_type: Some(DataType::Decimal),
+                            precision: Some(38),
+                            scale: Some(0),
+                            ..ColumnHint::default()
+                        },
+                    ),
+                ],
+            );
+            let page = b
+                .add_page(&parse(&format!(r#"{{"id": 1, "t": {big}, "d": {big}}}"#)))
+                .unwrap();
+            assert_eq!(cell(&b, &page.rows[0], "t"), Some(Scalar::Text(big.into())));
+            assert_eq!(
+                cell(&b, &page.rows[0], "d"),
+                Some(Scalar::Decimal(big.into()))
+            );
+        }
+        // A `double` hint rounds, as asked.
+        let mut b = builder(&["id"], &[("f", hint(DataType::Double))]);
+        let page = b
+            .add_page(&parse(r#"{"id": 1, "f": 18446744073709551616}"#))
+            .unwrap();
+        assert_eq!(
+            cell(&b, &page.rows[0], "f"),
+            Some(Scalar::Double(18_446_744_073_709_551_616.0))
+        );
+    }
+
+    #[test]
+    fn an_unhinted_double_field_takes_only_exact_numbers() {
+        let mut b = builder(&["id"], &[]);
+        // 2^53 + 1 has no double; 2^60 has one.
+        let err = b
+            .add_page(&parse(
+                r#"[{"id": 1, "v": 0.5}, {"id": 2, "v": 9007199254740993}]"#,
+            ))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::InexactDouble {
+                record: "id=2 (#1 in page)".into(),
+                field: "v".into(),
+                value: "9007199254740993".into(),
+            }
+        );
+        let page = b
+            .add_page(&parse(
+                r#"[{"id": 1, "v": 0.5}, {"id": 2, "v": 1152921504606846976}]"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            cell(&b, &page.rows[1], "v"),
+            Some(Scalar::Double(1_152_921_504_606_846_976.0))
+        );
+        // Widening a bigint field checks the page's integers too.
+        let mut b = builder(&["id"], &[]);
+        let err = b
+            .add_page(&parse(
+                r#"[{"id": 1, "v": 9007199254740993}, {"id": 2, "v": 2.5}]"#,
+            ))
+            .unwrap_err();
+        assert!(matches!(err, SchemaError::InexactDouble { .. }), "{err}");
+        // A float beyond a double's range.
+        let err = b
+            .add_page(&parse(r#"{"id": 3, "w": 1e400}"#))
+            .unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::FloatOutOfRange { record, field, value }
+                if record == "id=3 (#0 in page)" && field == "w" && value.ends_with("400")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_detected_only_where_exact() {
+        assert_eq!(
+            parse_timestamp("2016-12-31T23:59:59Z"),
+            Some(1_483_228_799_000_000)
+        );
+        for text in [
+            "2016-12-31T23:59:60Z",
+            "0000-01-01T00:00:00Z",
+            "2024-01-01T00:00:00.123456789Z",
+        ] {
+            assert_eq!(parse_timestamp(text), None, "{text}");
+            let mut b = builder(&["id"], &[]);
+            let page = b
+                .add_page(&[json!({"id": 1, "t": "2024-01-01T00:00:00Z"}), json!({"id": 2, "t": text})])
+                .unwrap();
+            assert_eq!(field(&b, "t").data_type, DataType::Text, "{text}");
+            assert_eq!(
+                cell(&b, &page.rows[1], "t"),
+                Some(Scalar::Text(text.into()))
+            );
+        }
+        assert_eq!(
+            parse_timestamp("2024-01-01T00:00:00.123456000Z"),
+            Some(1_704_067_200_123_456)
+        );
+        assert_eq!(
+            parse_timestamp("0001-01-01T00:00:00Z"),
+            Some(-62_135_596_800_000_000)
+        );
+        // A hint cuts below the microsecond and refuses a leap second.
+        let mut b = builder(&["id"], &[("t", hint(DataType::Timestamp))]);
+        let page = b
+            .add_page(&[json!({"id": 1, "t": "2024-01-01T00:00:00.123456789Z"})])
+            .unwrap();
+        assert_eq!(
+            cell(&b, &page.rows[0], "t"),
+            Some(Scalar::Timestamp(1_704_067_200_123_456))
+        );
+        let err = b
+            .add_page(&[json!({"id": 2, "t": "2016-12-31T23:59:60Z"})])
+            .unwrap_err();
+        assert!(matches!(err, SchemaError::InvalidValue { .. }), "{err}");
     }
 
     #[test]
