@@ -165,8 +165,10 @@ mod tests {
     #[test]
     fn number_text_survives() {
         let big = "18446744073709551616";
-        let v = from_str(&format!(r#"{{"n": {big}, "m": -9223372036854775809, "f": 1.50}}"#))
-            .unwrap();
+        let v = from_str(&format!(
+            r#"{{"n": {big}, "m": -9223372036854775809, "f": 1.50}}"#
+        ))
+        .unwrap();
         assert_eq!(v["n"].to_string(), big);
         assert_eq!(v["m"].to_string(), "-9223372036854775809");
         assert!(v["n"].as_i64().is_none() && v["n"].as_u64().is_none());

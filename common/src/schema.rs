@@ -738,6 +738,9 @@ pub struct SchemaBuilder {
     claims: Vec<(usize, Value)>,
     /// The current record made a slot shared.
     fresh_share: bool,
+    /// `Some(max_table_nesting)` when the loader makes child tables of this resource's
+    /// lists ([`SchemaBuilder::with_child_tables`]).
+    child_tables: Option<Option<usize>>,
 }
 
 impl SchemaBuilder {
@@ -810,7 +813,21 @@ impl SchemaBuilder {
             slot_names: FastMap::default(),
             claims: Vec::new(),
             fresh_share: false,
+            child_tables: None,
         }
+    }
+
+    /// Also checks the values the loader will turn into child-table rows (what goes into a
+    /// `json` field that is not hinted `json`, when the resource has a primary key and
+    /// `max_table_nesting` is not 0), down to `max_table_nesting`: two keys of one element
+    /// normalising to one column with different values, and numbers beyond range, are
+    /// errors naming the root record here, before anything is published, rather than a
+    /// loader that stops at the record.
+    pub fn with_child_tables(mut self, max_table_nesting: Option<usize>) -> Self {
+        if max_table_nesting != Some(0) && !self.table.primary_key.is_empty() {
+            self.child_tables = Some(max_table_nesting);
+        }
+        self
     }
 
     /// The schema as it stands after the pages added so far.
@@ -1005,7 +1022,8 @@ impl SchemaBuilder {
                 continue;
             };
             let field = self.resolve(slot);
-            if let (Value::Object(inner), Some(child), None) = (value, self.slots[slot].child, field)
+            if let (Value::Object(inner), Some(child), None) =
+                (value, self.slots[slot].child, field)
             {
                 self.claim_shared(child, inner, at)?;
             } else if self.slots[slot].shared {
@@ -1213,7 +1231,10 @@ impl SchemaBuilder {
             if let Some(index) = self.resolve(slot) {
                 let field = &self.table.fields[index];
                 match convert(value, field, self.hinted[index]) {
-                    Ok(scalar) => row[index] = Some(scalar),
+                    Ok(scalar) => {
+                        self.check_child_rows(index, slot, value, at)?;
+                        row[index] = Some(scalar);
+                    }
                     Err(ConvertError::Mismatch(found)) => {
                         // A value of another type goes to its variant field, if inference
                         // made one (it does for every unhinted, nullable field).
@@ -1226,6 +1247,7 @@ impl SchemaBuilder {
                         };
                         let scalar = convert(value, &self.table.fields[variant], false)
                             .map_err(|e| self.convert_error(at, variant, value, e))?;
+                        self.check_child_rows(variant, slot, value, at)?;
                         row[variant] = Some(scalar);
                     }
                     Err(e) => return Err(self.convert_error(at, index, value, e)),
@@ -1235,6 +1257,54 @@ impl SchemaBuilder {
             }
         }
         Ok(())
+    }
+
+    /// Checks `value`, going into field `index` from `slot`, as the child-table rows the
+    /// loader will make of it (see [`Self::with_child_tables`]).
+    fn check_child_rows(
+        &self,
+        index: usize,
+        slot: usize,
+        value: &Value,
+        at: RecordRef<'_>,
+    ) -> Result<(), SchemaError> {
+        let Some(max) = self.child_tables else {
+            return Ok(());
+        };
+        let field = &self.table.fields[index];
+        if field.data_type != DataType::Json
+            || self.hints.get(&field.name).and_then(|h| h.data_type) == Some(DataType::Json)
+        {
+            return Ok(());
+        }
+        check_list(value, &field.name, &self.slots[slot].raw, 1, max).map_err(|p| match p {
+            Nested::Collision {
+                column,
+                first,
+                second,
+            } => SchemaError::NameCollision {
+                record: self.record_id(at),
+                field: column,
+                first,
+                second,
+            },
+            Nested::Number { column, value } => {
+                let record = self.record_id(at);
+                let text = value.to_string();
+                match classify(&value) {
+                    Num::HugeFloat => SchemaError::FloatOutOfRange {
+                        record,
+                        field: column,
+                        value: text,
+                    },
+                    _ => SchemaError::IntegerOutOfRange {
+                        record,
+                        field: column,
+                        value: text,
+                    },
+                }
+            }
+        })
     }
 
     /// The slot of raw key `key` under `node`, created (and its name normalised) on first sight.
@@ -1405,6 +1475,108 @@ impl SchemaBuilder {
                 value: value.to_string(),
             },
         }
+    }
+}
+
+/// What would stop the loader in a child-table row.
+enum Nested {
+    Collision {
+        column: String,
+        first: String,
+        second: String,
+    },
+    Number {
+        column: String,
+        value: Number,
+    },
+}
+
+/// Checks a list (or a single value, which the loader takes as a list of one) that becomes
+/// rows of a child table at `depth`: `list` is its display name (`items`, `items[].codes`),
+/// `raw` its raw key path.
+fn check_list(
+    value: &Value,
+    list: &str,
+    raw: &str,
+    depth: usize,
+    max: Option<usize>,
+) -> Result<(), Nested> {
+    let items = match value {
+        Value::Null => return Ok(()),
+        Value::Array(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Value::Object(map) => {
+                let mut names = FastMap::default();
+                let raw = format!("{raw}[{i}]");
+                check_row(map, None, &raw, list, depth, max, &mut names)?;
+            }
+            Value::Number(n) => check_number(n, &format!("{list}[].value"))?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// One child row (an object, flattened as the loader's schema flattens it): its leaves'
+/// names must not collide and its numbers must be in range; lists inside it are checked as
+/// grandchild tables while `depth` is below `max`.
+fn check_row<'v>(
+    map: &'v Map<String, Value>,
+    prefix: Option<&str>,
+    raw_prefix: &str,
+    list: &str,
+    depth: usize,
+    max: Option<usize>,
+    names: &mut FastMap<String, (String, &'v Value)>,
+) -> Result<(), Nested> {
+    for (key, value) in map {
+        if value.is_null() {
+            continue;
+        }
+        let own = normalize_key(key);
+        let name = match prefix {
+            Some(p) => format!("{p}{PATH_SEPARATOR}{own}"),
+            None => own,
+        };
+        let raw = format!("{raw_prefix}.{key:?}");
+        match value {
+            Value::Object(inner) => {
+                check_row(inner, Some(&name), &raw, list, depth, max, names)?;
+                continue;
+            }
+            Value::Array(_) if max.is_none_or(|m| depth < m) => {
+                check_list(value, &format!("{list}[].{name}"), &raw, depth + 1, max)?;
+            }
+            Value::Number(n) => check_number(n, &format!("{list}[].{name}"))?,
+            _ => {}
+        }
+        match names.get(&name) {
+            Some((first, earlier)) if *earlier != value => {
+                return Err(Nested::Collision {
+                    column: format!("{list}[].{name}"),
+                    first: first.clone(),
+                    second: raw,
+                });
+            }
+            Some(_) => {}
+            None => {
+                let _ = names.insert(name, (raw, value));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_number(n: &Number, column: &str) -> Result<(), Nested> {
+    match classify(n) {
+        Num::BigInt | Num::HugeFloat => Err(Nested::Number {
+            column: column.to_owned(),
+            value: n.clone(),
+        }),
+        Num::Int(_) | Num::Float(_) => Ok(()),
     }
 }
 
@@ -2146,16 +2318,36 @@ mod tests {
     fn keys_normalising_to_one_field_with_different_values_are_an_error() {
         let cases = [
             (r#"{"id": 1, "Id": 2}"#, "id", r#""id""#, r#""Id""#),
-            (r#"{"id": 1, "Name": "A", "name": "b"}"#, "name", r#""Name""#, r#""name""#),
-            (r#"{"id": 1, "名前": "A", "😀": "b"}"#, "x", r#""名前""#, r#""😀""#),
-            (r#"{"id": 1, "a.b": 1, "a_b": 2}"#, "a_b", r#""a.b""#, r#""a_b""#),
+            (
+                r#"{"id": 1, "Name": "A", "name": "b"}"#,
+                "name",
+                r#""Name""#,
+                r#""name""#,
+            ),
+            (
+                r#"{"id": 1, "名前": "A", "😀": "b"}"#,
+                "x",
+                r#""名前""#,
+                r#""😀""#,
+            ),
+            (
+                r#"{"id": 1, "a.b": 1, "a_b": 2}"#,
+                "a_b",
+                r#""a.b""#,
+                r#""a_b""#,
+            ),
             (
                 r#"{"id": 1, "s": {"Zip": "1"}, "S": {"zip": "2"}}"#,
                 "s__zip",
                 r#""s"."Zip""#,
                 r#""S"."zip""#,
             ),
-            (r#"{"id": 1, "": "e", " ": "sp"}"#, "_empty", r#""""#, r#"" ""#),
+            (
+                r#"{"id": 1, "": "e", " ": "sp"}"#,
+                "_empty",
+                r#""""#,
+                r#"" ""#,
+            ),
             (r#"{"id": 1, "ID": "one"}"#, "id", r#""id""#, r#""ID""#),
         ];
         for (text, field, first, second) in cases {
@@ -2173,7 +2365,10 @@ mod tests {
                 "{text}"
             );
             let message = err.to_string();
-            assert!(message.contains("id=1") && message.contains(first), "{message}");
+            assert!(
+                message.contains("id=1") && message.contains(first),
+                "{message}"
+            );
             assert_eq!(b.schema(), &before, "a failed page changes nothing");
         }
     }
@@ -2204,7 +2399,9 @@ mod tests {
         );
         // Keys that share a name in different records are one field, as before.
         let page = b
-            .add_page(&parse(r#"[{"id": 6, "Name": "a"}, {"id": 7, "name": "b"}]"#))
+            .add_page(&parse(
+                r#"[{"id": 6, "Name": "a"}, {"id": 7, "name": "b"}]"#,
+            ))
             .unwrap();
         assert_eq!(names(&b), ["id", "name"]);
         assert_eq!(
@@ -2287,7 +2484,9 @@ mod tests {
             for first in ["", r#""v": 1"#, r#""v": 1.5"#, r#""v": "s""#] {
                 let mut b = builder(&["id"], &[]);
                 if !first.is_empty() {
-                    let _ = b.add_page(&parse(&format!("{{\"id\": 1, {first}}}"))).unwrap();
+                    let _ = b
+                        .add_page(&parse(&format!("{{\"id\": 1, {first}}}")))
+                        .unwrap();
                 }
                 let err = b
                     .add_page(&parse(&format!(r#"{{"id": 2, "v": {big}}}"#)))
@@ -2308,7 +2507,10 @@ mod tests {
             let err = b
                 .add_page(&parse(&format!(r#"{{"id": {big}}}"#)))
                 .unwrap_err();
-            assert!(matches!(err, SchemaError::IntegerOutOfRange { .. }), "{err}");
+            assert!(
+                matches!(err, SchemaError::IntegerOutOfRange { .. }),
+                "{err}"
+            );
             // Hinted text or decimal: digit for digit.
             let mut b = builder(
                 &["id"],
@@ -2380,9 +2582,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SchemaError::InexactDouble { .. }), "{err}");
         // A float beyond a double's range.
-        let err = b
-            .add_page(&parse(r#"{"id": 3, "w": 1e400}"#))
-            .unwrap_err();
+        let err = b.add_page(&parse(r#"{"id": 3, "w": 1e400}"#)).unwrap_err();
         assert!(
             matches!(&err, SchemaError::FloatOutOfRange { record, field, value }
                 if record == "id=3 (#0 in page)" && field == "w" && value.ends_with("400")),
@@ -2404,7 +2604,10 @@ mod tests {
             assert_eq!(parse_timestamp(text), None, "{text}");
             let mut b = builder(&["id"], &[]);
             let page = b
-                .add_page(&[json!({"id": 1, "t": "2024-01-01T00:00:00Z"}), json!({"id": 2, "t": text})])
+                .add_page(&[
+                    json!({"id": 1, "t": "2024-01-01T00:00:00Z"}),
+                    json!({"id": 2, "t": text}),
+                ])
                 .unwrap();
             assert_eq!(field(&b, "t").data_type, DataType::Text, "{text}");
             assert_eq!(
@@ -2433,6 +2636,85 @@ mod tests {
             .add_page(&[json!({"id": 2, "t": "2016-12-31T23:59:60Z"})])
             .unwrap_err();
         assert!(matches!(err, SchemaError::InvalidValue { .. }), "{err}");
+    }
+
+    #[test]
+    fn child_table_rows_are_checked_before_publishing() {
+        let checked = || builder(&["id"], &[]).with_child_tables(None);
+        let err = checked()
+            .add_page(&parse(
+                r#"{"id": 7, "items": [{"sku": "a"}, {"Name": "x", "name": "y"}]}"#,
+            ))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::NameCollision {
+                record: "id=7 (#0 in page)".into(),
+                field: "items[].name".into(),
+                first: r#""items"[1]."Name""#.into(),
+                second: r#""items"[1]."name""#.into(),
+            }
+        );
+        // Deeper lists, numbers, and a value going to a `__v_json` variant.
+        let err = checked()
+            .add_page(&parse(
+                r#"{"id": 8, "items": [{"codes": [1, 18446744073709551616]}]}"#,
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::IntegerOutOfRange { field, .. }
+                if field == "items[].codes[].value"),
+            "{err}"
+        );
+        let mut b = checked();
+        let _ = b.add_page(&parse(r#"{"id": 1, "q": 1}"#)).unwrap();
+        let err = b
+            .add_page(&parse(r#"{"id": 2, "q": {"a": 1, "A": 2}}"#))
+            .unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::NameCollision { field, .. } if field == "q__v_json[].a"),
+            "{err}"
+        );
+        // The same in different elements, or equal values, is fine.
+        let page = checked()
+            .add_page(&parse(
+                r#"{"id": 9, "items": [{"Name": "x"}, {"name": "y", "NAME": "y"}]}"#,
+            ))
+            .unwrap();
+        assert_eq!(page.rows.len(), 1);
+        // Not checked where the list stays JSON: below max_table_nesting, under a `json`
+        // hint, without a primary key, or with max_table_nesting = 0.
+        let text = r#"{"id": 1, "items": [{"codes": [{"a": 1, "A": 2}]}]}"#;
+        assert!(
+            builder(&["id"], &[])
+                .with_child_tables(Some(1))
+                .add_page(&parse(text))
+                .is_ok()
+        );
+        assert!(
+            builder(&["id"], &[])
+                .with_child_tables(Some(2))
+                .add_page(&parse(text))
+                .is_err()
+        );
+        assert!(
+            builder(&["id"], &[("items", hint(DataType::Json))])
+                .with_child_tables(None)
+                .add_page(&parse(text))
+                .is_ok()
+        );
+        assert!(
+            builder(&[], &[])
+                .with_child_tables(None)
+                .add_page(&parse(text))
+                .is_ok()
+        );
+        assert!(
+            builder(&["id"], &[])
+                .with_child_tables(Some(0))
+                .add_page(&parse(text))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -142,7 +142,8 @@ pub async fn fetch_samples(
             &resource.name,
             resource.primary_key.clone(),
             resource.columns.clone(),
-        );
+        )
+        .with_child_tables(resource.max_table_nesting);
         let _ = builder
             .add_page(&records)
             .map_err(|source| CheckError::Schema {

@@ -800,7 +800,8 @@ async fn publish_pages(
         &resource.name,
         resource.primary_key.clone(),
         resource.columns.clone(),
-    );
+    )
+    .with_child_tables(resource.max_table_nesting);
     let mut encoder: Option<(Encoder, Framing)> = None;
     let mut buf = Vec::with_capacity(4096);
     let mut records = 0u64;
