@@ -326,3 +326,123 @@ fn keys_that_lose_nothing_load_exactly_on_sqlite_and_postgres() -> Result<()> {
     }
     Ok(())
 }
+
+/// The `amount` of each row, as text (a JSON string's content, or a number's digits).
+fn amounts(rows: &[BTreeMap<String, Value>]) -> Vec<String> {
+    rows.iter()
+        .map(|r| match &r["amount"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn integers_beyond_64_bits_fail_alike_or_load_digit_for_digit_under_a_hint() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(10, &[])?;
+
+    // 2^63 was refused, 2^64 landed as the REAL 1.8446744073709552e19 and -2^63-1 as -2^63:
+    // now every integer no i64 holds is the same error, naming record, field and digits.
+    for (case, digits) in [
+        ("int-2p63", "9223372036854775808"),
+        ("int-2p64", "18446744073709551616"),
+        ("int-below-i64", "-9223372036854775809"),
+        ("int-10p30", "1000000000000000000000000000000"),
+    ] {
+        let name = format!("e2e_hr_{}", case.replace('-', "_"));
+        let p = pipeline(&broker, &api, &name, case, 3, "")?;
+        let _ = extract_fails(
+            &p,
+            &[
+                "id=4",
+                "field `amount`",
+                &format!("integer {digits} does not fit a 64-bit signed integer"),
+                "hint the column as double, decimal or text",
+            ],
+        )?;
+        load_ok(&p, None)?;
+        let rows = sqlite_rows(&p, "records", "id")?;
+        ensure!(text(&rows) == plain_rows(), "{case}: {}", text(&rows));
+    }
+
+    // Under a `text` or a `decimal` hint the digits survive, on SQLite and PostgreSQL.
+    for (case, hint, last) in [
+        (
+            "int-2p64",
+            r#"columns = { amount = { data_type = "text" } }"#,
+            "18446744073709551616",
+        ),
+        (
+            "int-below-i64",
+            r#"columns = { amount = { data_type = "decimal", precision = 38, scale = 0 } }"#,
+            "-9223372036854775809",
+        ),
+        (
+            "int-10p30",
+            r#"columns = { amount = { data_type = "decimal", precision = 38, scale = 0 } }"#,
+            "1000000000000000000000000000000",
+        ),
+    ] {
+        let name = format!("e2e_hr_hinted_{}", case.replace('-', "_"));
+        let p = pipeline(&broker, &api, &name, case, 3, hint)?;
+        extract_ok(&p)?;
+        load_ok(&p, None)?;
+        let expected = ["1", "2", "3", last];
+        let rows = sqlite_rows(&p, "records", "id")?;
+        ensure!(amounts(&rows) == expected, "{case} sqlite: {}", text(&rows));
+        if let Some(mut pg) = postgres(&name)? {
+            load_ok(&p, Some(&pg.url))?;
+            let rows = pg_rows(&mut pg, "records", "id")?;
+            ensure!(
+                amounts(&rows) == expected,
+                "{case} postgres: {}",
+                text(&rows)
+            );
+        }
+    }
+
+    // A double field takes only numbers a double holds exactly.
+    let p = pipeline(&broker, &api, "e2e_hr_inexact", "inexact-double", 3, "")?;
+    let _ = extract_fails(
+        &p,
+        &[
+            "id=4",
+            "field `ratio`",
+            "integer 9007199254740993 cannot be stored exactly as a double",
+        ],
+    )?;
+    let p = pipeline(
+        &broker,
+        &api,
+        "e2e_hr_huge_float",
+        "float-beyond-double",
+        3,
+        "",
+    )?;
+    let _ = extract_fails(
+        &p,
+        &["id=4", "field `ratio`", "is beyond the range of a double"],
+    )?;
+
+    // NaN and infinities written as strings stay the strings they were, in a variant
+    // column beside the doubles (dlt would coerce "NaN" into the double column).
+    let p = pipeline(&broker, &api, "e2e_hr_nan", "nan-strings", 100, "")?;
+    extract_ok(&p)?;
+    let expected = canon(&json!([
+        {"id": 1, "ratio": 1.5, "ratio__v_text": null},
+        {"id": 2, "ratio": null, "ratio__v_text": "NaN"},
+        {"id": 3, "ratio": null, "ratio__v_text": "Infinity"},
+        {"id": 4, "ratio": null, "ratio__v_text": "-Infinity"},
+    ]));
+    load_ok(&p, None)?;
+    let rows = sqlite_rows(&p, "records", "id")?;
+    ensure!(text(&rows) == expected, "sqlite: {}", text(&rows));
+    if let Some(mut pg) = postgres("e2e_hr_nan")? {
+        load_ok(&p, Some(&pg.url))?;
+        let rows = pg_rows(&mut pg, "records", "id")?;
+        ensure!(text(&rows) == expected, "postgres: {}", text(&rows));
+    }
+    Ok(())
+}
