@@ -554,3 +554,117 @@ fn odd_primary_keys_fail_clearly_or_load_exactly() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn odd_shapes_fail_clearly_or_load_exactly() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let broker = Broker::start(tmp.path())?;
+    let api = DemoApi::start(10, &[])?;
+
+    // An object repeating a key with another value: serde_json (and Python's json, so dlt)
+    // keep the last value; the run fails naming the key and where it is.
+    let p = pipeline(&broker, &api, "e2e_hr_dup_key", "duplicate-json-key", 3, "")?;
+    let _ = extract_fails(
+        &p,
+        &[
+            "offset=3",
+            r#"object key "amount" appears twice with different values"#,
+            "line 1 column 62",
+        ],
+    )?;
+    load_ok(&p, None)?;
+    let rows = sqlite_rows(&p, "records", "id")?;
+    ensure!(text(&rows) == plain_rows(), "{}", text(&rows));
+
+    // Nested 200 levels: beyond serde_json's recursion limit (128), an error with the
+    // position; nested 100 levels loads as one long flattened column.
+    let p = pipeline(&broker, &api, "e2e_hr_too_deep", "too-deep", 3, "")?;
+    let _ = extract_fails(&p, &["offset=3", "recursion limit exceeded at line 1"])?;
+    let p = pipeline(&broker, &api, "e2e_hr_deep", "deep", 3, "")?;
+    extract_ok(&p)?;
+    load_ok(&p, None)?;
+    let column = format!("{}v", "a__".repeat(100));
+    let expected = canon(&json!([{"id": 1, column.as_str(): 1}]));
+    let rows = sqlite_rows(&p, "records", "id")?;
+    ensure!(text(&rows) == expected, "sqlite: {}", text(&rows));
+    if let Some(mut pg) = postgres("e2e_hr_deep")? {
+        // PostgreSQL cuts names at 63 bytes: the column's name there is not asserted, only
+        // that the one value arrived.
+        load_ok(&p, Some(&pg.url))?;
+        let rows = pg_rows(&mut pg, "records", "id")?;
+        let values: Vec<&Value> = rows[0]
+            .iter()
+            .filter(|(k, _)| *k != "id")
+            .map(|(_, v)| v)
+            .collect();
+        ensure!(
+            rows.len() == 1 && values == [&json!(1)],
+            "postgres: {}",
+            text(&rows)
+        );
+    }
+
+    // 10,000 fields: published (one 144 KiB record), refused by the destination when the
+    // loader creates the table (SQLite allows 2,000 columns, PostgreSQL 1,600): the loader
+    // fails naming the table, and the record stays in the topic.
+    let p = pipeline(&broker, &api, "e2e_hr_wide", "wide", 3, "")?;
+    extract_ok(&p)?;
+    let out = load(&p, None)?;
+    let err = stderr(&out);
+    ensure!(
+        !out.status.success()
+            && err.contains(r#"creating table "records""#)
+            && err.contains("too many columns"),
+        "{}",
+        tail(&err, 5)
+    );
+    if let Some(pg) = postgres("e2e_hr_wide")? {
+        let out = load(&p, Some(&pg.url))?;
+        let err = stderr(&out);
+        ensure!(
+            !out.status.success() && err.contains(r#"creating table "records""#),
+            "{}",
+            tail(&err, 5)
+        );
+    }
+
+    // Timestamps that are not exact instants (a leap second, year 0 — which dlt's detection
+    // refuses too — and nanoseconds) make the column text, each value as it was sent.
+    let p = pipeline(
+        &broker,
+        &api,
+        "e2e_hr_timestamps",
+        "odd-timestamps",
+        100,
+        "",
+    )?;
+    extract_ok(&p)?;
+    let expected = canon(&json!([
+        {"id": 1, "at": "2024-01-01T00:00:00Z"},
+        {"id": 2, "at": "2016-12-31T23:59:60Z"},
+        {"id": 3, "at": "0000-01-01T00:00:00Z"},
+        {"id": 4, "at": "2024-01-01T00:00:00.123456789Z"},
+    ]));
+    load_ok(&p, None)?;
+    let rows = sqlite_rows(&p, "records", "id")?;
+    ensure!(text(&rows) == expected, "sqlite: {}", text(&rows));
+    if let Some(mut pg) = postgres("e2e_hr_timestamps")? {
+        load_ok(&p, Some(&pg.url))?;
+        let rows = pg_rows(&mut pg, "records", "id")?;
+        ensure!(text(&rows) == expected, "postgres: {}", text(&rows));
+    }
+
+    // NUL in text passes the extractor byte for byte and loads so into SQLite (PostgreSQL
+    // cannot store it: its side is tested with the destination errors).
+    let p = pipeline(&broker, &api, "e2e_hr_nul", "nul-text", 100, "")?;
+    extract_ok(&p)?;
+    load_ok(&p, None)?;
+    let conn = p.sqlite()?;
+    let bytes: Vec<u8> = conn.query_row(
+        "SELECT CAST(text AS BLOB) FROM records WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    ensure!(bytes == b"a\0b", "{bytes:?}");
+    Ok(())
+}
