@@ -255,15 +255,15 @@ pub enum SchemaError {
         value: String,
     },
     #[error(
-        "record {record}: keys {first} and {second} both normalise to field `{field}` and hold \
-         different values; loading one would silently drop the other"
+        "record {record}: keys {keys} both normalise to field `{field}` and hold different \
+         values; loading one would silently drop the other"
     )]
     NameCollision {
         record: String,
         field: String,
-        /// The keys as the API sent them, quoted, with their parents: `"sender"."Name"`.
-        first: String,
-        second: String,
+        /// The two keys as the API sent them, quoted, with their parents:
+        /// `"sender"."Name" and "sender"."name"`.
+        keys: String,
     },
     #[error(
         "record #{index} of the page: primary key field `{field}` holds {found}, not a single value"
@@ -998,8 +998,7 @@ impl SchemaBuilder {
             return Err(SchemaError::NameCollision {
                 record: self.record_id(at),
                 field: name.clone(),
-                first: self.slots[*other].raw.clone(),
-                second: self.slots[slot].raw.clone(),
+                keys: format!("{} and {}", self.slots[*other].raw, self.slots[slot].raw),
             });
         }
         self.claims.push((slot, value.clone()));
@@ -1285,8 +1284,7 @@ impl SchemaBuilder {
             } => SchemaError::NameCollision {
                 record: self.record_id(at),
                 field: column,
-                first,
-                second,
+                keys: format!("{first} and {second}"),
             },
             Nested::Number { column, value } => {
                 let record = self.record_id(at);
@@ -2359,8 +2357,7 @@ mod tests {
                 SchemaError::NameCollision {
                     record: "id=1 (#0 in page)".into(),
                     field: field.into(),
-                    first: first.into(),
-                    second: second.into(),
+                    keys: format!("{first} and {second}"),
                 },
                 "{text}"
             );
@@ -2413,8 +2410,8 @@ mod tests {
             .add_page(&parse(r#"[{"id": 9, "name": "b", "Name": "c"}]"#))
             .unwrap_err();
         assert!(
-            matches!(&err, SchemaError::NameCollision { first, second, .. }
-                if first == r#""name""# && second == r#""Name""#),
+            matches!(&err, SchemaError::NameCollision { keys, .. }
+                if keys == r#""name" and "Name""#),
             "{err}"
         );
         // Objects under colliding keys flatten side by side until two leaves meet.
@@ -2651,8 +2648,7 @@ mod tests {
             SchemaError::NameCollision {
                 record: "id=7 (#0 in page)".into(),
                 field: "items[].name".into(),
-                first: r#""items"[1]."Name""#.into(),
-                second: r#""items"[1]."name""#.into(),
+                keys: r#""items"[1]."Name" and "items"[1]."name""#.into(),
             }
         );
         // Deeper lists, numbers, and a value going to a `__v_json` variant.
