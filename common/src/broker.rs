@@ -81,13 +81,24 @@ pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
 /// reported at most every [`REPORT_EVERY`]); any other error is logged.
 pub fn error(error: &KafkaError, reason: &str) {
     match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::Resolve) => {
-            connection_failed(reason);
-        }
-        // "1/1 brokers are down": follows the failures above, and says less.
+        // "1/1 brokers are down": follows the failures below, and says less.
         Some(RDKafkaErrorCode::AllBrokersDown) => {}
+        _ if is_connection_failure(error) => connection_failed(reason),
         _ => tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}"),
     }
+}
+
+/// Whether `error` says a broker connection failed or none is up (what [`error`]
+/// summarises): a consumer's poll returns these too, and need not log them again.
+pub fn is_connection_failure(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
 }
 
 /// `[thrd:127.0.0.1:9092/bootstrap]: 127.0.0.1:9092/bootstrap: Connect to ...` without
@@ -350,12 +361,13 @@ impl Drop for BrokerWait {
     }
 }
 
-/// A duration as whole seconds (tenths below ten seconds when not whole).
+/// A duration in seconds, with tenths below ten seconds (`0.5s`, `3s`, `59s`).
 fn seconds(d: Duration) -> String {
-    if d.subsec_millis() == 0 || d >= Duration::from_secs(10) {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
+    let tenths = format!("{:.1}", d.as_secs_f64());
+    match tenths.strip_suffix(".0") {
+        Some(whole) => format!("{whole}s"),
+        None if d >= Duration::from_secs(10) => format!("{}s", d.as_secs()),
+        None => format!("{tenths}s"),
     }
 }
 
