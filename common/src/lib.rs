@@ -2,6 +2,7 @@
 //! `rest_api_source` dict), the record schema and its Avro forms, and the retry policy.
 
 pub mod avro;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod json;

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::avro::Encoder;
+use common::broker::BrokerWait;
 use common::config::{PipelineConfig, ResourceConfig, WriteDisposition};
 use common::schema::SchemaBuilder;
 use common::secret::SecretResolver;
@@ -65,6 +66,8 @@ pub struct RunOptions {
     pub resource_concurrency: usize,
     /// Progress bars (drawn only on a terminal).
     pub progress: Progress,
+    /// How long a run waits for an unreachable broker before it fails.
+    pub broker_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -78,6 +81,7 @@ impl Default for RunOptions {
             fresh: false,
             resource_concurrency: DEFAULT_RESOURCE_CONCURRENCY,
             progress: Progress::hidden(),
+            broker_timeout: DEFAULT_BROKER_TIMEOUT,
         }
     }
 }
@@ -87,6 +91,11 @@ pub const DEFAULT_RESOURCE_CONCURRENCY: usize = 4;
 
 /// Requests in flight per resource when the pages are known in advance.
 pub const DEFAULT_PAGE_CONCURRENCY: usize = 8;
+
+/// How long a run waits for an unreachable broker by default (`--broker-timeout`).
+pub const DEFAULT_BROKER_TIMEOUT: Duration = Duration::from_secs(60);
+/// What sets [`RunOptions::broker_timeout`], for the error when it runs out.
+pub const BROKER_TIMEOUT_SETTING: &str = "--broker-timeout / EXTRACTOR_BROKER_TIMEOUT";
 
 /// How long reading the state topic at the start may take.
 const STATE_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -179,6 +188,8 @@ pub enum ExtractError {
         "interrupted: the run stopped before all pages were fetched (everything sent was acknowledged)"
     )]
     Interrupted,
+    #[error("interrupted while {0}, before any page was fetched")]
+    InterruptedSetup(String),
     #[error("{} resources failed: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Several(Vec<ExtractError>),
 }
@@ -196,6 +207,11 @@ pub async fn run(
     let resources = dependent::with_parents(cfg, &opts.resources)?;
     let client = build::http_client(&cfg.client, secrets)?;
     let registry = build::schema_registry(cfg, secrets)?;
+    let servers = cfg
+        .kafka
+        .get("bootstrap.servers")
+        .map_or("", String::as_str);
+    let wait = BrokerWait::start(servers, Some(opts.broker_timeout), BROKER_TIMEOUT_SETTING);
     let publisher = Publisher::new(&cfg.kafka, &cfg.schema_topic, registry)?;
     let topics: Vec<String> = resources
         .iter()
@@ -204,23 +220,35 @@ pub async fn run(
         .collect();
     let state_topic = state::topic(&cfg.pipeline_name);
     let setup = Instant::now();
-    publisher
-        .ensure_topics(
+    // Until the first page, a stop signal ends the run at once.
+    let interrupted = |step: &str| ExtractError::InterruptedSetup(step.to_owned());
+    tokio::select! {
+        reached = publisher.wait_for_broker(wait) => reached?,
+        () = cancel.cancelled() => {
+            return Err(interrupted(&format!("waiting for the Kafka broker at {servers}")));
+        }
+    }
+    tokio::select! {
+        created = publisher.ensure_topics(
             &topics,
             &state_topic,
             opts.partitions,
             opts.replication_factor,
-        )
-        .await?;
+        ) => created?,
+        () = cancel.cancelled() => return Err(interrupted("creating the topics")),
+    }
     tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
     let states = {
         let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
-        tokio::task::spawn_blocking(move || state::read(&settings, &topic, STATE_READ_TIMEOUT))
-            .await
-            .map_err(|e| StateError::Read {
+        let read =
+            tokio::task::spawn_blocking(move || state::read(&settings, &topic, STATE_READ_TIMEOUT));
+        tokio::select! {
+            read = read => read.map_err(|e| StateError::Read {
                 topic: state_topic.clone(),
                 message: format!("reader task failed: {e}"),
-            })??
+            })??,
+            () = cancel.cancelled() => return Err(interrupted("reading the state topic")),
+        }
     };
     tracing::debug!(
         elapsed_ms = setup.elapsed().as_millis(),

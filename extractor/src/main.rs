@@ -79,6 +79,12 @@ struct Args {
     /// the next one resumes from its checkpoint. Default: one run, then exit.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval, env = "EXTRACTOR_INTERVAL")]
     interval: Option<std::time::Duration>,
+    /// How long a run waits for a Kafka broker it cannot reach (e.g. `30s`, `5m`) before
+    /// it fails; meanwhile it says every 5 s what librdkafka reports. A stop signal ends
+    /// the wait at once.
+    #[arg(long, value_name = "DURATION", default_value = "60s",
+          value_parser = common::broker::parse_timeout, env = "EXTRACTOR_BROKER_TIMEOUT")]
+    broker_timeout: std::time::Duration,
     /// Check the config and exit: every problem (unknown keys, wrong types, values, missing
     /// secrets, request plans) on its own line with its key path; exit 1 if any. Needs no
     /// broker and publishes nothing.
@@ -176,6 +182,7 @@ async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
         fresh: args.fresh,
         resource_concurrency: args.resource_concurrency,
         progress,
+        broker_timeout: args.broker_timeout,
     };
     let health = common::telemetry::Health::new("starting");
     if let Some(addr) = &args.metrics_addr {

@@ -15,9 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::avro::Encoder;
+use common::broker::{BrokerContext, BrokerWait, Unreachable};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -28,6 +30,8 @@ use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSche
 pub enum PublishError {
     #[error("Kafka client config: {0}")]
     Config(String),
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
     #[error("creating topic `{topic}`: {message}")]
     CreateTopic { topic: String, message: String },
     #[error("producing to `{topic}`: {message}")]
@@ -120,7 +124,16 @@ pub struct DeliveryCounter {
     first_failure: Mutex<Option<FirstFailure>>,
 }
 
-impl ClientContext for DeliveryCounter {}
+/// librdkafka's connection failures are summarised (see [`common::broker`]).
+impl ClientContext for DeliveryCounter {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        common::broker::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        common::broker::error(&error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = Arc<Acks>;
@@ -146,6 +159,12 @@ impl ProducerContext for DeliveryCounter {
         }
     }
 }
+
+/// How long one attempt to reach the broker may take: short, so a stop signal or a
+/// broker that comes up is noticed soon.
+const BROKER_ATTEMPT: Duration = Duration::from_millis(500);
+/// The pause between two attempts.
+const BROKER_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// librdkafka settings the pipeline's guarantees rest on; a config cannot turn them off.
 const ENFORCED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
@@ -265,6 +284,33 @@ impl Publisher {
         })
     }
 
+    /// Waits until the broker answers a metadata request, for as long as `wait` allows
+    /// (started before this publisher, so that it reports the first connection failure).
+    /// It says every few seconds that it cannot reach the broker and what librdkafka said
+    /// (see [`common::broker`]); quiet when the broker answers at once.
+    pub async fn wait_for_broker(&self, mut wait: BrokerWait) -> Result<(), PublishError> {
+        loop {
+            let producer = self.producer.clone();
+            let attempt = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, BROKER_ATTEMPT)
+                    .map(|_| ())
+            })
+            .await;
+            let error = match attempt {
+                Ok(Ok(())) => {
+                    wait.reached();
+                    return Ok(());
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("metadata task failed: {e}"),
+            };
+            wait.failed(&error)?;
+            tokio::time::sleep(BROKER_RETRY_PAUSE).await;
+        }
+    }
+
     /// Creates, in one request, those of the resource topics, the compacted schema topic
     /// and the compacted `state_topic` (one partition each) that the cluster's metadata does
     /// not list: an admin client and a CreateTopics request cost 26-37 ms on Apache Kafka
@@ -324,8 +370,8 @@ impl Publisher {
         if new_topics.is_empty() {
             return Ok(());
         }
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.settings)
-            .create()
+        let admin: AdminClient<BrokerContext> = client_config(&self.settings)
+            .create_with_context(BrokerContext)
             .map_err(|e| PublishError::Config(e.to_string()))?;
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = admin

@@ -24,10 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use common::broker::BrokerWait;
 use common::config::{PipelineConfig, SchemaContract, WriteDisposition};
 use common::runs::{self, RunEndMarker};
 use common::schema::TableSchema;
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -68,7 +70,13 @@ pub struct LoadOptions {
     pub group_instance_id: Option<String>,
     /// The terminal's progress bar (hidden by default).
     pub progress: progress::LoadProgress,
+    /// How long to wait for a Kafka broker that cannot be reached before failing (`None`:
+    /// for ever, saying so every few seconds).
+    pub broker_timeout: Option<Duration>,
 }
+
+/// What sets [`LoadOptions::broker_timeout`], for the error when it runs out.
+pub const BROKER_TIMEOUT_SETTING: &str = "--broker-timeout / LOADER_BROKER_TIMEOUT";
 
 /// Where a replay starts reading each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +151,8 @@ pub enum LoadError {
     Nest(String),
     #[error(transparent)]
     DeadLetter(#[from] dlq::DlqError),
+    #[error(transparent)]
+    Unreachable(#[from] common::broker::Unreachable),
 }
 
 /// Where a topic's records go.
@@ -211,7 +221,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl ClientContext for LoaderContext {}
+/// librdkafka's connection failures are summarised (see [`common::broker`]).
+impl ClientContext for LoaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        common::broker::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        common::broker::error(&error, reason);
+    }
+}
 
 impl ConsumerContext for LoaderContext {
     fn rebalance(
@@ -705,6 +724,12 @@ pub fn run(
 ) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let routes = routes(cfg, &opts.resources)?;
+    // Before the first client, so that the wait reports its first connection failure.
+    let servers = cfg
+        .kafka
+        .get("bootstrap.servers")
+        .map_or("", String::as_str);
+    let wait = BrokerWait::start(servers, opts.broker_timeout, BROKER_TIMEOUT_SETTING);
     let mut destination = destination::open(&opts.destination)?;
     destination.set_version_column(opts.version_column.clone());
     let context = LoaderContext {
@@ -729,13 +754,16 @@ pub fn run(
     let consumer = Arc::new(consumer(cfg, opts, context)?);
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     let topics: Vec<&str> = routes.keys().map(String::as_str).collect();
-    if !wait_for_topics(&cfg.kafka, &topics, &stop)? {
-        return Ok(LoadReport {
-            seconds: started.elapsed().as_secs_f64(),
-            // No topic exists: nothing to load.
-            lag: Some(0),
-            ..LoadReport::default()
-        });
+    match wait_for_topics(&consumer, &topics, &stop, wait)? {
+        Waited::Ready => {}
+        stopped => {
+            return Ok(LoadReport {
+                seconds: started.elapsed().as_secs_f64(),
+                // No topic exists: nothing to load; no broker: nobody knows.
+                lag: (stopped == Waited::NoTopics).then_some(0),
+                ..LoadReport::default()
+            });
+        }
     }
     consumer.subscribe(&topics)?;
     tracing::info!(group = %opts.group_id, topics = %topics.join(","), destination = %destination::redact_url(&opts.destination), "consuming");
@@ -912,23 +940,65 @@ fn consumer(
     client.create_with_context(context)
 }
 
-/// Waits until at least one of the topics exists, as a loader started beside the extractor
-/// must: librdkafka notices a subscribed topic created later only at its next metadata
-/// refresh (see [`CONSUMER_DEFAULTS`]). Says every 10 s which topics it waits for, and
-/// which are still missing when it goes on (a resource the extractor never published must
-/// not hold up the others). False if stopped while waiting.
+/// How [`wait_for_topics`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Waited {
+    /// At least one topic exists.
+    Ready,
+    /// Stopped while no topic existed.
+    NoTopics,
+    /// Stopped while the broker could not be reached.
+    NoBroker,
+}
+
+/// Waits until the broker answers (as `broker` allows: for ever by default, since a
+/// loader started before its broker is usual in a compose file; saying every few seconds
+/// that it cannot reach it, and so does `/health`) and at least one of the topics exists,
+/// as a loader started beside the extractor must: librdkafka notices a subscribed topic
+/// created later only at its next metadata refresh (see [`CONSUMER_DEFAULTS`]). Says every
+/// 10 s which topics it waits for, and which are still missing when it goes on (a resource
+/// the extractor never published must not hold up the others). A stop signal ends the wait
+/// within a second.
+///
+/// It asks through the (not yet subscribed) `consumer` and polls it between two attempts:
+/// librdkafka's reasons for a failed connection reach [`common::broker`] then, instead of
+/// being delivered stale once the broker is up.
 fn wait_for_topics(
-    settings: &BTreeMap<String, String>,
+    consumer: &BaseConsumer<LoaderContext>,
     topics: &[&str],
     stop: &AtomicBool,
-) -> Result<bool, LoadError> {
+    broker: BrokerWait,
+) -> Result<Waited, LoadError> {
     const EVERY: Duration = Duration::from_millis(200);
     const SAY_EVERY: Duration = Duration::from_secs(10);
-    let client = plain_client(settings, "loader-topics")?;
+    // Short, so that a stop signal or a broker that comes up is noticed soon.
+    const ATTEMPT: Duration = Duration::from_millis(500);
+    let mut broker = Some(broker);
     let mut said: Option<Instant> = None;
     loop {
         // One listing of the cluster's topics per check, whatever the number of topics.
-        let metadata = client.fetch_metadata(None, Duration::from_secs(10))?;
+        let metadata = match consumer.fetch_metadata(None, ATTEMPT) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                // Serves librdkafka's log lines and errors (no message comes before the
+                // subscription).
+                let _ = consumer.poll(Duration::ZERO);
+                if let Some(wait) = &mut broker {
+                    wait.failed(&e)?;
+                    metrics::waiting_for_broker(Some(&wait.status()));
+                }
+                if stop.load(Ordering::Relaxed) {
+                    tracing::info!("stopped while waiting for the Kafka broker");
+                    return Ok(Waited::NoBroker);
+                }
+                let _ = consumer.poll(EVERY);
+                continue;
+            }
+        };
+        if let Some(wait) = broker.take() {
+            wait.reached();
+            metrics::waiting_for_broker(None);
+        }
         let missing: Vec<&str> = topics
             .iter()
             .copied()
@@ -945,7 +1015,7 @@ fn wait_for_topics(
                     "not created yet: consuming the other topics; these are picked up at the next metadata refresh (topic.metadata.refresh.interval.ms) after their creation"
                 );
             }
-            return Ok(true);
+            return Ok(Waited::Ready);
         }
         if said.is_none_or(|at| at.elapsed() >= SAY_EVERY) {
             tracing::info!(
@@ -955,7 +1025,7 @@ fn wait_for_topics(
             said = Some(Instant::now());
         }
         if stop.load(Ordering::Relaxed) {
-            return Ok(false);
+            return Ok(Waited::NoTopics);
         }
         std::thread::sleep(EVERY);
     }
@@ -996,6 +1066,8 @@ fn poll_loop(
                 Ok(msg) => {
                     add_message(ctx, &msg, routes, schemas, tables, consumer).map(|()| false)
                 }
+                // Summarised once every few seconds by the context (`common::broker`).
+                Err(e) if common::broker::is_connection_failure(&e) => Ok(true),
                 Err(e) => {
                     tracing::warn!(error = %e, "consumer error");
                     Ok(true)

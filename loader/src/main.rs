@@ -67,6 +67,12 @@ struct Args {
     /// No progress bar, even on a terminal (it is never drawn when stderr is not one).
     #[arg(long, env = "LOADER_NO_PROGRESS")]
     no_progress: bool,
+    /// Fail when the Kafka broker cannot be reached for this long (e.g. `30s`, `5m`).
+    /// Default: wait for it for ever, saying every 5 s what librdkafka reports (and so
+    /// does `/health`); a stop signal ends the wait at once.
+    #[arg(long, value_name = "DURATION", value_parser = common::broker::parse_timeout,
+          env = "LOADER_BROKER_TIMEOUT")]
+    broker_timeout: Option<Duration>,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -134,6 +140,7 @@ async fn load(args: Args, progress: loader::progress::LoadProgress) -> anyhow::R
         version_column: args.version_column,
         group_instance_id: args.group_instance_id,
         progress,
+        broker_timeout: args.broker_timeout,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);

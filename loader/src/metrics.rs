@@ -195,6 +195,15 @@ pub(crate) fn assignment(count: usize) {
     set_status(|s| s.consuming = count > 0);
 }
 
+/// Waiting for a Kafka broker that cannot be reached (`status` says which and why; still
+/// 200, as the loader keeps waiting), or (`None`) no longer.
+pub(crate) fn waiting_for_broker(status: Option<&str>) {
+    match status {
+        Some(status) => METRICS.health.ok(status),
+        None => set_status(|_| {}),
+    }
+}
+
 /// A fatal error: `/health` answers 503 from now on.
 pub fn failed(reason: &str) {
     METRICS.health.failed(reason);

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 pub mod compose;
+pub mod late_broker;
 pub mod registry;
 pub mod tools;
 pub mod topics;
