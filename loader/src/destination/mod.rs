@@ -7,6 +7,8 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod naming; // dlt's shortening of long names
+mod pg_error; // PostgreSQL's report on one line
 pub mod postgres;
 pub mod sqlite;
 
