@@ -122,9 +122,10 @@ pub struct LoadReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The Kafka error is part of the message, not a `source()`: printed once either way.
     #[error("Kafka consumer: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error("{0}")]
+    Kafka(KafkaError),
+    #[error(transparent)]
     Destination(#[from] DestinationError),
     #[error("topic `{topic}` partition {partition} offset {offset}: {message}")]
     Record {
@@ -143,6 +144,12 @@ pub enum LoadError {
     Nest(String),
     #[error(transparent)]
     DeadLetter(#[from] dlq::DlqError),
+}
+
+impl From<KafkaError> for LoadError {
+    fn from(error: KafkaError) -> Self {
+        LoadError::Kafka(error)
+    }
 }
 
 /// Where a topic's records go.
@@ -1455,4 +1462,42 @@ fn caught_up(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `main` prints (`{:#}` walks `source()`s; `error_chain` also drops repeats):
+    /// every cause once. `#[error("… {0}")]` on a `#[from]` field printed it twice:
+    /// `committing the batch transaction: database or disk is full: committing the …`.
+    #[test]
+    fn a_nested_error_chain_prints_each_cause_once() {
+        // As rusqlite reports a failed commit: the code and SQLite's message.
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".to_owned()),
+        );
+        let nested: anyhow::Error = LoadError::from(DestinationError::Transaction {
+            action: "committing",
+            error: Box::new(full),
+        })
+        .into();
+        let nested = nested.context("loading");
+        let expected = "loading: committing the batch transaction: database or disk is full";
+        assert_eq!(format!("{nested:#}"), expected);
+        assert_eq!(common::cli::error_chain(nested.as_ref()), expected);
+
+        let kafka: anyhow::Error = LoadError::from(KafkaError::MessageConsumption(
+            rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+        ))
+        .into();
+        let line = format!("{kafka:#}");
+        assert!(line.starts_with("Kafka consumer: "), "{line}");
+        assert_eq!(
+            line.matches("Broker transport failure").count(),
+            1,
+            "{line}"
+        );
+    }
 }

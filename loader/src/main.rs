@@ -94,8 +94,9 @@ async fn main() -> ExitCode {
     match load(args, progress).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            loader::metrics::failed(&format!("{e:#}"));
-            eprintln!("loader: error: {e:#}");
+            let line = common::cli::error_chain(e.as_ref());
+            loader::metrics::failed(&line);
+            eprintln!("loader: error: {line}");
             ExitCode::FAILURE
         }
     }
