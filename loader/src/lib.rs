@@ -112,6 +112,8 @@ pub struct LoadReport {
     pub records: u64,
     pub batches: u64,
     pub dead_letters: u64,
+    /// `dead_letters` per dead-letter topic.
+    pub dead_letter_topics: std::collections::BTreeMap<String, u64>,
     /// Records the schema contract discarded (`discard_row`).
     pub discarded: u64,
     pub seconds: f64,
@@ -784,6 +786,7 @@ pub fn run(
         records: ctx.records.load(Ordering::Relaxed),
         batches: ctx.batches.load(Ordering::Relaxed),
         dead_letters: lock(&ctx.dead_letters).count(),
+        dead_letter_topics: lock(&ctx.dead_letters).counts().clone(),
         discarded: ctx.discarded.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         lag: left.as_ref().map(lag::Survey::lag),
