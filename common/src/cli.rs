@@ -55,6 +55,24 @@ pub async fn stop_signal() {
     }
 }
 
+/// An error and its causes on one line, `: `-separated, each said once: a cause whose
+/// text is already part of the line (an error that prints its source in its own message
+/// and also returns it from `source()`, as many libraries' errors do) is left out. What
+/// both binaries print on failure (`loader: error: …`).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OverrideError {
     #[error("--schema-registry-url / SCHEMA_REGISTRY_URL: `{0}` is not a URL: {1}")]
@@ -147,5 +165,32 @@ mod tests {
                 ("ssl.engine_id".to_owned(), "x".to_owned()),
             ]
         );
+    }
+
+    /// An error that prints its cause and also returns it from `source()`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("committing the batch transaction: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    /// An error that names its place and leaves the cause to `source()`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("resource `r`")]
+    struct Place(#[source] Repeats);
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let full = || std::io::Error::other("database or disk is full");
+        assert_eq!(
+            error_chain(&Repeats(full())),
+            "committing the batch transaction: database or disk is full"
+        );
+        let nested = Place(Repeats(full()));
+        assert_eq!(
+            error_chain(&nested),
+            "resource `r`: committing the batch transaction: database or disk is full"
+        );
+        // What `{:#}` would print: the cause twice.
+        let anyhow_like = format!("{}: {}", nested.0, nested.0.0);
+        assert_eq!(anyhow_like.matches("database or disk is full").count(), 2);
     }
 }

@@ -53,12 +53,9 @@ impl Health {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("--metrics-addr / METRICS_ADDR: cannot listen on `{addr}`: {source}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The cause is part of the message, not a `source()`: printed once either way.
+    #[error("--metrics-addr / METRICS_ADDR: cannot listen on `{addr}`: {error}")]
+    Bind { addr: String, error: std::io::Error },
 }
 
 #[derive(Clone)]
@@ -74,9 +71,9 @@ pub async fn serve(
     registry: Registry,
     health: Arc<Health>,
 ) -> Result<SocketAddr, TelemetryError> {
-    let bind = |source| TelemetryError::Bind {
+    let bind = |error| TelemetryError::Bind {
         addr: addr.to_owned(),
-        source,
+        error,
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
     let bound = listener.local_addr().map_err(bind)?;

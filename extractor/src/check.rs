@@ -60,17 +60,16 @@ pub enum CheckError {
     Build(#[from] build::BuildError),
     #[error(transparent)]
     Dependent(#[from] dependent::DependentError),
-    #[error("resource `{resource}`: the first page: {source}")]
+    // The causes are part of the messages, not `source()`s: printed once either way.
+    #[error("resource `{resource}`: the first page: {error}")]
     Fetch {
         resource: String,
-        #[source]
-        source: crate::client::FetchError,
+        error: crate::client::FetchError,
     },
-    #[error("resource `{resource}`: inferring the schema of the first page: {source}")]
+    #[error("resource `{resource}`: inferring the schema of the first page: {error}")]
     Schema {
         resource: String,
-        #[source]
-        source: common::schema::SchemaError,
+        error: common::schema::SchemaError,
     },
 }
 
@@ -146,9 +145,9 @@ pub async fn fetch_samples(
         .with_child_tables(resource.max_table_nesting);
         let _ = builder
             .add_page(&records)
-            .map_err(|source| CheckError::Schema {
+            .map_err(|error| CheckError::Schema {
                 resource: resource.name.clone(),
-                source,
+                error,
             })?;
         let _ = writeln!(
             out,
@@ -181,9 +180,9 @@ async fn fetch(client: &HttpClient, req: &Request, resource: &str) -> Result<Val
         .fetch(req)
         .await
         .map(|r| r.body)
-        .map_err(|source| CheckError::Fetch {
+        .map_err(|error| CheckError::Fetch {
             resource: resource.to_owned(),
-            source,
+            error,
         })
 }
 

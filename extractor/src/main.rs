@@ -113,7 +113,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("extractor: error: {e:#}");
+            eprintln!("extractor: error: {}", common::cli::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -212,7 +212,7 @@ async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
             Ok(()) => health.ok("waiting for the next run"),
             Err(e) if cancel.is_cancelled() => return Err(e),
             Err(e) => {
-                tracing::error!(run = runs, error = %format!("{e:#}"), "scheduled run failed; the next one resumes from its checkpoint");
+                tracing::error!(run = runs, error = %common::cli::error_chain(e.as_ref()), "scheduled run failed; the next one resumes from its checkpoint");
                 health.ok("waiting for the next run (the last one failed)");
             }
         }

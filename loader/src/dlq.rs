@@ -89,7 +89,8 @@ pub struct DeadLetters {
     /// How far each DLQ topic (partition 0) has been read.
     read_to: HashMap<String, i64>,
     created: HashSet<String>,
-    count: u64,
+    /// Dead letters sent by this process, per dead-letter topic.
+    counts: BTreeMap<String, u64>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,13 +104,18 @@ impl DeadLetters {
             sent: HashSet::new(),
             read_to: HashMap::new(),
             created: HashSet::new(),
-            count: 0,
+            counts: BTreeMap::new(),
         }
     }
 
     /// Dead letters sent by this process.
     pub fn count(&self) -> u64 {
-        self.count
+        self.counts.values().sum()
+    }
+
+    /// Dead letters sent by this process, per dead-letter topic.
+    pub fn counts(&self) -> &BTreeMap<String, u64> {
+        &self.counts
     }
 
     /// Reads the DLQ topic of `source` from where the last read stopped to its end,
@@ -241,7 +247,7 @@ impl DeadLetters {
             )));
         }
         let _ = self.sent.insert(coords);
-        self.count += 1;
+        *self.counts.entry(topic.clone()).or_default() += 1;
         tracing::warn!(
             topic = %letter.topic, partition = letter.partition, offset = letter.offset, dlq = %topic,
             error = %letter.error, "record sent to the dead-letter topic"

@@ -120,6 +120,8 @@ pub struct LoadReport {
     pub records: u64,
     pub batches: u64,
     pub dead_letters: u64,
+    /// `dead_letters` per dead-letter topic.
+    pub dead_letter_topics: std::collections::BTreeMap<String, u64>,
     /// Records the schema contract discarded (`discard_row`).
     pub discarded: u64,
     pub seconds: f64,
@@ -130,9 +132,10 @@ pub struct LoadReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The Kafka error is part of the message, not a `source()`: printed once either way.
     #[error("Kafka consumer: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error("{0}")]
+    Kafka(KafkaError),
+    #[error(transparent)]
     Destination(#[from] DestinationError),
     #[error("topic `{topic}` partition {partition} offset {offset}: {message}")]
     Record {
@@ -153,6 +156,12 @@ pub enum LoadError {
     DeadLetter(#[from] dlq::DlqError),
     #[error(transparent)]
     Unreachable(#[from] common::broker::Unreachable),
+}
+
+impl From<KafkaError> for LoadError {
+    fn from(error: KafkaError) -> Self {
+        LoadError::Kafka(error)
+    }
 }
 
 /// Where a topic's records go.
@@ -805,6 +814,7 @@ pub fn run(
         records: ctx.records.load(Ordering::Relaxed),
         batches: ctx.batches.load(Ordering::Relaxed),
         dead_letters: lock(&ctx.dead_letters).count(),
+        dead_letter_topics: lock(&ctx.dead_letters).counts().clone(),
         discarded: ctx.discarded.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         lag: left.as_ref().map(lag::Survey::lag),
@@ -1527,4 +1537,42 @@ fn caught_up(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `main` prints (`{:#}` walks `source()`s; `error_chain` also drops repeats):
+    /// every cause once. `#[error("… {0}")]` on a `#[from]` field printed it twice:
+    /// `committing the batch transaction: database or disk is full: committing the …`.
+    #[test]
+    fn a_nested_error_chain_prints_each_cause_once() {
+        // As rusqlite reports a failed commit: the code and SQLite's message.
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".to_owned()),
+        );
+        let nested: anyhow::Error = LoadError::from(DestinationError::Transaction {
+            action: "committing",
+            error: Box::new(full),
+        })
+        .into();
+        let nested = nested.context("loading");
+        let expected = "loading: committing the batch transaction: database or disk is full";
+        assert_eq!(format!("{nested:#}"), expected);
+        assert_eq!(common::cli::error_chain(nested.as_ref()), expected);
+
+        let kafka: anyhow::Error = LoadError::from(KafkaError::MessageConsumption(
+            rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+        ))
+        .into();
+        let line = format!("{kafka:#}");
+        assert!(line.starts_with("Kafka consumer: "), "{line}");
+        assert_eq!(
+            line.matches("Broker transport failure").count(),
+            1,
+            "{line}"
+        );
+    }
 }

@@ -58,6 +58,10 @@ struct Args {
     /// a loader restarted with the same id takes its partitions back at once.
     #[arg(long, value_name = "ID", env = "LOADER_GROUP_INSTANCE_ID")]
     group_instance_id: Option<String>,
+    /// Exit 0 when records went to a dead-letter topic (without it the loader then exits
+    /// 3, after its summary).
+    #[arg(long, env = "LOADER_DEAD_LETTERS_OK")]
+    dead_letters_ok: bool,
     /// After the run, print each table's row count and its first N rows (SQLite).
     #[arg(long, value_name = "N")]
     show_rows: Option<usize>,
@@ -78,6 +82,10 @@ struct Args {
     log_json: bool,
 }
 
+/// The exit code of a run that sent records to a dead-letter topic (unless
+/// `--dead-letters-ok`): everything else was loaded, but not every record.
+const DEAD_LETTERS_EXIT_CODE: u8 = 3;
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum OnErrorArg {
     Dlq,
@@ -97,17 +105,45 @@ async fn main() -> ExitCode {
         None => common::cli::init_logging(args.log_json),
     }
     let progress = loader::progress::LoadProgress::new(bars.as_ref());
+    let dead_letters_ok = args.dead_letters_ok;
     match load(args, progress).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(report) if report.dead_letters > 0 => {
+            let topics: Vec<String> = report
+                .dead_letter_topics
+                .iter()
+                .map(|(topic, records)| format!("{topic} ({records})"))
+                .collect();
+            let exit = if dead_letters_ok {
+                "exit 0: --dead-letters-ok".to_owned()
+            } else {
+                format!("exit {DEAD_LETTERS_EXIT_CODE}; --dead-letters-ok exits 0")
+            };
+            eprintln!(
+                "loader: {} record(s) went to the dead-letter topic(s) {}, not to the destination; \
+                 their `dlq.error` header says why ({exit})",
+                report.dead_letters,
+                topics.join(", ")
+            );
+            if dead_letters_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(DEAD_LETTERS_EXIT_CODE)
+            }
+        }
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            loader::metrics::failed(&format!("{e:#}"));
-            eprintln!("loader: error: {e:#}");
+            let line = common::cli::error_chain(e.as_ref());
+            loader::metrics::failed(&line);
+            eprintln!("loader: error: {line}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn load(args: Args, progress: loader::progress::LoadProgress) -> anyhow::Result<()> {
+async fn load(
+    args: Args,
+    progress: loader::progress::LoadProgress,
+) -> anyhow::Result<loader::LoadReport> {
     if let Some(addr) = &args.metrics_addr {
         let health = loader::metrics::health();
         health.ok("waiting for partitions");
@@ -167,6 +203,9 @@ async fn load(args: Args, progress: loader::progress::LoadProgress) -> anyhow::R
             .lag
             .map_or_else(|| "unknown".to_owned(), |lag| lag.to_string())
     );
+    for (topic, records) in &report.dead_letter_topics {
+        println!("dead-lettered records={records} topic={topic}");
+    }
     if let Some(rows) = args.show_rows {
         let path = destination
             .strip_prefix("sqlite://")
@@ -176,5 +215,5 @@ async fn load(args: Args, progress: loader::progress::LoadProgress) -> anyhow::R
             .with_context(|| format!("reading {path} for --show-rows"))?;
         print!("{summary}");
     }
-    Ok(())
+    Ok(report)
 }

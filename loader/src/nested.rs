@@ -84,7 +84,7 @@ pub enum NestError {
     },
     #[error("child table {table:?}: {error}")]
     Schema { table: String, error: SchemaError },
-    #[error("{0}")]
+    #[error(transparent)]
     Destination(#[from] DestinationError),
 }
 

@@ -96,15 +96,35 @@ fn undecodable_records_are_dead_lettered_once_and_the_rest_loads() -> Result<()>
         "the error names topic and partition: {stderr}"
     );
 
-    // The default: both go to the DLQ with their origin, everything else loads.
+    // The default: both go to the DLQ with their origin, everything else loads; the
+    // summary names the dead-letter topic and the exit status (3) says not every record
+    // reached the destination.
     let mut load = pipeline.loader()?;
     let _ = load.arg("--until-caught-up");
-    let out = run_ok(load, RUN)?;
+    let out = run(load, RUN)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        e2e::tail(&stderr, 30)
+    );
     assert_eq!(
         figure(&stdout, "loaded", "dead_letters"),
         Some(2.0),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("dead-lettered records=2 topic={topic}.dlq")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "loader: 2 record(s) went to the dead-letter topic(s) {topic}.dlq (2), not to the destination"
+        )) && stderr.contains("exit 3; --dead-letters-ok exits 0"),
+        "{}",
+        e2e::tail(&stderr, 10)
     );
     let rows: i64 = pipeline
         .sqlite()?
@@ -566,14 +586,22 @@ fn a_tombstone_deletes_its_row_and_a_keyless_one_is_dead_lettered() -> Result<()
         .map_err(|(e, _)| e)?;
     producer.flush(Duration::from_secs(30))?;
 
+    // `--dead-letters-ok`: a dead letter is expected here, the run exits 0 and says so.
     let mut load = pipeline.loader()?;
-    let _ = load.arg("--until-caught-up");
+    let _ = load.args(["--until-caught-up", "--dead-letters-ok"]);
     let out = run_ok(load, RUN)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         figure(&stdout, "loaded", "dead_letters"),
         Some(1.0),
         "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("loader: 1 record(s) went to the dead-letter topic(s)")
+            && stderr.contains("(exit 0: --dead-letters-ok)"),
+        "{}",
+        e2e::tail(&stderr, 10)
     );
     let ids: Vec<i64> = bodies(&pipeline.db)?
         .into_iter()
@@ -654,8 +682,11 @@ fn rows_the_destination_refuses_are_dead_lettered_and_the_rest_loads() -> Result
         "CREATE TABLE communications_data (id INTEGER NOT NULL PRIMARY KEY CHECK (id % 50 != 7))",
     )?;
     let _ = run_ok(pipeline.extractor()?, RUN)?;
+    // The environment's form of `--dead-letters-ok`: these dead letters are expected.
     let mut load = pipeline.loader()?;
-    let _ = load.arg("--until-caught-up");
+    let _ = load
+        .arg("--until-caught-up")
+        .env("LOADER_DEAD_LETTERS_OK", "true");
     let out = run_ok(load, RUN)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use e2e::{Broker, DemoApi, Pipeline, figure, run_ok};
+use e2e::{Broker, DemoApi, Pipeline, figure, run, run_ok};
 use serde_json::{Value, json};
 
 const RUN: Duration = Duration::from_secs(180);
@@ -89,8 +89,16 @@ fn a_drifting_api_loads_per_contract_mode() -> Result<()> {
         let p = variant(&pipeline, mode)?;
         let mut load = p.loader()?;
         let _ = load.arg("--until-caught-up");
-        let out = run_ok(load, RUN)?;
+        let out = run(load, RUN)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
+        // `freeze` dead-letters the drifted records: exit 3 says so (see --dead-letters-ok).
+        let expected_exit = if mode == "freeze" { 3 } else { 0 };
+        ensure!(
+            out.status.code() == Some(expected_exit),
+            "{mode}: exit {:?}, expected {expected_exit}: {stdout}\n{}",
+            out.status.code(),
+            e2e::tail(&String::from_utf8_lossy(&out.stderr), 20)
+        );
         let conn = p.sqlite()?;
         let cols = columns(&conn)?;
         let count: i64 =

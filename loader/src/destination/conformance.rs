@@ -13,6 +13,8 @@ use common::schema::{DataType, Field, Row, Scalar, TableSchema};
 
 use super::{Batch, Destination, PartitionOffset, TableBatch};
 
+mod hostile; // long names, NUL, values and tables a database refuses
+
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// Reads a destination back, independently of the code under test.

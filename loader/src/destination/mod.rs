@@ -7,8 +7,11 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod naming; // dlt's shortening of long names
+mod pg_error; // PostgreSQL's report on one line
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_os; // what the OS says behind SQLite's `disk I/O error`
 
 use std::sync::Arc;
 
@@ -378,16 +381,77 @@ pub enum DestinationError {
 }
 
 impl DestinationError {
-    /// Whether the error is about one record (its values, or the database refusing its
-    /// row), so that the batch without that record may succeed.
-    pub fn is_row_error(&self) -> bool {
-        matches!(
-            self,
-            DestinationError::Upsert { .. }
-                | DestinationError::ValueType { .. }
-                | DestinationError::RowLength { .. }
-        )
+    /// The database's own error, in the variants that carry one.
+    pub(crate) fn db_error_mut(&mut self) -> Option<&mut DbError> {
+        match self {
+            DestinationError::Open { error, .. }
+            | DestinationError::ReadColumns { error, .. }
+            | DestinationError::CreateTable { error, .. }
+            | DestinationError::AddColumn { error, .. }
+            | DestinationError::PrepareUpsert { error, .. }
+            | DestinationError::Upsert { error, .. }
+            | DestinationError::StoreOffset { error, .. }
+            | DestinationError::Delete { error, .. }
+            | DestinationError::ReadOffsets { error, .. }
+            | DestinationError::RunEnd { error, .. }
+            | DestinationError::Transaction { error, .. } => Some(error),
+            DestinationError::UnsupportedUrl { .. }
+            | DestinationError::MissingDirectory { .. }
+            | DestinationError::ReservedTable { .. }
+            | DestinationError::PrimaryKeyNotInSchema { .. }
+            | DestinationError::RowLength { .. }
+            | DestinationError::ValueType { .. } => None,
+        }
     }
+
+    /// Whether the error is about one record (its values, or the database refusing its
+    /// row), so that the batch without that record may succeed. A full disk, an I/O error,
+    /// a read-only file system or a lost connection while upserting a record is nobody's
+    /// record's fault: not a row error (the loader stops instead of dead-lettering).
+    pub fn is_row_error(&self) -> bool {
+        match self {
+            DestinationError::Upsert { error, .. } => !is_resource_error(error),
+            DestinationError::ValueType { .. } | DestinationError::RowLength { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error is about the database's resources (disk, file system,
+/// memory, connection, locks, the server going down) rather than about the values written.
+fn is_resource_error(error: &DbError) -> bool {
+    use rusqlite::ErrorCode;
+    if error.is::<sqlite_os::Explained>() {
+        return true;
+    }
+    if let Some(error) = error.downcast_ref::<rusqlite::Error>() {
+        return matches!(
+            error.sqlite_error_code(),
+            Some(
+                ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::OutOfMemory
+                    | ErrorCode::DatabaseCorrupt
+                    | ErrorCode::NotADatabase
+            )
+        );
+    }
+    if let Some(error) = error.downcast_ref::<pg_error::PgError>() {
+        // No SQLSTATE: the client failed (I/O, closed connection). Classes: 08 connection,
+        // 40 rollback (deadlock), 53 insufficient resources (disk full, out of memory), 55
+        // object not in prerequisite state (lock not available), 57 operator intervention
+        // (shutdown), 58 system error (I/O), XX internal error.
+        return error.code().is_none_or(|code| {
+            ["08", "40", "53", "55", "57", "58", "XX"]
+                .iter()
+                .any(|class| code.code().starts_with(class))
+        });
+    }
+    false
 }
 
 /// A record's primary key for error messages: `id=42`, `org="a", id=1`, or its position in

@@ -26,7 +26,18 @@
 //!
 //! Identifiers are always double-quoted with embedded `"` doubled, so any table or column
 //! name is just a name; unlike SQLite, names are case-sensitive (`"Users"` is not
-//! `"users"`), and PostgreSQL truncates them to 63 bytes.
+//! `"users"`). A name longer than PostgreSQL's 63 bytes is shortened the way dlt shortens
+//! it (head, hash tag, tail: [`naming`](super::naming)), so two long names that share
+//! their first 63 bytes stay two columns, and a dlt user finds the same names; a shortened
+//! table keeps its full name as its comment, which is how a child table is found by its
+//! parent's name.
+//!
+//! Text: PostgreSQL cannot store NUL in `text`; it is removed, as dlt's PostgreSQL
+//! destination does (a warning per column says so). NUL in JSON (`\u0000`) is refused by
+//! `jsonb`, as it is for dlt: the record is dead-lettered with PostgreSQL's reason.
+//!
+//! Errors carry the server's report: message, SQLSTATE, detail, hint, table, column,
+//! constraint and context ([`PgError`]).
 //!
 //! ## How a batch is written
 //! Per [`TableBatch`]: binary `COPY` of the rows (plus their position) into a temporary
@@ -53,6 +64,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -60,8 +72,10 @@ use common::schema::{DataType, Field, Row, Scalar, TableSchema};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
+use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Statement, Transaction};
 
+use super::naming::{POSTGRES_MAX_IDENTIFIER, shorten};
+use super::pg_error::PgError;
 use super::{
     Batch, BatchStats, DbError, Delete, Destination, DestinationError, NestedDelete, OFFSETS_TABLE,
     PartitionOffset, RUNS_TABLE, RunEnd, SchemaChanges, TableBatch, redact_url, staging_prefix,
@@ -72,8 +86,6 @@ use super::{
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Upsert plans kept per table (see the SQLite destination).
 const PLANS_PER_TABLE: usize = 16;
-/// PostgreSQL's identifier limit (`NAMEDATALEN - 1`): longer names are truncated.
-const MAX_IDENTIFIER_BYTES: usize = 63;
 /// Microseconds from 1970-01-01 (Unix) to 2000-01-01 (PostgreSQL's timestamp epoch).
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// First key of the advisory locks this destination takes (`'load'` in ASCII).
@@ -156,6 +168,8 @@ struct Plan {
     merge_sql: String,
     /// The same insert for the staging row at position `$1`, to find a failing record.
     single_sql: String,
+    /// Per field: whether a text with NUL was seen (and logged) yet.
+    nul_seen: Vec<AtomicBool>,
 }
 
 impl Plan {
@@ -185,7 +199,7 @@ impl Plan {
         let mut types = vec![Type::INT8];
         types.extend(schema.fields.iter().map(|field| pg_type(field.data_type)));
         let mut qualified = String::new();
-        push_ident(&mut qualified, db_schema);
+        push_quoted(&mut qualified, db_schema);
         qualified.push('.');
         push_ident(&mut qualified, table);
         let sql = MergeSql::new(&qualified, schema, &key_fields, version_column);
@@ -209,6 +223,11 @@ impl Plan {
                 sql.merge
             ),
             single_sql: sql.single,
+            nul_seen: schema
+                .fields
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
         })
     }
 
@@ -342,7 +361,7 @@ fn connect(
     let mut setup = String::from("SET TimeZone = 'UTC'");
     if let Some(schema) = schema {
         setup.push_str("; SET search_path TO ");
-        push_ident(&mut setup, schema);
+        push_quoted(&mut setup, schema);
     }
     client
         .batch_execute(&setup)
@@ -497,34 +516,63 @@ impl Destination for PostgresDestination {
             table: table.to_owned(),
             error: db(error),
         };
-        let pattern = format!("{}\\_\\_%", like_escape(table));
-        let rows = self
-            .client
-            .query(
-                "SELECT table_name::text FROM information_schema.columns \
-                 WHERE table_schema = $1 AND column_name = $2 AND table_name LIKE $3 \
-                 ORDER BY 1",
-                &[&self.schema, &crate::nested::ROOT_ID, &pattern],
-            )
-            .map_err(read_error)?;
-        rows.iter()
-            .map(|row| row.try_get::<_, String>(0))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(read_error)
+        let prefix = format!("{table}__");
+        let mut names: Vec<String> =
+            tables_by_full_name(&mut self.client, &self.schema, crate::nested::ROOT_ID)
+                .map_err(read_error)?
+                .into_iter()
+                .filter(|name| name.starts_with(&prefix))
+                .collect();
+        names.sort();
+        Ok(names)
     }
 }
 
-/// `text` for a `LIKE` pattern (PostgreSQL's default escape `\`): `%`, `_` and `\` match
-/// only themselves.
-fn like_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
+/// The full (logical) names of the tables of `schema` that have a column `column`. A table
+/// whose name was shortened (see [`identifier_key`]) has its full name as its comment
+/// (see [`note_full_name`]); a comment counts only when it shortens to the table's name.
+fn tables_by_full_name(
+    client: &mut impl GenericClient,
+    schema: &str,
+    column: &str,
+) -> Result<Vec<String>, postgres::Error> {
+    let rows = client.query(
+        "SELECT c.relname::text, obj_description(c.oid, 'pg_class') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND EXISTS \
+          (SELECT 1 FROM pg_attribute a \
+           WHERE a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped)",
+        &[&schema, &column],
+    )?;
+    rows.iter()
+        .map(|row| {
+            let name: String = row.try_get(0)?;
+            let comment: Option<String> = row.try_get(1)?;
+            Ok(match comment {
+                Some(full)
+                    if full.len() > POSTGRES_MAX_IDENTIFIER && identifier_key(&full) == name =>
+                {
+                    full
+                }
+                _ => name,
+            })
+        })
+        .collect()
+}
+
+/// Keeps the full name of a table whose name was shortened as its comment, so that
+/// [`tables_by_full_name`] finds it (a child table by its parent's name).
+fn note_full_name(
+    tx: &mut Transaction<'_>,
+    qualified: &str,
+    table: &str,
+) -> Result<(), postgres::Error> {
+    if table.len() <= POSTGRES_MAX_IDENTIFIER {
+        return Ok(());
     }
-    out
+    let mut sql = format!("COMMENT ON TABLE {qualified} IS ");
+    push_literal(&mut sql, table);
+    tx.batch_execute(&sql)
 }
 
 /// Whether retrying the whole batch may succeed: a deadlock or a serialization failure.
@@ -541,8 +589,8 @@ fn is_transient(error: &DestinationError) -> bool {
         _ => return false,
     };
     source
-        .downcast_ref::<postgres::Error>()
-        .and_then(postgres::Error::code)
+        .downcast_ref::<PgError>()
+        .and_then(PgError::code)
         .is_some_and(|code| {
             *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
         })
@@ -583,6 +631,7 @@ fn ensure_table(
     if existing.is_empty() {
         tx.batch_execute(&create_table_sql(&plan.qualified, &plan.schema))
             .map_err(lock_error)?;
+        note_full_name(tx, &plan.qualified, &plan.table).map_err(lock_error)?;
         tracing::info!(table = %plan.table, columns = plan.schema.fields.len(), "created table");
         stats.tables_created += 1;
         existing = read_columns(tx, plan)?;
@@ -769,6 +818,7 @@ fn end_run(
         );
         push_ident(&mut sql, &end.table);
         tx.batch_execute(&sql).map_err(error)?;
+        note_full_name(tx, &target, &end.table).map_err(error)?;
         stats.runs.swapped += 1;
         tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows");
     } else if exists(tx, &end.table)? {
@@ -778,29 +828,27 @@ fn end_run(
         stats.runs.swapped += 1;
         tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
     }
-    // Child tables follow the swap (see `child_swap`).
-    let search = identifier_key(super::child_search_prefix(&end.table));
-    let children: Vec<String> = tx
-        .query(
-            "SELECT table_name::text FROM information_schema.columns \
-             WHERE table_schema = $1 AND column_name = $2 \
-             AND left(table_name, length($3)) = $3 ORDER BY 1",
-            &[&schema, &crate::nested::ROOT_ID, &search],
-        )
+    // Child tables follow the swap (see `child_swap`), found by their full names.
+    let search = super::child_search_prefix(&end.table);
+    let mut children: Vec<String> = tables_by_full_name(tx, schema, crate::nested::ROOT_ID)
         .map_err(error)?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(error)?;
+        .into_iter()
+        .filter(|name| name.starts_with(search))
+        .collect();
+    children.sort();
     let (drops, renames) = super::child_swap(end, !newer_swapped, &children);
     for name in &drops {
         tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", qualified(schema, name)))
             .map_err(error)?;
+        let _ = columns.remove(&identifier_key(name));
     }
     for (from, to) in &renames {
         let mut sql = format!("ALTER TABLE {} RENAME TO ", qualified(schema, from));
-        push_ident(&mut sql, &identifier_key(to));
+        push_ident(&mut sql, to);
         tx.batch_execute(&sql).map_err(error)?;
+        note_full_name(tx, &qualified(schema, to), to).map_err(error)?;
+        let _ = columns.remove(&identifier_key(from));
+        let _ = columns.remove(&identifier_key(to));
     }
     // Staging tables of this run (when not swapped in) and of earlier runs are done with.
     let prefix = identifier_key(&staging_prefix(&end.table));
@@ -840,7 +888,7 @@ fn end_run(
     // What this process knew about either table is stale now.
     let table_key = identifier_key(&end.table);
     columns.retain(|key, _| {
-        *key != table_key && staging_run(&end.table, key).is_none() && !key.starts_with(&search)
+        *key != table_key && staging_run(&end.table, key).is_none() && !key.starts_with(search)
     });
     Ok(())
 }
@@ -871,7 +919,12 @@ fn delete_children(
     let mut sql = format!("DELETE FROM {table} WHERE ");
     push_ident(&mut sql, crate::nested::ROOT_ID);
     sql.push_str(" = ANY($1::text[])");
-    let deleted = tx.execute(&sql, &[&delete.root_ids]).map_err(error)?;
+    let root_ids: Vec<String> = delete
+        .root_ids
+        .iter()
+        .map(|id| without_nul(id).into_owned())
+        .collect();
+    let deleted = tx.execute(&sql, &[&root_ids]).map_err(error)?;
     Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
 }
 
@@ -917,11 +970,13 @@ fn delete_row(
         push_ident(&mut sql, column);
         sql.push_str(&format!(" = CAST(${}::text AS {sql_type})", index + 1));
     }
-    let params: Vec<&(dyn ToSql + Sync)> = delete
+    // Stored without NUL (see `without_nul`), so matched without it.
+    let key: Vec<String> = delete
         .key
         .iter()
-        .map(|k| k as &(dyn ToSql + Sync))
+        .map(|k| without_nul(k).into_owned())
         .collect();
+    let params: Vec<&(dyn ToSql + Sync)> = key.iter().map(|k| k as &(dyn ToSql + Sync)).collect();
     let deleted = tx.execute(&sql, &params).map_err(error)?;
     Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
 }
@@ -947,10 +1002,11 @@ fn upsert_rows(
         let key = copy_error_row(&error)
             .and_then(|line| rows.get(line).map(|row| plan.record_key(row, line)))
             .unwrap_or_else(|| format!("(one of {} records)", rows.len()));
+        let field_name = |index: usize| plan.schema.fields.get(index).map(|f| f.name.clone());
         DestinationError::Upsert {
             table: plan.table.clone(),
             key,
-            error: db(error),
+            error: Box::new(PgError::new(&error, &field_name)),
         }
     };
     let writer = tx.copy_in(&plan.copy_sql).map_err(copy_error)?;
@@ -1027,6 +1083,18 @@ fn check_rows(plan: &Plan, rows: &[Row]) -> Result<(), DestinationError> {
             });
         }
         for (index, (field, value)) in fields.iter().zip(row).enumerate() {
+            if let Some(Scalar::Text(text)) = value
+                && text.contains('\0')
+                && !plan.nul_seen[index].swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    table = %plan.table,
+                    column = %field.name,
+                    record = %plan.record_key(row, position),
+                    "text with NUL characters: PostgreSQL cannot store NUL in text, so they \
+                     are removed (as dlt's PostgreSQL destination does); logged once per column"
+                );
+            }
             match value {
                 Some(value) if !value_fits(field.data_type, value) => {
                     return Err(DestinationError::ValueType {
@@ -1160,7 +1228,11 @@ impl ToSql for Cell<'_> {
             Cell::Value(Some(value)) => value,
         };
         match value {
-            Scalar::Text(text) => out.put_slice(text.as_bytes()),
+            Scalar::Text(text) => {
+                for part in text.split('\0') {
+                    out.put_slice(part.as_bytes());
+                }
+            }
             Scalar::Bigint(number) => out.put_i64(*number),
             Scalar::Double(number) => out.put_f64(*number),
             Scalar::Bool(flag) => out.put_u8(u8::from(*flag)),
@@ -1250,24 +1322,25 @@ fn encode_numeric(
     Ok(())
 }
 
+/// The server's whole report (see [`PgError`]), not `postgres::Error`'s `db error`.
 fn db(error: postgres::Error) -> DbError {
-    Box::new(error)
+    Box::new(PgError::new(&error, &|_| None))
 }
 
-/// The name as PostgreSQL stores it: truncated to 63 bytes (on a character boundary).
+/// The name as it is in the database: shortened as dlt shortens names longer than
+/// PostgreSQL's 63 bytes (see [`naming`](super::naming)), so they stay unique.
 fn identifier_key(name: &str) -> String {
-    if name.len() <= MAX_IDENTIFIER_BYTES {
-        return name.to_owned();
-    }
-    let mut end = MAX_IDENTIFIER_BYTES;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_owned()
+    shorten(name, POSTGRES_MAX_IDENTIFIER).into_owned()
 }
 
-/// `"name"` with embedded `"` doubled: any text is a valid, inert identifier.
+/// `"name"` (shortened, see [`identifier_key`]) with embedded `"` doubled: any text is a
+/// valid, inert identifier.
 fn push_ident(sql: &mut String, name: &str) {
+    push_quoted(sql, &shorten(name, POSTGRES_MAX_IDENTIFIER));
+}
+
+/// `"name"` as given, with embedded `"` doubled.
+fn push_quoted(sql: &mut String, name: &str) {
     sql.push('"');
     for c in name.chars() {
         if c == '"' {
@@ -1276,6 +1349,23 @@ fn push_ident(sql: &mut String, name: &str) {
         sql.push(c);
     }
     sql.push('"');
+}
+
+/// `'text'` as a string literal (`standard_conforming_strings`, on since PostgreSQL 9.1).
+fn push_literal(sql: &mut String, text: &str) {
+    sql.push('\'');
+    sql.push_str(&text.replace('\'', "''"));
+    sql.push('\'');
+}
+
+/// PostgreSQL's `text` cannot hold NUL: it is removed, as dlt's PostgreSQL destination
+/// does (`SQL_ESCAPE_DICT` in `dlt/common/data_writers/escape.py` maps `\x00` to nothing).
+fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 fn push_ident_list<'a>(sql: &mut String, names: impl IntoIterator<Item = &'a str>) {
@@ -1289,7 +1379,7 @@ fn push_ident_list<'a>(sql: &mut String, names: impl IntoIterator<Item = &'a str
 
 fn qualified(schema: &str, table: &str) -> String {
     let mut sql = String::new();
-    push_ident(&mut sql, schema);
+    push_quoted(&mut sql, schema);
     sql.push('.');
     push_ident(&mut sql, table);
     sql

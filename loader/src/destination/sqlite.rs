@@ -167,9 +167,12 @@ impl SqliteDestination {
                 dir: dir.display().to_string(),
             });
         }
-        let open_error = |error: rusqlite::Error| DestinationError::Open {
-            path: path_text.clone(),
-            error: db(error),
+        let open_error = |error: rusqlite::Error| {
+            let error = DestinationError::Open {
+                path: path_text.clone(),
+                error: db(error),
+            };
+            super::sqlite_os::explain(&path_text, error)
         };
         let conn = Connection::open(path).map_err(open_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
@@ -207,14 +210,16 @@ impl Destination for SqliteDestination {
             // The transaction was rolled back (dropped): tables or columns it created are gone.
             self.state.forget_tables();
         }
-        result
+        result.map_err(|error| super::sqlite_os::explain(&self.path, error))
     }
 
     fn try_batch(&mut self, batch: &Batch) -> Result<(), DestinationError> {
         let result = write_batch(&mut self.conn, &mut self.state, batch, false);
         // Rolled back either way: whatever it created is gone.
         self.state.forget_tables();
-        result.map(|_| ())
+        result
+            .map(|_| ())
+            .map_err(|error| super::sqlite_os::explain(&self.path, error))
     }
 
     fn set_version_column(&mut self, column: Option<String>) {
@@ -1954,5 +1959,71 @@ mod tests {
         texts.sort();
         let expected: Vec<String> = sorted.iter().map(|&t| timestamp_text(t)).collect();
         assert_eq!(texts, expected);
+    }
+
+    /// A full database (SQLite's `max_page_count`, as a full disk would): the batch fails
+    /// whole, the message says it once, and nothing of the batch is stored.
+    #[test]
+    fn a_full_database_fails_the_batch_with_one_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dest = SqliteDestination::open(dir.path().join("full.db")).unwrap();
+        let s = schema(
+            "blobs",
+            &["id"],
+            vec![
+                field("id", DataType::Bigint, false),
+                field("body", DataType::Text, true),
+            ],
+        );
+        let small = vec![vec![
+            Some(Scalar::Bigint(0)),
+            Some(Scalar::Text("x".into())),
+        ]];
+        let _ = dest
+            .write_batch(&batch(vec![table_batch(&s, small)], &[("blobs", 0, 1)]))
+            .unwrap();
+        let pages: i64 = dest
+            .conn
+            .query_row("PRAGMA page_count", [], |row| row.get(0))
+            .unwrap();
+        let _: i64 = dest
+            .conn
+            .query_row(
+                &format!("PRAGMA max_page_count = {}", pages + 2),
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let rows = (1..50)
+            .map(|id| {
+                vec![
+                    Some(Scalar::Bigint(id)),
+                    Some(Scalar::Text("y".repeat(4000))),
+                ]
+            })
+            .collect();
+        let err = dest
+            .write_batch(&batch(vec![table_batch(&s, rows)], &[("blobs", 0, 50)]))
+            .unwrap_err();
+        let line = common::cli::error_chain(&err);
+        assert_eq!(
+            line.matches("database or disk is full").count(),
+            1,
+            "{line}"
+        );
+        assert!(!err.is_row_error(), "no record is to blame: {line}");
+        assert!(line.starts_with("upserting record id="), "{line}");
+        assert!(
+            !line.contains("operating system"),
+            "the disk is not full: {line}"
+        );
+        assert_eq!(
+            dest.stored_offsets("loader").unwrap(),
+            [PartitionOffset {
+                topic: "blobs".into(),
+                partition: 0,
+                next_offset: 1
+            }]
+        );
     }
 }
