@@ -810,11 +810,13 @@ pub fn run(
     consumer.unsubscribe();
     result?;
     flushed?;
+    // One guard for both figures (two `lock` calls in one expression would deadlock).
+    let dead_letter_topics = lock(&ctx.dead_letters).counts().clone();
     Ok(LoadReport {
         records: ctx.records.load(Ordering::Relaxed),
         batches: ctx.batches.load(Ordering::Relaxed),
-        dead_letters: lock(&ctx.dead_letters).count(),
-        dead_letter_topics: lock(&ctx.dead_letters).counts().clone(),
+        dead_letters: dead_letter_topics.values().sum(),
+        dead_letter_topics,
         discarded: ctx.discarded.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         lag: left.as_ref().map(lag::Survey::lag),
