@@ -2,7 +2,8 @@
 //! pipeline does with each (`tests/tests/hostile_records.rs`): keys that normalise to one
 //! column, integers beyond 64 bits, odd primary keys, an object repeating a key, blank and
 //! dotted keys, a record 10,000 fields wide or nested 100 (or 200) levels deep, NaN written
-//! as a string, leap seconds and year 0, NUL in text.
+//! as a string, leap seconds and year 0, NUL in text, names longer than PostgreSQL's 63
+//! bytes.
 //!
 //! `GET /v1/hostile-records/{case}?offset=&limit=&api_key=` pages a case's records as
 //! `/v1/resource` pages its set (`{"data": [...], "total": n}`, the key in the query). The
@@ -29,7 +30,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Every case's name, in the order documented in docs/binaries.md.
-pub const CASES: [&str; 27] = [
+pub const CASES: [&str; 28] = [
     "case-collision",
     "pk-collision",
     "unicode-collision",
@@ -57,6 +58,7 @@ pub const CASES: [&str; 27] = [
     "nan-strings",
     "odd-timestamps",
     "nul-text",
+    "long-names",
 ];
 
 /// Fields of the `wide` record besides `id`.
@@ -163,6 +165,15 @@ pub fn records(case: &str) -> Option<Vec<String>> {
             r#"{"id": 4, "at": "2024-01-01T00:00:00.123456789Z"}"#.to_owned(),
         ],
         "nul-text" => vec![r#"{"id": 1, "text": "a\u0000b"}"#.to_owned()],
+        // Two keys sharing their first 63 bytes (PostgreSQL's limit for a name), and a list
+        // whose child table's name is longer than 63 bytes.
+        "long-names" => {
+            let head = "x".repeat(63);
+            let list = "y".repeat(70);
+            vec![format!(
+                r#"{{"id": 1, "{head}_first": "one", "{head}_second": "two", "{list}": [{{"v": 1}}, {{"v": 2}}]}}"#
+            )]
+        }
         _ => return None,
     };
     Some(records)
