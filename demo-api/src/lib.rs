@@ -12,6 +12,7 @@
 mod auth;
 mod conversations;
 mod drift;
+mod hostile_paging;
 mod incremental;
 mod paging;
 mod record;
@@ -417,6 +418,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/throttle",
             get(throttle::get_throttle).post(throttle::post_throttle),
         )
+        .merge(hostile_paging::router(state.clone()))
         .with_state(state)
 }
 
