@@ -3737,7 +3737,9 @@ resources:
             ["cdn.example.com", "10.0.0.7"]
         );
         for bad in ["https://cdn.example.com", "cdn.example.com:8443", "", "a/b"] {
-            let e = err(client(&format!("trusted_hosts = [\"ok.example.com\", \"{bad}\"]")));
+            let e = err(client(&format!(
+                "trusted_hosts = [\"ok.example.com\", \"{bad}\"]"
+            )));
             assert!(
                 e.contains("client.trusted_hosts[1]") && e.contains("is not a host name"),
                 "{bad}: {e}"
