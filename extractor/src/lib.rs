@@ -733,16 +733,13 @@ async fn fetch_pages(
         next = paginator
             .next(&page_response)
             .map_err(|source| page_err(stats.pages, &req, source))?;
-        if next.is_some() && stats.pages >= max_pages {
-            let source = PaginateError::TooManyPages {
-                paginator: paginator.kind(),
-                max: max_pages,
-            };
-            return Err(page_err(stats.pages, &req, source));
-        }
+        // This page is the last one `max_pages` allows: published, then the error.
+        let too_many = next.is_some() && stats.pages >= max_pages;
         // The first page may tell how many follow: then fetch them concurrently.
         let rest = match &next {
-            Some(_) if stats.pages == 1 && concurrency > 1 => paginator.remaining(&body),
+            Some(_) if stats.pages == 1 && concurrency > 1 && !too_many => {
+                paginator.remaining(&body)
+            }
             _ => None,
         };
         let resume = match &next {
@@ -761,6 +758,13 @@ async fn fetch_pages(
         if tx.send(page).await.is_err() {
             // The publisher stopped; its error is the one to report.
             break;
+        }
+        if too_many {
+            let source = PaginateError::TooManyPages {
+                paginator: paginator.kind(),
+                max: max_pages,
+            };
+            return Err(page_err(stats.pages, &req, source));
         }
         if let Some(rest) = rest {
             let planned = rest.pages_left();
