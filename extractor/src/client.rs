@@ -703,11 +703,13 @@ pub(crate) fn excerpt(bytes: &[u8]) -> String {
     {
         return format!("<{} bytes of binary>", bytes.len());
     }
-    let text = text.trim();
+    // One line whatever the body's layout (an HTML page, pretty-printed JSON): the error is
+    // one log line, and a body cannot write lines of its own into the log.
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match text.char_indices().nth(EXCERPT_CHARS) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None if head.len() < bytes.len() => format!("{text}…"),
-        None => text.to_owned(),
+        None => text,
     }
 }
 
@@ -816,7 +818,8 @@ mod tests {
         assert_eq!(excerpt(&gzip), "<12 bytes of binary>");
         // Valid UTF-8 with control characters is binary too; tabs and newlines are text.
         assert_eq!(excerpt(b"ab\x00cd"), "<5 bytes of binary>");
-        assert_eq!(excerpt(b"a\tb\r\nc"), "a\tb\r\nc");
+        // Whitespace of any kind is one space: the excerpt is one line.
+        assert_eq!(excerpt(b"a\tb\r\n\n  c"), "a b c");
         // A BOM is dropped; a long body is cut, also in the middle of a character.
         assert_eq!(excerpt("\u{feff}[1]".as_bytes()), "[1]");
         let long = "é".repeat(1000);
