@@ -365,6 +365,7 @@ fn huge_claim(name: &str, endpoint_name: &str, endpoint: &str, claimed: &str) ->
     // The first page, the two real pages after it, the empty page that ends the paging, and
     // at most the pages in flight behind it.
     let requests = stand.requests(endpoint_name)?;
+    eprintln!("{name}: {requests} requests");
     ensure!(
         (4..=4 + 2 * PAGE_CONCURRENCY).contains(&requests),
         "{requests} requests"
