@@ -27,6 +27,9 @@ use crate::secret::SecretRef;
 pub const DEFAULT_PIPELINE_NAME: &str = "rest_api";
 /// `client.timeout` when not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `client.max_pages` by default: far above any real paging (10^8 records in pages of 100),
+/// low enough that an API paged forever stops within hours rather than never.
+pub const DEFAULT_MAX_PAGES: u64 = 1_000_000;
 /// Kafka's limit on a topic name's length.
 pub const MAX_TOPIC_LEN: usize = 249;
 
@@ -121,6 +124,12 @@ pub struct ClientConfig {
     /// `max_requests_per_second` (not a dlt key): at most this many requests a second, all
     /// resources together; `None` is unlimited.
     pub max_requests_per_second: Option<f64>,
+    /// `max_pages` (not a dlt key): the most pages one paging of an endpoint may take (a
+    /// resource's run, or one parent record's children) before it stops with an error.
+    pub max_pages: u64,
+    /// `trusted_hosts` (not a dlt key): hosts besides `base_url`'s that a next link or a
+    /// redirect may lead to with the credentials.
+    pub trusted_hosts: Vec<String>,
 }
 
 impl ClientConfig {
@@ -381,6 +390,9 @@ pub struct EndpointConfig {
     pub paginator: Paginator,
     /// dlt's `response_actions`, in order: the first that matches a response decides.
     pub response_actions: Vec<ResponseAction>,
+    /// `allow_null_data` (not a dlt key): a `null` at `data_selector` is an empty page;
+    /// otherwise an error (dlt takes it for an empty page with a warning).
+    pub allow_null_data: bool,
     /// dlt's incremental loading: `endpoint.incremental`, or a param written
     /// `{ type = "incremental", ... }` (then `start_param` is that param's name).
     pub incremental: Option<Incremental>,
@@ -975,6 +987,10 @@ struct RawClient {
     retry: Option<RawRetry>,
     #[serde(default)]
     max_requests_per_second: Option<f64>,
+    #[serde(default)]
+    max_pages: Option<u64>,
+    #[serde(default)]
+    trusted_hosts: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1016,6 +1032,7 @@ struct RawEndpoint {
     paginator: Option<Paginator>,
     response_actions: Option<Vec<ResponseAction>>,
     incremental: Option<RawIncremental>,
+    allow_null_data: Option<bool>,
 }
 
 /// `endpoint.incremental` as written (dlt's `IncrementalConfig`; `convert` is not supported).
@@ -1749,6 +1766,32 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
         problem.is_none()
     });
 
+    let max_pages = match raw.max_pages {
+        None => DEFAULT_MAX_PAGES,
+        Some(0) => {
+            problems.push("client.max_pages", "must be at least 1");
+            DEFAULT_MAX_PAGES
+        }
+        Some(n) => n,
+    };
+    let mut trusted_hosts = Vec::new();
+    for (i, host) in raw
+        .trusted_hosts
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match url::Host::parse(&host) {
+            Ok(_) if !host.is_empty() && !host.contains([':', '/']) => {
+                trusted_hosts.push(host.to_ascii_lowercase());
+            }
+            _ => problems.push(
+                format!("client.trusted_hosts[{i}]"),
+                format!("`{host}` is not a host name (no scheme, port or path)"),
+            ),
+        }
+    }
+
     Some(ClientConfig {
         base_url: base_url?,
         headers,
@@ -1756,6 +1799,8 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
         timeout,
         retry,
         max_requests_per_second,
+        max_pages,
+        trusted_hosts,
     })
 }
 
@@ -2030,6 +2075,7 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
             .response_actions
             .or_else(|| default.response_actions.clone()),
         incremental: own.incremental.or_else(|| default.incremental.clone()),
+        allow_null_data: own.allow_null_data.or(default.allow_null_data),
     }
 }
 
@@ -2176,6 +2222,7 @@ fn resolve_resource(
             .or_else(|| client_paginator.cloned())
             .unwrap_or(Paginator::Auto),
         response_actions: raw_endpoint.response_actions.unwrap_or_default(),
+        allow_null_data: raw_endpoint.allow_null_data.unwrap_or(false),
     };
 
     if let Paginator::Cursor(CursorPaginator {
@@ -2814,6 +2861,7 @@ resources:
                     stop_after_empty_page: true,
                 }),
                 response_actions: Vec::new(),
+                allow_null_data: false,
             },
             parent: None,
             include_from_parent: Vec::new(),
@@ -3669,6 +3717,42 @@ resources:
         }
         assert_eq!(check_requests_per_second(20.0), None);
         assert!(check_requests_per_second(0.0).is_some());
+    }
+
+    #[test]
+    fn max_pages_trusted_hosts_and_null_data() {
+        let client = |line: &str| toml(&with("").replace("base_url", &format!("{line}\nbase_url")));
+        let default = toml(&with("")).unwrap();
+        assert_eq!(default.client.max_pages, DEFAULT_MAX_PAGES);
+        assert!(default.client.trusted_hosts.is_empty());
+        assert!(!default.resources[0].endpoint.allow_null_data);
+        assert_eq!(client("max_pages = 50").unwrap().client.max_pages, 50);
+        assert!(err(client("max_pages = 0")).contains("client.max_pages: must be at least 1"));
+        assert!(err(client("max_pages = -1")).contains("client.max_pages"));
+        assert_eq!(
+            client("trusted_hosts = [\"CDN.example.com\", \"10.0.0.7\"]")
+                .unwrap()
+                .client
+                .trusted_hosts,
+            ["cdn.example.com", "10.0.0.7"]
+        );
+        for bad in ["https://cdn.example.com", "cdn.example.com:8443", "", "a/b"] {
+            let e = err(client(&format!(
+                "trusted_hosts = [\"ok.example.com\", \"{bad}\"]"
+            )));
+            assert!(
+                e.contains("client.trusted_hosts[1]") && e.contains("is not a host name"),
+                "{bad}: {e}"
+            );
+        }
+        let text = with_endpoint("{ data_selector = \"data\", allow_null_data = true }");
+        assert!(toml(&text).unwrap().resources[0].endpoint.allow_null_data);
+        // From resource_defaults, key by key.
+        let text = format!(
+            "[resource_defaults.endpoint]\nallow_null_data = true\n\n{}",
+            with_endpoint("{ path = \"/x\" }")
+        );
+        assert!(toml(&text).unwrap().resources[0].endpoint.allow_null_data);
     }
 
     #[test]

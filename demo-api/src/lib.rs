@@ -12,6 +12,7 @@
 mod auth;
 mod conversations;
 mod drift;
+mod hostile_paging;
 mod hostile_records;
 mod incremental;
 mod paging;
@@ -419,6 +420,7 @@ pub fn router(state: AppState) -> Router {
             get(throttle::get_throttle).post(throttle::post_throttle),
         )
         .merge(hostile_records::router())
+        .merge(hostile_paging::router(state.clone()))
         .with_state(state)
 }
 

@@ -20,7 +20,7 @@ use crate::paginate::{
     AutoPaginator, CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
     OffsetPaginator, PageNumberPaginator, Paginator,
 };
-use crate::select::{Selector, SelectorError};
+use crate::select::{DataSelector, Selector, SelectorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -135,7 +135,9 @@ pub fn http_client(
         client.timeout,
         client.retry.clone(),
     )
-    .map_err(|e| BuildError::Http(e.to_string()))?;
+    .and_then(|http| http.with_trusted_hosts(&client.trusted_hosts))
+    .map_err(|e| BuildError::Http(e.to_string()))?
+    .with_max_pages(client.max_pages);
     Ok(match client.max_requests_per_second {
         Some(rps) => http.with_rate_limit(rps),
         None => http,
@@ -160,7 +162,7 @@ pub struct EndpointPlan {
     pub path: String,
     pub params: Vec<(String, String)>,
     pub json: Option<Value>,
-    pub selector: Option<Selector>,
+    pub selector: Option<DataSelector>,
     pub paginator: Paginator,
     pub response_actions: Vec<config::ResponseAction>,
 }
@@ -183,7 +185,7 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
     let selector = ep
         .data_selector
         .as_deref()
-        .map(|s| Selector::parse(&key("data_selector"), s))
+        .map(|s| DataSelector::parse(&key("data_selector"), s, ep.allow_null_data))
         .transpose()?;
     let selector_at =
         |k: &str, text: &str| Selector::parse(&key(k), text).map(|s| (text.to_owned(), s));

@@ -66,6 +66,13 @@ pub enum CheckError {
         resource: String,
         error: crate::client::FetchError,
     },
+    #[error("resource `{resource}`: the first page ({url})")]
+    Select {
+        resource: String,
+        url: String,
+        #[source]
+        source: crate::select::SelectError,
+    },
     #[error("resource `{resource}`: inferring the schema of the first page: {error}")]
     Schema {
         resource: String,
@@ -127,7 +134,13 @@ pub async fn fetch_samples(
         let shown = client.display_url(&req);
         let mut body = fetch(&client, &req, &resource.name).await?;
         let mut records = match &plan.selector {
-            Some(s) => s.take_records(&mut body),
+            Some(s) => s
+                .take_page(&mut body)
+                .map_err(|source| CheckError::Select {
+                    resource: resource.name.clone(),
+                    url: shown.clone(),
+                    source,
+                })?,
             None => crate::select::take_records_auto(&mut body),
         };
         for record in &mut records {

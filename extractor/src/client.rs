@@ -114,11 +114,16 @@ pub enum FetchError {
         attempts: u32,
         retryable: bool,
     },
-    #[error("{method} {url}: the response is not JSON ({message}): {excerpt}")]
+    #[error(
+        "{method} {url}: the response is not JSON ({message}; {content_type}, {bytes} bytes): {excerpt}"
+    )]
     NotJson {
         method: Method,
         url: String,
         message: String,
+        /// `content-type <value>`, or `no content-type`.
+        content_type: String,
+        bytes: usize,
         excerpt: String,
     },
     #[error("bad request URL {url}: {message}")]
@@ -178,10 +183,20 @@ pub struct HttpClient {
     secrets: Vec<Secret>,
     secret_params: Vec<String>,
     rate: Option<RateLimiter>,
+    timeout: Duration,
+    /// `base_url`'s host and `client.trusted_hosts`: where next links and redirects may
+    /// lead with the credentials.
+    trusted_hosts: Vec<String>,
+    max_pages: u64,
 }
 
 /// How much of an error response body goes into the error message.
 const EXCERPT_CHARS: usize = 200;
+/// Redirects followed for one request (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+/// The UTF-8 byte order mark some APIs put before their JSON (serde_json refuses it;
+/// Python's `requests`, which dlt uses, skips it).
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl HttpClient {
     pub fn new(
@@ -191,13 +206,13 @@ impl HttpClient {
         timeout: Duration,
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!(
-                "rest-pipeline-extractor/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()?;
+        let trusted_hosts: Vec<String> = Url::parse(base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .into_iter()
+            .collect();
+        let credentials = !matches!(auth, Auth::None);
+        let http = http_client(timeout, credentials.then(|| trusted_hosts.clone()))?;
         let secrets = auth.secrets();
         let secret_params = match &auth {
             Auth::Query { name, .. } => vec![name.clone()],
@@ -212,7 +227,55 @@ impl HttpClient {
             secrets,
             secret_params,
             rate: None,
+            timeout,
+            trusted_hosts,
+            max_pages: common::config::DEFAULT_MAX_PAGES,
         })
+    }
+
+    /// Lets next links and redirects lead to `hosts` (`client.trusted_hosts`) with the
+    /// credentials, besides `base_url`'s host.
+    pub fn with_trusted_hosts(mut self, hosts: &[String]) -> Result<Self, reqwest::Error> {
+        self.trusted_hosts
+            .extend(hosts.iter().map(|h| h.to_ascii_lowercase()));
+        let credentials = self.has_credentials();
+        self.http = http_client(
+            self.timeout,
+            credentials.then(|| self.trusted_hosts.clone()),
+        )?;
+        Ok(self)
+    }
+
+    /// Stops one paging of an endpoint after `max_pages` pages (`client.max_pages`).
+    pub fn with_max_pages(mut self, max_pages: u64) -> Self {
+        self.max_pages = max_pages.max(1);
+        self
+    }
+
+    /// The most pages one paging of an endpoint may take.
+    pub fn max_pages(&self) -> u64 {
+        self.max_pages
+    }
+
+    /// Whether requests carry credentials (`client.auth`).
+    pub fn has_credentials(&self) -> bool {
+        !matches!(self.auth, Auth::None)
+    }
+
+    /// Whether a next link may lead to `url` from an endpoint whose own URL is
+    /// `endpoint`: without credentials always; with them only to `endpoint`'s host,
+    /// `base_url`'s and `client.trusted_hosts`.
+    pub fn may_follow(&self, url: &Url, endpoint: Option<&Url>) -> bool {
+        if !self.has_credentials() {
+            return true;
+        }
+        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        self.trusted_hosts.contains(&host)
+            || endpoint
+                .and_then(Url::host_str)
+                .is_some_and(|h| h.eq_ignore_ascii_case(&host))
     }
 
     /// Sends at most `per_second` requests a second (every attempt counts, retries too),
@@ -484,6 +547,18 @@ impl HttpClient {
             attempts: 1,
         };
         let response = builder.send().await.map_err(transport)?;
+        // A body cut short (the connection closed before Content-Length or the last chunk,
+        // a compressed stream that ends early) is a transport failure: retried.
+        let body_err = |e: reqwest::Error| FetchError::Transport {
+            method: req.method,
+            url: shown.to_owned(),
+            retryable: true,
+            message: format!(
+                "reading the response body: {}",
+                redact_text(&error_chain(&e.without_url()), &secrets)
+            ),
+            attempts: 1,
+        };
         let status = response.status();
         let retry_after = response
             .headers()
@@ -491,7 +566,7 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| self.policy.retry_after(v, SystemTime::now()));
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(transport)?;
+        let bytes = response.bytes().await.map_err(body_err)?;
         let retryable = self.policy.is_retryable_status(status.as_u16());
         let ignored = req
             .response_actions
@@ -513,14 +588,69 @@ impl HttpClient {
                 ignored,
             });
         }
-        let body = common::json::from_slice(&bytes).map_err(|e| FetchError::NotJson {
+        let json = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+        let body = common::json::from_slice(json).map_err(|e| FetchError::NotJson {
             method: req.method,
             url: shown.to_owned(),
-            message: e.to_string(),
+            message: if json.iter().all(u8::is_ascii_whitespace) {
+                "the body is empty".to_owned()
+            } else {
+                e.to_string()
+            },
+            content_type: headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .map_or("no content-type".to_owned(), |v| {
+                    format!("content-type {}", excerpt(v.as_bytes()))
+                }),
+            bytes: bytes.len(),
             excerpt: redact_text(&excerpt(&bytes), &secrets),
         })?;
         Ok((body, bytes.len(), headers, None))
     }
+}
+
+/// The reqwest client: `timeout` for each attempt (headers and body), and with credentials
+/// (`trusted` set) redirects only to those hosts or the request's own. reqwest drops the
+/// `Authorization` and `Cookie` headers on a redirect to another host, but not an API key
+/// in a header of another name.
+fn http_client(
+    timeout: Duration,
+    trusted: Option<Vec<String>>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!(
+                "more than {MAX_REDIRECTS} redirects (a redirect loop?)"
+            ));
+        }
+        let Some(trusted) = &trusted else {
+            return attempt.follow();
+        };
+        let to = attempt.url().host_str().map(str::to_ascii_lowercase);
+        let from = attempt.previous().first().and_then(Url::host_str);
+        match to {
+            Some(to)
+                if trusted.contains(&to) || from.is_some_and(|f| f.eq_ignore_ascii_case(&to)) =>
+            {
+                attempt.follow()
+            }
+            to => {
+                let to = to.unwrap_or_default();
+                attempt.error(format!(
+                    "the API redirected to host `{to}`; the credentials are sent only to \
+                     base_url's host and client.trusted_hosts (add `{to}` there to follow it)"
+                ))
+            }
+        }
+    });
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(policy)
+        .user_agent(concat!(
+            "rest-pipeline-extractor/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
 }
 
 /// One request every `1 / per_second` seconds, no burst; `None` unless positive and finite.
@@ -553,13 +683,33 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The start of a response body, for an error message.
+/// The start of a response body, for an error message: text only. A body that is not
+/// UTF-8 text (an undecoded compressed body, an image) is shown as `<N bytes of binary>`.
 pub(crate) fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    // Judge by the start: a body cut in the middle of a character is still text.
+    let head = &bytes[..bytes.len().min(EXCERPT_CHARS * 4)];
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        Err(e) if e.error_len().is_none() => {
+            // Only the last character is cut off.
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return format!("<{} bytes of binary>", bytes.len()),
+    };
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return format!("<{} bytes of binary>", bytes.len());
+    }
+    // One line whatever the body's layout (an HTML page, pretty-printed JSON): the error is
+    // one log line, and a body cannot write lines of its own into the log.
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match text.char_indices().nth(EXCERPT_CHARS) {
         Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_owned(),
+        None if head.len() < bytes.len() => format!("{text}…"),
+        None => text,
     }
 }
 
@@ -656,6 +806,56 @@ mod tests {
             refused * 4 < 40 + refused,
             "{refused} refusals for 40 requests: the limit did not adapt"
         );
+    }
+
+    #[test]
+    fn excerpts_are_text_only() {
+        assert_eq!(excerpt(b"  {\"error\": \"x\"} \n"), "{\"error\": \"x\"}");
+        // A gzip body nobody decoded.
+        let gzip = [
+            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56,
+        ];
+        assert_eq!(excerpt(&gzip), "<12 bytes of binary>");
+        // Valid UTF-8 with control characters is binary too; tabs and newlines are text.
+        assert_eq!(excerpt(b"ab\x00cd"), "<5 bytes of binary>");
+        // Whitespace of any kind is one space: the excerpt is one line.
+        assert_eq!(excerpt(b"a\tb\r\n\n  c"), "a b c");
+        // A BOM is dropped; a long body is cut, also in the middle of a character.
+        assert_eq!(excerpt("\u{feff}[1]".as_bytes()), "[1]");
+        let long = "é".repeat(1000);
+        let cut = excerpt(long.as_bytes());
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        let mut split = "x".repeat(10).into_bytes();
+        split.extend_from_slice(&"é".as_bytes()[..1]);
+        assert_eq!(excerpt(&split), "x".repeat(10));
+    }
+
+    #[test]
+    fn next_links_and_redirects_keep_the_credentials_home() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let keyed = HttpClient::new(
+            "http://api.example.com/v1",
+            Auth::Bearer(Secret::new("t")),
+            HeaderMap::new(),
+            Duration::from_secs(1),
+            RetryPolicy::default(),
+        )
+        .unwrap()
+        .with_trusted_hosts(&["CDN.example.com".to_owned()])
+        .unwrap();
+        assert!(keyed.may_follow(&url("https://api.example.com/v1/x?p=2"), None));
+        assert!(keyed.may_follow(&url("http://cdn.example.com/x"), None));
+        assert!(!keyed.may_follow(&url("http://evil.example.org/x"), None));
+        // The endpoint's own host (an absolute path in the config) is trusted.
+        let endpoint = url("http://other.example.net/items");
+        assert!(keyed.may_follow(&url("http://other.example.net/items?p=2"), Some(&endpoint)));
+        // Without credentials there is nothing to leak.
+        let open = client("http://api.example.com");
+        assert!(!open.has_credentials());
+        assert!(open.may_follow(&url("http://evil.example.org/x"), None));
+        assert_eq!(open.max_pages(), common::config::DEFAULT_MAX_PAGES);
+        assert_eq!(open.with_max_pages(0).max_pages(), 1);
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::checkpoint::Checkpoints;
 use crate::client::{FetchError, HttpClient, Method, Request};
 use crate::incremental::{CursorError, CursorFilter};
 use crate::limit::AdaptiveLimit;
-use crate::paginate::{NextRequest, PageResponse, PaginateError};
+use crate::paginate::{NextRequest, PageResponse, PaginateError, RepeatGuard};
 use crate::progress::{Progress, ResourceProgress};
 use crate::publish::{Acks, Framing, PublishError, Publisher};
 use crate::state::{ResourceState, RunStart, StateError};
@@ -138,6 +138,14 @@ pub enum ExtractError {
         url: String,
         #[source]
         source: PaginateError,
+    },
+    #[error("resource `{resource}`, page {page} ({url})")]
+    Select {
+        resource: String,
+        page: u64,
+        url: String,
+        #[source]
+        source: select::SelectError,
     },
     #[error("resource `{resource}`, page {page}")]
     Schema {
@@ -664,8 +672,20 @@ async fn fetch_pages(
         source,
     };
     let take_records = |body: &mut serde_json::Value| match &selector {
-        Some(s) => s.take_records(body),
-        None => select::take_records_auto(body),
+        Some(s) => s.take_page(body),
+        None => Ok(select::take_records_auto(body)),
+    };
+    let page_err = |page: u64, req: &Request, source| ExtractError::Paginate {
+        resource: resource.name.clone(),
+        page,
+        url: client.display_url(req),
+        source: PaginateError::redacted(source, |text| client.redact_text(text)),
+    };
+    let select_err = |page: u64, req: &Request, source| ExtractError::Select {
+        resource: resource.name.clone(),
+        page,
+        url: client.display_url(req),
+        source,
     };
     // The page's records in the incremental's range, and their largest cursor value.
     let keep = |records: Vec<serde_json::Value>| match filter {
@@ -677,6 +697,12 @@ async fn fetch_pages(
         page,
         source,
     };
+    let max_pages = client.max_pages();
+    // Next links may lead to the endpoint's own host (besides base_url's and the trusted).
+    let endpoint_url = client
+        .public_url(&request_for(NextRequest::unchanged()))
+        .ok();
+    let mut repeats = RepeatGuard::default();
     let mut stats = FetchStats::default();
     let mut next = match &resume_at {
         Some(checkpoint) => {
@@ -693,6 +719,16 @@ async fn fetch_pages(
         if cancel.is_cancelled() {
             break;
         }
+        if let NextRequest::Url(url) = &step
+            && !client.may_follow(url, endpoint_url.as_ref())
+        {
+            let source = PaginateError::ForeignLink {
+                link: url.to_string(),
+                host: url.host_str().unwrap_or_default().to_owned(),
+            };
+            let req = request_for(step);
+            return Err(page_err(stats.pages, &req, source));
+        }
         let req = request_for(step);
         let response = tokio::select! {
             r = client.fetch_limited(&req, Some(&paging.limit)) => r,
@@ -706,9 +742,16 @@ async fn fetch_pages(
         }
         stats.add(&response);
         let mut body = response.body;
-        let records = take_records(&mut body);
+        let records = take_records(&mut body).map_err(|e| select_err(stats.pages, &req, e))?;
         paging.progress.page(records.len());
         tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
+        if repeats.repeats(&records, &resource.primary_key) {
+            return Err(page_err(
+                stats.pages,
+                &req,
+                paginator.same_page(records.len()),
+            ));
+        }
         let page_response = PageResponse {
             url: &response.url,
             headers: &response.headers,
@@ -717,15 +760,14 @@ async fn fetch_pages(
         };
         next = paginator
             .next(&page_response)
-            .map_err(|source| ExtractError::Paginate {
-                resource: resource.name.clone(),
-                page: stats.pages,
-                url: client.display_url(&req),
-                source: source.redacted(|text| client.redact_text(text)),
-            })?;
+            .map_err(|source| page_err(stats.pages, &req, source))?;
+        // This page is the last one `max_pages` allows: published, then the error.
+        let too_many = next.is_some() && stats.pages >= max_pages;
         // The first page may tell how many follow: then fetch them concurrently.
         let rest = match &next {
-            Some(_) if stats.pages == 1 && concurrency > 1 => paginator.remaining(&body),
+            Some(_) if stats.pages == 1 && concurrency > 1 && !too_many => {
+                paginator.remaining(&body)
+            }
             _ => None,
         };
         let resume = match &next {
@@ -745,63 +787,105 @@ async fn fetch_pages(
             // The publisher stopped; its error is the one to report.
             break;
         }
+        if too_many {
+            let source = PaginateError::TooManyPages {
+                paginator: paginator.kind(),
+                max: max_pages,
+            };
+            return Err(page_err(stats.pages, &req, source));
+        }
         if let Some(rest) = rest {
+            let planned = rest.pages_left();
             tracing::debug!(
-                pages = rest.len(),
+                pages = planned,
                 concurrency,
                 "fetching the remaining pages concurrently"
             );
-            paging.progress.total_pages(1 + rest.len() as u64);
+            paging.progress.total_pages(planned.saturating_add(1));
             let stops_on_empty = paginator.stops_on_empty_page();
-            // Each page's checkpoint, once acknowledged, is the next page's position.
-            let resumes: Vec<Option<serde_json::Value>> = rest
-                .iter()
-                .skip(1)
-                .map(|(_, cp)| Some(cp.clone()))
-                .chain(std::iter::once(None))
-                .collect();
+            // Pages beyond `max_pages` are not requested; reaching them is an error below.
+            let allowed = max_pages.saturating_sub(stats.pages);
             // `buffered` keeps at most `concurrency` requests in flight and yields the
             // responses in page order, so each id's versions are published in order; the
-            // adaptive limit lowers the number actually sent while the API answers 429.
-            let mut pages =
-                futures::stream::iter(rest.into_iter().zip(resumes).map(|((step, _), resume)| {
-                    let req = request_for(step);
-                    let limit = &paging.limit;
-                    async move { (client.fetch_limited(&req, Some(limit)).await, resume) }
-                }))
-                .buffered(concurrency);
+            // adaptive limit lowers the number actually sent while the API answers 429. The
+            // pages are made as the stream pulls them: memory holds only those in flight,
+            // whatever total the API claimed.
+            let mut pages = futures::stream::iter(
+                rest.take(usize::try_from(allowed).unwrap_or(usize::MAX))
+                    .map(|planned| {
+                        let req = request_for(planned.request.clone());
+                        let limit = &paging.limit;
+                        async move {
+                            let response = client.fetch_limited(&req, Some(limit)).await;
+                            (response, planned, req)
+                        }
+                    }),
+            )
+            .buffered(concurrency);
+            let mut ended = false;
+            let mut last: Option<Request> = None;
             loop {
                 let response = tokio::select! {
                     r = pages.next() => r,
-                    () = cancel.cancelled() => None,
+                    () = cancel.cancelled() => {
+                        ended = true;
+                        None
+                    }
                 };
-                let Some((response, resume)) = response else {
+                let Some((response, planned_page, req)) = response else {
                     break;
                 };
+                let req = last.insert(req);
                 let response = response.map_err(fetch_err)?;
                 if response.ignored.is_some() {
                     stats.retries += u64::from(response.retries);
+                    ended = true;
                     break;
                 }
                 stats.add(&response);
                 let mut body = response.body;
-                let records = take_records(&mut body);
+                let records =
+                    take_records(&mut body).map_err(|e| select_err(stats.pages, req, e))?;
                 paging.progress.page(records.len());
                 tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
                 if records.is_empty() && stops_on_empty {
                     // As sequential paging would: the data ended before `total` said.
+                    if planned_page.resume.is_some() {
+                        tracing::warn!(
+                            page = stats.pages,
+                            planned = planned.saturating_add(1),
+                            "page {} is empty though the first response's total promised {} \
+                             pages: the paging ends here (as dlt's does)",
+                            stats.pages,
+                            planned.saturating_add(1)
+                        );
+                    }
+                    ended = true;
                     break;
+                }
+                if repeats.repeats(&records, &resource.primary_key) {
+                    let source = planned_page.paginator.same_page(records.len());
+                    return Err(page_err(stats.pages, req, source));
                 }
                 let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
                 let page = Page {
                     number: stats.pages,
                     records,
-                    resume,
+                    resume: planned_page.resume,
                     max,
                 };
                 if tx.send(page).await.is_err() {
+                    ended = true;
                     break;
                 }
+            }
+            if !ended && planned > allowed {
+                let source = PaginateError::TooManyPages {
+                    paginator: paginator.kind(),
+                    max: max_pages,
+                };
+                let last = last.unwrap_or_else(|| request_for(NextRequest::unchanged()));
+                return Err(page_err(stats.pages, &last, source));
             }
             break;
         }

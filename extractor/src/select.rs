@@ -87,6 +87,141 @@ impl Selector {
     }
 }
 
+/// An endpoint's `data_selector`, strict about what it finds: a selector that finds nothing
+/// is an error naming it and what the response has (dlt takes it for an empty page, which
+/// hides a wrong selector and a 200 answer that is an error); `null` is an empty page only
+/// with `allow_null_data` (dlt's choice, with a warning).
+#[derive(Debug, Clone)]
+pub struct DataSelector {
+    /// As written in the config.
+    pub text: String,
+    selector: Selector,
+    /// For a path ending in `[*]` or `.*`: the container it iterates, which must exist.
+    container: Option<Selector>,
+    pub allow_null: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("data_selector `{selector}` finds nothing in the response: {found}")]
+    Missing { selector: String, found: String },
+    #[error(
+        "data_selector `{selector}` finds null, not a list of records; set \
+         endpoint.allow_null_data = true if the API sends null for no records"
+    )]
+    Null { selector: String },
+}
+
+/// How many of a response's keys an error lists.
+const KEYS_SHOWN: usize = 20;
+
+impl DataSelector {
+    /// Compiles `text`; `key` names the config key it came from, for the error message.
+    pub fn parse(key: &str, text: &str, allow_null: bool) -> Result<Self, SelectorError> {
+        let selector = Selector::parse(key, text)?;
+        let trimmed = text.trim();
+        let container = match &selector {
+            Selector::Path(_) => trimmed
+                .strip_suffix("[*]")
+                .or_else(|| trimmed.strip_suffix(".*"))
+                .filter(|rest| !rest.is_empty() && *rest != "$")
+                .and_then(|rest| Selector::parse(key, rest).ok()),
+            Selector::Keys(_) => None,
+        };
+        Ok(Self {
+            text: text.to_owned(),
+            selector,
+            container,
+            allow_null,
+        })
+    }
+
+    /// The page's records, taken out of `body` (the rest stays for the paginator).
+    pub fn take_page(&self, body: &mut Value) -> Result<Vec<Value>, SelectError> {
+        let missing = |found: String| SelectError::Missing {
+            selector: self.text.clone(),
+            found,
+        };
+        match &self.selector {
+            Selector::Keys(keys) => {
+                // Where the path stops, for the error.
+                let mut at = &*body;
+                for (i, k) in keys.iter().enumerate() {
+                    match at.get(k) {
+                        Some(next) => at = next,
+                        None => {
+                            let place = match i {
+                                0 => "the response".to_owned(),
+                                _ => format!("`{}`", keys[..i].join(".")),
+                            };
+                            return Err(missing(describe(&place, at)));
+                        }
+                    }
+                }
+                let mut cur = &mut *body;
+                for k in keys {
+                    match cur.get_mut(k) {
+                        Some(next) => cur = next,
+                        None => return Ok(Vec::new()),
+                    }
+                }
+                if cur.is_null() && !self.allow_null {
+                    return Err(SelectError::Null {
+                        selector: self.text.clone(),
+                    });
+                }
+                Ok(into_records(cur.take()))
+            }
+            Selector::Path(path) => {
+                let (found, null) = {
+                    let nodes = path.query(body).all();
+                    (!nodes.is_empty(), matches!(nodes.as_slice(), [Value::Null]))
+                };
+                if !found {
+                    // `items[*]` finds nothing in `{"items": []}` too: empty, not missing.
+                    return match &self.container {
+                        Some(c) if c.find(body).is_some() => Ok(Vec::new()),
+                        Some(_) => Err(missing(describe("the response", body))),
+                        // A filter may rightly match nothing.
+                        None => Ok(Vec::new()),
+                    };
+                }
+                if null && !self.allow_null {
+                    return Err(SelectError::Null {
+                        selector: self.text.clone(),
+                    });
+                }
+                Ok(self.selector.take_records(body))
+            }
+        }
+    }
+}
+
+/// What `value` (found at `place`) holds, for an error: an object's keys, else its type.
+fn describe(place: &str, value: &Value) -> String {
+    match value {
+        Value::Object(map) if map.is_empty() => format!("{place} is an empty object"),
+        Value::Object(map) => {
+            let mut keys: Vec<String> = map
+                .keys()
+                .take(KEYS_SHOWN)
+                .map(|k| format!("`{k}`"))
+                .collect();
+            if map.len() > KEYS_SHOWN {
+                keys.push(format!("and {} more", map.len() - KEYS_SHOWN));
+            }
+            format!("{place} has the keys {}", keys.join(", "))
+        }
+        Value::Array(items) => {
+            format!("{place} is a list of {} values, not an object", items.len())
+        }
+        Value::String(_) => format!("{place} is a string, not an object"),
+        Value::Number(_) => format!("{place} is a number, not an object"),
+        Value::Bool(_) => format!("{place} is a boolean, not an object"),
+        Value::Null => format!("{place} is null"),
+    }
+}
+
 fn into_records(value: Value) -> Vec<Value> {
     match value {
         Value::Array(items) => items,
@@ -171,6 +306,81 @@ mod tests {
                 .starts_with("resources[0].endpoint.data_selector: `$[?(`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_data_selector_that_finds_nothing_names_what_the_response_has() {
+        let s = DataSelector::parse("k", "data", false).unwrap();
+        let e = s
+            .take_page(&mut json!({"results": [{"id": 1}], "count": 1}))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "data_selector `data` finds nothing in the response: the response has the keys \
+             `results`, `count`"
+        );
+        let nested = DataSelector::parse("k", "a.b", false).unwrap();
+        let e = nested
+            .take_page(&mut json!({"a": {"c": 1}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("`a` has the keys `c`"), "{e}");
+        let e = s.take_page(&mut json!([1, 2])).unwrap_err().to_string();
+        assert!(
+            e.ends_with("the response is a list of 2 values, not an object"),
+            "{e}"
+        );
+        // An empty list is an empty page.
+        assert!(s.take_page(&mut json!({"data": []})).unwrap().is_empty());
+        // Many keys are cut short.
+        let many: serde_json::Map<String, Value> =
+            (0..30).map(|i| (format!("k{i}"), json!(i))).collect();
+        let e = s
+            .take_page(&mut Value::Object(many))
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("`k19`, and 10 more"), "{e}");
+    }
+
+    #[test]
+    fn null_is_an_empty_page_only_when_allowed() {
+        let strict = DataSelector::parse("k", "data", false).unwrap();
+        let e = strict.take_page(&mut json!({"data": null})).unwrap_err();
+        assert!(e.to_string().contains("allow_null_data"), "{e}");
+        let lenient = DataSelector::parse("k", "data", true).unwrap();
+        assert!(
+            lenient
+                .take_page(&mut json!({"data": null}))
+                .unwrap()
+                .is_empty()
+        );
+        // A missing key stays an error either way.
+        assert!(lenient.take_page(&mut json!({"other": 1})).is_err());
+        let path = DataSelector::parse("k", "$.data", false).unwrap();
+        assert!(path.take_page(&mut json!({"data": null})).is_err());
+    }
+
+    #[test]
+    fn wildcard_paths_tell_an_empty_list_from_a_missing_one() {
+        let s = DataSelector::parse("k", "$.items[*]", false).unwrap();
+        assert!(s.take_page(&mut json!({"items": []})).unwrap().is_empty());
+        assert_eq!(
+            s.take_page(&mut json!({"items": [{"id": 1}]})).unwrap(),
+            vec![json!({"id": 1})]
+        );
+        let e = s.take_page(&mut json!({"results": []})).unwrap_err();
+        assert!(e.to_string().contains("`results`"), "{e}");
+        // A filter may rightly match nothing.
+        let filter = DataSelector::parse("k", "$.items[?@.ok == true]", false).unwrap();
+        assert!(
+            filter
+                .take_page(&mut json!({"items": [{"ok": false}]}))
+                .unwrap()
+                .is_empty()
+        );
+        let list = DataSelector::parse("k", "$.data", false).unwrap();
+        assert!(list.take_page(&mut json!({"data": []})).unwrap().is_empty());
     }
 
     #[test]

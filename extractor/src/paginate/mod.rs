@@ -10,6 +10,8 @@ pub mod json_link;
 pub mod offset;
 pub mod page_number;
 
+use std::hash::{DefaultHasher, Hasher};
+
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use url::Url;
@@ -76,6 +78,28 @@ pub enum PaginateError {
         what: &'static str,
         value: String,
     },
+    #[error(
+        "the {paginator} paginator made no progress: {at} has the same {records} records as the \
+         page before; the API seems to ignore {ignored}; stopping instead of paging forever"
+    )]
+    SamePage {
+        paginator: &'static str,
+        at: String,
+        records: usize,
+        ignored: String,
+    },
+    #[error(
+        "the {paginator} paginator has not ended after {max} pages (client.max_pages); stopping. \
+         Raise client.max_pages if the API really has more, or bound the paging with \
+         maximum_offset / maximum_page"
+    )]
+    TooManyPages { paginator: &'static str, max: u64 },
+    #[error(
+        "the next link `{link}` leads to host `{host}`: the credentials are sent only to \
+         base_url's host, the endpoint's and client.trusted_hosts; add `{host}` to \
+         client.trusted_hosts if the API really pages there"
+    )]
+    ForeignLink { link: String, host: String },
     #[error("{what} `{value}` is not a usable URL: {message}")]
     BadLink {
         what: &'static str,
@@ -120,6 +144,10 @@ impl PaginateError {
             PaginateError::BadCursor { what, found } => PaginateError::BadCursor {
                 what,
                 found: redact(&found),
+            },
+            PaginateError::ForeignLink { link, host } => PaginateError::ForeignLink {
+                link: redact(&link),
+                host,
             },
             other => other,
         }
@@ -173,22 +201,61 @@ impl Paginator {
         }
     }
 
-    /// After the first response was accepted by [`Paginator::next`]: every remaining request
-    /// with its checkpoint, when the response says how many there are (`offset` or
-    /// `page_number` with a total), so they can be fetched concurrently; `None` when only
-    /// sequential paging can know.
-    pub fn remaining(&self, body: &Value) -> Option<Vec<(NextRequest, Value)>> {
+    /// After the first response was accepted by [`Paginator::next`]: the remaining pages,
+    /// when the response says how many there are (`offset` or `page_number` with a total),
+    /// so they can be fetched concurrently; `None` when only sequential paging can know.
+    /// The pages are made one at a time as they are requested, so whatever total the API
+    /// claims, only the requests in flight are in memory.
+    pub fn remaining(&self, body: &Value) -> Option<RemainingPages> {
         match self {
-            Paginator::Offset(p) => Some(
-                p.remaining(body)?
-                    .into_iter()
-                    .map(|page| (NextRequest::Params(page.params()), page.checkpoint()))
-                    .collect(),
-            ),
-            Paginator::PageNumber(p) => p.remaining(body),
+            Paginator::Offset(p) => Some(RemainingPages {
+                next: p.offset,
+                end: p.remaining_end(body)?,
+                step: p.limit.max(1),
+                template: Planned::Offset(p.clone()),
+            }),
+            Paginator::PageNumber(p) => Some(RemainingPages {
+                next: p.page,
+                end: p.remaining_end(body)?,
+                step: 1,
+                template: Planned::PageNumber(p.clone()),
+            }),
             // `auto` once it detected one of those.
             Paginator::Auto(p) => p.detected.as_deref()?.remaining(body),
             _ => None,
+        }
+    }
+
+    /// The error for a page whose records repeat the page before, made before
+    /// [`Paginator::next`] moved on from the request that fetched it: it names the position
+    /// and the parameter the API seems to ignore.
+    pub fn same_page(&self, records: usize) -> PaginateError {
+        let (at, ignored) = match self {
+            Paginator::Offset(p) => (
+                format!("the page at {} {}", p.offset_param, p.offset),
+                format!("`{}`", p.offset_param),
+            ),
+            Paginator::PageNumber(p) => (
+                format!("the page at {} {}", p.page_param, p.page),
+                format!("`{}`", p.page_param),
+            ),
+            Paginator::Auto(p) => match p.detected.as_deref() {
+                Some(detected) => return detected.same_page(records),
+                None => ("this page".to_owned(), "the paging".to_owned()),
+            },
+            Paginator::JsonLink(_) | Paginator::HeaderLink(_) => {
+                ("this page".to_owned(), "the next link".to_owned())
+            }
+            Paginator::Cursor(_) | Paginator::HeaderCursor(_) => {
+                ("this page".to_owned(), "the cursor".to_owned())
+            }
+            Paginator::SinglePage => ("this page".to_owned(), "the paging".to_owned()),
+        };
+        PaginateError::SamePage {
+            paginator: self.kind(),
+            at,
+            records,
+            ignored,
         }
     }
 
@@ -252,6 +319,129 @@ impl Paginator {
             Paginator::SinglePage => "single_page",
             Paginator::Auto(_) => "auto",
         }
+    }
+}
+
+/// The pages after the first of an `offset` or `page_number` paginator whose first response
+/// gave the total: positions `next`, `next + step`, ... up to (not including) `end`, each made
+/// when the iterator reaches it.
+#[derive(Debug, Clone)]
+pub struct RemainingPages {
+    next: u64,
+    end: u64,
+    step: u64,
+    template: Planned,
+}
+
+#[derive(Debug, Clone)]
+enum Planned {
+    Offset(OffsetPaginator),
+    PageNumber(PageNumberPaginator),
+}
+
+impl Planned {
+    fn at(&self, position: u64) -> Paginator {
+        match self {
+            Planned::Offset(p) => Paginator::Offset(p.at(position)),
+            Planned::PageNumber(p) => Paginator::PageNumber(p.at(position)),
+        }
+    }
+}
+
+/// One planned page.
+#[derive(Debug, Clone)]
+pub struct PlannedPage {
+    pub request: NextRequest,
+    /// The checkpoint once this page (and every one before it) is acknowledged: the next
+    /// page's position; `None` for the last planned page.
+    pub resume: Option<Value>,
+    /// The paginator positioned at this page (for its error messages).
+    pub paginator: Paginator,
+}
+
+impl RemainingPages {
+    /// How many pages are planned (what `total` claims; the paging may end sooner).
+    pub fn pages_left(&self) -> u64 {
+        self.end.saturating_sub(self.next).div_ceil(self.step)
+    }
+}
+
+impl Iterator for RemainingPages {
+    type Item = PlannedPage;
+
+    fn next(&mut self) -> Option<PlannedPage> {
+        if self.next >= self.end {
+            return None;
+        }
+        let paginator = self.template.at(self.next);
+        self.next = self.next.saturating_add(self.step);
+        let resume = (self.next < self.end)
+            .then(|| self.template.at(self.next).checkpoint())
+            .flatten();
+        let request = paginator.first()?;
+        Some(PlannedPage {
+            request,
+            resume,
+            paginator,
+        })
+    }
+}
+
+/// Catches an API that answers every request with the same page (it ignores the paging
+/// parameters): a fingerprint of the last non-empty page's records. Empty pages are not
+/// compared (an API may send several in a row where `stop_after_empty_page` is off).
+#[derive(Debug, Clone, Default)]
+pub struct RepeatGuard {
+    last: Option<u64>,
+}
+
+impl RepeatGuard {
+    /// Whether `records` repeat the last non-empty page's: the same primary key values in
+    /// the same order (when every record has them), else the same records.
+    pub fn repeats(&mut self, records: &[Value], primary_key: &[String]) -> bool {
+        if records.is_empty() {
+            return false;
+        }
+        let print = fingerprint(records, primary_key);
+        let same = self.last == Some(print);
+        self.last = Some(print);
+        same
+    }
+}
+
+/// A 64-bit hash of the records' primary key values (or of the whole record where one has
+/// no value for a key), in order.
+fn fingerprint(records: &[Value], primary_key: &[String]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hasher.write_usize(records.len());
+    for record in records {
+        let keys: Option<Vec<&Value>> = if primary_key.is_empty() {
+            None
+        } else {
+            primary_key.iter().map(|k| record.get(k)).collect()
+        };
+        let mut sink = HashWriter(&mut hasher);
+        // Writing into a hasher cannot fail.
+        let _ = match keys {
+            Some(keys) => serde_json::to_writer(&mut sink, &keys),
+            None => serde_json::to_writer(&mut sink, record),
+        };
+        hasher.write_u8(0xff);
+    }
+    hasher.finish()
+}
+
+/// Feeds what is written to a hasher.
+struct HashWriter<'a, H>(&'a mut H);
+
+impl<H: Hasher> std::io::Write for HashWriter<'_, H> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -441,7 +631,7 @@ mod tests {
         let first = Fake::new("http://h/x", body.clone(), 1);
         let pages = |p: &Paginator| -> Option<Vec<NextRequest>> {
             p.remaining(&body)
-                .map(|all| all.into_iter().map(|(req, _)| req).collect())
+                .map(|all| all.map(|page| page.request).collect())
         };
         let page = |n: &str| NextRequest::Params(vec![("page".into(), n.into())]);
 
@@ -451,6 +641,11 @@ mod tests {
         assert_eq!(auto.next(&first.page()).unwrap(), Some(page("2")));
         assert_eq!(pages(&auto), Some(vec![page("2"), page("3"), page("4")]));
         assert!(auto.stops_on_empty_page(), "as the detected page_number");
+        let e = auto.same_page(10).to_string();
+        assert!(
+            e.contains("page_number paginator") && e.contains("page 2"),
+            "{e}"
+        );
 
         let mut linked = Paginator::Auto(AutoPaginator::default());
         let r = Fake::new("http://h/x", json!({"data": [1], "next": "/x?p=2"}), 1);
@@ -459,6 +654,128 @@ mod tests {
             linked.remaining(&r.body).is_none(),
             "links page sequentially"
         );
+    }
+
+    fn offset(limit: u64, maximum_offset: Option<u64>) -> Paginator {
+        Paginator::Offset(OffsetPaginator {
+            limit,
+            offset: 0,
+            offset_param: "offset".into(),
+            limit_param: "limit".into(),
+            total_path: Some((
+                "total".into(),
+                crate::select::Selector::parse("total_path", "total").unwrap(),
+            )),
+            maximum_offset,
+            stop_after_empty_page: true,
+        })
+    }
+
+    /// The offsets and resume checkpoints of the pages after the first.
+    fn planned(mut p: Paginator, total: Value) -> (u64, Vec<(String, Option<Value>)>) {
+        let first = test_support::Fake::new("http://h/x", json!({ "total": total }), 100);
+        assert!(p.next(&first.page()).unwrap().is_some());
+        let rest = p.remaining(&first.body).unwrap();
+        let count = rest.pages_left();
+        let pages = rest
+            .map(|page| match page.request {
+                NextRequest::Params(params) => (params[0].1.clone(), page.resume),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        (count, pages)
+    }
+
+    #[test]
+    fn remaining_offsets_with_their_checkpoints() {
+        let (count, pages) = planned(offset(100, None), json!(350));
+        assert_eq!(count, 3);
+        assert_eq!(
+            pages,
+            [
+                ("100".into(), Some(json!({"offset": 200}))),
+                ("200".into(), Some(json!({"offset": 300}))),
+                ("300".into(), None),
+            ]
+        );
+        let (count, pages) = planned(offset(100, Some(250)), json!(350));
+        assert_eq!((count, pages.len()), (2, 2));
+        assert_eq!(planned(offset(100, None), json!(101)).0, 1);
+    }
+
+    #[test]
+    fn a_huge_total_plans_nothing_up_front() {
+        // 10^12 records in pages of 100: 10^10 pages, none made until asked for.
+        let mut p = offset(100, None);
+        let first =
+            test_support::Fake::new("http://h/x", json!({"total": 1_000_000_000_000u64}), 100);
+        assert!(p.next(&first.page()).unwrap().is_some());
+        let mut rest = p.remaining(&first.body).unwrap();
+        assert_eq!(rest.pages_left(), 9_999_999_999);
+        assert_eq!(
+            std::mem::size_of_val(&rest),
+            std::mem::size_of::<RemainingPages>()
+        );
+        let third = rest.nth(2).unwrap();
+        assert_eq!(
+            third.request,
+            NextRequest::Params(vec![
+                ("offset".into(), "300".into()),
+                ("limit".into(), "100".into())
+            ])
+        );
+        assert_eq!(rest.pages_left(), 9_999_999_996);
+        // u64::MAX (a float total saturates there) does not overflow.
+        assert_eq!(planned(offset(u64::MAX / 2, None), json!(u64::MAX)).0, 2);
+    }
+
+    #[test]
+    fn a_repeated_page_is_caught_by_keys_or_by_content() {
+        let key = vec!["id".to_owned()];
+        let mut g = RepeatGuard::default();
+        assert!(!g.repeats(&[json!({"id": 1}), json!({"id": 2})], &key));
+        assert!(!g.repeats(&[json!({"id": 3}), json!({"id": 4})], &key));
+        // Same keys, changed values: still no progress.
+        assert!(g.repeats(&[json!({"id": 3, "x": 9}), json!({"id": 4})], &key));
+        // Empty pages are not compared and do not reset.
+        assert!(!g.repeats(&[], &key));
+        assert!(!g.repeats(&[], &key));
+        assert!(g.repeats(&[json!({"id": 3}), json!({"id": 4})], &key));
+        // Without keys the records are compared whole.
+        let mut g = RepeatGuard::default();
+        assert!(!g.repeats(&[json!({"a": 1})], &[]));
+        assert!(!g.repeats(&[json!({"a": 2})], &[]));
+        assert!(g.repeats(&[json!({"a": 2})], &[]));
+        // A record without the key is compared whole.
+        let mut g = RepeatGuard::default();
+        assert!(!g.repeats(&[json!({"b": 1})], &key));
+        assert!(!g.repeats(&[json!({"b": 2})], &key));
+        // Order matters: a reversed page is progress of a kind.
+        let mut g = RepeatGuard::default();
+        assert!(!g.repeats(&[json!({"id": 1}), json!({"id": 2})], &key));
+        assert!(!g.repeats(&[json!({"id": 2}), json!({"id": 1})], &key));
+    }
+
+    #[test]
+    fn the_repeat_error_names_the_position_and_the_parameter() {
+        let p = offset(100, None);
+        let Paginator::Offset(inner) = &p else {
+            unreachable!()
+        };
+        let at_300 = Paginator::Offset(inner.at(300));
+        let e = at_300.same_page(100).to_string();
+        assert!(
+            e.contains("offset paginator made no progress")
+                && e.contains("the page at offset 300 has the same 100 records")
+                && e.contains("ignore `offset`"),
+            "{e}"
+        );
+        let e = PaginateError::TooManyPages {
+            paginator: "offset",
+            max: 5,
+        }
+        .to_string();
+        assert!(e.contains("after 5 pages (client.max_pages)"), "{e}");
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl OffsetPaginator {
             },
             None => None,
         };
-        self.offset += self.limit;
+        self.offset = self.offset.saturating_add(self.limit);
         if total.is_some_and(|t| self.offset >= t)
             || self.maximum_offset.is_some_and(|m| self.offset >= m)
         {
@@ -83,22 +83,22 @@ impl OffsetPaginator {
         Some(self.has_first_page().then(|| self.params()))
     }
 
-    /// After [`OffsetPaginator::next`] accepted the first response: the paginator at each
-    /// remaining page when the response gave `total` (stopping at it and at
-    /// `maximum_offset`), so they can be fetched concurrently. `None` without a total.
-    pub fn remaining(&self, response: &Value) -> Option<Vec<OffsetPaginator>> {
+    /// After [`OffsetPaginator::next`] accepted the first response: the offset the remaining
+    /// pages end before, when the response gave `total` (capped at `maximum_offset`), so
+    /// they can be fetched concurrently. `None` without a total. The pages are planned
+    /// lazily from it ([`super::RemainingPages`]): a `total` of 10^12 costs nothing until
+    /// its pages are requested, and an empty page still ends them.
+    pub fn remaining_end(&self, response: &Value) -> Option<u64> {
         let (_, selector) = self.total_path.as_ref()?;
         let total = as_count(selector.find(response)?)?;
-        let end = self.maximum_offset.map_or(total, |m| m.min(total));
-        let mut pages = Vec::new();
-        let mut offset = self.offset;
-        while offset < end {
-            let mut p = self.clone();
-            p.offset = offset;
-            pages.push(p);
-            offset = offset.saturating_add(self.limit.max(1));
-        }
-        Some(pages)
+        Some(self.maximum_offset.map_or(total, |m| m.min(total)))
+    }
+
+    /// The paginator at `offset`.
+    pub fn at(&self, offset: u64) -> OffsetPaginator {
+        let mut p = self.clone();
+        p.offset = offset;
+        p
     }
 }
 
@@ -154,17 +154,12 @@ mod tests {
         let mut p = paginator(Some("total"), None, true);
         let first = json!({"total": 350});
         assert!(p.next(&first, 100).unwrap().is_some());
-        let offsets: Vec<String> = p
-            .remaining(&first)
-            .unwrap()
-            .into_iter()
-            .map(|page| page.params()[0].1.clone())
-            .collect();
-        assert_eq!(offsets, ["100", "200", "300"]);
+        assert_eq!(p.remaining_end(&first), Some(350));
         let mut capped = paginator(Some("total"), Some(250), true);
         assert!(capped.next(&first, 100).unwrap().is_some());
-        assert_eq!(capped.remaining(&first).unwrap().len(), 2);
-        assert!(p.remaining(&json!({"count": 3})).is_none());
+        assert_eq!(capped.remaining_end(&first), Some(250));
+        assert!(p.remaining_end(&json!({"count": 3})).is_none());
+        assert_eq!(p.at(300).params()[0].1, "300");
     }
 
     #[test]
@@ -252,11 +247,8 @@ mod tests {
         );
         assert_eq!(resumed.resume(&json!({"offset": 1000})), Some(None));
         assert_eq!(resumed.resume(&json!({"page": 3})), None);
-        let remaining = p.remaining(&json!({"total": 500})).unwrap();
-        assert_eq!(
-            remaining.iter().map(|r| r.checkpoint()).collect::<Vec<_>>(),
-            [json!({"offset": 300}), json!({"offset": 400})]
-        );
+        assert_eq!(p.remaining_end(&json!({"total": 500})), Some(500));
+        assert_eq!(p.at(300).checkpoint(), json!({"offset": 300}));
     }
 
     #[test]

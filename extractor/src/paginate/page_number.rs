@@ -70,7 +70,7 @@ impl PageNumberPaginator {
             },
             None => None,
         };
-        self.page += 1;
+        self.page = self.page.saturating_add(1);
         if total.is_some_and(|t| self.page >= t.saturating_add(self.base_page))
             || self.maximum_page.is_some_and(|m| self.page >= m)
         {
@@ -79,30 +79,30 @@ impl PageNumberPaginator {
         Ok(Some(self.params()))
     }
 
-    /// After [`PageNumberPaginator::next`] accepted the first response: every remaining
-    /// page's request when the response gave the total number of pages (the last page is
-    /// `base_page + total - 1`, and none reaches `maximum_page`), so they can be fetched
-    /// concurrently. `None` without a total. An empty page still ends the paging when
+    /// After [`PageNumberPaginator::next`] accepted the first response: the page number the
+    /// remaining pages end before, when the response gave the total number of pages (the
+    /// last page is `base_page + total - 1`; capped at `maximum_page`), so they can be
+    /// fetched concurrently. `None` without a total. The pages are planned lazily from it
+    /// ([`super::RemainingPages`]); an empty page still ends the paging when
     /// `stop_after_empty_page` is on: the caller stops at it.
-    pub fn remaining(&self, response: &Value) -> Option<Vec<(NextRequest, Value)>> {
+    pub fn remaining_end(&self, response: &Value) -> Option<u64> {
         let (_, selector) = self.total_path.as_ref()?;
         let total = as_count(selector.find(response)?)?;
         let end = total.saturating_add(self.base_page);
-        let end = self.maximum_page.map_or(end, |m| m.min(end));
-        Some(
-            (self.page..end)
-                .map(|page| {
-                    let mut p = self.clone();
-                    p.page = page;
-                    (p.params(), p.checkpoint())
-                })
-                .collect(),
-        )
+        Some(self.maximum_page.map_or(end, |m| m.min(end)))
+    }
+
+    /// The paginator at `page`.
+    pub fn at(&self, page: u64) -> PageNumberPaginator {
+        let mut p = self.clone();
+        p.page = page;
+        p
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::Paginator;
     use super::*;
     use serde_json::json;
 
@@ -208,7 +208,8 @@ mod tests {
     fn parallel(mut p: PageNumberPaginator, first: Value) -> Option<Vec<u64>> {
         let mut pages = vec![page_of(&p.first()?)];
         if p.next(&first, 10).unwrap().is_some() {
-            pages.extend(p.remaining(&first)?.iter().map(|(req, _)| page_of(req)));
+            let planned = Paginator::PageNumber(p).remaining(&first)?;
+            pages.extend(planned.map(|page| page_of(&page.request)));
         }
         Some(pages)
     }
@@ -244,21 +245,20 @@ mod tests {
         let mut p = paginator(1, Some("total_pages"), None, true);
         let body = json!({"page": 1});
         assert!(p.next(&body, 10).unwrap().is_some());
-        assert!(p.remaining(&body).is_none());
+        assert!(p.remaining_end(&body).is_none());
         let mut p = paginator(1, None, Some(5), true);
         assert!(p.next(&json!({"total_pages": 9}), 10).unwrap().is_some());
         assert!(
-            p.remaining(&json!({"total_pages": 9})).is_none(),
+            p.remaining_end(&json!({"total_pages": 9})).is_none(),
             "no total_path"
         );
         let mut p = paginator(1, Some("meta.pages"), None, true);
         let body = json!({"meta": {"pages": "4"}});
         assert!(p.next(&body, 10).unwrap().is_some());
-        let pages: Vec<u64> = p
+        let pages: Vec<u64> = Paginator::PageNumber(p)
             .remaining(&body)
             .unwrap()
-            .iter()
-            .map(|(req, _)| page_of(req))
+            .map(|page| page_of(&page.request))
             .collect();
         assert_eq!(pages, [2, 3, 4], "a quoted total counts too");
     }
