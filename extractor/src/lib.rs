@@ -745,13 +745,11 @@ async fn fetch_pages(
         let records = take_records(&mut body).map_err(|e| select_err(stats.pages, &req, e))?;
         paging.progress.page(records.len());
         tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
-        if repeats.repeats(&records, &resource.primary_key) {
-            return Err(page_err(
-                stats.pages,
-                &req,
-                paginator.same_page(records.len()),
-            ));
-        }
+        // A repeated page is told before the paginator moves on (its error names this
+        // page's position), but a repeated link or cursor, the more precise reason, wins.
+        let same_page = repeats
+            .repeats(&records, &resource.primary_key)
+            .then(|| paginator.same_page(records.len()));
         let page_response = PageResponse {
             url: &response.url,
             headers: &response.headers,
@@ -761,6 +759,9 @@ async fn fetch_pages(
         next = paginator
             .next(&page_response)
             .map_err(|source| page_err(stats.pages, &req, source))?;
+        if let Some(source) = same_page {
+            return Err(page_err(stats.pages, &req, source));
+        }
         // This page is the last one `max_pages` allows: published, then the error.
         let too_many = next.is_some() && stats.pages >= max_pages;
         // The first page may tell how many follow: then fetch them concurrently.
