@@ -155,58 +155,8 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
         .ok();
 
     let headers = raw.headers.unwrap_or_default();
-    for (name, value) in &headers {
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
-        if !valid_name {
-            problems.push(
-                format!("client.headers.{name}"),
-                "not a valid HTTP header name",
-            );
-        }
-        if value.chars().any(|c| c.is_control() && c != '\t') {
-            problems.push(
-                format!("client.headers.{name}"),
-                "a header value must not contain control characters",
-            );
-        }
-    }
-
-    match &raw.auth {
-        Some(AuthConfig::ApiKey(a)) if a.name.trim().is_empty() => {
-            problems.push("client.auth.name", "must not be empty");
-        }
-        Some(AuthConfig::HttpBasic(a)) if a.username.is_empty() => {
-            problems.push("client.auth.username", "must not be empty");
-        }
-        Some(AuthConfig::OAuth2ClientCredentials(a)) => {
-            if let Err(e) = parse_http_url(&a.access_token_url) {
-                problems.push("client.auth.access_token_url", e);
-            }
-            if a.default_token_expiration == 0 {
-                problems.push(
-                    "client.auth.default_token_expiration",
-                    "must be a positive number of seconds",
-                );
-            }
-            for (name, _) in a.access_token_request_data.iter() {
-                if name.is_empty() {
-                    problems.push(
-                        "client.auth.access_token_request_data",
-                        "a field name must not be empty",
-                    );
-                } else if matches!(name.as_str(), "client_id" | "client_secret") {
-                    problems.push(
-                        format!("client.auth.access_token_request_data.{name}"),
-                        format!("`{name}` comes from the key of the same name; remove it here"),
-                    );
-                }
-            }
-        }
-        _ => {}
-    }
+    check_headers(&headers, problems);
+    check_auth(raw.auth.as_ref(), problems);
 
     let timeout = match raw.timeout {
         None => DEFAULT_TIMEOUT,

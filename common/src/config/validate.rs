@@ -1,9 +1,9 @@
 //! The checks of a config's values, each problem pushed with its key path: endpoints,
 //! paginators, incrementals, columns, dependent resources, unique names, topics and tables.
-//! Called by [`super::resolve`] where it meets each value; the checks of `client` are made
-//! there, inline, as it builds the client.
+//! Called by [`super::resolve`] where it meets each value (a few checks that also build
+//! the value, such as `client.timeout` or `client.trusted_hosts`, stay inline there).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 use url::Url;
@@ -36,6 +36,65 @@ pub(super) fn parse_http_url(text: &str) -> Result<Url, String> {
         return Err(format!("`{text}` is not an http:// or https:// URL"));
     }
     Ok(url)
+}
+
+/// `client.headers`: names HTTP allows, values without control characters.
+pub(super) fn check_headers(headers: &BTreeMap<String, String>, problems: &mut Problems) {
+    for (name, value) in headers {
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !valid_name {
+            problems.push(
+                format!("client.headers.{name}"),
+                "not a valid HTTP header name",
+            );
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            problems.push(
+                format!("client.headers.{name}"),
+                "a header value must not contain control characters",
+            );
+        }
+    }
+}
+
+/// `client.auth`: what each kind needs besides its secrets.
+pub(super) fn check_auth(auth: Option<&AuthConfig>, problems: &mut Problems) {
+    match auth {
+        Some(AuthConfig::ApiKey(a)) if a.name.trim().is_empty() => {
+            problems.push("client.auth.name", "must not be empty");
+        }
+        Some(AuthConfig::HttpBasic(a)) if a.username.is_empty() => {
+            problems.push("client.auth.username", "must not be empty");
+        }
+        Some(AuthConfig::OAuth2ClientCredentials(a)) => {
+            if let Err(e) = parse_http_url(&a.access_token_url) {
+                problems.push("client.auth.access_token_url", e);
+            }
+            if a.default_token_expiration == 0 {
+                problems.push(
+                    "client.auth.default_token_expiration",
+                    "must be a positive number of seconds",
+                );
+            }
+            for (name, _) in a.access_token_request_data.iter() {
+                if name.is_empty() {
+                    problems.push(
+                        "client.auth.access_token_request_data",
+                        "a field name must not be empty",
+                    );
+                } else if matches!(name.as_str(), "client_id" | "client_secret") {
+                    problems.push(
+                        format!("client.auth.access_token_request_data.{name}"),
+                        format!("`{name}` comes from the key of the same name; remove it here"),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The smallest `client.max_requests_per_second`: one request every 1000 seconds.
@@ -776,6 +835,45 @@ mod tests {
         }
         assert_eq!(check_requests_per_second(20.0), None);
         assert!(check_requests_per_second(0.0).is_some());
+    }
+
+    /// Table-driven: (a line of `[client]`, the problem it must give).
+    #[test]
+    fn client_header_and_auth_problems_name_the_key() {
+        let cases = [
+            (
+                r#"headers = { "Bad Name" = "x" }"#,
+                "client.headers.Bad Name: not a valid HTTP header name",
+            ),
+            (
+                r#"headers = { "X-A" = "a\u0001b" }"#,
+                "client.headers.X-A: a header value must not contain control characters",
+            ),
+            (
+                r#"auth = { type = "api_key", name = " ", api_key = { secret = "k" } }"#,
+                "client.auth.name: must not be empty",
+            ),
+            (
+                r#"auth = { type = "http_basic", username = "", password = { secret = "p" } }"#,
+                "client.auth.username: must not be empty",
+            ),
+            (
+                r#"auth = { type = "oauth2_client_credentials", access_token_url = "ftp://a/t", client_id = { secret = "i" }, client_secret = { secret = "s" } }"#,
+                "client.auth.access_token_url: `ftp://a/t` is not an http:// or https:// URL",
+            ),
+            (
+                r#"auth = { type = "oauth2_client_credentials", access_token_url = "https://a/t", client_id = { secret = "i" }, client_secret = { secret = "s" }, default_token_expiration = 0 }"#,
+                "client.auth.default_token_expiration: must be a positive number of seconds",
+            ),
+        ];
+        for (line, expected) in cases {
+            let e = err(toml(
+                &with("").replace("base_url", &format!("{line}\nbase_url")),
+            ));
+            assert_eq!(e, format!("pipeline.toml: {expected}"), "{line}");
+        }
+        let fine = "headers = { \"X-Api-Version\" = \"2\\tbeta\" }";
+        assert!(toml(&with("").replace("base_url", &format!("{fine}\nbase_url"))).is_ok());
     }
 
     #[test]
