@@ -13,7 +13,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use common::config::{PipelineConfig, ResourceConfig, TemplatePart, parse_template, path_escape};
+use common::config::{PipelineConfig, ResourceConfig};
+use common::template::{TemplatePart, parse_template, path_escape};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;

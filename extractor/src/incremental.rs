@@ -6,7 +6,8 @@
 
 use std::cmp::Ordering;
 
-use common::config::{Incremental, cursor_order, cursor_text};
+use common::config::Incremental;
+use common::cursor::{cursor_order, cursor_text};
 use serde_json::Value;
 
 use crate::select::{Selector, SelectorError};

@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::config::{Incremental, topic_name_from};
+use common::config::Incremental;
+use common::topic::topic_name_from;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;

@@ -138,7 +138,10 @@ mod tests {
         .unwrap();
         let java = r#"{"name":"rest_pipeline.orders","type":"record","fields":[{"name":"id","type":"long"},{"name":"at","type":["null","long"]},{"name":"amount","type":"bytes"},{"name":"tags","type":"string"},{"name":"day","type":"int"},{"name":"kind","type":{"name":"rest_pipeline.Kind","type":"enum","symbols":["A","B"]}},{"name":"items","type":{"type":"array","items":{"name":"other.Item","type":"record","fields":[{"name":"n","type":"int"},{"name":"next","type":["null","other.Item"]}]}}},{"name":"m","type":{"type":"map","values":{"name":"rest_pipeline.md5","type":"fixed","size":16}}},{"name":"again","type":"rest_pipeline.Kind"},{"name":"u","type":"string"}]}"#;
         assert_eq!(canonical_form(&schema), java);
-        assert_eq!(super::super::rabin(java.as_bytes()), 0x28b5_6ceb_e8dd_44d1);
+        assert_eq!(
+            super::super::fingerprint::rabin(java.as_bytes()),
+            0x28b5_6ceb_e8dd_44d1
+        );
         // apache-avro's serialisation of the parsed schema gives the same form.
         let parsed = apache_avro::Schema::parse(&schema).unwrap();
         assert_eq!(

@@ -1,0 +1,450 @@
+//! The pipeline config: the same dict as dlt's `rest_api_source({...})`, key for key, written
+//! as TOML, JSON or YAML (`client`, `resource_defaults`, `resources[].endpoint.paginator`),
+//! plus three sections of ours: `pipeline`, `kafka` and `schema_registry`.
+//!
+//! Two steps, both pure: parsing into the raw document (every key checked, errors naming the
+//! file and the key path, e.g. `resources[0].endpoint.paginator.limitt: unknown field`), then
+//! validation, which merges `resource_defaults` into each resource as dlt does and resolves
+//! the defaults into a [`PipelineConfig`]. Secrets stay [`SecretRef`]s: resolving them is the
+//! job of [`crate::secret::SecretResolver`], in the process that sends them.
+//!
+//! This file holds the resolved types, what the extractor and the loader use; the rest is
+//! one file per step:
+
+mod auth; // dlt's `client.auth`: the four kinds, and how a table becomes one
+mod error; // `Problem` (a key path and a message) and `ConfigError`
+mod load; // formats, `load` and `parse`; the key path of a parse error
+mod paginator; // dlt's paginators, and how a table or a bare string becomes one
+mod raw; // the document as written: every key, checked by serde
+mod resolve; // `resource_defaults` merge, placeholders, incremental, defaults applied
+#[cfg(test)]
+mod test_support; // seed documents and helpers for the tests beside each file
+mod validate; // the `check_*` functions: every problem with its key path
+
+pub use auth::{
+    ApiKeyAuth, ApiKeyLocation, AuthConfig, BearerAuth, DEFAULT_TOKEN_EXPIRATION, HttpBasicAuth,
+    OAuth2ClientCredentialsAuth,
+};
+pub use error::{ConfigError, Problem};
+pub use load::{Format, load, parse};
+pub use paginator::{
+    CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
+    OffsetPaginator, PageNumberPaginator, Paginator,
+};
+pub use validate::{MIN_REQUESTS_PER_SECOND, check_requests_per_second, parse_json_path};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use url::Url;
+
+use crate::retry::RetryPolicy;
+use crate::schema::ColumnHint;
+use crate::secret::SecretRef;
+
+/// `pipeline.name` when not set (dlt's `rest_api` source name).
+pub const DEFAULT_PIPELINE_NAME: &str = "rest_api";
+/// `client.timeout` when not set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `client.max_pages` by default: far above any real paging (10^8 records in pages of 100),
+/// low enough that an API paged forever stops within hours rather than never.
+pub const DEFAULT_MAX_PAGES: u64 = 1_000_000;
+
+/// The whole config, validated, with every default applied. `Debug` hides the values of
+/// librdkafka settings that hold credentials (see [`is_secret_setting`]).
+#[derive(Clone, PartialEq)]
+pub struct PipelineConfig {
+    pub pipeline_name: String,
+    /// librdkafka settings, passed through verbatim.
+    pub kafka: BTreeMap<String, String>,
+    pub schema_registry: Option<SchemaRegistryConfig>,
+    /// Where the extractor publishes each resource's schema; default `_<pipeline_name>_schemas`.
+    pub schema_topic: String,
+    pub client: ClientConfig,
+    pub resources: Vec<ResourceConfig>,
+}
+
+/// Whether a librdkafka setting holds a credential (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, `ssl.key.pem`, ...).
+pub fn is_secret_setting(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "jaas", "key.pem", "keystore", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+impl fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kafka: BTreeMap<&str, &str> = self
+            .kafka
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_setting(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("PipelineConfig")
+            .field("pipeline_name", &self.pipeline_name)
+            .field("kafka", &kafka)
+            .field("schema_registry", &self.schema_registry)
+            .field("schema_topic", &self.schema_topic)
+            .field("client", &self.client)
+            .field("resources", &self.resources)
+            .finish()
+    }
+}
+
+impl PipelineConfig {
+    /// Every secret the config refers to, with the key path that refers to it.
+    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut refs = self.client.secret_refs();
+        if let Some(password) = self
+            .schema_registry
+            .as_ref()
+            .and_then(|r| r.password.as_ref())
+        {
+            refs.push(("schema_registry.password", password));
+        }
+        refs
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&ResourceConfig> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+/// A Confluent-compatible schema registry (`[schema_registry]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaRegistryConfig {
+    pub url: Url,
+    /// Basic auth: both or neither.
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+}
+
+/// dlt's `client`: how to call the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    pub base_url: Url,
+    pub headers: BTreeMap<String, String>,
+    pub auth: Option<AuthConfig>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// `max_requests_per_second` (not a dlt key): at most this many requests a second, all
+    /// resources together; `None` is unlimited.
+    pub max_requests_per_second: Option<f64>,
+    /// `max_pages` (not a dlt key): the most pages one paging of an endpoint may take (a
+    /// resource's run, or one parent record's children) before it stops with an error.
+    pub max_pages: u64,
+    /// `trusted_hosts` (not a dlt key): hosts besides `base_url`'s that a next link or a
+    /// redirect may lead to with the credentials.
+    pub trusted_hosts: Vec<String>,
+}
+
+impl ClientConfig {
+    /// The URL of an endpoint: `path` joined to `base_url` as dlt does (one `/` between
+    /// them), or `path` itself when it is an absolute `http(s)` URL.
+    pub fn endpoint_url(&self, path: &str) -> Result<Url, url::ParseError> {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return Url::parse(path);
+        }
+        let base = self.base_url.as_str();
+        let base = match base.find(['?', '#']) {
+            Some(end) => &base[..end],
+            None => base,
+        };
+        Url::parse(&format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        ))
+    }
+
+    /// The secrets `auth` refers to, with their key paths.
+    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        match &self.auth {
+            None => Vec::new(),
+            Some(AuthConfig::ApiKey(a)) => vec![("client.auth.api_key", &a.api_key)],
+            Some(AuthConfig::Bearer(a)) => vec![("client.auth.token", &a.token)],
+            Some(AuthConfig::HttpBasic(a)) => vec![("client.auth.password", &a.password)],
+            Some(AuthConfig::OAuth2ClientCredentials(a)) => vec![
+                ("client.auth.client_id", &a.client_id),
+                ("client.auth.client_secret", &a.client_secret),
+            ],
+        }
+    }
+}
+
+/// One resource: one endpoint, one topic, one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceConfig {
+    pub name: String,
+    /// Default: `pipeline.topic_prefix` + the name with characters Kafka rejects replaced by `_`.
+    pub topic: String,
+    /// Default: the name.
+    pub table_name: String,
+    pub primary_key: Vec<String>,
+    pub write_disposition: WriteDisposition,
+    pub endpoint: EndpointConfig,
+    pub columns: BTreeMap<String, ColumnHint>,
+    /// dlt's `schema_contract`: what the loader does with a new table, a new column, or a
+    /// value of another type (a variant column), each on its own. Default: evolve all.
+    pub schema_contract: SchemaContract,
+    /// The resource whose records this one's requests are made from (dlt's dependent
+    /// resources): named by the `{resources.<parent>.<field>}` placeholders of its path and
+    /// params (a `resolve` param becomes such a placeholder).
+    pub parent: Option<String>,
+    /// dlt's `include_from_parent`: parent fields (dotted paths) copied into each record as
+    /// `_<parent>_<field>` (dots in the field become `_`).
+    pub include_from_parent: Vec<String>,
+    /// dlt's `max_table_nesting`: how deep lists become child tables (`0`: lists stay JSON
+    /// columns). Default: unlimited. Applied by the loader.
+    pub max_table_nesting: Option<usize>,
+}
+
+/// dlt's schema contract modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractMode {
+    /// Create the table or column and write the value.
+    #[default]
+    Evolve,
+    /// Refuse the record: it goes to the dead-letter topic (or stops the loader with
+    /// `--on-error stop`).
+    Freeze,
+    /// Skip the record (counted and logged).
+    DiscardRow,
+    /// Write the record without the value (no column is created or changed).
+    DiscardValue,
+}
+
+impl ContractMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractMode::Evolve => "evolve",
+            ContractMode::Freeze => "freeze",
+            ContractMode::DiscardRow => "discard_row",
+            ContractMode::DiscardValue => "discard_value",
+        }
+    }
+}
+
+/// dlt's `schema_contract`, resolved per entity: `"freeze"` sets all three; a table
+/// `{ tables = "evolve", columns = "freeze", data_type = "discard_row" }` sets each (an
+/// entity left out evolves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaContract {
+    /// A table the destination does not have yet.
+    #[serde(default)]
+    pub tables: ContractMode,
+    /// A field the destination table has no column for.
+    #[serde(default)]
+    pub columns: ContractMode,
+    /// A value whose type does not fit its column: a variant field (`x__v_text`) or a
+    /// widened type (`bigint` → `double`).
+    #[serde(default)]
+    pub data_type: ContractMode,
+}
+
+/// dlt's `write_disposition`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteDisposition {
+    #[default]
+    Append,
+    Replace,
+    Merge,
+}
+
+impl WriteDisposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteDisposition::Append => "append",
+            WriteDisposition::Replace => "replace",
+            WriteDisposition::Merge => "merge",
+        }
+    }
+}
+
+impl fmt::Display for WriteDisposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource's `endpoint`, merged with `resource_defaults` and `client.paginator`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    /// Relative to `client.base_url` (see [`ClientConfig::endpoint_url`]); default: the
+    /// resource name.
+    pub path: String,
+    pub method: Method,
+    /// Query parameters; each a JSON string, number or boolean.
+    pub params: BTreeMap<String, Value>,
+    /// The JSON body (for `POST`).
+    pub json: Option<Value>,
+    /// dlt's JSONPath to the records in a response (`data`, `$.data`, `results.items`); `None`:
+    /// the response itself when it is a list. Parse with [`parse_json_path`].
+    pub data_selector: Option<String>,
+    pub paginator: Paginator,
+    /// dlt's `response_actions`, in order: the first that matches a response decides.
+    pub response_actions: Vec<ResponseAction>,
+    /// `allow_null_data` (not a dlt key): a `null` at `data_selector` is an empty page;
+    /// otherwise an error (dlt takes it for an empty page with a warning).
+    pub allow_null_data: bool,
+    /// dlt's incremental loading: `endpoint.incremental`, or a param written
+    /// `{ type = "incremental", ... }` (then `start_param` is that param's name).
+    pub incremental: Option<Incremental>,
+}
+
+/// One of dlt's `response_actions`: a response with this status and/or whose body contains
+/// `content` gets `action`. At least one of the two is set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseAction {
+    #[serde(default)]
+    pub status_code: Option<u16>,
+    #[serde(default)]
+    pub content: Option<String>,
+    pub action: ResponseActionKind,
+}
+
+/// What a matching response action does. dlt also takes Python callables, which a config
+/// file cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseActionKind {
+    /// The response counts as an empty page that ends the paging.
+    Ignore,
+}
+
+impl ResponseAction {
+    /// dlt's rule: both keys must match when both are set.
+    pub fn matches(&self, status: u16, body: &[u8]) -> bool {
+        self.status_code.is_none_or(|s| s == status)
+            && self
+                .content
+                .as_deref()
+                .is_none_or(|c| String::from_utf8_lossy(body).contains(c))
+    }
+}
+
+/// One resource's incremental cursor, as dlt's `incremental` config: the start value (the
+/// last run's maximum of `cursor_path`, or `initial_value` on the first run) goes into
+/// `start_param` and the `{incremental.start_value}` placeholders of `params`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incremental {
+    pub start_param: Option<String>,
+    pub end_param: Option<String>,
+    /// A dlt JSONPath into each record (parse with [`parse_json_path`]).
+    pub cursor_path: String,
+    /// A string or a number.
+    pub initial_value: Option<Value>,
+    /// A string or a number; records at or above it are dropped (dlt's open range end), and
+    /// the cursor state is left as it was (a backfill, as in dlt).
+    pub end_value: Option<Value>,
+}
+
+/// The placeholders a param string may hold, as dlt names them (`last_value` is dlt's older
+/// name of `start_value`).
+pub const INCREMENTAL_PLACEHOLDERS: [&str; 3] = [
+    "{incremental.start_value}",
+    "{incremental.last_value}",
+    "{incremental.end_value}",
+];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Method {
+    #[default]
+    #[serde(rename = "GET", alias = "get")]
+    Get,
+    #[serde(rename = "POST", alias = "post")]
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::*;
+
+    #[test]
+    fn debug_hides_kafka_credentials() {
+        let mut config =
+            toml("[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n").unwrap();
+        let _ = config
+            .kafka
+            .insert("sasl.password".into(), "hunter2".into());
+        let _ = config.kafka.insert("sasl.username".into(), "alice".into());
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("alice"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn endpoint_urls() {
+        let config = toml(&with("")).unwrap();
+        let client = &config.client;
+        assert_eq!(
+            client.endpoint_url("v1/x").unwrap().as_str(),
+            "https://api.example.com/v1/x"
+        );
+        assert_eq!(
+            client.endpoint_url("https://other/x").unwrap().as_str(),
+            "https://other/x"
+        );
+    }
+
+    #[test]
+    fn response_actions_match_status_and_or_content() {
+        let action = |status_code: Option<u16>, content: Option<&str>| ResponseAction {
+            status_code,
+            content: content.map(str::to_owned),
+            action: ResponseActionKind::Ignore,
+        };
+        let cases = [
+            (action(Some(404), None), 404, "", true),
+            (action(Some(404), None), 400, "", false),
+            (
+                action(None, Some("Not found")),
+                200,
+                r#"{"e":"Not found"}"#,
+                true,
+            ),
+            (
+                action(None, Some("Not found")),
+                404,
+                r#"{"e":"not found"}"#,
+                false,
+            ),
+            (action(Some(404), Some("gone")), 404, "it is gone", true),
+            (action(Some(404), Some("gone")), 404, "missing", false),
+            (action(Some(404), Some("gone")), 410, "gone", false),
+        ];
+        for (a, status, body, expected) in cases {
+            assert_eq!(
+                a.matches(status, body.as_bytes()),
+                expected,
+                "{a:?} {status} {body}"
+            );
+        }
+    }
+}

@@ -1,0 +1,739 @@
+//! From the raw document to the [`PipelineConfig`]: `resource_defaults` merged into each
+//! resource as dlt merges them, every default applied, dlt's dependent-resource forms
+//! resolved to `{resources.<parent>.<field>}` placeholders, the one incremental of a resource
+//! taken out of its params. Every problem found on the way is collected with its key path
+//! (the checks themselves are in [`super::validate`]); the result is a config only if there
+//! is none.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::error::{Problem, Problems};
+use super::raw::{
+    KafkaValue, OrBare, ParamValue, PrimaryKey, RawClient, RawDocument, RawEndpoint,
+    RawIncremental, RawResource, RawRetry, RawSchemaRegistry, WriteDispositionObject,
+};
+use super::validate::*;
+use super::*;
+use crate::retry::RetryPolicy;
+use crate::schema::ColumnHint;
+use crate::template::{TemplatePart, parse_template, path_escape};
+use crate::topic::{is_topic_char, topic_name_from, topic_problem};
+
+/// Seconds as written (`30`, `0.5`) to a duration; `None` if negative or not finite.
+fn seconds(value: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(value).ok()
+}
+
+pub(super) fn resolve(raw: RawDocument) -> Result<PipelineConfig, Vec<Problem>> {
+    let mut problems = Problems::default();
+
+    let pipeline = raw.pipeline.unwrap_or_default();
+    let pipeline_name = pipeline
+        .name
+        .unwrap_or_else(|| DEFAULT_PIPELINE_NAME.to_owned());
+    if pipeline_name.is_empty() || !pipeline_name.chars().all(is_topic_char) {
+        problems.push(
+            "pipeline.name",
+            format!(
+                "`{pipeline_name}`: a pipeline name must be non-empty and use only letters, \
+                 digits, `.`, `_` and `-`"
+            ),
+        );
+    }
+    let topic_prefix = pipeline.topic_prefix.unwrap_or_default();
+    if let Some(c) = topic_prefix.chars().find(|c| !is_topic_char(*c)) {
+        problems.push(
+            "pipeline.topic_prefix",
+            format!("contains {c:?}; Kafka allows only letters, digits, `.`, `_` and `-`"),
+        );
+    }
+    let schema_topic = pipeline
+        .schema_topic
+        .unwrap_or_else(|| format!("_{}_schemas", topic_name_from(&pipeline_name)));
+    if let Some(problem) = topic_problem(&schema_topic) {
+        problems.push("pipeline.schema_topic", problem);
+    }
+
+    let mut kafka = BTreeMap::new();
+    for (key, KafkaValue(value)) in raw.kafka.unwrap_or_default() {
+        if key.trim().is_empty() {
+            problems.push("kafka", "a setting name must not be empty");
+        }
+        let _ = kafka.insert(key, value);
+    }
+
+    let schema_registry = raw
+        .schema_registry
+        .and_then(|r| resolve_schema_registry(r, &mut problems));
+
+    let client_paginator = raw.client.paginator.clone();
+    if let Some(p) = &client_paginator {
+        check_paginator("client.paginator", p, &mut problems);
+    }
+    let client = resolve_client(raw.client, &mut problems);
+
+    let defaults = raw.resource_defaults.unwrap_or_default();
+    if defaults.name.is_some() {
+        problems.push(
+            "resource_defaults.name",
+            "`name` cannot have a default: each resource has its own",
+        );
+    }
+    if let Some(OrBare(endpoint)) = &defaults.endpoint {
+        check_endpoint("resource_defaults.endpoint", endpoint, &mut problems);
+    }
+
+    if raw.resources.is_empty() {
+        problems.push("resources", "at least one resource is required");
+    }
+    let mut resources = Vec::new();
+    for (i, OrBare(resource)) in raw.resources.into_iter().enumerate() {
+        let at = format!("resources[{i}]");
+        if let Some(OrBare(endpoint)) = &resource.endpoint {
+            check_endpoint(&format!("{at}.endpoint"), endpoint, &mut problems);
+        }
+        let merged = merge_resource(resource, &defaults);
+        if let Some(resource) = resolve_resource(
+            &at,
+            merged,
+            &topic_prefix,
+            client_paginator.as_ref(),
+            client.as_ref(),
+            &mut problems,
+        ) {
+            resources.push((i, resource));
+        }
+    }
+    check_unique(&resources, &schema_topic, &mut problems);
+    check_dependencies(&resources, &mut problems);
+    let resources = resources.into_iter().map(|(_, r)| r).collect();
+
+    match client {
+        Some(client) if problems.0.is_empty() => Ok(PipelineConfig {
+            pipeline_name,
+            kafka,
+            schema_registry,
+            schema_topic,
+            client,
+            resources,
+        }),
+        _ => Err(problems.0),
+    }
+}
+
+fn resolve_schema_registry(
+    raw: RawSchemaRegistry,
+    problems: &mut Problems,
+) -> Option<SchemaRegistryConfig> {
+    let url = parse_http_url(&raw.url)
+        .map_err(|e| problems.push("schema_registry.url", e))
+        .ok();
+    match (&raw.username, &raw.password) {
+        (Some(_), None) => problems.push(
+            "schema_registry.password",
+            "missing: basic auth needs both `username` and `password`",
+        ),
+        (None, Some(_)) => problems.push(
+            "schema_registry.username",
+            "missing: basic auth needs both `username` and `password`",
+        ),
+        _ => {}
+    }
+    Some(SchemaRegistryConfig {
+        url: url?,
+        username: raw.username,
+        password: raw.password,
+    })
+}
+
+fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfig> {
+    let base_url = parse_http_url(&raw.base_url)
+        .map_err(|e| problems.push("client.base_url", e))
+        .ok();
+
+    let headers = raw.headers.unwrap_or_default();
+    check_headers(&headers, problems);
+    check_auth(raw.auth.as_ref(), problems);
+
+    let timeout = match raw.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(t) => match seconds(t).filter(|d| !d.is_zero()) {
+            Some(d) => d,
+            None => {
+                problems.push(
+                    "client.timeout",
+                    format!("{t} is not a positive number of seconds"),
+                );
+                DEFAULT_TIMEOUT
+            }
+        },
+    };
+
+    let retry = resolve_retry(raw.retry, problems);
+
+    let max_requests_per_second = raw.max_requests_per_second.filter(|&rps| {
+        let problem = check_requests_per_second(rps);
+        if let Some(problem) = &problem {
+            problems.push("client.max_requests_per_second", problem);
+        }
+        problem.is_none()
+    });
+
+    let max_pages = match raw.max_pages {
+        None => DEFAULT_MAX_PAGES,
+        Some(0) => {
+            problems.push("client.max_pages", "must be at least 1");
+            DEFAULT_MAX_PAGES
+        }
+        Some(n) => n,
+    };
+    let mut trusted_hosts = Vec::new();
+    for (i, host) in raw
+        .trusted_hosts
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match url::Host::parse(&host) {
+            Ok(_) if !host.is_empty() && !host.contains([':', '/']) => {
+                trusted_hosts.push(host.to_ascii_lowercase());
+            }
+            _ => problems.push(
+                format!("client.trusted_hosts[{i}]"),
+                format!("`{host}` is not a host name (no scheme, port or path)"),
+            ),
+        }
+    }
+
+    Some(ClientConfig {
+        base_url: base_url?,
+        headers,
+        auth: raw.auth,
+        timeout,
+        retry,
+        max_requests_per_second,
+        max_pages,
+        trusted_hosts,
+    })
+}
+
+fn resolve_retry(raw: Option<RawRetry>, problems: &mut Problems) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    let Some(raw) = raw else {
+        return policy;
+    };
+    if let Some(n) = raw.max_retries {
+        policy.max_retries = n;
+    }
+    if let Some(factor) = raw.backoff_factor {
+        if factor.is_finite() && (1.0..=1000.0).contains(&factor) {
+            policy.backoff_factor = factor as f32;
+        } else {
+            problems.push(
+                "client.retry.backoff_factor",
+                format!("{factor}: must be a number from 1 to 1000"),
+            );
+        }
+    }
+    let mut delay = |key: &str, value: Option<f64>, target: &mut Duration| {
+        if let Some(value) = value {
+            match seconds(value) {
+                Some(d) => *target = d,
+                None => problems.push(
+                    format!("client.retry.{key}"),
+                    format!("{value} is not a number of seconds (0 or more)"),
+                ),
+            }
+        }
+    };
+    delay(
+        "initial_delay",
+        raw.initial_delay,
+        &mut policy.initial_delay,
+    );
+    delay("max_delay", raw.max_delay, &mut policy.max_delay);
+    delay(
+        "retry_after_max",
+        raw.retry_after_max,
+        &mut policy.retry_after_max,
+    );
+    if policy.initial_delay > policy.max_delay {
+        problems.push(
+            "client.retry.initial_delay",
+            format!(
+                "{:?} is longer than max_delay ({:?})",
+                policy.initial_delay, policy.max_delay
+            ),
+        );
+    }
+    if let Some(statuses) = raw.statuses {
+        for (i, s) in statuses.iter().enumerate() {
+            if !(100..=599).contains(s) {
+                problems.push(
+                    format!("client.retry.statuses[{i}]"),
+                    format!("{s} is not an HTTP status"),
+                );
+            }
+        }
+        policy.statuses = statuses;
+    }
+    if let Some(jitter) = raw.jitter {
+        policy.jitter = jitter;
+    }
+    policy
+}
+
+/// dlt's merge of `resource_defaults` into a resource: the resource's value wins; `endpoint`
+/// merges key by key, `params` by parameter and `columns` by column and hint key. A paginator
+/// is taken whole.
+fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource {
+    RawResource {
+        name: resource.name,
+        topic: resource.topic.or_else(|| defaults.topic.clone()),
+        table_name: resource.table_name.or_else(|| defaults.table_name.clone()),
+        primary_key: resource
+            .primary_key
+            .or_else(|| defaults.primary_key.clone()),
+        write_disposition: resource
+            .write_disposition
+            .or_else(|| defaults.write_disposition.clone()),
+        endpoint: match (resource.endpoint, &defaults.endpoint) {
+            (Some(OrBare(own)), Some(OrBare(default))) => {
+                Some(OrBare(merge_endpoint(own, default)))
+            }
+            (own, default) => own.or_else(|| default.clone()),
+        },
+        columns: match (resource.columns, &defaults.columns) {
+            (Some(own), Some(default)) => Some(merge_columns(own, default)),
+            (own, default) => own.or_else(|| default.clone()),
+        },
+        schema_contract: resource
+            .schema_contract
+            .or_else(|| defaults.schema_contract.clone()),
+        include_from_parent: resource
+            .include_from_parent
+            .or_else(|| defaults.include_from_parent.clone()),
+        max_table_nesting: resource.max_table_nesting.or(defaults.max_table_nesting),
+    }
+}
+
+fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
+    RawEndpoint {
+        path: own.path.or_else(|| default.path.clone()),
+        method: own.method.or(default.method),
+        params: match (own.params, &default.params) {
+            (Some(own), Some(default)) => {
+                let mut merged = default.clone();
+                merged.extend(own);
+                Some(merged)
+            }
+            (own, default) => own.or_else(|| default.clone()),
+        },
+        json: own.json.or_else(|| default.json.clone()),
+        data_selector: own.data_selector.or_else(|| default.data_selector.clone()),
+        paginator: own.paginator.or_else(|| default.paginator.clone()),
+        response_actions: own
+            .response_actions
+            .or_else(|| default.response_actions.clone()),
+        incremental: own.incremental.or_else(|| default.incremental.clone()),
+        allow_null_data: own.allow_null_data.or(default.allow_null_data),
+    }
+}
+
+fn merge_columns(
+    own: BTreeMap<String, ColumnHint>,
+    default: &BTreeMap<String, ColumnHint>,
+) -> BTreeMap<String, ColumnHint> {
+    let mut merged = default.clone();
+    for (name, hint) in own {
+        let entry = merged.entry(name).or_default();
+        *entry = ColumnHint {
+            data_type: hint.data_type.or(entry.data_type),
+            nullable: hint.nullable.or(entry.nullable),
+            precision: hint.precision.or(entry.precision),
+            scale: hint.scale.or(entry.scale),
+            hard_delete: hint.hard_delete.or(entry.hard_delete),
+        };
+    }
+    merged
+}
+
+fn resolve_resource(
+    at: &str,
+    raw: RawResource,
+    topic_prefix: &str,
+    client_paginator: Option<&Paginator>,
+    client: Option<&ClientConfig>,
+    problems: &mut Problems,
+) -> Option<ResourceConfig> {
+    let Some(name) = raw.name.filter(|n| !n.trim().is_empty()) else {
+        problems.push(format!("{at}.name"), "missing: every resource needs a name");
+        return None;
+    };
+
+    let topic = match raw.topic {
+        Some(topic) => {
+            if let Some(problem) = topic_problem(&topic) {
+                problems.push(format!("{at}.topic"), problem);
+            }
+            topic
+        }
+        None => {
+            let topic = format!("{topic_prefix}{}", topic_name_from(&name));
+            if let Some(problem) = topic_problem(&topic) {
+                problems.push(
+                    format!("{at}.topic"),
+                    format!("{problem} (derived from the resource name; set `topic`)"),
+                );
+            }
+            topic
+        }
+    };
+
+    let table_name = raw.table_name.unwrap_or_else(|| name.clone());
+    if table_name.trim().is_empty() {
+        problems.push(format!("{at}.table_name"), "must not be empty");
+    }
+
+    let merges = matches!(
+        raw.write_disposition,
+        Some(OrBare(WriteDispositionObject {
+            disposition: WriteDisposition::Merge
+        }))
+    );
+    let primary_key = match raw.primary_key {
+        // As in dlt, a key is optional unless the resource merges: without one, records
+        // are published unkeyed (spread over the partitions) and appended.
+        None if merges => {
+            problems.push(
+                format!("{at}.primary_key"),
+                "missing: `write_disposition = \"merge\"` upserts by primary key; set \
+                 `primary_key` on the resource or in `resource_defaults`",
+            );
+            Vec::new()
+        }
+        None => Vec::new(),
+        Some(PrimaryKey(columns)) => {
+            if columns.is_empty() {
+                problems.push(format!("{at}.primary_key"), "must name at least one column");
+            }
+            for (j, column) in columns.iter().enumerate() {
+                if column.trim().is_empty() {
+                    problems.push(format!("{at}.primary_key[{j}]"), "must not be empty");
+                } else if columns[..j].contains(column) {
+                    problems.push(
+                        format!("{at}.primary_key[{j}]"),
+                        format!("`{column}` is listed twice"),
+                    );
+                }
+            }
+            columns
+        }
+    };
+
+    let write_disposition = raw
+        .write_disposition
+        .map(|OrBare(w)| w.disposition)
+        .unwrap_or_default();
+
+    let raw_endpoint = raw.endpoint.map(|OrBare(e)| e).unwrap_or_default();
+    let path = match raw_endpoint.path {
+        Some(path) => path,
+        None => {
+            // dlt: a resource without an endpoint path calls the path named like it.
+            check_path(&format!("{at}.name"), &name, problems);
+            name.clone()
+        }
+    };
+    let (params, incremental) = resolve_incremental(
+        &format!("{at}.endpoint"),
+        raw_endpoint.params.unwrap_or_default(),
+        raw_endpoint.incremental,
+        problems,
+    );
+    let (path, params, parent) = resolve_placeholders(at, path, params, problems);
+    if raw_endpoint
+        .json
+        .as_ref()
+        .is_some_and(|json| json.to_string().contains("{resources."))
+    {
+        problems.push(
+            format!("{at}.endpoint.json"),
+            "`{resources.<parent>.<field>}` placeholders are filled in the path and params, \
+             not (yet) in the JSON body",
+        );
+    }
+    if let Some(client) = client
+        && let Err(e) = client.endpoint_url(&path)
+    {
+        problems.push(
+            format!("{at}.endpoint.path"),
+            format!("`{path}` does not make a URL with client.base_url: {e}"),
+        );
+    }
+    let endpoint = EndpointConfig {
+        path,
+        method: raw_endpoint.method.unwrap_or_default(),
+        params,
+        incremental,
+        json: raw_endpoint.json,
+        data_selector: raw_endpoint.data_selector,
+        paginator: raw_endpoint
+            .paginator
+            .or_else(|| client_paginator.cloned())
+            .unwrap_or(Paginator::Auto),
+        response_actions: raw_endpoint.response_actions.unwrap_or_default(),
+        allow_null_data: raw_endpoint.allow_null_data.unwrap_or(false),
+    };
+
+    if let Paginator::Cursor(CursorPaginator {
+        cursor_body_path: Some(_),
+        ..
+    }) = &endpoint.paginator
+        && endpoint.method != Method::Post
+    {
+        problems.push(
+            format!("{at}.endpoint.method"),
+            "the paginator's `cursor_body_path` puts the cursor in a JSON body: set \
+             `method = \"POST\"`",
+        );
+    }
+
+    let columns = raw.columns.unwrap_or_default();
+    for (column, hint) in &columns {
+        check_column(&format!("{at}.columns.{column}"), column, hint, problems);
+        if hint.nullable == Some(true) && primary_key.contains(column) {
+            problems.push(
+                format!("{at}.columns.{column}.nullable"),
+                "a primary key column cannot be nullable",
+            );
+        }
+    }
+
+    let schema_contract = raw.schema_contract.map(|OrBare(c)| c).unwrap_or_default();
+
+    Some(ResourceConfig {
+        name,
+        topic,
+        table_name,
+        primary_key,
+        write_disposition,
+        schema_contract,
+        endpoint,
+        columns,
+        parent,
+        include_from_parent: raw.include_from_parent.unwrap_or_default(),
+        max_table_nesting: raw.max_table_nesting,
+    })
+}
+
+/// dlt's dependent-resource forms, resolved to one: every `resolve` param and every path
+/// placeholder `{<param>}` that names one becomes a `{resources.<parent>.<field>}`
+/// placeholder (in the path, or as the param's value); a path placeholder naming a plain
+/// param is filled with its value, which leaves the params, as dlt binds it. Returns the
+/// path, the params and the parent the placeholders name.
+fn resolve_placeholders(
+    at: &str,
+    path: String,
+    raw_params: BTreeMap<String, ParamValue>,
+    problems: &mut Problems,
+) -> (String, BTreeMap<String, Value>, Option<String>) {
+    let mut params = BTreeMap::new();
+    for (name, value) in raw_params {
+        let value = match value {
+            ParamValue::Scalar(v) => v,
+            // Taken out by `resolve_incremental` before.
+            ParamValue::Incremental(_) => continue,
+            ParamValue::Resolve(r) => {
+                for (key, text) in [("resource", &r.resource), ("field", &r.field)] {
+                    if text.trim().is_empty() {
+                        problems.push(
+                            format!("{at}.endpoint.params.{name}.{key}"),
+                            "must not be empty",
+                        );
+                    }
+                }
+                Value::String(format!("{{resources.{}.{}}}", r.resource, r.field))
+            }
+        };
+        let _ = params.insert(name, value);
+    }
+
+    // Path placeholders that name a param.
+    let path_at = format!("{at}.endpoint.path");
+    let mut bound = String::with_capacity(path.len());
+    let mut rest = path.as_str();
+    while let Some(open) = rest.find(['{', '}']) {
+        bound.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}').filter(|_| rest[open..].starts_with('{')) else {
+            problems.push(&path_at, format!("`{path}`: unbalanced `{{` or `}}`"));
+            return (path.clone(), params, None);
+        };
+        let inner = &after[..close];
+        if inner.starts_with("resources.") {
+            bound.push('{');
+            bound.push_str(inner);
+            bound.push('}');
+        } else {
+            match params.remove(inner) {
+                Some(Value::String(text)) if text.starts_with("{resources.") => {
+                    bound.push_str(&text);
+                }
+                Some(Value::String(text)) => bound.push_str(&path_escape(&text)),
+                Some(other) => bound.push_str(&path_escape(&other.to_string())),
+                None => {
+                    problems.push(
+                        &path_at,
+                        format!(
+                            "`{path}`: placeholder `{{{inner}}}` is neither \
+                             `{{resources.<parent>.<field>}}` nor a param of this endpoint"
+                        ),
+                    );
+                    return (path.clone(), params, None);
+                }
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    bound.push_str(rest);
+
+    let mut parents: Vec<(String, String)> = Vec::new();
+    let mut collect = |key: String, text: &str, problems: &mut Problems| match parse_template(text)
+    {
+        Ok(parts) => {
+            for part in parts {
+                if let TemplatePart::Parent { resource, .. } = part
+                    && !parents.iter().any(|(p, _)| *p == resource)
+                {
+                    parents.push((resource, key.clone()));
+                }
+            }
+        }
+        Err(e) => problems.push(key, e),
+    };
+    collect(path_at.clone(), &bound, problems);
+    for (name, value) in &params {
+        if let Value::String(text) = value {
+            collect(format!("{at}.endpoint.params.{name}"), text, problems);
+        }
+    }
+    let parent = match parents.as_slice() {
+        [] => None,
+        [(one, _)] => Some(one.clone()),
+        [(first, _), (second, key), ..] => {
+            problems.push(
+                key,
+                format!(
+                    "names the parent resource `{second}`, but another placeholder names \
+                     `{first}`: a resource depends on one parent"
+                ),
+            );
+            None
+        }
+    };
+    (bound, params, parent)
+}
+
+/// The endpoint's params with an incremental param taken out, and its one incremental
+/// (`endpoint.incremental` or that param), checked: one per resource, `cursor_path` a
+/// JSONPath, values strings or numbers, placeholders only with an incremental. `at` is the
+/// endpoint's key path.
+fn resolve_incremental(
+    at: &str,
+    raw_params: BTreeMap<String, ParamValue>,
+    raw: Option<RawIncremental>,
+    problems: &mut Problems,
+) -> (BTreeMap<String, ParamValue>, Option<Incremental>) {
+    let mut found: Vec<(String, Incremental)> = Vec::new();
+    if let Some(r) = raw {
+        found.push((
+            format!("{at}.incremental"),
+            Incremental {
+                start_param: r.start_param,
+                end_param: r.end_param,
+                cursor_path: r.cursor_path,
+                initial_value: r.initial_value.map(plain_datetime),
+                end_value: r.end_value.map(plain_datetime),
+            },
+        ));
+    }
+    let mut params = BTreeMap::new();
+    for (name, value) in raw_params {
+        match value {
+            other @ (ParamValue::Scalar(_) | ParamValue::Resolve(_)) => {
+                let _ = params.insert(name, other);
+            }
+            ParamValue::Incremental(r) => found.push((
+                format!("{at}.params.{name}"),
+                Incremental {
+                    start_param: Some(name),
+                    end_param: None,
+                    cursor_path: r.cursor_path,
+                    initial_value: r.initial_value.map(plain_datetime),
+                    end_value: r.end_value.map(plain_datetime),
+                },
+            )),
+        }
+    }
+    if let Some((first, _)) = found.first() {
+        for (key, _) in &found[1..] {
+            problems.push(
+                key.as_str(),
+                format!("a resource has at most one incremental; it already has `{first}`"),
+            );
+        }
+    }
+    let incremental = found.into_iter().next().map(|(key, inc)| {
+        check_incremental(&key, &inc, problems);
+        inc
+    });
+    for (name, value) in &params {
+        let ParamValue::Scalar(Value::String(text)) = value else {
+            continue;
+        };
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("{incremental.") {
+            let tail = &rest[start..];
+            let end = tail.find('}').map_or(tail.len(), |i| i + 1);
+            let placeholder = &tail[..end];
+            if !INCREMENTAL_PLACEHOLDERS.contains(&placeholder) {
+                problems.push(
+                    format!("{at}.params.{name}"),
+                    format!(
+                        "unknown placeholder `{placeholder}`, expected one of: {}",
+                        INCREMENTAL_PLACEHOLDERS.join(", ")
+                    ),
+                );
+            } else if incremental.is_none() {
+                problems.push(
+                    format!("{at}.params.{name}"),
+                    format!(
+                        "`{placeholder}` needs an incremental: set `{at}.incremental = \
+                         {{ cursor_path = ..., initial_value = ... }}`"
+                    ),
+                );
+            }
+            rest = &tail[end..];
+        }
+    }
+    (params, incremental)
+}
+
+/// A TOML datetime written without quotes (`initial_value = 2024-01-01T00:00:00Z`) as its
+/// text, which is what the API gets and what cursor values compare with.
+fn plain_datetime(v: Value) -> Value {
+    match v {
+        Value::Object(map) if map.len() == 1 => match map.get("$__toml_private_datetime") {
+            Some(Value::String(text)) => Value::String(text.clone()),
+            _ => Value::Object(map),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

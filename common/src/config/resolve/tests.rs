@@ -1,0 +1,319 @@
+//! The resolution of whole documents: defaults, `resource_defaults` merged, incremental
+//! forms, dependent resources, our own sections.
+
+use super::*;
+use crate::config::test_support::*;
+use crate::schema::DataType;
+use serde_json::json;
+
+#[test]
+fn defaults_when_minimal() {
+    let config = toml(&with("")).unwrap();
+    assert_eq!(config.pipeline_name, DEFAULT_PIPELINE_NAME);
+    assert_eq!(config.schema_topic, "_rest_api_schemas");
+    assert!(config.kafka.is_empty());
+    assert_eq!(config.schema_registry, None);
+    assert_eq!(config.client.auth, None);
+    let r = &config.resources[0];
+    assert_eq!(r.topic, "r");
+    assert_eq!(r.table_name, "r");
+    assert_eq!(r.write_disposition, WriteDisposition::Append);
+    assert_eq!(r.endpoint.path, "r");
+    assert_eq!(r.endpoint.method, Method::Get);
+    assert_eq!(
+        r.endpoint.paginator,
+        Paginator::Auto,
+        "detected, as dlt does"
+    );
+    assert_eq!(r.endpoint.data_selector, None);
+}
+
+#[test]
+fn max_table_nesting_is_per_resource_with_a_default() {
+    let text = "[client]\nbase_url = \"https://a\"\n\n\
+                [resource_defaults]\nprimary_key = \"id\"\nmax_table_nesting = 1\n\n\
+                [[resources]]\nname = \"a\"\n\n\
+                [[resources]]\nname = \"b\"\nmax_table_nesting = 0\n";
+    let config = parse(text, Format::Toml, "pipeline.toml").unwrap();
+    let nesting: Vec<Option<usize>> = config
+        .resources
+        .iter()
+        .map(|r| r.max_table_nesting)
+        .collect();
+    assert_eq!(nesting, [Some(1), Some(0)]);
+    let config = parse(&with(""), Format::Toml, "pipeline.toml").unwrap();
+    assert_eq!(config.resources[0].max_table_nesting, None);
+}
+
+#[test]
+fn incremental_forms_resolve() {
+    let endpoint = |text: &str| {
+        toml(&with_endpoint(text)).unwrap().resources[0]
+            .endpoint
+            .clone()
+    };
+    let e = endpoint(
+        "{ incremental = { start_param = \"since\", end_param = \"until\", \
+         cursor_path = \"updated_at\", initial_value = 2024-01-01T00:00:00Z, \
+         end_value = \"2025-01-01T00:00:00Z\" } }",
+    );
+    assert_eq!(
+        e.incremental,
+        Some(Incremental {
+            start_param: Some("since".into()),
+            end_param: Some("until".into()),
+            cursor_path: "updated_at".into(),
+            initial_value: Some(json!("2024-01-01T00:00:00Z")),
+            end_value: Some(json!("2025-01-01T00:00:00Z")),
+        })
+    );
+    let e = endpoint(
+        "{ params = { limit = 5, since = { type = \"incremental\", cursor_path = \"$.meta.seq\", \
+         initial_value = 7 } } }",
+    );
+    assert_eq!(e.params, BTreeMap::from([("limit".to_owned(), json!(5))]));
+    assert_eq!(
+        e.incremental,
+        Some(Incremental {
+            start_param: Some("since".into()),
+            end_param: None,
+            cursor_path: "$.meta.seq".into(),
+            initial_value: Some(json!(7)),
+            end_value: None,
+        })
+    );
+    let e = endpoint(
+        "{ params = { q = \"updated>{incremental.start_value}\" }, \
+         incremental = { cursor_path = \"updated_at\", initial_value = \"a\" } }",
+    );
+    assert_eq!(e.params["q"], json!("updated>{incremental.start_value}"));
+    assert_eq!(e.incremental.unwrap().start_param, None);
+    // An incremental in resource_defaults applies to every resource.
+    let config = toml(
+        "[client]\nbase_url = \"https://a\"\n[resource_defaults]\nprimary_key = \"id\"\n\
+         endpoint = { incremental = { start_param = \"s\", cursor_path = \"u\" } }\n\
+         [[resources]]\nname = \"r\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.resources[0]
+            .endpoint
+            .incremental
+            .as_ref()
+            .unwrap()
+            .cursor_path,
+        "u"
+    );
+}
+
+#[test]
+fn resource_defaults_merge() {
+    let text = r#"
+[client]
+base_url = "https://api.example.com/api/"
+paginator = { type = "offset", limit = 50 }
+
+[resource_defaults]
+primary_key = "id"
+write_disposition = { disposition = "merge" }
+endpoint = { data_selector = "data", params = { a = "1", b = 2, on = true } }
+columns = { id = { data_type = "bigint" }, cost = { data_type = "decimal", precision = 12 } }
+schema_contract = "freeze"
+
+[[resources]]
+name = "one"
+endpoint = { path = "one", params = { b = 3, c = 1.5 }, paginator = "single_page" }
+columns = { cost = { scale = 2 }, extra = { data_type = "text" } }
+
+[[resources]]
+name = "two"
+primary_key = ["k1", "k2"]
+write_disposition = "replace"
+endpoint = { path = "/two", method = "POST", json = { q = "x" }, data_selector = "$.items[*]" }
+schema_contract = { columns = "discard_value", data_type = "discard_row" }
+
+[[resources]]
+name = "three"
+"#;
+    let config = toml(text).unwrap();
+    let [one, two, three] = &config.resources[..] else {
+        panic!("three resources: {config:#?}");
+    };
+
+    assert_eq!(one.primary_key, ["id"]);
+    assert_eq!(one.write_disposition, WriteDisposition::Merge);
+    assert_eq!(one.endpoint.path, "one");
+    assert_eq!(one.endpoint.data_selector.as_deref(), Some("data"));
+    assert_eq!(
+        one.endpoint.params,
+        BTreeMap::from([
+            ("a".to_owned(), Value::from("1")),
+            ("b".to_owned(), Value::from(3)),
+            ("c".to_owned(), Value::from(1.5)),
+            ("on".to_owned(), Value::from(true)),
+        ])
+    );
+    assert_eq!(one.endpoint.paginator, Paginator::SinglePage);
+    assert_eq!(
+        one.columns["cost"],
+        ColumnHint {
+            data_type: Some(DataType::Decimal),
+            nullable: None,
+            precision: Some(12),
+            scale: Some(2),
+            hard_delete: None,
+        }
+    );
+    assert_eq!(one.columns["id"].data_type, Some(DataType::Bigint));
+    assert_eq!(one.columns["extra"].data_type, Some(DataType::Text));
+
+    let all = |mode| SchemaContract {
+        tables: mode,
+        columns: mode,
+        data_type: mode,
+    };
+    assert_eq!(one.schema_contract, all(ContractMode::Freeze));
+    assert_eq!(
+        two.schema_contract,
+        SchemaContract {
+            tables: ContractMode::Evolve,
+            columns: ContractMode::DiscardValue,
+            data_type: ContractMode::DiscardRow,
+        }
+    );
+    assert_eq!(three.schema_contract, all(ContractMode::Freeze));
+    assert_eq!(two.primary_key, ["k1", "k2"]);
+    assert_eq!(two.write_disposition, WriteDisposition::Replace);
+    assert_eq!(two.endpoint.method, Method::Post);
+    assert_eq!(two.endpoint.json, Some(serde_json::json!({"q": "x"})));
+    assert_eq!(two.endpoint.data_selector.as_deref(), Some("$.items[*]"));
+    assert_eq!(two.endpoint.params.len(), 3);
+    let Paginator::Offset(p) = &two.endpoint.paginator else {
+        panic!("client paginator: {two:#?}");
+    };
+    assert_eq!(p.limit, 50);
+    assert_eq!(two.columns.len(), 2);
+    assert_eq!(
+        config
+            .client
+            .endpoint_url(&two.endpoint.path)
+            .unwrap()
+            .as_str(),
+        "https://api.example.com/api/two"
+    );
+
+    assert_eq!(three.endpoint.path, "three");
+    assert_eq!(three.primary_key, ["id"]);
+}
+
+#[test]
+fn our_extensions() {
+    let text = with(
+        "[pipeline]\nname = \"p\"\ntopic_prefix = \"dev.\"\nschema_topic = \"schemas\"\n\
+         [schema_registry]\nurl = \"https://r\"\nusername = \"u\"\n\
+         password = { secret = \"registry_password\" }",
+    )
+    .replace(
+        "base_url",
+        "timeout = 2.5\nheaders = { \"X-Foo\" = \"bar\" }\n\
+         retry = { max_retries = 5, backoff_factor = 3, initial_delay = 0.5, max_delay = 10, \
+         retry_after_max = 30, statuses = [429], jitter = false }\nbase_url",
+    );
+    let config = toml(&text).unwrap();
+    assert_eq!(config.schema_topic, "schemas");
+    assert_eq!(config.resources[0].topic, "dev.r");
+    assert_eq!(config.client.timeout, Duration::from_millis(2500));
+    assert_eq!(config.client.headers["X-Foo"], "bar");
+    assert_eq!(
+        config.client.retry,
+        RetryPolicy {
+            max_retries: 5,
+            backoff_factor: 3.0,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+            retry_after_max: Duration::from_secs(30),
+            statuses: vec![429],
+            jitter: false,
+        }
+    );
+    assert_eq!(
+        config.secret_refs(),
+        vec![(
+            "schema_registry.password",
+            &SecretRef::new("registry_password")
+        )]
+    );
+}
+
+#[test]
+fn dependent_resources_resolve_to_placeholders() {
+    let text = r#"
+[client]
+base_url = "https://api.example.com"
+
+[resource_defaults]
+primary_key = "id"
+
+[[resources]]
+name = "conversations"
+endpoint = "/v1/conversations"
+
+[[resources]]
+name = "messages"
+include_from_parent = ["id", "meta.topic"]
+endpoint = { path = "/v1/conversations/{resources.conversations.meta.id}/messages", params = { since = "{resources.conversations.created_at}", kind = "chat" }, response_actions = [{ status_code = 404, action = "ignore" }, { status_code = 200, content = "Not found", action = "ignore" }] }
+
+[[resources]]
+name = "comments"
+[resources.endpoint]
+path = "/issues/{issue_number}/comments/{lang}"
+params = { issue_number = { type = "resolve", resource = "conversations", field = "number" }, lang = "de/ch", author = { type = "resolve", resource = "conversations", field = "author" } }
+"#;
+    let config = toml(text).unwrap();
+    let conversations = config.resource("conversations").unwrap();
+    assert_eq!(conversations.parent, None);
+    assert!(conversations.endpoint.response_actions.is_empty());
+
+    let messages = config.resource("messages").unwrap();
+    assert_eq!(messages.parent.as_deref(), Some("conversations"));
+    assert_eq!(messages.include_from_parent, vec!["id", "meta.topic"]);
+    assert_eq!(
+        messages.endpoint.path,
+        "/v1/conversations/{resources.conversations.meta.id}/messages"
+    );
+    assert_eq!(
+        messages.endpoint.params["since"],
+        "{resources.conversations.created_at}"
+    );
+    assert_eq!(
+        messages.endpoint.response_actions,
+        vec![
+            ResponseAction {
+                status_code: Some(404),
+                content: None,
+                action: ResponseActionKind::Ignore,
+            },
+            ResponseAction {
+                status_code: Some(200),
+                content: Some("Not found".into()),
+                action: ResponseActionKind::Ignore,
+            },
+        ]
+    );
+
+    // dlt's older form: the resolve param bound in the path leaves the params, so does
+    // the plain param bound there (escaped); an unbound resolve param stays a param.
+    let comments = config.resource("comments").unwrap();
+    assert_eq!(comments.parent.as_deref(), Some("conversations"));
+    assert_eq!(
+        comments.endpoint.path,
+        "/issues/{resources.conversations.number}/comments/de%2Fch"
+    );
+    assert_eq!(
+        comments.endpoint.params,
+        BTreeMap::from([(
+            "author".to_owned(),
+            Value::from("{resources.conversations.author}")
+        )])
+    );
+}
