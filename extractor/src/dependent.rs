@@ -19,9 +19,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::ExtractError;
 use crate::build::{self, BuildError, EndpointPlan};
 use crate::client::HttpClient;
-use crate::{ExtractError, FetchStats, Page};
+use crate::fetch::{FetchStats, Page, Paging, fetch_pages};
 
 /// One page of a parent's records, shared by its children.
 pub type ParentPage = Arc<Vec<Value>>;
@@ -337,7 +338,7 @@ pub(crate) async fn fetch_children(
     parents: mpsc::Receiver<ParentPage>,
     tx: mpsc::Sender<Page>,
     cancel: CancellationToken,
-    paging: &crate::Paging,
+    paging: &Paging,
     child_concurrency: usize,
 ) -> Result<FetchStats, ExtractError> {
     let totals = Mutex::new(FetchStats::default());
@@ -354,7 +355,7 @@ pub(crate) async fn fetch_children(
             let record = &page[i];
             let (plan, include) = child.for_parent(record)?;
             let (page_tx, mut page_rx) = mpsc::channel::<Page>(1);
-            let fetch = crate::fetch_pages(
+            let fetch = fetch_pages(
                 client,
                 resource,
                 plan,
