@@ -17,12 +17,10 @@ use common::config::{PipelineConfig, ResourceConfig, TemplatePart, parse_templat
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::ExtractError;
 use crate::build::{self, BuildError, EndpointPlan};
-use crate::client::HttpClient;
-use crate::fetch::{FetchStats, Page, Paging, fetch_pages};
+use crate::fetch::{FetchStats, Fetcher, Page};
 
 /// One page of a parent's records, shared by its children.
 pub type ParentPage = Arc<Vec<Value>>;
@@ -330,15 +328,11 @@ pub fn root_of<'a>(cfg: &'a PipelineConfig, resource: &'a ResourceConfig) -> &'a
 
 /// Pages the child's endpoint once per parent record, `child_concurrency` records at a
 /// time, sending every page (with the `include_from_parent` columns added) to `tx`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch_children(
-    client: &HttpClient,
-    resource: &ResourceConfig,
+    fetcher: &Fetcher<'_>,
     child: &ChildPlan,
     parents: mpsc::Receiver<ParentPage>,
     tx: mpsc::Sender<Page>,
-    cancel: CancellationToken,
-    paging: &Paging,
     child_concurrency: usize,
 ) -> Result<FetchStats, ExtractError> {
     let totals = Mutex::new(FetchStats::default());
@@ -347,24 +341,15 @@ pub(crate) async fn fetch_children(
         rx.recv().await.map(|page| (page, rx))
     })
     .flat_map(|page| futures::stream::iter((0..page.len()).map(move |i| (Arc::clone(&page), i))))
-    .take_until(cancel.clone().cancelled_owned());
-    let (totals_ref, numbers, tx, cancel) = (&totals, &numbers, &tx, &cancel);
+    .take_until(fetcher.cancel.clone().cancelled_owned());
+    let (totals_ref, numbers, tx) = (&totals, &numbers, &tx);
     records
         .map(Ok::<_, ExtractError>)
         .try_for_each_concurrent(child_concurrency, |(page, i)| async move {
             let record = &page[i];
             let (plan, include) = child.for_parent(record)?;
             let (page_tx, mut page_rx) = mpsc::channel::<Page>(1);
-            let fetch = fetch_pages(
-                client,
-                resource,
-                plan,
-                page_tx,
-                cancel.clone(),
-                paging,
-                None,
-                None,
-            );
+            let fetch = fetcher.pages(plan, page_tx, None, None);
             let forward = async {
                 while let Some(mut page) = page_rx.recv().await {
                     for r in &mut page.records {

@@ -80,283 +80,300 @@ fn scrub_checkpoint(client: &HttpClient, checkpoint: serde_json::Value) -> serde
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn fetch_pages(
-    client: &HttpClient,
-    resource: &ResourceConfig,
-    plan: build::EndpointPlan,
-    tx: mpsc::Sender<Page>,
-    cancel: CancellationToken,
-    paging: &Paging,
-    filter: Option<&CursorFilter>,
-    resume_at: Option<serde_json::Value>,
-) -> Result<FetchStats, ExtractError> {
-    let concurrency = paging.concurrency;
-    let build::EndpointPlan {
-        method,
-        path,
-        params,
-        json,
-        selector,
-        mut paginator,
-        response_actions,
-    } = plan;
-    let request_for = |step: NextRequest| match step {
-        NextRequest::Params(page_params) => {
-            // The paginator's params replace the endpoint's of the same name.
-            let mut all_params: Vec<(String, String)> = params
-                .iter()
-                .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
-                .cloned()
-                .collect();
-            all_params.extend(page_params);
-            Request {
+/// What every request of one resource's fetcher shares: the client, the resource, the stop
+/// signal and the resource's paging limits. A dependent resource's fetcher pages the
+/// child's endpoint once per parent record with it (`dependent::fetch_children`).
+#[derive(Clone, Copy)]
+pub(crate) struct Fetcher<'a> {
+    pub(crate) client: &'a HttpClient,
+    pub(crate) resource: &'a ResourceConfig,
+    pub(crate) cancel: &'a CancellationToken,
+    pub(crate) paging: &'a Paging,
+}
+
+impl Fetcher<'_> {
+    /// Pages `plan` from its first page, or from `resume_at` (a saved checkpoint), sending each
+    /// page's records (those `filter` keeps) to `tx`; the pages fetched, retries and bytes.
+    pub(crate) async fn pages(
+        &self,
+        plan: build::EndpointPlan,
+        tx: mpsc::Sender<Page>,
+        filter: Option<&CursorFilter>,
+        resume_at: Option<serde_json::Value>,
+    ) -> Result<FetchStats, ExtractError> {
+        let Self {
+            client,
+            resource,
+            cancel,
+            paging,
+        } = *self;
+        let concurrency = paging.concurrency;
+        let build::EndpointPlan {
+            method,
+            path,
+            params,
+            json,
+            selector,
+            mut paginator,
+            response_actions,
+        } = plan;
+        let request_for = |step: NextRequest| match step {
+            NextRequest::Params(page_params) => {
+                // The paginator's params replace the endpoint's of the same name.
+                let mut all_params: Vec<(String, String)> = params
+                    .iter()
+                    .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
+                    .cloned()
+                    .collect();
+                all_params.extend(page_params);
+                Request {
+                    method,
+                    path: path.clone(),
+                    params: all_params,
+                    json: json.clone(),
+                    response_actions: response_actions.clone(),
+                }
+            }
+            NextRequest::Url(url) => Request {
                 method,
-                path: path.clone(),
-                params: all_params,
+                path: url.to_string(),
+                params: Vec::new(),
                 json: json.clone(),
                 response_actions: response_actions.clone(),
+            },
+            NextRequest::Json(body) => Request {
+                method,
+                path: path.clone(),
+                params: params.clone(),
+                json: Some(body),
+                response_actions: response_actions.clone(),
+            },
+        };
+        let fetch_err = |source| ExtractError::Fetch {
+            resource: resource.name.clone(),
+            source,
+        };
+        let take_records = |body: &mut serde_json::Value| match &selector {
+            Some(s) => s.take_page(body),
+            None => Ok(select::take_records_auto(body)),
+        };
+        let page_err = |page: u64, req: &Request, source| ExtractError::Paginate {
+            resource: resource.name.clone(),
+            page,
+            url: client.display_url(req),
+            source: PaginateError::redacted(source, |text| client.redact_text(text)),
+        };
+        let select_err = |page: u64, req: &Request, source| ExtractError::Select {
+            resource: resource.name.clone(),
+            page,
+            url: client.display_url(req),
+            source,
+        };
+        // The page's records in the incremental's range, and their largest cursor value.
+        let keep = |records: Vec<serde_json::Value>| match filter {
+            Some(f) => f.filter(records),
+            None => Ok((records, None)),
+        };
+        let cursor_err = |page: u64, source| ExtractError::Cursor {
+            resource: resource.name.clone(),
+            page,
+            source,
+        };
+        let max_pages = client.max_pages();
+        // Next links may lead to the endpoint's own host (besides base_url's and the trusted).
+        let endpoint_url = client
+            .public_url(&request_for(NextRequest::unchanged()))
+            .ok();
+        let mut repeats = RepeatGuard::default();
+        let mut stats = FetchStats::default();
+        let mut next = match &resume_at {
+            Some(checkpoint) => {
+                paginator
+                    .resume(checkpoint)
+                    .map_err(|source| ExtractError::Resume {
+                        resource: resource.name.clone(),
+                        source,
+                    })?
             }
-        }
-        NextRequest::Url(url) => Request {
-            method,
-            path: url.to_string(),
-            params: Vec::new(),
-            json: json.clone(),
-            response_actions: response_actions.clone(),
-        },
-        NextRequest::Json(body) => Request {
-            method,
-            path: path.clone(),
-            params: params.clone(),
-            json: Some(body),
-            response_actions: response_actions.clone(),
-        },
-    };
-    let fetch_err = |source| ExtractError::Fetch {
-        resource: resource.name.clone(),
-        source,
-    };
-    let take_records = |body: &mut serde_json::Value| match &selector {
-        Some(s) => s.take_page(body),
-        None => Ok(select::take_records_auto(body)),
-    };
-    let page_err = |page: u64, req: &Request, source| ExtractError::Paginate {
-        resource: resource.name.clone(),
-        page,
-        url: client.display_url(req),
-        source: PaginateError::redacted(source, |text| client.redact_text(text)),
-    };
-    let select_err = |page: u64, req: &Request, source| ExtractError::Select {
-        resource: resource.name.clone(),
-        page,
-        url: client.display_url(req),
-        source,
-    };
-    // The page's records in the incremental's range, and their largest cursor value.
-    let keep = |records: Vec<serde_json::Value>| match filter {
-        Some(f) => f.filter(records),
-        None => Ok((records, None)),
-    };
-    let cursor_err = |page: u64, source| ExtractError::Cursor {
-        resource: resource.name.clone(),
-        page,
-        source,
-    };
-    let max_pages = client.max_pages();
-    // Next links may lead to the endpoint's own host (besides base_url's and the trusted).
-    let endpoint_url = client
-        .public_url(&request_for(NextRequest::unchanged()))
-        .ok();
-    let mut repeats = RepeatGuard::default();
-    let mut stats = FetchStats::default();
-    let mut next = match &resume_at {
-        Some(checkpoint) => {
-            paginator
-                .resume(checkpoint)
-                .map_err(|source| ExtractError::Resume {
-                    resource: resource.name.clone(),
-                    source,
-                })?
-        }
-        None => paginator.first(),
-    };
-    while let Some(step) = next {
-        if cancel.is_cancelled() {
-            break;
-        }
-        if let NextRequest::Url(url) = &step
-            && !client.may_follow(url, endpoint_url.as_ref())
-        {
-            let source = PaginateError::ForeignLink {
-                link: url.to_string(),
-                host: url.host_str().unwrap_or_default().to_owned(),
-            };
+            None => paginator.first(),
+        };
+        while let Some(step) = next {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if let NextRequest::Url(url) = &step
+                && !client.may_follow(url, endpoint_url.as_ref())
+            {
+                let source = PaginateError::ForeignLink {
+                    link: url.to_string(),
+                    host: url.host_str().unwrap_or_default().to_owned(),
+                };
+                let req = request_for(step);
+                return Err(page_err(stats.pages, &req, source));
+            }
             let req = request_for(step);
-            return Err(page_err(stats.pages, &req, source));
-        }
-        let req = request_for(step);
-        let response = tokio::select! {
-            r = client.fetch_limited(&req, Some(&paging.limit)) => r,
-            () = cancel.cancelled() => break,
-        };
-        let response = response.map_err(fetch_err)?;
-        if response.ignored.is_some() {
-            // response_actions: an empty page that ends the paging (logged by the client).
-            stats.retries += u64::from(response.retries);
-            break;
-        }
-        stats.add(&response);
-        let mut body = response.body;
-        let records = take_records(&mut body).map_err(|e| select_err(stats.pages, &req, e))?;
-        paging.progress.page(records.len());
-        tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
-        if repeats.repeats(&records, &resource.primary_key) {
-            return Err(page_err(
-                stats.pages,
-                &req,
-                paginator.same_page(records.len()),
-            ));
-        }
-        let page_response = PageResponse {
-            url: &response.url,
-            headers: &response.headers,
-            body: &body,
-            records: records.len(),
-        };
-        next = paginator
-            .next(&page_response)
-            .map_err(|source| page_err(stats.pages, &req, source))?;
-        // This page is the last one `max_pages` allows: published, then the error.
-        let too_many = next.is_some() && stats.pages >= max_pages;
-        // The first page may tell how many follow: then fetch them concurrently.
-        let rest = match &next {
-            Some(_) if stats.pages == 1 && concurrency > 1 && !too_many => {
-                paginator.remaining(&body)
-            }
-            _ => None,
-        };
-        let resume = match &next {
-            Some(_) => paginator
-                .checkpoint()
-                .map(|cp| scrub_checkpoint(client, cp)),
-            None => None,
-        };
-        let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
-        let page = Page {
-            number: stats.pages,
-            records,
-            resume,
-            max,
-        };
-        if tx.send(page).await.is_err() {
-            // The publisher stopped; its error is the one to report.
-            break;
-        }
-        if too_many {
-            let source = PaginateError::TooManyPages {
-                paginator: paginator.kind(),
-                max: max_pages,
+            let response = tokio::select! {
+                r = client.fetch_limited(&req, Some(&paging.limit)) => r,
+                () = cancel.cancelled() => break,
             };
-            return Err(page_err(stats.pages, &req, source));
-        }
-        if let Some(rest) = rest {
-            let planned = rest.pages_left();
-            tracing::debug!(
-                pages = planned,
-                concurrency,
-                "fetching the remaining pages concurrently"
-            );
-            paging.progress.total_pages(planned.saturating_add(1));
-            let stops_on_empty = paginator.stops_on_empty_page();
-            // Pages beyond `max_pages` are not requested; reaching them is an error below.
-            let allowed = max_pages.saturating_sub(stats.pages);
-            // `buffered` keeps at most `concurrency` requests in flight and yields the
-            // responses in page order, so each id's versions are published in order; the
-            // adaptive limit lowers the number actually sent while the API answers 429. The
-            // pages are made as the stream pulls them: memory holds only those in flight,
-            // whatever total the API claimed.
-            let mut pages = futures::stream::iter(
-                rest.take(usize::try_from(allowed).unwrap_or(usize::MAX))
-                    .map(|planned| {
-                        let req = request_for(planned.request.clone());
-                        let limit = &paging.limit;
-                        async move {
-                            let response = client.fetch_limited(&req, Some(limit)).await;
-                            (response, planned, req)
-                        }
-                    }),
-            )
-            .buffered(concurrency);
-            let mut ended = false;
-            let mut last: Option<Request> = None;
-            loop {
-                let response = tokio::select! {
-                    r = pages.next() => r,
-                    () = cancel.cancelled() => {
-                        ended = true;
-                        None
-                    }
-                };
-                let Some((response, planned_page, req)) = response else {
-                    break;
-                };
-                let req = last.insert(req);
-                let response = response.map_err(fetch_err)?;
-                if response.ignored.is_some() {
-                    stats.retries += u64::from(response.retries);
-                    ended = true;
-                    break;
-                }
-                stats.add(&response);
-                let mut body = response.body;
-                let records =
-                    take_records(&mut body).map_err(|e| select_err(stats.pages, req, e))?;
-                paging.progress.page(records.len());
-                tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
-                if records.is_empty() && stops_on_empty {
-                    // As sequential paging would: the data ended before `total` said.
-                    if planned_page.resume.is_some() {
-                        tracing::warn!(
-                            page = stats.pages,
-                            planned = planned.saturating_add(1),
-                            "page {} is empty though the first response's total promised {} \
-                             pages: the paging ends here (as dlt's does)",
-                            stats.pages,
-                            planned.saturating_add(1)
-                        );
-                    }
-                    ended = true;
-                    break;
-                }
-                if repeats.repeats(&records, &resource.primary_key) {
-                    let source = planned_page.paginator.same_page(records.len());
-                    return Err(page_err(stats.pages, req, source));
-                }
-                let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
-                let page = Page {
-                    number: stats.pages,
-                    records,
-                    resume: planned_page.resume,
-                    max,
-                };
-                if tx.send(page).await.is_err() {
-                    ended = true;
-                    break;
-                }
+            let response = response.map_err(fetch_err)?;
+            if response.ignored.is_some() {
+                // response_actions: an empty page that ends the paging (logged by the client).
+                stats.retries += u64::from(response.retries);
+                break;
             }
-            if !ended && planned > allowed {
+            stats.add(&response);
+            let mut body = response.body;
+            let records = take_records(&mut body).map_err(|e| select_err(stats.pages, &req, e))?;
+            paging.progress.page(records.len());
+            tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
+            if repeats.repeats(&records, &resource.primary_key) {
+                return Err(page_err(
+                    stats.pages,
+                    &req,
+                    paginator.same_page(records.len()),
+                ));
+            }
+            let page_response = PageResponse {
+                url: &response.url,
+                headers: &response.headers,
+                body: &body,
+                records: records.len(),
+            };
+            next = paginator
+                .next(&page_response)
+                .map_err(|source| page_err(stats.pages, &req, source))?;
+            // This page is the last one `max_pages` allows: published, then the error.
+            let too_many = next.is_some() && stats.pages >= max_pages;
+            // The first page may tell how many follow: then fetch them concurrently.
+            let rest = match &next {
+                Some(_) if stats.pages == 1 && concurrency > 1 && !too_many => {
+                    paginator.remaining(&body)
+                }
+                _ => None,
+            };
+            let resume = match &next {
+                Some(_) => paginator
+                    .checkpoint()
+                    .map(|cp| scrub_checkpoint(client, cp)),
+                None => None,
+            };
+            let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
+            let page = Page {
+                number: stats.pages,
+                records,
+                resume,
+                max,
+            };
+            if tx.send(page).await.is_err() {
+                // The publisher stopped; its error is the one to report.
+                break;
+            }
+            if too_many {
                 let source = PaginateError::TooManyPages {
                     paginator: paginator.kind(),
                     max: max_pages,
                 };
-                let last = last.unwrap_or_else(|| request_for(NextRequest::unchanged()));
-                return Err(page_err(stats.pages, &last, source));
+                return Err(page_err(stats.pages, &req, source));
             }
-            break;
+            if let Some(rest) = rest {
+                let planned = rest.pages_left();
+                tracing::debug!(
+                    pages = planned,
+                    concurrency,
+                    "fetching the remaining pages concurrently"
+                );
+                paging.progress.total_pages(planned.saturating_add(1));
+                let stops_on_empty = paginator.stops_on_empty_page();
+                // Pages beyond `max_pages` are not requested; reaching them is an error below.
+                let allowed = max_pages.saturating_sub(stats.pages);
+                // `buffered` keeps at most `concurrency` requests in flight and yields the
+                // responses in page order, so each id's versions are published in order; the
+                // adaptive limit lowers the number actually sent while the API answers 429. The
+                // pages are made as the stream pulls them: memory holds only those in flight,
+                // whatever total the API claimed.
+                let mut pages = futures::stream::iter(
+                    rest.take(usize::try_from(allowed).unwrap_or(usize::MAX))
+                        .map(|planned| {
+                            let req = request_for(planned.request.clone());
+                            let limit = &paging.limit;
+                            async move {
+                                let response = client.fetch_limited(&req, Some(limit)).await;
+                                (response, planned, req)
+                            }
+                        }),
+                )
+                .buffered(concurrency);
+                let mut ended = false;
+                let mut last: Option<Request> = None;
+                loop {
+                    let response = tokio::select! {
+                        r = pages.next() => r,
+                        () = cancel.cancelled() => {
+                            ended = true;
+                            None
+                        }
+                    };
+                    let Some((response, planned_page, req)) = response else {
+                        break;
+                    };
+                    let req = last.insert(req);
+                    let response = response.map_err(fetch_err)?;
+                    if response.ignored.is_some() {
+                        stats.retries += u64::from(response.retries);
+                        ended = true;
+                        break;
+                    }
+                    stats.add(&response);
+                    let mut body = response.body;
+                    let records =
+                        take_records(&mut body).map_err(|e| select_err(stats.pages, req, e))?;
+                    paging.progress.page(records.len());
+                    tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
+                    if records.is_empty() && stops_on_empty {
+                        // As sequential paging would: the data ended before `total` said.
+                        if planned_page.resume.is_some() {
+                            tracing::warn!(
+                                page = stats.pages,
+                                planned = planned.saturating_add(1),
+                                "page {} is empty though the first response's total promised {} \
+                             pages: the paging ends here (as dlt's does)",
+                                stats.pages,
+                                planned.saturating_add(1)
+                            );
+                        }
+                        ended = true;
+                        break;
+                    }
+                    if repeats.repeats(&records, &resource.primary_key) {
+                        let source = planned_page.paginator.same_page(records.len());
+                        return Err(page_err(stats.pages, req, source));
+                    }
+                    let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
+                    let page = Page {
+                        number: stats.pages,
+                        records,
+                        resume: planned_page.resume,
+                        max,
+                    };
+                    if tx.send(page).await.is_err() {
+                        ended = true;
+                        break;
+                    }
+                }
+                if !ended && planned > allowed {
+                    let source = PaginateError::TooManyPages {
+                        paginator: paginator.kind(),
+                        max: max_pages,
+                    };
+                    let last = last.unwrap_or_else(|| request_for(NextRequest::unchanged()));
+                    return Err(page_err(stats.pages, &last, source));
+                }
+                break;
+            }
         }
+        Ok(stats)
     }
-    Ok(stats)
 }
 
 #[cfg(test)]

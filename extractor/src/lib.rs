@@ -41,7 +41,7 @@ use crate::incremental::CursorError;
 use crate::paginate::PaginateError;
 use crate::progress::Progress;
 use crate::publish::{PublishError, Publisher};
-use crate::resource_run::{StateSink, extract_resource};
+use crate::resource_run::{ResourceRun, StateSink};
 use crate::state::StateError;
 
 /// Choices that are not part of the config document.
@@ -297,20 +297,20 @@ pub async fn run(
         let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic, run_id = start.run_id);
         let children = feeds.remove(r.name.as_str()).unwrap_or_default();
         let progress = opts.progress.resource(&r.name);
-        let run = extract_resource(
-            &client,
-            &publisher,
-            r,
+        let run = ResourceRun {
+            client: &client,
+            publisher: &publisher,
+            resource: r,
             source,
             children,
             publish,
-            cancel.clone(),
-            opts,
-            start.run_id,
+            cancel: cancel.clone(),
+            child_concurrency: opts.child_concurrency,
             start,
             sink,
-            Paging::new(opts.page_concurrency, progress),
-        )
+            paging: Paging::new(opts.page_concurrency, progress),
+        }
+        .run()
         .map(move |result| (i, publish, result))
         .instrument(span);
         let root = dependent::root_of(cfg, r);

@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::Checkpoints;
 use crate::client::HttpClient;
-use crate::fetch::{Page, Paging, fetch_pages};
+use crate::fetch::{Fetcher, Page, Paging};
 use crate::incremental::{self, CursorFilter};
 use crate::publish::{Acks, Framing, PublishError, Publisher};
 use crate::state::{ResourceState, RunStart};
-use crate::{ExtractError, ResourceReport, RunOptions, build, dependent, metrics};
+use crate::{ExtractError, ResourceReport, build, dependent, metrics};
 
 /// How often a resource's checkpoint is saved while pages are acknowledged.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
@@ -44,171 +44,189 @@ impl StateSink<'_> {
     }
 }
 
-/// Pages one resource (its endpoint, or once per parent record), feeds the pages to its
-/// children, publishes them if `publish`, and keeps its state (checkpoint, cursor) in the
-/// state topic.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn extract_resource(
-    client: &HttpClient,
-    publisher: &Publisher,
-    resource: &ResourceConfig,
-    mut source: dependent::Source,
-    children: Vec<mpsc::Sender<dependent::ParentPage>>,
-    publish: bool,
-    cancel: CancellationToken,
-    opts: &RunOptions,
-    run_id: u64,
-    start: RunStart,
-    sink: StateSink<'_>,
-    paging: Paging,
-) -> Result<ResourceReport, ExtractError> {
-    let started = Instant::now();
-    let publish_err = |source| ExtractError::Publish {
-        resource: resource.name.clone(),
-        source,
-    };
-    // A `replace` run's records carry its id, and its end is marked on every partition
-    // (an unpublished parent has no run).
-    let run =
-        (publish && resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
-    let incremental = resource.endpoint.incremental.as_ref();
-    let filter = match (incremental, &mut source) {
-        (Some(inc), dependent::Source::Endpoint(plan)) => {
-            let key = format!("resource `{}`: incremental.cursor_path", resource.name);
-            plan.params = incremental::request_params(
-                inc,
-                std::mem::take(&mut plan.params),
-                start.start_value.as_ref(),
-            );
-            Some(CursorFilter::new(inc, start.start_value.clone(), &key))
-        }
-        _ => None,
-    }
-    .transpose()
-    .map_err(build::BuildError::from)?;
-    if start.resumed {
-        tracing::info!(checkpoint = ?start.checkpoint, start_value = ?start.start_value, "resuming the unfinished run");
-    } else {
-        tracing::info!(start_value = ?start.start_value, "starting a new run");
-    }
-    let state = |checkpoints: &Checkpoints, cursor: Option<serde_json::Value>, complete: bool| {
-        ResourceState {
-            cursor,
-            run: run_id,
-            checkpoint: (!complete)
-                .then(|| checkpoints.checkpoint.clone())
-                .flatten(),
-            complete,
-            last_value: (!complete)
-                .then(|| checkpoints.last_value.clone())
-                .flatten(),
-        }
-    };
-    let mut checkpoints = Checkpoints::new(start.checkpoint.clone(), start.last_value.clone());
-    sink.write(&state(&checkpoints, start.state_cursor.clone(), false))
-        .await
-        .map_err(publish_err)?;
+/// One resource's run and everything it needs, made by [`crate::run`] for each resource:
+/// [`ResourceRun::run`] pages the resource (its endpoint, or once per parent record), feeds
+/// the pages to its children, publishes them if `publish`, and keeps its state (checkpoint,
+/// cursor) in the state topic.
+pub(crate) struct ResourceRun<'a> {
+    pub(crate) client: &'a HttpClient,
+    pub(crate) publisher: &'a Publisher,
+    pub(crate) resource: &'a ResourceConfig,
+    /// Where its requests come from: its endpoint, or its parent's pages.
+    pub(crate) source: dependent::Source,
+    /// Each child's channel, fed every page.
+    pub(crate) children: Vec<mpsc::Sender<dependent::ParentPage>>,
+    /// Whether its records are published (not for a parent paged only to feed its children).
+    pub(crate) publish: bool,
+    pub(crate) cancel: CancellationToken,
+    /// Parent records whose child requests run at once (`--child-concurrency`).
+    pub(crate) child_concurrency: usize,
+    /// The run's id, and where it starts: checkpoint, incremental start value.
+    pub(crate) start: RunStart,
+    pub(crate) sink: StateSink<'a>,
+    pub(crate) paging: Paging,
+}
 
-    let (tx, rx) = mpsc::channel::<Page>(4);
-    let fetch = async {
-        match source {
-            dependent::Source::Endpoint(plan) => {
-                fetch_pages(
-                    client,
-                    resource,
-                    plan,
-                    tx,
-                    cancel.clone(),
-                    &paging,
-                    filter.as_ref(),
-                    start.checkpoint.clone(),
-                )
-                .await
+impl ResourceRun<'_> {
+    /// Runs it to the end: the report, or the first failure.
+    pub(crate) async fn run(self) -> Result<ResourceReport, ExtractError> {
+        let Self {
+            client,
+            publisher,
+            resource,
+            mut source,
+            children,
+            publish,
+            cancel,
+            child_concurrency,
+            start,
+            sink,
+            paging,
+        } = self;
+        let run_id = start.run_id;
+        let started = Instant::now();
+        let publish_err = |source| ExtractError::Publish {
+            resource: resource.name.clone(),
+            source,
+        };
+        // A `replace` run's records carry its id, and its end is marked on every partition
+        // (an unpublished parent has no run).
+        let run =
+            (publish && resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
+        let incremental = resource.endpoint.incremental.as_ref();
+        let filter = match (incremental, &mut source) {
+            (Some(inc), dependent::Source::Endpoint(plan)) => {
+                let key = format!("resource `{}`: incremental.cursor_path", resource.name);
+                plan.params = incremental::request_params(
+                    inc,
+                    std::mem::take(&mut plan.params),
+                    start.start_value.as_ref(),
+                );
+                Some(CursorFilter::new(inc, start.start_value.clone(), &key))
             }
-            dependent::Source::Parents(child, parents) => {
-                dependent::fetch_children(
-                    client,
-                    resource,
-                    &child,
-                    parents,
-                    tx,
-                    cancel.clone(),
-                    &paging,
-                    opts.child_concurrency.max(1),
-                )
-                .await
-            }
+            _ => None,
         }
-    };
-    let (publish_tx, publish_rx) = mpsc::channel::<Page>(4);
-    let feed = dependent::feed_children(rx, children, publish.then_some(publish_tx));
-    let publishing = publish_pages(
-        publisher,
-        resource,
-        publish_rx,
-        &mut checkpoints,
-        &sink,
-        &start,
-        run_id,
-    );
-    let (fetched, (), published) = tokio::join!(fetch, feed, publishing);
-    paging.progress.finish();
-    let limits = paging.limit.stats();
-    // A publishing failure ends the fetcher (its channel closes), so report that first.
-    let records = published?;
-    // Whatever the fetcher did, save how far the acknowledged pages go.
-    let settled = checkpoints.settle().await;
-    let complete = settled && fetched.is_ok() && !cancel.is_cancelled();
-    let cursor = if complete {
-        start.final_cursor(incremental, checkpoints.last_value.clone())
-    } else {
-        start.state_cursor.clone()
-    };
-    sink.write(&state(&checkpoints, cursor, complete))
-        .await
-        .map_err(publish_err)?;
-    let stats = fetched?;
-    if let Some(run) = run
-        && !cancel.is_cancelled()
-    {
-        let partitions = publisher
-            .end_run(&resource.topic, run, records)
+        .transpose()
+        .map_err(build::BuildError::from)?;
+        if start.resumed {
+            tracing::info!(checkpoint = ?start.checkpoint, start_value = ?start.start_value, "resuming the unfinished run");
+        } else {
+            tracing::info!(start_value = ?start.start_value, "starting a new run");
+        }
+        let state =
+            |checkpoints: &Checkpoints, cursor: Option<serde_json::Value>, complete: bool| {
+                ResourceState {
+                    cursor,
+                    run: run_id,
+                    checkpoint: (!complete)
+                        .then(|| checkpoints.checkpoint.clone())
+                        .flatten(),
+                    complete,
+                    last_value: (!complete)
+                        .then(|| checkpoints.last_value.clone())
+                        .flatten(),
+                }
+            };
+        let mut checkpoints = Checkpoints::new(start.checkpoint.clone(), start.last_value.clone());
+        sink.write(&state(&checkpoints, start.state_cursor.clone(), false))
             .await
-            .map_err(|source| ExtractError::Publish {
-                resource: resource.name.clone(),
-                source,
-            })?;
-        tracing::info!(
-            run,
-            partitions,
-            records,
-            "replace run ended on every partition"
+            .map_err(publish_err)?;
+
+        let (tx, rx) = mpsc::channel::<Page>(4);
+        let fetcher = Fetcher {
+            client,
+            resource,
+            cancel: &cancel,
+            paging: &paging,
+        };
+        let fetch = async {
+            match source {
+                dependent::Source::Endpoint(plan) => {
+                    fetcher
+                        .pages(plan, tx, filter.as_ref(), start.checkpoint.clone())
+                        .await
+                }
+                dependent::Source::Parents(child, parents) => {
+                    dependent::fetch_children(
+                        &fetcher,
+                        &child,
+                        parents,
+                        tx,
+                        child_concurrency.max(1),
+                    )
+                    .await
+                }
+            }
+        };
+        let (publish_tx, publish_rx) = mpsc::channel::<Page>(4);
+        let feed = dependent::feed_children(rx, children, publish.then_some(publish_tx));
+        let publishing = publish_pages(
+            publisher,
+            resource,
+            publish_rx,
+            &mut checkpoints,
+            &sink,
+            &start,
         );
+        let (fetched, (), published) = tokio::join!(fetch, feed, publishing);
+        paging.progress.finish();
+        let limits = paging.limit.stats();
+        // A publishing failure ends the fetcher (its channel closes), so report that first.
+        let records = published?;
+        // Whatever the fetcher did, save how far the acknowledged pages go.
+        let settled = checkpoints.settle().await;
+        let complete = settled && fetched.is_ok() && !cancel.is_cancelled();
+        let cursor = if complete {
+            start.final_cursor(incremental, checkpoints.last_value.clone())
+        } else {
+            start.state_cursor.clone()
+        };
+        sink.write(&state(&checkpoints, cursor, complete))
+            .await
+            .map_err(publish_err)?;
+        let stats = fetched?;
+        if let Some(run) = run
+            && !cancel.is_cancelled()
+        {
+            let partitions = publisher
+                .end_run(&resource.topic, run, records)
+                .await
+                .map_err(|source| ExtractError::Publish {
+                    resource: resource.name.clone(),
+                    source,
+                })?;
+            tracing::info!(
+                run,
+                partitions,
+                records,
+                "replace run ended on every partition"
+            );
+        }
+        metrics::resource_done(&resource.name, stats.pages, records);
+        let report = ResourceReport {
+            resource: resource.name.clone(),
+            topic: resource.topic.clone(),
+            run_id,
+            resumed: start.resumed,
+            pages: stats.pages,
+            records,
+            retries: stats.retries,
+            throttled: limits.throttled,
+            bytes: stats.bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            pages = report.pages,
+            records = report.records,
+            retries = report.retries,
+            published = publish,
+            complete,
+            throttled = report.throttled,
+            lowest_page_concurrency = limits.lowest,
+            "resource done"
+        );
+        Ok(report)
     }
-    metrics::resource_done(&resource.name, stats.pages, records);
-    let report = ResourceReport {
-        resource: resource.name.clone(),
-        topic: resource.topic.clone(),
-        run_id,
-        resumed: start.resumed,
-        pages: stats.pages,
-        records,
-        retries: stats.retries,
-        throttled: limits.throttled,
-        bytes: stats.bytes,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    tracing::info!(
-        pages = report.pages,
-        records = report.records,
-        retries = report.retries,
-        published = publish,
-        complete,
-        throttled = report.throttled,
-        lowest_page_concurrency = limits.lowest,
-        "resource done"
-    );
-    Ok(report)
 }
 
 /// Encodes and sends each page, and saves the checkpoint (state `complete: false`) whenever
@@ -220,8 +238,8 @@ async fn publish_pages(
     checkpoints: &mut Checkpoints,
     sink: &StateSink<'_>,
     start: &RunStart,
-    run_id: u64,
 ) -> Result<u64, ExtractError> {
+    let run_id = start.run_id;
     // A `replace` run's records carry its id.
     let run_text =
         (resource.write_disposition == WriteDisposition::Replace).then(|| run_id.to_string());
