@@ -11,8 +11,8 @@ use common::schema::SchemaBuilder;
 use common::secret::SecretResolver;
 use serde_json::Value;
 
-use crate::build::{self, EndpointPlan};
 use crate::client::{HttpClient, Request};
+use crate::from_config::{self, EndpointPlan};
 use crate::paginate::NextRequest;
 use crate::{dependent, incremental};
 
@@ -37,14 +37,14 @@ pub fn problems(cfg: &PipelineConfig, secrets: &SecretResolver, names: &[String]
             found.push(problem);
         }
     };
-    if let Err(e) = build::http_client(&cfg.client, secrets) {
+    if let Err(e) = from_config::http_client(&cfg.client, secrets) {
         add(e.to_string());
     }
-    if let Err(e) = build::schema_registry(cfg, secrets) {
+    if let Err(e) = from_config::schema_registry(cfg, secrets) {
         add(e.to_string());
     }
     for (i, resource) in cfg.resources.iter().enumerate() {
-        if let Err(e) = build::endpoint_plan(i, resource) {
+        if let Err(e) = from_config::endpoint_plan(i, resource) {
             add(e.to_string());
         }
     }
@@ -57,7 +57,7 @@ pub fn problems(cfg: &PipelineConfig, secrets: &SecretResolver, names: &[String]
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error(transparent)]
-    Build(#[from] build::BuildError),
+    Build(#[from] from_config::BuildError),
     #[error(transparent)]
     Dependent(#[from] dependent::DependentError),
     // The causes are part of the messages, not `source()`s: printed once either way.
@@ -71,7 +71,7 @@ pub enum CheckError {
         resource: String,
         url: String,
         #[source]
-        source: crate::select::SelectError,
+        source: crate::jsonpath::SelectError,
     },
     #[error("resource `{resource}`: inferring the schema of the first page: {error}")]
     Schema {
@@ -89,7 +89,7 @@ pub async fn fetch_samples(
     secrets: &SecretResolver,
     names: &[String],
 ) -> Result<String, CheckError> {
-    let client = build::http_client(&cfg.client, secrets)?;
+    let client = from_config::http_client(&cfg.client, secrets)?;
     let mut out = String::new();
     // The first page's records of each resource fetched so far, for its children.
     let mut first_pages: HashMap<String, Vec<Value>> = HashMap::new();
@@ -141,7 +141,7 @@ pub async fn fetch_samples(
                     url: shown.clone(),
                     source,
                 })?,
-            None => crate::select::take_records_auto(&mut body),
+            None => crate::jsonpath::take_records_auto(&mut body),
         };
         for record in &mut records {
             if let Some(object) = record.as_object_mut() {

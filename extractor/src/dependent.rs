@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::ExtractError;
-use crate::build::{self, BuildError, EndpointPlan};
 use crate::fetch::{FetchStats, Fetcher, Page};
+use crate::from_config::{self, BuildError, EndpointPlan};
 
 /// One page of a parent's records, shared by its children.
 pub type ParentPage = Arc<Vec<Value>>;
@@ -54,7 +54,7 @@ pub fn with_parents<'a>(
     cfg: &'a PipelineConfig,
     names: &[String],
 ) -> Result<Vec<(&'a ResourceConfig, EndpointPlan, bool)>, BuildError> {
-    let selected: HashSet<&str> = build::select_resources(cfg, names)?
+    let selected: HashSet<&str> = from_config::select_resources(cfg, names)?
         .into_iter()
         .map(|(r, _)| r.name.as_str())
         .collect();
@@ -78,7 +78,7 @@ pub fn with_parents<'a>(
         .map(|(i, r)| {
             Ok((
                 r,
-                build::endpoint_plan(i, r)?,
+                from_config::endpoint_plan(i, r)?,
                 selected.contains(r.name.as_str()),
             ))
         })
@@ -416,7 +416,7 @@ mod tests {
             index,
             resource,
             parent,
-            build::endpoint_plan(index, resource).unwrap(),
+            from_config::endpoint_plan(index, resource).unwrap(),
         )
         .unwrap()
     }

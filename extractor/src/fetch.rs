@@ -10,15 +10,15 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::adaptive_limit::{self, AdaptiveLimit};
 use crate::client::{HttpClient, Method, Request};
 use crate::incremental::CursorFilter;
-use crate::limit::{self, AdaptiveLimit};
 use crate::paginate::{NextRequest, PageResponse, PaginateError, RepeatGuard};
-use crate::progress::ResourceProgress;
-use crate::{ExtractError, build, select};
+use crate::progress_bars::ResourceProgress;
+use crate::{ExtractError, from_config, jsonpath};
 
 /// How one resource's pages are fetched: at most `concurrency` at a time once the pages are
-/// known, fewer while the API answers 429 (`limit`), shown on `progress`.
+/// known, fewer while the API answers 429 (`adaptive_limit`), shown on `progress_bars`.
 pub(crate) struct Paging {
     pub(crate) concurrency: usize,
     pub(crate) limit: AdaptiveLimit,
@@ -30,7 +30,7 @@ impl Paging {
         let concurrency = concurrency.max(1);
         Self {
             concurrency,
-            limit: AdaptiveLimit::new(concurrency, limit::DEFAULT_RECOVER_AFTER),
+            limit: AdaptiveLimit::new(concurrency, adaptive_limit::DEFAULT_RECOVER_AFTER),
             progress,
         }
     }
@@ -96,7 +96,7 @@ impl Fetcher<'_> {
     /// page's records (those `filter` keeps) to `tx`; the pages fetched, retries and bytes.
     pub(crate) async fn pages(
         &self,
-        plan: build::EndpointPlan,
+        plan: from_config::EndpointPlan,
         tx: mpsc::Sender<Page>,
         filter: Option<&CursorFilter>,
         resume_at: Option<serde_json::Value>,
@@ -108,7 +108,7 @@ impl Fetcher<'_> {
             paging,
         } = *self;
         let concurrency = paging.concurrency;
-        let build::EndpointPlan {
+        let from_config::EndpointPlan {
             method,
             path,
             params,
@@ -155,7 +155,7 @@ impl Fetcher<'_> {
         };
         let take_records = |body: &mut serde_json::Value| match &selector {
             Some(s) => s.take_page(body),
-            None => Ok(select::take_records_auto(body)),
+            None => Ok(jsonpath::take_records_auto(body)),
         };
         let page_err = |page: u64, req: &Request, source| ExtractError::Paginate {
             resource: resource.name.clone(),

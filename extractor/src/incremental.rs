@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use common::config::{Incremental, cursor_order, cursor_text};
 use serde_json::Value;
 
-use crate::select::{Selector, SelectorError};
+use crate::jsonpath::{Selector, SelectorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CursorError {

@@ -1,28 +1,37 @@
 //! The extractor: pages each configured resource, turns every record into Avro and
 //! publishes it to the resource's topic keyed by its primary key.
 //!
-//! Per resource, two stages joined by a bounded channel: the fetcher pages the API
-//! (`client` + `paginate`) while the publisher infers the schema, encodes and enqueues the
-//! previous page (`publish`). A run succeeds only when the broker acknowledged every
-//! record; records already acknowledged when a run fails stay valid (the loader merges).
+//! [`run`] (below) prepares the broker, the topics and the state, then runs the resources.
+//! Per resource (`resource_run`), two stages joined by a bounded channel: the fetcher pages
+//! the API (`fetch`: `client` + `paginate`) while the publisher stage infers the schema,
+//! encodes and enqueues the previous page through the Kafka producer (`publish`). A run
+//! succeeds only when the broker acknowledged every record; records already acknowledged
+//! when a run fails stay valid (the loader merges).
 
-pub mod auth;
-pub mod build;
-pub mod check;
-pub mod checkpoint;
-pub mod client;
-pub mod dependent;
-mod fetch;
-pub mod incremental;
-pub mod limit;
-pub mod metrics;
-pub mod paginate;
-pub mod progress;
-pub mod publish;
-mod resource_run;
-pub mod select;
-pub mod state;
-pub mod summary;
+// One resource's run.
+pub mod acked_checkpoint; // which checkpoint the broker's acknowledgements allow saving
+pub mod dependent; // child resources, paged once per parent record
+mod fetch; // the fetcher stage: an endpoint's pages, sequential or concurrent
+pub mod incremental; // the incremental cursor: request params, record filter, next start
+pub mod publish; // the Kafka producer, the topics, the writer schemas
+mod resource_run; // state at start and end, fetcher and publisher stages joined, the report
+pub mod state_topic; // the state kept in Kafka: read at the start, written as runs go
+
+// Talking to the API.
+pub mod adaptive_limit; // requests in flight per resource, halved on 429
+pub mod auth; // OAuth2 client credentials
+pub mod client; // HTTP with retries, rate limit, response actions, secret redaction
+pub mod jsonpath; // data_selector and the paginators' *_path keys
+pub mod paginate; // one file per paginator type
+
+// From the config document to the running parts.
+pub mod check; // `extractor --check`: every problem before a run, `--fetch` samples
+pub mod from_config; // the HTTP client, request plans and paginators, secrets resolved
+
+// For people and monitoring.
+pub mod metrics; // every Prometheus metric, one function per event
+pub mod progress_bars; // per-resource bars on a terminal
+pub mod summary; // the end-of-run table
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -39,10 +48,10 @@ use crate::client::FetchError;
 use crate::fetch::Paging;
 use crate::incremental::CursorError;
 use crate::paginate::PaginateError;
-use crate::progress::Progress;
+use crate::progress_bars::Progress;
 use crate::publish::{PublishError, Publisher};
 use crate::resource_run::{ResourceRun, StateSink};
-use crate::state::StateError;
+use crate::state_topic::StateError;
 
 /// Choices that are not part of the config document.
 #[derive(Debug, Clone)]
@@ -54,7 +63,7 @@ pub struct RunOptions {
     pub replication_factor: i32,
     /// Requests in flight per resource once the first page has told how many pages there
     /// are (offset or page_number paging with a total); 1 pages sequentially. The most: a
-    /// 429 answer halves the resource's limit, which then grows back slowly (`limit`).
+    /// 429 answer halves the resource's limit, which then grows back slowly (`adaptive_limit`).
     pub page_concurrency: usize,
     /// Parent records whose child requests run at once, per dependent resource.
     pub child_concurrency: usize,
@@ -121,7 +130,7 @@ pub struct ResourceReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     #[error(transparent)]
-    Build(#[from] build::BuildError),
+    Build(#[from] from_config::BuildError),
     #[error("resource `{resource}`")]
     Fetch {
         resource: String,
@@ -142,7 +151,7 @@ pub enum ExtractError {
         page: u64,
         url: String,
         #[source]
-        source: select::SelectError,
+        source: jsonpath::SelectError,
     },
     #[error("resource `{resource}`, page {page}")]
     Schema {
@@ -210,8 +219,8 @@ pub async fn run(
 ) -> Result<Vec<ResourceReport>, ExtractError> {
     // The selected resources, and the parents they need (paged, published only if selected).
     let resources = dependent::with_parents(cfg, &opts.resources)?;
-    let client = build::http_client(&cfg.client, secrets)?;
-    let registry = build::schema_registry(cfg, secrets)?;
+    let client = from_config::http_client(&cfg.client, secrets)?;
+    let registry = from_config::schema_registry(cfg, secrets)?;
     let servers = cfg
         .kafka
         .get("bootstrap.servers")
@@ -223,7 +232,7 @@ pub async fn run(
         .filter(|(_, _, publish)| *publish)
         .map(|(r, _, _)| r.topic.clone())
         .collect();
-    let state_topic = state::topic(&cfg.pipeline_name);
+    let state_topic = state_topic::topic(&cfg.pipeline_name);
     let setup = Instant::now();
     // Until the first page, a stop signal ends the run at once.
     let interrupted = |step: &str| ExtractError::InterruptedSetup(step.to_owned());
@@ -245,8 +254,9 @@ pub async fn run(
     tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
     let states = {
         let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
-        let read =
-            tokio::task::spawn_blocking(move || state::read(&settings, &topic, STATE_READ_TIMEOUT));
+        let read = tokio::task::spawn_blocking(move || {
+            state_topic::read(&settings, &topic, STATE_READ_TIMEOUT)
+        });
         tokio::select! {
             read = read => read.map_err(|e| StateError::Read {
                 topic: state_topic.clone(),
@@ -282,8 +292,8 @@ pub async fn run(
     // runs together and counts once against `resource_concurrency`.
     let mut families: Vec<(&str, Vec<_>)> = Vec::new();
     for (i, (r, source, publish)) in sources.into_iter().enumerate() {
-        let key = state::key(&cfg.pipeline_name, &r.name);
-        let start = state::plan_run(
+        let key = state_topic::key(&cfg.pipeline_name, &r.name);
+        let start = state_topic::plan_run(
             states.get(&key),
             r.endpoint.incremental.as_ref(),
             opts.fresh,

@@ -13,13 +13,13 @@ use common::schema::SchemaBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::Checkpoints;
+use crate::acked_checkpoint::Checkpoints;
 use crate::client::HttpClient;
 use crate::fetch::{Fetcher, Page, Paging};
 use crate::incremental::{self, CursorFilter};
 use crate::publish::{Acks, Framing, PublishError, Publisher};
-use crate::state::{ResourceState, RunStart};
-use crate::{ExtractError, ResourceReport, build, dependent, metrics};
+use crate::state_topic::{ResourceState, RunStart};
+use crate::{ExtractError, ResourceReport, dependent, from_config, metrics};
 
 /// How often a resource's checkpoint is saved while pages are acknowledged.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
@@ -107,7 +107,7 @@ impl ResourceRun<'_> {
             _ => None,
         }
         .transpose()
-        .map_err(build::BuildError::from)?;
+        .map_err(from_config::BuildError::from)?;
         if start.resumed {
             tracing::info!(checkpoint = ?start.checkpoint, start_value = ?start.start_value, "resuming the unfinished run");
         } else {

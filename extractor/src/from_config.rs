@@ -1,5 +1,6 @@
-//! Turns the validated config into the running parts: the HTTP client with its secret
-//! resolved, each endpoint's request plan and paginator. Pure apart from reading secrets.
+//! Turns the validated config into the running parts: the resources to run, the HTTP client
+//! with its secret resolved, each endpoint's request plan and paginator, the schema
+//! registry's settings. Pure apart from reading secrets.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,12 +16,12 @@ use serde_json::Value;
 
 use crate::auth::OAuth2ClientCredentials;
 use crate::client::{Auth, HttpClient, Method};
+use crate::jsonpath::{DataSelector, Selector, SelectorError};
 use crate::paginate::cursor::CursorTarget;
 use crate::paginate::{
     AutoPaginator, CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
     OffsetPaginator, PageNumberPaginator, Paginator,
 };
-use crate::select::{DataSelector, Selector, SelectorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
