@@ -12,8 +12,7 @@ use common::secret::SecretResolver;
 use serde_json::Value;
 
 use crate::client::{HttpClient, Request};
-use crate::from_config::{self, EndpointPlan};
-use crate::paginate::NextRequest;
+use crate::from_config;
 use crate::{dependent, incremental};
 
 /// Records shown per resource with `--fetch`.
@@ -130,7 +129,7 @@ pub async fn fetch_samples(
             let _ = writeln!(out, "resource `{}`: no first page\n", resource.name);
             continue;
         };
-        let req = request(&plan, step);
+        let req = plan.request(step);
         let shown = client.display_url(&req);
         let mut body = fetch(&client, &req, &resource.name).await?;
         let mut records = match &plan.selector {
@@ -229,39 +228,6 @@ fn describe(out: &mut String, schema: &common::schema::TableSchema, records: &[V
         let _ = writeln!(out, "  {record}");
     }
     out.push('\n');
-}
-
-/// The request for the paginator's `step`, as a run sends it.
-fn request(plan: &EndpointPlan, step: NextRequest) -> Request {
-    let base = Request {
-        method: plan.method,
-        path: plan.path.clone(),
-        params: plan.params.clone(),
-        json: plan.json.clone(),
-        response_actions: plan.response_actions.clone(),
-    };
-    match step {
-        NextRequest::Params(page_params) => {
-            // The paginator's params replace the endpoint's of the same name.
-            let mut params: Vec<(String, String)> = plan
-                .params
-                .iter()
-                .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
-                .cloned()
-                .collect();
-            params.extend(page_params);
-            Request { params, ..base }
-        }
-        NextRequest::Url(url) => Request {
-            path: url.to_string(),
-            params: Vec::new(),
-            ..base
-        },
-        NextRequest::Json(body) => Request {
-            json: Some(body),
-            ..base
-        },
-    }
 }
 
 #[cfg(test)]

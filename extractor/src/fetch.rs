@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adaptive_limit::{self, AdaptiveLimit};
 use crate::client::{HttpClient, Method, Request};
+use crate::from_config::RequestTemplate;
 use crate::incremental::CursorFilter;
 use crate::paginate::{NextRequest, PageResponse, PaginateError, RepeatGuard};
 use crate::progress_bars::ResourceProgress;
@@ -117,38 +118,14 @@ impl Fetcher<'_> {
             mut paginator,
             response_actions,
         } = plan;
-        let request_for = |step: NextRequest| match step {
-            NextRequest::Params(page_params) => {
-                // The paginator's params replace the endpoint's of the same name.
-                let mut all_params: Vec<(String, String)> = params
-                    .iter()
-                    .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
-                    .cloned()
-                    .collect();
-                all_params.extend(page_params);
-                Request {
-                    method,
-                    path: path.clone(),
-                    params: all_params,
-                    json: json.clone(),
-                    response_actions: response_actions.clone(),
-                }
-            }
-            NextRequest::Url(url) => Request {
-                method,
-                path: url.to_string(),
-                params: Vec::new(),
-                json: json.clone(),
-                response_actions: response_actions.clone(),
-            },
-            NextRequest::Json(body) => Request {
-                method,
-                path: path.clone(),
-                params: params.clone(),
-                json: Some(body),
-                response_actions: response_actions.clone(),
-            },
+        let template = RequestTemplate {
+            method,
+            path: &path,
+            params: &params,
+            json: json.as_ref(),
+            response_actions: &response_actions,
         };
+        let request_for = |step: NextRequest| template.request(step);
         let fetch_err = |source| ExtractError::Fetch {
             resource: resource.name.clone(),
             source,
