@@ -11,9 +11,8 @@ use common::schema::SchemaBuilder;
 use common::secret::SecretResolver;
 use serde_json::Value;
 
-use crate::build::{self, EndpointPlan};
 use crate::client::{HttpClient, Request};
-use crate::paginate::NextRequest;
+use crate::from_config;
 use crate::{dependent, incremental};
 
 /// Records shown per resource with `--fetch`.
@@ -37,14 +36,14 @@ pub fn problems(cfg: &PipelineConfig, secrets: &SecretResolver, names: &[String]
             found.push(problem);
         }
     };
-    if let Err(e) = build::http_client(&cfg.client, secrets) {
+    if let Err(e) = from_config::http_client(&cfg.client, secrets) {
         add(e.to_string());
     }
-    if let Err(e) = build::schema_registry(cfg, secrets) {
+    if let Err(e) = from_config::schema_registry(cfg, secrets) {
         add(e.to_string());
     }
     for (i, resource) in cfg.resources.iter().enumerate() {
-        if let Err(e) = build::endpoint_plan(i, resource) {
+        if let Err(e) = from_config::endpoint_plan(i, resource) {
             add(e.to_string());
         }
     }
@@ -57,7 +56,7 @@ pub fn problems(cfg: &PipelineConfig, secrets: &SecretResolver, names: &[String]
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error(transparent)]
-    Build(#[from] build::BuildError),
+    Build(#[from] from_config::BuildError),
     #[error(transparent)]
     Dependent(#[from] dependent::DependentError),
     // The causes are part of the messages, not `source()`s: printed once either way.
@@ -71,7 +70,7 @@ pub enum CheckError {
         resource: String,
         url: String,
         #[source]
-        source: crate::select::SelectError,
+        source: crate::jsonpath::SelectError,
     },
     #[error("resource `{resource}`: inferring the schema of the first page: {error}")]
     Schema {
@@ -89,7 +88,7 @@ pub async fn fetch_samples(
     secrets: &SecretResolver,
     names: &[String],
 ) -> Result<String, CheckError> {
-    let client = build::http_client(&cfg.client, secrets)?;
+    let client = from_config::http_client(&cfg.client, secrets)?;
     let mut out = String::new();
     // The first page's records of each resource fetched so far, for its children.
     let mut first_pages: HashMap<String, Vec<Value>> = HashMap::new();
@@ -130,7 +129,7 @@ pub async fn fetch_samples(
             let _ = writeln!(out, "resource `{}`: no first page\n", resource.name);
             continue;
         };
-        let req = request(&plan, step);
+        let req = plan.request(step);
         let shown = client.display_url(&req);
         let mut body = fetch(&client, &req, &resource.name).await?;
         let mut records = match &plan.selector {
@@ -141,7 +140,7 @@ pub async fn fetch_samples(
                     url: shown.clone(),
                     source,
                 })?,
-            None => crate::select::take_records_auto(&mut body),
+            None => crate::jsonpath::take_records_auto(&mut body),
         };
         for record in &mut records {
             if let Some(object) = record.as_object_mut() {
@@ -229,39 +228,6 @@ fn describe(out: &mut String, schema: &common::schema::TableSchema, records: &[V
         let _ = writeln!(out, "  {record}");
     }
     out.push('\n');
-}
-
-/// The request for the paginator's `step`, as a run sends it.
-fn request(plan: &EndpointPlan, step: NextRequest) -> Request {
-    let base = Request {
-        method: plan.method,
-        path: plan.path.clone(),
-        params: plan.params.clone(),
-        json: plan.json.clone(),
-        response_actions: plan.response_actions.clone(),
-    };
-    match step {
-        NextRequest::Params(page_params) => {
-            // The paginator's params replace the endpoint's of the same name.
-            let mut params: Vec<(String, String)> = plan
-                .params
-                .iter()
-                .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
-                .cloned()
-                .collect();
-            params.extend(page_params);
-            Request { params, ..base }
-        }
-        NextRequest::Url(url) => Request {
-            path: url.to_string(),
-            params: Vec::new(),
-            ..base
-        },
-        NextRequest::Json(body) => Request {
-            json: Some(body),
-            ..base
-        },
-    }
 }
 
 #[cfg(test)]

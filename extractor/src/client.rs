@@ -14,9 +14,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use url::Url;
 
+use crate::adaptive_limit::AdaptiveLimit;
 use crate::auth::OAuth2ClientCredentials;
 use crate::auth::oauth2::TokenError;
-use crate::limit::AdaptiveLimit;
 
 /// The requests-per-second bucket every request of a client waits on (`client.max_requests_per_second`).
 type RateLimiter = governor::DefaultDirectRateLimiter;

@@ -18,11 +18,10 @@ use common::template::{TemplatePart, parse_template, path_escape};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use crate::build::{self, BuildError, EndpointPlan};
-use crate::client::HttpClient;
-use crate::{ExtractError, FetchStats, Page};
+use crate::ExtractError;
+use crate::fetch::{FetchStats, Fetcher, Page};
+use crate::from_config::{self, BuildError, EndpointPlan};
 
 /// One page of a parent's records, shared by its children.
 pub type ParentPage = Arc<Vec<Value>>;
@@ -56,7 +55,7 @@ pub fn with_parents<'a>(
     cfg: &'a PipelineConfig,
     names: &[String],
 ) -> Result<Vec<(&'a ResourceConfig, EndpointPlan, bool)>, BuildError> {
-    let selected: HashSet<&str> = build::select_resources(cfg, names)?
+    let selected: HashSet<&str> = from_config::select_resources(cfg, names)?
         .into_iter()
         .map(|(r, _)| r.name.as_str())
         .collect();
@@ -80,7 +79,7 @@ pub fn with_parents<'a>(
         .map(|(i, r)| {
             Ok((
                 r,
-                build::endpoint_plan(i, r)?,
+                from_config::endpoint_plan(i, r)?,
                 selected.contains(r.name.as_str()),
             ))
         })
@@ -330,15 +329,11 @@ pub fn root_of<'a>(cfg: &'a PipelineConfig, resource: &'a ResourceConfig) -> &'a
 
 /// Pages the child's endpoint once per parent record, `child_concurrency` records at a
 /// time, sending every page (with the `include_from_parent` columns added) to `tx`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch_children(
-    client: &HttpClient,
-    resource: &ResourceConfig,
+    fetcher: &Fetcher<'_>,
     child: &ChildPlan,
     parents: mpsc::Receiver<ParentPage>,
     tx: mpsc::Sender<Page>,
-    cancel: CancellationToken,
-    paging: &crate::Paging,
     child_concurrency: usize,
 ) -> Result<FetchStats, ExtractError> {
     let totals = Mutex::new(FetchStats::default());
@@ -347,24 +342,15 @@ pub(crate) async fn fetch_children(
         rx.recv().await.map(|page| (page, rx))
     })
     .flat_map(|page| futures::stream::iter((0..page.len()).map(move |i| (Arc::clone(&page), i))))
-    .take_until(cancel.clone().cancelled_owned());
-    let (totals_ref, numbers, tx, cancel) = (&totals, &numbers, &tx, &cancel);
+    .take_until(fetcher.cancel.clone().cancelled_owned());
+    let (totals_ref, numbers, tx) = (&totals, &numbers, &tx);
     records
         .map(Ok::<_, ExtractError>)
         .try_for_each_concurrent(child_concurrency, |(page, i)| async move {
             let record = &page[i];
             let (plan, include) = child.for_parent(record)?;
             let (page_tx, mut page_rx) = mpsc::channel::<Page>(1);
-            let fetch = crate::fetch_pages(
-                client,
-                resource,
-                plan,
-                page_tx,
-                cancel.clone(),
-                paging,
-                None,
-                None,
-            );
+            let fetch = fetcher.pages(plan, page_tx, None, None);
             let forward = async {
                 while let Some(mut page) = page_rx.recv().await {
                     for r in &mut page.records {
@@ -431,7 +417,7 @@ mod tests {
             index,
             resource,
             parent,
-            build::endpoint_plan(index, resource).unwrap(),
+            from_config::endpoint_plan(index, resource).unwrap(),
         )
         .unwrap()
     }

@@ -10,7 +10,7 @@ use common::config::Incremental;
 use common::cursor::{cursor_order, cursor_text};
 use serde_json::Value;
 
-use crate::select::{Selector, SelectorError};
+use crate::jsonpath::{Selector, SelectorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CursorError {

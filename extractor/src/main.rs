@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use clap::builder::TypedValueParser;
 use common::secret::SecretResolver;
-use extractor::progress::Progress;
+use extractor::progress_bars::Progress;
 use extractor::{RunOptions, run};
 use tokio_util::sync::CancellationToken;
 

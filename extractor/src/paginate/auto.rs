@@ -19,8 +19,8 @@ use super::{
     CursorPaginator, HeaderLinkPaginator, JsonLinkPaginator, NextRequest, PageNumberPaginator,
     PageResponse, PaginateError, Paginator, as_count,
 };
+use crate::jsonpath::Selector;
 use crate::paginate::cursor::CursorTarget;
-use crate::select::Selector;
 
 const TOTAL_PAGES_KEYS: [&str; 6] = [
     "total_pages",

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{NextRequest, PaginateError, Progress, checkpoint_text, reference};
-use crate::select::Selector;
+use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
 pub enum CursorTarget {

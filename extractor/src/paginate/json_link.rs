@@ -9,7 +9,7 @@ use url::Url;
 use super::{
     NextRequest, PageResponse, PaginateError, Progress, checkpoint_text, reference, resolve_link,
 };
-use crate::select::Selector;
+use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
 pub struct JsonLinkPaginator {

@@ -664,7 +664,7 @@ mod tests {
             limit_param: "limit".into(),
             total_path: Some((
                 "total".into(),
-                crate::select::Selector::parse("total_path", "total").unwrap(),
+                crate::jsonpath::Selector::parse("total_path", "total").unwrap(),
             )),
             maximum_offset,
             stop_after_empty_page: true,

@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 
 use super::{PageParams, PaginateError, as_count, excerpt};
-use crate::select::Selector;
+use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
 pub struct OffsetPaginator {

@@ -13,7 +13,7 @@
 use serde_json::{Value, json};
 
 use super::{NextRequest, PaginateError, as_count, excerpt};
-use crate::select::Selector;
+use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
 pub struct PageNumberPaginator {

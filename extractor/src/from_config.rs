@@ -1,5 +1,6 @@
-//! Turns the validated config into the running parts: the HTTP client with its secret
-//! resolved, each endpoint's request plan and paginator. Pure apart from reading secrets.
+//! Turns the validated config into the running parts: the resources to run, the HTTP client
+//! with its secret resolved, each endpoint's request plan and paginator, the schema
+//! registry's settings. Pure apart from reading secrets.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,13 +15,13 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::Value;
 
 use crate::auth::OAuth2ClientCredentials;
-use crate::client::{Auth, HttpClient, Method};
+use crate::client::{Auth, HttpClient, Method, Request};
+use crate::jsonpath::{DataSelector, Selector, SelectorError};
 use crate::paginate::cursor::CursorTarget;
 use crate::paginate::{
     AutoPaginator, CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
-    OffsetPaginator, PageNumberPaginator, Paginator,
+    NextRequest, OffsetPaginator, PageNumberPaginator, Paginator,
 };
-use crate::select::{DataSelector, Selector, SelectorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -167,6 +168,71 @@ pub struct EndpointPlan {
     pub response_actions: Vec<config::ResponseAction>,
 }
 
+impl EndpointPlan {
+    /// The request for the paginator's `step`, as a run sends it.
+    pub fn request(&self, step: NextRequest) -> Request {
+        self.template().request(step)
+    }
+
+    /// What every page's request starts from.
+    pub fn template(&self) -> RequestTemplate<'_> {
+        RequestTemplate {
+            method: self.method,
+            path: &self.path,
+            params: &self.params,
+            json: self.json.as_ref(),
+            response_actions: &self.response_actions,
+        }
+    }
+}
+
+/// An endpoint's request without the paginator's part: what each page's request is made
+/// from (borrowed, so the paginator can be used mutably beside it).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTemplate<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub params: &'a [(String, String)],
+    pub json: Option<&'a Value>,
+    pub response_actions: &'a [config::ResponseAction],
+}
+
+impl RequestTemplate<'_> {
+    /// The request for the paginator's `step`: its params replace the endpoint's of the
+    /// same name, a next link replaces path and params, a JSON body the endpoint's body.
+    pub fn request(&self, step: NextRequest) -> Request {
+        let base = Request {
+            method: self.method,
+            path: self.path.to_owned(),
+            params: self.params.to_vec(),
+            json: self.json.cloned(),
+            response_actions: self.response_actions.to_vec(),
+        };
+        match step {
+            NextRequest::Params(page_params) => {
+                // The paginator's params replace the endpoint's of the same name.
+                let mut params: Vec<(String, String)> = self
+                    .params
+                    .iter()
+                    .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
+                    .cloned()
+                    .collect();
+                params.extend(page_params);
+                Request { params, ..base }
+            }
+            NextRequest::Url(url) => Request {
+                path: url.to_string(),
+                params: Vec::new(),
+                ..base
+            },
+            NextRequest::Json(body) => Request {
+                json: Some(body),
+                ..base
+            },
+        }
+    }
+}
+
 /// `index` is the resource's position in `resources`, for error messages.
 pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<EndpointPlan, BuildError> {
     let ep = &resource.endpoint;
@@ -265,4 +331,49 @@ pub fn schema_registry(
     secrets: &SecretResolver,
 ) -> Result<Option<SrSettings>, BuildError> {
     common::registry::settings(cfg, secrets).map_err(|e| BuildError::Registry(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_page_request_starts_from_the_endpoint_request() {
+        let params = vec![
+            ("page".to_owned(), "1".to_owned()),
+            ("sort".to_owned(), "id".to_owned()),
+        ];
+        let body = json!({"filter": "all"});
+        let template = RequestTemplate {
+            method: Method::Post,
+            path: "/items",
+            params: &params,
+            json: Some(&body),
+            response_actions: &[],
+        };
+        // The paginator's params replace the endpoint's of the same name.
+        let req = template.request(NextRequest::Params(vec![(
+            "page".to_owned(),
+            "2".to_owned(),
+        )]));
+        assert_eq!((req.method, req.path.as_str()), (Method::Post, "/items"));
+        assert_eq!(
+            req.params,
+            vec![
+                ("sort".to_owned(), "id".to_owned()),
+                ("page".to_owned(), "2".to_owned()),
+            ]
+        );
+        assert_eq!(req.json, Some(body.clone()));
+        // A next link replaces the path and the params.
+        let link = url::Url::parse("http://h/items?page=3").unwrap();
+        let req = template.request(NextRequest::Url(link));
+        assert_eq!(req.path, "http://h/items?page=3");
+        assert!(req.params.is_empty());
+        // A JSON body replaces the endpoint's; the params stay.
+        let req = template.request(NextRequest::Json(json!({"cursor": "c"})));
+        assert_eq!(req.json, Some(json!({"cursor": "c"})));
+        assert_eq!(req.params, params);
+    }
 }

@@ -1,0 +1,337 @@
+//! One resource's run: writes its state when it starts, joins the fetcher stage
+//! (`fetch`, or `dependent` for a child paged once per parent record) to the publisher
+//! stage below through a bounded channel, feeds the pages to its children, saves the
+//! checkpoint as pages are acknowledged, and writes the final state (complete, with the
+//! new incremental cursor) and, for `replace`, the run's end markers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::avro::Encoder;
+use common::config::{ResourceConfig, WriteDisposition};
+use common::schema::SchemaBuilder;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::acked_checkpoint::Checkpoints;
+use crate::client::HttpClient;
+use crate::fetch::{Fetcher, Page, Paging};
+use crate::incremental::{self, CursorFilter};
+use crate::publish::{Acks, Framing, PublishError, Publisher};
+use crate::state_topic::{ResourceState, RunStart};
+use crate::{ExtractError, ResourceReport, dependent, from_config, metrics};
+
+/// How often a resource's checkpoint is saved while pages are acknowledged.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where one resource's state records go.
+pub(crate) struct StateSink<'a> {
+    pub(crate) publisher: &'a Publisher,
+    pub(crate) topic: String,
+    pub(crate) key: String,
+}
+
+impl StateSink<'_> {
+    async fn write(&self, state: &ResourceState) -> Result<(), PublishError> {
+        let value = serde_json::to_vec(state).map_err(|e| PublishError::Produce {
+            topic: self.topic.clone(),
+            message: e.to_string(),
+        })?;
+        tracing::debug!(checkpoint = ?state.checkpoint, complete = state.complete, "saving state");
+        self.publisher
+            .send(&self.topic, self.key.as_bytes(), &value)
+            .await
+    }
+}
+
+/// One resource's run and everything it needs, made by [`crate::run`] for each resource:
+/// [`ResourceRun::run`] pages the resource (its endpoint, or once per parent record), feeds
+/// the pages to its children, publishes them if `publish`, and keeps its state (checkpoint,
+/// cursor) in the state topic.
+pub(crate) struct ResourceRun<'a> {
+    pub(crate) client: &'a HttpClient,
+    pub(crate) publisher: &'a Publisher,
+    pub(crate) resource: &'a ResourceConfig,
+    /// Where its requests come from: its endpoint, or its parent's pages.
+    pub(crate) source: dependent::Source,
+    /// Each child's channel, fed every page.
+    pub(crate) children: Vec<mpsc::Sender<dependent::ParentPage>>,
+    /// Whether its records are published (not for a parent paged only to feed its children).
+    pub(crate) publish: bool,
+    pub(crate) cancel: CancellationToken,
+    /// Parent records whose child requests run at once (`--child-concurrency`).
+    pub(crate) child_concurrency: usize,
+    /// The run's id, and where it starts: checkpoint, incremental start value.
+    pub(crate) start: RunStart,
+    pub(crate) sink: StateSink<'a>,
+    pub(crate) paging: Paging,
+}
+
+impl ResourceRun<'_> {
+    /// Runs it to the end: the report, or the first failure.
+    pub(crate) async fn run(self) -> Result<ResourceReport, ExtractError> {
+        let Self {
+            client,
+            publisher,
+            resource,
+            mut source,
+            children,
+            publish,
+            cancel,
+            child_concurrency,
+            start,
+            sink,
+            paging,
+        } = self;
+        let run_id = start.run_id;
+        let started = Instant::now();
+        let publish_err = |source| ExtractError::Publish {
+            resource: resource.name.clone(),
+            source,
+        };
+        // A `replace` run's records carry its id, and its end is marked on every partition
+        // (an unpublished parent has no run).
+        let run =
+            (publish && resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
+        let incremental = resource.endpoint.incremental.as_ref();
+        let filter = match (incremental, &mut source) {
+            (Some(inc), dependent::Source::Endpoint(plan)) => {
+                let key = format!("resource `{}`: incremental.cursor_path", resource.name);
+                plan.params = incremental::request_params(
+                    inc,
+                    std::mem::take(&mut plan.params),
+                    start.start_value.as_ref(),
+                );
+                Some(CursorFilter::new(inc, start.start_value.clone(), &key))
+            }
+            _ => None,
+        }
+        .transpose()
+        .map_err(from_config::BuildError::from)?;
+        if start.resumed {
+            tracing::info!(checkpoint = ?start.checkpoint, start_value = ?start.start_value, "resuming the unfinished run");
+        } else {
+            tracing::info!(start_value = ?start.start_value, "starting a new run");
+        }
+        let state =
+            |checkpoints: &Checkpoints, cursor: Option<serde_json::Value>, complete: bool| {
+                ResourceState {
+                    cursor,
+                    run: run_id,
+                    checkpoint: (!complete)
+                        .then(|| checkpoints.checkpoint.clone())
+                        .flatten(),
+                    complete,
+                    last_value: (!complete)
+                        .then(|| checkpoints.last_value.clone())
+                        .flatten(),
+                }
+            };
+        let mut checkpoints = Checkpoints::new(start.checkpoint.clone(), start.last_value.clone());
+        sink.write(&state(&checkpoints, start.state_cursor.clone(), false))
+            .await
+            .map_err(publish_err)?;
+
+        let (tx, rx) = mpsc::channel::<Page>(4);
+        let fetcher = Fetcher {
+            client,
+            resource,
+            cancel: &cancel,
+            paging: &paging,
+        };
+        let fetch = async {
+            match source {
+                dependent::Source::Endpoint(plan) => {
+                    fetcher
+                        .pages(plan, tx, filter.as_ref(), start.checkpoint.clone())
+                        .await
+                }
+                dependent::Source::Parents(child, parents) => {
+                    dependent::fetch_children(
+                        &fetcher,
+                        &child,
+                        parents,
+                        tx,
+                        child_concurrency.max(1),
+                    )
+                    .await
+                }
+            }
+        };
+        let (publish_tx, publish_rx) = mpsc::channel::<Page>(4);
+        let feed = dependent::feed_children(rx, children, publish.then_some(publish_tx));
+        let publishing = publish_pages(
+            publisher,
+            resource,
+            publish_rx,
+            &mut checkpoints,
+            &sink,
+            &start,
+        );
+        let (fetched, (), published) = tokio::join!(fetch, feed, publishing);
+        paging.progress.finish();
+        let limits = paging.limit.stats();
+        // A publishing failure ends the fetcher (its channel closes), so report that first.
+        let records = published?;
+        // Whatever the fetcher did, save how far the acknowledged pages go.
+        let settled = checkpoints.settle().await;
+        let complete = settled && fetched.is_ok() && !cancel.is_cancelled();
+        let cursor = if complete {
+            start.final_cursor(incremental, checkpoints.last_value.clone())
+        } else {
+            start.state_cursor.clone()
+        };
+        sink.write(&state(&checkpoints, cursor, complete))
+            .await
+            .map_err(publish_err)?;
+        let stats = fetched?;
+        if let Some(run) = run
+            && !cancel.is_cancelled()
+        {
+            let partitions = publisher
+                .end_run(&resource.topic, run, records)
+                .await
+                .map_err(|source| ExtractError::Publish {
+                    resource: resource.name.clone(),
+                    source,
+                })?;
+            tracing::info!(
+                run,
+                partitions,
+                records,
+                "replace run ended on every partition"
+            );
+        }
+        metrics::resource_done(&resource.name, stats.pages, records);
+        let report = ResourceReport {
+            resource: resource.name.clone(),
+            topic: resource.topic.clone(),
+            run_id,
+            resumed: start.resumed,
+            pages: stats.pages,
+            records,
+            retries: stats.retries,
+            throttled: limits.throttled,
+            bytes: stats.bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            pages = report.pages,
+            records = report.records,
+            retries = report.retries,
+            published = publish,
+            complete,
+            throttled = report.throttled,
+            lowest_page_concurrency = limits.lowest,
+            "resource done"
+        );
+        Ok(report)
+    }
+}
+
+/// Encodes and sends each page, and saves the checkpoint (state `complete: false`) whenever
+/// the acknowledged prefix of pages grows.
+async fn publish_pages(
+    publisher: &Publisher,
+    resource: &ResourceConfig,
+    mut rx: mpsc::Receiver<Page>,
+    checkpoints: &mut Checkpoints,
+    sink: &StateSink<'_>,
+    start: &RunStart,
+) -> Result<u64, ExtractError> {
+    let run_id = start.run_id;
+    // A `replace` run's records carry its id.
+    let run_text =
+        (resource.write_disposition == WriteDisposition::Replace).then(|| run_id.to_string());
+    let keyed = !resource.primary_key.is_empty();
+    let mut builder = SchemaBuilder::new(
+        &resource.name,
+        resource.primary_key.clone(),
+        resource.columns.clone(),
+    )
+    .with_child_tables(resource.max_table_nesting);
+    let mut encoder: Option<(Encoder, Framing)> = None;
+    let mut buf = Vec::with_capacity(4096);
+    let mut records = 0u64;
+    let avro_err = |source| ExtractError::Avro {
+        resource: resource.name.clone(),
+        source,
+    };
+    let publish_err = |source| ExtractError::Publish {
+        resource: resource.name.clone(),
+        source,
+    };
+    let save = async |checkpoints: &mut Checkpoints| {
+        if !checkpoints.advance() {
+            return Ok(());
+        }
+        sink.write(&ResourceState {
+            cursor: start.state_cursor.clone(),
+            run: run_id,
+            checkpoint: checkpoints.checkpoint.clone(),
+            complete: false,
+            last_value: checkpoints.last_value.clone(),
+        })
+        .await
+        .map_err(publish_err)
+    };
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let page = tokio::select! {
+            page = rx.recv() => page,
+            _ = tick.tick() => {
+                save(checkpoints).await?;
+                continue;
+            }
+        };
+        let Some(page) = page else {
+            break;
+        };
+        let acks = Arc::new(Acks::default());
+        let rows = builder
+            .add_page(&page.records)
+            .map_err(|source| ExtractError::Schema {
+                resource: resource.name.clone(),
+                page: page.number,
+                source,
+            })?;
+        if rows.rows.is_empty() {
+            checkpoints.push(acks, page.resume, page.max);
+            continue;
+        }
+        if rows.schema_changed || encoder.is_none() {
+            let enc = Encoder::new(builder.schema()).map_err(avro_err)?;
+            let framing = publisher
+                .framing(&resource.topic, &enc)
+                .await
+                .map_err(publish_err)?;
+            encoder = Some((enc, framing));
+        }
+        let Some((enc, framing)) = &encoder else {
+            continue;
+        };
+        for (row, key) in rows.rows.iter().zip(&rows.keys) {
+            buf.clear();
+            match framing {
+                Framing::SingleObject => enc.encode_single_object(row, &mut buf),
+                Framing::Confluent { schema_id } => enc.encode_confluent(*schema_id, row, &mut buf),
+            }
+            .map_err(avro_err)?;
+            publisher
+                .send_tracked(
+                    &resource.topic,
+                    keyed.then_some(key.as_bytes()),
+                    &buf,
+                    run_text.as_deref(),
+                    &acks,
+                )
+                .await
+                .map_err(publish_err)?;
+        }
+        records += rows.rows.len() as u64;
+        metrics::records_sent(&resource.name, rows.rows.len() as u64);
+        checkpoints.push(acks, page.resume, page.max);
+    }
+    Ok(records)
+}
