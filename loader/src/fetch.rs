@@ -26,6 +26,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 
 use crate::LoaderContext;
+use crate::error::RebalanceError;
 
 /// Records taken from one partition before the next partition's turn.
 pub(crate) const TURN: usize = 100;
@@ -132,9 +133,7 @@ impl Turns {
         let assignment = match consumer.assignment() {
             Ok(assignment) => assignment,
             Err(e) => {
-                consumer.context().fail(format!(
-                    "reading the assignment for its partition queues: {e}"
-                ));
+                consumer.context().fail(RebalanceError::Assignment(e));
                 return;
             }
         };
@@ -143,11 +142,10 @@ impl Turns {
                 Some(queue) => self.queues.push(queue),
                 // Split off the consumer queue at assignment, its records would wait here
                 // for ever: stop rather than stall.
-                None => consumer.context().fail(format!(
-                    "{}/{}: no queue of its own to read the partition from",
-                    e.topic(),
-                    e.partition()
-                )),
+                None => consumer.context().fail(RebalanceError::NoQueue {
+                    topic: e.topic().to_owned(),
+                    partition: e.partition(),
+                }),
             }
         }
         tracing::debug!(queues = self.queues.len(), "partition queues");

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
 
-use crate::{LoadError, LoaderContext, lock, metrics, plain_client, progress};
+use crate::{LoadError, LoaderContext, metrics, plain_client, progress};
 
 /// librdkafka's default `session.timeout.ms`.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(45_000);
@@ -410,21 +410,22 @@ fn measure(
     topics: &[String],
     timeout: Duration,
 ) -> Result<Vec<Observed>, LoadError> {
-    let ctx = consumer.context();
     let held: HashSet<(String, i32)> = consumer
         .assignment()?
         .elements()
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))
         .collect();
-    let known = lock(&ctx.known_next).clone();
+    let mut writer = consumer.context().writer();
+    let known = writer.known_next().clone();
     // The stored offsets first, the watermarks after: a high watermark read later is never
     // below the stored offsets, so the lag is never understated.
-    let stored: HashMap<(String, i32), i64> = lock(&ctx.destination)
-        .stored_offsets(&ctx.group_id)?
+    let stored: HashMap<(String, i32), i64> = writer
+        .stored_offsets()?
         .into_iter()
         .map(|s| ((s.topic, s.partition), s.next_offset))
         .collect();
+    drop(writer);
     let mut observed = Vec::new();
     for topic in topics {
         let metadata = client.fetch_metadata(Some(topic), timeout)?;

@@ -1,12 +1,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use loader::{LoadOptions, run};
+use tokio_util::sync::CancellationToken;
 
 /// Consumes the extractor's topics in a consumer group and merges each record by primary
 /// key into the destination, one transaction per batch with the consumed offsets.
@@ -178,11 +177,11 @@ async fn load(
         progress,
         broker_timeout: args.broker_timeout,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
     let _signals = tokio::spawn(async move {
         common::cli::stop_signal().await;
-        flag.store(true, Ordering::Relaxed);
+        cancel.cancel();
     });
     let runtime = tokio::runtime::Handle::current();
     let destination = opts.destination.clone();

@@ -103,18 +103,6 @@ impl Encoder {
     }
 }
 
-fn scalar_kind(value: &Scalar) -> &'static str {
-    match value {
-        Scalar::Text(_) => "text",
-        Scalar::Bigint(_) => "bigint",
-        Scalar::Double(_) => "double",
-        Scalar::Bool(_) => "bool",
-        Scalar::Timestamp(_) => "timestamp",
-        Scalar::Decimal(_) => "decimal",
-        Scalar::Json(_) => "json",
-    }
-}
-
 fn write_long(v: i64, out: &mut Vec<u8>) {
     let mut n = ((v << 1) ^ (v >> 63)) as u64;
     while n >= 0x80 {
@@ -155,7 +143,7 @@ fn write_value(field: &Field, value: &Scalar, out: &mut Vec<u8>) -> Result<(), A
             return Err(AvroError::TypeMismatch {
                 field: field.name.clone(),
                 expected: field.data_type,
-                found: scalar_kind(value),
+                found: value.data_type().as_str(),
             });
         }
     }

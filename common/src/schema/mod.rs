@@ -182,6 +182,19 @@ impl TableSchema {
 }
 
 impl Scalar {
+    /// The data type this value is of (`Scalar::Bigint` → [`DataType::Bigint`], …).
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Scalar::Text(_) => DataType::Text,
+            Scalar::Bigint(_) => DataType::Bigint,
+            Scalar::Double(_) => DataType::Double,
+            Scalar::Bool(_) => DataType::Bool,
+            Scalar::Timestamp(_) => DataType::Timestamp,
+            Scalar::Decimal(_) => DataType::Decimal,
+            Scalar::Json(_) => DataType::Json,
+        }
+    }
+
     /// The value as text, as it goes into a Kafka key: text, JSON and decimals as they are,
     /// numbers in their shortest form, timestamps as RFC 3339 UTC.
     pub fn render(&self, out: &mut String) {

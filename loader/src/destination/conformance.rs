@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use common::schema::{DataType, Field, Row, Scalar, TableSchema};
 
-use super::{Batch, Destination, PartitionOffset, TableBatch};
+use super::test_support::{batch_of, field, int, schema, table_batch, text};
+use super::{Batch, Destination};
 
 mod hostile; // long names, NUL, values and tables a database refuses
 
@@ -198,52 +199,8 @@ fn targets(test: &str) -> Vec<Target> {
     all
 }
 
-fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
-    Field {
-        name: name.to_owned(),
-        data_type,
-        nullable,
-        precision: 38,
-        scale: 9,
-    }
-}
-
-fn schema(name: &str, primary_key: &[&str], fields: Vec<Field>) -> Arc<TableSchema> {
-    Arc::new(TableSchema {
-        name: name.to_owned(),
-        primary_key: primary_key.iter().map(|key| (*key).to_owned()).collect(),
-        fields,
-    })
-}
-
 fn batch(schema: &Arc<TableSchema>, rows: Vec<Row>, offsets: &[(&str, i32, i64)]) -> Batch {
-    Batch {
-        group_id: "conformance".to_owned(),
-        deletes: Vec::new(),
-        nested_deletes: Vec::new(),
-        tables: vec![TableBatch {
-            table: schema.name.clone(),
-            schema: Arc::clone(schema),
-            rows,
-        }],
-        run_ends: Vec::new(),
-        offsets: offsets
-            .iter()
-            .map(|(topic, partition, next_offset)| PartitionOffset {
-                topic: (*topic).to_owned(),
-                partition: *partition,
-                next_offset: *next_offset,
-            })
-            .collect(),
-    }
-}
-
-fn text(value: &str) -> Option<Scalar> {
-    Some(Scalar::Text(value.to_owned()))
-}
-
-fn int(value: i64) -> Option<Scalar> {
-    Some(Scalar::Bigint(value))
+    batch_of("conformance", vec![table_batch(schema, rows)], offsets)
 }
 
 fn some(values: &[&str]) -> Vec<Option<String>> {

@@ -1,5 +1,8 @@
 //! Where the loader writes: one [`Destination`] trait, one file per database
-//! (`sqlite.rs`, `postgres.rs`), chosen by [`open`] from the destination URL.
+//! (`sqlite.rs`, `postgres.rs` with its parts in `postgres/`), chosen by [`open`] from the
+//! destination URL. What both share: `sql.rs` (identifier quoting, the statement-plan
+//! cache, value checks, record keys), `swap.rs` (the `replace` swap, decided once) and the
+//! one retry loop for transient errors ([`MAX_ATTEMPTS`]).
 //!
 //! A [`Batch`] is what the loader consumed since its last write: rows per table plus the
 //! Kafka offsets to resume from. A destination writes both in one transaction, so after a
@@ -10,14 +13,25 @@ mod conformance;
 pub mod naming; // dlt's shortening of long names
 mod pg_error; // PostgreSQL's report on one line
 pub mod postgres;
+mod sql; // what the SQL destinations share: quoting, plan cache, value checks
 pub mod sqlite;
 mod sqlite_os; // what the OS says behind SQLite's `disk I/O error`
+mod swap; // the replace-run swap, decided once for both destinations
+#[cfg(test)]
+pub(crate) mod test_support; // fixtures of the conformance suite and the destinations' tests
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::schema::{Row, Scalar, TableSchema};
+use ::postgres::error::SqlState;
+use backon::BackoffBuilder;
+use common::retry::RetryPolicy;
+use common::schema::{Row, TableSchema};
+
+use self::pg_error::PgError;
 
 pub use postgres::PostgresDestination;
+pub(crate) use sql::record_key;
 pub use sqlite::{SqliteDestination, timestamp_text};
 
 /// The table that holds the consumer offsets, next to the data tables.
@@ -404,6 +418,29 @@ impl DestinationError {
         }
     }
 
+    /// Whether writing the whole batch again may succeed: a deadlock or a serialization
+    /// failure (PostgreSQL's; SQLite waits for its lock instead, see its busy timeout).
+    pub fn is_transient(&self) -> bool {
+        let source = match self {
+            DestinationError::ReadColumns { error, .. }
+            | DestinationError::CreateTable { error, .. }
+            | DestinationError::AddColumn { error, .. }
+            | DestinationError::PrepareUpsert { error, .. }
+            | DestinationError::Upsert { error, .. }
+            | DestinationError::StoreOffset { error, .. }
+            | DestinationError::RunEnd { error, .. }
+            | DestinationError::Transaction { error, .. } => error,
+            _ => return false,
+        };
+        source
+            .downcast_ref::<PgError>()
+            .and_then(PgError::code)
+            .is_some_and(|code| {
+                *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            })
+    }
+
     /// Whether the error is about one record (its values, or the database refusing its
     /// row), so that the batch without that record may succeed. A full disk, an I/O error,
     /// a read-only file system or a lost connection while upserting a record is nobody's
@@ -414,6 +451,45 @@ impl DestinationError {
             DestinationError::ValueType { .. } | DestinationError::RowLength { .. } => true,
             _ => false,
         }
+    }
+}
+
+/// A batch that hits a transient error ([`DestinationError::is_transient`]) is tried this
+/// many times in all.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The waits between two attempts at a batch: 20 ms, then 40 ms.
+fn transient_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: MAX_ATTEMPTS as usize - 1,
+        backoff_factor: 2.0,
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(40),
+        jitter: false,
+        ..RetryPolicy::default()
+    }
+}
+
+/// Runs `attempt` (one whole batch transaction, rolled back when it fails) until it
+/// succeeds, fails with an error that is not transient, or [`MAX_ATTEMPTS`] are used up:
+/// the one retry loop of every destination.
+pub(crate) fn retry_transient<T>(
+    mut attempt: impl FnMut() -> Result<T, DestinationError>,
+) -> Result<T, DestinationError> {
+    let mut waits = transient_retry().backoff().build();
+    let mut tried: u32 = 1;
+    loop {
+        let error = match attempt() {
+            Ok(done) => return Ok(done),
+            Err(error) => error,
+        };
+        let wait = match waits.next() {
+            Some(wait) if error.is_transient() => wait,
+            _ => return Err(error),
+        };
+        tracing::warn!(attempt = tried, error = %error, "batch hit a deadlock or serialization failure; retrying");
+        std::thread::sleep(wait);
+        tried += 1;
     }
 }
 
@@ -452,43 +528,6 @@ fn is_resource_error(error: &DbError) -> bool {
         });
     }
     false
-}
-
-/// A record's primary key for error messages: `id=42`, `org="a", id=1`, or its position in
-/// the batch when the table has no key.
-pub(crate) fn record_key(
-    schema: &TableSchema,
-    key_fields: &[usize],
-    row: &Row,
-    position: usize,
-) -> String {
-    if key_fields.is_empty() {
-        return format!("#{position} of the batch");
-    }
-    key_fields
-        .iter()
-        .map(|&index| {
-            let name = &schema.fields[index].name;
-            match row.get(index) {
-                Some(Some(value)) => format!("{name}={}", display_scalar(value)),
-                Some(None) => format!("{name}=NULL"),
-                None => format!("{name}=<missing>"),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A value as an error message shows it: text quoted, timestamps as stored.
-pub(crate) fn display_scalar(value: &Scalar) -> String {
-    match value {
-        Scalar::Text(text) | Scalar::Json(text) => format!("{text:?}"),
-        Scalar::Decimal(text) => text.clone(),
-        Scalar::Bigint(number) => number.to_string(),
-        Scalar::Double(number) => number.to_string(),
-        Scalar::Bool(flag) => flag.to_string(),
-        Scalar::Timestamp(micros) => timestamp_text(*micros),
-    }
 }
 
 /// Opens the destination a URL names:
@@ -588,6 +627,28 @@ fn parse_url(url: &str) -> Result<Target<'_>, DestinationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The waits PostgreSQL's hand-written loop had: 20 ms, then 40 ms, then give up.
+    #[test]
+    fn a_transient_error_is_retried_twice_after_20_then_40_ms() {
+        let waits: Vec<Duration> = transient_retry().backoff().build().collect();
+        // backon multiplies in floating point: the second wait is 39.999999 ms.
+        let expected = [Duration::from_millis(20), Duration::from_millis(40)];
+        assert_eq!(waits.len(), expected.len(), "{waits:?}");
+        for (wait, expected) in waits.iter().zip(expected) {
+            assert!(
+                *wait <= expected && expected - *wait < Duration::from_micros(10),
+                "{waits:?}"
+            );
+        }
+        let mut calls = 0;
+        let result: Result<(), DestinationError> = retry_transient(|| {
+            calls += 1;
+            Err(DestinationError::ReservedTable { table: "t".into() })
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 1, "an error that is not transient is not retried");
+    }
 
     #[test]
     fn urls_select_the_destination() {

@@ -54,18 +54,21 @@
 //! - Rows are upserted in primary key order, so two writers lock overlapping keys in the
 //!   same order. Should a deadlock (or serialization failure) still happen — e.g. two
 //!   batches touching the same tables in different orders — the whole batch is retried
-//!   (up to [`MAX_ATTEMPTS`] times).
+//!   (up to [`MAX_ATTEMPTS`](super::MAX_ATTEMPTS) times).
 //! - DDL (`CREATE TABLE IF NOT EXISTS`, `ALTER TABLE … ADD COLUMN IF NOT EXISTS`) runs
 //!   under `pg_advisory_xact_lock` on a hash of the schema-qualified table name, after
 //!   re-reading the table's columns, so two loaders adding the same table or column do
 //!   not both try (plain `IF NOT EXISTS` can still fail on a race). The lock is held until
 //!   the batch commits.
 
+mod encode; // binary COPY values, NUL in text
+mod run_end; // a replace run's swap
+mod statements; // SQL text: identifiers, DDL, staging, merge
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use common::schema::{DataType, Field, Row, Scalar, TableSchema};
@@ -74,20 +77,21 @@ use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Statement, Transaction};
 
+use self::encode::{Cell, without_nul};
+use self::run_end::{end_run, note_full_name, tables_by_full_name};
+use self::statements::{
+    MergeSql, add_column_sql, copy_sql, create_staging_sql, create_table_sql, identifier_key,
+    info_type, pg_type, push_ident, push_literal, qualified, widen_column_sql,
+};
 use super::naming::{POSTGRES_MAX_IDENTIFIER, shorten};
 use super::pg_error::PgError;
+use super::sql::{self, PlanCache, Planned, push_list, push_quoted};
 use super::{
     Batch, BatchStats, DbError, Delete, Destination, DestinationError, NestedDelete, OFFSETS_TABLE,
     PartitionOffset, RUNS_TABLE, RunEnd, SchemaChanges, TableBatch, redact_url, staging_prefix,
     staging_run,
 };
 
-/// A batch that hits a deadlock or a serialization failure is retried this many times in all.
-pub const MAX_ATTEMPTS: u32 = 3;
-/// Upsert plans kept per table (see the SQLite destination).
-const PLANS_PER_TABLE: usize = 16;
-/// Microseconds from 1970-01-01 (Unix) to 2000-01-01 (PostgreSQL's timestamp epoch).
-const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// First key of the advisory locks this destination takes (`'load'` in ASCII).
 const LOCK_CLASS: i32 = 0x6c6f_6164;
 /// The staging table of the table being written (temporary, dropped at commit).
@@ -115,7 +119,7 @@ struct State {
     offsets_table_ready: bool,
     /// The prepared offsets upsert (valid for the connection's life).
     upsert_offset: Option<Statement>,
-    plans: HashMap<String, Vec<Arc<Plan>>>,
+    plans: PlanCache<Plan>,
     /// See [`Destination::set_version_column`].
     version_column: Option<String>,
 }
@@ -127,25 +131,10 @@ impl State {
     }
 
     fn plan(&mut self, batch: &TableBatch, schema: &str) -> Result<Arc<Plan>, DestinationError> {
-        if let Some(plans) = self.plans.get(&batch.table)
-            && let Some(plan) = plans.iter().find(|plan| {
-                Arc::ptr_eq(&plan.schema, &batch.schema) || plan.schema == batch.schema
-            })
-        {
-            return Ok(Arc::clone(plan));
-        }
-        let plan = Arc::new(Plan::new(
-            schema,
-            &batch.table,
-            &batch.schema,
-            self.version_column.as_deref(),
-        )?);
-        let plans = self.plans.entry(batch.table.clone()).or_default();
-        if plans.len() >= PLANS_PER_TABLE {
-            drop(plans.remove(0));
-        }
-        plans.push(Arc::clone(&plan));
-        Ok(plan)
+        let version_column = self.version_column.as_deref();
+        self.plans.get(batch, || {
+            Plan::new(schema, &batch.table, &batch.schema, version_column)
+        })
     }
 }
 
@@ -179,23 +168,8 @@ impl Plan {
         schema: &Arc<TableSchema>,
         version_column: Option<&str>,
     ) -> Result<Self, DestinationError> {
-        if table.eq_ignore_ascii_case(OFFSETS_TABLE) || table.eq_ignore_ascii_case(RUNS_TABLE) {
-            return Err(DestinationError::ReservedTable {
-                table: table.to_owned(),
-            });
-        }
-        let key_fields = schema
-            .primary_key
-            .iter()
-            .map(|key| {
-                schema
-                    .field_index(key)
-                    .ok_or_else(|| DestinationError::PrimaryKeyNotInSchema {
-                        table: table.to_owned(),
-                        column: key.clone(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        sql::check_not_reserved(table)?;
+        let key_fields = sql::key_fields(table, schema, |key| schema.field_index(key))?;
         let mut types = vec![Type::INT8];
         types.extend(schema.fields.iter().map(|field| pg_type(field.data_type)));
         let mut qualified = String::new();
@@ -234,6 +208,12 @@ impl Plan {
     /// The record's primary key for error messages (see [`super::record_key`]).
     fn record_key(&self, row: &Row, position: usize) -> String {
         super::record_key(&self.schema, &self.key_fields, row, position)
+    }
+}
+
+impl Planned for Plan {
+    fn schema(&self) -> &Arc<TableSchema> {
+        &self.schema
     }
 }
 
@@ -418,22 +398,15 @@ impl Destination for PostgresDestination {
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchStats, DestinationError> {
-        let mut attempt = 1;
-        loop {
+        super::retry_transient(|| {
             self.ensure_connected()?;
             let result = self.write_once(batch, true);
-            let Err(error) = result else {
-                return result;
-            };
-            // The transaction was rolled back: what it created is gone.
-            self.state.forget_tables();
-            if attempt >= MAX_ATTEMPTS || !is_transient(&error) {
-                return Err(error);
+            if result.is_err() {
+                // The transaction was rolled back: what it created is gone.
+                self.state.forget_tables();
             }
-            tracing::warn!(attempt, error = %error, "batch hit a deadlock or serialization failure; retrying");
-            std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
-            attempt += 1;
-        }
+            result
+        })
     }
 
     fn try_batch(&mut self, batch: &Batch) -> Result<(), DestinationError> {
@@ -526,74 +499,6 @@ impl Destination for PostgresDestination {
         names.sort();
         Ok(names)
     }
-}
-
-/// The full (logical) names of the tables of `schema` that have a column `column`. A table
-/// whose name was shortened (see [`identifier_key`]) has its full name as its comment
-/// (see [`note_full_name`]); a comment counts only when it shortens to the table's name.
-fn tables_by_full_name(
-    client: &mut impl GenericClient,
-    schema: &str,
-    column: &str,
-) -> Result<Vec<String>, postgres::Error> {
-    let rows = client.query(
-        "SELECT c.relname::text, obj_description(c.oid, 'pg_class') \
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND EXISTS \
-          (SELECT 1 FROM pg_attribute a \
-           WHERE a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped)",
-        &[&schema, &column],
-    )?;
-    rows.iter()
-        .map(|row| {
-            let name: String = row.try_get(0)?;
-            let comment: Option<String> = row.try_get(1)?;
-            Ok(match comment {
-                Some(full)
-                    if full.len() > POSTGRES_MAX_IDENTIFIER && identifier_key(&full) == name =>
-                {
-                    full
-                }
-                _ => name,
-            })
-        })
-        .collect()
-}
-
-/// Keeps the full name of a table whose name was shortened as its comment, so that
-/// [`tables_by_full_name`] finds it (a child table by its parent's name).
-fn note_full_name(
-    tx: &mut Transaction<'_>,
-    qualified: &str,
-    table: &str,
-) -> Result<(), postgres::Error> {
-    if table.len() <= POSTGRES_MAX_IDENTIFIER {
-        return Ok(());
-    }
-    let mut sql = format!("COMMENT ON TABLE {qualified} IS ");
-    push_literal(&mut sql, table);
-    tx.batch_execute(&sql)
-}
-
-/// Whether retrying the whole batch may succeed: a deadlock or a serialization failure.
-fn is_transient(error: &DestinationError) -> bool {
-    let source = match error {
-        DestinationError::ReadColumns { error, .. }
-        | DestinationError::CreateTable { error, .. }
-        | DestinationError::AddColumn { error, .. }
-        | DestinationError::PrepareUpsert { error, .. }
-        | DestinationError::Upsert { error, .. }
-        | DestinationError::StoreOffset { error, .. }
-        | DestinationError::RunEnd { error, .. }
-        | DestinationError::Transaction { error, .. } => error,
-        _ => return false,
-    };
-    source
-        .downcast_ref::<PgError>()
-        .and_then(PgError::code)
-        .is_some_and(|code| {
-            *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
-        })
 }
 
 /// Creates the table if missing, adds the columns the writer schema has and the table
@@ -718,179 +623,6 @@ fn read_columns(
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect::<Result<HashMap<_, _>, postgres::Error>>()
         .map_err(read_error)
-}
-
-/// Records that `end`'s partition ended its run; when that completes the run, swaps the
-/// run's staging table in as the table (see [`Destination::write_batch`]). Writers of one
-/// topic's run ends serialise on an advisory lock, so the last partition's writer sees every
-/// other's row and exactly one of them swaps.
-fn end_run(
-    tx: &mut Transaction<'_>,
-    schema: &str,
-    columns: &mut HashMap<String, HashMap<String, String>>,
-    end: &RunEnd,
-    stats: &mut BatchStats,
-) -> Result<(), DestinationError> {
-    let error = |error: postgres::Error| DestinationError::RunEnd {
-        topic: end.topic.clone(),
-        table: end.table.clone(),
-        run: end.run,
-        error: db(error),
-    };
-    let run = end.run_id();
-    let runs = qualified(schema, RUNS_TABLE);
-    let lock_key = format!("{runs}:{}", end.topic);
-    let _ = tx
-        .execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&LOCK_CLASS, &lock_key],
-        )
-        .map_err(error)?;
-    let exists = |tx: &mut Transaction<'_>, table: &str| -> Result<bool, DestinationError> {
-        tx.query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&qualified(schema, table)],
-        )
-        .and_then(|row| row.try_get(0))
-        .map_err(error)
-    };
-    if !exists(tx, RUNS_TABLE)? {
-        let _ = tx
-            .execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                &[&LOCK_CLASS, &runs],
-            )
-            .map_err(error)?;
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {runs} (\"topic\" TEXT NOT NULL, \
-             \"run_id\" BIGINT NOT NULL, \"partition\" INTEGER NOT NULL, \
-             PRIMARY KEY (\"topic\", \"run_id\", \"partition\"))"
-        ))
-        .map_err(error)?;
-    }
-    let _ = tx
-        .execute(
-            &format!(
-                "INSERT INTO {runs} (\"topic\", \"run_id\", \"partition\") VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING"
-            ),
-            &[&end.topic, &run, &end.partition],
-        )
-        .map_err(error)?;
-    let ended: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM {runs} \
-                 WHERE \"topic\" = $1 AND \"run_id\" = $2 AND \"partition\" >= 0"
-            ),
-            &[&end.topic, &run],
-        )
-        .and_then(|row| row.try_get(0))
-        .map_err(error)?;
-    if ended < i64::from(end.partitions) {
-        return Ok(());
-    }
-    let swapped_to: Option<i64> = tx
-        .query_one(
-            &format!(
-                "SELECT max(\"run_id\") FROM {runs} WHERE \"topic\" = $1 AND \"partition\" = -1"
-            ),
-            &[&end.topic],
-        )
-        .and_then(|row| row.try_get(0))
-        .map_err(error)?;
-    let staging = super::staging_table(&end.table, end.run);
-    let target = qualified(schema, &end.table);
-    let newer_swapped = swapped_to.is_some_and(|s| s > run);
-    // Other writers' DDL on the table waits for this swap (see `ensure_table`).
-    let _ = tx
-        .execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&LOCK_CLASS, &target],
-        )
-        .map_err(error)?;
-    if newer_swapped {
-        tracing::info!(table = %end.table, run = end.run, "run ended after a later run was swapped in; its rows are dropped");
-    } else if exists(tx, &staging)? {
-        let mut sql = format!(
-            "DROP TABLE IF EXISTS {target}; ALTER TABLE {} RENAME TO ",
-            qualified(schema, &staging)
-        );
-        push_ident(&mut sql, &end.table);
-        tx.batch_execute(&sql).map_err(error)?;
-        note_full_name(tx, &target, &end.table).map_err(error)?;
-        stats.runs.swapped += 1;
-        tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows");
-    } else if exists(tx, &end.table)? {
-        // The run had no records: the table holds exactly them, none.
-        tx.batch_execute(&format!("DELETE FROM {target}"))
-            .map_err(error)?;
-        stats.runs.swapped += 1;
-        tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
-    }
-    // Child tables follow the swap (see `child_swap`), found by their full names.
-    let search = super::child_search_prefix(&end.table);
-    let mut children: Vec<String> = tables_by_full_name(tx, schema, crate::nested::ROOT_ID)
-        .map_err(error)?
-        .into_iter()
-        .filter(|name| name.starts_with(search))
-        .collect();
-    children.sort();
-    let (drops, renames) = super::child_swap(end, !newer_swapped, &children);
-    for name in &drops {
-        tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", qualified(schema, name)))
-            .map_err(error)?;
-        let _ = columns.remove(&identifier_key(name));
-    }
-    for (from, to) in &renames {
-        let mut sql = format!("ALTER TABLE {} RENAME TO ", qualified(schema, from));
-        push_ident(&mut sql, to);
-        tx.batch_execute(&sql).map_err(error)?;
-        note_full_name(tx, &qualified(schema, to), to).map_err(error)?;
-        let _ = columns.remove(&identifier_key(from));
-        let _ = columns.remove(&identifier_key(to));
-    }
-    // Staging tables of this run (when not swapped in) and of earlier runs are done with.
-    let prefix = identifier_key(&staging_prefix(&end.table));
-    let names: Vec<String> = tx
-        .query(
-            "SELECT table_name::text FROM information_schema.tables \
-             WHERE table_schema = $1 AND left(table_name, length($2)) = $2",
-            &[&schema, &prefix],
-        )
-        .map_err(error)?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(error)?;
-    for name in names {
-        if end.obsoletes(&name, newer_swapped) {
-            tx.batch_execute(&format!("DROP TABLE {}", qualified(schema, &name)))
-                .map_err(error)?;
-            stats.runs.dropped += 1;
-        }
-    }
-    let _ = tx
-        .execute(
-            &format!("DELETE FROM {runs} WHERE \"topic\" = $1 AND \"run_id\" <= $2"),
-            &[&end.topic, &run],
-        )
-        .map_err(error)?;
-    let _ = tx
-        .execute(
-            &format!(
-                "INSERT INTO {runs} (\"topic\", \"run_id\", \"partition\") VALUES ($1, $2, -1) \
-                 ON CONFLICT DO NOTHING"
-            ),
-            &[&end.topic, &swapped_to.unwrap_or(run).max(run)],
-        )
-        .map_err(error)?;
-    // What this process knew about either table is stale now.
-    let table_key = identifier_key(&end.table);
-    columns.retain(|key, _| {
-        *key != table_key && staging_run(&end.table, key).is_none() && !key.starts_with(search)
-    });
-    Ok(())
 }
 
 /// Deletes the row with `delete`'s key, if its table exists; returns the rows deleted. The
@@ -1074,14 +806,7 @@ fn copy_error_row(error: &postgres::Error) -> Option<usize> {
 fn check_rows(plan: &Plan, rows: &[Row]) -> Result<(), DestinationError> {
     let fields = &plan.schema.fields;
     for (position, row) in rows.iter().enumerate() {
-        if row.len() != fields.len() {
-            return Err(DestinationError::RowLength {
-                table: plan.table.clone(),
-                key: plan.record_key(row, position),
-                expected: fields.len(),
-                got: row.len(),
-            });
-        }
+        sql::check_length(&plan.table, fields, row, || plan.record_key(row, position))?;
         for (index, (field, value)) in fields.iter().zip(row).enumerate() {
             if let Some(Scalar::Text(text)) = value
                 && text.contains('\0')
@@ -1096,14 +821,8 @@ fn check_rows(plan: &Plan, rows: &[Row]) -> Result<(), DestinationError> {
                 );
             }
             match value {
-                Some(value) if !value_fits(field.data_type, value) => {
-                    return Err(DestinationError::ValueType {
-                        table: plan.table.clone(),
-                        key: plan.record_key(row, position),
-                        column: field.name.clone(),
-                        expected: field.data_type.as_str().to_owned(),
-                        got: scalar_type_name(value).to_owned(),
-                    });
+                Some(value) => {
+                    sql::check_fits(&plan.table, field, value, || plan.record_key(row, position))?;
                 }
                 None if !field.nullable || plan.key_fields.contains(&index) => {
                     return Err(DestinationError::Upsert {
@@ -1205,421 +924,7 @@ fn store_offsets(
     Ok(())
 }
 
-/// One value of the binary `COPY`: the staging position or a field's value, encoded in
-/// PostgreSQL's binary format for the column's type.
-#[derive(Debug)]
-enum Cell<'a> {
-    Position(i64),
-    Value(Option<&'a Scalar>),
-}
-
-impl ToSql for Cell<'_> {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        let value = match self {
-            Cell::Position(position) => {
-                out.put_i64(*position);
-                return Ok(IsNull::No);
-            }
-            Cell::Value(None) => return Ok(IsNull::Yes),
-            Cell::Value(Some(value)) => value,
-        };
-        match value {
-            Scalar::Text(text) => {
-                for part in text.split('\0') {
-                    out.put_slice(part.as_bytes());
-                }
-            }
-            Scalar::Bigint(number) => out.put_i64(*number),
-            Scalar::Double(number) => out.put_f64(*number),
-            Scalar::Bool(flag) => out.put_u8(u8::from(*flag)),
-            Scalar::Timestamp(micros) => out.put_i64(
-                micros
-                    .checked_sub(POSTGRES_EPOCH_MICROS)
-                    .ok_or("timestamp out of range")?,
-            ),
-            Scalar::Decimal(text) => encode_numeric(text, out)?,
-            Scalar::Json(text) => {
-                out.put_u8(1); // jsonb format version
-                out.put_slice(text.as_bytes());
-            }
-        }
-        Ok(IsNull::No)
-    }
-
-    fn accepts(_ty: &Type) -> bool {
-        // The staging table's types come from the same schema as the values, checked
-        // by `check_rows`.
-        true
-    }
-
-    to_sql_checked!();
-}
-
-/// Encodes decimal text (`-12.340`, `7`, `.5`) in `numeric`'s binary format: base-10000
-/// digits with a weight, a sign and the display scale (the text's digits after the point).
-fn encode_numeric(
-    text: &str,
-    out: &mut BytesMut,
-) -> Result<(), Box<dyn std::error::Error + Sync + Send>> {
-    let invalid = || format!("invalid decimal text {text:?}");
-    let (negative, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-    if (int_part.is_empty() && frac_part.is_empty())
-        || !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(invalid().into());
-    }
-    let int_part = int_part.trim_start_matches('0');
-    let dscale = u16::try_from(frac_part.len()).map_err(|_| invalid())?;
-    // Pad the integer part on the left and the fraction on the right to groups of 4.
-    let int_pad = (4 - int_part.len() % 4) % 4;
-    let frac_pad = (4 - frac_part.len() % 4) % 4;
-    let digits: Vec<u8> = std::iter::repeat_n(b'0', int_pad)
-        .chain(int_part.bytes())
-        .chain(frac_part.bytes())
-        .chain(std::iter::repeat_n(b'0', frac_pad))
-        .map(|b| b - b'0')
-        .collect();
-    let mut groups: Vec<i16> = digits
-        .chunks(4)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .fold(0_i16, |acc, &digit| acc * 10 + i16::from(digit))
-        })
-        .collect();
-    let mut weight = i32::try_from((int_part.len() + int_pad) / 4).map_err(|_| invalid())? - 1;
-    let leading = groups.iter().take_while(|&&g| g == 0).count();
-    let _ = groups.drain(..leading);
-    weight -= i32::try_from(leading).map_err(|_| invalid())?;
-    while groups.last() == Some(&0) {
-        let _ = groups.pop();
-    }
-    if groups.is_empty() {
-        weight = 0;
-    }
-    let ndigits = i16::try_from(groups.len()).map_err(|_| invalid())?;
-    let weight = i16::try_from(weight).map_err(|_| invalid())?;
-    out.put_i16(ndigits);
-    out.put_i16(weight);
-    out.put_u16(if negative && !groups.is_empty() {
-        0x4000
-    } else {
-        0x0000
-    });
-    out.put_u16(dscale);
-    for group in groups {
-        out.put_i16(group);
-    }
-    Ok(())
-}
-
 /// The server's whole report (see [`PgError`]), not `postgres::Error`'s `db error`.
 fn db(error: postgres::Error) -> DbError {
     Box::new(PgError::new(&error, &|_| None))
-}
-
-/// The name as it is in the database: shortened as dlt shortens names longer than
-/// PostgreSQL's 63 bytes (see [`naming`](super::naming)), so they stay unique.
-fn identifier_key(name: &str) -> String {
-    shorten(name, POSTGRES_MAX_IDENTIFIER).into_owned()
-}
-
-/// `"name"` (shortened, see [`identifier_key`]) with embedded `"` doubled: any text is a
-/// valid, inert identifier.
-fn push_ident(sql: &mut String, name: &str) {
-    push_quoted(sql, &shorten(name, POSTGRES_MAX_IDENTIFIER));
-}
-
-/// `"name"` as given, with embedded `"` doubled.
-fn push_quoted(sql: &mut String, name: &str) {
-    sql.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            sql.push('"');
-        }
-        sql.push(c);
-    }
-    sql.push('"');
-}
-
-/// `'text'` as a string literal (`standard_conforming_strings`, on since PostgreSQL 9.1).
-fn push_literal(sql: &mut String, text: &str) {
-    sql.push('\'');
-    sql.push_str(&text.replace('\'', "''"));
-    sql.push('\'');
-}
-
-/// PostgreSQL's `text` cannot hold NUL: it is removed, as dlt's PostgreSQL destination
-/// does (`SQL_ESCAPE_DICT` in `dlt/common/data_writers/escape.py` maps `\x00` to nothing).
-fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains('\0') {
-        std::borrow::Cow::Owned(text.replace('\0', ""))
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    }
-}
-
-fn push_ident_list<'a>(sql: &mut String, names: impl IntoIterator<Item = &'a str>) {
-    for (index, name) in names.into_iter().enumerate() {
-        if index > 0 {
-            sql.push_str(", ");
-        }
-        push_ident(sql, name);
-    }
-}
-
-fn qualified(schema: &str, table: &str) -> String {
-    let mut sql = String::new();
-    push_quoted(&mut sql, schema);
-    sql.push('.');
-    push_ident(&mut sql, table);
-    sql
-}
-
-fn column_type(field: &Field) -> String {
-    match field.data_type {
-        DataType::Text => "TEXT".to_owned(),
-        DataType::Bigint => "BIGINT".to_owned(),
-        DataType::Double => "DOUBLE PRECISION".to_owned(),
-        DataType::Bool => "BOOLEAN".to_owned(),
-        DataType::Timestamp => "TIMESTAMPTZ".to_owned(),
-        DataType::Decimal => format!("NUMERIC({}, {})", field.precision, field.scale),
-        DataType::Json => "JSONB".to_owned(),
-    }
-}
-
-/// The staging column's type (no typmod: values are checked by the target's column).
-fn pg_type(data_type: DataType) -> Type {
-    match data_type {
-        DataType::Text => Type::TEXT,
-        DataType::Bigint => Type::INT8,
-        DataType::Double => Type::FLOAT8,
-        DataType::Bool => Type::BOOL,
-        DataType::Timestamp => Type::TIMESTAMPTZ,
-        DataType::Decimal => Type::NUMERIC,
-        DataType::Json => Type::JSONB,
-    }
-}
-
-/// `information_schema.columns.data_type` of the column we create for this type.
-fn info_type(data_type: DataType) -> &'static str {
-    match data_type {
-        DataType::Text => "text",
-        DataType::Bigint => "bigint",
-        DataType::Double => "double precision",
-        DataType::Bool => "boolean",
-        DataType::Timestamp => "timestamp with time zone",
-        DataType::Decimal => "numeric",
-        DataType::Json => "jsonb",
-    }
-}
-
-/// `CREATE TABLE IF NOT EXISTS "s"."t" ("id" BIGINT NOT NULL, …, PRIMARY KEY ("id"))`.
-fn create_table_sql(qualified: &str, schema: &TableSchema) -> String {
-    let mut sql = format!("CREATE TABLE IF NOT EXISTS {qualified} (");
-    for (index, field) in schema.fields.iter().enumerate() {
-        if index > 0 {
-            sql.push_str(", ");
-        }
-        push_ident(&mut sql, &field.name);
-        sql.push(' ');
-        sql.push_str(&column_type(field));
-        if !field.nullable || schema.primary_key.contains(&field.name) {
-            sql.push_str(" NOT NULL");
-        }
-    }
-    if !schema.primary_key.is_empty() {
-        sql.push_str(", PRIMARY KEY (");
-        push_ident_list(&mut sql, schema.primary_key.iter().map(String::as_str));
-        sql.push(')');
-    }
-    sql.push(')');
-    sql
-}
-
-/// `ALTER TABLE "s"."t" ADD COLUMN IF NOT EXISTS "c" TYPE`: always nullable.
-fn add_column_sql(qualified: &str, field: &Field) -> String {
-    let mut sql = format!("ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS ");
-    push_ident(&mut sql, &field.name);
-    sql.push(' ');
-    sql.push_str(&column_type(field));
-    sql
-}
-
-/// `ALTER TABLE … ALTER COLUMN "c" TYPE …` for a widened field.
-fn widen_column_sql(qualified: &str, field: &Field) -> String {
-    let mut column = String::new();
-    push_ident(&mut column, &field.name);
-    let using = if field.data_type == DataType::Text {
-        format!(" USING to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-    } else {
-        String::new()
-    };
-    format!(
-        "ALTER TABLE {qualified} ALTER COLUMN {column} TYPE {}{using}",
-        column_type(field)
-    )
-}
-
-/// Staging columns are named by position (`s` for the row's position in the batch,
-/// `c0`, `c1`, … for the fields), so no field name can clash with them.
-fn staging_column(index: usize) -> String {
-    format!("\"c{index}\"")
-}
-
-fn create_staging_sql(schema: &TableSchema) -> String {
-    let mut sql = format!("CREATE TEMP TABLE {STAGING} (\"s\" BIGINT");
-    for (index, field) in schema.fields.iter().enumerate() {
-        sql.push_str(", ");
-        sql.push_str(&staging_column(index));
-        sql.push(' ');
-        sql.push_str(match field.data_type {
-            DataType::Text => "TEXT",
-            DataType::Bigint => "BIGINT",
-            DataType::Double => "DOUBLE PRECISION",
-            DataType::Bool => "BOOLEAN",
-            DataType::Timestamp => "TIMESTAMPTZ",
-            DataType::Decimal => "NUMERIC",
-            DataType::Json => "JSONB",
-        });
-    }
-    sql.push_str(") ON COMMIT DROP");
-    sql
-}
-
-fn copy_sql(schema: &TableSchema) -> String {
-    let mut sql = format!("COPY {STAGING} (\"s\"");
-    for index in 0..schema.fields.len() {
-        sql.push_str(", ");
-        sql.push_str(&staging_column(index));
-    }
-    sql.push_str(") FROM STDIN (FORMAT binary)");
-    sql
-}
-
-/// The merge from the staging table, and its one-row form.
-struct MergeSql {
-    merge: String,
-    single: String,
-}
-
-impl MergeSql {
-    /// With a key: `INSERT INTO t (…) SELECT c0, … FROM (SELECT DISTINCT ON (key) * FROM
-    /// staging ORDER BY key, s DESC) AS d ORDER BY key ON CONFLICT (key) DO UPDATE SET
-    /// a = EXCLUDED.a, …` (`DO NOTHING` when every column is in the key). Without a key
-    /// the rows are appended in batch order.
-    fn new(
-        qualified: &str,
-        schema: &TableSchema,
-        key_fields: &[usize],
-        version_column: Option<&str>,
-    ) -> Self {
-        let mut insert = format!("INSERT INTO {qualified} (");
-        push_ident_list(
-            &mut insert,
-            schema.fields.iter().map(|field| field.name.as_str()),
-        );
-        insert.push_str(") SELECT ");
-        insert.push_str(
-            &(0..schema.fields.len())
-                .map(staging_column)
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-        if key_fields.is_empty() {
-            return Self {
-                merge: format!("{insert} FROM {STAGING} ORDER BY \"s\""),
-                single: format!("{insert} FROM {STAGING} WHERE \"s\" = $1"),
-            };
-        }
-        let key = key_fields
-            .iter()
-            .map(|&index| staging_column(index))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut conflict = String::from(" ON CONFLICT (");
-        push_ident_list(
-            &mut conflict,
-            key_fields
-                .iter()
-                .map(|&index| schema.fields[index].name.as_str()),
-        );
-        conflict.push_str(") DO ");
-        let updates: Vec<&Field> = schema
-            .fields
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !key_fields.contains(index))
-            .map(|(_, field)| field)
-            .collect();
-        if updates.is_empty() {
-            conflict.push_str("NOTHING");
-        } else {
-            conflict.push_str("UPDATE SET ");
-            for (index, field) in updates.iter().enumerate() {
-                if index > 0 {
-                    conflict.push_str(", ");
-                }
-                push_ident(&mut conflict, &field.name);
-                conflict.push_str(" = EXCLUDED.");
-                push_ident(&mut conflict, &field.name);
-            }
-            // An older version never replaces a newer row (NULL on either side updates).
-            if let Some(version) = version_column.and_then(|v| {
-                schema
-                    .fields
-                    .iter()
-                    .find(|field| field.name.eq_ignore_ascii_case(v))
-            }) {
-                let mut theirs = String::from("EXCLUDED.");
-                push_ident(&mut theirs, &version.name);
-                let mut ours = format!("{qualified}.");
-                push_ident(&mut ours, &version.name);
-                conflict.push_str(&format!(
-                    " WHERE {ours} IS NULL OR {theirs} IS NULL OR {theirs} >= {ours}"
-                ));
-            }
-        }
-        Self {
-            merge: format!(
-                "{insert} FROM (SELECT DISTINCT ON ({key}) * FROM {STAGING} \
-                 ORDER BY {key}, \"s\" DESC) AS \"d\" ORDER BY {key}{conflict}"
-            ),
-            single: format!("{insert} FROM {STAGING} WHERE \"s\" = $1{conflict}"),
-        }
-    }
-}
-
-fn value_fits(data_type: DataType, value: &Scalar) -> bool {
-    matches!(
-        (data_type, value),
-        (DataType::Text, Scalar::Text(_))
-            | (DataType::Bigint, Scalar::Bigint(_))
-            | (DataType::Double, Scalar::Double(_))
-            | (DataType::Bool, Scalar::Bool(_))
-            | (DataType::Timestamp, Scalar::Timestamp(_))
-            | (DataType::Decimal, Scalar::Decimal(_))
-            | (DataType::Json, Scalar::Json(_))
-    )
-}
-
-fn scalar_type_name(value: &Scalar) -> &'static str {
-    match value {
-        Scalar::Text(_) => "text",
-        Scalar::Bigint(_) => "bigint",
-        Scalar::Double(_) => "double",
-        Scalar::Bool(_) => "bool",
-        Scalar::Timestamp(_) => "timestamp",
-        Scalar::Decimal(_) => "decimal",
-        Scalar::Json(_) => "json",
-    }
 }
