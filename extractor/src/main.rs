@@ -1,3 +1,8 @@
+//! The `extractor` binary, kept thin: the flags (each with its environment variable), then
+//! `--check` (the `check` module) or the runs (`extractor::run`, once or every
+//! `--interval`), the signal handling, the metrics server and the summary; errors become one
+//! line on stderr and a non-zero exit code.
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
