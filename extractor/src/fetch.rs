@@ -18,6 +18,9 @@ use crate::paginate::{NextRequest, PageResponse, PaginateError, RepeatGuard};
 use crate::progress_bars::ResourceProgress;
 use crate::{ExtractError, from_config, jsonpath};
 
+/// Log lines keep the target they had when this code was in the crate root.
+const LOG_TARGET: &str = "extractor";
+
 /// How one resource's pages are fetched: at most `concurrency` at a time once the pages are
 /// known, fewer while the API answers 429 (`adaptive_limit`), shown on `progress_bars`.
 pub(crate) struct Paging {
@@ -203,7 +206,7 @@ impl Fetcher<'_> {
             let mut body = response.body;
             let records = take_records(&mut body).map_err(|e| select_err(stats.pages, &req, e))?;
             paging.progress.page(records.len());
-            tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
+            tracing::debug!(target: LOG_TARGET, page = stats.pages, records = records.len(), "page fetched");
             // A repeated page is told before the paginator moves on (its error names this
             // page's position), but a repeated link or cursor, the more precise reason, wins.
             let same_page = repeats
@@ -257,6 +260,7 @@ impl Fetcher<'_> {
             if let Some(rest) = rest {
                 let planned = rest.pages_left();
                 tracing::debug!(
+                    target: LOG_TARGET,
                     pages = planned,
                     concurrency,
                     "fetching the remaining pages concurrently"
@@ -307,11 +311,12 @@ impl Fetcher<'_> {
                     let records =
                         take_records(&mut body).map_err(|e| select_err(stats.pages, req, e))?;
                     paging.progress.page(records.len());
-                    tracing::debug!(page = stats.pages, records = records.len(), "page fetched");
+                    tracing::debug!(target: LOG_TARGET, page = stats.pages, records = records.len(), "page fetched");
                     if records.is_empty() && stops_on_empty {
                         // As sequential paging would: the data ended before `total` said.
                         if planned_page.resume.is_some() {
                             tracing::warn!(
+                                target: LOG_TARGET,
                                 page = stats.pages,
                                 planned = planned.saturating_add(1),
                                 "page {} is empty though the first response's total promised {} \

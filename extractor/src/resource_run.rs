@@ -21,6 +21,9 @@ use crate::publish::{Acks, Framing, PublishError, Publisher};
 use crate::state_topic::{ResourceState, RunStart};
 use crate::{ExtractError, ResourceReport, dependent, from_config, metrics};
 
+/// Log lines keep the target they had when this code was in the crate root.
+const LOG_TARGET: &str = "extractor";
+
 /// How often a resource's checkpoint is saved while pages are acknowledged.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -37,7 +40,7 @@ impl StateSink<'_> {
             topic: self.topic.clone(),
             message: e.to_string(),
         })?;
-        tracing::debug!(checkpoint = ?state.checkpoint, complete = state.complete, "saving state");
+        tracing::debug!(target: LOG_TARGET, checkpoint = ?state.checkpoint, complete = state.complete, "saving state");
         self.publisher
             .send(&self.topic, self.key.as_bytes(), &value)
             .await
@@ -109,9 +112,9 @@ impl ResourceRun<'_> {
         .transpose()
         .map_err(from_config::BuildError::from)?;
         if start.resumed {
-            tracing::info!(checkpoint = ?start.checkpoint, start_value = ?start.start_value, "resuming the unfinished run");
+            tracing::info!(target: LOG_TARGET, checkpoint = ?start.checkpoint, start_value = ?start.start_value, "resuming the unfinished run");
         } else {
-            tracing::info!(start_value = ?start.start_value, "starting a new run");
+            tracing::info!(target: LOG_TARGET, start_value = ?start.start_value, "starting a new run");
         }
         let state =
             |checkpoints: &Checkpoints, cursor: Option<serde_json::Value>, complete: bool| {
@@ -196,6 +199,7 @@ impl ResourceRun<'_> {
                     source,
                 })?;
             tracing::info!(
+                target: LOG_TARGET,
                 run,
                 partitions,
                 records,
@@ -216,6 +220,7 @@ impl ResourceRun<'_> {
             seconds: started.elapsed().as_secs_f64(),
         };
         tracing::info!(
+            target: LOG_TARGET,
             pages = report.pages,
             records = report.records,
             retries = report.retries,
