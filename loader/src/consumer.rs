@@ -23,6 +23,9 @@ use crate::intake::Intake;
 use crate::writer::BatchWriter;
 use crate::{LoadOptions, fetch, lag, lock, metrics};
 
+/// Log lines keep the target they had when this code was in the crate root.
+const LOG_TARGET: &str = crate::LOG_TARGET;
+
 /// Shared between the poll loop and librdkafka's rebalance callback (which runs inside
 /// `poll`, on the same thread). The poll loop never holds the writer across a poll.
 pub struct LoaderContext {
@@ -62,7 +65,7 @@ impl ConsumerContext for LoaderContext {
                 for failure in failures {
                     self.fail(failure);
                 }
-                tracing::info!(partitions = %describe(tpl), "partitions assigned");
+                tracing::info!(target: LOG_TARGET, partitions = %describe(tpl), "partitions assigned");
                 // Before `assign`, so that no record of these partitions is fetched into
                 // the consumer queue: each partition's records come in order from its own.
                 match self.consumer.get().and_then(Weak::upgrade) {
@@ -78,13 +81,13 @@ impl ConsumerContext for LoaderContext {
                 metrics::assignment(tpl.count());
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                tracing::info!(partitions = %describe(tpl), "partitions revoked; writing the pending batch first");
+                tracing::info!(target: LOG_TARGET, partitions = %describe(tpl), "partitions revoked; writing the pending batch first");
                 let flushed = self.writer().on_revoke(consumer);
                 if let Err(e) = flushed {
                     self.fail(e);
                 }
                 if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    tracing::debug!(error = %e, "commit on revoke");
+                    tracing::debug!(target: LOG_TARGET, error = %e, "commit on revoke");
                 }
                 if let Err(e) = consumer.unassign() {
                     self.fail(RebalanceError::Release(e));
@@ -94,7 +97,7 @@ impl ConsumerContext for LoaderContext {
                 metrics::assignment(0);
             }
             other => {
-                tracing::warn!(error = ?other, "rebalance error");
+                tracing::warn!(target: LOG_TARGET, error = ?other, "rebalance error");
                 let _ = consumer.unassign();
                 self.assigned.store(false, Ordering::SeqCst);
                 let _ = self.assignments.fetch_add(1, Ordering::SeqCst);
@@ -131,7 +134,7 @@ impl LoaderContext {
     /// Logs a failure of a callback; the first one ends the run.
     pub(crate) fn fail(&self, error: RebalanceError) {
         let message = error.to_string();
-        tracing::error!(error = %message, "loader failure");
+        tracing::error!(target: LOG_TARGET, error = %message, "loader failure");
         metrics::failed(&message);
         let _ = lock(&self.failure).get_or_insert(error);
     }
@@ -249,7 +252,7 @@ pub(crate) fn wait_for_topics(
                     metrics::waiting_for_broker(Some(&wait.status()));
                 }
                 if stop.is_cancelled() {
-                    tracing::info!("stopped while waiting for the Kafka broker");
+                    tracing::info!(target: LOG_TARGET, "stopped while waiting for the Kafka broker");
                     return Ok(Waited::NoBroker);
                 }
                 let _ = consumer.poll(EVERY);
@@ -271,7 +274,7 @@ pub(crate) fn wait_for_topics(
             .collect();
         if missing.len() < topics.len() {
             if !missing.is_empty() {
-                tracing::info!(
+                tracing::info!(target: LOG_TARGET,
                     topics = %missing.join(","),
                     "not created yet: consuming the other topics; these are picked up at the next metadata refresh (topic.metadata.refresh.interval.ms) after their creation"
                 );
@@ -279,7 +282,7 @@ pub(crate) fn wait_for_topics(
             return Ok(Waited::Ready);
         }
         if said.is_none_or(|at| at.elapsed() >= SAY_EVERY) {
-            tracing::info!(
+            tracing::info!(target: LOG_TARGET,
                 topics = %missing.join(","),
                 "waiting for the topics to be created (the extractor creates them on its first run)"
             );
@@ -332,7 +335,7 @@ pub(crate) fn poll_loop(
                 // Summarised once every few seconds by the context (`common::broker`).
                 Err(e) if common::broker::is_connection_failure(&e) => Ok(true),
                 Err(e) => {
-                    tracing::warn!(error = %e, "consumer error");
+                    tracing::warn!(target: LOG_TARGET, error = %e, "consumer error");
                     Ok(true)
                 }
             },
@@ -358,7 +361,7 @@ pub(crate) fn poll_loop(
             let survey = match lags.survey(consumer, Duration::from_secs(10)) {
                 Ok(survey) => Some(survey),
                 Err(e) => {
-                    tracing::warn!(error = %e, "measuring the lag");
+                    tracing::warn!(target: LOG_TARGET, error = %e, "measuring the lag");
                     None
                 }
             };
@@ -366,7 +369,7 @@ pub(crate) fn poll_loop(
                 .update(records, survey.as_ref().map(lag::Survey::view));
             let records_per_second = (records - reported) / PROGRESS_EVERY.as_secs();
             match &survey {
-                Some(s) => tracing::info!(
+                Some(s) => tracing::info!(target: LOG_TARGET,
                     records,
                     records_per_second,
                     lag = s.lag(),
@@ -376,7 +379,9 @@ pub(crate) fn poll_loop(
                     stalled = s.stalled,
                     "progress"
                 ),
-                None => tracing::info!(records, records_per_second, lag = "unknown", "progress"),
+                None => {
+                    tracing::info!(target: LOG_TARGET, records, records_per_second, lag = "unknown", "progress")
+                }
             }
             reported = records;
         }
@@ -386,7 +391,7 @@ pub(crate) fn poll_loop(
         {
             last_progress_check = Instant::now();
             if caught_up(consumer, lags.client()?)? {
-                tracing::info!("caught up: every assigned partition is at its end offset");
+                tracing::info!(target: LOG_TARGET, "caught up: every assigned partition is at its end offset");
                 return Ok(());
             }
         }
@@ -403,7 +408,7 @@ pub(crate) fn final_lag(
     match lags.survey(consumer, Duration::from_secs(5)) {
         Ok(survey) => {
             if survey.lag() > 0 {
-                tracing::info!(
+                tracing::info!(target: LOG_TARGET,
                     lag = survey.lag(),
                     partitions = %survey.behind(),
                     stalled = survey.stalled,
@@ -413,7 +418,7 @@ pub(crate) fn final_lag(
             Some(survey)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "measuring the lag left at exit");
+            tracing::warn!(target: LOG_TARGET, error = %e, "measuring the lag left at exit");
             None
         }
     }

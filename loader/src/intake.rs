@@ -19,6 +19,9 @@ use crate::schemas::{SchemaLookupError, SchemaStore};
 use crate::writer::{BatchWriter, StoreOffsets};
 use crate::{metrics, nested};
 
+/// Log lines keep the target they had when this code was in the crate root.
+const LOG_TARGET: &str = crate::LOG_TARGET;
+
 /// Where a topic's records go.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
@@ -207,7 +210,7 @@ fn add_message(
         Verdict::Write(row) => row,
         Verdict::Reject(message) => return reject(w, msg, message, consumer),
         Verdict::Discard(message) => {
-            tracing::debug!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason = %message, "record discarded");
+            tracing::debug!(target: LOG_TARGET, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason = %message, "record discarded");
             w.discard();
             metrics::discarded();
             note_offset(w, msg);
@@ -249,7 +252,7 @@ fn projection(
     let changes = w.schema_changes(&route.table, &writer)?;
     let projection = Projection::new(&writer, &changes, route.contract);
     if !projection.is_identity() {
-        tracing::info!(table = %route.table, new_columns = ?changes.new_columns, retyped = ?changes.retyped_columns, table_exists = changes.table_exists, "schema contract applies to a new writer schema");
+        tracing::info!(target: LOG_TARGET, table = %route.table, new_columns = ?changes.new_columns, retyped = ?changes.retyped_columns, table_exists = changes.table_exists, "schema contract applies to a new writer schema");
     }
     Ok(projection)
 }
@@ -285,7 +288,7 @@ fn run_marker(
         Err(message) => return reject(w, msg, message, consumer),
     };
     if route.disposition != WriteDisposition::Replace {
-        tracing::debug!(
+        tracing::debug!(target: LOG_TARGET,
             topic = msg.topic(),
             partition = msg.partition(),
             run = end.run,
@@ -294,7 +297,7 @@ fn run_marker(
         note_offset(w, msg);
         return Ok(());
     }
-    tracing::debug!(
+    tracing::debug!(target: LOG_TARGET,
         topic = msg.topic(),
         partition = msg.partition(),
         run = end.run,

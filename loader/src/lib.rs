@@ -87,6 +87,10 @@ pub struct LoadOptions {
     pub broker_timeout: Option<Duration>,
 }
 
+/// The target of the loader's own log lines (`loader`, whichever module logs them), as
+/// before the crate was split into modules: log filters and readers see the same lines.
+pub(crate) const LOG_TARGET: &str = "loader";
+
 /// What sets [`LoadOptions::broker_timeout`], for the error when it runs out.
 pub const BROKER_TIMEOUT_SETTING: &str = "--broker-timeout / LOADER_BROKER_TIMEOUT";
 

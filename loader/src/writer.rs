@@ -23,6 +23,9 @@ use crate::dlq::{DeadLetters, DlqError, Letter, OnError};
 use crate::error::{LoadError, RebalanceError};
 use crate::{ReplayFrom, metrics, nested, reread};
 
+/// Log lines keep the target they had when this code was in the crate root.
+const LOG_TARGET: &str = crate::LOG_TARGET;
+
 /// Where the offsets of a written batch go once the destination committed it: the
 /// consumer (for lag monitoring; the destination's copy is the authority).
 pub(crate) trait StoreOffsets {
@@ -186,12 +189,12 @@ impl BatchWriter {
             .extend(taken.offsets.iter().map(|(k, v)| (k.clone(), *v)));
         if let Err(e) = consumer.store_offsets(&tpl) {
             // The destination holds the truth; Kafka's copy only feeds lag monitoring.
-            tracing::warn!(error = %e, "storing offsets in the consumer");
+            tracing::warn!(target: LOG_TARGET, error = %e, "storing offsets in the consumer");
         }
         self.records += taken.rows.saturating_sub(refused) as u64;
         self.batches += 1;
         metrics::batch_written(taken.rows as u64, started.elapsed().as_secs_f64());
-        tracing::debug!(
+        tracing::debug!(target: LOG_TARGET,
             rows = stats.rows,
             partitions = taken.offsets.len(),
             ms = started.elapsed().as_millis() as u64,
@@ -267,7 +270,7 @@ impl BatchWriter {
                 };
                 let offset =
                     reread::replay_offset(&self.group_id, client, &topic, partition, from)?;
-                tracing::info!(topic = %topic, partition, offset, "replaying from");
+                tracing::info!(target: LOG_TARGET, topic = %topic, partition, offset, "replaying from");
                 let _ = self.known_next.insert((topic.clone(), partition), offset);
                 let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset));
                 continue;
@@ -297,7 +300,7 @@ impl BatchWriter {
         origins: &[Origins],
         first: DestinationError,
     ) -> Result<(destination::BatchStats, usize), LoadError> {
-        tracing::warn!(error = %first, "a record was refused by the destination; finding every refused record of the batch");
+        tracing::warn!(target: LOG_TARGET, error = %first, "a record was refused by the destination; finding every refused record of the batch");
         let all: Vec<(usize, usize)> = batch
             .tables
             .iter()
@@ -326,7 +329,7 @@ impl BatchWriter {
                 )?),
             };
             let (key, payload) = reread::fetch_record(client, topic, partition, offset)?;
-            tracing::warn!(topic = %topic, partition, offset, error = %error, "the destination refused the record; dead-lettered");
+            tracing::warn!(target: LOG_TARGET, topic = %topic, partition, offset, error = %error, "the destination refused the record; dead-lettered");
             let _ = self.dead_letters.send(&Letter {
                 topic: topic.clone(),
                 partition,
@@ -545,5 +548,40 @@ mod tests {
         w.on_revoke(&consumer).expect("revoke");
         assert_eq!(*consumer.0.borrow(), [vec![("p.t".to_owned(), 2, 1)]]);
         assert_eq!(w.records(), 1);
+    }
+
+    /// The writer's log lines keep the target they had in the crate root (`loader`).
+    #[test]
+    fn log_lines_keep_the_crate_target() {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || sink.clone())
+            .finish();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut w = writer(&dir);
+        w.pending()
+            .push_row("p.t", 0, 0, "t".into(), schema(), row(1, "a"));
+        tracing::subscriber::with_default(subscriber, || w.flush(&Recorder::default()))
+            .expect("write");
+        let log = String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        assert!(log.contains("DEBUG loader: batch written rows=1"), "{log}");
     }
 }

@@ -487,7 +487,8 @@ pub(crate) fn retry_transient<T>(
             Some(wait) if error.is_transient() => wait,
             _ => return Err(error),
         };
-        tracing::warn!(attempt = tried, error = %error, "batch hit a deadlock or serialization failure; retrying");
+        // Only PostgreSQL's errors are transient: the line keeps the target it had there.
+        tracing::warn!(target: "loader::destination::postgres", attempt = tried, error = %error, "batch hit a deadlock or serialization failure; retrying");
         std::thread::sleep(wait);
         tried += 1;
     }

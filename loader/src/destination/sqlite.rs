@@ -442,7 +442,9 @@ fn end_run(
         }
         TableSwap::LaterRunSwapped | TableSwap::Nothing => {}
     }
-    swap.done(end, stats);
+    if let Some(message) = swap.done(stats) {
+        tracing::info!(table = %end.table, run = end.run, "{message}");
+    }
     // Child tables follow the swap (see `child_swap`).
     let pattern = format!("{}%", like_escape(super::child_search_prefix(&end.table)));
     let children: Vec<String> = tx

@@ -71,21 +71,22 @@ impl SwapPlan {
 }
 
 impl TableSwap {
-    /// Once the destination did it: counts the swap and says so.
-    pub(crate) fn done(self, end: &RunEnd, stats: &mut BatchStats) {
+    /// Once the destination did it: counts the swap, and returns what to log (each
+    /// destination logs it under its own target).
+    pub(crate) fn done(self, stats: &mut BatchStats) -> Option<&'static str> {
         match self {
             TableSwap::LaterRunSwapped => {
-                tracing::info!(table = %end.table, run = end.run, "run ended after a later run was swapped in; its rows are dropped");
+                Some("run ended after a later run was swapped in; its rows are dropped")
             }
             TableSwap::Rename => {
                 stats.runs.swapped += 1;
-                tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows");
+                Some("replaced the table with the run's rows")
             }
             TableSwap::Empty => {
                 stats.runs.swapped += 1;
-                tracing::info!(table = %end.table, run = end.run, "replaced the table with the run's rows (none)");
+                Some("replaced the table with the run's rows (none)")
             }
-            TableSwap::Nothing => {}
+            TableSwap::Nothing => None,
         }
     }
 }
@@ -167,12 +168,11 @@ mod tests {
     #[test]
     fn only_a_swap_counts() {
         let mut stats = BatchStats::default();
-        for swap in [TableSwap::LaterRunSwapped, TableSwap::Nothing] {
-            swap.done(&end(1), &mut stats);
-        }
+        assert!(TableSwap::LaterRunSwapped.done(&mut stats).is_some());
+        assert_eq!(TableSwap::Nothing.done(&mut stats), None);
         assert_eq!(stats.runs.swapped, 0);
-        TableSwap::Rename.done(&end(1), &mut stats);
-        TableSwap::Empty.done(&end(1), &mut stats);
+        assert!(TableSwap::Rename.done(&mut stats).is_some());
+        assert!(TableSwap::Empty.done(&mut stats).is_some());
         assert_eq!(stats.runs.swapped, 2);
     }
 }

@@ -163,7 +163,10 @@ pub(super) fn end_run(
         }
         TableSwap::LaterRunSwapped | TableSwap::Nothing => {}
     }
-    swap.done(end, stats);
+    if let Some(message) = swap.done(stats) {
+        // The target this line had before the run end moved into its own file.
+        tracing::info!(target: "loader::destination::postgres", table = %end.table, run = end.run, "{message}");
+    }
     // Child tables follow the swap (see `child_swap`), found by their full names.
     let search = crate::destination::child_search_prefix(&end.table);
     let mut children: Vec<String> = tables_by_full_name(tx, schema, crate::nested::ROOT_ID)
