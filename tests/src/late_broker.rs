@@ -7,17 +7,18 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::{Broker, BrokerKind, free_port};
+use crate::{Broker, BrokerKind, two_free_ports};
 
 impl Broker {
     /// A broker of the kind `TEST_BROKER` names, on free ports, not started: nothing
     /// listens on [`Broker::bootstrap`] until [`Broker::restart`].
     pub fn unstarted(dir: &Path) -> Result<Self> {
+        let (port, controller_port) = two_free_ports()?;
         Ok(Self {
-            port: free_port()?,
+            port,
             kind: BrokerKind::from_env()?,
             dir: dir.to_path_buf(),
-            controller_port: free_port()?,
+            controller_port,
             // As `Broker::start_kind`: tests may shorten the session timeout.
             extra: vec!["group.min.session.timeout.ms=1000".to_owned()],
             proc: None,

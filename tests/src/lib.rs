@@ -42,6 +42,14 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Two different free ports (a broker's and its controller's): both are held open while
+/// the second is chosen, so the system cannot hand out the first one again.
+pub fn two_free_ports() -> Result<(u16, u16)> {
+    let first = TcpListener::bind("127.0.0.1:0")?;
+    let second = TcpListener::bind("127.0.0.1:0")?;
+    Ok((first.local_addr()?.port(), second.local_addr()?.port()))
+}
+
 /// The workspace's target directory holding the binaries (built by the test script).
 pub fn bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
@@ -133,11 +141,12 @@ impl Broker {
     /// A broker of `kind`; for Kafka, `extra` `key=value` lines are added to its
     /// `server.properties` (ignored by Tansu, which has no such settings).
     pub fn start_kind(dir: &Path, kind: BrokerKind, extra: &[&str]) -> Result<Self> {
+        let (port, controller_port) = two_free_ports()?;
         let mut broker = Self {
-            port: free_port()?,
+            port,
             kind,
             dir: dir.to_path_buf(),
-            controller_port: free_port()?,
+            controller_port,
             // Tests that kill loaders shorten `session.timeout.ms` to 1.5 s so the group
             // drops them quickly; Kafka refuses sessions below 6 s unless told otherwise.
             extra: std::iter::once("group.min.session.timeout.ms=1000")
