@@ -70,16 +70,6 @@ config() { # name base_url
   seed_config "$1" "127.0.0.1:$broker_port" "$2" "$1.communications_data" \
     "${BENCH_MAX_TABLE_NESTING:+max_table_nesting = $BENCH_MAX_TABLE_NESTING}" >"$run/$1.toml"
 }
-[resource_defaults]
-primary_key = "id"
-write_disposition = "merge"
-${BENCH_MAX_TABLE_NESTING:+max_table_nesting = $BENCH_MAX_TABLE_NESTING}
-[[resources]]
-name = "communications_data"
-topic = "$1.communications_data"
-endpoint = { path = "/v1/resource", data_selector = "data", paginator = { type = "offset", limit = 100 } }
-TOML
-}
 
 results="$run/results.tsv"
 : >"$results"
