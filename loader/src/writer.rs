@@ -577,8 +577,15 @@ mod tests {
             .finish();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut w = writer(&dir);
+        // A first batch before the subscriber exists registers the writer's callsites in
+        // this thread, so that the subscriber's registration below re-reads their
+        // interest. Without it a test thread that registers them concurrently, while no
+        // subscriber exists, can leave them cached as disabled (1 run in 3 lost the line).
         w.pending()
             .push_row("p.t", 0, 0, "t".into(), schema(), row(1, "a"));
+        w.flush(&Recorder::default()).expect("write");
+        w.pending()
+            .push_row("p.t", 0, 1, "t".into(), schema(), row(2, "b"));
         tracing::subscriber::with_default(subscriber, || w.flush(&Recorder::default()))
             .expect("write");
         let log = String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf-8");
