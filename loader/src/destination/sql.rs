@@ -103,6 +103,66 @@ pub(super) fn check_not_reserved(table: &str) -> Result<(), DestinationError> {
     Ok(())
 }
 
+/// Appends ` ON CONFLICT ("k", …) DO UPDATE SET "a" = excluded."a", …` over the fields
+/// outside the key, `DO NOTHING` when every field is in it; each name written by `push` (a
+/// destination's identifier quoting). With a version column the schema has, an older
+/// record never replaces a newer row (NULL on either side updates): `WHERE <table>."v" IS
+/// NULL OR excluded."v" IS NULL OR excluded."v" >= <table>."v"`, `quoted_table` being the
+/// table as the statement names it.
+pub(super) fn push_on_conflict(
+    sql: &mut String,
+    quoted_table: &str,
+    schema: &TableSchema,
+    key_fields: &[usize],
+    version_column: Option<&str>,
+    push: fn(&mut String, &str),
+) {
+    sql.push_str(" ON CONFLICT (");
+    push_list(
+        sql,
+        key_fields
+            .iter()
+            .map(|&index| schema.fields[index].name.as_str()),
+        push,
+    );
+    sql.push_str(") DO ");
+    let mut updates = schema
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !key_fields.contains(index))
+        .map(|(_, field)| field)
+        .peekable();
+    if updates.peek().is_none() {
+        sql.push_str("NOTHING");
+        return;
+    }
+    sql.push_str("UPDATE SET ");
+    for (index, field) in updates.enumerate() {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        push(sql, &field.name);
+        sql.push_str(" = excluded.");
+        push(sql, &field.name);
+    }
+    let version = version_column.and_then(|v| {
+        schema
+            .fields
+            .iter()
+            .find(|field| field.name.eq_ignore_ascii_case(v))
+    });
+    if let Some(version) = version {
+        let mut theirs = String::from("excluded.");
+        push(&mut theirs, &version.name);
+        let mut ours = format!("{quoted_table}.");
+        push(&mut ours, &version.name);
+        sql.push_str(&format!(
+            " WHERE {ours} IS NULL OR {theirs} IS NULL OR {theirs} >= {ours}"
+        ));
+    }
+}
+
 /// The indexes of the primary key fields, in key order, as `position` finds them.
 pub(super) fn key_fields(
     table: &str,

@@ -110,13 +110,14 @@ impl Plan {
             let key_lower = key.to_ascii_lowercase();
             column_keys.iter().position(|column| *column == key_lower)
         })?;
+        let upsert_sql = upsert_sql(table, schema, &key_fields, version_column);
         Ok(Self {
             table: table.to_owned(),
             schema: Arc::clone(schema),
             table_key,
             column_keys,
             key_fields,
-            upsert_sql: upsert_sql(table, schema, version_column),
+            upsert_sql,
         })
     }
 
@@ -853,7 +854,12 @@ fn add_column_sql(table: &str, field: &Field) -> String {
 /// in the key; a plain `INSERT` (append) when there is no key. With a version column
 /// that the schema has, the update is skipped for a record whose version is older than the
 /// row's (`WHERE "t"."v" IS NULL OR excluded."v" IS NULL OR excluded."v" >= "t"."v"`).
-fn upsert_sql(table: &str, schema: &TableSchema, version_column: Option<&str>) -> String {
+fn upsert_sql(
+    table: &str,
+    schema: &TableSchema,
+    key_fields: &[usize],
+    version_column: Option<&str>,
+) -> String {
     let mut sql = String::from("INSERT INTO ");
     push_ident(&mut sql, table);
     sql.push_str(" (");
@@ -871,55 +877,19 @@ fn upsert_sql(table: &str, schema: &TableSchema, version_column: Option<&str>) -
         sql.push_str(&index.to_string());
     }
     sql.push(')');
-    if schema.primary_key.is_empty() {
+    if key_fields.is_empty() {
         return sql;
     }
-    sql.push_str(" ON CONFLICT (");
-    push_list(
+    let mut quoted_table = String::new();
+    push_ident(&mut quoted_table, table);
+    sql::push_on_conflict(
         &mut sql,
-        schema.primary_key.iter().map(String::as_str),
+        &quoted_table,
+        schema,
+        key_fields,
+        version_column,
         push_ident,
     );
-    sql.push_str(") DO ");
-    let mut updates = schema
-        .fields
-        .iter()
-        .filter(|field| {
-            !schema
-                .primary_key
-                .iter()
-                .any(|key| key.eq_ignore_ascii_case(&field.name))
-        })
-        .peekable();
-    if updates.peek().is_none() {
-        sql.push_str("NOTHING");
-        return sql;
-    }
-    sql.push_str("UPDATE SET ");
-    for (index, field) in updates.enumerate() {
-        if index > 0 {
-            sql.push_str(", ");
-        }
-        push_ident(&mut sql, &field.name);
-        sql.push_str(" = excluded.");
-        push_ident(&mut sql, &field.name);
-    }
-    if let Some(version) = version_column.and_then(|v| {
-        schema
-            .fields
-            .iter()
-            .find(|field| field.name.eq_ignore_ascii_case(v))
-    }) {
-        let mut theirs = String::from("excluded.");
-        push_ident(&mut theirs, &version.name);
-        let mut ours = String::new();
-        push_ident(&mut ours, table);
-        ours.push('.');
-        push_ident(&mut ours, &version.name);
-        sql.push_str(&format!(
-            " WHERE {ours} IS NULL OR {theirs} IS NULL OR {theirs} >= {ours}"
-        ));
-    }
     sql
 }
 

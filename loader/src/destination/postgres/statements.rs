@@ -196,50 +196,15 @@ impl MergeSql {
             .map(|&index| staging_column(index))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut conflict = String::from(" ON CONFLICT (");
-        push_list(
+        let mut conflict = String::new();
+        sql::push_on_conflict(
             &mut conflict,
-            key_fields
-                .iter()
-                .map(|&index| schema.fields[index].name.as_str()),
+            qualified,
+            schema,
+            key_fields,
+            version_column,
             push_ident,
         );
-        conflict.push_str(") DO ");
-        let updates: Vec<&Field> = schema
-            .fields
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !key_fields.contains(index))
-            .map(|(_, field)| field)
-            .collect();
-        if updates.is_empty() {
-            conflict.push_str("NOTHING");
-        } else {
-            conflict.push_str("UPDATE SET ");
-            for (index, field) in updates.iter().enumerate() {
-                if index > 0 {
-                    conflict.push_str(", ");
-                }
-                push_ident(&mut conflict, &field.name);
-                conflict.push_str(" = EXCLUDED.");
-                push_ident(&mut conflict, &field.name);
-            }
-            // An older version never replaces a newer row (NULL on either side updates).
-            if let Some(version) = version_column.and_then(|v| {
-                schema
-                    .fields
-                    .iter()
-                    .find(|field| field.name.eq_ignore_ascii_case(v))
-            }) {
-                let mut theirs = String::from("EXCLUDED.");
-                push_ident(&mut theirs, &version.name);
-                let mut ours = format!("{qualified}.");
-                push_ident(&mut ours, &version.name);
-                conflict.push_str(&format!(
-                    " WHERE {ours} IS NULL OR {theirs} IS NULL OR {theirs} >= {ours}"
-                ));
-            }
-        }
         Self {
             merge: format!(
                 "{insert} FROM (SELECT DISTINCT ON ({key}) * FROM {STAGING} \

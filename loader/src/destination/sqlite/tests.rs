@@ -760,7 +760,7 @@ fn sql_is_generated_with_quoted_identifiers() {
          \"c\" TEXT NOT NULL, PRIMARY KEY (\"id\"))"
     );
     assert_eq!(
-        upsert_sql(&s.name, &s, None),
+        upsert_sql(&s.name, &s, &[0], None),
         "INSERT INTO \"my \"\"t\"\"\" (\"id\", \"a\"\"b\", \"c\") VALUES (?1, ?2, ?3) \
          ON CONFLICT (\"id\") DO UPDATE SET \"a\"\"b\" = excluded.\"a\"\"b\", \
          \"c\" = excluded.\"c\""
@@ -778,12 +778,12 @@ fn sql_is_generated_with_quoted_identifiers() {
         ],
     );
     assert_eq!(
-        upsert_sql("k", &key_only, None),
+        upsert_sql("k", &key_only, &[0, 1], None),
         "INSERT INTO \"k\" (\"a\", \"b\") VALUES (?1, ?2) ON CONFLICT (\"a\", \"b\") DO NOTHING"
     );
     let no_key = schema("n", &[], vec![field("a", DataType::Json, true)]);
     assert_eq!(
-        upsert_sql("n", &no_key, None),
+        upsert_sql("n", &no_key, &[], None),
         "INSERT INTO \"n\" (\"a\") VALUES (?1)"
     );
     assert_eq!(
