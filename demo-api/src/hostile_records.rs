@@ -184,14 +184,7 @@ async fn get_case(
     Path(case): Path<String>,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Response {
-    let params = query.map(|Query(p)| p).map_err(|_| ApiError::BadQuery);
-    let (offset, limit) = match &params {
-        Ok(p) => (
-            param(p, "offset", DEFAULT_OFFSET).ok(),
-            param(p, "limit", DEFAULT_LIMIT).ok(),
-        ),
-        Err(_) => (None, None),
-    };
+    let (params, offset, limit) = crate::paged_query(query);
     let entry = LogEntry {
         endpoint: Some("/v1/hostile-records"),
         offset,

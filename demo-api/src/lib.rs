@@ -443,10 +443,11 @@ fn param(params: &Params, name: &'static str, default: u64) -> Result<u64, ApiEr
     })
 }
 
-async fn get_resource(
-    State(state): State<AppState>,
+/// A paged request's query: its params (or why they could not be read) and the `offset`
+/// and `limit` it asked for, as the request log records them.
+pub(crate) fn paged_query(
     query: Result<Query<Params>, QueryRejection>,
-) -> Response {
+) -> (Result<Params, ApiError>, Option<u64>, Option<u64>) {
     let params = query.map(|Query(p)| p).map_err(|_| ApiError::BadQuery);
     let (offset, limit) = match &params {
         Ok(p) => (
@@ -455,6 +456,14 @@ async fn get_resource(
         ),
         Err(_) => (None, None),
     };
+    (params, offset, limit)
+}
+
+async fn get_resource(
+    State(state): State<AppState>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Response {
+    let (params, offset, limit) = paged_query(query);
     let entry = LogEntry {
         endpoint: None,
         offset,
