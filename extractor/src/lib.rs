@@ -270,7 +270,7 @@ pub async fn run(
         states = states.len(),
         "state read"
     );
-    let new_run_id = common::runs::new_run_id();
+    let new_run_id = common::run_markers::new_run_id();
 
     // A channel from each parent to each of its children.
     let mut feeds: HashMap<&str, Vec<mpsc::Sender<dependent::ParentPage>>> = HashMap::new();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::progress::LogWriter;
+use common::terminal::LogWriter;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// The bars of one run; [`Progress::hidden`] (the default) draws nothing.
@@ -23,7 +23,7 @@ impl Progress {
     /// Bars on stderr when `enabled` and stderr is a terminal; hidden otherwise.
     pub fn new(enabled: bool) -> Self {
         Self {
-            multi: common::progress::terminal_bars(enabled),
+            multi: common::terminal::terminal_bars(enabled),
         }
     }
 

@@ -448,7 +448,7 @@ impl Publisher {
     }
 
     /// [`Publisher::send`], counting the message's delivery report in `acks`. A record of
-    /// a `replace` run carries the run id in its [`common::runs::RUN_HEADER`] header. A
+    /// a `replace` run carries the run id in its [`common::run_markers::RUN_HEADER`] header. A
     /// record without a key (its resource has no primary key) goes to any partition.
     pub async fn send_tracked(
         &self,
@@ -464,7 +464,7 @@ impl Publisher {
         }
         if let Some(run) = run {
             record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
-                key: common::runs::RUN_HEADER,
+                key: common::run_markers::RUN_HEADER,
                 value: Some(run),
             }));
         }
@@ -472,36 +472,36 @@ impl Publisher {
     }
 
     /// Ends a `replace` run: once every record sent so far is acknowledged, writes a
-    /// run-end marker (see [`common::runs`]) to every partition of `topic` and waits for
+    /// run-end marker (see [`common::run_markers`]) to every partition of `topic` and waits for
     /// those too. Returns the partition count.
     pub async fn end_run(&self, topic: &str, run: u64, records: u64) -> Result<i32, PublishError> {
         self.flush().await?;
         let partitions = self.partition_count(topic).await?;
-        let marker = common::runs::RunEndMarker { run, partitions };
+        let marker = common::run_markers::RunEndMarker { run, partitions };
         let value = marker.value(records);
         let run_text = run.to_string();
         let partitions_text = partitions.to_string();
         for partition in 0..partitions {
             let headers = OwnedHeaders::new_with_capacity(4)
                 .insert(Header {
-                    key: common::runs::MARKER_HEADER,
-                    value: Some(common::runs::RUN_END),
+                    key: common::run_markers::MARKER_HEADER,
+                    value: Some(common::run_markers::RUN_END),
                 })
                 .insert(Header {
-                    key: common::runs::RUN_HEADER,
+                    key: common::run_markers::RUN_HEADER,
                     value: Some(&run_text),
                 })
                 .insert(Header {
-                    key: common::runs::PARTITIONS_HEADER,
+                    key: common::run_markers::PARTITIONS_HEADER,
                     value: Some(&partitions_text),
                 })
                 .insert(Header {
-                    key: common::runs::DISPOSITION_HEADER,
+                    key: common::run_markers::DISPOSITION_HEADER,
                     value: Some("replace"),
                 });
             let record = BaseRecord::with_opaque_to(topic, Arc::clone(&self.untracked))
                 .partition(partition)
-                .key(common::runs::MARKER_KEY)
+                .key(common::run_markers::MARKER_KEY)
                 .payload(value.as_bytes())
                 .headers(headers);
             self.enqueue(record, &self.untracked).await?;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use common::config::{PipelineConfig, SchemaContract, WriteDisposition};
-use common::runs::{self, RunEndMarker};
+use common::run_markers::{self, RunEndMarker};
 use common::schema::TableSchema;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
@@ -153,7 +153,7 @@ fn add_message(
             message: "no configured resource uses this topic".into(),
         });
     };
-    if let Some(marker) = header(msg, runs::MARKER_HEADER) {
+    if let Some(marker) = header(msg, run_markers::MARKER_HEADER) {
         return run_marker(w, msg, route, marker, consumer);
     }
     let Some(payload) = msg.payload() else {
@@ -162,13 +162,13 @@ fn add_message(
     // A replace run's records go to the run's staging table.
     let table = match route.disposition {
         WriteDisposition::Replace => {
-            match header(msg, runs::RUN_HEADER).and_then(runs::parse_run) {
+            match header(msg, run_markers::RUN_HEADER).and_then(run_markers::parse_run) {
                 Some(run) => destination::staging_table(&route.table, run),
                 None => {
                     let message = format!(
                         "a record of a `replace` resource without a valid `{}` header (was it \
                      published by this pipeline's extractor?)",
-                        runs::RUN_HEADER
+                        run_markers::RUN_HEADER
                     );
                     return reject(w, msg, message, consumer);
                 }
@@ -276,7 +276,7 @@ fn run_marker(
     marker: &[u8],
     consumer: &dyn StoreOffsets,
 ) -> Result<(), LoadError> {
-    if marker != runs::RUN_END.as_bytes() {
+    if marker != run_markers::RUN_END.as_bytes() {
         let message = format!(
             "unknown control message `{}`",
             String::from_utf8_lossy(marker)

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
 
-use crate::{LoadError, LoaderContext, metrics, plain_client, progress};
+use crate::{LoadError, LoaderContext, metrics, plain_client, progress_bar};
 
 /// librdkafka's default `session.timeout.ms`.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(45_000);
@@ -146,8 +146,8 @@ impl Survey {
     }
 
     /// What the progress bar shows.
-    pub fn view(&self) -> progress::LagView {
-        progress::LagView {
+    pub fn view(&self) -> progress_bar::LagView {
+        progress_bar::LagView {
             lag: self.lag(),
             held: self.held(),
             partitions: self.partitions.len(),

@@ -28,14 +28,14 @@ pub mod destination;
 pub mod dlq;
 mod error;
 mod fetch;
-pub mod inspect;
 mod intake;
 pub mod lag;
 pub mod metrics;
 pub mod nested;
-pub mod progress;
+pub mod progress_bar;
 mod reread;
 pub mod schemas;
+pub mod show_rows;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -81,7 +81,7 @@ pub struct LoadOptions {
     /// takes its predecessor's partitions without waiting for its session to time out.
     pub group_instance_id: Option<String>,
     /// The terminal's progress bar (hidden by default).
-    pub progress: progress::LoadProgress,
+    pub progress: progress_bar::LoadProgress,
     /// How long to wait for a Kafka broker that cannot be reached before failing (`None`:
     /// for ever, saying so every few seconds).
     pub broker_timeout: Option<Duration>,

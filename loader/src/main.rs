@@ -95,15 +95,15 @@ enum OnErrorArg {
 async fn main() -> ExitCode {
     let args = Args::parse();
     // A bar only for people: not with JSON logs, and never when stderr is not a terminal.
-    let bars = common::progress::terminal_bars(!args.no_progress && !args.log_json);
+    let bars = common::terminal::terminal_bars(!args.no_progress && !args.log_json);
     match &bars {
         Some(multi) => common::cli::init_logging_to(
             args.log_json,
-            common::progress::LogWriter::new(multi.clone()),
+            common::terminal::LogWriter::new(multi.clone()),
         ),
         None => common::cli::init_logging(args.log_json),
     }
-    let progress = loader::progress::LoadProgress::new(bars.as_ref());
+    let progress = loader::progress_bar::LoadProgress::new(bars.as_ref());
     let dead_letters_ok = args.dead_letters_ok;
     match load(args, progress).await {
         Ok(report) if report.dead_letters > 0 => {
@@ -141,7 +141,7 @@ async fn main() -> ExitCode {
 
 async fn load(
     args: Args,
-    progress: loader::progress::LoadProgress,
+    progress: loader::progress_bar::LoadProgress,
 ) -> anyhow::Result<loader::LoadReport> {
     if let Some(addr) = &args.metrics_addr {
         let health = loader::metrics::health();
@@ -210,7 +210,7 @@ async fn load(
             .strip_prefix("sqlite://")
             .or_else(|| destination.strip_prefix("sqlite:"))
             .unwrap_or(&destination);
-        let summary = loader::inspect::sqlite_summary(std::path::Path::new(path), rows)
+        let summary = loader::show_rows::sqlite_summary(std::path::Path::new(path), rows)
             .with_context(|| format!("reading {path} for --show-rows"))?;
         print!("{summary}");
     }

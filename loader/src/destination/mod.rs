@@ -145,7 +145,7 @@ pub struct RunEnd {
 
 impl RunEnd {
     /// The run id as the destinations store it (run ids are checked to fit when read, see
-    /// [`common::runs::parse_run`]).
+    /// [`common::run_markers::parse_run`]).
     pub fn run_id(&self) -> i64 {
         i64::try_from(self.run).unwrap_or(i64::MAX)
     }

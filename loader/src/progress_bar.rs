@@ -42,7 +42,7 @@ pub struct LoadProgress {
 }
 
 impl LoadProgress {
-    /// A bar drawn by `multi` (see [`common::progress::terminal_bars`]); hidden without one.
+    /// A bar drawn by `multi` (see [`common::terminal::terminal_bars`]); hidden without one.
     pub fn new(multi: Option<&MultiProgress>) -> Self {
         let bar = multi.map(|multi| {
             let bar = multi.add(ProgressBar::new_spinner());
