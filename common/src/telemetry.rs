@@ -143,6 +143,20 @@ pub fn render(registry: &Registry) -> Result<String, String> {
     String::from_utf8(out).map_err(|e| e.to_string())
 }
 
+/// The metric families of `registry` that `docs` (docs/operations.md) has no table row
+/// for (a line starting `| \`name`), with how many families there are: each binary's
+/// tests keep its metrics documented with it.
+pub fn undocumented(registry: &Registry, docs: &str) -> (usize, Vec<String>) {
+    let families = registry.gather();
+    let missing = families
+        .iter()
+        .map(|family| family.name())
+        .filter(|name| !docs.contains(&format!("| `{name}")))
+        .map(str::to_owned)
+        .collect();
+    (families.len(), missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

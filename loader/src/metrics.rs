@@ -268,14 +268,11 @@ mod tests {
     #[test]
     fn docs_operations_lists_every_metric() {
         let docs = include_str!("../../docs/operations.md");
-        let families = registry().gather();
-        assert!(families.len() >= 5);
-        for family in families {
-            let name = family.name();
-            assert!(
-                docs.contains(&format!("| `{name}")),
-                "docs/operations.md's metrics table lacks {name}"
-            );
-        }
+        let (families, missing) = common::telemetry::undocumented(&registry(), docs);
+        assert!(families >= 5, "{families}");
+        assert!(
+            missing.is_empty(),
+            "docs/operations.md's metrics table lacks {missing:?}"
+        );
     }
 }

@@ -103,6 +103,33 @@ pub(super) fn check_not_reserved(table: &str) -> Result<(), DestinationError> {
     Ok(())
 }
 
+/// Appends the column list of a `CREATE TABLE`: `"id" TYPE NOT NULL, …, PRIMARY KEY
+/// ("id")`, columns in schema order, each name written by `push` and typed by
+/// `column_type`; primary key columns are always `NOT NULL`.
+pub(super) fn push_column_defs<T: AsRef<str>>(
+    sql: &mut String,
+    schema: &TableSchema,
+    push: fn(&mut String, &str),
+    column_type: impl Fn(&Field) -> T,
+) {
+    for (index, field) in schema.fields.iter().enumerate() {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        push(sql, &field.name);
+        sql.push(' ');
+        sql.push_str(column_type(field).as_ref());
+        if !field.nullable || schema.primary_key.contains(&field.name) {
+            sql.push_str(" NOT NULL");
+        }
+    }
+    if !schema.primary_key.is_empty() {
+        sql.push_str(", PRIMARY KEY (");
+        push_list(sql, schema.primary_key.iter().map(String::as_str), push);
+        sql.push(')');
+    }
+}
+
 /// Appends ` ON CONFLICT ("k", …) DO UPDATE SET "a" = excluded."a", …` over the fields
 /// outside the key, `DO NOTHING` when every field is in it; each name written by `push` (a
 /// destination's identifier quoting). With a version column the schema has, an older

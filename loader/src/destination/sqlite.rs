@@ -814,26 +814,9 @@ fn create_table_sql(table: &str, schema: &TableSchema) -> String {
     let mut sql = String::from("CREATE TABLE ");
     push_ident(&mut sql, table);
     sql.push_str(" (");
-    for (index, field) in schema.fields.iter().enumerate() {
-        if index > 0 {
-            sql.push_str(", ");
-        }
-        push_ident(&mut sql, &field.name);
-        sql.push(' ');
-        sql.push_str(column_type(field.data_type));
-        if !field.nullable || schema.primary_key.contains(&field.name) {
-            sql.push_str(" NOT NULL");
-        }
-    }
-    if !schema.primary_key.is_empty() {
-        sql.push_str(", PRIMARY KEY (");
-        push_list(
-            &mut sql,
-            schema.primary_key.iter().map(String::as_str),
-            push_ident,
-        );
-        sql.push(')');
-    }
+    sql::push_column_defs(&mut sql, schema, push_ident, |field| {
+        column_type(field.data_type)
+    });
     sql.push(')');
     sql
 }

@@ -71,26 +71,7 @@ pub(super) fn info_type(data_type: DataType) -> &'static str {
 /// `CREATE TABLE IF NOT EXISTS "s"."t" ("id" BIGINT NOT NULL, …, PRIMARY KEY ("id"))`.
 pub(super) fn create_table_sql(qualified: &str, schema: &TableSchema) -> String {
     let mut sql = format!("CREATE TABLE IF NOT EXISTS {qualified} (");
-    for (index, field) in schema.fields.iter().enumerate() {
-        if index > 0 {
-            sql.push_str(", ");
-        }
-        push_ident(&mut sql, &field.name);
-        sql.push(' ');
-        sql.push_str(&column_type(field));
-        if !field.nullable || schema.primary_key.contains(&field.name) {
-            sql.push_str(" NOT NULL");
-        }
-    }
-    if !schema.primary_key.is_empty() {
-        sql.push_str(", PRIMARY KEY (");
-        push_list(
-            &mut sql,
-            schema.primary_key.iter().map(String::as_str),
-            push_ident,
-        );
-        sql.push(')');
-    }
+    sql::push_column_defs(&mut sql, schema, push_ident, column_type);
     sql.push(')');
     sql
 }
