@@ -15,7 +15,8 @@ dlt's state between runs, so a second call with the same arguments is dlt's seco
 The output JSON:
   {"state": {resource: {cursor_path: last_value}},   # dlt's incremental state
    "tables": {table: {"parent": table | null,
-                      "columns": {column: {"data_type", "nullable", "primary_key"}}}}}
+                      "columns": {column: {"data_type", "nullable", "primary_key"}}}},
+   "primary_keys": {table: [column, ...]}}           # as the config orders them
 """
 
 import argparse
@@ -95,6 +96,21 @@ def incremental_state(pipeline, source_name):
     return out
 
 
+def primary_keys(doc):
+    """{table: [primary key columns]} in the config's order (dlt's schema marks the columns
+    but keeps no order, which a composite key's text needs)."""
+    defaults = doc.get("resource_defaults") or {}
+    out = {}
+    for resource in doc.get("resources", []):
+        if not isinstance(resource, dict):
+            continue
+        key = resource.get("primary_key", defaults.get("primary_key"))
+        if key:
+            table = resource.get("table_name", resource["name"])
+            out[table] = [key] if isinstance(key, str) else list(key)
+    return out
+
+
 def tables(pipeline):
     schema = pipeline.default_schema
     out = {}
@@ -130,7 +146,11 @@ def main():
     pipeline.run(source)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(
-            {"state": incremental_state(pipeline, source.name), "tables": tables(pipeline)},
+            {
+                "state": incremental_state(pipeline, source.name),
+                "tables": tables(pipeline),
+                "primary_keys": primary_keys(doc),
+            },
             f,
             indent=1,
             default=str,
