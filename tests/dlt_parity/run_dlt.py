@@ -143,7 +143,13 @@ def main():
         dataset_name="main",
         pipelines_dir=args.pipelines_dir,
     )
-    pipeline.run(source)
+    try:
+        pipeline.run(source)
+    except Exception as e:  # the root cause, short, for the test's report
+        cause = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        sys.exit(f"run_dlt: dlt failed: {type(cause).__name__}: {cause}")
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(
             {
