@@ -984,7 +984,9 @@ fn run_dlt(python: &Path, case: &Case, api: &DemoApi, dir: &Path) -> Result<Valu
         .arg(&out)
         .env("API_KEY", API_KEY)
         .env("CLIENT_ID", CLIENT_ID)
-        .env("RUNTIME__LOG_LEVEL", "WARNING");
+        .env("RUNTIME__LOG_LEVEL", "WARNING")
+        // No anonymous usage report to dlthub from a test run.
+        .env("RUNTIME__DLTHUB_TELEMETRY", "false");
     let _ = run_ok(cmd, RUN)?;
     Ok(serde_json::from_str(&std::fs::read_to_string(&out)?)?)
 }
