@@ -1191,3 +1191,36 @@ fn the_project_loads_what_dlt_loads() -> Result<()> {
     }
     Ok(())
 }
+
+/// Every config of the allow-list has its row in docs/config.md's "Differences from dlt",
+/// and each row names configs that exist (the backticked names before its first `:`).
+#[test]
+fn the_allow_list_is_documented() -> Result<()> {
+    let docs = std::fs::read_to_string(repo_root().join("docs/config.md"))?;
+    let section = docs
+        .split("## Differences from dlt")
+        .nth(1)
+        .context("docs/config.md has no section \"Differences from dlt\"")?;
+    let configs = repo_root().join("tests/dlt_parity/configs");
+    let mut documented = BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        let names = first.split(':').next().unwrap_or_default();
+        for name in names.split('`').skip(1).step_by(2) {
+            anyhow::ensure!(
+                configs.join(format!("{name}.toml")).exists(),
+                "docs/config.md, Differences from dlt, names `{name}`: no such config under \
+                 tests/dlt_parity/configs"
+            );
+            let _ = documented.insert(name.to_owned());
+        }
+    }
+    for k in KNOWN {
+        anyhow::ensure!(
+            documented.contains(k.config),
+            "docs/config.md, Differences from dlt: no row for `{}`",
+            k.config
+        );
+    }
+    Ok(())
+}
