@@ -33,6 +33,7 @@ scripts/ensure-kafka.sh >/dev/null
 scripts/ensure-registry.sh >/dev/null
 scripts/ensure-pytools.sh >/dev/null  # tests/tests/interop.rs: confluent-kafka (Python)
 scripts/ensure-avro.sh >/dev/null     # tests/tests/interop.rs: Apache Avro (Java)
+scripts/ensure-dlt.sh >/dev/null      # tests/tests/dlt_parity.rs: dlt 1.31 (Python)
 scripts/ensure-postgres.sh
 # The server is there now: a PostgreSQL test that cannot reach it fails, never skips.
 export TEST_POSTGRES_REQUIRED=1
