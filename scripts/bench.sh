@@ -1,37 +1,51 @@
 #!/usr/bin/env bash
-# The benchmark suite (issue 5), side by side in one invocation, on the demo API and a
-# local Tansu broker (SQLite storage), release build:
+# The benchmark suite, side by side in one invocation, on the demo API and a local broker
+# (Apache Kafka by default, one KRaft node from scripts/kafka-broker.sh; `--broker tansu`
+# for the embedded default, Tansu with SQLite storage), release build:
 #   1. end to end, 100k records, limit 100, no latency: first load
 #   2. the same, merge re-run with 10% of the records changed
 #   3. 20k records with 20 ms latency per request
 #   4. loader alone: replay a pre-filled topic of 1M records into a fresh SQLite file, and
 #      into PostgreSQL (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
-#   5. floors: bare producer / consumer of 1M messages of the records' size (the broker's
-#      ceiling) and a bare rusqlite upsert of 1M rows, with `tags` as a JSON column and as
-#      child rows (`--children`, the loader's shape), the latter also in the order the
-#      loader gets the rows from this broker (`--partitions 6`: partition by partition)
+#   5. floors: bare rdkafka producer / consumer of 1M messages of the records' size (the
+#      broker's ceiling for the clients the binaries use), on Kafka also Kafka's own
+#      kafka-producer-perf-test / kafka-consumer-perf-test (ProducerPerformance,
+#      ConsumerPerformance from the same jars as the broker), and a bare rusqlite upsert of
+#      1M rows, with `tags` as a JSON column and as child rows (`--children`, the loader's
+#      shape), the latter also in partition-by-partition order (`--partitions 6`)
+#   6. the Kafka Connect peer (PostgreSQL reachable; skip with --no-connect): a standalone
+#      Kafka Connect worker (connect-runtime, the broker's jars) with Debezium's JDBC sink
+#      (scripts/ensure-connect.sh; upsert, primary key `id` from the value) loads 100k and
+#      1M records from a topic of JSON with schemas (Kafka's JsonConverter; `sender`
+#      flattened by the Flatten SMT, `tags` as JSON text), beside the loader replaying the
+#      same records from its Avro topic with max_table_nesting = 0 (tags as a JSON column,
+#      the same table shape). The worker is timed from its start (JVM and plugin scan
+#      included) and, as `steady`, from its first row to its last.
 #   Cases 1-3 run stage by stage (extractor, then loader) and again as `pipeline`: both
 #   started together on a fresh pipeline, timed until the loader's /metrics counts them all.
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
 #
-#   scripts/bench.sh [--quick] [--dlt] [--dlt-records N]
+#   scripts/bench.sh [--quick] [--broker kafka|tansu] [--dlt] [--dlt-records N] [--no-connect]
 #
 # BENCH_MAX_TABLE_NESTING=0 keeps lists (the demo's `tags`) as JSON columns instead of the
 # `communications_data__tags` child table (to compare the two).
-# --quick divides the record counts by 10. Prints a table: wall seconds, rows/s, CPU
-# seconds per 100k rows and peak RSS per stage and case. Everything lives in .bench/.
+# --quick divides the record counts by 10. Prints the machine, date, commit and broker,
+# then a table: wall seconds, rows/s, CPU seconds per 100k rows and peak RSS per stage and
+# case. Everything lives in .bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/lib.sh
 
-scale=1; with_dlt=0; dlt_records=""
+scale=1; with_dlt=0; dlt_records=""; broker=kafka; with_connect=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) scale=10 ;;
     --dlt) with_dlt=1 ;;
     --dlt-records) dlt_records="$2"; shift ;;
+    --broker) broker="$2"; shift ;;
+    --no-connect) with_connect=0 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -39,7 +53,11 @@ done
 n1=$((100000 / scale)); n3=$((20000 / scale)); n4=$((1000000 / scale))
 dlt_records="${dlt_records:-$n1}"
 
-scripts/ensure-tansu.sh
+case "$broker" in
+  kafka) kafka_libs=$(scripts/ensure-kafka.sh) ;;
+  tansu) scripts/ensure-tansu.sh ;;
+  *) echo "--broker kafka or tansu, not $broker" >&2; exit 2 ;;
+esac
 cargo build --release --locked --bins
 bin=target/release
 run=.bench/run
@@ -50,10 +68,13 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-
-(cd "$run" && exec tansu broker --storage-engine sqlite://tansu.db \
-  --listener-url "tcp://127.0.0.1:$broker_port" \
-  --advertised-listener-url "tcp://127.0.0.1:$broker_port" >tansu.log 2>&1) &
+if [ "$broker" = kafka ]; then
+  scripts/kafka-broker.sh "$run/kafka" "$broker_port" "$((broker_port + 1))" >"$run/kafka.log" 2>&1 &
+else
+  (cd "$run" && exec tansu broker --storage-engine sqlite://tansu.db \
+    --listener-url "tcp://127.0.0.1:$broker_port" \
+    --advertised-listener-url "tcp://127.0.0.1:$broker_port" >tansu.log 2>&1) &
+fi
 pids+=($!)
 wait_port "$broker_port"
 
@@ -170,9 +191,104 @@ size=$(awk -v n="$n4" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) 
 size=${size:-300}
 measure "5-floor" producer "$n4" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4" --size "$size"
 measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4"
+if [ "$broker" = kafka ]; then
+  java_tool=(java -Xms256m -Xmx1g -Dlog4j2.configurationFile=scripts/kafka/log4j2.properties -cp "$kafka_libs/*")
+  measure "5-floor" kafka-producer-perf "$n4" "${java_tool[@]}" org.apache.kafka.tools.ProducerPerformance \
+    --bootstrap-server "127.0.0.1:$broker_port" --topic floor-java --num-records "$n4" \
+    --record-size "$size" --throughput -1 \
+    --command-property acks=all linger.ms=20 batch.size=1048576 enable.idempotence=true
+  measure "5-floor" kafka-consumer-perf "$n4" "${java_tool[@]}" org.apache.kafka.tools.ConsumerPerformance \
+    --bootstrap-server "127.0.0.1:$broker_port" --topic floor-java --num-records "$n4" --timeout 60000
+fi
 measure "5-floor" rusqlite-upsert "$n4" "$bin/bench-floor" upsert --db "$run/floor.db" --count "$n4"
 measure "5-floor" rusqlite-upsert-children "$n4" "$bin/bench-floor" upsert --db "$run/floor-children.db" --count "$n4" --children
 measure "5-floor" rusqlite-upsert-child-p6 "$n4" "$bin/bench-floor" upsert --db "$run/floor-children-p6.db" --count "$n4" --children --partitions 6
+
+# 6: the Kafka Connect peer, beside the loader on the same records and table shape.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# connect_peer CASE ROWS TOPIC: a standalone worker with Debezium's JDBC sink upserts the
+# topic's JSON records into PostgreSQL; timed until the table holds ROWS rows.
+connect_peer() {
+  local case="$1" rows="$2" topic="$3" dir="$run/connect-$1" table="bench_connect_${1//-/_}"
+  local hz t0 t1 tf="" cf=0 nf=0 c1 hwm pid n deadline
+  hz=$(getconf CLK_TCK)
+  mkdir -p "$dir"
+  psql "$pg_url" -qc "DROP TABLE IF EXISTS public.$table" >/dev/null 2>&1
+  cat >"$dir/worker.properties" <<PROPS
+bootstrap.servers=127.0.0.1:$broker_port
+key.converter=org.apache.kafka.connect.storage.StringConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter.schemas.enable=true
+offset.storage.file.filename=$dir/offsets
+plugin.path=$connect_plugins
+listeners=http://127.0.0.1:$((broker_port + 2))
+consumer.max.poll.records=5000
+PROPS
+  cat >"$dir/sink.properties" <<PROPS
+name=bench-$case
+connector.class=io.debezium.connector.jdbc.JdbcSinkConnector
+tasks.max=1
+topics=$topic
+connection.url=jdbc:${pg_jdbc}
+connection.username=${pg_user}
+connection.password=
+insert.mode=upsert
+primary.key.mode=record_value
+primary.key.fields=id
+schema.evolution=basic
+collection.name.format=$table
+batch.size=5000
+transforms=flatten
+transforms.flatten.type=org.apache.kafka.connect.transforms.Flatten\$Value
+transforms.flatten.delimiter=__
+PROPS
+  t0=$(date +%s.%N)
+  "${java_tool[@]}" org.apache.kafka.connect.cli.ConnectStandalone "$dir/worker.properties" \
+    "$dir/sink.properties" >"$dir/connect.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  deadline=$((SECONDS + 1200))
+  while :; do
+    n=$(psql "$pg_url" -tAc "SELECT count(*) FROM public.$table" 2>/dev/null || echo 0)
+    n=${n:-0}
+    if [ -z "$tf" ] && [ "$n" -gt 0 ]; then tf=$(date +%s.%N); cf=$(cpu_ticks "$pid"); nf=$n; fi
+    [ "$n" -ge "$rows" ] && break
+    if [ $SECONDS -gt $deadline ] || ! kill -0 "$pid" 2>/dev/null; then
+      echo "$case connect: $n of $rows rows; see $dir/connect.log" >&2
+      kill "$pid" 2>/dev/null || true
+      printf '%s\t%s\t%s\tFAILED\n' "$case" connect-jdbc "$rows" >>"$results"
+      return 0
+    fi
+    sleep 0.25
+  done
+  t1=$(date +%s.%N); c1=$(cpu_ticks "$pid"); hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  awk -v c="$case" -v r="$rows" -v nf="$nf" -v t0="$t0" -v tf="$tf" -v t1="$t1" -v cf="$cf" -v c1="$c1" -v hz="$hz" -v m="$hwm" 'BEGIN {
+    printf "%s\tconnect-jdbc\t%d\t%.2f\t%.2f\t%d\n", c, r, t1 - t0, c1 / hz, m
+    printf "%s\tconnect-jdbc-steady\t%d\t%.2f\t%.2f\t%d\n", c, r - nf, t1 - tf, (c1 - cf) / hz, m
+  }' >>"$results"
+}
+if [ "$with_connect" = 1 ] && [ "$broker" = kafka ] && psql "$pg_url" -qc "SELECT 1" >/dev/null 2>&1; then
+  connect_plugins=$(scripts/ensure-connect.sh)
+  # The same server as pg_url, as a JDBC URL (host, port, database; user separately).
+  pg_user=$(echo "$pg_url" | sed -E 's#^postgres(ql)?://([^:@/]+).*#\2#')
+  pg_jdbc="postgresql://$(echo "$pg_url" | sed -E 's#^postgres(ql)?://([^@]*@)?##')"
+  start_api "$n1" 0; config c6 "http://127.0.0.1:$api_port"
+  sed -i 's/^\[resource_defaults\]$/[resource_defaults]\nmax_table_nesting = 0/' "$run/c6.toml"
+  # The same pipeline (its schema topic names the writer schemas), read by another group.
+  sed 's/^\[resource_defaults\]$/[resource_defaults]\nmax_table_nesting = 0/' "$run/c4.toml" >"$run/c4flat.toml"
+  measure "6-prefill" extractor "$n1" "$bin/extractor" --config "$run/c6.toml"
+  measure "6-prefill" connect-json "$n1" "$bin/bench-floor" connect-json --brokers "127.0.0.1:$broker_port" --topic connect-100k --count "$n1"
+  measure "6-prefill" connect-json "$n4" "$bin/bench-floor" connect-json --brokers "127.0.0.1:$broker_port" --topic connect-1m --count "$n4"
+  for c in "6-connect-$n1:$n1:c6:connect-100k" "6-connect-$n4:$n4:c4flat:connect-1m"; do
+    IFS=: read -r case rows cfg topic <<<"$c"
+    schema="bench_${cfg}"
+    psql "$pg_url" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null 2>&1
+    measure "$case" loader-postgres-flat "$rows" "$bin/loader" --config "$run/$cfg.toml" --destination "$pg_url?schema=$schema" --until-caught-up --group-id "$cfg-pg"
+    connect_peer "$case" "$rows" "$topic"
+  done
+fi
 
 # dlt on cases 1-3.
 if [ "$with_dlt" = 1 ]; then
@@ -190,7 +306,8 @@ if [ "$with_dlt" = 1 ]; then
 fi
 
 echo
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "machine: $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)'); broker: $broker$([ "$broker" = kafka ] && basename "$(dirname "$kafka_libs")" | sed 's/^/ (/; s/$/)/')"
 printf '%-16s %-24s %9s %9s %10s %14s %9s\n' case stage rows wall_s rows/s cpu_s/100k peak_MB
 awk -F'\t' '{
   if ($4 == "FAILED") { printf "%-16s %-24s %9s %9s\n", $1, $2, $3, "FAILED"; next }
@@ -198,7 +315,7 @@ awk -F'\t' '{
 }' "$results"
 echo
 echo "end to end = extractor + loader run one after the other (wall seconds add up):"
-awk -F'\t' '$4 != "FAILED" && ($2 == "extractor" || $2 ~ /^loader/) && $1 !~ /^4/ {
+awk -F'\t' '$4 != "FAILED" && ($2 == "extractor" || $2 ~ /^loader/) && $1 !~ /^[46]/ {
   w[$1] += $4; c[$1] += $5; r[$1] = $3
 } END { for (k in w) printf "  %-16s %9.2f s %10.0f rows/s %8.2f cpu_s/100k\n", k, w[k], r[k] / w[k], c[k] / r[k] * 100000 }' "$results" | sort
 echo
@@ -214,6 +331,11 @@ awk -F'\t' '$4 != "FAILED" {
   }
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare consumer, loader stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/consumer"], 100 * rate["1-first-load/loader"] / rate["5-floor/consumer"]
+  for (k in rate) if (k ~ /^6-connect-[0-9]+\/loader-postgres-flat$/) {
+    c = substr(k, 1, index(k, "/") - 1)
+    if ((c "/connect-jdbc-steady") in rate)
+      printf "  %-16s loader-postgres %.1fx the Kafka Connect JDBC sink rows/s (steady; %.1fx from its start), CPU per row 1/%.1f of it\n", c, rate[k] / rate[c "/connect-jdbc-steady"], rate[k] / rate[c "/connect-jdbc"], cpu[c "/connect-jdbc-steady"] / cpu[k]
+  }
   if ("5-floor/rusqlite-upsert" in cpu && "4-replay/loader-sqlite" in cpu)
     printf "  4-replay         loader-sqlite CPU per row %.1fx the bare upsert\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert"]
   if ("5-floor/rusqlite-upsert-children" in cpu && "4-replay/loader-sqlite" in cpu)

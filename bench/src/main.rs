@@ -7,6 +7,8 @@
 //!   it (`t__tags`, keyed `(_dlt_root_id, _dlt_id)`, the record's old tags deleted first;
 //!   1.5 tags per record as in the demo API); with `--partitions N`, in the order a
 //!   consumer gets the rows when the broker hands out one partition after another.
+//! - `connect-json`: the demo API's records as Kafka Connect's `JsonConverter` reads them
+//!   (schema and payload in each message), for the Kafka Connect peer in the bench.
 //!
 //! Each prints one line: `<what> count=N seconds=S per_second=R`.
 
@@ -49,6 +51,18 @@ enum What {
         #[arg(long)]
         count: u64,
     },
+    /// Produce the demo API's first `count` records (revision 0) as JSON with schemas, for
+    /// Kafka Connect's `JsonConverter`: keyed by `id`; `sender` a nested struct (the
+    /// connector flattens it with `__`, as the loader names the columns), `tags` the
+    /// list's JSON text, the timestamps Connect `Timestamp`s (epoch milliseconds).
+    ConnectJson {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        count: u64,
+    },
     /// Upsert `count` rows into a fresh SQLite file.
     Upsert {
         #[arg(long)]
@@ -80,6 +94,15 @@ fn main() -> Result<()> {
             topic,
             count,
         } => ("consume", count, consume(&brokers, &topic, count)?),
+        What::ConnectJson {
+            brokers,
+            topic,
+            count,
+        } => (
+            "connect-json",
+            count,
+            connect_json(&brokers, &topic, count)?,
+        ),
         What::Upsert {
             db,
             count,
@@ -99,6 +122,79 @@ fn main() -> Result<()> {
 }
 
 fn produce(brokers: &str, topic: &str, count: u64, size: usize) -> Result<f64> {
+    let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    send_all(brokers, topic, count, |i| (i.to_string(), payload.clone()))
+}
+
+/// Connect's schema of a field: `(name, type, optional)`, or a named logical type.
+fn connect_field(name: &str, kind: &str, optional: bool) -> serde_json::Value {
+    serde_json::json!({ "field": name, "type": kind, "optional": optional })
+}
+
+fn connect_json(brokers: &str, topic: &str, count: u64) -> Result<f64> {
+    let timestamp = |name: &str| {
+        serde_json::json!({ "field": name, "type": "int64", "optional": false,
+            "name": "org.apache.kafka.connect.data.Timestamp", "version": 1 })
+    };
+    let address = serde_json::json!({ "field": "address", "type": "struct", "optional": false,
+        "fields": [connect_field("country", "string", false), connect_field("city", "string", false)] });
+    let sender = serde_json::json!({ "field": "sender", "type": "struct", "optional": false,
+        "fields": [connect_field("name", "string", false), address] });
+    let schema = serde_json::json!({
+        "type": "struct", "name": "communications_data", "optional": false,
+        "fields": [
+            connect_field("id", "int64", false),
+            connect_field("customer_id", "int64", false),
+            connect_field("channel", "string", false),
+            connect_field("direction", "string", false),
+            connect_field("status", "string", false),
+            connect_field("body", "string", false),
+            timestamp("created_at"),
+            timestamp("updated_at"),
+            sender,
+            connect_field("tags", "string", false),
+            connect_field("cost", "double", false),
+            connect_field("duration_seconds", "int64", true),
+            connect_field("sentiment", "double", false),
+            connect_field("is_read", "boolean", false),
+            connect_field("external_ref", "int64", false),
+            connect_field("campaign_id", "string", true),
+        ]
+    });
+    let millis = |v: &serde_json::Value| -> Result<i64> {
+        let text = v.as_str().context("a timestamp is text")?;
+        Ok(chrono::DateTime::parse_from_rfc3339(text)?.timestamp_millis())
+    };
+    let mut failure = None;
+    let seconds = send_all(brokers, topic, count, |i| {
+        let mut r = demo_api::record::record(i, 0, 0, count);
+        let key = r["id"].to_string();
+        let converted = (|| -> Result<()> {
+            r["created_at"] = millis(&r["created_at"])?.into();
+            r["updated_at"] = millis(&r["updated_at"])?.into();
+            r["tags"] = r["tags"].to_string().into();
+            Ok(())
+        })();
+        if let (Err(e), None) = (converted, &failure) {
+            failure = Some(e);
+        }
+        let message = serde_json::json!({ "schema": schema, "payload": r });
+        (key, message.to_string().into_bytes())
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(seconds),
+    }
+}
+
+/// Sends `count` messages, `message(i)` giving each one's key and payload, to a topic of
+/// 6 partitions (made if missing), and waits for every ack.
+fn send_all(
+    brokers: &str,
+    topic: &str,
+    count: u64,
+    mut message: impl FnMut(u64) -> (String, Vec<u8>),
+) -> Result<f64> {
     // The extractor's producer settings, so the ceiling is for the same kind of traffic.
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -121,10 +217,9 @@ fn produce(brokers: &str, topic: &str, count: u64, size: usize) -> Result<f64> {
             Err((name, code)) => bail!("creating topic {name}: {code}"),
         }
     }
-    let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
     let started = Instant::now();
     for i in 0..count {
-        let key = i.to_string();
+        let (key, payload) = message(i);
         let mut record = BaseRecord::to(topic).key(key.as_str()).payload(&payload);
         loop {
             match producer.send(record) {

@@ -16,7 +16,7 @@ mod hostile_paging;
 mod hostile_records;
 mod incremental;
 mod paging;
-mod record;
+pub mod record; // the record set, also used by the bench's Kafka Connect peer
 mod throttle;
 
 use std::collections::{HashMap, VecDeque};
