@@ -176,8 +176,24 @@ fn add_message(
         }
         WriteDisposition::Merge | WriteDisposition::Append => route.table.clone(),
     };
-    let decoded = schemas
-        .decoder(payload, &route.primary_key)
+    let decoded = match schemas.decoder(payload, &route.primary_key) {
+        // The schema topic itself cannot be read (missing: another `pipeline.name` than
+        // the extractor's; or the broker failing): no record could be decoded, so fail
+        // instead of dead-lettering every one. Nothing is written; the records stay.
+        Err(e @ SchemaLookupError::SchemaTopic { .. }) => {
+            return Err(LoadError::Record {
+                topic: msg.topic().to_owned(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+                message: format!(
+                    "{e} (`pipeline.schema_topic`, by default `_<pipeline.name>_schemas`, \
+                     must be the extractor's)"
+                ),
+            });
+        }
+        other => other,
+    };
+    let decoded = decoded
         .map_err(|e: SchemaLookupError| e.to_string())
         .and_then(|(decoder, datum)| {
             let row = decoder.decode(datum).map_err(|e| e.to_string())?;

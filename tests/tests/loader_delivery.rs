@@ -797,3 +797,49 @@ endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type
     loader.kill();
     Ok(())
 }
+
+/// A loader whose `pipeline.name` is not the extractor's looks for another schema topic,
+/// which does not exist: it fails naming that topic and the first record, instead of
+/// dead-lettering every record (it did, one every 200 ms, and ignored SIGTERM meanwhile).
+#[test]
+fn a_loader_of_another_pipeline_name_fails_instead_of_dead_lettering() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = Broker::start(dir.path())?;
+    let api = DemoApi::start(150, &[])?;
+    let pipeline = Pipeline::new(&broker, &api, "schemaname", "")?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    // The same topics, another pipeline name, so another schema topic.
+    let text = std::fs::read_to_string(&pipeline.config)?.replacen(
+        "name = \"schemaname\"",
+        "name = \"othername\"",
+        1,
+    );
+    std::fs::write(&pipeline.config, text)?;
+    let mut loader = pipeline.loader()?;
+    let _ = loader.arg("--until-caught-up");
+    let out = run(loader, RUN)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "the loader succeeded:\n{stderr}");
+    for wanted in [
+        "topic `schemaname.communications_data` partition ",
+        "reading the schema topic `_othername_schemas`",
+        "`pipeline.schema_topic`, by default `_<pipeline.name>_schemas`, must be the extractor's",
+    ] {
+        ensure!(stderr.contains(wanted), "{wanted:?} not in:\n{stderr}");
+    }
+    ensure!(
+        !stderr.contains("dead-letter topic"),
+        "a record was dead-lettered:\n{stderr}"
+    );
+    // Nothing was written: no table, no offsets past the start.
+    let rows: i64 = pipeline
+        .sqlite()?
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'communications_data'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    ensure!(rows == 0, "the table was created");
+    Ok(())
+}
