@@ -32,6 +32,8 @@ struct Node {
     /// That slot's [`Slot::raw`] (`None` for the root).
     raw_prefix: Option<String>,
     children: FastMap<String, usize>,
+    /// How many objects deep its keys are: 0 for the record's own keys.
+    depth: usize,
 }
 
 /// One raw JSON key under one node, with its normalised full name cached.
@@ -43,8 +45,12 @@ struct Slot {
     field: Option<usize>,
     /// The node of its children, once an object was flattened here.
     child: Option<usize>,
-    /// A `data_type: json` hint: objects here stay JSON text.
+    /// A `data_type: json` hint, or a record's own key with `max_table_nesting = 0` (as
+    /// dlt's normaliser, which keeps objects at depth `max_table_nesting` or more whole):
+    /// objects here stay JSON text.
     json_hint: bool,
+    /// Its node's [`Node::depth`].
+    depth: usize,
     /// The raw key path as the API sent it, for messages: `"sender"."Name"`.
     raw: String,
     /// Another slot has the same name (`Name` and `name`): its values are checked per record.
@@ -91,6 +97,8 @@ pub struct SchemaBuilder {
     /// `Some(max_table_nesting)` when the loader makes child tables of this resource's
     /// lists ([`SchemaBuilder::with_child_tables`]).
     child_tables: Option<Option<usize>>,
+    /// `max_table_nesting`, which also bounds how deep objects are flattened.
+    max_nesting: Option<usize>,
 }
 
 impl SchemaBuilder {
@@ -164,6 +172,7 @@ impl SchemaBuilder {
             claims: Vec::new(),
             fresh_share: false,
             child_tables: None,
+            max_nesting: None,
         }
     }
 
@@ -173,7 +182,13 @@ impl SchemaBuilder {
     /// normalising to one column with different values, and numbers beyond range, are
     /// errors naming the root record here, before anything is published, rather than a
     /// loader that stops at the record.
+    ///
+    /// `max_table_nesting = 0` also keeps the record's objects whole, as in dlt (`sender`
+    /// one JSON field, not `sender__name`, …). dlt bounds flattening at any depth
+    /// (`max_table_nesting = 1` keeps `sender__address` whole); here objects are flattened
+    /// fully at 1 or more.
     pub fn with_child_tables(mut self, max_table_nesting: Option<usize>) -> Self {
+        self.max_nesting = max_table_nesting;
         if max_table_nesting != Some(0) && !self.table.primary_key.is_empty() {
             self.child_tables = Some(max_table_nesting);
         }
@@ -307,6 +322,7 @@ impl SchemaBuilder {
                         prefix: Some(self.slots[slot].name.clone()),
                         raw_prefix: Some(self.slots[slot].raw.clone()),
                         children: FastMap::default(),
+                        depth: self.slots[slot].depth + 1,
                     });
                     self.slots[slot].child = Some(child);
                     child
@@ -545,7 +561,12 @@ impl SchemaBuilder {
             Some(parent) => format!("{parent}.{key:?}"),
             None => format!("{key:?}"),
         };
-        let json_hint = self.hints.get(&name).and_then(|h| h.data_type) == Some(DataType::Json);
+        // dlt keeps an object at depth `max_table_nesting` or more whole; here only at 0,
+        // where the loader makes no child tables: at 1 or more it would take a JSON object
+        // field for a list of one (docs/config.md, Differences from dlt).
+        let depth = self.nodes[node].depth;
+        let json_hint = self.hints.get(&name).and_then(|h| h.data_type) == Some(DataType::Json)
+            || self.max_nesting == Some(0) && depth == 0;
         let slot = self.slots.len();
         let shared = match self.slot_names.get(&name) {
             Some(&first) => {
@@ -563,6 +584,7 @@ impl SchemaBuilder {
             field: None,
             child: None,
             json_hint,
+            depth,
             raw,
             shared,
         });

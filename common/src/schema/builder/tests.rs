@@ -40,6 +40,36 @@ fn flattens_nested_objects_and_keeps_lists_as_json() {
     assert!(page.schema_changed);
 }
 
+/// As dlt's normaliser: `max_table_nesting = 0` keeps a record's objects whole, one JSON
+/// field each; at 1 or more they are flattened fully (dlt would keep deeper ones whole).
+#[test]
+fn max_table_nesting_zero_keeps_objects_whole_as_dlt() {
+    let record = json!({
+        "id": 1,
+        "sender": {"address": {"city": "Oslo"}, "name": "Ann"},
+    });
+    let flattened = |nesting: Option<usize>| {
+        let mut b = builder(&["id"], &[]).with_child_tables(nesting);
+        let page = b.add_page(std::slice::from_ref(&record)).unwrap();
+        let names: Vec<String> = names(&b).iter().map(|n| n.to_string()).collect();
+        (names, page.rows[0].clone())
+    };
+    let (names0, row0) = flattened(Some(0));
+    assert_eq!(names0, ["id", "sender"]);
+    assert_eq!(
+        row0[1],
+        Some(Scalar::Json(
+            r#"{"address":{"city":"Oslo"},"name":"Ann"}"#.into()
+        ))
+    );
+    for nesting in [Some(1), Some(2), None] {
+        assert_eq!(
+            flattened(nesting).0,
+            ["id", "sender__address__city", "sender__name"]
+        );
+    }
+}
+
 #[test]
 fn infers_types() {
     let mut b = builder(&["id"], &[]);
