@@ -169,6 +169,18 @@ pub struct EndpointPlan {
 }
 
 impl EndpointPlan {
+    /// Sets the JSON body, also the one a `cursor_body_path` paginator puts its cursor into.
+    pub fn set_json(&mut self, json: Option<Value>) {
+        if let Paginator::Cursor(CursorPaginator {
+            target: CursorTarget::Body { body, .. },
+            ..
+        }) = &mut self.paginator
+        {
+            body.clone_from(&json);
+        }
+        self.json = json;
+    }
+
     /// The request for the paginator's `step`, as a run sends it.
     pub fn request(&self, step: NextRequest) -> Request {
         self.template().request(step)

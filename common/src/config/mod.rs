@@ -339,7 +339,9 @@ impl ResponseAction {
 
 /// One resource's incremental cursor, as dlt's `incremental` config: the start value (the
 /// last run's maximum of `cursor_path`, or `initial_value` on the first run) goes into
-/// `start_param` and the `{incremental.start_value}` placeholders of `params`.
+/// `start_param` and the `{incremental.start_value}` placeholders of the path, the params
+/// and the JSON body (see [`crate::template`]). On a dependent resource it is one cursor
+/// for all its records, as in dlt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incremental {
     pub start_param: Option<String>,
@@ -352,14 +354,6 @@ pub struct Incremental {
     /// the cursor state is left as it was (a backfill, as in dlt).
     pub end_value: Option<Value>,
 }
-
-/// The placeholders a param string may hold, as dlt names them (`last_value` is dlt's older
-/// name of `start_value`).
-pub const INCREMENTAL_PLACEHOLDERS: [&str; 3] = [
-    "{incremental.start_value}",
-    "{incremental.last_value}",
-    "{incremental.end_value}",
-];
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum Method {

@@ -19,7 +19,10 @@ use super::validate::*;
 use super::*;
 use crate::retry::RetryPolicy;
 use crate::schema::ColumnHint;
-use crate::template::{TemplatePart, parse_template, path_escape};
+use crate::template::{
+    IncrementalValue, Piece, TemplatePart, escape_braces, parse_template, path_escape,
+    single_placeholder, split_fields,
+};
 use crate::topic::{is_topic_char, topic_name_from, topic_problem};
 
 /// Seconds as written (`30`, `0.5`) to a duration; `None` if negative or not finite.
@@ -454,18 +457,14 @@ fn resolve_resource(
         raw_endpoint.incremental,
         problems,
     );
-    let (path, params, parent) = resolve_placeholders(at, path, params, problems);
-    if raw_endpoint
-        .json
-        .as_ref()
-        .is_some_and(|json| json.to_string().contains("{resources."))
-    {
-        problems.push(
-            format!("{at}.endpoint.json"),
-            "`{resources.<parent>.<field>}` placeholders are filled in the path and params, \
-             not (yet) in the JSON body",
-        );
-    }
+    let (path, params, parent) = resolve_placeholders(
+        at,
+        path,
+        params,
+        raw_endpoint.json.as_ref(),
+        incremental.as_ref(),
+        problems,
+    );
     if let Some(client) = client
         && let Err(e) = client.endpoint_url(&path)
     {
@@ -533,12 +532,17 @@ fn resolve_resource(
 /// dlt's dependent-resource forms, resolved to one: every `resolve` param and every path
 /// placeholder `{<param>}` that names one becomes a `{resources.<parent>.<field>}`
 /// placeholder (in the path, or as the param's value); a path placeholder naming a plain
-/// param is filled with its value, which leaves the params, as dlt binds it. Returns the
-/// path, the params and the parent the placeholders name.
+/// param is filled with its value, which leaves the params, as dlt binds it. Then every
+/// text of the path, the params and the JSON body (its keys too) is read as dlt reads it
+/// ([`parse_template`]): its `{incremental.…}` placeholders checked against `incremental`,
+/// its `{resources.…}` placeholders naming the parent. Returns the path, the params and the
+/// parent.
 fn resolve_placeholders(
     at: &str,
     path: String,
     raw_params: BTreeMap<String, ParamValue>,
+    json: Option<&Value>,
+    incremental: Option<&Incremental>,
     problems: &mut Problems,
 ) -> (String, BTreeMap<String, Value>, Option<String>) {
     let mut params = BTreeMap::new();
@@ -564,61 +568,89 @@ fn resolve_placeholders(
 
     // Path placeholders that name a param.
     let path_at = format!("{at}.endpoint.path");
-    let mut bound = String::with_capacity(path.len());
-    let mut rest = path.as_str();
-    while let Some(open) = rest.find(['{', '}']) {
-        bound.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}').filter(|_| rest[open..].starts_with('{')) else {
-            problems.push(&path_at, format!("`{path}`: unbalanced `{{` or `}}`"));
-            return (path.clone(), params, None);
-        };
-        let inner = &after[..close];
-        if inner.starts_with("resources.") {
-            bound.push('{');
-            bound.push_str(inner);
-            bound.push('}');
-        } else {
-            match params.remove(inner) {
-                Some(Value::String(text)) if text.starts_with("{resources.") => {
-                    bound.push_str(&text);
-                }
-                Some(Value::String(text)) => bound.push_str(&path_escape(&text)),
-                Some(other) => bound.push_str(&path_escape(&other.to_string())),
-                None => {
-                    problems.push(
-                        &path_at,
-                        format!(
-                            "`{path}`: placeholder `{{{inner}}}` is neither \
-                             `{{resources.<parent>.<field>}}` nor a param of this endpoint"
-                        ),
-                    );
-                    return (path.clone(), params, None);
-                }
-            }
+    let pieces = match split_fields(&path) {
+        Ok(pieces) => pieces,
+        Err(e) => {
+            problems.push(&path_at, e);
+            return (path, params, None);
         }
-        rest = &after[close + 1..];
-    }
-    bound.push_str(rest);
-
-    let mut parents: Vec<(String, String)> = Vec::new();
-    let mut collect = |key: String, text: &str, problems: &mut Problems| match parse_template(text)
-    {
-        Ok(parts) => {
-            for part in parts {
-                if let TemplatePart::Parent { resource, .. } = part
-                    && !parents.iter().any(|(p, _)| *p == resource)
-                {
-                    parents.push((resource, key.clone()));
-                }
-            }
-        }
-        Err(e) => problems.push(key, e),
     };
-    collect(path_at.clone(), &bound, problems);
+    let mut bound = String::with_capacity(path.len());
+    for piece in pieces {
+        let inner = match piece {
+            Piece::Literal(text) => {
+                bound.push_str(&escape_braces(&text));
+                continue;
+            }
+            Piece::Field(inner) => inner,
+        };
+        if inner.starts_with("resources.") || inner.starts_with("incremental.") {
+            bound.push('{');
+            bound.push_str(&inner);
+            bound.push('}');
+            continue;
+        }
+        match params.remove(&inner) {
+            Some(Value::String(text)) if text.starts_with("{resources.") => {
+                bound.push_str(&text);
+            }
+            Some(Value::String(text)) => bound.push_str(&path_escape(&text)),
+            Some(other) => bound.push_str(&path_escape(&other.to_string())),
+            None => {
+                problems.push(
+                    &path_at,
+                    format!(
+                        "`{path}`: placeholder `{{{inner}}}` is neither \
+                         `{{resources.<parent>.<field>}}`, `{{incremental.<value>}}` nor a param \
+                         of this endpoint"
+                    ),
+                );
+                return (path.clone(), params, None);
+            }
+        }
+    }
+
+    // Every text that may hold placeholders, with its key path and how a value fills it.
+    let mut texts: Vec<(String, &str, Filled)> = vec![(path_at.clone(), &bound, Filled::Path)];
     for (name, value) in &params {
         if let Value::String(text) = value {
-            collect(format!("{at}.endpoint.params.{name}"), text, problems);
+            texts.push((format!("{at}.endpoint.params.{name}"), text, Filled::Param));
+        }
+    }
+    if let Some(json) = json {
+        json_texts(&format!("{at}.endpoint.json"), json, &mut texts);
+    }
+
+    let mut parents: Vec<(String, String)> = Vec::new();
+    for (key, text, filled) in &texts {
+        let parts = match parse_template(text) {
+            Ok(parts) => parts,
+            Err(e) => {
+                problems.push(key, e);
+                continue;
+            }
+        };
+        let whole = single_placeholder(&parts).is_some();
+        for part in &parts {
+            match part {
+                TemplatePart::Parent { resource, .. } => {
+                    if !parents.iter().any(|(p, _)| p == resource) {
+                        parents.push((resource.clone(), key.clone()));
+                    }
+                }
+                TemplatePart::Incremental(value) => {
+                    check_incremental_placeholder(
+                        at,
+                        key,
+                        *value,
+                        *filled,
+                        whole,
+                        incremental,
+                        problems,
+                    );
+                }
+                TemplatePart::Text(_) => {}
+            }
         }
     }
     let parent = match parents.as_slice() {
@@ -636,6 +668,91 @@ fn resolve_placeholders(
         }
     };
     (bound, params, parent)
+}
+
+/// Where a text with placeholders goes, which decides what a placeholder without a value
+/// does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Filled {
+    /// The path: every placeholder needs a value.
+    Path,
+    /// A query param: a param whose placeholder has no value is not sent.
+    Param,
+    /// A string of the JSON body: a string that is only a placeholder takes the value
+    /// itself (`null` without one, as in dlt); within a longer string it needs a value.
+    Json,
+    /// A key of the JSON body: it needs a value.
+    JsonKey,
+}
+
+/// Every string and key of a JSON body, with its key path (`json.filter.since`,
+/// `json.ids[0]`).
+pub(super) fn json_texts<'a>(at: &str, json: &'a Value, out: &mut Vec<(String, &'a str, Filled)>) {
+    match json {
+        Value::String(text) => out.push((at.to_owned(), text, Filled::Json)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                json_texts(&format!("{at}[{i}]"), item, out);
+            }
+        }
+        Value::Object(map) => {
+            for (key, value) in map {
+                let key_at = format!("{at}.{key}");
+                out.push((key_at.clone(), key, Filled::JsonKey));
+                json_texts(&key_at, value, out);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// An `{incremental.…}` placeholder at `key` needs an incremental, and, where no value
+/// cannot be sent (the path, a JSON key, within a longer JSON string), a value on every
+/// run: `initial_value` for the start, `end_value` for the end. dlt would send the text
+/// `None` there.
+fn check_incremental_placeholder(
+    at: &str,
+    key: &str,
+    value: IncrementalValue,
+    filled: Filled,
+    whole: bool,
+    incremental: Option<&Incremental>,
+    problems: &mut Problems,
+) {
+    let placeholder = value.placeholder();
+    let Some(inc) = incremental else {
+        problems.push(
+            key,
+            format!(
+                "`{placeholder}` needs an incremental: set `{at}.endpoint.incremental = \
+                 {{ cursor_path = ..., initial_value = ... }}`"
+            ),
+        );
+        return;
+    };
+    let always = match filled {
+        Filled::Param => false,
+        Filled::Json => !whole,
+        Filled::Path | Filled::JsonKey => true,
+    };
+    if !always {
+        return;
+    }
+    let (needed, has) = match value {
+        IncrementalValue::EndValue => ("end_value", inc.end_value.is_some()),
+        IncrementalValue::StartValue
+        | IncrementalValue::LastValue
+        | IncrementalValue::InitialValue => ("initial_value", inc.initial_value.is_some()),
+    };
+    if !has {
+        problems.push(
+            key,
+            format!(
+                "`{placeholder}` has no value without the incremental's `{needed}` (dlt would \
+                 send the text `None`): set `{needed}`"
+            ),
+        );
+    }
 }
 
 /// The endpoint's params with an incremental param taken out, and its one incremental
@@ -667,16 +784,31 @@ fn resolve_incremental(
             other @ (ParamValue::Scalar(_) | ParamValue::Resolve(_)) => {
                 let _ = params.insert(name, other);
             }
-            ParamValue::Incremental(r) => found.push((
-                format!("{at}.params.{name}"),
-                Incremental {
-                    start_param: Some(name),
-                    end_param: None,
-                    cursor_path: r.cursor_path,
-                    initial_value: r.initial_value.map(plain_datetime),
-                    end_value: r.end_value.map(plain_datetime),
-                },
-            )),
+            ParamValue::Incremental(r) => {
+                if r.end_value.is_some() {
+                    // dlt refuses it: an incremental param only sets the start.
+                    problems.push(
+                        format!("{at}.params.{name}.end_value"),
+                        format!(
+                            "an incremental param takes only `cursor_path` and \
+                             `initial_value` (as in dlt): for an end value write \
+                             `{at}.incremental = {{ start_param = \"{name}\", \
+                             end_param = ..., cursor_path = ..., initial_value = ..., \
+                             end_value = ... }}`"
+                        ),
+                    );
+                }
+                found.push((
+                    format!("{at}.params.{name}"),
+                    Incremental {
+                        start_param: Some(name),
+                        end_param: None,
+                        cursor_path: r.cursor_path,
+                        initial_value: r.initial_value.map(plain_datetime),
+                        end_value: r.end_value.map(plain_datetime),
+                    },
+                ));
+            }
         }
     }
     if let Some((first, _)) = found.first() {
@@ -691,35 +823,6 @@ fn resolve_incremental(
         check_incremental(&key, &inc, problems);
         inc
     });
-    for (name, value) in &params {
-        let ParamValue::Scalar(Value::String(text)) = value else {
-            continue;
-        };
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("{incremental.") {
-            let tail = &rest[start..];
-            let end = tail.find('}').map_or(tail.len(), |i| i + 1);
-            let placeholder = &tail[..end];
-            if !INCREMENTAL_PLACEHOLDERS.contains(&placeholder) {
-                problems.push(
-                    format!("{at}.params.{name}"),
-                    format!(
-                        "unknown placeholder `{placeholder}`, expected one of: {}",
-                        INCREMENTAL_PLACEHOLDERS.join(", ")
-                    ),
-                );
-            } else if incremental.is_none() {
-                problems.push(
-                    format!("{at}.params.{name}"),
-                    format!(
-                        "`{placeholder}` needs an incremental: set `{at}.incremental = \
-                         {{ cursor_path = ..., initial_value = ... }}`"
-                    ),
-                );
-            }
-            rest = &tail[end..];
-        }
-    }
     (params, incremental)
 }
 

@@ -323,7 +323,8 @@ pub(super) fn check_dependencies(resources: &[(usize, ResourceConfig)], problems
     }
 }
 
-/// The key path where `resource` names `parent` first: its path, else the first param.
+/// The key path where `resource` names `parent` first: its path, else the first param, else
+/// the first string of its JSON body.
 fn placeholder_key(at: &str, resource: &ResourceConfig, parent: &str) -> String {
     let names_parent = |text: &str| {
         parse_template(text).is_ok_and(|parts| {
@@ -335,15 +336,22 @@ fn placeholder_key(at: &str, resource: &ResourceConfig, parent: &str) -> String 
     if names_parent(&resource.endpoint.path) {
         return format!("{at}.endpoint.path");
     }
-    resource
+    if let Some((name, _)) = resource
         .endpoint
         .params
         .iter()
         .find(|(_, v)| v.as_str().is_some_and(names_parent))
-        .map_or_else(
-            || format!("{at}.endpoint"),
-            |(name, _)| format!("{at}.endpoint.params.{name}"),
-        )
+    {
+        return format!("{at}.endpoint.params.{name}");
+    }
+    let mut texts = Vec::new();
+    if let Some(json) = &resource.endpoint.json {
+        super::resolve::json_texts(&format!("{at}.endpoint.json"), json, &mut texts);
+    }
+    texts
+        .into_iter()
+        .find(|(_, text, _)| names_parent(text))
+        .map_or_else(|| format!("{at}.endpoint"), |(key, _, _)| key)
 }
 
 pub(super) fn check_incremental(at: &str, inc: &Incremental, problems: &mut Problems) {
@@ -529,10 +537,10 @@ mod tests {
             (
                 "incremental end_value a list",
                 with_endpoint(
-                    "{ params = { since = { type = \"incremental\", cursor_path = \"u\", end_value = [1] } } }",
+                    "{ incremental = { cursor_path = \"u\", end_value = [1] } }",
                 ),
                 vec![
-                    "resources[0].endpoint.params.since.end_value: [1] is not a string or a number",
+                    "resources[0].endpoint.incremental.end_value: [1] is not a string or a number",
                 ],
             ),
             (
@@ -557,7 +565,8 @@ mod tests {
                      incremental = { cursor_path = \"u\" } }",
                 ),
                 vec![
-                    "resources[0].endpoint.params.since: unknown placeholder `{incremental.first_value}`",
+                    "resources[0].endpoint.params.since: `>{incremental.first_value}`: unknown \
+                     placeholder `{incremental.first_value}`",
                 ],
             ),
             (
@@ -678,13 +687,14 @@ mod tests {
                 with_endpoint("\"/items/{id}\""),
                 vec![
                     "resources[0].endpoint.path: `/items/{id}`: placeholder `{id}` is neither \
-                     `{resources.<parent>.<field>}` nor a param of this endpoint",
+                     `{resources.<parent>.<field>}`, `{incremental.<value>}` nor a param of this \
+                     endpoint",
                 ],
             ),
             (
                 "unbalanced path braces",
                 with_endpoint("\"/items/{id\""),
-                vec!["resources[0].endpoint.path: `/items/{id`: unbalanced `{` or `}`"],
+                vec!["resources[0].endpoint.path: `/items/{id`: a `{` without its `}`"],
             ),
             (
                 "placeholder without a field",
@@ -749,14 +759,67 @@ mod tests {
                 ],
             ),
             (
-                "placeholder in the JSON body",
+                "unknown parent in the JSON body",
                 format!(
                     "{}\n[[resources]]\nname = \"c\"\nprimary_key = \"id\"\n\
-                     endpoint = {{ path = \"/c/{{resources.r.id}}\", method = \"POST\", \
-                     json = {{ q = [\"{{resources.r.id}}\"] }} }}\n",
+                     endpoint = {{ path = \"/c\", method = \"POST\", \
+                     json = {{ q = [\"x\", \"{{resources.nope.id}}\"] }} }}\n",
                     with("")
                 ),
-                vec!["resources[1].endpoint.json: `{resources.<parent>.<field>}` placeholders"],
+                vec!["resources[1].endpoint.json.q[1]: no resource named `nope`"],
+            ),
+            (
+                "a single brace in the JSON body",
+                with_endpoint(
+                    "{ method = \"POST\", json = { query = \"users { id }\" } }",
+                ),
+                vec![
+                    "resources[0].endpoint.json.query: `users { id }`: `{ id }` is not a \
+                     placeholder",
+                    "write `{{` and `}}` for literal braces",
+                ],
+            ),
+            (
+                "incremental placeholder in the JSON body without an incremental",
+                with_endpoint("{ method = \"POST\", json = { f = { since = \"{incremental.start_value}\" } } }"),
+                vec![
+                    "resources[0].endpoint.json.f.since: `{incremental.start_value}` needs an \
+                     incremental",
+                ],
+            ),
+            (
+                "start placeholder inside a JSON string without initial_value",
+                with_endpoint(
+                    "{ method = \"POST\", json = { q = \"updated>{incremental.start_value}\", \
+                     since = \"{incremental.start_value}\" }, incremental = { cursor_path = \"u\" } }",
+                ),
+                vec![
+                    "resources[0].endpoint.json.q: `{incremental.start_value}` has no value \
+                     without the incremental's `initial_value`",
+                ],
+            ),
+            (
+                "end placeholder in the path without end_value",
+                with_endpoint(
+                    "{ path = \"/x/{incremental.end_value}\", incremental = { cursor_path = \"u\", \
+                     initial_value = 1 } }",
+                ),
+                vec![
+                    "resources[0].endpoint.path: `{incremental.end_value}` has no value without \
+                     the incremental's `end_value`",
+                ],
+            ),
+            (
+                "end_value in an incremental param",
+                with_endpoint(
+                    "{ params = { since = { type = \"incremental\", cursor_path = \"u\", \
+                     initial_value = 1, end_value = 5 } } }",
+                ),
+                vec![
+                    "resources[0].endpoint.params.since.end_value: an incremental param takes \
+                     only `cursor_path` and `initial_value` (as in dlt): for an end value write \
+                     `resources[0].endpoint.incremental = { start_param = \"since\", end_param",
+                ],
             ),
             (
                 "include_from_parent without a parent",

@@ -317,3 +317,46 @@ params = { issue_number = { type = "resolve", resource = "conversations", field 
         )])
     );
 }
+
+#[test]
+fn placeholders_in_the_json_body_and_path() {
+    // dlt fills `{incremental.…}` and `{resources.…}` in the JSON body (keys too) and the
+    // path; a string that is only a placeholder may go without a value (it becomes null).
+    let text = r#"
+[client]
+base_url = "https://api.example.com"
+
+[[resources]]
+name = "parents"
+
+[[resources]]
+name = "search"
+[resources.endpoint]
+path = "/search/{incremental.start_value}/{resources.parents.id}"
+method = "POST"
+json = { since = "{incremental.start_value}", q = "updated>{incremental.last_value}", until = "{incremental.end_value}", ids = ["{resources.parents.id}"], literal = "{{not a placeholder}}" }
+incremental = { cursor_path = "updated_at", initial_value = 5 }
+"#;
+    let config = toml(text).unwrap();
+    let search = config.resource("search").unwrap();
+    assert_eq!(search.parent.as_deref(), Some("parents"));
+    assert_eq!(
+        search.endpoint.path,
+        "/search/{incremental.start_value}/{resources.parents.id}"
+    );
+    // The body stays as written: the extractor fills it for each request.
+    assert_eq!(
+        search.endpoint.json.as_ref().unwrap()["literal"],
+        json!("{{not a placeholder}}")
+    );
+    // A path binding a plain param keeps the rest of the path's braces escaped.
+    let e = toml(&with_endpoint(
+        "{ path = \"/a/{{x}}/{kind}\", params = { kind = \"b c\" } }",
+    ))
+    .unwrap()
+    .resources[0]
+        .endpoint
+        .clone();
+    assert_eq!(e.path, "/a/{{x}}/b%20c");
+    assert!(e.params.is_empty());
+}
