@@ -1,0 +1,220 @@
+//! dlt's config keys end to end, against the demo API's `/keys/...` endpoints, which log
+//! every request whole: what the extractor sends (placeholders filled as dlt fills them) and
+//! what the loader ends up with. One broker and one demo API per test; each test runs its
+//! pipeline twice where an incremental is involved.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use e2e::{Broker, DemoApi, Pipeline, run_ok};
+use serde_json::{Value, json};
+
+const RUN: Duration = Duration::from_secs(120);
+
+/// A broker and a demo API for one test.
+struct Stand {
+    broker: Broker,
+    api: DemoApi,
+    _dir: tempfile::TempDir,
+}
+
+impl Stand {
+    fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        Ok(Self {
+            broker: Broker::start(dir.path())?,
+            api: DemoApi::start(10, &[])?,
+            _dir: dir,
+        })
+    }
+
+    /// A pipeline with the demo API's client and one resource per `(name, table body)`
+    /// (the lines of its `[[resources]]` table after `name` and `topic`).
+    fn pipeline(&self, name: &str, resources: &[(&str, &str)]) -> Result<Pipeline> {
+        let mut text = self.api.client_toml("");
+        for (resource, body) in resources {
+            text.push_str(&format!(
+                "\n[[resources]]\nname = \"{resource}\"\ntopic = \"{name}.{resource}\"\n{body}\n"
+            ));
+        }
+        Pipeline::with_config(&self.broker, name, &text)
+    }
+
+    /// The requests logged since the last call, `api_key` left out of the query.
+    fn requests(&self) -> Result<Vec<Value>> {
+        let log = self.api.get("/keys/log")?;
+        let _ = self.api.post("/keys/reset", json!({}))?;
+        let mut entries = log.as_array().context("log")?.clone();
+        for e in &mut entries {
+            if let Some(query) = e["query"].as_array_mut() {
+                query.retain(|pair| pair[0] != "api_key");
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// Extracts, then loads until caught up; both must succeed.
+fn extract_and_load(pipeline: &Pipeline) -> Result<()> {
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let mut loader = pipeline.loader()?;
+    let _ = loader.arg("--until-caught-up");
+    let _ = run_ok(loader, RUN)?;
+    Ok(())
+}
+
+/// The requests to paths starting with `prefix`, each as `[method, path, query, body]` (the
+/// body parsed when it is JSON), in the order they arrived, sorted when `sort`.
+fn sent(requests: &[Value], prefix: &str, sort: bool) -> Vec<Value> {
+    let mut out: Vec<Value> = requests
+        .iter()
+        .filter(|e| e["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+        .map(|e| {
+            let body = e["body"].as_str().unwrap_or_default();
+            let body = serde_json::from_str(body).unwrap_or_else(|_| json!(body));
+            json!([e["method"], e["path"], e["query"], body])
+        })
+        .collect();
+    if sort {
+        out.sort_by_key(ToString::to_string);
+    }
+    out
+}
+
+/// The ids in `table`, ascending.
+fn ids(pipeline: &Pipeline, table: &str) -> Result<Vec<i64>> {
+    let conn = pipeline.sqlite()?;
+    let mut stmt = conn.prepare(&format!("SELECT id FROM \"{table}\" ORDER BY id"))?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, i64>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// dlt fills `{incremental.…}` in a JSON body (keys and nested values too; a string that
+/// is only a placeholder keeps the value's type) and in the path, `{resources.…}` in a JSON
+/// body, `{{`/`}}` as literal braces; an incremental on a dependent resource is one cursor
+/// for all its parent records (dlt 1.31.0 seen doing each of these).
+#[test]
+fn placeholders_in_body_and_path_and_a_dependent_incremental() -> Result<()> {
+    let stand = Stand::start()?;
+    let pipeline = stand.pipeline(
+        "e2e_keys_placeholders",
+        &[
+            (
+                "search",
+                r#"[resources.endpoint]
+path = "/keys/search"
+method = "POST"
+json = { filter = { since = "{incremental.start_value}", label = "updated>{incremental.start_value}" }, query = "{{ items }}" }
+data_selector = "data"
+paginator = { type = "cursor", cursor_path = "next", cursor_body_path = "page.cursor" }
+incremental = { cursor_path = "updated", initial_value = 35 }"#,
+            ),
+            (
+                "since_path",
+                r#"endpoint = { path = "/keys/since/{incremental.start_value}/items", paginator = "single_page", incremental = { cursor_path = "updated", initial_value = 75 } }"#,
+            ),
+            (
+                "parents",
+                r#"endpoint = { path = "/keys/parents", paginator = "single_page" }"#,
+            ),
+            (
+                "children",
+                r#"endpoint = { path = "/keys/parents/{resources.parents.id}/children", params = { since = "{incremental.start_value}" }, paginator = "single_page", incremental = { cursor_path = "updated", initial_value = 20 } }"#,
+            ),
+            (
+                "children_search",
+                r#"endpoint = { path = "/keys/children", method = "POST", json = { parent = "{resources.parents.id}", tag = "p-{resources.parents.id}" }, data_selector = "data", paginator = "single_page" }"#,
+            ),
+        ],
+    )?;
+
+    // Run 1: every start value is its initial_value.
+    extract_and_load(&pipeline)?;
+    let requests = stand.requests()?;
+    let search_body = |since: u64, cursor: Option<&str>| {
+        let mut body = json!({
+            "filter": {"since": since, "label": format!("updated>{since}")},
+            "query": "{ items }",
+        });
+        if let Some(c) = cursor {
+            body["page"] = json!({"cursor": c});
+        }
+        json!(["POST", "/keys/search", [], body])
+    };
+    assert_eq!(
+        sent(&requests, "/keys/search", false),
+        vec![
+            search_body(35, None),
+            search_body(35, Some("2")),
+            search_body(35, Some("4")),
+            search_body(35, Some("6")),
+        ]
+    );
+    assert_eq!(
+        sent(&requests, "/keys/since/", false),
+        vec![json!(["GET", "/keys/since/75/items", [], ""])]
+    );
+    let children_requests = |since: &str| -> Vec<Value> {
+        (1..=3)
+            .map(|p| {
+                json!([
+                    "GET",
+                    format!("/keys/parents/{p}/children"),
+                    [["since", since]],
+                    ""
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(
+        sent(&requests, "/keys/parents/", true),
+        children_requests("20")
+    );
+    assert_eq!(
+        sent(&requests, "/keys/children", true),
+        (1..=3)
+            .map(|p| json!(["POST", "/keys/children", [], {"parent": p, "tag": format!("p-{p}")}]))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(ids(&pipeline, "search")?, (4..=10).collect::<Vec<_>>());
+    assert_eq!(ids(&pipeline, "since_path")?, [8, 9, 10]);
+    // The children at or above 20 of every parent: one range for all parents.
+    assert_eq!(ids(&pipeline, "children")?, [102, 103, 202, 203, 302, 303]);
+    assert_eq!(ids(&pipeline, "children_search")?.len(), 9);
+
+    // The API changes: an item at 110, a child of parent 1 at 40 (above the children's
+    // cursor, 33) and one of parent 2 at 15 (below it).
+    let _ = stand.api.post("/keys/admin", json!({"add_item": 110}))?;
+    let _ = stand
+        .api
+        .post("/keys/admin", json!({"add_child": [1, 40]}))?;
+    let _ = stand
+        .api
+        .post("/keys/admin", json!({"add_child": [2, 15]}))?;
+
+    // Run 2: each resource starts at the largest cursor value of run 1.
+    extract_and_load(&pipeline)?;
+    let requests = stand.requests()?;
+    assert_eq!(
+        sent(&requests, "/keys/search", false),
+        vec![search_body(100, None)]
+    );
+    assert_eq!(
+        sent(&requests, "/keys/since/", false),
+        vec![json!(["GET", "/keys/since/100/items", [], ""])]
+    );
+    assert_eq!(
+        sent(&requests, "/keys/parents/", true),
+        children_requests("33")
+    );
+    assert_eq!(ids(&pipeline, "search")?, (4..=11).collect::<Vec<_>>());
+    assert_eq!(ids(&pipeline, "since_path")?, [8, 9, 10, 11]);
+    assert_eq!(
+        ids(&pipeline, "children")?,
+        [102, 103, 104, 202, 203, 302, 303]
+    );
+    assert_eq!(ids(&pipeline, "children_search")?.len(), 11);
+    Ok(())
+}
