@@ -290,8 +290,8 @@ fn resolve_retry(raw: Option<RawRetry>, problems: &mut Problems) -> RetryPolicy 
 }
 
 /// dlt's merge of `resource_defaults` into a resource: the resource's value wins; `endpoint`
-/// merges key by key, `params` by parameter and `columns` by column and hint key. A paginator
-/// is taken whole.
+/// merges key by key, `params` by parameter, the `json` body by top-level key and `columns`
+/// by column and hint key. A paginator is taken whole.
 fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource {
     RawResource {
         name: resource.name,
@@ -335,7 +335,15 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
             }
             (own, default) => own.or_else(|| default.clone()),
         },
-        json: own.json.or_else(|| default.json.clone()),
+        json: match (own.json, &default.json) {
+            // dlt merges the bodies one level deep: the resource's keys win.
+            (Some(Value::Object(own)), Some(Value::Object(default))) => {
+                let mut merged = default.clone();
+                merged.extend(own);
+                Some(Value::Object(merged))
+            }
+            (own, default) => own.or_else(|| default.clone()),
+        },
         data_selector: own.data_selector.or_else(|| default.data_selector.clone()),
         paginator: own.paginator.or_else(|| default.paginator.clone()),
         response_actions: own

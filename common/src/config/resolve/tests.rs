@@ -116,7 +116,7 @@ paginator = { type = "offset", limit = 50 }
 [resource_defaults]
 primary_key = "id"
 write_disposition = { disposition = "merge" }
-endpoint = { data_selector = "data", params = { a = "1", b = 2, on = true } }
+endpoint = { data_selector = "data", params = { a = "1", b = 2, on = true }, json = { size = 10, q = "all" } }
 columns = { id = { data_type = "bigint" }, cost = { data_type = "decimal", precision = 12 } }
 schema_contract = "freeze"
 
@@ -185,7 +185,15 @@ name = "three"
     assert_eq!(two.primary_key, ["k1", "k2"]);
     assert_eq!(two.write_disposition, WriteDisposition::Replace);
     assert_eq!(two.endpoint.method, Method::Post);
-    assert_eq!(two.endpoint.json, Some(serde_json::json!({"q": "x"})));
+    // dlt merges the bodies by top-level key.
+    assert_eq!(
+        two.endpoint.json,
+        Some(serde_json::json!({"size": 10, "q": "x"}))
+    );
+    assert_eq!(
+        three.endpoint.json,
+        Some(serde_json::json!({"size": 10, "q": "all"}))
+    );
     assert_eq!(two.endpoint.data_selector.as_deref(), Some("$.items[*]"));
     assert_eq!(two.endpoint.params.len(), 3);
     let Paginator::Offset(p) = &two.endpoint.paginator else {
