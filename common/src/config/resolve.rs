@@ -459,6 +459,16 @@ fn resolve_resource(
             name.clone()
         }
     };
+    // dlt's single-entity endpoint: a path whose last segment is a placeholder returns one
+    // object, so unless the endpoint (or resource_defaults) says otherwise it is one page
+    // and one record (dlt's `_setup_single_entity_endpoint`, before a client paginator).
+    let single_entity = single_entity_path(&path);
+    let data_selector = raw_endpoint
+        .data_selector
+        .or_else(|| single_entity.then(|| "$".to_owned()));
+    let endpoint_paginator = raw_endpoint
+        .paginator
+        .or_else(|| single_entity.then_some(Paginator::SinglePage));
     let (params, incremental) = resolve_incremental(
         &format!("{at}.endpoint"),
         raw_endpoint.params.unwrap_or_default(),
@@ -487,9 +497,8 @@ fn resolve_resource(
         params,
         incremental,
         json: raw_endpoint.json,
-        data_selector: raw_endpoint.data_selector,
-        paginator: raw_endpoint
-            .paginator
+        data_selector,
+        paginator: endpoint_paginator
             .or_else(|| client_paginator.cloned())
             .unwrap_or(Paginator::Auto),
         response_actions: raw_endpoint.response_actions.unwrap_or_default(),
@@ -535,6 +544,29 @@ fn resolve_resource(
         include_from_parent: raw.include_from_parent.unwrap_or_default(),
         max_table_nesting: raw.max_table_nesting,
     })
+}
+
+/// Whether dlt takes `path` for a single entity's: its last segment holds a `{name}`
+/// (dlt's `single_entity_path`: `re.search(r"\{([a-zA-Z0-9\.\-_]+)\}", name)` on the
+/// path's last segment, a trailing `/` ignored).
+fn single_entity_path(path: &str) -> bool {
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let mut rest = last;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+            .unwrap_or(after.len());
+        if name_len > 0 && after[name_len..].starts_with('}') {
+            return true;
+        }
+        rest = after;
+    }
+    false
 }
 
 /// dlt's dependent-resource forms, resolved to one: every `resolve` param and every path

@@ -368,3 +368,53 @@ incremental = { cursor_path = "updated_at", initial_value = 5 }
     assert_eq!(e.path, "/a/{{x}}/b%20c");
     assert!(e.params.is_empty());
 }
+
+#[test]
+fn a_single_entity_path_is_one_page_and_one_record() {
+    // dlt: a path whose last segment is a placeholder returns one object: data_selector
+    // `$` and a single page, unless the endpoint or resource_defaults set them; the
+    // client's paginator does not count.
+    let text = r#"
+[client]
+base_url = "https://api.example.com"
+paginator = "json_link"
+
+[resource_defaults]
+primary_key = "id"
+
+[[resources]]
+name = "posts"
+
+[[resources]]
+name = "post"
+endpoint = "/posts/{resources.posts.id}"
+
+[[resources]]
+name = "comments"
+endpoint = "/posts/{resources.posts.id}/comments"
+
+[[resources]]
+name = "post_json"
+endpoint = { path = "/posts/{resources.posts.id}.json", data_selector = "post", paginator = { type = "offset", limit = 5 } }
+
+[[resources]]
+name = "by_param"
+endpoint = { path = "/things/{thing}", params = { thing = "x" } }
+"#;
+    let config = toml(text).unwrap();
+    let endpoint = |name: &str| config.resource(name).unwrap().endpoint.clone();
+    let post = endpoint("post");
+    assert_eq!(post.data_selector.as_deref(), Some("$"));
+    assert_eq!(post.paginator, Paginator::SinglePage);
+    let comments = endpoint("comments");
+    assert_eq!(comments.data_selector, None);
+    assert_eq!(comments.paginator.kind(), "json_link");
+    let post_json = endpoint("post_json");
+    assert_eq!(post_json.data_selector.as_deref(), Some("post"));
+    assert_eq!(post_json.paginator.kind(), "offset");
+    // dlt looks at the path before it binds a plain param into it.
+    let by_param = endpoint("by_param");
+    assert_eq!(by_param.path, "/things/x");
+    assert_eq!(by_param.paginator, Paginator::SinglePage);
+    assert_eq!(endpoint("posts").paginator.kind(), "json_link");
+}
