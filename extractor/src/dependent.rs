@@ -399,11 +399,11 @@ mod tests {
                 ("_conversations_meta_topic".to_owned(), json!({"x": 1})),
             ]
         );
-        // Numbers and booleans fill as text.
+        // Numbers and booleans fill as text, a boolean as dlt's `str.format` writes it.
         let record = json!({"id": 8, "created": true, "meta": {"key": 12, "topic": null}});
         let (request, _) = plan.for_parent(&record).unwrap();
         assert_eq!(request.path, "/c/12/m");
-        assert_eq!(request.params[1].1, "true");
+        assert_eq!(request.params[1].1, "True");
     }
 
     #[test]

@@ -245,6 +245,17 @@ impl RequestTemplate<'_> {
     }
 }
 
+/// A param value as dlt sends it (Python's `str()` through `requests`): a string as is, a
+/// number as written, a boolean `True` or `False`.
+pub fn param_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// `index` is the resource's position in `resources`, for error messages.
 pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<EndpointPlan, BuildError> {
     let ep = &resource.endpoint;
@@ -252,13 +263,7 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
     let params = ep
         .params
         .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
+        .map(|(k, v)| (k.clone(), param_text(v)))
         .collect();
     let selector = ep
         .data_selector
@@ -349,6 +354,21 @@ pub fn schema_registry(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn params_are_sent_as_dlt_sends_them() {
+        // What `requests` (dlt's client) makes of `{"a": True, "b": 1.5, "n": 7}`:
+        // `a=True&b=1.5&n=7`.
+        for (value, text) in [
+            (json!(true), "True"),
+            (json!(false), "False"),
+            (json!(1.5), "1.5"),
+            (json!(7), "7"),
+            (json!("x y"), "x y"),
+        ] {
+            assert_eq!(param_text(&value), text);
+        }
+    }
 
     #[test]
     fn each_page_request_starts_from_the_endpoint_request() {

@@ -16,7 +16,7 @@ use common::template::{
 };
 use serde_json::{Map, Value};
 
-use crate::from_config::EndpointPlan;
+use crate::from_config::{EndpointPlan, param_text};
 
 /// The values of a resource's incremental for one run: what its placeholders and its
 /// `start_param`/`end_param` send.
@@ -242,12 +242,11 @@ impl Values<'_> {
             })
     }
 
-    /// The parent's value as text: a string, number or boolean.
+    /// The parent's value as text: a string, number or boolean (`True`/`False`, as dlt's
+    /// `str.format` writes it).
     fn parent_text(&self, field: &[String], place: &str) -> Result<String, FillError> {
         match self.parent_value(field, place)? {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
+            v @ (Value::String(_) | Value::Number(_) | Value::Bool(_)) => Ok(param_text(v)),
             other => Err(FillError::BadValue {
                 field: field.join("."),
                 place: place.to_owned(),
