@@ -72,6 +72,8 @@ pub struct Request {
     pub path: String,
     pub params: Vec<(String, String)>,
     pub json: Option<Value>,
+    /// The endpoint's own headers (dlt's endpoint `headers`), over the client's.
+    pub headers: Vec<(String, String)>,
     /// dlt's `response_actions`: a response one of them ignores comes back with
     /// [`Response::ignored`] set (after the retries a retryable status gets).
     pub response_actions: Vec<ResponseAction>,
@@ -514,6 +516,22 @@ impl HttpClient {
             Method::Post => self.http.post(url.clone()),
         }
         .headers(self.headers.clone());
+        // The endpoint's headers replace the client's of the same name; auth comes last, as
+        // in dlt.
+        let mut endpoint_headers = HeaderMap::new();
+        for (name, value) in &req.headers {
+            match (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                (Ok(name), Ok(value)) => {
+                    let _ = endpoint_headers.insert(name, value);
+                }
+                // reqwest refuses it when the request is sent, naming the problem.
+                _ => builder = builder.header(name.as_str(), value.as_str()),
+            }
+        }
+        builder = builder.headers(endpoint_headers);
         builder = match &self.auth {
             Auth::None | Auth::Query { .. } => builder,
             Auth::Header { name, value } => builder.header(name, secret_header(value)),
@@ -787,6 +805,7 @@ mod tests {
             path: "/items".into(),
             params: vec![],
             json: None,
+            headers: Vec::new(),
             response_actions: Vec::new(),
         };
         let results =

@@ -561,6 +561,7 @@ mod response_action_tests {
             path: "/x".into(),
             params: Vec::new(),
             json: None,
+            headers: Vec::new(),
             response_actions: actions,
         };
         client.fetch(&request).await

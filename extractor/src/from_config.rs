@@ -163,6 +163,8 @@ pub struct EndpointPlan {
     pub path: String,
     pub params: Vec<(String, String)>,
     pub json: Option<Value>,
+    /// The endpoint's own headers (dlt's endpoint `headers`).
+    pub headers: Vec<(String, String)>,
     pub selector: Option<DataSelector>,
     pub paginator: Paginator,
     pub response_actions: Vec<config::ResponseAction>,
@@ -193,6 +195,7 @@ impl EndpointPlan {
             path: &self.path,
             params: &self.params,
             json: self.json.as_ref(),
+            headers: &self.headers,
             response_actions: &self.response_actions,
         }
     }
@@ -206,6 +209,7 @@ pub struct RequestTemplate<'a> {
     pub path: &'a str,
     pub params: &'a [(String, String)],
     pub json: Option<&'a Value>,
+    pub headers: &'a [(String, String)],
     pub response_actions: &'a [config::ResponseAction],
 }
 
@@ -218,6 +222,7 @@ impl RequestTemplate<'_> {
             path: self.path.to_owned(),
             params: self.params.to_vec(),
             json: self.json.cloned(),
+            headers: self.headers.to_vec(),
             response_actions: self.response_actions.to_vec(),
         };
         match step {
@@ -336,6 +341,11 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
         path: ep.path.clone(),
         params,
         json: ep.json.clone(),
+        headers: ep
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         selector,
         paginator,
         response_actions: ep.response_actions.clone(),
@@ -382,6 +392,7 @@ mod tests {
             path: "/items",
             params: &params,
             json: Some(&body),
+            headers: &[],
             response_actions: &[],
         };
         // The paginator's params replace the endpoint's of the same name.

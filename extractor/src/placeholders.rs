@@ -1,12 +1,12 @@
 //! dlt's placeholders filled for a request plan, as dlt fills them (`expand_placeholders`
-//! in dlt's `rest_api/config_setup.py`): in the path, every param and the JSON body (its
-//! keys too, at any depth), `{incremental.start_value}` and its kin from the run's
+//! in dlt's `rest_api/config_setup.py`): in the path, every param and header, and the JSON
+//! body (its keys too, at any depth), `{incremental.start_value}` and its kin from the run's
 //! incremental, `{resources.<parent>.<field>}` from the parent record, `{{`/`}}` as single
 //! braces. In the JSON body a string that is exactly one placeholder becomes the value
 //! itself, keeping its type (`{"since": "{incremental.start_value}"}` sends
 //! `{"since": 5}` for a numeric cursor, `null` without a value); anywhere else a value
-//! becomes text, percent-escaped in the path. A param whose incremental placeholder has no
-//! value is not sent. Every plan is filled once before its first request (a child's once
+//! becomes text, percent-escaped in the path. A param or header whose incremental
+//! placeholder has no value is not sent. Every plan is filled once before its first request (a child's once
 //! per parent record), also without placeholders, for the escaped braces.
 
 use common::config::Incremental;
@@ -108,6 +108,14 @@ impl Values<'_> {
             }
         }
         plan.params = params;
+        let mut headers = Vec::with_capacity(plan.headers.len());
+        for (name, value) in std::mem::take(&mut plan.headers) {
+            let place = format!("header `{name}`");
+            if let Some(value) = self.fill_text(&place, &value)? {
+                headers.push((name, value));
+            }
+        }
+        plan.headers = headers;
         if let Some(json) = plan.json.take() {
             let filled = self.fill_json(&json, "JSON body")?;
             plan.set_json(Some(filled));
@@ -143,14 +151,19 @@ impl Values<'_> {
 
     /// The param's value, or `None` when an incremental placeholder in it has no value.
     fn fill_param(&self, name: &str, value: &str) -> Result<Option<String>, FillError> {
-        let place = format!("param `{name}`");
+        self.fill_text(&format!("param `{name}`"), value)
+    }
+
+    /// A param's or header's value (`place` names it), or `None` when an incremental
+    /// placeholder in it has no value.
+    fn fill_text(&self, place: &str, value: &str) -> Result<Option<String>, FillError> {
         let parts = parse_template(value).map_err(FillError::Template)?;
         let mut out = String::with_capacity(value.len());
         for part in &parts {
             match part {
                 TemplatePart::Text(text) => out.push_str(text),
                 TemplatePart::Parent { field, .. } => {
-                    out.push_str(&self.parent_text(field, &place)?);
+                    out.push_str(&self.parent_text(field, place)?);
                 }
                 TemplatePart::Incremental(value) => {
                     match self.incremental.and_then(|inc| inc.get(*value)) {
@@ -279,6 +292,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             json,
+            headers: Vec::new(),
             selector: None,
             paginator: Paginator::SinglePage,
             response_actions: Vec::new(),
@@ -364,6 +378,11 @@ mod tests {
                 "label": "#{resources.parents.id}",
             })),
         );
+        p.headers = vec![
+            ("X-Parent".into(), "{resources.parents.id}".into()),
+            ("X-Since".into(), "since {incremental.start_value}".into()),
+            ("X-Initial".into(), "{incremental.initial_value}".into()),
+        ];
         Values {
             incremental: Some(&values),
             parent: Some(&record),
@@ -371,6 +390,14 @@ mod tests {
         .fill_plan(&mut p)
         .unwrap();
         assert_eq!(p.path, "/p/a%20b%2Fc/c/5");
+        assert_eq!(
+            p.headers,
+            [
+                ("X-Parent".to_owned(), "7".to_owned()),
+                ("X-Since".to_owned(), "since 5".to_owned()),
+                ("X-Initial".to_owned(), "4".to_owned()),
+            ]
+        );
         assert_eq!(
             p.params,
             [

@@ -28,10 +28,16 @@ impl Stand {
         })
     }
 
-    /// A pipeline with the demo API's client and one resource per `(name, table body)`
-    /// (the lines of its `[[resources]]` table after `name` and `topic`).
-    fn pipeline(&self, name: &str, resources: &[(&str, &str)]) -> Result<Pipeline> {
-        let mut text = self.api.client_toml("");
+    /// A pipeline with the demo API's client (`extra_client` lines added) and one resource
+    /// per `(name, table body)` (the lines of its `[[resources]]` table after `name` and
+    /// `topic`).
+    fn pipeline(
+        &self,
+        name: &str,
+        extra_client: &str,
+        resources: &[(&str, &str)],
+    ) -> Result<Pipeline> {
+        let mut text = self.api.client_toml(extra_client);
         for (resource, body) in resources {
             text.push_str(&format!(
                 "\n[[resources]]\nname = \"{resource}\"\ntopic = \"{name}.{resource}\"\n{body}\n"
@@ -81,6 +87,24 @@ fn sent(requests: &[Value], prefix: &str, sort: bool) -> Vec<Value> {
     out
 }
 
+/// The requests to paths starting with `prefix`, each as `[path, {header: value}]` for
+/// the `headers` named, sorted.
+fn sent_headers(requests: &[Value], prefix: &str, headers: &[&str]) -> Vec<Value> {
+    let mut out: Vec<Value> = requests
+        .iter()
+        .filter(|e| e["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+        .map(|e| {
+            let picked: serde_json::Map<String, Value> = headers
+                .iter()
+                .map(|h| ((*h).to_owned(), e["headers"][*h].clone()))
+                .collect();
+            json!([e["path"], picked])
+        })
+        .collect();
+    out.sort_by_key(ToString::to_string);
+    out
+}
+
 /// The ids in `table`, ascending.
 fn ids(pipeline: &Pipeline, table: &str) -> Result<Vec<i64>> {
     let conn = pipeline.sqlite()?;
@@ -100,6 +124,7 @@ fn placeholders_in_body_and_path_and_a_dependent_incremental() -> Result<()> {
     let stand = Stand::start()?;
     let pipeline = stand.pipeline(
         "e2e_keys_placeholders",
+        "",
         &[
             (
                 "search",
@@ -216,5 +241,40 @@ incremental = { cursor_path = "updated", initial_value = 35 }"#,
         [102, 103, 104, 202, 203, 302, 303]
     );
     assert_eq!(ids(&pipeline, "children_search")?.len(), 11);
+    Ok(())
+}
+
+/// dlt's endpoint-level keys: `headers` (over the client's, with `{resources.…}` and
+/// `{incremental.…}` placeholders).
+#[test]
+fn endpoint_level_keys() -> Result<()> {
+    let stand = Stand::start()?;
+    let pipeline = stand.pipeline(
+        "e2e_keys_endpoint",
+        r#"headers = { "X-Client" = "c", "X-Over" = "client" }"#,
+        &[
+            (
+                "parents",
+                r#"endpoint = { path = "/keys/parents", paginator = "single_page", headers = { "X-Over" = "endpoint" } }"#,
+            ),
+            (
+                "children",
+                r#"endpoint = { path = "/keys/parents/{resources.parents.id}/children", paginator = "single_page", headers = { "X-Parent" = "p{resources.parents.id}", "X-Since" = "{incremental.start_value}" }, incremental = { cursor_path = "updated", initial_value = 20 } }"#,
+            ),
+        ],
+    )?;
+    extract_and_load(&pipeline)?;
+    let requests = stand.requests()?;
+    let names = ["x-client", "x-over", "x-parent", "x-since"];
+    assert_eq!(
+        sent_headers(&requests, "/keys/parents", &names),
+        vec![
+            json!(["/keys/parents", {"x-client": "c", "x-over": "endpoint", "x-parent": null, "x-since": null}]),
+            json!(["/keys/parents/1/children", {"x-client": "c", "x-over": "client", "x-parent": "p1", "x-since": "20"}]),
+            json!(["/keys/parents/2/children", {"x-client": "c", "x-over": "client", "x-parent": "p2", "x-since": "20"}]),
+            json!(["/keys/parents/3/children", {"x-client": "c", "x-over": "client", "x-parent": "p3", "x-since": "20"}]),
+        ]
+    );
+    assert_eq!(ids(&pipeline, "children")?, [102, 103, 202, 203, 302, 303]);
     Ok(())
 }

@@ -190,6 +190,7 @@ mod tests {
                 method: Method::Get,
                 params: BTreeMap::new(),
                 json: None,
+                headers: BTreeMap::new(),
                 data_selector: Some("data".into()),
                 incremental: None,
                 paginator: Paginator::Offset(OffsetPaginator {

@@ -291,6 +291,9 @@ pub struct EndpointConfig {
     pub params: BTreeMap<String, Value>,
     /// The JSON body (for `POST`).
     pub json: Option<Value>,
+    /// dlt's endpoint `headers`: sent with every request of the endpoint, over
+    /// `client.headers` of the same name; values may hold placeholders.
+    pub headers: BTreeMap<String, String>,
     /// dlt's JSONPath to the records in a response (`data`, `$.data`, `results.items`); `None`:
     /// the response itself when it is a list. Parse with [`parse_json_path`].
     pub data_selector: Option<String>,

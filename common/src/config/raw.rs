@@ -111,6 +111,7 @@ pub(super) struct RawEndpoint {
     pub(super) method: Option<Method>,
     pub(super) params: Option<BTreeMap<String, ParamValue>>,
     pub(super) json: Option<Value>,
+    pub(super) headers: Option<BTreeMap<String, String>>,
     pub(super) data_selector: Option<String>,
     pub(super) paginator: Option<Paginator>,
     pub(super) response_actions: Option<Vec<ResponseAction>>,

@@ -344,6 +344,8 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
             }
             (own, default) => own.or_else(|| default.clone()),
         },
+        // dlt takes the endpoint's headers whole, as every endpoint key but params and json.
+        headers: own.headers.or_else(|| default.headers.clone()),
         data_selector: own.data_selector.or_else(|| default.data_selector.clone()),
         paginator: own.paginator.or_else(|| default.paginator.clone()),
         response_actions: own
@@ -475,11 +477,23 @@ fn resolve_resource(
         raw_endpoint.incremental,
         problems,
     );
+    let headers = raw_endpoint.headers.unwrap_or_default();
+    for (name, value) in &headers {
+        check_endpoint_header(
+            &format!("{at}.endpoint.headers.{name}"),
+            name,
+            value,
+            problems,
+        );
+    }
     let (path, params, parent) = resolve_placeholders(
         at,
         path,
         params,
-        raw_endpoint.json.as_ref(),
+        Bodies {
+            json: raw_endpoint.json.as_ref(),
+            headers: &headers,
+        },
         incremental.as_ref(),
         problems,
     );
@@ -497,6 +511,7 @@ fn resolve_resource(
         params,
         incremental,
         json: raw_endpoint.json,
+        headers,
         data_selector,
         paginator: endpoint_paginator
             .or_else(|| client_paginator.cloned())
@@ -581,7 +596,7 @@ fn resolve_placeholders(
     at: &str,
     path: String,
     raw_params: BTreeMap<String, ParamValue>,
-    json: Option<&Value>,
+    bodies: Bodies<'_>,
     incremental: Option<&Incremental>,
     problems: &mut Problems,
 ) -> (String, BTreeMap<String, Value>, Option<String>) {
@@ -657,7 +672,14 @@ fn resolve_placeholders(
             texts.push((format!("{at}.endpoint.params.{name}"), text, Filled::Param));
         }
     }
-    if let Some(json) = json {
+    for (name, value) in bodies.headers {
+        texts.push((
+            format!("{at}.endpoint.headers.{name}"),
+            value,
+            Filled::Param,
+        ));
+    }
+    if let Some(json) = bodies.json {
         json_texts(&format!("{at}.endpoint.json"), json, &mut texts);
     }
 
@@ -710,13 +732,19 @@ fn resolve_placeholders(
     (bound, params, parent)
 }
 
+/// The parts of an endpoint besides its path and params that may hold placeholders.
+struct Bodies<'a> {
+    json: Option<&'a Value>,
+    headers: &'a BTreeMap<String, String>,
+}
+
 /// Where a text with placeholders goes, which decides what a placeholder without a value
 /// does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Filled {
     /// The path: every placeholder needs a value.
     Path,
-    /// A query param: a param whose placeholder has no value is not sent.
+    /// A query param or a header: one whose placeholder has no value is not sent.
     Param,
     /// A string of the JSON body: a string that is only a placeholder takes the value
     /// itself (`null` without one, as in dlt); within a longer string it needs a value.

@@ -41,22 +41,22 @@ pub(super) fn parse_http_url(text: &str) -> Result<Url, String> {
 /// `client.headers`: names HTTP allows, values without control characters.
 pub(super) fn check_headers(headers: &BTreeMap<String, String>, problems: &mut Problems) {
     for (name, value) in headers {
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
-        if !valid_name {
-            problems.push(
-                format!("client.headers.{name}"),
-                "not a valid HTTP header name",
-            );
-        }
-        if value.chars().any(|c| c.is_control() && c != '\t') {
-            problems.push(
-                format!("client.headers.{name}"),
-                "a header value must not contain control characters",
-            );
-        }
+        check_endpoint_header(&format!("client.headers.{name}"), name, value, problems);
+    }
+}
+
+/// One header (of `client.headers` or an endpoint's `headers`, at `at`): a token for a
+/// name, no control characters in the value.
+pub(super) fn check_endpoint_header(at: &str, name: &str, value: &str, problems: &mut Problems) {
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+    if !valid_name {
+        problems.push(at, "not a valid HTTP header name");
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        problems.push(at, "a header value must not contain control characters");
     }
 }
 

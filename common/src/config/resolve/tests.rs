@@ -418,3 +418,46 @@ endpoint = { path = "/things/{thing}", params = { thing = "x" } }
     assert_eq!(by_param.paginator, Paginator::SinglePage);
     assert_eq!(endpoint("posts").paginator.kind(), "json_link");
 }
+
+#[test]
+fn endpoint_headers() {
+    // dlt's endpoint `headers`: taken whole from resource_defaults (as every endpoint key
+    // but params and json), placeholders allowed; a `{resources.…}` there names the parent.
+    let text = r#"
+[client]
+base_url = "https://api.example.com"
+headers = { "X-Client" = "c" }
+
+[resource_defaults]
+primary_key = "id"
+endpoint = { headers = { "X-Default" = "d" } }
+
+[[resources]]
+name = "parents"
+
+[[resources]]
+name = "children"
+endpoint = { path = "/children", headers = { "X-Parent" = "{resources.parents.id}", "X-Since" = "{incremental.start_value}" }, incremental = { cursor_path = "u" } }
+"#;
+    let config = toml(text).unwrap();
+    let parents = config.resource("parents").unwrap();
+    assert_eq!(
+        parents.endpoint.headers,
+        BTreeMap::from([("X-Default".to_owned(), "d".to_owned())])
+    );
+    let children = config.resource("children").unwrap();
+    assert_eq!(children.parent.as_deref(), Some("parents"));
+    assert_eq!(children.endpoint.headers.len(), 2);
+    assert_eq!(config.client.headers.len(), 1);
+
+    let e = toml(&with_endpoint(
+        "{ headers = { \"Bad Name\" = \"x\", ok = \"{id}\" } }",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("resources[0].endpoint.headers.Bad Name: not a valid HTTP header name")
+            && e.contains("resources[0].endpoint.headers.ok: `{id}`: `{id}` is not a placeholder"),
+        "{e}"
+    );
+}
