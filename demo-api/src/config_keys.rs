@@ -12,12 +12,16 @@
 //!   = 10 × k + parent for k in 1..=3 (`{"add_child": [parent, updated]}` adds one):
 //!   `GET /keys/parents/{id}/children` answers all of them (whatever the query: the client
 //!   filters), `POST /keys/children` takes `{"parent": <number>, "tag": "p-<parent>"}`.
+//! - `GET /keys/has-more?page=N` (from 1): the items three a page with `{"meta":
+//!   {"has_more": bool}, "total": 99}`; a page past the last repeats the last (only
+//!   `has_more` tells the end). `GET /keys/cursor-empty?cursor=N`: the items four a page,
+//!   then empty pages that still carry a `next` cursor, forever.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -87,6 +91,8 @@ where
         .route("/keys/parents", get(parents))
         .route("/keys/parents/{id}/children", get(children))
         .route("/keys/children", post(children_by_body))
+        .route("/keys/has-more", get(has_more))
+        .route("/keys/cursor-empty", get(cursor_empty))
         .route_layer(from_fn_with_state(keys.clone(), log_and_check))
         .route("/keys/log", get(log))
         .route("/keys/reset", post(reset))
@@ -230,6 +236,46 @@ async fn since_items(
         .parse()
         .map_err(|_| ApiError::BadParam(format!("since `{since}` is not a number")))?;
     Ok(Json(json!(items_since(&lock(&keys.inner), Some(since)))))
+}
+
+/// The number in query parameter `name` (default `default`).
+fn number(query: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, ApiError> {
+    query.get(name).map_or(Ok(default), |v| {
+        v.parse()
+            .map_err(|_| ApiError::BadParam(format!("{name} `{v}` is not a number")))
+    })
+}
+
+async fn has_more(
+    State(keys): State<Keys>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    const PER_PAGE: usize = 3;
+    let hits = items_since(&lock(&keys.inner), None);
+    let last = hits.len().div_ceil(PER_PAGE).max(1);
+    let page = number(&query, "page", 1)?.clamp(1, last);
+    let from = (page - 1) * PER_PAGE;
+    let end = (from + PER_PAGE).min(hits.len());
+    Ok(Json(json!({
+        "data": hits.get(from..end).unwrap_or_default(),
+        "meta": {"has_more": page < last},
+        "total": 99,
+    })))
+}
+
+async fn cursor_empty(
+    State(keys): State<Keys>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    const PER_PAGE: usize = 4;
+    let hits = items_since(&lock(&keys.inner), None);
+    let cursor = number(&query, "cursor", 0)?;
+    let from = (cursor * PER_PAGE).min(hits.len());
+    let end = (from + PER_PAGE).min(hits.len());
+    Ok(Json(json!({
+        "data": hits.get(from..end).unwrap_or_default(),
+        "next": (cursor + 1).to_string(),
+    })))
 }
 
 async fn parents(State(keys): State<Keys>) -> Json<Value> {

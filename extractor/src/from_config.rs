@@ -293,6 +293,11 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
                     .transpose()?,
                 maximum_offset: p.maximum_offset,
                 stop_after_empty_page: p.stop_after_empty_page,
+                has_more_path: p
+                    .has_more_path
+                    .as_deref()
+                    .map(|t| selector_at("paginator.has_more_path", t))
+                    .transpose()?,
             }),
             config::Paginator::PageNumber(p) => Paginator::PageNumber(PageNumberPaginator {
                 base_page: p.base_page,
@@ -305,6 +310,11 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
                     .transpose()?,
                 maximum_page: p.maximum_page,
                 stop_after_empty_page: p.stop_after_empty_page,
+                has_more_path: p
+                    .has_more_path
+                    .as_deref()
+                    .map(|t| selector_at("paginator.has_more_path", t))
+                    .transpose()?,
             }),
             config::Paginator::JsonLink(p) => Paginator::JsonLink(JsonLinkPaginator::new(
                 selector_at("paginator.next_url_path", &p.next_url_path)?,
@@ -324,10 +334,17 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
                             .unwrap_or_else(|| "cursor".to_owned()),
                     ),
                 };
-                Paginator::Cursor(CursorPaginator::new(
+                let mut cursor = CursorPaginator::new(
                     selector_at("paginator.cursor_path", &p.cursor_path)?,
                     target,
-                ))
+                );
+                cursor.stop_after_empty_page = p.stop_after_empty_page;
+                cursor.has_more_path = p
+                    .has_more_path
+                    .as_deref()
+                    .map(|t| selector_at("paginator.has_more_path", t))
+                    .transpose()?;
+                Paginator::Cursor(cursor)
             }
             config::Paginator::HeaderCursor(p) => Paginator::HeaderCursor(
                 HeaderCursorPaginator::new(p.cursor_key.clone(), p.cursor_param.clone()),

@@ -500,7 +500,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(
-            c.next(&json!({"next": "c2"})).unwrap(),
+            c.next(&json!({"next": "c2"}), 1).unwrap(),
             Some(NextRequest::Json(json!({"since": 6, "page": "c2"})))
         );
     }

@@ -245,9 +245,10 @@ incremental = { cursor_path = "updated", initial_value = 35 }"#,
 }
 
 /// dlt's endpoint-level keys: `headers` (over the client's, with `{resources.…}` and
-/// `{incremental.…}` placeholders).
+/// `{incremental.…}` placeholders); paginator keys: `has_more_path` (page_number),
+/// `stop_after_empty_page` (cursor).
 #[test]
-fn endpoint_level_keys() -> Result<()> {
+fn endpoint_and_paginator_keys() -> Result<()> {
     let stand = Stand::start()?;
     let pipeline = stand.pipeline(
         "e2e_keys_endpoint",
@@ -260,6 +261,14 @@ fn endpoint_level_keys() -> Result<()> {
             (
                 "children",
                 r#"endpoint = { path = "/keys/parents/{resources.parents.id}/children", paginator = "single_page", headers = { "X-Parent" = "p{resources.parents.id}", "X-Since" = "{incremental.start_value}" }, incremental = { cursor_path = "updated", initial_value = 20 } }"#,
+            ),
+            (
+                "has_more",
+                r#"endpoint = { path = "/keys/has-more", data_selector = "data", paginator = { type = "page_number", base_page = 1, total_path = "total", has_more_path = "meta.has_more" } }"#,
+            ),
+            (
+                "cursor_empty",
+                r#"endpoint = { path = "/keys/cursor-empty", data_selector = "data", paginator = { type = "cursor", cursor_path = "next", cursor_param = "cursor", stop_after_empty_page = true } }"#,
             ),
         ],
     )?;
@@ -276,5 +285,24 @@ fn endpoint_level_keys() -> Result<()> {
         ]
     );
     assert_eq!(ids(&pipeline, "children")?, [102, 103, 202, 203, 302, 303]);
+    // `has_more` false on page 4 ends the paging (the API would repeat page 4 forever,
+    // and its `total` claims 99 pages).
+    let pages: Vec<Value> = sent(&requests, "/keys/has-more", false)
+        .iter()
+        .map(|r| r[2].clone())
+        .collect();
+    assert_eq!(
+        pages,
+        (1..=4)
+            .map(|p| json!([["page", p.to_string()]]))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(ids(&pipeline, "has_more")?, (1..=10).collect::<Vec<_>>());
+    // The first empty page ends the cursor paging though it carries a cursor.
+    assert_eq!(sent(&requests, "/keys/cursor-empty", false).len(), 4);
+    assert_eq!(
+        ids(&pipeline, "cursor_empty")?,
+        (1..=10).collect::<Vec<_>>()
+    );
     Ok(())
 }

@@ -201,6 +201,7 @@ mod tests {
                     total_path: Some("total".into()),
                     maximum_offset: None,
                     stop_after_empty_page: true,
+                    has_more_path: None,
                 }),
                 response_actions: Vec::new(),
                 allow_null_data: false,

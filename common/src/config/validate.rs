@@ -190,10 +190,17 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
             if let Some(total_path) = &p.total_path {
                 json_path("total_path", total_path, problems);
             }
-            if p.total_path.is_none() && p.maximum_offset.is_none() && !p.stop_after_empty_page {
+            if let Some(path) = &p.has_more_path {
+                json_path("has_more_path", path, problems);
+            }
+            if p.total_path.is_none()
+                && p.maximum_offset.is_none()
+                && p.has_more_path.is_none()
+                && !p.stop_after_empty_page
+            {
                 problems.push(
                     at,
-                    "the paginator would never stop: set `total_path`, `maximum_offset` or \
+                    "the paginator would never stop: set `total_path`, `maximum_offset`, `has_more_path` or \
                      `stop_after_empty_page = true`",
                 );
             }
@@ -211,10 +218,17 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
                     format!("{page} is before base_page ({})", p.base_page),
                 );
             }
-            if p.total_path.is_none() && p.maximum_page.is_none() && !p.stop_after_empty_page {
+            if let Some(path) = &p.has_more_path {
+                json_path("has_more_path", path, problems);
+            }
+            if p.total_path.is_none()
+                && p.maximum_page.is_none()
+                && p.has_more_path.is_none()
+                && !p.stop_after_empty_page
+            {
                 problems.push(
                     at,
-                    "the paginator would never stop: set `total_path`, `maximum_page` or \
+                    "the paginator would never stop: set `total_path`, `maximum_page`, `has_more_path` or \
                      `stop_after_empty_page = true`",
                 );
             }
@@ -223,6 +237,9 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
         Paginator::HeaderLink(p) => non_empty("links_next_key", &p.links_next_key, problems),
         Paginator::Cursor(p) => {
             json_path("cursor_path", &p.cursor_path, problems);
+            if let Some(path) = &p.has_more_path {
+                json_path("has_more_path", path, problems);
+            }
             if let Some(param) = &p.cursor_param {
                 non_empty("cursor_param", param, problems);
             }
