@@ -268,7 +268,11 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
     let params = ep
         .params
         .iter()
-        .map(|(k, v)| (k.clone(), param_text(v)))
+        .flat_map(|(k, v)| match v {
+            // A list is the param repeated, as `requests` sends it (`ids=1&ids=2`).
+            Value::Array(items) => items.iter().map(|i| (k.clone(), param_text(i))).collect(),
+            other => vec![(k.clone(), param_text(other))],
+        })
         .collect();
     let selector = ep
         .data_selector

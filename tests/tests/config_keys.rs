@@ -245,8 +245,8 @@ incremental = { cursor_path = "updated", initial_value = 35 }"#,
 }
 
 /// dlt's endpoint-level keys: `headers` (over the client's, with `{resources.…}` and
-/// `{incremental.…}` placeholders); paginator keys: `has_more_path` (page_number),
-/// `stop_after_empty_page` (cursor).
+/// `{incremental.…}` placeholders), list-valued `params`; paginator keys: `has_more_path`
+/// (page_number), `stop_after_empty_page` (cursor).
 #[test]
 fn endpoint_and_paginator_keys() -> Result<()> {
     let stand = Stand::start()?;
@@ -265,6 +265,10 @@ fn endpoint_and_paginator_keys() -> Result<()> {
             (
                 "has_more",
                 r#"endpoint = { path = "/keys/has-more", data_selector = "data", paginator = { type = "page_number", base_page = 1, total_path = "total", has_more_path = "meta.has_more" } }"#,
+            ),
+            (
+                "list_params",
+                r#"endpoint = { path = "/keys/since/90/items", paginator = "single_page", params = { ids = [1, "x y", true], one = "z" } }"#,
             ),
             (
                 "cursor_empty",
@@ -298,6 +302,16 @@ fn endpoint_and_paginator_keys() -> Result<()> {
             .collect::<Vec<_>>()
     );
     assert_eq!(ids(&pipeline, "has_more")?, (1..=10).collect::<Vec<_>>());
+    // A list param is the param repeated, as dlt (`requests`) sends it.
+    assert_eq!(
+        sent(&requests, "/keys/since/", false),
+        vec![json!([
+            "GET",
+            "/keys/since/90/items",
+            [["ids", "1"], ["ids", "x y"], ["ids", "True"], ["one", "z"]],
+            ""
+        ])]
+    );
     // The first empty page ends the cursor paging though it carries a cursor.
     assert_eq!(sent(&requests, "/keys/cursor-empty", false).len(), 4);
     assert_eq!(

@@ -279,10 +279,12 @@ impl<'de> Deserialize<'de> for KafkaValue {
     }
 }
 
-/// A query parameter value: a string, number or boolean, or a table with a `type`:
-/// dlt's `{ type = "resolve", ... }` or `{ type = "incremental", ... }`.
+/// A query parameter value: a string, number or boolean, a list of them (the parameter
+/// repeated, as `requests` sends a list), or a table with a `type`: dlt's
+/// `{ type = "resolve", ... }` or `{ type = "incremental", ... }`.
 #[derive(Debug, Clone)]
 pub(super) enum ParamValue {
+    /// A string, number or boolean, or a list of them (`Value::Array`).
     Scalar(Value),
     /// dlt's `{ type = "resolve", resource = "...", field = "..." }`.
     Resolve(ResolveParam),
@@ -302,8 +304,8 @@ const PARAM_TYPES: &[&str] = &["incremental", "resolve"];
 impl<'de> Deserialize<'de> for ParamValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ParamVisitor;
-        const EXPECTING: &str = "a string, number or boolean, or a table with a `type` \
-                                 (`incremental` or `resolve`)";
+        const EXPECTING: &str = "a string, number or boolean, a list of them, or a table \
+                                 with a `type` (`incremental` or `resolve`)";
 
         impl<'de> Visitor<'de> for ParamVisitor {
             type Value = ParamValue;
@@ -340,6 +342,21 @@ impl<'de> Deserialize<'de> for ParamValue {
                 ScalarVisitor(EXPECTING)
                     .visit_f64(v)
                     .map(ParamValue::Scalar)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ParamValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Value>()? {
+                    match item {
+                        Value::String(_) | Value::Number(_) | Value::Bool(_) => items.push(item),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "a list param holds strings, numbers or booleans, not {other}"
+                            )));
+                        }
+                    }
+                }
+                Ok(ParamValue::Scalar(Value::Array(items)))
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ParamValue, A::Error> {

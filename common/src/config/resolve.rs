@@ -650,6 +650,13 @@ fn resolve_placeholders(
                 bound.push_str(&text);
             }
             Some(Value::String(text)) => bound.push_str(&path_escape(&text)),
+            Some(Value::Array(_)) => {
+                problems.push(
+                    &path_at,
+                    format!("`{path}`: the list param `{inner}` cannot fill the path"),
+                );
+                return (path.clone(), params, None);
+            }
             Some(other) => bound.push_str(&path_escape(&other.to_string())),
             None => {
                 problems.push(
@@ -668,8 +675,22 @@ fn resolve_placeholders(
     // Every text that may hold placeholders, with its key path and how a value fills it.
     let mut texts: Vec<(String, &str, Filled)> = vec![(path_at.clone(), &bound, Filled::Path)];
     for (name, value) in &params {
-        if let Value::String(text) = value {
-            texts.push((format!("{at}.endpoint.params.{name}"), text, Filled::Param));
+        match value {
+            Value::String(text) => {
+                texts.push((format!("{at}.endpoint.params.{name}"), text, Filled::Param));
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::String(text) = item {
+                        texts.push((
+                            format!("{at}.endpoint.params.{name}[{i}]"),
+                            text,
+                            Filled::Param,
+                        ));
+                    }
+                }
+            }
+            _ => {}
         }
     }
     for (name, value) in bodies.headers {

@@ -461,3 +461,34 @@ endpoint = { path = "/children", headers = { "X-Parent" = "{resources.parents.id
         "{e}"
     );
 }
+
+#[test]
+fn list_params() {
+    // dlt passes a list param to `requests`, which repeats it: `ids=1&ids=2`.
+    let e = toml(&with_endpoint(
+        "{ params = { ids = [1, \"{incremental.start_value}\"] }, \
+         incremental = { cursor_path = \"u\", initial_value = 1 } }",
+    ))
+    .unwrap()
+    .resources[0]
+        .endpoint
+        .clone();
+    assert_eq!(e.params["ids"], json!([1, "{incremental.start_value}"]));
+    for (bad, needle) in [
+        (
+            "{ params = { ids = [[1]] } }",
+            "resources[0].endpoint.params.ids: a list param holds strings, numbers or booleans",
+        ),
+        (
+            "{ path = \"/x/{ids}\", params = { ids = [1] } }",
+            "resources[0].endpoint.path: `/x/{ids}`: the list param `ids` cannot fill the path",
+        ),
+        (
+            "{ params = { ids = [\"{id}\"] } }",
+            "resources[0].endpoint.params.ids[0]: `{id}`: `{id}` is not a placeholder",
+        ),
+    ] {
+        let e = toml(&with_endpoint(bad)).unwrap_err().to_string();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+}
