@@ -447,6 +447,15 @@ mod tests {
                 vec!["resource_defaults.write_disposition: unknown write disposition `upsert`"],
             ),
             (
+                "skip",
+                Format::Toml,
+                with("[resource_defaults]\nwrite_disposition = \"skip\""),
+                vec![
+                    "resource_defaults.write_disposition: `skip` is not supported",
+                    "`extractor --resource <child>`",
+                ],
+            ),
+            (
                 "bad schema contract mode",
                 Format::Toml,
                 with("[resource_defaults]\nschema_contract = \"relaxed\""),
@@ -501,10 +510,13 @@ mod tests {
                 vec!["resources[0].endpoint.response_actions[0].status: unknown field `status`"],
             ),
             (
-                "param value that is a list",
+                "param value that is a list of lists",
                 Format::Toml,
-                with_endpoint("{ params = { since = [1, 2] } }"),
-                vec!["resources[0].endpoint.params.since: invalid type: sequence"],
+                with_endpoint("{ params = { since = [[1], 2] } }"),
+                vec![
+                    "resources[0].endpoint.params.since: a list param holds strings, numbers or \
+                     booleans, not [1]",
+                ],
             ),
             (
                 "incremental param without cursor_path",

@@ -177,6 +177,15 @@ impl FromBareString for WriteDispositionObject {
     const EXPECTING: &'static str =
         "\"append\", \"replace\", \"merge\" or `{ disposition = \"merge\" }`";
     fn from_bare(s: &str) -> Result<Self, String> {
+        if s == "skip" {
+            return Err(
+                "`skip` is not supported (dlt 1.31.0 accepts it, then its loader refuses \
+                 the table: LoadClientUnsupportedWriteDisposition); to page a resource only to \
+                 feed its children, run the children alone (`extractor --resource <child>`): \
+                 the parent is paged and not published"
+                    .to_owned(),
+            );
+        }
         WriteDisposition::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s))
             .map(|disposition| WriteDispositionObject { disposition })
             .map_err(|_| {
