@@ -15,7 +15,8 @@
 //! - `GET /keys/has-more?page=N` (from 1): the items three a page with `{"meta":
 //!   {"has_more": bool}, "total": 99}`; a page past the last repeats the last (only
 //!   `has_more` tells the end). `GET /keys/cursor-empty?cursor=N`: the items four a page,
-//!   then empty pages that still carry a `next` cursor, forever.
+//!   then empty pages that still carry a `next` cursor, forever. `POST /keys/form` takes any
+//!   body (a form, raw text) and answers every item.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,7 @@ where
         .route("/keys/parents/{id}/children", get(children))
         .route("/keys/children", post(children_by_body))
         .route("/keys/has-more", get(has_more))
+        .route("/keys/form", post(form))
         .route("/keys/cursor-empty", get(cursor_empty))
         .route_layer(from_fn_with_state(keys.clone(), log_and_check))
         .route("/keys/log", get(log))
@@ -276,6 +278,11 @@ async fn cursor_empty(
         "data": hits.get(from..end).unwrap_or_default(),
         "next": (cursor + 1).to_string(),
     })))
+}
+
+/// Any body (a form, raw text): answers every item.
+async fn form(State(keys): State<Keys>) -> Json<Value> {
+    Json(json!(items_since(&lock(&keys.inner), None)))
 }
 
 async fn parents(State(keys): State<Keys>) -> Json<Value> {

@@ -65,6 +65,14 @@ impl std::fmt::Display for Method {
     }
 }
 
+/// dlt's `data`, as `requests` sends it: a table is a form
+/// (`application/x-www-form-urlencoded`, a list repeating its key), a string the body as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataBody {
+    Form(Vec<(String, String)>),
+    Raw(String),
+}
+
 /// One request: the endpoint's path, its params plus the paginator's, and a JSON body.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -74,6 +82,8 @@ pub struct Request {
     pub json: Option<Value>,
     /// The endpoint's own headers (dlt's endpoint `headers`), over the client's.
     pub headers: Vec<(String, String)>,
+    /// dlt's `data`: a form or raw body (instead of `json`).
+    pub data: Option<DataBody>,
     /// dlt's `response_actions`: a response one of them ignores comes back with
     /// [`Response::ignored`] set (after the retries a retryable status gets).
     pub response_actions: Vec<ResponseAction>,
@@ -557,6 +567,22 @@ impl HttpClient {
         if let Some(body) = &req.json {
             builder = builder.json(body);
         }
+        match &req.data {
+            Some(DataBody::Form(fields)) => {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in fields {
+                    let _ = form.append_pair(k, v);
+                }
+                builder = builder
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form.finish());
+            }
+            Some(DataBody::Raw(text)) => builder = builder.body(text.clone()),
+            None => {}
+        }
         let transport = |e: reqwest::Error| FetchError::Transport {
             method: req.method,
             url: shown.to_owned(),
@@ -806,6 +832,7 @@ mod tests {
             params: vec![],
             json: None,
             headers: Vec::new(),
+            data: None,
             response_actions: Vec::new(),
         };
         let results =

@@ -562,6 +562,7 @@ mod response_action_tests {
             params: Vec::new(),
             json: None,
             headers: Vec::new(),
+            data: None,
             response_actions: actions,
         };
         client.fetch(&request).await

@@ -77,6 +77,7 @@ fn scrub_checkpoint(client: &HttpClient, checkpoint: serde_json::Value) -> serde
         params: Vec::new(),
         json: None,
         headers: Vec::new(),
+        data: None,
         response_actions: Vec::new(),
     };
     match client.public_url(&req) {
@@ -119,6 +120,7 @@ impl Fetcher<'_> {
             params,
             json,
             headers,
+            data,
             selector,
             mut paginator,
             response_actions,
@@ -129,6 +131,7 @@ impl Fetcher<'_> {
             params: &params,
             json: json.as_ref(),
             headers: &headers,
+            data: data.as_ref(),
             response_actions: &response_actions,
         };
         let request_for = |step: NextRequest| template.request(step);
@@ -397,6 +400,7 @@ mod tests {
             params: Vec::new(),
             json: None,
             headers: Vec::new(),
+            data: None,
             response_actions: Vec::new(),
         };
         assert_eq!(

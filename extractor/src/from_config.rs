@@ -15,7 +15,7 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::Value;
 
 use crate::auth::OAuth2ClientCredentials;
-use crate::client::{Auth, HttpClient, Method, Request};
+use crate::client::{Auth, DataBody, HttpClient, Method, Request};
 use crate::jsonpath::{DataSelector, Selector, SelectorError};
 use crate::paginate::cursor::CursorTarget;
 use crate::paginate::{
@@ -165,6 +165,8 @@ pub struct EndpointPlan {
     pub json: Option<Value>,
     /// The endpoint's own headers (dlt's endpoint `headers`).
     pub headers: Vec<(String, String)>,
+    /// dlt's `data` (its texts may hold placeholders until filled).
+    pub data: Option<DataBody>,
     pub selector: Option<DataSelector>,
     pub paginator: Paginator,
     pub response_actions: Vec<config::ResponseAction>,
@@ -196,6 +198,7 @@ impl EndpointPlan {
             params: &self.params,
             json: self.json.as_ref(),
             headers: &self.headers,
+            data: self.data.as_ref(),
             response_actions: &self.response_actions,
         }
     }
@@ -210,6 +213,7 @@ pub struct RequestTemplate<'a> {
     pub params: &'a [(String, String)],
     pub json: Option<&'a Value>,
     pub headers: &'a [(String, String)],
+    pub data: Option<&'a DataBody>,
     pub response_actions: &'a [config::ResponseAction],
 }
 
@@ -223,6 +227,7 @@ impl RequestTemplate<'_> {
             params: self.params.to_vec(),
             json: self.json.cloned(),
             headers: self.headers.to_vec(),
+            data: self.data.cloned(),
             response_actions: self.response_actions.to_vec(),
         };
         match step {
@@ -367,6 +372,20 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        data: ep.data.as_ref().map(|data| match data {
+            Value::Object(fields) => DataBody::Form(
+                fields
+                    .iter()
+                    .flat_map(|(k, v)| match v {
+                        Value::Array(items) => {
+                            items.iter().map(|i| (k.clone(), param_text(i))).collect()
+                        }
+                        other => vec![(k.clone(), param_text(other))],
+                    })
+                    .collect(),
+            ),
+            other => DataBody::Raw(param_text(other)),
+        }),
         selector,
         paginator,
         response_actions: ep.response_actions.clone(),
@@ -414,6 +433,7 @@ mod tests {
             params: &params,
             json: Some(&body),
             headers: &[],
+            data: None,
             response_actions: &[],
         };
         // The paginator's params replace the endpoint's of the same name.

@@ -16,6 +16,7 @@ use common::template::{
 };
 use serde_json::{Map, Value};
 
+use crate::client::DataBody;
 use crate::from_config::{EndpointPlan, param_text};
 
 /// The values of a resource's incremental for one run: what its placeholders and its
@@ -116,6 +117,25 @@ impl Values<'_> {
             }
         }
         plan.headers = headers;
+        plan.data = match plan.data.take() {
+            Some(DataBody::Form(fields)) => {
+                let mut filled = Vec::with_capacity(fields.len());
+                for (name, value) in fields {
+                    let place = format!("form field `{name}`");
+                    let name = self
+                        .json_text(&parse_template(&name).map_err(FillError::Template)?, &place)?;
+                    if let Some(value) = self.fill_text(&place, &value)? {
+                        filled.push((name, value));
+                    }
+                }
+                Some(DataBody::Form(filled))
+            }
+            Some(DataBody::Raw(text)) => {
+                let parts = parse_template(&text).map_err(FillError::Template)?;
+                Some(DataBody::Raw(self.json_text(&parts, "body (data)")?))
+            }
+            None => None,
+        };
         if let Some(json) = plan.json.take() {
             let filled = self.fill_json(&json, "JSON body")?;
             plan.set_json(Some(filled));
@@ -293,6 +313,7 @@ mod tests {
                 .collect(),
             json,
             headers: Vec::new(),
+            data: None,
             selector: None,
             paginator: Paginator::SinglePage,
             response_actions: Vec::new(),

@@ -245,7 +245,7 @@ incremental = { cursor_path = "updated", initial_value = 35 }"#,
 }
 
 /// dlt's endpoint-level keys: `headers` (over the client's, with `{resources.…}` and
-/// `{incremental.…}` placeholders), list-valued `params`; paginator keys: `has_more_path`
+/// `{incremental.…}` placeholders), list-valued `params`, `data` (form and raw bodies); paginator keys: `has_more_path`
 /// (page_number), `stop_after_empty_page` (cursor).
 #[test]
 fn endpoint_and_paginator_keys() -> Result<()> {
@@ -269,6 +269,14 @@ fn endpoint_and_paginator_keys() -> Result<()> {
             (
                 "list_params",
                 r#"endpoint = { path = "/keys/since/90/items", paginator = "single_page", params = { ids = [1, "x y", true], one = "z" } }"#,
+            ),
+            (
+                "form_data",
+                r#"endpoint = { path = "/keys/form", method = "POST", paginator = "single_page", data = { q = "a b&c", ids = [1, 2], on = true } }"#,
+            ),
+            (
+                "raw_data",
+                r#"endpoint = { path = "/keys/form", method = "POST", paginator = "single_page", data = "raw {{text}}" }"#,
             ),
             (
                 "cursor_empty",
@@ -312,6 +320,32 @@ fn endpoint_and_paginator_keys() -> Result<()> {
             ""
         ])]
     );
+    // `data`: a table is a form (a list repeats its key), a string the body as is.
+    let forms: Vec<&Value> = requests
+        .iter()
+        .filter(|e| e["path"] == "/keys/form")
+        .collect();
+    assert_eq!(forms.len(), 2, "{forms:?}");
+    let form = forms
+        .iter()
+        .find(|e| e["headers"]["content-type"] == "application/x-www-form-urlencoded")
+        .context("the form request")?;
+    let mut fields: Vec<(String, String)> =
+        url::form_urlencoded::parse(form["body"].as_str().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            ("ids".to_owned(), "1".to_owned()),
+            ("ids".to_owned(), "2".to_owned()),
+            ("on".to_owned(), "True".to_owned()),
+            ("q".to_owned(), "a b&c".to_owned()),
+        ]
+    );
+    assert!(forms.iter().any(|e| e["body"] == "raw {text}"), "{forms:?}");
+    assert_eq!(ids(&pipeline, "form_data")?.len(), 10);
     // The first empty page ends the cursor paging though it carries a cursor.
     assert_eq!(sent(&requests, "/keys/cursor-empty", false).len(), 4);
     assert_eq!(

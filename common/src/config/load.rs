@@ -191,6 +191,7 @@ mod tests {
                 params: BTreeMap::new(),
                 json: None,
                 headers: BTreeMap::new(),
+                data: None,
                 data_selector: Some("data".into()),
                 incremental: None,
                 paginator: Paginator::Offset(OffsetPaginator {

@@ -294,6 +294,9 @@ pub struct EndpointConfig {
     /// dlt's endpoint `headers`: sent with every request of the endpoint, over
     /// `client.headers` of the same name; values may hold placeholders.
     pub headers: BTreeMap<String, String>,
+    /// dlt's `data`: a form body (a table: `application/x-www-form-urlencoded`, a list
+    /// value repeating its key) or a raw body (a string), instead of `json`.
+    pub data: Option<Value>,
     /// dlt's JSONPath to the records in a response (`data`, `$.data`, `results.items`); `None`:
     /// the response itself when it is a list. Parse with [`parse_json_path`].
     pub data_selector: Option<String>,

@@ -112,6 +112,7 @@ pub(super) struct RawEndpoint {
     pub(super) params: Option<BTreeMap<String, ParamValue>>,
     pub(super) json: Option<Value>,
     pub(super) headers: Option<BTreeMap<String, String>>,
+    pub(super) data: Option<Value>,
     pub(super) data_selector: Option<String>,
     pub(super) paginator: Option<Paginator>,
     pub(super) response_actions: Option<Vec<ResponseAction>>,

@@ -346,6 +346,7 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
         },
         // dlt takes the endpoint's headers whole, as every endpoint key but params and json.
         headers: own.headers.or_else(|| default.headers.clone()),
+        data: own.data.or_else(|| default.data.clone()),
         data_selector: own.data_selector.or_else(|| default.data_selector.clone()),
         paginator: own.paginator.or_else(|| default.paginator.clone()),
         response_actions: own
@@ -493,6 +494,7 @@ fn resolve_resource(
         Bodies {
             json: raw_endpoint.json.as_ref(),
             headers: &headers,
+            data: raw_endpoint.data.as_ref(),
         },
         incremental.as_ref(),
         problems,
@@ -512,6 +514,7 @@ fn resolve_resource(
         incremental,
         json: raw_endpoint.json,
         headers,
+        data: raw_endpoint.data,
         data_selector,
         paginator: endpoint_paginator
             .or_else(|| client_paginator.cloned())
@@ -700,6 +703,30 @@ fn resolve_placeholders(
             Filled::Param,
         ));
     }
+    match bodies.data {
+        // A raw body needs every value; a form field without one is not sent.
+        Some(Value::String(text)) => {
+            texts.push((format!("{at}.endpoint.data"), text, Filled::JsonKey));
+        }
+        Some(Value::Object(fields)) => {
+            for (name, value) in fields {
+                let key = format!("{at}.endpoint.data.{name}");
+                texts.push((key.clone(), name, Filled::JsonKey));
+                match value {
+                    Value::String(text) => texts.push((key, text, Filled::Param)),
+                    Value::Array(items) => {
+                        for (i, item) in items.iter().enumerate() {
+                            if let Value::String(text) = item {
+                                texts.push((format!("{key}[{i}]"), text, Filled::Param));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
     if let Some(json) = bodies.json {
         json_texts(&format!("{at}.endpoint.json"), json, &mut texts);
     }
@@ -757,6 +784,7 @@ fn resolve_placeholders(
 struct Bodies<'a> {
     json: Option<&'a Value>,
     headers: &'a BTreeMap<String, String>,
+    data: Option<&'a Value>,
 }
 
 /// Where a text with placeholders goes, which decides what a placeholder without a value

@@ -113,6 +113,34 @@ pub fn check_requests_per_second(rps: f64) -> Option<String> {
 
 /// Checks what an endpoint says where it is written (a resource or `resource_defaults`).
 pub(super) fn check_endpoint(at: &str, endpoint: &RawEndpoint, problems: &mut Problems) {
+    if endpoint.json.is_some() && endpoint.data.is_some() {
+        problems.push(
+            format!("{at}.data"),
+            "set either `json` or `data` (a form or raw body), not both",
+        );
+    }
+    let scalar = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+    match &endpoint.data {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Object(fields)) => {
+            for (name, value) in fields {
+                let ok = match value {
+                    Value::Array(items) => items.iter().all(scalar),
+                    other => scalar(other),
+                };
+                if !ok {
+                    problems.push(
+                        format!("{at}.data.{name}"),
+                        "a form field is a string, number or boolean, or a list of them",
+                    );
+                }
+            }
+        }
+        Some(_) => problems.push(
+            format!("{at}.data"),
+            "a table (a form body) or a string (a raw body)",
+        ),
+    }
     if let Some(path) = &endpoint.path {
         check_path(&format!("{at}.path"), path, problems);
     }

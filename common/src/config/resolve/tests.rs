@@ -492,3 +492,38 @@ fn list_params() {
         assert!(e.contains(needle), "{bad}: {e}");
     }
 }
+
+#[test]
+fn data_bodies() {
+    // dlt's `data`: a form (table) or a raw body (string), not with `json`.
+    let e = toml(&with_endpoint(
+        "{ method = \"POST\", data = { q = \"{incremental.start_value}\", ids = [1, 2] }, \
+         incremental = { cursor_path = \"u\" } }",
+    ))
+    .unwrap()
+    .resources[0]
+        .endpoint
+        .clone();
+    assert_eq!(
+        e.data,
+        Some(json!({"q": "{incremental.start_value}", "ids": [1, 2]}))
+    );
+    for (bad, needle) in [
+        (
+            "{ method = \"POST\", json = { a = 1 }, data = \"x\" }",
+            "resources[0].endpoint.data: set either `json` or `data`",
+        ),
+        (
+            "{ method = \"POST\", data = { a = { b = 1 } } }",
+            "resources[0].endpoint.data.a: a form field is a string, number or boolean",
+        ),
+        (
+            "{ method = \"POST\", data = \"since {incremental.start_value}\", \
+             incremental = { cursor_path = \"u\" } }",
+            "resources[0].endpoint.data: `{incremental.start_value}` has no value without",
+        ),
+    ] {
+        let e = toml(&with_endpoint(bad)).unwrap_err().to_string();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+}
