@@ -10,6 +10,7 @@
 //! completed".
 
 mod auth;
+mod config_keys;
 mod conversations;
 mod drift;
 mod hostile_paging;
@@ -421,6 +422,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(hostile_records::router())
         .merge(hostile_paging::router(state.clone()))
+        .merge(config_keys::router(state.clone()))
         .with_state(state)
 }
 

@@ -12,8 +12,9 @@ use common::secret::SecretResolver;
 use serde_json::Value;
 
 use crate::client::{HttpClient, Request};
+use crate::dependent;
 use crate::from_config;
-use crate::{dependent, incremental};
+use crate::placeholders::{IncrementalValues, Values};
 
 /// Records shown per resource with `--fetch`.
 pub const SAMPLE_RECORDS: usize = 3;
@@ -98,6 +99,12 @@ pub async fn fetch_samples(
     for (i, (resource, plan, _)) in resources.into_iter().enumerate() {
         let mut include = Vec::new();
         let mut plan = plan;
+        // A first run's incremental values: it starts at `initial_value`.
+        let values = resource
+            .endpoint
+            .incremental
+            .as_ref()
+            .map(|inc| IncrementalValues::new(inc, inc.initial_value.as_ref()));
         if let Some(parent) = resource.parent.as_deref().and_then(|p| cfg.resource(p)) {
             let Some(record) = first_pages.get(&parent.name).and_then(|r| r.first()) else {
                 let _ = writeln!(
@@ -112,7 +119,8 @@ pub async fn fetch_samples(
                 .iter()
                 .position(|c| c.name == resource.name)
                 .unwrap_or(i);
-            let child = dependent::ChildPlan::new(index, resource, parent, plan)?;
+            let mut child = dependent::ChildPlan::new(index, resource, parent, plan)?;
+            child.set_incremental(values);
             (plan, include) = child.for_parent(record)?;
             let _ = writeln!(
                 out,
@@ -121,9 +129,16 @@ pub async fn fetch_samples(
                 parent.name,
                 child.parent_id(record)
             );
-        }
-        if let Some(inc) = &resource.endpoint.incremental {
-            plan.params = incremental::request_params(inc, std::mem::take(&mut plan.params), None);
+        } else {
+            Values {
+                incremental: values.as_ref(),
+                parent: None,
+            }
+            .fill_plan(&mut plan)
+            .map_err(|e| from_config::BuildError::Invalid {
+                key: format!("resource `{}`: endpoint", resource.name),
+                message: e.to_string(),
+            })?;
         }
         let Some(step) = plan.paginator.first() else {
             let _ = writeln!(out, "resource `{}`: no first page\n", resource.name);

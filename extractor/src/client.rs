@@ -65,6 +65,14 @@ impl std::fmt::Display for Method {
     }
 }
 
+/// dlt's `data`, as `requests` sends it: a table is a form
+/// (`application/x-www-form-urlencoded`, a list repeating its key), a string the body as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataBody {
+    Form(Vec<(String, String)>),
+    Raw(String),
+}
+
 /// One request: the endpoint's path, its params plus the paginator's, and a JSON body.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -72,6 +80,10 @@ pub struct Request {
     pub path: String,
     pub params: Vec<(String, String)>,
     pub json: Option<Value>,
+    /// The endpoint's own headers (dlt's endpoint `headers`), over the client's.
+    pub headers: Vec<(String, String)>,
+    /// dlt's `data`: a form or raw body (instead of `json`).
+    pub data: Option<DataBody>,
     /// dlt's `response_actions`: a response one of them ignores comes back with
     /// [`Response::ignored`] set (after the retries a retryable status gets).
     pub response_actions: Vec<ResponseAction>,
@@ -514,6 +526,22 @@ impl HttpClient {
             Method::Post => self.http.post(url.clone()),
         }
         .headers(self.headers.clone());
+        // The endpoint's headers replace the client's of the same name; auth comes last, as
+        // in dlt.
+        let mut endpoint_headers = HeaderMap::new();
+        for (name, value) in &req.headers {
+            match (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                (Ok(name), Ok(value)) => {
+                    let _ = endpoint_headers.insert(name, value);
+                }
+                // reqwest refuses it when the request is sent, naming the problem.
+                _ => builder = builder.header(name.as_str(), value.as_str()),
+            }
+        }
+        builder = builder.headers(endpoint_headers);
         builder = match &self.auth {
             Auth::None | Auth::Query { .. } => builder,
             Auth::Header { name, value } => builder.header(name, secret_header(value)),
@@ -538,6 +566,22 @@ impl HttpClient {
         };
         if let Some(body) = &req.json {
             builder = builder.json(body);
+        }
+        match &req.data {
+            Some(DataBody::Form(fields)) => {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in fields {
+                    let _ = form.append_pair(k, v);
+                }
+                builder = builder
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form.finish());
+            }
+            Some(DataBody::Raw(text)) => builder = builder.body(text.clone()),
+            None => {}
         }
         let transport = |e: reqwest::Error| FetchError::Transport {
             method: req.method,
@@ -787,6 +831,8 @@ mod tests {
             path: "/items".into(),
             params: vec![],
             json: None,
+            headers: Vec::new(),
+            data: None,
             response_actions: Vec::new(),
         };
         let results =

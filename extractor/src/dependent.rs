@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use common::config::{PipelineConfig, ResourceConfig};
-use common::template::{TemplatePart, parse_template, path_escape};
+use common::template::parse_template;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 use crate::ExtractError;
 use crate::fetch::{FetchStats, Fetcher, Page};
 use crate::from_config::{self, BuildError, EndpointPlan};
+use crate::incremental::CursorFilter;
+use crate::placeholders::{FillError, IncrementalValues, Values};
 
 /// One page of a parent's records, shared by its children.
 pub type ParentPage = Arc<Vec<Value>>;
@@ -101,9 +103,9 @@ pub struct ChildPlan {
     parent: String,
     parent_key: Vec<String>,
     base: EndpointPlan,
-    path: Vec<TemplatePart>,
-    /// Index into `base.params` and the param's template, for the params with placeholders.
-    params: Vec<(usize, Vec<TemplatePart>)>,
+    /// The run's incremental values, when the child has an incremental: one cursor for
+    /// all its records, as in dlt.
+    incremental: Option<Box<IncrementalValues>>,
     /// `(column, field path)` of `include_from_parent`.
     include: Vec<(String, Vec<String>)>,
 }
@@ -116,18 +118,11 @@ impl ChildPlan {
         base: EndpointPlan,
     ) -> Result<Self, BuildError> {
         let invalid = |key: String, message: String| BuildError::Invalid { key, message };
-        let path = parse_template(&base.path)
+        let _ = parse_template(&base.path)
             .map_err(|e| invalid(format!("resources[{index}].endpoint.path"), e))?;
-        let mut params = Vec::new();
-        for (i, (name, value)) in base.params.iter().enumerate() {
-            let parts = parse_template(value)
+        for (name, value) in &base.params {
+            let _ = parse_template(value)
                 .map_err(|e| invalid(format!("resources[{index}].endpoint.params.{name}"), e))?;
-            if parts
-                .iter()
-                .any(|p| matches!(p, TemplatePart::Parent { .. }))
-            {
-                params.push((i, parts));
-            }
         }
         let include = resource
             .include_from_parent
@@ -144,10 +139,15 @@ impl ChildPlan {
             parent: parent.name.clone(),
             parent_key: parent.primary_key.clone(),
             base,
-            path,
-            params,
+            incremental: None,
             include,
         })
+    }
+
+    /// The run's incremental values, which fill the child's `{incremental.…}` placeholders
+    /// and its `start_param`/`end_param` for every parent record.
+    pub fn set_incremental(&mut self, values: Option<IncrementalValues>) {
+        self.incremental = values.map(Box::new);
     }
 
     /// The request plan for one parent record (placeholders filled, path values escaped),
@@ -157,17 +157,36 @@ impl ChildPlan {
         record: &Value,
     ) -> Result<(EndpointPlan, Vec<(String, Value)>), DependentError> {
         let mut plan = self.base.clone();
-        plan.path = self.fill(&self.path, record, "path", true)?;
-        for (i, parts) in &self.params {
-            let Some((name, value)) = plan.params.get_mut(*i) else {
-                continue;
-            };
-            *value = self.fill(parts, record, &format!("param `{name}`"), false)?;
+        Values {
+            incremental: self.incremental.as_deref(),
+            parent: Some(record),
         }
+        .fill_plan(&mut plan)
+        .map_err(|e| match e {
+            FillError::Missing { field, place } => {
+                self.problem(record, format!("has no `{field}`, which the {place} needs"))
+            }
+            FillError::BadValue {
+                field,
+                place,
+                found,
+            } => self.problem(
+                record,
+                format!("has {found} in `{field}`, which cannot fill the {place}"),
+            ),
+            other => self.problem(record, format!("cannot make the request: {other}")),
+        })?;
         let mut include = Vec::with_capacity(self.include.len());
         for (column, field) in &self.include {
-            let value = lookup(record, field)
-                .ok_or_else(|| self.missing(record, field, "include_from_parent"))?;
+            let value = lookup(record, field).ok_or_else(|| {
+                self.problem(
+                    record,
+                    format!(
+                        "has no `{}`, which the include_from_parent needs",
+                        field.join(".")
+                    ),
+                )
+            })?;
             include.push((column.clone(), value.clone()));
         }
         Ok((plan, include))
@@ -191,70 +210,6 @@ impl ChildPlan {
             .join(", ")
     }
 
-    fn fill(
-        &self,
-        parts: &[TemplatePart],
-        record: &Value,
-        place: &str,
-        in_path: bool,
-    ) -> Result<String, DependentError> {
-        let mut out = String::new();
-        for part in parts {
-            match part {
-                TemplatePart::Text(text) => out.push_str(text),
-                TemplatePart::Parent { field, .. } => {
-                    let value =
-                        lookup(record, field).ok_or_else(|| self.missing(record, field, place))?;
-                    let text = match value {
-                        Value::String(s) => s.clone(),
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        other => {
-                            return Err(self.bad_value(record, field, place, kind(other)));
-                        }
-                    };
-                    if in_path {
-                        if text.is_empty() || text == "." || text == ".." {
-                            return Err(self.bad_value(
-                                record,
-                                field,
-                                place,
-                                format!("`{text}` (it would change the path)"),
-                            ));
-                        }
-                        out.push_str(&path_escape(&text));
-                    } else {
-                        out.push_str(&text);
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn missing(&self, record: &Value, field: &[String], place: &str) -> DependentError {
-        self.problem(
-            record,
-            format!("has no `{}`, which the {place} needs", field.join(".")),
-        )
-    }
-
-    fn bad_value(
-        &self,
-        record: &Value,
-        field: &[String],
-        place: &str,
-        found: String,
-    ) -> DependentError {
-        self.problem(
-            record,
-            format!(
-                "has {found} in `{}`, which cannot fill the {place}",
-                field.join(".")
-            ),
-        )
-    }
-
     fn problem(&self, record: &Value, problem: String) -> DependentError {
         DependentError(Box::new(DependentProblem {
             resource: self.resource.clone(),
@@ -263,16 +218,6 @@ impl ChildPlan {
             problem,
         }))
     }
-}
-
-fn kind(value: &Value) -> String {
-    match value {
-        Value::Null => "null",
-        Value::Object(_) => "an object",
-        Value::Array(_) => "a list",
-        Value::String(_) | Value::Number(_) | Value::Bool(_) => "a value",
-    }
-    .to_owned()
 }
 
 /// The value at a dotted path of object keys.
@@ -328,12 +273,14 @@ pub fn root_of<'a>(cfg: &'a PipelineConfig, resource: &'a ResourceConfig) -> &'a
 }
 
 /// Pages the child's endpoint once per parent record, `child_concurrency` records at a
-/// time, sending every page (with the `include_from_parent` columns added) to `tx`.
+/// time, sending every page (with the `include_from_parent` columns added, its records
+/// kept by the child's incremental `filter`, one range for all parent records) to `tx`.
 pub(crate) async fn fetch_children(
     fetcher: &Fetcher<'_>,
     child: &ChildPlan,
     parents: mpsc::Receiver<ParentPage>,
     tx: mpsc::Sender<Page>,
+    filter: Option<&CursorFilter>,
     child_concurrency: usize,
 ) -> Result<FetchStats, ExtractError> {
     let totals = Mutex::new(FetchStats::default());
@@ -350,7 +297,7 @@ pub(crate) async fn fetch_children(
             let record = &page[i];
             let (plan, include) = child.for_parent(record)?;
             let (page_tx, mut page_rx) = mpsc::channel::<Page>(1);
-            let fetch = fetcher.pages(plan, page_tx, None, None);
+            let fetch = fetcher.pages(plan, page_tx, filter, None);
             let forward = async {
                 while let Some(mut page) = page_rx.recv().await {
                     for r in &mut page.records {
@@ -452,11 +399,11 @@ mod tests {
                 ("_conversations_meta_topic".to_owned(), json!({"x": 1})),
             ]
         );
-        // Numbers and booleans fill as text.
+        // Numbers and booleans fill as text, a boolean as dlt's `str.format` writes it.
         let record = json!({"id": 8, "created": true, "meta": {"key": 12, "topic": null}});
         let (request, _) = plan.for_parent(&record).unwrap();
         assert_eq!(request.path, "/c/12/m");
-        assert_eq!(request.params[1].1, "true");
+        assert_eq!(request.params[1].1, "True");
     }
 
     #[test]
@@ -614,6 +561,8 @@ mod response_action_tests {
             path: "/x".into(),
             params: Vec::new(),
             json: None,
+            headers: Vec::new(),
+            data: None,
             response_actions: actions,
         };
         client.fetch(&request).await

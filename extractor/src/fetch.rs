@@ -76,6 +76,8 @@ fn scrub_checkpoint(client: &HttpClient, checkpoint: serde_json::Value) -> serde
         path: url.to_owned(),
         params: Vec::new(),
         json: None,
+        headers: Vec::new(),
+        data: None,
         response_actions: Vec::new(),
     };
     match client.public_url(&req) {
@@ -117,6 +119,8 @@ impl Fetcher<'_> {
             path,
             params,
             json,
+            headers,
+            data,
             selector,
             mut paginator,
             response_actions,
@@ -126,6 +130,8 @@ impl Fetcher<'_> {
             path: &path,
             params: &params,
             json: json.as_ref(),
+            headers: &headers,
+            data: data.as_ref(),
             response_actions: &response_actions,
         };
         let request_for = |step: NextRequest| template.request(step);
@@ -393,6 +399,8 @@ mod tests {
             path: "http://h/v1/items?page=3&size=5".into(),
             params: Vec::new(),
             json: None,
+            headers: Vec::new(),
+            data: None,
             response_actions: Vec::new(),
         };
         assert_eq!(

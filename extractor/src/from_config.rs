@@ -15,7 +15,7 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::Value;
 
 use crate::auth::OAuth2ClientCredentials;
-use crate::client::{Auth, HttpClient, Method, Request};
+use crate::client::{Auth, DataBody, HttpClient, Method, Request};
 use crate::jsonpath::{DataSelector, Selector, SelectorError};
 use crate::paginate::cursor::CursorTarget;
 use crate::paginate::{
@@ -163,12 +163,28 @@ pub struct EndpointPlan {
     pub path: String,
     pub params: Vec<(String, String)>,
     pub json: Option<Value>,
+    /// The endpoint's own headers (dlt's endpoint `headers`).
+    pub headers: Vec<(String, String)>,
+    /// dlt's `data` (its texts may hold placeholders until filled).
+    pub data: Option<DataBody>,
     pub selector: Option<DataSelector>,
     pub paginator: Paginator,
     pub response_actions: Vec<config::ResponseAction>,
 }
 
 impl EndpointPlan {
+    /// Sets the JSON body, also the one a `cursor_body_path` paginator puts its cursor into.
+    pub fn set_json(&mut self, json: Option<Value>) {
+        if let Paginator::Cursor(CursorPaginator {
+            target: CursorTarget::Body { body, .. },
+            ..
+        }) = &mut self.paginator
+        {
+            body.clone_from(&json);
+        }
+        self.json = json;
+    }
+
     /// The request for the paginator's `step`, as a run sends it.
     pub fn request(&self, step: NextRequest) -> Request {
         self.template().request(step)
@@ -181,6 +197,8 @@ impl EndpointPlan {
             path: &self.path,
             params: &self.params,
             json: self.json.as_ref(),
+            headers: &self.headers,
+            data: self.data.as_ref(),
             response_actions: &self.response_actions,
         }
     }
@@ -194,6 +212,8 @@ pub struct RequestTemplate<'a> {
     pub path: &'a str,
     pub params: &'a [(String, String)],
     pub json: Option<&'a Value>,
+    pub headers: &'a [(String, String)],
+    pub data: Option<&'a DataBody>,
     pub response_actions: &'a [config::ResponseAction],
 }
 
@@ -206,6 +226,8 @@ impl RequestTemplate<'_> {
             path: self.path.to_owned(),
             params: self.params.to_vec(),
             json: self.json.cloned(),
+            headers: self.headers.to_vec(),
+            data: self.data.cloned(),
             response_actions: self.response_actions.to_vec(),
         };
         match step {
@@ -233,6 +255,17 @@ impl RequestTemplate<'_> {
     }
 }
 
+/// A param value as dlt sends it (Python's `str()` through `requests`): a string as is, a
+/// number as written, a boolean `True` or `False`.
+pub fn param_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// `index` is the resource's position in `resources`, for error messages.
 pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<EndpointPlan, BuildError> {
     let ep = &resource.endpoint;
@@ -240,12 +273,10 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
     let params = ep
         .params
         .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
+        .flat_map(|(k, v)| match v {
+            // A list is the param repeated, as `requests` sends it (`ids=1&ids=2`).
+            Value::Array(items) => items.iter().map(|i| (k.clone(), param_text(i))).collect(),
+            other => vec![(k.clone(), param_text(other))],
         })
         .collect();
     let selector = ep
@@ -271,6 +302,11 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
                     .transpose()?,
                 maximum_offset: p.maximum_offset,
                 stop_after_empty_page: p.stop_after_empty_page,
+                has_more_path: p
+                    .has_more_path
+                    .as_deref()
+                    .map(|t| selector_at("paginator.has_more_path", t))
+                    .transpose()?,
             }),
             config::Paginator::PageNumber(p) => Paginator::PageNumber(PageNumberPaginator {
                 base_page: p.base_page,
@@ -283,6 +319,11 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
                     .transpose()?,
                 maximum_page: p.maximum_page,
                 stop_after_empty_page: p.stop_after_empty_page,
+                has_more_path: p
+                    .has_more_path
+                    .as_deref()
+                    .map(|t| selector_at("paginator.has_more_path", t))
+                    .transpose()?,
             }),
             config::Paginator::JsonLink(p) => Paginator::JsonLink(JsonLinkPaginator::new(
                 selector_at("paginator.next_url_path", &p.next_url_path)?,
@@ -302,10 +343,17 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
                             .unwrap_or_else(|| "cursor".to_owned()),
                     ),
                 };
-                Paginator::Cursor(CursorPaginator::new(
+                let mut cursor = CursorPaginator::new(
                     selector_at("paginator.cursor_path", &p.cursor_path)?,
                     target,
-                ))
+                );
+                cursor.stop_after_empty_page = p.stop_after_empty_page;
+                cursor.has_more_path = p
+                    .has_more_path
+                    .as_deref()
+                    .map(|t| selector_at("paginator.has_more_path", t))
+                    .transpose()?;
+                Paginator::Cursor(cursor)
             }
             config::Paginator::HeaderCursor(p) => Paginator::HeaderCursor(
                 HeaderCursorPaginator::new(p.cursor_key.clone(), p.cursor_param.clone()),
@@ -319,6 +367,25 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
         path: ep.path.clone(),
         params,
         json: ep.json.clone(),
+        headers: ep
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        data: ep.data.as_ref().map(|data| match data {
+            Value::Object(fields) => DataBody::Form(
+                fields
+                    .iter()
+                    .flat_map(|(k, v)| match v {
+                        Value::Array(items) => {
+                            items.iter().map(|i| (k.clone(), param_text(i))).collect()
+                        }
+                        other => vec![(k.clone(), param_text(other))],
+                    })
+                    .collect(),
+            ),
+            other => DataBody::Raw(param_text(other)),
+        }),
         selector,
         paginator,
         response_actions: ep.response_actions.clone(),
@@ -339,6 +406,21 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn params_are_sent_as_dlt_sends_them() {
+        // What `requests` (dlt's client) makes of `{"a": True, "b": 1.5, "n": 7}`:
+        // `a=True&b=1.5&n=7`.
+        for (value, text) in [
+            (json!(true), "True"),
+            (json!(false), "False"),
+            (json!(1.5), "1.5"),
+            (json!(7), "7"),
+            (json!("x y"), "x y"),
+        ] {
+            assert_eq!(param_text(&value), text);
+        }
+    }
+
+    #[test]
     fn each_page_request_starts_from_the_endpoint_request() {
         let params = vec![
             ("page".to_owned(), "1".to_owned()),
@@ -350,6 +432,8 @@ mod tests {
             path: "/items",
             params: &params,
             json: Some(&body),
+            headers: &[],
+            data: None,
             response_actions: &[],
         };
         // The paginator's params replace the endpoint's of the same name.

@@ -1,13 +1,14 @@
 //! dlt's incremental loading at run time: the start value goes into the request (its
-//! `start_param`, and the `{incremental.start_value}` placeholders of `params`), and each
-//! page's records are filtered to `start_value <= cursor < end_value` (dlt's closed start,
-//! open end) while the largest cursor value is tracked: it is the next run's start value.
+//! `start_param` and the `{incremental.start_value}` placeholders, filled by
+//! [`crate::placeholders`]), and each page's records are filtered to
+//! `start_value <= cursor < end_value` (dlt's closed start, open end) while the largest
+//! cursor value is tracked: it is the next run's start value.
 //! Records equal to the start value are kept (the loader merges them again, harmlessly).
 
 use std::cmp::Ordering;
 
 use common::config::Incremental;
-use common::cursor::{cursor_order, cursor_text};
+use common::cursor::cursor_order;
 use serde_json::Value;
 
 use crate::jsonpath::{Selector, SelectorError};
@@ -104,40 +105,6 @@ impl CursorFilter {
     }
 }
 
-/// The endpoint's `params` for a run starting at `start`: placeholders replaced (a param
-/// whose placeholder has no value is left out), then `start_param` and `end_param` set.
-pub fn request_params(
-    inc: &Incremental,
-    params: Vec<(String, String)>,
-    start: Option<&Value>,
-) -> Vec<(String, String)> {
-    let start_text = start.map(cursor_text);
-    let end_text = inc.end_value.as_ref().map(cursor_text);
-    let mut out: Vec<(String, String)> = params
-        .into_iter()
-        .filter_map(|(name, value)| {
-            let mut text = value;
-            for (placeholder, with) in [
-                ("{incremental.start_value}", &start_text),
-                ("{incremental.last_value}", &start_text),
-                ("{incremental.end_value}", &end_text),
-            ] {
-                if text.contains(placeholder) {
-                    text = text.replace(placeholder, with.as_deref()?);
-                }
-            }
-            Some((name, text))
-        })
-        .collect();
-    for (param, value) in [(&inc.start_param, &start_text), (&inc.end_param, &end_text)] {
-        if let (Some(param), Some(value)) = (param, value) {
-            out.retain(|(k, _)| k != param);
-            out.push((param.clone(), value.clone()));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,40 +188,5 @@ mod tests {
         assert_eq!(max_cursor(None, Some(json!(2))), Some(json!(2)));
         assert_eq!(max_cursor(Some(json!(10)), Some(json!(9))), Some(json!(10)));
         assert_eq!(max_cursor(None, None), None);
-    }
-
-    #[test]
-    fn params_get_the_start_and_end() {
-        let params = vec![
-            (
-                "q".to_owned(),
-                "updated>{incremental.start_value}".to_owned(),
-            ),
-            ("to".to_owned(), "{incremental.end_value}".to_owned()),
-            ("since".to_owned(), "overridden".to_owned()),
-            ("limit".to_owned(), "5".to_owned()),
-        ];
-        let start = json!("2024-02-01T00:00:00Z");
-        assert_eq!(
-            request_params(&inc(None), params.clone(), Some(&start)),
-            [
-                ("q".to_owned(), "updated>2024-02-01T00:00:00Z".to_owned()),
-                ("limit".to_owned(), "5".to_owned()),
-                ("since".to_owned(), "2024-02-01T00:00:00Z".to_owned()),
-            ]
-        );
-        let with_end = request_params(&inc(Some(json!(99))), params.clone(), Some(&json!(7)));
-        assert!(with_end.contains(&("to".to_owned(), "99".to_owned())));
-        assert!(with_end.contains(&("until".to_owned(), "99".to_owned())));
-        assert!(with_end.contains(&("since".to_owned(), "7".to_owned())));
-        // Without a start value, neither the param nor a placeholder is sent.
-        let none = request_params(&inc(None), params, None);
-        assert_eq!(
-            none,
-            [
-                ("since".to_owned(), "overridden".to_owned()),
-                ("limit".to_owned(), "5".to_owned())
-            ]
-        );
     }
 }

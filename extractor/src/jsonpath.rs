@@ -230,33 +230,66 @@ fn into_records(value: Value) -> Vec<Value> {
     }
 }
 
-/// dlt's behaviour without a `data_selector`: the response itself when it is a list,
-/// else the first top-level list in it (dlt looks for the likely one, such as `data`,
-/// `items` or `results`), else the response as one record.
+/// dlt's behaviour without a `data_selector` (`find_response_page_data` in dlt's
+/// `rest_client/detector.py`): the response itself when it is a list; in an object, the
+/// lists at most three keys deep, in document order (depth first), of which the first whose
+/// key is one of dlt's record keys (`data`, `items`, `results`, ...) or else the first;
+/// without a list, the response as one record.
 pub fn take_records_auto(value: &mut Value) -> Vec<Value> {
-    const LIKELY: [&str; 8] = [
-        "data", "items", "results", "records", "entries", "objects", "rows", "values",
+    const RECORD_KEYS: [&str; 11] = [
+        "data", "items", "results", "entries", "records", "rows", "entities", "payload", "content",
+        "objects", "values",
     ];
     match value {
         Value::Array(_) => into_records(value.take()),
         Value::Object(map) => {
-            let likely = LIKELY
+            let mut lists = Vec::new();
+            find_lists(map, &mut Vec::new(), &mut lists);
+            let chosen = lists
                 .iter()
-                .find(|k| matches!(map.get(**k), Some(Value::Array(_))));
-            let key = match likely {
-                Some(k) => Some((*k).to_owned()),
-                None => map
-                    .iter()
-                    .find(|(_, v)| v.is_array())
-                    .map(|(k, _)| k.clone()),
-            };
-            match key.and_then(|k| map.get_mut(&k)) {
+                .find(|path| {
+                    path.last()
+                        .is_some_and(|k| RECORD_KEYS.contains(&k.as_str()))
+                })
+                .or(lists.first());
+            let list = chosen.and_then(|path| {
+                path.iter()
+                    .try_fold(&mut *value, |v, key| v.get_mut(key.as_str()))
+            });
+            match list {
                 Some(list) => into_records(list.take()),
                 None => vec![value.clone()],
             }
         }
         Value::Null => Vec::new(),
         other => vec![other.take()],
+    }
+}
+
+/// The key paths of the lists in `map`, depth first in document order, down to three keys
+/// (dlt's `find_all_lists`).
+fn find_lists(
+    map: &serde_json::Map<String, Value>,
+    path: &mut Vec<String>,
+    out: &mut Vec<Vec<String>>,
+) {
+    if path.len() > 2 {
+        return;
+    }
+    for (key, value) in map {
+        match value {
+            Value::Array(_) => {
+                let mut found = path.clone();
+                found.push(key.clone());
+                out.push(found);
+            }
+            Value::Object(inner) => {
+                path.push(key.clone());
+                find_lists(inner, path, out);
+                let _ = path.pop();
+            }
+            _ => {}
+        }
     }
 }
 
@@ -393,6 +426,32 @@ mod tests {
         assert_eq!(
             take_records_auto(&mut json!({"id": 1})),
             vec![json!({"id": 1})]
+        );
+        // As dlt 1.31.0's detector: nested lists count, a record key wins over the first
+        // list, document order decides between record keys, three keys deep at most.
+        let records = |body: Value| take_records_auto(&mut body.clone());
+        assert_eq!(
+            records(json!({"meta": {"total": 2}, "response": {"entries": [{"id": 1}, {"id": 2}]}})),
+            vec![json!({"id": 1}), json!({"id": 2})]
+        );
+        assert_eq!(
+            records(json!({"tags": ["a"], "payload": [{"id": 1}]})),
+            vec![json!({"id": 1})]
+        );
+        assert_eq!(
+            records(json!({"results": [{"id": 1}], "data": [{"id": 2}]})),
+            vec![json!({"id": 1})]
+        );
+        assert_eq!(
+            records(json!({"a": {"b": {"c": [{"id": 1}]}}})),
+            vec![json!({"id": 1})]
+        );
+        let too_deep = json!({"a": {"b": {"c": {"d": [{"id": 1}]}}}});
+        assert_eq!(records(too_deep.clone()), vec![too_deep]);
+        assert_eq!(
+            records(json!({"z_first": [1], "a_second": [2]})),
+            vec![json!(1)],
+            "document order, not the keys' order"
         );
     }
 }

@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use crate::acked_checkpoint::Checkpoints;
 use crate::client::HttpClient;
 use crate::fetch::{Fetcher, Page, Paging};
-use crate::incremental::{self, CursorFilter};
+use crate::incremental::CursorFilter;
 use crate::publish::{Acks, Framing, PublishError, Publisher};
 use crate::state_topic::{ResourceState, RunStart};
-use crate::{ExtractError, ResourceReport, dependent, from_config, metrics};
+use crate::{ExtractError, ResourceReport, dependent, from_config, metrics, placeholders};
 
 /// Log lines keep the target they had when this code was in the crate root.
 const LOG_TARGET: &str = "extractor";
@@ -97,20 +97,29 @@ impl ResourceRun<'_> {
         let run =
             (publish && resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
         let incremental = resource.endpoint.incremental.as_ref();
-        let filter = match (incremental, &mut source) {
-            (Some(inc), dependent::Source::Endpoint(plan)) => {
-                let key = format!("resource `{}`: incremental.cursor_path", resource.name);
-                plan.params = incremental::request_params(
-                    inc,
-                    std::mem::take(&mut plan.params),
-                    start.start_value.as_ref(),
-                );
-                Some(CursorFilter::new(inc, start.start_value.clone(), &key))
+        // dlt's placeholders: filled once here, or per parent record for a child (whose
+        // incremental is one cursor for all its records, as in dlt).
+        let values = incremental
+            .map(|inc| placeholders::IncrementalValues::new(inc, start.start_value.as_ref()));
+        match &mut source {
+            dependent::Source::Endpoint(plan) => placeholders::Values {
+                incremental: values.as_ref(),
+                parent: None,
             }
-            _ => None,
+            .fill_plan(plan)
+            .map_err(|e| from_config::BuildError::Invalid {
+                key: format!("resource `{}`: endpoint", resource.name),
+                message: e.to_string(),
+            })?,
+            dependent::Source::Parents(child, _) => child.set_incremental(values),
         }
-        .transpose()
-        .map_err(from_config::BuildError::from)?;
+        let filter = incremental
+            .map(|inc| {
+                let key = format!("resource `{}`: incremental.cursor_path", resource.name);
+                CursorFilter::new(inc, start.start_value.clone(), &key)
+            })
+            .transpose()
+            .map_err(from_config::BuildError::from)?;
         if start.resumed {
             tracing::info!(target: LOG_TARGET, checkpoint = ?start.checkpoint, start_value = ?start.start_value, "resuming the unfinished run");
         } else {
@@ -155,6 +164,7 @@ impl ResourceRun<'_> {
                         &child,
                         parents,
                         tx,
+                        filter.as_ref(),
                         child_concurrency.max(1),
                     )
                     .await

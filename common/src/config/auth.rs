@@ -54,6 +54,8 @@ fn default_api_key_name() -> String {
 pub enum ApiKeyLocation {
     #[default]
     Header,
+    /// Also dlt's `param`.
+    #[serde(alias = "param")]
     Query,
     Cookie,
 }
@@ -143,6 +145,21 @@ mod tests {
     use super::*;
     use crate::config::test_support::*;
     use crate::config::*;
+
+    #[test]
+    fn api_key_location_param_is_the_query() {
+        // dlt's `location = "param"` puts the key in the query, as `"query"` does.
+        let config = toml(&with("").replace(
+            "base_url",
+            "auth = { type = \"api_key\", name = \"k\", api_key = { secret = \"s\" }, \
+             location = \"param\" }\nbase_url",
+        ))
+        .unwrap();
+        let Some(AuthConfig::ApiKey(a)) = &config.client.auth else {
+            panic!("api_key: {config:#?}")
+        };
+        assert_eq!(a.location, ApiKeyLocation::Query);
+    }
 
     #[test]
     fn oauth2_client_credentials() {

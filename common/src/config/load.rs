@@ -190,6 +190,8 @@ mod tests {
                 method: Method::Get,
                 params: BTreeMap::new(),
                 json: None,
+                headers: BTreeMap::new(),
+                data: None,
                 data_selector: Some("data".into()),
                 incremental: None,
                 paginator: Paginator::Offset(OffsetPaginator {
@@ -200,6 +202,7 @@ mod tests {
                     total_path: Some("total".into()),
                     maximum_offset: None,
                     stop_after_empty_page: true,
+                    has_more_path: None,
                 }),
                 response_actions: Vec::new(),
                 allow_null_data: false,
@@ -445,6 +448,15 @@ mod tests {
                 vec!["resource_defaults.write_disposition: unknown write disposition `upsert`"],
             ),
             (
+                "skip",
+                Format::Toml,
+                with("[resource_defaults]\nwrite_disposition = \"skip\""),
+                vec![
+                    "resource_defaults.write_disposition: `skip` is not supported",
+                    "`extractor --resource <child>`",
+                ],
+            ),
+            (
                 "bad schema contract mode",
                 Format::Toml,
                 with("[resource_defaults]\nschema_contract = \"relaxed\""),
@@ -499,10 +511,13 @@ mod tests {
                 vec!["resources[0].endpoint.response_actions[0].status: unknown field `status`"],
             ),
             (
-                "param value that is a list",
+                "param value that is a list of lists",
                 Format::Toml,
-                with_endpoint("{ params = { since = [1, 2] } }"),
-                vec!["resources[0].endpoint.params.since: invalid type: sequence"],
+                with_endpoint("{ params = { since = [[1], 2] } }"),
+                vec![
+                    "resources[0].endpoint.params.since: a list param holds strings, numbers or \
+                     booleans, not [1]",
+                ],
             ),
             (
                 "incremental param without cursor_path",

@@ -291,6 +291,12 @@ pub struct EndpointConfig {
     pub params: BTreeMap<String, Value>,
     /// The JSON body (for `POST`).
     pub json: Option<Value>,
+    /// dlt's endpoint `headers`: sent with every request of the endpoint, over
+    /// `client.headers` of the same name; values may hold placeholders.
+    pub headers: BTreeMap<String, String>,
+    /// dlt's `data`: a form body (a table: `application/x-www-form-urlencoded`, a list
+    /// value repeating its key) or a raw body (a string), instead of `json`.
+    pub data: Option<Value>,
     /// dlt's JSONPath to the records in a response (`data`, `$.data`, `results.items`); `None`:
     /// the response itself when it is a list. Parse with [`parse_json_path`].
     pub data_selector: Option<String>,
@@ -339,7 +345,9 @@ impl ResponseAction {
 
 /// One resource's incremental cursor, as dlt's `incremental` config: the start value (the
 /// last run's maximum of `cursor_path`, or `initial_value` on the first run) goes into
-/// `start_param` and the `{incremental.start_value}` placeholders of `params`.
+/// `start_param` and the `{incremental.start_value}` placeholders of the path, the params
+/// and the JSON body (see [`crate::template`]). On a dependent resource it is one cursor
+/// for all its records, as in dlt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incremental {
     pub start_param: Option<String>,
@@ -352,14 +360,6 @@ pub struct Incremental {
     /// the cursor state is left as it was (a backfill, as in dlt).
     pub end_value: Option<Value>,
 }
-
-/// The placeholders a param string may hold, as dlt names them (`last_value` is dlt's older
-/// name of `start_value`).
-pub const INCREMENTAL_PLACEHOLDERS: [&str; 3] = [
-    "{incremental.start_value}",
-    "{incremental.last_value}",
-    "{incremental.end_value}",
-];
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum Method {

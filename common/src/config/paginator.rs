@@ -65,6 +65,10 @@ pub struct PageNumberPaginator {
     /// Stops at the first page with no records.
     #[serde(default = "default_true")]
     pub stop_after_empty_page: bool,
+    /// dlt's `has_more_path`: JSONPath to a boolean (or `"true"`/`"false"`, ...) in each
+    /// response; `false` stops the paging, a response without it is an error.
+    #[serde(default)]
+    pub has_more_path: Option<String>,
 }
 
 fn default_page_param() -> String {
@@ -109,6 +113,12 @@ pub struct CursorPaginator {
     /// Dotted path in the JSON body that carries the cursor (`pagination.cursor`).
     #[serde(default)]
     pub cursor_body_path: Option<String>,
+    /// Stops at the first page with no records (dlt's default: off).
+    #[serde(default)]
+    pub stop_after_empty_page: bool,
+    /// As [`PageNumberPaginator::has_more_path`].
+    #[serde(default)]
+    pub has_more_path: Option<String>,
 }
 
 fn default_cursor_path() -> String {
@@ -153,6 +163,9 @@ pub struct OffsetPaginator {
     /// Stops at the first page with no records.
     #[serde(default = "default_true")]
     pub stop_after_empty_page: bool,
+    /// As [`PageNumberPaginator::has_more_path`].
+    #[serde(default)]
+    pub has_more_path: Option<String>,
 }
 
 fn default_offset_param() -> String {
@@ -283,6 +296,7 @@ mod tests {
                 total_path: Some("meta.total".into()),
                 maximum_offset: Some(1000),
                 stop_after_empty_page: false,
+                has_more_path: None,
             })
         );
         let Paginator::Offset(p) =
@@ -330,11 +344,14 @@ mod tests {
             total_path: Some("total".into()),
             maximum_page: None,
             stop_after_empty_page: true,
+            has_more_path: None,
         };
         let cursor_defaults = CursorPaginator {
             cursor_path: "cursors.next".into(),
             cursor_param: None,
             cursor_body_path: None,
+            stop_after_empty_page: false,
+            has_more_path: None,
         };
         let cases: Vec<(&str, Paginator)> = vec![
             ("\"auto\"", Paginator::Auto),
@@ -345,7 +362,8 @@ mod tests {
             ),
             (
                 "{ type = \"page_number\", base_page = 1, page = 2, page_param = \"p\", \
-                 total_path = \"meta.pages\", maximum_page = 9, stop_after_empty_page = false }",
+                 total_path = \"meta.pages\", maximum_page = 9, stop_after_empty_page = false, \
+                 has_more_path = \"meta.more\" }",
                 Paginator::PageNumber(PageNumberPaginator {
                     base_page: 1,
                     page: Some(2),
@@ -353,6 +371,7 @@ mod tests {
                     total_path: Some("meta.pages".into()),
                     maximum_page: Some(9),
                     stop_after_empty_page: false,
+                    has_more_path: Some("meta.more".into()),
                 }),
             ),
             (
@@ -393,7 +412,15 @@ mod tests {
                 Paginator::Cursor(CursorPaginator {
                     cursor_path: "meta.next".into(),
                     cursor_param: Some("after".into()),
-                    cursor_body_path: None,
+                    ..cursor_defaults.clone()
+                }),
+            ),
+            (
+                "{ type = \"cursor\", stop_after_empty_page = true, has_more_path = \"more\" }",
+                Paginator::Cursor(CursorPaginator {
+                    stop_after_empty_page: true,
+                    has_more_path: Some("more".into()),
+                    ..cursor_defaults.clone()
                 }),
             ),
             (

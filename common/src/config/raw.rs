@@ -111,6 +111,8 @@ pub(super) struct RawEndpoint {
     pub(super) method: Option<Method>,
     pub(super) params: Option<BTreeMap<String, ParamValue>>,
     pub(super) json: Option<Value>,
+    pub(super) headers: Option<BTreeMap<String, String>>,
+    pub(super) data: Option<Value>,
     pub(super) data_selector: Option<String>,
     pub(super) paginator: Option<Paginator>,
     pub(super) response_actions: Option<Vec<ResponseAction>>,
@@ -176,6 +178,15 @@ impl FromBareString for WriteDispositionObject {
     const EXPECTING: &'static str =
         "\"append\", \"replace\", \"merge\" or `{ disposition = \"merge\" }`";
     fn from_bare(s: &str) -> Result<Self, String> {
+        if s == "skip" {
+            return Err(
+                "`skip` is not supported (dlt 1.31.0 accepts it, then its loader refuses \
+                 the table: LoadClientUnsupportedWriteDisposition); to page a resource only to \
+                 feed its children, run the children alone (`extractor --resource <child>`): \
+                 the parent is paged and not published"
+                    .to_owned(),
+            );
+        }
         WriteDisposition::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s))
             .map(|disposition| WriteDispositionObject { disposition })
             .map_err(|_| {
@@ -278,10 +289,12 @@ impl<'de> Deserialize<'de> for KafkaValue {
     }
 }
 
-/// A query parameter value: a string, number or boolean, or a table with a `type`:
-/// dlt's `{ type = "resolve", ... }` or `{ type = "incremental", ... }`.
+/// A query parameter value: a string, number or boolean, a list of them (the parameter
+/// repeated, as `requests` sends a list), or a table with a `type`: dlt's
+/// `{ type = "resolve", ... }` or `{ type = "incremental", ... }`.
 #[derive(Debug, Clone)]
 pub(super) enum ParamValue {
+    /// A string, number or boolean, or a list of them (`Value::Array`).
     Scalar(Value),
     /// dlt's `{ type = "resolve", resource = "...", field = "..." }`.
     Resolve(ResolveParam),
@@ -301,8 +314,8 @@ const PARAM_TYPES: &[&str] = &["incremental", "resolve"];
 impl<'de> Deserialize<'de> for ParamValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ParamVisitor;
-        const EXPECTING: &str = "a string, number or boolean, or a table with a `type` \
-                                 (`incremental` or `resolve`)";
+        const EXPECTING: &str = "a string, number or boolean, a list of them, or a table \
+                                 with a `type` (`incremental` or `resolve`)";
 
         impl<'de> Visitor<'de> for ParamVisitor {
             type Value = ParamValue;
@@ -339,6 +352,21 @@ impl<'de> Deserialize<'de> for ParamValue {
                 ScalarVisitor(EXPECTING)
                     .visit_f64(v)
                     .map(ParamValue::Scalar)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ParamValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Value>()? {
+                    match item {
+                        Value::String(_) | Value::Number(_) | Value::Bool(_) => items.push(item),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "a list param holds strings, numbers or booleans, not {other}"
+                            )));
+                        }
+                    }
+                }
+                Ok(ParamValue::Scalar(Value::Array(items)))
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ParamValue, A::Error> {

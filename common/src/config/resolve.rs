@@ -19,7 +19,10 @@ use super::validate::*;
 use super::*;
 use crate::retry::RetryPolicy;
 use crate::schema::ColumnHint;
-use crate::template::{TemplatePart, parse_template, path_escape};
+use crate::template::{
+    IncrementalValue, Piece, TemplatePart, escape_braces, parse_template, path_escape,
+    single_placeholder, split_fields,
+};
 use crate::topic::{is_topic_char, topic_name_from, topic_problem};
 
 /// Seconds as written (`30`, `0.5`) to a duration; `None` if negative or not finite.
@@ -287,8 +290,8 @@ fn resolve_retry(raw: Option<RawRetry>, problems: &mut Problems) -> RetryPolicy 
 }
 
 /// dlt's merge of `resource_defaults` into a resource: the resource's value wins; `endpoint`
-/// merges key by key, `params` by parameter and `columns` by column and hint key. A paginator
-/// is taken whole.
+/// merges key by key, `params` by parameter, the `json` body by top-level key and `columns`
+/// by column and hint key. A paginator is taken whole.
 fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource {
     RawResource {
         name: resource.name,
@@ -332,7 +335,18 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
             }
             (own, default) => own.or_else(|| default.clone()),
         },
-        json: own.json.or_else(|| default.json.clone()),
+        json: match (own.json, &default.json) {
+            // dlt merges the bodies one level deep: the resource's keys win.
+            (Some(Value::Object(own)), Some(Value::Object(default))) => {
+                let mut merged = default.clone();
+                merged.extend(own);
+                Some(Value::Object(merged))
+            }
+            (own, default) => own.or_else(|| default.clone()),
+        },
+        // dlt takes the endpoint's headers whole, as every endpoint key but params and json.
+        headers: own.headers.or_else(|| default.headers.clone()),
+        data: own.data.or_else(|| default.data.clone()),
         data_selector: own.data_selector.or_else(|| default.data_selector.clone()),
         paginator: own.paginator.or_else(|| default.paginator.clone()),
         response_actions: own
@@ -448,24 +462,43 @@ fn resolve_resource(
             name.clone()
         }
     };
+    // dlt's single-entity endpoint: a path whose last segment is a placeholder returns one
+    // object, so unless the endpoint (or resource_defaults) says otherwise it is one page
+    // and one record (dlt's `_setup_single_entity_endpoint`, before a client paginator).
+    let single_entity = single_entity_path(&path);
+    let data_selector = raw_endpoint
+        .data_selector
+        .or_else(|| single_entity.then(|| "$".to_owned()));
+    let endpoint_paginator = raw_endpoint
+        .paginator
+        .or_else(|| single_entity.then_some(Paginator::SinglePage));
     let (params, incremental) = resolve_incremental(
         &format!("{at}.endpoint"),
         raw_endpoint.params.unwrap_or_default(),
         raw_endpoint.incremental,
         problems,
     );
-    let (path, params, parent) = resolve_placeholders(at, path, params, problems);
-    if raw_endpoint
-        .json
-        .as_ref()
-        .is_some_and(|json| json.to_string().contains("{resources."))
-    {
-        problems.push(
-            format!("{at}.endpoint.json"),
-            "`{resources.<parent>.<field>}` placeholders are filled in the path and params, \
-             not (yet) in the JSON body",
+    let headers = raw_endpoint.headers.unwrap_or_default();
+    for (name, value) in &headers {
+        check_endpoint_header(
+            &format!("{at}.endpoint.headers.{name}"),
+            name,
+            value,
+            problems,
         );
     }
+    let (path, params, parent) = resolve_placeholders(
+        at,
+        path,
+        params,
+        Bodies {
+            json: raw_endpoint.json.as_ref(),
+            headers: &headers,
+            data: raw_endpoint.data.as_ref(),
+        },
+        incremental.as_ref(),
+        problems,
+    );
     if let Some(client) = client
         && let Err(e) = client.endpoint_url(&path)
     {
@@ -480,9 +513,10 @@ fn resolve_resource(
         params,
         incremental,
         json: raw_endpoint.json,
-        data_selector: raw_endpoint.data_selector,
-        paginator: raw_endpoint
-            .paginator
+        headers,
+        data: raw_endpoint.data,
+        data_selector,
+        paginator: endpoint_paginator
             .or_else(|| client_paginator.cloned())
             .unwrap_or(Paginator::Auto),
         response_actions: raw_endpoint.response_actions.unwrap_or_default(),
@@ -530,15 +564,43 @@ fn resolve_resource(
     })
 }
 
+/// Whether dlt takes `path` for a single entity's: its last segment holds a `{name}`
+/// (dlt's `single_entity_path`: `re.search(r"\{([a-zA-Z0-9\.\-_]+)\}", name)` on the
+/// path's last segment, a trailing `/` ignored).
+fn single_entity_path(path: &str) -> bool {
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let mut rest = last;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+            .unwrap_or(after.len());
+        if name_len > 0 && after[name_len..].starts_with('}') {
+            return true;
+        }
+        rest = after;
+    }
+    false
+}
+
 /// dlt's dependent-resource forms, resolved to one: every `resolve` param and every path
 /// placeholder `{<param>}` that names one becomes a `{resources.<parent>.<field>}`
 /// placeholder (in the path, or as the param's value); a path placeholder naming a plain
-/// param is filled with its value, which leaves the params, as dlt binds it. Returns the
-/// path, the params and the parent the placeholders name.
+/// param is filled with its value, which leaves the params, as dlt binds it. Then every
+/// text of the path, the params and the JSON body (its keys too) is read as dlt reads it
+/// ([`parse_template`]): its `{incremental.…}` placeholders checked against `incremental`,
+/// its `{resources.…}` placeholders naming the parent. Returns the path, the params and the
+/// parent.
 fn resolve_placeholders(
     at: &str,
     path: String,
     raw_params: BTreeMap<String, ParamValue>,
+    bodies: Bodies<'_>,
+    incremental: Option<&Incremental>,
     problems: &mut Problems,
 ) -> (String, BTreeMap<String, Value>, Option<String>) {
     let mut params = BTreeMap::new();
@@ -564,61 +626,141 @@ fn resolve_placeholders(
 
     // Path placeholders that name a param.
     let path_at = format!("{at}.endpoint.path");
+    let pieces = match split_fields(&path) {
+        Ok(pieces) => pieces,
+        Err(e) => {
+            problems.push(&path_at, e);
+            return (path, params, None);
+        }
+    };
     let mut bound = String::with_capacity(path.len());
-    let mut rest = path.as_str();
-    while let Some(open) = rest.find(['{', '}']) {
-        bound.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}').filter(|_| rest[open..].starts_with('{')) else {
-            problems.push(&path_at, format!("`{path}`: unbalanced `{{` or `}}`"));
-            return (path.clone(), params, None);
+    for piece in pieces {
+        let inner = match piece {
+            Piece::Literal(text) => {
+                bound.push_str(&escape_braces(&text));
+                continue;
+            }
+            Piece::Field(inner) => inner,
         };
-        let inner = &after[..close];
-        if inner.starts_with("resources.") {
+        if inner.starts_with("resources.") || inner.starts_with("incremental.") {
             bound.push('{');
-            bound.push_str(inner);
+            bound.push_str(&inner);
             bound.push('}');
-        } else {
-            match params.remove(inner) {
-                Some(Value::String(text)) if text.starts_with("{resources.") => {
-                    bound.push_str(&text);
+            continue;
+        }
+        match params.remove(&inner) {
+            Some(Value::String(text)) if text.starts_with("{resources.") => {
+                bound.push_str(&text);
+            }
+            Some(Value::String(text)) => bound.push_str(&path_escape(&text)),
+            Some(Value::Array(_)) => {
+                problems.push(
+                    &path_at,
+                    format!("`{path}`: the list param `{inner}` cannot fill the path"),
+                );
+                return (path.clone(), params, None);
+            }
+            Some(other) => bound.push_str(&path_escape(&other.to_string())),
+            None => {
+                problems.push(
+                    &path_at,
+                    format!(
+                        "`{path}`: placeholder `{{{inner}}}` is neither \
+                         `{{resources.<parent>.<field>}}`, `{{incremental.<value>}}` nor a param \
+                         of this endpoint"
+                    ),
+                );
+                return (path.clone(), params, None);
+            }
+        }
+    }
+
+    // Every text that may hold placeholders, with its key path and how a value fills it.
+    let mut texts: Vec<(String, &str, Filled)> = vec![(path_at.clone(), &bound, Filled::Path)];
+    for (name, value) in &params {
+        match value {
+            Value::String(text) => {
+                texts.push((format!("{at}.endpoint.params.{name}"), text, Filled::Param));
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::String(text) = item {
+                        texts.push((
+                            format!("{at}.endpoint.params.{name}[{i}]"),
+                            text,
+                            Filled::Param,
+                        ));
+                    }
                 }
-                Some(Value::String(text)) => bound.push_str(&path_escape(&text)),
-                Some(other) => bound.push_str(&path_escape(&other.to_string())),
-                None => {
-                    problems.push(
-                        &path_at,
-                        format!(
-                            "`{path}`: placeholder `{{{inner}}}` is neither \
-                             `{{resources.<parent>.<field>}}` nor a param of this endpoint"
-                        ),
-                    );
-                    return (path.clone(), params, None);
+            }
+            _ => {}
+        }
+    }
+    for (name, value) in bodies.headers {
+        texts.push((
+            format!("{at}.endpoint.headers.{name}"),
+            value,
+            Filled::Param,
+        ));
+    }
+    match bodies.data {
+        // A raw body needs every value; a form field without one is not sent.
+        Some(Value::String(text)) => {
+            texts.push((format!("{at}.endpoint.data"), text, Filled::JsonKey));
+        }
+        Some(Value::Object(fields)) => {
+            for (name, value) in fields {
+                let key = format!("{at}.endpoint.data.{name}");
+                texts.push((key.clone(), name, Filled::JsonKey));
+                match value {
+                    Value::String(text) => texts.push((key, text, Filled::Param)),
+                    Value::Array(items) => {
+                        for (i, item) in items.iter().enumerate() {
+                            if let Value::String(text) = item {
+                                texts.push((format!("{key}[{i}]"), text, Filled::Param));
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
-        rest = &after[close + 1..];
+        _ => {}
     }
-    bound.push_str(rest);
+    if let Some(json) = bodies.json {
+        json_texts(&format!("{at}.endpoint.json"), json, &mut texts);
+    }
 
     let mut parents: Vec<(String, String)> = Vec::new();
-    let mut collect = |key: String, text: &str, problems: &mut Problems| match parse_template(text)
-    {
-        Ok(parts) => {
-            for part in parts {
-                if let TemplatePart::Parent { resource, .. } = part
-                    && !parents.iter().any(|(p, _)| *p == resource)
-                {
-                    parents.push((resource, key.clone()));
-                }
+    for (key, text, filled) in &texts {
+        let parts = match parse_template(text) {
+            Ok(parts) => parts,
+            Err(e) => {
+                problems.push(key, e);
+                continue;
             }
-        }
-        Err(e) => problems.push(key, e),
-    };
-    collect(path_at.clone(), &bound, problems);
-    for (name, value) in &params {
-        if let Value::String(text) = value {
-            collect(format!("{at}.endpoint.params.{name}"), text, problems);
+        };
+        let whole = single_placeholder(&parts).is_some();
+        for part in &parts {
+            match part {
+                TemplatePart::Parent { resource, .. } => {
+                    if !parents.iter().any(|(p, _)| p == resource) {
+                        parents.push((resource.clone(), key.clone()));
+                    }
+                }
+                TemplatePart::Incremental(value) => {
+                    check_incremental_placeholder(
+                        at,
+                        key,
+                        *value,
+                        *filled,
+                        whole,
+                        incremental,
+                        problems,
+                    );
+                }
+                TemplatePart::Text(_) => {}
+            }
         }
     }
     let parent = match parents.as_slice() {
@@ -636,6 +778,98 @@ fn resolve_placeholders(
         }
     };
     (bound, params, parent)
+}
+
+/// The parts of an endpoint besides its path and params that may hold placeholders.
+struct Bodies<'a> {
+    json: Option<&'a Value>,
+    headers: &'a BTreeMap<String, String>,
+    data: Option<&'a Value>,
+}
+
+/// Where a text with placeholders goes, which decides what a placeholder without a value
+/// does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Filled {
+    /// The path: every placeholder needs a value.
+    Path,
+    /// A query param or a header: one whose placeholder has no value is not sent.
+    Param,
+    /// A string of the JSON body: a string that is only a placeholder takes the value
+    /// itself (`null` without one, as in dlt); within a longer string it needs a value.
+    Json,
+    /// A key of the JSON body: it needs a value.
+    JsonKey,
+}
+
+/// Every string and key of a JSON body, with its key path (`json.filter.since`,
+/// `json.ids[0]`).
+pub(super) fn json_texts<'a>(at: &str, json: &'a Value, out: &mut Vec<(String, &'a str, Filled)>) {
+    match json {
+        Value::String(text) => out.push((at.to_owned(), text, Filled::Json)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                json_texts(&format!("{at}[{i}]"), item, out);
+            }
+        }
+        Value::Object(map) => {
+            for (key, value) in map {
+                let key_at = format!("{at}.{key}");
+                out.push((key_at.clone(), key, Filled::JsonKey));
+                json_texts(&key_at, value, out);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// An `{incremental.…}` placeholder at `key` needs an incremental, and, where no value
+/// cannot be sent (the path, a JSON key, within a longer JSON string), a value on every
+/// run: `initial_value` for the start, `end_value` for the end. dlt would send the text
+/// `None` there.
+fn check_incremental_placeholder(
+    at: &str,
+    key: &str,
+    value: IncrementalValue,
+    filled: Filled,
+    whole: bool,
+    incremental: Option<&Incremental>,
+    problems: &mut Problems,
+) {
+    let placeholder = value.placeholder();
+    let Some(inc) = incremental else {
+        problems.push(
+            key,
+            format!(
+                "`{placeholder}` needs an incremental: set `{at}.endpoint.incremental = \
+                 {{ cursor_path = ..., initial_value = ... }}`"
+            ),
+        );
+        return;
+    };
+    let always = match filled {
+        Filled::Param => false,
+        Filled::Json => !whole,
+        Filled::Path | Filled::JsonKey => true,
+    };
+    if !always {
+        return;
+    }
+    let (needed, has) = match value {
+        IncrementalValue::EndValue => ("end_value", inc.end_value.is_some()),
+        IncrementalValue::StartValue
+        | IncrementalValue::LastValue
+        | IncrementalValue::InitialValue => ("initial_value", inc.initial_value.is_some()),
+    };
+    if !has {
+        problems.push(
+            key,
+            format!(
+                "`{placeholder}` has no value without the incremental's `{needed}` (dlt would \
+                 send the text `None`): set `{needed}`"
+            ),
+        );
+    }
 }
 
 /// The endpoint's params with an incremental param taken out, and its one incremental
@@ -667,16 +901,31 @@ fn resolve_incremental(
             other @ (ParamValue::Scalar(_) | ParamValue::Resolve(_)) => {
                 let _ = params.insert(name, other);
             }
-            ParamValue::Incremental(r) => found.push((
-                format!("{at}.params.{name}"),
-                Incremental {
-                    start_param: Some(name),
-                    end_param: None,
-                    cursor_path: r.cursor_path,
-                    initial_value: r.initial_value.map(plain_datetime),
-                    end_value: r.end_value.map(plain_datetime),
-                },
-            )),
+            ParamValue::Incremental(r) => {
+                if r.end_value.is_some() {
+                    // dlt refuses it: an incremental param only sets the start.
+                    problems.push(
+                        format!("{at}.params.{name}.end_value"),
+                        format!(
+                            "an incremental param takes only `cursor_path` and \
+                             `initial_value` (as in dlt): for an end value write \
+                             `{at}.incremental = {{ start_param = \"{name}\", \
+                             end_param = ..., cursor_path = ..., initial_value = ..., \
+                             end_value = ... }}`"
+                        ),
+                    );
+                }
+                found.push((
+                    format!("{at}.params.{name}"),
+                    Incremental {
+                        start_param: Some(name),
+                        end_param: None,
+                        cursor_path: r.cursor_path,
+                        initial_value: r.initial_value.map(plain_datetime),
+                        end_value: r.end_value.map(plain_datetime),
+                    },
+                ));
+            }
         }
     }
     if let Some((first, _)) = found.first() {
@@ -691,35 +940,6 @@ fn resolve_incremental(
         check_incremental(&key, &inc, problems);
         inc
     });
-    for (name, value) in &params {
-        let ParamValue::Scalar(Value::String(text)) = value else {
-            continue;
-        };
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("{incremental.") {
-            let tail = &rest[start..];
-            let end = tail.find('}').map_or(tail.len(), |i| i + 1);
-            let placeholder = &tail[..end];
-            if !INCREMENTAL_PLACEHOLDERS.contains(&placeholder) {
-                problems.push(
-                    format!("{at}.params.{name}"),
-                    format!(
-                        "unknown placeholder `{placeholder}`, expected one of: {}",
-                        INCREMENTAL_PLACEHOLDERS.join(", ")
-                    ),
-                );
-            } else if incremental.is_none() {
-                problems.push(
-                    format!("{at}.params.{name}"),
-                    format!(
-                        "`{placeholder}` needs an incremental: set `{at}.incremental = \
-                         {{ cursor_path = ..., initial_value = ... }}`"
-                    ),
-                );
-            }
-            rest = &tail[end..];
-        }
-    }
     (params, incremental)
 }
 

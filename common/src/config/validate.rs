@@ -41,22 +41,22 @@ pub(super) fn parse_http_url(text: &str) -> Result<Url, String> {
 /// `client.headers`: names HTTP allows, values without control characters.
 pub(super) fn check_headers(headers: &BTreeMap<String, String>, problems: &mut Problems) {
     for (name, value) in headers {
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
-        if !valid_name {
-            problems.push(
-                format!("client.headers.{name}"),
-                "not a valid HTTP header name",
-            );
-        }
-        if value.chars().any(|c| c.is_control() && c != '\t') {
-            problems.push(
-                format!("client.headers.{name}"),
-                "a header value must not contain control characters",
-            );
-        }
+        check_endpoint_header(&format!("client.headers.{name}"), name, value, problems);
+    }
+}
+
+/// One header (of `client.headers` or an endpoint's `headers`, at `at`): a token for a
+/// name, no control characters in the value.
+pub(super) fn check_endpoint_header(at: &str, name: &str, value: &str, problems: &mut Problems) {
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+    if !valid_name {
+        problems.push(at, "not a valid HTTP header name");
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        problems.push(at, "a header value must not contain control characters");
     }
 }
 
@@ -113,6 +113,34 @@ pub fn check_requests_per_second(rps: f64) -> Option<String> {
 
 /// Checks what an endpoint says where it is written (a resource or `resource_defaults`).
 pub(super) fn check_endpoint(at: &str, endpoint: &RawEndpoint, problems: &mut Problems) {
+    if endpoint.json.is_some() && endpoint.data.is_some() {
+        problems.push(
+            format!("{at}.data"),
+            "set either `json` or `data` (a form or raw body), not both",
+        );
+    }
+    let scalar = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+    match &endpoint.data {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Object(fields)) => {
+            for (name, value) in fields {
+                let ok = match value {
+                    Value::Array(items) => items.iter().all(scalar),
+                    other => scalar(other),
+                };
+                if !ok {
+                    problems.push(
+                        format!("{at}.data.{name}"),
+                        "a form field is a string, number or boolean, or a list of them",
+                    );
+                }
+            }
+        }
+        Some(_) => problems.push(
+            format!("{at}.data"),
+            "a table (a form body) or a string (a raw body)",
+        ),
+    }
     if let Some(path) = &endpoint.path {
         check_path(&format!("{at}.path"), path, problems);
     }
@@ -190,10 +218,17 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
             if let Some(total_path) = &p.total_path {
                 json_path("total_path", total_path, problems);
             }
-            if p.total_path.is_none() && p.maximum_offset.is_none() && !p.stop_after_empty_page {
+            if let Some(path) = &p.has_more_path {
+                json_path("has_more_path", path, problems);
+            }
+            if p.total_path.is_none()
+                && p.maximum_offset.is_none()
+                && p.has_more_path.is_none()
+                && !p.stop_after_empty_page
+            {
                 problems.push(
                     at,
-                    "the paginator would never stop: set `total_path`, `maximum_offset` or \
+                    "the paginator would never stop: set `total_path`, `maximum_offset`, `has_more_path` or \
                      `stop_after_empty_page = true`",
                 );
             }
@@ -211,10 +246,17 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
                     format!("{page} is before base_page ({})", p.base_page),
                 );
             }
-            if p.total_path.is_none() && p.maximum_page.is_none() && !p.stop_after_empty_page {
+            if let Some(path) = &p.has_more_path {
+                json_path("has_more_path", path, problems);
+            }
+            if p.total_path.is_none()
+                && p.maximum_page.is_none()
+                && p.has_more_path.is_none()
+                && !p.stop_after_empty_page
+            {
                 problems.push(
                     at,
-                    "the paginator would never stop: set `total_path`, `maximum_page` or \
+                    "the paginator would never stop: set `total_path`, `maximum_page`, `has_more_path` or \
                      `stop_after_empty_page = true`",
                 );
             }
@@ -223,6 +265,9 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
         Paginator::HeaderLink(p) => non_empty("links_next_key", &p.links_next_key, problems),
         Paginator::Cursor(p) => {
             json_path("cursor_path", &p.cursor_path, problems);
+            if let Some(path) = &p.has_more_path {
+                json_path("has_more_path", path, problems);
+            }
             if let Some(param) = &p.cursor_param {
                 non_empty("cursor_param", param, problems);
             }
@@ -323,7 +368,8 @@ pub(super) fn check_dependencies(resources: &[(usize, ResourceConfig)], problems
     }
 }
 
-/// The key path where `resource` names `parent` first: its path, else the first param.
+/// The key path where `resource` names `parent` first: its path, else the first param, else
+/// the first string of its JSON body.
 fn placeholder_key(at: &str, resource: &ResourceConfig, parent: &str) -> String {
     let names_parent = |text: &str| {
         parse_template(text).is_ok_and(|parts| {
@@ -335,15 +381,22 @@ fn placeholder_key(at: &str, resource: &ResourceConfig, parent: &str) -> String 
     if names_parent(&resource.endpoint.path) {
         return format!("{at}.endpoint.path");
     }
-    resource
+    if let Some((name, _)) = resource
         .endpoint
         .params
         .iter()
         .find(|(_, v)| v.as_str().is_some_and(names_parent))
-        .map_or_else(
-            || format!("{at}.endpoint"),
-            |(name, _)| format!("{at}.endpoint.params.{name}"),
-        )
+    {
+        return format!("{at}.endpoint.params.{name}");
+    }
+    let mut texts = Vec::new();
+    if let Some(json) = &resource.endpoint.json {
+        super::resolve::json_texts(&format!("{at}.endpoint.json"), json, &mut texts);
+    }
+    texts
+        .into_iter()
+        .find(|(_, text, _)| names_parent(text))
+        .map_or_else(|| format!("{at}.endpoint"), |(key, _, _)| key)
 }
 
 pub(super) fn check_incremental(at: &str, inc: &Incremental, problems: &mut Problems) {
@@ -529,10 +582,10 @@ mod tests {
             (
                 "incremental end_value a list",
                 with_endpoint(
-                    "{ params = { since = { type = \"incremental\", cursor_path = \"u\", end_value = [1] } } }",
+                    "{ incremental = { cursor_path = \"u\", end_value = [1] } }",
                 ),
                 vec![
-                    "resources[0].endpoint.params.since.end_value: [1] is not a string or a number",
+                    "resources[0].endpoint.incremental.end_value: [1] is not a string or a number",
                 ],
             ),
             (
@@ -557,7 +610,8 @@ mod tests {
                      incremental = { cursor_path = \"u\" } }",
                 ),
                 vec![
-                    "resources[0].endpoint.params.since: unknown placeholder `{incremental.first_value}`",
+                    "resources[0].endpoint.params.since: `>{incremental.first_value}`: unknown \
+                     placeholder `{incremental.first_value}`",
                 ],
             ),
             (
@@ -678,13 +732,14 @@ mod tests {
                 with_endpoint("\"/items/{id}\""),
                 vec![
                     "resources[0].endpoint.path: `/items/{id}`: placeholder `{id}` is neither \
-                     `{resources.<parent>.<field>}` nor a param of this endpoint",
+                     `{resources.<parent>.<field>}`, `{incremental.<value>}` nor a param of this \
+                     endpoint",
                 ],
             ),
             (
                 "unbalanced path braces",
                 with_endpoint("\"/items/{id\""),
-                vec!["resources[0].endpoint.path: `/items/{id`: unbalanced `{` or `}`"],
+                vec!["resources[0].endpoint.path: `/items/{id`: a `{` without its `}`"],
             ),
             (
                 "placeholder without a field",
@@ -749,14 +804,67 @@ mod tests {
                 ],
             ),
             (
-                "placeholder in the JSON body",
+                "unknown parent in the JSON body",
                 format!(
                     "{}\n[[resources]]\nname = \"c\"\nprimary_key = \"id\"\n\
-                     endpoint = {{ path = \"/c/{{resources.r.id}}\", method = \"POST\", \
-                     json = {{ q = [\"{{resources.r.id}}\"] }} }}\n",
+                     endpoint = {{ path = \"/c\", method = \"POST\", \
+                     json = {{ q = [\"x\", \"{{resources.nope.id}}\"] }} }}\n",
                     with("")
                 ),
-                vec!["resources[1].endpoint.json: `{resources.<parent>.<field>}` placeholders"],
+                vec!["resources[1].endpoint.json.q[1]: no resource named `nope`"],
+            ),
+            (
+                "a single brace in the JSON body",
+                with_endpoint(
+                    "{ method = \"POST\", json = { query = \"users { id }\" } }",
+                ),
+                vec![
+                    "resources[0].endpoint.json.query: `users { id }`: `{ id }` is not a \
+                     placeholder",
+                    "write `{{` and `}}` for literal braces",
+                ],
+            ),
+            (
+                "incremental placeholder in the JSON body without an incremental",
+                with_endpoint("{ method = \"POST\", json = { f = { since = \"{incremental.start_value}\" } } }"),
+                vec![
+                    "resources[0].endpoint.json.f.since: `{incremental.start_value}` needs an \
+                     incremental",
+                ],
+            ),
+            (
+                "start placeholder inside a JSON string without initial_value",
+                with_endpoint(
+                    "{ method = \"POST\", json = { q = \"updated>{incremental.start_value}\", \
+                     since = \"{incremental.start_value}\" }, incremental = { cursor_path = \"u\" } }",
+                ),
+                vec![
+                    "resources[0].endpoint.json.q: `{incremental.start_value}` has no value \
+                     without the incremental's `initial_value`",
+                ],
+            ),
+            (
+                "end placeholder in the path without end_value",
+                with_endpoint(
+                    "{ path = \"/x/{incremental.end_value}\", incremental = { cursor_path = \"u\", \
+                     initial_value = 1 } }",
+                ),
+                vec![
+                    "resources[0].endpoint.path: `{incremental.end_value}` has no value without \
+                     the incremental's `end_value`",
+                ],
+            ),
+            (
+                "end_value in an incremental param",
+                with_endpoint(
+                    "{ params = { since = { type = \"incremental\", cursor_path = \"u\", \
+                     initial_value = 1, end_value = 5 } } }",
+                ),
+                vec![
+                    "resources[0].endpoint.params.since.end_value: an incremental param takes \
+                     only `cursor_path` and `initial_value` (as in dlt): for an end value write \
+                     `resources[0].endpoint.incremental = { start_param = \"since\", end_param",
+                ],
             ),
             (
                 "include_from_parent without a parent",

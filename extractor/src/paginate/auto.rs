@@ -89,6 +89,7 @@ pub fn detect(response: &PageResponse<'_>) -> Paginator {
             total_path: Some(selector(path)),
             maximum_page: None,
             stop_after_empty_page: true,
+            has_more_path: None,
         });
     }
     if let Some(path) = find_path(body, &is_cursor, &[], MAX_DEPTH) {

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{NextRequest, PaginateError, Progress, checkpoint_text, reference};
+use super::{NextRequest, PaginateError, Progress, checkpoint_text, has_more, reference};
 use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
@@ -23,6 +23,10 @@ pub struct CursorPaginator {
     pub cursor_path: (String, Selector),
     pub target: CursorTarget,
     pub progress: Progress,
+    /// dlt's `stop_after_empty_page` (off by default for a cursor).
+    pub stop_after_empty_page: bool,
+    /// dlt's `has_more_path`: `false` there ends the paging.
+    pub has_more_path: Option<(String, Selector)>,
 }
 
 impl CursorPaginator {
@@ -31,13 +35,31 @@ impl CursorPaginator {
             cursor_path,
             target,
             progress: Progress::default(),
+            stop_after_empty_page: false,
+            has_more_path: None,
         }
     }
 
-    pub fn next(&mut self, response: &Value) -> Result<Option<NextRequest>, PaginateError> {
+    /// The next request after a response whose page held `records` records: dlt's order,
+    /// the cursor read, then an empty page ends it (with `stop_after_empty_page`), then
+    /// `has_more_path`, then a missing cursor.
+    pub fn next(
+        &mut self,
+        response: &Value,
+        records: usize,
+    ) -> Result<Option<NextRequest>, PaginateError> {
         let (text, selector) = &self.cursor_path;
         let what = format!("cursor_path `{text}`");
-        let Some(cursor) = reference(selector.find(response), &what)? else {
+        let cursor = reference(selector.find(response), &what)?;
+        if self.stop_after_empty_page && records == 0 {
+            return Ok(None);
+        }
+        if let Some(path) = &self.has_more_path
+            && !has_more(response, path)?
+        {
+            return Ok(None);
+        }
+        let Some(cursor) = cursor else {
             return Ok(None);
         };
         self.progress.advance("cursor", "cursor", &cursor)?;
@@ -111,11 +133,11 @@ mod tests {
             CursorTarget::Param("cursor".into()),
         );
         assert_eq!(
-            p.next(&json!({"cursors": {"next": "abc"}})).unwrap(),
+            p.next(&json!({"cursors": {"next": "abc"}}), 1).unwrap(),
             Some(NextRequest::Params(vec![("cursor".into(), "abc".into())]))
         );
         assert_eq!(
-            p.next(&json!({"cursors": {"next": 17}})).unwrap(),
+            p.next(&json!({"cursors": {"next": 17}}), 1).unwrap(),
             Some(NextRequest::Params(vec![("cursor".into(), "17".into())]))
         );
     }
@@ -129,7 +151,7 @@ mod tests {
         ] {
             let mut p =
                 CursorPaginator::new(selector("next_cursor"), CursorTarget::Param("c".into()));
-            assert_eq!(p.next(&body).unwrap(), None, "{body}");
+            assert_eq!(p.next(&body, 1).unwrap(), None, "{body}");
         }
     }
 
@@ -143,7 +165,7 @@ mod tests {
             },
         );
         assert_eq!(
-            p.next(&json!({"next_cursor": "c1"})).unwrap(),
+            p.next(&json!({"next_cursor": "c1"}), 1).unwrap(),
             Some(NextRequest::Json(
                 json!({"limit": 50, "page": {"size": 2, "cursor": "c1"}})
             ))
@@ -156,7 +178,7 @@ mod tests {
             },
         );
         assert_eq!(
-            p.next(&json!({"next_cursor": "c2"})).unwrap(),
+            p.next(&json!({"next_cursor": "c2"}), 1).unwrap(),
             Some(NextRequest::Json(json!({"cursor": "c2"})))
         );
     }
@@ -164,9 +186,9 @@ mod tests {
     #[test]
     fn the_same_cursor_twice_is_an_error() {
         let mut p = CursorPaginator::new(selector("next_cursor"), CursorTarget::Param("c".into()));
-        let _ = p.next(&json!({"next_cursor": "c1"})).unwrap();
-        let _ = p.next(&json!({"next_cursor": "c2"})).unwrap();
-        let e = p.next(&json!({"next_cursor": "c2"})).unwrap_err();
+        let _ = p.next(&json!({"next_cursor": "c1"}), 1).unwrap();
+        let _ = p.next(&json!({"next_cursor": "c2"}), 1).unwrap();
+        let e = p.next(&json!({"next_cursor": "c2"}), 1).unwrap_err();
         assert!(e.to_string().contains("same cursor `c2` twice"), "{e}");
     }
 
@@ -178,12 +200,12 @@ mod tests {
         };
         let mut p = CursorPaginator::new(selector("next_cursor"), target.clone());
         assert_eq!(p.checkpoint(), None);
-        let next = p.next(&json!({"next_cursor": "c7"})).unwrap();
+        let next = p.next(&json!({"next_cursor": "c7"}), 1).unwrap();
         assert_eq!(p.checkpoint(), Some(json!({"cursor": "c7"})));
         let mut resumed = CursorPaginator::new(selector("next_cursor"), target);
         assert_eq!(resumed.resume(&json!({"cursor": "c7"})), next);
         // The restored cursor still catches an API that repeats it.
-        assert!(resumed.next(&json!({"next_cursor": "c7"})).is_err());
+        assert!(resumed.next(&json!({"next_cursor": "c7"}), 1).is_err());
         assert_eq!(resumed.resume(&json!({"offset": 1})), None);
     }
 
@@ -192,5 +214,35 @@ mod tests {
         let mut body = json!({"a": 1});
         set_path(&mut body, &["a".into(), "b".into()], json!("x"));
         assert_eq!(body, json!({"a": {"b": "x"}}));
+    }
+
+    #[test]
+    fn an_empty_page_or_has_more_false_ends_it_as_in_dlt() {
+        let body = json!({"next": "c2", "more": "no"});
+        let mut plain = CursorPaginator::new(selector("next"), CursorTarget::Param("c".into()));
+        // dlt's default: an empty page with a cursor goes on.
+        assert!(plain.next(&body, 0).unwrap().is_some());
+        let mut empty = CursorPaginator::new(selector("next"), CursorTarget::Param("c".into()));
+        empty.stop_after_empty_page = true;
+        assert_eq!(empty.next(&body, 0).unwrap(), None);
+        assert!(empty.next(&json!({"next": "c3"}), 2).unwrap().is_some());
+        let mut more = CursorPaginator::new(selector("next"), CursorTarget::Param("c".into()));
+        more.has_more_path = Some(selector("more"));
+        assert_eq!(more.next(&body, 2).unwrap(), None);
+        assert!(
+            more.next(&json!({"next": "c4", "more": true}), 2)
+                .unwrap()
+                .is_some()
+        );
+        let e = more.next(&json!({"next": "c5"}), 2).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "has_more_path `more` finds nothing in the response"
+        );
+        let e = more.next(&json!({"next": "c5", "more": 2}), 2).unwrap_err();
+        assert!(
+            e.to_string().contains("found 2, which is not a boolean"),
+            "{e}"
+        );
     }
 }

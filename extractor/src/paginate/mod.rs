@@ -12,6 +12,7 @@ pub mod page_number;
 
 use std::hash::{DefaultHasher, Hasher};
 
+use crate::jsonpath::Selector;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use url::Url;
@@ -108,6 +109,13 @@ pub enum PaginateError {
     },
     #[error("{what} found {found}, which is not a string or a number")]
     BadCursor { what: String, found: String },
+    #[error("has_more_path `{path}` finds nothing in the response")]
+    NoHasMore { path: String },
+    #[error(
+        "has_more_path `{path}` found {found}, which is not a boolean (nor `true`/`false`, \
+         `yes`/`no`, `t`/`f`, `y`/`n`, `1`/`0`)"
+    )]
+    BadHasMore { path: String, found: String },
     #[error(
         "the saved checkpoint {found} does not fit the {paginator} paginator (did the config \
          change?); run with --fresh to start the resource over"
@@ -194,7 +202,7 @@ impl Paginator {
             Paginator::PageNumber(p) => p.next(response.body, response.records),
             Paginator::JsonLink(p) => p.next(response),
             Paginator::HeaderLink(p) => p.next(response),
-            Paginator::Cursor(p) => p.next(response.body),
+            Paginator::Cursor(p) => p.next(response.body, response.records),
             Paginator::HeaderCursor(p) => p.next(response.headers),
             Paginator::SinglePage => Ok(None),
             Paginator::Auto(p) => p.next(response),
@@ -510,6 +518,30 @@ pub(crate) fn excerpt(v: &Value) -> String {
 
 /// A reference (link or cursor) found in a response: `None` when missing, `null` or empty,
 /// as dlt treats them all as "no next page".
+/// dlt's `has_more_path`: the flag at `path` in `response`, a boolean or a string dlt's
+/// `str2bool` reads; missing or anything else is an error, as in dlt.
+pub(crate) fn has_more(
+    response: &Value,
+    (text, selector): &(String, Selector),
+) -> Result<bool, PaginateError> {
+    match selector.find(response) {
+        None | Some(Value::Null) => Err(PaginateError::NoHasMore { path: text.clone() }),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "yes" | "true" | "t" | "y" | "1" => Ok(true),
+            "no" | "false" | "f" | "n" | "0" => Ok(false),
+            _ => Err(PaginateError::BadHasMore {
+                path: text.clone(),
+                found: excerpt(&Value::String(s.clone())),
+            }),
+        },
+        Some(other) => Err(PaginateError::BadHasMore {
+            path: text.clone(),
+            found: excerpt(other),
+        }),
+    }
+}
+
 pub(crate) fn reference(
     found: Option<&Value>,
     what: &str,
@@ -668,6 +700,7 @@ mod tests {
             )),
             maximum_offset,
             stop_after_empty_page: true,
+            has_more_path: None,
         })
     }
 

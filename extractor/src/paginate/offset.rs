@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use super::{PageParams, PaginateError, as_count, excerpt};
+use super::{PageParams, PaginateError, as_count, excerpt, has_more};
 use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct OffsetPaginator {
     pub total_path: Option<(String, Selector)>,
     pub maximum_offset: Option<u64>,
     pub stop_after_empty_page: bool,
+    /// dlt's `has_more_path`: `false` there ends the paging.
+    pub has_more_path: Option<(String, Selector)>,
 }
 
 impl OffsetPaginator {
@@ -61,9 +63,14 @@ impl OffsetPaginator {
             None => None,
         };
         self.offset = self.offset.saturating_add(self.limit);
-        if total.is_some_and(|t| self.offset >= t)
-            || self.maximum_offset.is_some_and(|m| self.offset >= m)
-        {
+        let ended = total.is_some_and(|t| self.offset >= t)
+            || self.maximum_offset.is_some_and(|m| self.offset >= m);
+        // As dlt: the flag is read (and must be there) whatever the other rules said.
+        let more = match &self.has_more_path {
+            Some(path) => has_more(response, path)?,
+            None => true,
+        };
+        if ended || !more {
             return Ok(None);
         }
         Ok(Some(self.params()))
@@ -89,6 +96,10 @@ impl OffsetPaginator {
     /// lazily from it ([`super::RemainingPages`]): a `total` of 10^12 costs nothing until
     /// its pages are requested, and an empty page still ends them.
     pub fn remaining_end(&self, response: &Value) -> Option<u64> {
+        if self.has_more_path.is_some() {
+            // Each page says whether another follows: sequential.
+            return None;
+        }
         let (_, selector) = self.total_path.as_ref()?;
         let total = as_count(selector.find(response)?)?;
         Some(self.maximum_offset.map_or(total, |m| m.min(total)))
@@ -121,6 +132,7 @@ mod tests {
                 .map(|p| (p.to_owned(), Selector::parse("total_path", p).unwrap())),
             maximum_offset,
             stop_after_empty_page,
+            has_more_path: None,
         }
     }
 

@@ -12,7 +12,7 @@
 
 use serde_json::{Value, json};
 
-use super::{NextRequest, PaginateError, as_count, excerpt};
+use super::{NextRequest, PaginateError, as_count, excerpt, has_more};
 use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct PageNumberPaginator {
     pub total_path: Option<(String, Selector)>,
     pub maximum_page: Option<u64>,
     pub stop_after_empty_page: bool,
+    /// dlt's `has_more_path`: `false` there ends the paging.
+    pub has_more_path: Option<(String, Selector)>,
 }
 
 impl PageNumberPaginator {
@@ -71,9 +73,14 @@ impl PageNumberPaginator {
             None => None,
         };
         self.page = self.page.saturating_add(1);
-        if total.is_some_and(|t| self.page >= t.saturating_add(self.base_page))
-            || self.maximum_page.is_some_and(|m| self.page >= m)
-        {
+        let ended = total.is_some_and(|t| self.page >= t.saturating_add(self.base_page))
+            || self.maximum_page.is_some_and(|m| self.page >= m);
+        // As dlt: the flag is read (and must be there) whatever the other rules said.
+        let more = match &self.has_more_path {
+            Some(path) => has_more(response, path)?,
+            None => true,
+        };
+        if ended || !more {
             return Ok(None);
         }
         Ok(Some(self.params()))
@@ -86,6 +93,10 @@ impl PageNumberPaginator {
     /// ([`super::RemainingPages`]); an empty page still ends the paging when
     /// `stop_after_empty_page` is on: the caller stops at it.
     pub fn remaining_end(&self, response: &Value) -> Option<u64> {
+        if self.has_more_path.is_some() {
+            // Each page says whether another follows: sequential.
+            return None;
+        }
         let (_, selector) = self.total_path.as_ref()?;
         let total = as_count(selector.find(response)?)?;
         let end = total.saturating_add(self.base_page);
@@ -120,6 +131,7 @@ mod tests {
                 .map(|p| (p.to_owned(), Selector::parse("total_path", p).unwrap())),
             maximum_page,
             stop_after_empty_page,
+            has_more_path: None,
         }
     }
 

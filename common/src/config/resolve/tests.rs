@@ -116,7 +116,7 @@ paginator = { type = "offset", limit = 50 }
 [resource_defaults]
 primary_key = "id"
 write_disposition = { disposition = "merge" }
-endpoint = { data_selector = "data", params = { a = "1", b = 2, on = true } }
+endpoint = { data_selector = "data", params = { a = "1", b = 2, on = true }, json = { size = 10, q = "all" } }
 columns = { id = { data_type = "bigint" }, cost = { data_type = "decimal", precision = 12 } }
 schema_contract = "freeze"
 
@@ -185,7 +185,15 @@ name = "three"
     assert_eq!(two.primary_key, ["k1", "k2"]);
     assert_eq!(two.write_disposition, WriteDisposition::Replace);
     assert_eq!(two.endpoint.method, Method::Post);
-    assert_eq!(two.endpoint.json, Some(serde_json::json!({"q": "x"})));
+    // dlt merges the bodies by top-level key.
+    assert_eq!(
+        two.endpoint.json,
+        Some(serde_json::json!({"size": 10, "q": "x"}))
+    );
+    assert_eq!(
+        three.endpoint.json,
+        Some(serde_json::json!({"size": 10, "q": "all"}))
+    );
     assert_eq!(two.endpoint.data_selector.as_deref(), Some("$.items[*]"));
     assert_eq!(two.endpoint.params.len(), 3);
     let Paginator::Offset(p) = &two.endpoint.paginator else {
@@ -316,4 +324,206 @@ params = { issue_number = { type = "resolve", resource = "conversations", field 
             Value::from("{resources.conversations.author}")
         )])
     );
+}
+
+#[test]
+fn placeholders_in_the_json_body_and_path() {
+    // dlt fills `{incremental.…}` and `{resources.…}` in the JSON body (keys too) and the
+    // path; a string that is only a placeholder may go without a value (it becomes null).
+    let text = r#"
+[client]
+base_url = "https://api.example.com"
+
+[[resources]]
+name = "parents"
+
+[[resources]]
+name = "search"
+[resources.endpoint]
+path = "/search/{incremental.start_value}/{resources.parents.id}"
+method = "POST"
+json = { since = "{incremental.start_value}", q = "updated>{incremental.last_value}", until = "{incremental.end_value}", ids = ["{resources.parents.id}"], literal = "{{not a placeholder}}" }
+incremental = { cursor_path = "updated_at", initial_value = 5 }
+"#;
+    let config = toml(text).unwrap();
+    let search = config.resource("search").unwrap();
+    assert_eq!(search.parent.as_deref(), Some("parents"));
+    assert_eq!(
+        search.endpoint.path,
+        "/search/{incremental.start_value}/{resources.parents.id}"
+    );
+    // The body stays as written: the extractor fills it for each request.
+    assert_eq!(
+        search.endpoint.json.as_ref().unwrap()["literal"],
+        json!("{{not a placeholder}}")
+    );
+    // A path binding a plain param keeps the rest of the path's braces escaped.
+    let e = toml(&with_endpoint(
+        "{ path = \"/a/{{x}}/{kind}\", params = { kind = \"b c\" } }",
+    ))
+    .unwrap()
+    .resources[0]
+        .endpoint
+        .clone();
+    assert_eq!(e.path, "/a/{{x}}/b%20c");
+    assert!(e.params.is_empty());
+}
+
+#[test]
+fn a_single_entity_path_is_one_page_and_one_record() {
+    // dlt: a path whose last segment is a placeholder returns one object: data_selector
+    // `$` and a single page, unless the endpoint or resource_defaults set them; the
+    // client's paginator does not count.
+    let text = r#"
+[client]
+base_url = "https://api.example.com"
+paginator = "json_link"
+
+[resource_defaults]
+primary_key = "id"
+
+[[resources]]
+name = "posts"
+
+[[resources]]
+name = "post"
+endpoint = "/posts/{resources.posts.id}"
+
+[[resources]]
+name = "comments"
+endpoint = "/posts/{resources.posts.id}/comments"
+
+[[resources]]
+name = "post_json"
+endpoint = { path = "/posts/{resources.posts.id}.json", data_selector = "post", paginator = { type = "offset", limit = 5 } }
+
+[[resources]]
+name = "by_param"
+endpoint = { path = "/things/{thing}", params = { thing = "x" } }
+"#;
+    let config = toml(text).unwrap();
+    let endpoint = |name: &str| config.resource(name).unwrap().endpoint.clone();
+    let post = endpoint("post");
+    assert_eq!(post.data_selector.as_deref(), Some("$"));
+    assert_eq!(post.paginator, Paginator::SinglePage);
+    let comments = endpoint("comments");
+    assert_eq!(comments.data_selector, None);
+    assert_eq!(comments.paginator.kind(), "json_link");
+    let post_json = endpoint("post_json");
+    assert_eq!(post_json.data_selector.as_deref(), Some("post"));
+    assert_eq!(post_json.paginator.kind(), "offset");
+    // dlt looks at the path before it binds a plain param into it.
+    let by_param = endpoint("by_param");
+    assert_eq!(by_param.path, "/things/x");
+    assert_eq!(by_param.paginator, Paginator::SinglePage);
+    assert_eq!(endpoint("posts").paginator.kind(), "json_link");
+}
+
+#[test]
+fn endpoint_headers() {
+    // dlt's endpoint `headers`: taken whole from resource_defaults (as every endpoint key
+    // but params and json), placeholders allowed; a `{resources.…}` there names the parent.
+    let text = r#"
+[client]
+base_url = "https://api.example.com"
+headers = { "X-Client" = "c" }
+
+[resource_defaults]
+primary_key = "id"
+endpoint = { headers = { "X-Default" = "d" } }
+
+[[resources]]
+name = "parents"
+
+[[resources]]
+name = "children"
+endpoint = { path = "/children", headers = { "X-Parent" = "{resources.parents.id}", "X-Since" = "{incremental.start_value}" }, incremental = { cursor_path = "u" } }
+"#;
+    let config = toml(text).unwrap();
+    let parents = config.resource("parents").unwrap();
+    assert_eq!(
+        parents.endpoint.headers,
+        BTreeMap::from([("X-Default".to_owned(), "d".to_owned())])
+    );
+    let children = config.resource("children").unwrap();
+    assert_eq!(children.parent.as_deref(), Some("parents"));
+    assert_eq!(children.endpoint.headers.len(), 2);
+    assert_eq!(config.client.headers.len(), 1);
+
+    let e = toml(&with_endpoint(
+        "{ headers = { \"Bad Name\" = \"x\", ok = \"{id}\" } }",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("resources[0].endpoint.headers.Bad Name: not a valid HTTP header name")
+            && e.contains("resources[0].endpoint.headers.ok: `{id}`: `{id}` is not a placeholder"),
+        "{e}"
+    );
+}
+
+#[test]
+fn list_params() {
+    // dlt passes a list param to `requests`, which repeats it: `ids=1&ids=2`.
+    let e = toml(&with_endpoint(
+        "{ params = { ids = [1, \"{incremental.start_value}\"] }, \
+         incremental = { cursor_path = \"u\", initial_value = 1 } }",
+    ))
+    .unwrap()
+    .resources[0]
+        .endpoint
+        .clone();
+    assert_eq!(e.params["ids"], json!([1, "{incremental.start_value}"]));
+    for (bad, needle) in [
+        (
+            "{ params = { ids = [[1]] } }",
+            "resources[0].endpoint.params.ids: a list param holds strings, numbers or booleans",
+        ),
+        (
+            "{ path = \"/x/{ids}\", params = { ids = [1] } }",
+            "resources[0].endpoint.path: `/x/{ids}`: the list param `ids` cannot fill the path",
+        ),
+        (
+            "{ params = { ids = [\"{id}\"] } }",
+            "resources[0].endpoint.params.ids[0]: `{id}`: `{id}` is not a placeholder",
+        ),
+    ] {
+        let e = toml(&with_endpoint(bad)).unwrap_err().to_string();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn data_bodies() {
+    // dlt's `data`: a form (table) or a raw body (string), not with `json`.
+    let e = toml(&with_endpoint(
+        "{ method = \"POST\", data = { q = \"{incremental.start_value}\", ids = [1, 2] }, \
+         incremental = { cursor_path = \"u\" } }",
+    ))
+    .unwrap()
+    .resources[0]
+        .endpoint
+        .clone();
+    assert_eq!(
+        e.data,
+        Some(json!({"q": "{incremental.start_value}", "ids": [1, 2]}))
+    );
+    for (bad, needle) in [
+        (
+            "{ method = \"POST\", json = { a = 1 }, data = \"x\" }",
+            "resources[0].endpoint.data: set either `json` or `data`",
+        ),
+        (
+            "{ method = \"POST\", data = { a = { b = 1 } } }",
+            "resources[0].endpoint.data.a: a form field is a string, number or boolean",
+        ),
+        (
+            "{ method = \"POST\", data = \"since {incremental.start_value}\", \
+             incremental = { cursor_path = \"u\" } }",
+            "resources[0].endpoint.data: `{incremental.start_value}` has no value without",
+        ),
+    ] {
+        let e = toml(&with_endpoint(bad)).unwrap_err().to_string();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
 }
