@@ -290,24 +290,6 @@ const KNOWN: &[Known] = &[
         reason: BUG_START_VALUE_DEDUP,
     },
     Known {
-        config: "incremental_dependent",
-        run: 1,
-        kind: Kind::Rows,
-        table: "messages",
-        column: None,
-        evidence: "",
-        reason: BUG_DEPENDENT_INCREMENTAL,
-    },
-    Known {
-        config: "incremental_dependent",
-        run: 1,
-        kind: Kind::State,
-        table: "messages",
-        column: None,
-        evidence: "",
-        reason: BUG_DEPENDENT_INCREMENTAL,
-    },
-    Known {
         config: "nesting_one",
         run: 1,
         kind: Kind::ColumnOnlyInDlt,
@@ -355,9 +337,6 @@ const BUG_NESTING: &str = "bug, issue 15: dlt's max_table_nesting bounds the fla
     nested objects at any depth (at 1 `sender__address` stays one json column); the project \
     keeps objects whole only at 0, since its loader would take a JSON object field for a \
     list of one and make it a child table";
-const BUG_DEPENDENT_INCREMENTAL: &str = "bug, issue 15 point 2: incremental on a dependent \
-    resource is accepted and not applied (every message loads, the cursor stays at \
-    initial_value); dlt filters the child records and saves their largest sent_at";
 
 /// One difference found.
 #[derive(Debug)]

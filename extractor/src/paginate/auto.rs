@@ -5,7 +5,10 @@
 //!    in the body: `json_link` at that path;
 //! 3. a page count (`total_pages`, `totalPages`, `pages`, `page_count`, `num_pages`) in the
 //!    body: `page_number` with `page_param = "page"`, counting from the `page` in the
-//!    response (else 1, as dlt assumes the first, unparameterised request was page 1);
+//!    response, else from 1 (the first, unparameterised request taken as page 1). dlt's
+//!    detector builds its page-number paginator with `base_page` 0 instead, so on a 1-based
+//!    API it asks for page 1 twice and never for the last page (docs/config.md, Differences
+//!    from dlt);
 //! 4. a cursor key (`next_cursor`, `cursor`, `next_page_token`, `cursors.next`, ...) with a
 //!    value: `cursor` with `cursor_param = "cursor"` (not in dlt's detector);
 //! 5. otherwise `single_page`.
