@@ -192,8 +192,19 @@ fn consumer(
     {
         let _ = client.set("fetch.message.max.bytes", max);
     }
+    // Only records of committed transactions: the extractor's aborted ones (a run killed
+    // mid-transaction, a fenced extractor) are never loaded. librdkafka's default too, set
+    // here so that a config cannot turn it off.
+    if cfg
+        .kafka
+        .get("isolation.level")
+        .is_some_and(|level| level != "read_committed")
+    {
+        tracing::warn!(target: LOG_TARGET, "kafka.isolation.level is always read_committed: records of aborted transactions must not be loaded");
+    }
     // Offsets are stored by the loader after each destination commit, never before.
     let _ = client
+        .set("isolation.level", "read_committed")
         .set("group.id", &opts.group_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
