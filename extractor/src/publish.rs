@@ -374,7 +374,14 @@ impl Publisher {
                 Ok(Err(KafkaError::Transaction(e))) if e.is_retriable() && attempts < 5 => {
                     tracing::debug!(error = %e, "committing the transaction; retrying");
                 }
-                Ok(Err(e)) => return Err(self.transaction_error("committing the transaction", &e)),
+                Ok(Err(e)) => {
+                    // A refused record says more (which topic, why, what to raise) than
+                    // the failed commit it caused.
+                    return Err(match (self.fenced(), self.check()) {
+                        (None, Err(refused)) => refused,
+                        _ => self.transaction_error("committing the transaction", &e),
+                    });
+                }
                 Err(e) => {
                     return Err(self.transaction_failed(
                         "committing the transaction",
@@ -753,6 +760,11 @@ impl Publisher {
                 }
                 Err((e, back)) => {
                     acks.reported(false);
+                    // In a transaction, a refused record makes every later send fail:
+                    // the refusal is what to report.
+                    if self.transactional_id.is_some() {
+                        self.check()?;
+                    }
                     let hint = match &e {
                         KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
                             " (raise `message.max.bytes` in the config's [kafka] table to \

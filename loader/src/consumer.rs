@@ -366,6 +366,9 @@ pub(crate) fn poll_loop(
             ctx.writer().flush(&**consumer)?;
             opts.progress.update(ctx.writer().records(), None);
         }
+        if idle {
+            past_commit_markers(consumer)?;
+        }
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let records = ctx.writer().records();
@@ -406,6 +409,43 @@ pub(crate) fn poll_loop(
                 return Ok(());
             }
         }
+    }
+    Ok(())
+}
+
+/// Stores, for each partition this loader holds and has nothing pending of, its position
+/// when that is past the offset the destination stored: the records before it were all
+/// loaded, and what lies between is the commit marker of a transaction (or the records of
+/// an aborted one), which a `read_committed` consumer steps over but never gets. Without
+/// this the stored offset would stop at a transaction's marker, and lag figures (this
+/// loader's, Kafka's tools') would count it for ever, the partition soon "stalled".
+/// Written as a batch of offsets only, when the loop is idle.
+fn past_commit_markers(consumer: &BaseConsumer<LoaderContext>) -> Result<(), LoadError> {
+    let position = consumer.position()?;
+    let mut writer = consumer.context().writer();
+    let mut moved = false;
+    for e in position.elements() {
+        let Offset::Offset(at) = e.offset() else {
+            continue;
+        };
+        let key = (e.topic().to_owned(), e.partition());
+        if writer.pending_ref().next_offset(&key).is_some() {
+            continue;
+        }
+        if writer
+            .known_next()
+            .get(&key)
+            .is_some_and(|known| at > *known)
+        {
+            // `note_offset` takes the offset of the last thing consumed.
+            writer
+                .pending()
+                .note_offset(e.topic(), e.partition(), at - 1);
+            moved = true;
+        }
+    }
+    if moved {
+        writer.flush(consumer)?;
     }
     Ok(())
 }
