@@ -272,6 +272,28 @@ pub struct Publisher {
     transactional_id: Option<String>,
 }
 
+/// The config's librdkafka `settings` for the transactional producer `transactional_id`.
+fn transactional_settings(
+    settings: &BTreeMap<String, String>,
+    transactional_id: &str,
+) -> BTreeMap<String, String> {
+    let mut settings = settings.clone();
+    let _ = settings.insert("transactional.id".to_owned(), transactional_id.to_owned());
+    // librdkafka refuses a delivery timeout longer than the transaction timeout (60 s by
+    // default): a config that raises the one raises the other.
+    let delivery = settings
+        .get("message.timeout.ms")
+        .or_else(|| settings.get("delivery.timeout.ms"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 60_000);
+    if let Some(ms) = delivery
+        && !settings.contains_key("transaction.timeout.ms")
+    {
+        let _ = settings.insert("transaction.timeout.ms".to_owned(), ms.to_string());
+    }
+    settings
+}
+
 /// How long a transactional call (init, commit, abort) may wait for the broker.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -332,9 +354,11 @@ impl Publisher {
         schema_topic: &str,
         transactional_id: &str,
     ) -> Result<Self, PublishError> {
-        let mut settings = settings.clone();
-        let _ = settings.insert("transactional.id".to_owned(), transactional_id.to_owned());
-        Self::new(&settings, schema_topic, None)
+        Self::new(
+            &transactional_settings(settings, transactional_id),
+            schema_topic,
+            None,
+        )
     }
 
     /// The `transactional.id`, for a transactional producer.
@@ -918,6 +942,32 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_transactional_producer_gets_its_id_and_a_transaction_timeout_as_long_as_delivery() {
+        let plain = transactional_settings(&settings(&[("transactional.id", "mine")]), "p/r");
+        assert_eq!(
+            plain.get("transactional.id").map(String::as_str),
+            Some("p/r")
+        );
+        assert_eq!(plain.get("transaction.timeout.ms"), None);
+        let long = transactional_settings(&settings(&[("message.timeout.ms", "300000")]), "p/r");
+        assert_eq!(
+            long.get("transaction.timeout.ms").map(String::as_str),
+            Some("300000")
+        );
+        let own = transactional_settings(
+            &settings(&[
+                ("delivery.timeout.ms", "120000"),
+                ("transaction.timeout.ms", "90000"),
+            ]),
+            "p/r",
+        );
+        assert_eq!(
+            own.get("transaction.timeout.ms").map(String::as_str),
+            Some("90000")
+        );
     }
 
     #[test]

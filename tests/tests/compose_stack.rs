@@ -217,7 +217,11 @@ fn topic_end(stack: &Stack, topic: &str, partitions: i32) -> Result<i64> {
         .set("group.id", "compose-stack-check")
         .create()?;
     (0..partitions)
-        .map(|p| Ok(consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?.1))
+        .map(|p| {
+            Ok(consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))?
+                .1)
+        })
         .sum()
 }
 
