@@ -385,6 +385,10 @@ impl Publisher {
     /// Flushes and commits the open transaction. A retriable failure is retried; one that
     /// needs an abort is returned (the caller aborts).
     pub async fn commit_transaction(&self) -> Result<(), PublishError> {
+        // rust-rdkafka's flush (the commit's first step) waits in steps of 100 ms while a
+        // delivery report is outstanding; every report in, it returns at once. Waiting for
+        // the reports here made each commit about 0.1 s shorter.
+        let _ = self.all_reported().await;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -436,7 +440,10 @@ impl Publisher {
             BaseRecord::with_opaque_to(topic, Arc::clone(&self.untracked)).key(key.as_bytes());
         self.enqueue(record, &self.untracked).await?;
         // Acknowledged before the abort, which would otherwise fail its delivery.
-        self.flush().await?;
+        if !self.all_reported().await {
+            self.flush().await?;
+        }
+        self.check()?;
         self.abort_transaction().await
     }
 
@@ -866,27 +873,35 @@ impl Publisher {
         // Nothing is sent any more: wait for the last delivery reports on the counters.
         // librdkafka's flush would do the same in steps of its 100 ms poll, which made the
         // end of every run up to 0.1 s late (BENCHMARKS.md, case 3).
-        let waited = flush_timeout(&self.settings);
-        let deadline = Instant::now() + waited;
-        loop {
+        if !self.all_reported().await {
+            self.check()?;
             let ctx = self.producer.context();
             let reported = ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
-            let sent = self.sent.load(Ordering::Relaxed);
-            if reported >= sent {
-                break;
-            }
-            if Instant::now() >= deadline {
-                self.check()?;
-                return Err(PublishError::FlushTimeout {
-                    outstanding: sent - reported,
-                    waited,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            return Err(PublishError::FlushTimeout {
+                outstanding: self.sent.load(Ordering::Relaxed).saturating_sub(reported),
+                waited: flush_timeout(&self.settings),
+            });
         }
         // Every message was reported; none failed, so every one was acknowledged.
         self.check()?;
         Ok(self.producer.context().acked.load(Ordering::Relaxed))
+    }
+
+    /// Waits, watching the counters, until every message sent has had its delivery report;
+    /// false if that took longer than the flush timeout (librdkafka's delivery timeout).
+    async fn all_reported(&self) -> bool {
+        let deadline = Instant::now() + flush_timeout(&self.settings);
+        loop {
+            let ctx = self.producer.context();
+            let reported = ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
+            if reported >= self.sent.load(Ordering::Relaxed) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 }
 
