@@ -115,6 +115,8 @@ struct FirstFailure {
     message: String,
     /// Whether the broker refused the message as too large for the topic.
     too_large: bool,
+    /// Whether it was purged (an aborted transaction) rather than refused.
+    purged: bool,
 }
 
 /// The delivery reports still outstanding for one group of messages (a page), so that a
@@ -179,13 +181,26 @@ impl ProducerContext for DeliveryCounter {
             }
             Err((err, msg)) => {
                 let _ = self.failed.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut first) = self.first_failure.lock() {
-                    let _ = first.get_or_insert_with(|| FirstFailure {
+                // Messages purged by an aborted transaction say nothing of why it failed:
+                // the refusal that failed it, reported later, replaces them.
+                let purged = |code: Option<RDKafkaErrorCode>| {
+                    matches!(
+                        code,
+                        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                    )
+                };
+                if let Ok(mut first) = self.first_failure.lock()
+                    && first
+                        .as_ref()
+                        .is_none_or(|f| f.purged && !purged(err.rdkafka_error_code()))
+                {
+                    *first = Some(FirstFailure {
                         topic: msg.topic().to_owned(),
                         partition: msg.partition(),
                         message: err.to_string(),
                         too_large: err.rdkafka_error_code()
                             == Some(RDKafkaErrorCode::MessageSizeTooLarge),
+                        purged: purged(err.rdkafka_error_code()),
                     });
                 }
             }
@@ -388,7 +403,7 @@ impl Publisher {
         // rust-rdkafka's flush (the commit's first step) waits in steps of 100 ms while a
         // delivery report is outstanding; every report in, it returns at once. Waiting for
         // the reports here made each commit about 0.1 s shorter.
-        let _ = self.all_reported().await;
+        let _ = self.all_reported(true).await;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -440,7 +455,7 @@ impl Publisher {
             BaseRecord::with_opaque_to(topic, Arc::clone(&self.untracked)).key(key.as_bytes());
         self.enqueue(record, &self.untracked).await?;
         // Acknowledged before the abort, which would otherwise fail its delivery.
-        if !self.all_reported().await {
+        if !self.all_reported(true).await {
             self.flush().await?;
         }
         self.check()?;
@@ -873,7 +888,7 @@ impl Publisher {
         // Nothing is sent any more: wait for the last delivery reports on the counters.
         // librdkafka's flush would do the same in steps of its 100 ms poll, which made the
         // end of every run up to 0.1 s late (BENCHMARKS.md, case 3).
-        if !self.all_reported().await {
+        if !self.all_reported(false).await {
             self.check()?;
             let ctx = self.producer.context();
             let reported = ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
@@ -887,14 +902,16 @@ impl Publisher {
         Ok(self.producer.context().acked.load(Ordering::Relaxed))
     }
 
-    /// Waits, watching the counters, until every message sent has had its delivery report;
+    /// Waits, watching the counters, until every message sent has had its delivery report
+    /// (or, `or_failure`, one failed: in a transaction the rest then wait for the abort);
     /// false if that took longer than the flush timeout (librdkafka's delivery timeout).
-    async fn all_reported(&self) -> bool {
+    async fn all_reported(&self, or_failure: bool) -> bool {
         let deadline = Instant::now() + flush_timeout(&self.settings);
         loop {
             let ctx = self.producer.context();
-            let reported = ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
-            if reported >= self.sent.load(Ordering::Relaxed) {
+            let failed = ctx.failed.load(Ordering::Relaxed);
+            let reported = ctx.acked.load(Ordering::Relaxed) + failed;
+            if reported >= self.sent.load(Ordering::Relaxed) || (or_failure && failed > 0) {
                 return true;
             }
             if Instant::now() >= deadline {
