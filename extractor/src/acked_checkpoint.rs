@@ -1,6 +1,8 @@
 //! Which checkpoint may be saved: pages are published in order but acknowledged in any
 //! order (partitions, parallel paging), so the checkpoint is the one after the longest
-//! prefix of pages whose every record the broker acknowledged.
+//! prefix of pages whose every record the broker acknowledged. In a Kafka transaction the
+//! acknowledgements do not matter: the pages sent commit (or abort) together with the
+//! checkpoint after the last of them ([`Checkpoints::take_all`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -66,6 +68,20 @@ impl Checkpoints {
             }
         }
         moved
+    }
+
+    /// Takes every page sent off, acknowledged or not: the checkpoint and largest cursor
+    /// value after the last of them, for a state record that commits in one transaction
+    /// with their records.
+    pub fn take_all(&mut self) {
+        while let Some(page) = self.pending.pop_front() {
+            if page.resume.is_some() {
+                self.checkpoint = page.resume;
+            }
+            if page.max.is_some() {
+                self.last_value = max_cursor(self.last_value.take(), page.max);
+            }
+        }
     }
 
     /// Every page sent is acknowledged.
@@ -157,6 +173,19 @@ mod tests {
         assert!(c.is_stuck());
         assert_eq!(c.checkpoint, Some(json!({"offset": 500})));
         assert_eq!(c.last_value, Some(json!("m")));
+    }
+
+    #[test]
+    fn in_a_transaction_every_page_sent_counts() {
+        let mut c = Checkpoints::new(Some(json!({"offset": 100})), Some(json!(5)));
+        c.push(acks(3), Some(json!({"offset": 200})), Some(json!(7)));
+        c.push(acks(1), Some(json!({"offset": 300})), Some(json!(6)));
+        // The last page leaves the checkpoint where it was.
+        c.push(acks(2), None, None);
+        c.take_all();
+        assert!(c.is_settled());
+        assert_eq!(c.checkpoint, Some(json!({"offset": 300})));
+        assert_eq!(c.last_value, Some(json!(7)));
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 //! the API (`fetch`: `client` + `paginate`) while the publisher stage infers the schema,
 //! encodes and enqueues the previous page through the Kafka producer (`publish`). A run
 //! succeeds only when the broker acknowledged every record; records already acknowledged
-//! when a run fails stay valid (the loader merges).
+//! when a run fails stay valid (the loader merges). Where the broker supports them, each
+//! resource publishes its records and its checkpoint in Kafka transactions (`transaction`).
 
 // One resource's run.
 pub mod acked_checkpoint; // which checkpoint the broker's acknowledgements allow saving
@@ -17,6 +18,7 @@ pub mod placeholders; // dlt's placeholders filled into path, params and JSON bo
 pub mod publish; // the Kafka producer, the topics, the writer schemas
 mod resource_run; // state at start and end, fetcher and publisher stages joined, the report
 pub mod state_topic; // the state kept in Kafka: read at the start, written as runs go
+pub mod transaction; // records and checkpoint committed together, per commit interval
 
 // Talking to the API.
 pub mod adaptive_limit; // requests in flight per resource, halved on 429
@@ -77,6 +79,11 @@ pub struct RunOptions {
     pub progress: Progress,
     /// How long a run waits for an unreachable broker before it fails.
     pub broker_timeout: Duration,
+    /// Publish each resource's records and checkpoint in Kafka transactions, where the
+    /// broker supports them (`--no-transactions` turns them off).
+    pub transactions: bool,
+    /// When a resource's open transaction is committed.
+    pub commit: transaction::CommitInterval,
 }
 
 impl Default for RunOptions {
@@ -91,6 +98,8 @@ impl Default for RunOptions {
             resource_concurrency: DEFAULT_RESOURCE_CONCURRENCY,
             progress: Progress::hidden(),
             broker_timeout: DEFAULT_BROKER_TIMEOUT,
+            transactions: true,
+            commit: transaction::CommitInterval::default(),
         }
     }
 }
@@ -209,6 +218,65 @@ pub enum ExtractError {
     Several(Vec<ExtractError>),
 }
 
+/// One transactional producer per resource, its `transactional.id` derived from the
+/// pipeline and the resource, each registered with the broker (which fences any older
+/// producer of that id). `None`, with one log line, when the broker does not support
+/// transactions: the run then publishes as an idempotent producer.
+async fn transactional_producers(
+    cfg: &PipelineConfig,
+    resources: &[&str],
+) -> Result<Option<HashMap<String, Publisher>>, ExtractError> {
+    if cfg.kafka.contains_key("transactional.id") {
+        tracing::warn!(
+            "kafka.transactional.id is ignored: each resource's transactional.id is derived from the pipeline and the resource"
+        );
+    }
+    let mut producers = HashMap::new();
+    for name in resources {
+        let id = state_topic::transactional_id(&cfg.pipeline_name, name);
+        let producer = Publisher::transactional(&cfg.kafka, &cfg.schema_topic, &id)?;
+        let _ = producers.insert((*name).to_owned(), producer);
+    }
+    let inits = futures::future::join_all(producers.values().map(Publisher::init_transactions));
+    let mut failure = inits.await.into_iter().find_map(Result::err);
+    if failure.is_none()
+        && let Some(producer) = producers.values().next()
+    {
+        let probe = format!("{}/_transactions_probe", cfg.pipeline_name);
+        let state_topic = state_topic::topic(&cfg.pipeline_name);
+        failure = producer
+            .probe_transactions(&state_topic, &probe)
+            .await
+            .err();
+    }
+    match failure {
+        None => Ok(Some(producers)),
+        Some(e) => {
+            tracing::warn!(
+                error = %e,
+                "the Kafka broker does not support transactions: publishing as an idempotent producer, at least once (--no-transactions skips this check)"
+            );
+            for (_, producer) in producers {
+                publish::release(producer);
+            }
+            Ok(None)
+        }
+    }
+}
+
+impl ExtractError {
+    /// Whether another extractor took over a resource of the run (its transactions were
+    /// fenced).
+    pub fn is_fenced(&self) -> bool {
+        match self {
+            Self::Publish { source, .. } | Self::Kafka(source) => source.is_fenced(),
+            Self::Several(errors) => errors.iter().any(Self::is_fenced),
+            Self::Child { source, .. } => source.is_fenced(),
+            _ => false,
+        }
+    }
+}
+
 /// Runs the selected resources concurrently (at most `opts.resource_concurrency` at a time)
 /// and waits for the broker to acknowledge everything sent. Returns the per-resource
 /// reports in config order, or the first failure(s).
@@ -253,6 +321,22 @@ pub async fn run(
         () = cancel.cancelled() => return Err(interrupted("creating the topics")),
     }
     tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
+    // Before the state is read: registering each resource's transactional.id fences an
+    // older extractor of that resource, so the state read next is its last committed one.
+    let producers = if opts.transactions {
+        let names: Vec<&str> = resources.iter().map(|(r, _, _)| r.name.as_str()).collect();
+        tokio::select! {
+            made = transactional_producers(cfg, &names) => made?,
+            () = cancel.cancelled() => return Err(interrupted("initialising Kafka transactions")),
+        }
+    } else {
+        None
+    };
+    tracing::debug!(
+        elapsed_ms = setup.elapsed().as_millis(),
+        transactions = producers.is_some(),
+        "producers ready"
+    );
     let states = {
         let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
         let read = tokio::task::spawn_blocking(move || {
@@ -300,8 +384,9 @@ pub async fn run(
             opts.fresh,
             new_run_id,
         );
+        let own = producers.as_ref().and_then(|p| p.get(r.name.as_str()));
         let sink = StateSink {
-            publisher: &publisher,
+            publisher: own.unwrap_or(&publisher),
             topic: state_topic.clone(),
             key,
         };
@@ -320,6 +405,7 @@ pub async fn run(
             start,
             sink,
             paging: Paging::new(opts.page_concurrency, progress),
+            transaction: own.map(|_| opts.commit),
         }
         .run()
         .map(move |result| (i, publish, result))
@@ -350,6 +436,10 @@ pub async fn run(
     if finished.is_ok() {
         // Everything was acknowledged: the process need not wait for the producer's end.
         publish::release(publisher);
+    }
+    // Each one's last transaction was committed or aborted.
+    for (_, producer) in producers.into_iter().flatten() {
+        publish::release(producer);
     }
 
     let mut reports = Vec::new();

@@ -90,6 +90,22 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "60s",
           value_parser = common::broker::parse_timeout, env = "EXTRACTOR_BROKER_TIMEOUT")]
     broker_timeout: std::time::Duration,
+    /// Publish as an idempotent producer, without Kafka transactions (at least once: a
+    /// resumed run may publish again what the killed one had published). By default each
+    /// resource's records and checkpoint are committed together in transactions, where the
+    /// broker supports them.
+    #[arg(long, env = "EXTRACTOR_NO_TRANSACTIONS")]
+    no_transactions: bool,
+    /// With transactions: a resource's open transaction is committed at most this long
+    /// after its first page (e.g. `100ms`, `1s`)...
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_commit_interval,
+          env = "EXTRACTOR_COMMIT_INTERVAL")]
+    commit_interval: std::time::Duration,
+    /// ...or once it holds this many pages, whichever comes first.
+    #[arg(long, value_name = "PAGES", default_value_t = extractor::transaction::DEFAULT_COMMIT_PAGES,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize),
+          env = "EXTRACTOR_COMMIT_PAGES")]
+    commit_pages: usize,
     /// Check the config and exit: every problem (unknown keys, wrong types, values, missing
     /// secrets, request plans) on its own line with its key path; exit 1 if any. Needs no
     /// broker and publishes nothing.
@@ -188,6 +204,11 @@ async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
         resource_concurrency: args.resource_concurrency,
         progress,
         broker_timeout: args.broker_timeout,
+        transactions: !args.no_transactions,
+        commit: extractor::transaction::CommitInterval {
+            every: args.commit_interval,
+            pages: args.commit_pages,
+        },
     };
     let health = common::telemetry::Health::new("starting");
     if let Some(addr) = &args.metrics_addr {
@@ -216,6 +237,8 @@ async fn extract(args: Args, progress: Progress) -> anyhow::Result<()> {
         match result {
             Ok(()) => health.ok("waiting for the next run"),
             Err(e) if cancel.is_cancelled() => return Err(e),
+            // Running again would fence the extractor that took over, and so on.
+            Err(e) if fenced(&e) => return Err(e),
             Err(e) => {
                 tracing::error!(run = runs, error = %common::cli::error_chain(e.as_ref()), "scheduled run failed; the next one resumes from its checkpoint");
                 health.ok("waiting for the next run (the last one failed)");
@@ -266,6 +289,17 @@ async fn run_once(
         records as f64 / seconds.max(1e-9)
     );
     Ok(())
+}
+
+/// Whether another extractor took over one of the run's resources.
+fn fenced(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<extractor::ExtractError>()
+        .is_some_and(extractor::ExtractError::is_fenced)
+}
+
+/// `--commit-interval`: a human duration, at least a millisecond.
+fn parse_commit_interval(text: &str) -> Result<std::time::Duration, String> {
+    parse_interval(text).map_err(|e| e.replace("the interval", "the commit interval"))
 }
 
 /// `--interval`: a human duration (`90s`, `5m`, `1h 30m`), at least a millisecond.

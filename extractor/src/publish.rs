@@ -1,6 +1,7 @@
 //! The Kafka side: an idempotent producer (`enable.idempotence=true`, `acks=all`) keyed by
-//! primary key, the topics it writes, and the writer schemas it publishes so that a
-//! replay months later still decodes:
+//! primary key, or one transactional producer per resource ([`Publisher::transactional`],
+//! its transactions driven by `transaction`), the topics they write, and the writer
+//! schemas the shared producer publishes so that a replay months later still decodes:
 //! - without a schema registry (the default): Avro single-object encoding, and each writer
 //!   schema once on a compacted schema topic keyed by its fingerprint (hex);
 //! - with `schema_registry.url`: the Confluent wire format, the schema registered under
@@ -66,6 +67,38 @@ pub enum PublishError {
         subject: String,
         message: String,
     },
+    #[error(
+        "another extractor took over: a newer producer with transactional.id `{transactional_id}` \
+         fenced this one ({message}); this run stopped without writing more records or state"
+    )]
+    Fenced {
+        transactional_id: String,
+        message: String,
+    },
+    #[error("Kafka transaction of transactional.id `{transactional_id}`: {step}: {message}")]
+    Transaction {
+        transactional_id: String,
+        step: &'static str,
+        message: String,
+    },
+}
+
+impl PublishError {
+    /// Whether another extractor took over (see [`Publisher::init_transactions`]).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
+    }
+}
+
+/// Whether `code` says that a newer producer with the same `transactional.id` fenced this
+/// one: librdkafka's own fatal `_FENCED`, or the broker's answers to a fenced epoch.
+pub fn is_fenced_code(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+    )
 }
 
 /// How the values of one writer schema are framed, decided once per schema.
@@ -82,6 +115,8 @@ struct FirstFailure {
     message: String,
     /// Whether the broker refused the message as too large for the topic.
     too_large: bool,
+    /// Whether it was purged (an aborted transaction) rather than refused.
+    purged: bool,
 }
 
 /// The delivery reports still outstanding for one group of messages (a page), so that a
@@ -146,13 +181,26 @@ impl ProducerContext for DeliveryCounter {
             }
             Err((err, msg)) => {
                 let _ = self.failed.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut first) = self.first_failure.lock() {
-                    let _ = first.get_or_insert_with(|| FirstFailure {
+                // Messages purged by an aborted transaction say nothing of why it failed:
+                // the refusal that failed it, reported later, replaces them.
+                let purged = |code: Option<RDKafkaErrorCode>| {
+                    matches!(
+                        code,
+                        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                    )
+                };
+                if let Ok(mut first) = self.first_failure.lock()
+                    && first
+                        .as_ref()
+                        .is_none_or(|f| f.purged && !purged(err.rdkafka_error_code()))
+                {
+                    *first = Some(FirstFailure {
                         topic: msg.topic().to_owned(),
                         partition: msg.partition(),
                         message: err.to_string(),
                         too_large: err.rdkafka_error_code()
                             == Some(RDKafkaErrorCode::MessageSizeTooLarge),
+                        purged: purged(err.rdkafka_error_code()),
                     });
                 }
             }
@@ -235,7 +283,34 @@ pub struct Publisher {
     framings: tokio::sync::Mutex<HashMap<(String, u64), Framing>>,
     /// The acks of messages nobody waits for one by one.
     untracked: Arc<Acks>,
+    /// Set for a transactional producer (see [`Publisher::transactional`]).
+    transactional_id: Option<String>,
 }
+
+/// The config's librdkafka `settings` for the transactional producer `transactional_id`.
+fn transactional_settings(
+    settings: &BTreeMap<String, String>,
+    transactional_id: &str,
+) -> BTreeMap<String, String> {
+    let mut settings = settings.clone();
+    let _ = settings.insert("transactional.id".to_owned(), transactional_id.to_owned());
+    // librdkafka refuses a delivery timeout longer than the transaction timeout (60 s by
+    // default): a config that raises the one raises the other.
+    let delivery = settings
+        .get("message.timeout.ms")
+        .or_else(|| settings.get("delivery.timeout.ms"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 60_000);
+    if let Some(ms) = delivery
+        && !settings.contains_key("transaction.timeout.ms")
+    {
+        let _ = settings.insert("transaction.timeout.ms".to_owned(), ms.to_string());
+    }
+    settings
+}
+
+/// How long a transactional call (init, commit, abort) may wait for the broker.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Publisher {
     pub fn new(
@@ -281,7 +356,161 @@ impl Publisher {
             bytes: AtomicU64::new(0),
             framings: tokio::sync::Mutex::new(HashMap::new()),
             untracked: Arc::default(),
+            transactional_id: settings.get("transactional.id").cloned(),
         })
+    }
+
+    /// A transactional producer with `transactional_id` (replacing any the config's `kafka`
+    /// table sets: one extractor writes several resources, each needs its own id), for one
+    /// resource's records and state. Call [`Publisher::init_transactions`] before anything
+    /// else; its writer schemas still go through the shared, non-transactional publisher.
+    pub fn transactional(
+        settings: &BTreeMap<String, String>,
+        schema_topic: &str,
+        transactional_id: &str,
+    ) -> Result<Self, PublishError> {
+        Self::new(
+            &transactional_settings(settings, transactional_id),
+            schema_topic,
+            None,
+        )
+    }
+
+    /// The `transactional.id`, for a transactional producer.
+    pub fn transactional_id(&self) -> Option<&str> {
+        self.transactional_id.as_deref()
+    }
+
+    /// Registers the `transactional.id` with the broker's transaction coordinator. Kafka
+    /// then fences every older producer with the same id (its open transaction is aborted,
+    /// and its next request fails), so this must come before the state is read.
+    pub async fn init_transactions(&self) -> Result<(), PublishError> {
+        self.transaction_call("initialising transactions", |p| {
+            p.init_transactions(TRANSACTION_TIMEOUT)
+        })
+        .await
+    }
+
+    /// Starts a transaction: every message sent until the commit or abort belongs to it.
+    pub async fn begin_transaction(&self) -> Result<(), PublishError> {
+        self.transaction_call("beginning a transaction", |p| p.begin_transaction())
+            .await
+    }
+
+    /// Flushes and commits the open transaction. A retriable failure is retried; one that
+    /// needs an abort is returned (the caller aborts).
+    pub async fn commit_transaction(&self) -> Result<(), PublishError> {
+        // rust-rdkafka's flush (the commit's first step) waits in steps of 100 ms while a
+        // delivery report is outstanding; every report in, it returns at once. Waiting for
+        // the reports here made each commit about 0.1 s shorter.
+        let _ = self.all_reported(true).await;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let producer = self.producer.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                producer.commit_transaction(TRANSACTION_TIMEOUT)
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(KafkaError::Transaction(e))) if e.is_retriable() && attempts < 5 => {
+                    tracing::debug!(error = %e, "committing the transaction; retrying");
+                }
+                Ok(Err(e)) => {
+                    // A refused record says more (which topic, why, what to raise) than
+                    // the failed commit it caused.
+                    return Err(match (self.fenced(), self.check()) {
+                        (None, Err(refused)) => refused,
+                        _ => self.transaction_error("committing the transaction", &e),
+                    });
+                }
+                Err(e) => {
+                    return Err(self.transaction_failed(
+                        "committing the transaction",
+                        format!("task failed: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Aborts the open transaction: its messages are never seen by `read_committed` readers.
+    pub async fn abort_transaction(&self) -> Result<(), PublishError> {
+        self.transaction_call("aborting the transaction", |p| {
+            p.abort_transaction(TRANSACTION_TIMEOUT)
+        })
+        .await
+    }
+
+    /// Whether the broker completes a transaction: one that writes a tombstone under `key`
+    /// to `topic` and is aborted. A broker may grant a transactional producer id and
+    /// still not support ending a transaction (Tansu 0.6 answers EndTxn as unsupported);
+    /// finding that out at the first commit would leave the run's first records in a
+    /// transaction that never ends. On a broker that supports them, nobody ever reads
+    /// the probe (`read_committed`).
+    pub async fn probe_transactions(&self, topic: &str, key: &str) -> Result<(), PublishError> {
+        self.begin_transaction().await?;
+        let record: BaseRecord<'_, [u8], [u8], Arc<Acks>> =
+            BaseRecord::with_opaque_to(topic, Arc::clone(&self.untracked)).key(key.as_bytes());
+        self.enqueue(record, &self.untracked).await?;
+        // Acknowledged before the abort, which would otherwise fail its delivery.
+        if !self.all_reported(true).await {
+            self.flush().await?;
+        }
+        self.check()?;
+        self.abort_transaction().await
+    }
+
+    /// Runs one blocking transactional call on a blocking thread.
+    async fn transaction_call(
+        &self,
+        step: &'static str,
+        call: impl FnOnce(&ThreadedProducer<DeliveryCounter>) -> rdkafka::error::KafkaResult<()>
+        + Send
+        + 'static,
+    ) -> Result<(), PublishError> {
+        let producer = self.producer.clone();
+        match tokio::task::spawn_blocking(move || call(&producer)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.transaction_error(step, &e)),
+            Err(e) => Err(self.transaction_failed(step, format!("task failed: {e}"))),
+        }
+    }
+
+    /// The error for a failed transactional `step`: [`PublishError::Fenced`] when a newer
+    /// producer took over.
+    fn transaction_error(&self, step: &'static str, e: &KafkaError) -> PublishError {
+        let fenced = e.rdkafka_error_code().is_some_and(is_fenced_code);
+        match self.fenced() {
+            Some(fenced) => fenced,
+            None if fenced => PublishError::Fenced {
+                transactional_id: self.transactional_id.clone().unwrap_or_default(),
+                message: e.to_string(),
+            },
+            None => self.transaction_failed(step, e.to_string()),
+        }
+    }
+
+    fn transaction_failed(&self, step: &'static str, message: String) -> PublishError {
+        PublishError::Transaction {
+            transactional_id: self.transactional_id.clone().unwrap_or_default(),
+            step,
+            message,
+        }
+    }
+
+    /// [`PublishError::Fenced`] when this transactional producer was fenced (librdkafka
+    /// raises that as its fatal error); `None` otherwise.
+    pub fn fenced(&self) -> Option<PublishError> {
+        let transactional_id = self.transactional_id.clone()?;
+        match self.producer.client().fatal_error() {
+            Some((code, message)) if is_fenced_code(code) => Some(PublishError::Fenced {
+                transactional_id,
+                message,
+            }),
+            _ => None,
+        }
     }
 
     /// Waits until the broker answers a metadata request, for as long as `wait` allows
@@ -577,6 +806,11 @@ impl Publisher {
                 }
                 Err((e, back)) => {
                     acks.reported(false);
+                    // In a transaction, a refused record makes every later send fail:
+                    // the refusal is what to report.
+                    if self.transactional_id.is_some() {
+                        self.check()?;
+                    }
                     let hint = match &e {
                         KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
                             " (raise `message.max.bytes` in the config's [kafka] table to \
@@ -654,27 +888,37 @@ impl Publisher {
         // Nothing is sent any more: wait for the last delivery reports on the counters.
         // librdkafka's flush would do the same in steps of its 100 ms poll, which made the
         // end of every run up to 0.1 s late (BENCHMARKS.md, case 3).
-        let waited = flush_timeout(&self.settings);
-        let deadline = Instant::now() + waited;
-        loop {
+        if !self.all_reported(false).await {
+            self.check()?;
             let ctx = self.producer.context();
             let reported = ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
-            let sent = self.sent.load(Ordering::Relaxed);
-            if reported >= sent {
-                break;
-            }
-            if Instant::now() >= deadline {
-                self.check()?;
-                return Err(PublishError::FlushTimeout {
-                    outstanding: sent - reported,
-                    waited,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            return Err(PublishError::FlushTimeout {
+                outstanding: self.sent.load(Ordering::Relaxed).saturating_sub(reported),
+                waited: flush_timeout(&self.settings),
+            });
         }
         // Every message was reported; none failed, so every one was acknowledged.
         self.check()?;
         Ok(self.producer.context().acked.load(Ordering::Relaxed))
+    }
+
+    /// Waits, watching the counters, until every message sent has had its delivery report
+    /// (or, `or_failure`, one failed: in a transaction the rest then wait for the abort);
+    /// false if that took longer than the flush timeout (librdkafka's delivery timeout).
+    async fn all_reported(&self, or_failure: bool) -> bool {
+        let deadline = Instant::now() + flush_timeout(&self.settings);
+        loop {
+            let ctx = self.producer.context();
+            let failed = ctx.failed.load(Ordering::Relaxed);
+            let reported = ctx.acked.load(Ordering::Relaxed) + failed;
+            if reported >= self.sent.load(Ordering::Relaxed) || (or_failure && failed > 0) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 }
 
@@ -730,6 +974,32 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_transactional_producer_gets_its_id_and_a_transaction_timeout_as_long_as_delivery() {
+        let plain = transactional_settings(&settings(&[("transactional.id", "mine")]), "p/r");
+        assert_eq!(
+            plain.get("transactional.id").map(String::as_str),
+            Some("p/r")
+        );
+        assert_eq!(plain.get("transaction.timeout.ms"), None);
+        let long = transactional_settings(&settings(&[("message.timeout.ms", "300000")]), "p/r");
+        assert_eq!(
+            long.get("transaction.timeout.ms").map(String::as_str),
+            Some("300000")
+        );
+        let own = transactional_settings(
+            &settings(&[
+                ("delivery.timeout.ms", "120000"),
+                ("transaction.timeout.ms", "90000"),
+            ]),
+            "p/r",
+        );
+        assert_eq!(
+            own.get("transaction.timeout.ms").map(String::as_str),
+            Some("90000")
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! (`fetch`, or `dependent` for a child paged once per parent record) to the publisher
 //! stage below through a bounded channel, feeds the pages to its children, saves the
 //! checkpoint as pages are acknowledged, and writes the final state (complete, with the
-//! new incremental cursor) and, for `replace`, the run's end markers.
+//! new incremental cursor) and, for `replace`, the run's end markers. With transactions
+//! (`transaction`), the checkpoint is instead committed with the records before it, one
+//! transaction per commit interval.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use crate::fetch::{Fetcher, Page, Paging};
 use crate::incremental::CursorFilter;
 use crate::publish::{Acks, Framing, PublishError, Publisher};
 use crate::state_topic::{ResourceState, RunStart};
+use crate::transaction::{CommitInterval, Transactions};
 use crate::{ExtractError, ResourceReport, dependent, from_config, metrics, placeholders};
 
 /// Log lines keep the target they had when this code was in the crate root.
@@ -27,15 +30,16 @@ const LOG_TARGET: &str = "extractor";
 /// How often a resource's checkpoint is saved while pages are acknowledged.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Where one resource's state records go.
+/// Where one resource's records and state records go.
 pub(crate) struct StateSink<'a> {
+    /// The shared producer, or the resource's transactional one.
     pub(crate) publisher: &'a Publisher,
     pub(crate) topic: String,
     pub(crate) key: String,
 }
 
 impl StateSink<'_> {
-    async fn write(&self, state: &ResourceState) -> Result<(), PublishError> {
+    pub(crate) async fn write(&self, state: &ResourceState) -> Result<(), PublishError> {
         let value = serde_json::to_vec(state).map_err(|e| PublishError::Produce {
             topic: self.topic.clone(),
             message: e.to_string(),
@@ -68,6 +72,8 @@ pub(crate) struct ResourceRun<'a> {
     pub(crate) start: RunStart,
     pub(crate) sink: StateSink<'a>,
     pub(crate) paging: Paging,
+    /// Set when `sink.publisher` is the resource's transactional producer.
+    pub(crate) transaction: Option<CommitInterval>,
 }
 
 impl ResourceRun<'_> {
@@ -85,7 +91,10 @@ impl ResourceRun<'_> {
             start,
             sink,
             paging,
+            transaction,
         } = self;
+        let mut txn = transaction.map(|interval| Transactions::new(sink.publisher, interval));
+        let result: Result<ResourceReport, ExtractError> = async {
         let run_id = start.run_id;
         let started = Instant::now();
         let publish_err = |source| ExtractError::Publish {
@@ -140,9 +149,12 @@ impl ResourceRun<'_> {
                 }
             };
         let mut checkpoints = Checkpoints::new(start.checkpoint.clone(), start.last_value.clone());
-        sink.write(&state(&checkpoints, start.state_cursor.clone(), false))
-            .await
-            .map_err(publish_err)?;
+        // In a transaction, the first commit says the run is unfinished.
+        if txn.is_none() {
+            sink.write(&state(&checkpoints, start.state_cursor.clone(), false))
+                .await
+                .map_err(publish_err)?;
+        }
 
         let (tx, rx) = mpsc::channel::<Page>(4);
         let fetcher = Fetcher {
@@ -180,42 +192,50 @@ impl ResourceRun<'_> {
             &mut checkpoints,
             &sink,
             &start,
+            txn.as_mut(),
         );
         let (fetched, (), published) = tokio::join!(fetch, feed, publishing);
         paging.progress.finish();
         let limits = paging.limit.stats();
         // A publishing failure ends the fetcher (its channel closes), so report that first.
         let records = published?;
-        // Whatever the fetcher did, save how far the acknowledged pages go.
-        let settled = checkpoints.settle().await;
+        // Whatever the fetcher did, save how far the acknowledged (or, in a transaction,
+        // sent) pages go.
+        let settled = match &txn {
+            Some(_) => {
+                checkpoints.take_all();
+                true
+            }
+            None => checkpoints.settle().await,
+        };
         let complete = settled && fetched.is_ok() && !cancel.is_cancelled();
         let cursor = if complete {
             start.final_cursor(incremental, checkpoints.last_value.clone())
         } else {
             start.state_cursor.clone()
         };
-        sink.write(&state(&checkpoints, cursor, complete))
-            .await
-            .map_err(publish_err)?;
-        let stats = fetched?;
-        if let Some(run) = run
-            && !cancel.is_cancelled()
-        {
-            let partitions = publisher
-                .end_run(&resource.topic, run, records)
+        let end = run.filter(|_| fetched.is_ok() && !cancel.is_cancelled());
+        let stats = if let Some(txn) = txn.as_mut() {
+            // The end markers and the final state commit with the last pages.
+            txn.ensure_open().await.map_err(publish_err)?;
+            if let Some(run) = end {
+                end_run(sink.publisher, resource, run, records).await?;
+            }
+            txn.commit(&sink, &state(&checkpoints, cursor, complete))
                 .await
-                .map_err(|source| ExtractError::Publish {
-                    resource: resource.name.clone(),
-                    source,
-                })?;
-            tracing::info!(
-                target: LOG_TARGET,
-                run,
-                partitions,
-                records,
-                "replace run ended on every partition"
-            );
-        }
+                .map_err(publish_err)?;
+            tracing::debug!(target: LOG_TARGET, transactions = txn.committed(), "transactions committed");
+            fetched?
+        } else {
+            sink.write(&state(&checkpoints, cursor, complete))
+                .await
+                .map_err(publish_err)?;
+            let stats = fetched?;
+            if let Some(run) = end {
+                end_run(sink.publisher, resource, run, records).await?;
+            }
+            stats
+        };
         metrics::resource_done(&resource.name, stats.pages, records);
         let report = ResourceReport {
             resource: resource.name.clone(),
@@ -241,11 +261,57 @@ impl ResourceRun<'_> {
             "resource done"
         );
         Ok(report)
+        }
+        .await;
+        match result {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                let Some(txn) = txn.as_mut() else {
+                    return Err(e);
+                };
+                // Whatever failed, a fenced producer says why: another extractor took over.
+                if let Some(fenced) = txn.fenced() {
+                    tracing::error!(target: LOG_TARGET, "{fenced}");
+                    return Err(ExtractError::Publish {
+                        resource: resource.name.clone(),
+                        source: fenced,
+                    });
+                }
+                txn.abort().await;
+                Err(e)
+            }
+        }
     }
 }
 
-/// Encodes and sends each page, and saves the checkpoint (state `complete: false`) whenever
-/// the acknowledged prefix of pages grows.
+/// Ends a `replace` run: its end marker on every partition of the resource's topic.
+async fn end_run(
+    producer: &Publisher,
+    resource: &ResourceConfig,
+    run: u64,
+    records: u64,
+) -> Result<(), ExtractError> {
+    let partitions = producer
+        .end_run(&resource.topic, run, records)
+        .await
+        .map_err(|source| ExtractError::Publish {
+            resource: resource.name.clone(),
+            source,
+        })?;
+    tracing::info!(
+        target: LOG_TARGET,
+        run,
+        partitions,
+        records,
+        "replace run ended on every partition"
+    );
+    Ok(())
+}
+
+/// Encodes and sends each page (through `sink`'s producer; the writer schemas through the
+/// shared `publisher`), and saves the checkpoint (state `complete: false`): whenever the
+/// acknowledged prefix of pages grows, or, with transactions (`txn`), in each transaction
+/// with the pages before it, committed when it holds enough pages or is old enough.
 async fn publish_pages(
     publisher: &Publisher,
     resource: &ResourceConfig,
@@ -253,6 +319,7 @@ async fn publish_pages(
     checkpoints: &mut Checkpoints,
     sink: &StateSink<'_>,
     start: &RunStart,
+    mut txn: Option<&mut Transactions<'_>>,
 ) -> Result<u64, ExtractError> {
     let run_id = start.run_id;
     // A `replace` run's records carry its id.
@@ -276,33 +343,53 @@ async fn publish_pages(
         resource: resource.name.clone(),
         source,
     };
+    let unfinished = |checkpoints: &Checkpoints| ResourceState {
+        cursor: start.state_cursor.clone(),
+        run: run_id,
+        checkpoint: checkpoints.checkpoint.clone(),
+        complete: false,
+        last_value: checkpoints.last_value.clone(),
+    };
     let save = async |checkpoints: &mut Checkpoints| {
         if !checkpoints.advance() {
             return Ok(());
         }
-        sink.write(&ResourceState {
-            cursor: start.state_cursor.clone(),
-            run: run_id,
-            checkpoint: checkpoints.checkpoint.clone(),
-            complete: false,
-            last_value: checkpoints.last_value.clone(),
-        })
-        .await
-        .map_err(publish_err)
+        sink.write(&unfinished(checkpoints))
+            .await
+            .map_err(publish_err)
+    };
+    // In a transaction, every page sent commits with the checkpoint after it.
+    let commit = async |txn: &mut Transactions<'_>, checkpoints: &mut Checkpoints| {
+        checkpoints.take_all();
+        txn.commit(sink, &unfinished(checkpoints))
+            .await
+            .map_err(publish_err)
     };
     let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let deadline = txn.as_deref().and_then(Transactions::deadline);
         let page = tokio::select! {
             page = rx.recv() => page,
-            _ = tick.tick() => {
+            _ = tick.tick(), if txn.is_none() => {
                 save(checkpoints).await?;
+                continue;
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline.is_some() =>
+            {
+                if let Some(txn) = txn.as_deref_mut() {
+                    commit(txn, checkpoints).await?;
+                }
                 continue;
             }
         };
         let Some(page) = page else {
             break;
         };
+        if let Some(txn) = txn.as_deref_mut() {
+            txn.ensure_open().await.map_err(publish_err)?;
+        }
         let acks = Arc::new(Acks::default());
         let rows = builder
             .add_page(&page.records)
@@ -313,6 +400,12 @@ async fn publish_pages(
             })?;
         if rows.rows.is_empty() {
             checkpoints.push(acks, page.resume, page.max);
+            if let Some(txn) = txn.as_deref_mut() {
+                txn.page_sent();
+                if txn.full() {
+                    commit(txn, checkpoints).await?;
+                }
+            }
             continue;
         }
         if rows.schema_changed || encoder.is_none() {
@@ -333,7 +426,7 @@ async fn publish_pages(
                 Framing::Confluent { schema_id } => enc.encode_confluent(*schema_id, row, &mut buf),
             }
             .map_err(avro_err)?;
-            publisher
+            sink.publisher
                 .send_tracked(
                     &resource.topic,
                     keyed.then_some(key.as_bytes()),
@@ -347,6 +440,12 @@ async fn publish_pages(
         records += rows.rows.len() as u64;
         metrics::records_sent(&resource.name, rows.rows.len() as u64);
         checkpoints.push(acks, page.resume, page.max);
+        if let Some(txn) = txn.as_deref_mut() {
+            txn.page_sent();
+            if txn.full() {
+                commit(txn, checkpoints).await?;
+            }
+        }
     }
     Ok(records)
 }

@@ -32,6 +32,12 @@ pub fn key(pipeline_name: &str, resource: &str) -> String {
     format!("{pipeline_name}/{resource}")
 }
 
+/// The `transactional.id` of the producer that writes one resource's records and state:
+/// the same on every run, so that a new extractor of the resource fences the old one.
+pub fn transactional_id(pipeline_name: &str, resource: &str) -> String {
+    format!("{pipeline_name}-extractor/{resource}")
+}
+
 /// One resource's state, as stored (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceState {
@@ -63,7 +69,9 @@ pub enum StateError {
 }
 
 /// Reads every key's last state from `topic` (partition 0) up to its high watermark, with a
-/// short-lived consumer. Blocking: call it on a blocking thread.
+/// short-lived `read_committed` consumer: a state record of a transaction that was aborted
+/// (or is still open) is never read, so a resumed run starts from the checkpoint of the
+/// last committed transaction. Blocking: call it on a blocking thread.
 pub fn read(
     settings: &BTreeMap<String, String>,
     topic: &str,
@@ -73,7 +81,10 @@ pub fn read(
     let _ = cfg
         .set("group.id", format!("{topic}-reader"))
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
+        // The end of a transactional partition is a commit marker, which is never
+        // delivered: the end of partition event says that the reader got there.
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         // The state is a few small records read once at start: do not let the broker hold
         // a fetch for more (librdkafka's default is 500 ms per fetch).
@@ -115,6 +126,8 @@ fn read_with(
     if high <= low {
         return Ok(states);
     }
+    // How long an open transaction of another extractor is waited for.
+    let open_deadline = Instant::now() + timeout / 3;
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, 0, Offset::Offset(low))
@@ -131,7 +144,34 @@ fn read_with(
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.map_err(|e| err(e.to_string()))?;
+        let message = match message {
+            Ok(message) => message,
+            Err(KafkaError::PartitionEOF(_)) => {
+                // At the last stable offset. Past the high watermark, the read is done;
+                // before it, a transaction of another extractor (another resource of
+                // the pipeline) is still open: wait for it, for a while.
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|tpl| tpl.find_partition(topic, 0).map(|p| p.offset()));
+                match position {
+                    Some(Offset::Offset(at)) if at < high && Instant::now() < open_deadline => {
+                        continue;
+                    }
+                    Some(Offset::Offset(at)) if at < high => {
+                        tracing::warn!(
+                            topic,
+                            at,
+                            high,
+                            "the state topic holds an open transaction of another extractor; reading the state committed before it"
+                        );
+                    }
+                    _ => {}
+                }
+                return Ok(states);
+            }
+            Err(e) => return Err(err(e.to_string())),
+        };
         let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
         match message.payload() {
             // A tombstone forgets the key.
@@ -277,6 +317,7 @@ mod tests {
     fn names() {
         assert_eq!(topic("shop"), "_shop_state");
         assert_eq!(key("shop", "orders"), "shop/orders");
+        assert_eq!(transactional_id("shop", "orders"), "shop-extractor/orders");
     }
 
     #[test]

@@ -192,8 +192,19 @@ fn consumer(
     {
         let _ = client.set("fetch.message.max.bytes", max);
     }
+    // Only records of committed transactions: the extractor's aborted ones (a run killed
+    // mid-transaction, a fenced extractor) are never loaded. librdkafka's default too, set
+    // here so that a config cannot turn it off.
+    if cfg
+        .kafka
+        .get("isolation.level")
+        .is_some_and(|level| level != "read_committed")
+    {
+        tracing::warn!(target: LOG_TARGET, "kafka.isolation.level is always read_committed: records of aborted transactions must not be loaded");
+    }
     // Offsets are stored by the loader after each destination commit, never before.
     let _ = client
+        .set("isolation.level", "read_committed")
         .set("group.id", &opts.group_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
@@ -355,6 +366,9 @@ pub(crate) fn poll_loop(
             ctx.writer().flush(&**consumer)?;
             opts.progress.update(ctx.writer().records(), None);
         }
+        if idle {
+            past_commit_markers(consumer)?;
+        }
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let records = ctx.writer().records();
@@ -395,6 +409,43 @@ pub(crate) fn poll_loop(
                 return Ok(());
             }
         }
+    }
+    Ok(())
+}
+
+/// Stores, for each partition this loader holds and has nothing pending of, its position
+/// when that is past the offset the destination stored: the records before it were all
+/// loaded, and what lies between is the commit marker of a transaction (or the records of
+/// an aborted one), which a `read_committed` consumer steps over but never gets. Without
+/// this the stored offset would stop at a transaction's marker, and lag figures (this
+/// loader's, Kafka's tools') would count it for ever, the partition soon "stalled".
+/// Written as a batch of offsets only, when the loop is idle.
+fn past_commit_markers(consumer: &BaseConsumer<LoaderContext>) -> Result<(), LoadError> {
+    let position = consumer.position()?;
+    let mut writer = consumer.context().writer();
+    let mut moved = false;
+    for e in position.elements() {
+        let Offset::Offset(at) = e.offset() else {
+            continue;
+        };
+        let key = (e.topic().to_owned(), e.partition());
+        if writer.pending_ref().next_offset(&key).is_some() {
+            continue;
+        }
+        if writer
+            .known_next()
+            .get(&key)
+            .is_some_and(|known| at > *known)
+        {
+            // `note_offset` takes the offset of the last thing consumed.
+            writer
+                .pending()
+                .note_offset(e.topic(), e.partition(), at - 1);
+            moved = true;
+        }
+    }
+    if moved {
+        writer.flush(consumer)?;
     }
     Ok(())
 }

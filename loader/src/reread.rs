@@ -40,10 +40,12 @@ pub(crate) fn replay_offset(
                 .map_err(kafka_error)?;
             match found.find_partition(topic, partition).map(|e| e.offset()) {
                 // Tansu 0.6 answers the first offset where Kafka answers "none" (a time
-                // after the partition's last record): the last record's time decides.
+                // after the partition's last record): the found record's time decides, as
+                // a right answer is a record at or after `ms`. (Not the last offset's: on
+                // a transactional topic that is a commit marker, never read.)
                 Some(Offset::Offset(o))
                     if o < high
-                        && record_time(client, topic, partition, high - 1)
+                        && record_time(client, topic, partition, o)
                             .map_err(|e| kafka_error_text(e.to_string()))?
                             .is_some_and(|last| last < ms) =>
                 {

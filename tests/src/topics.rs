@@ -111,6 +111,18 @@ pub fn consumer(broker: &Broker) -> Result<BaseConsumer> {
         .create()?)
 }
 
+/// A plain `read_committed` consumer that reports the end of each partition: the last
+/// offset of a transactional partition is a commit marker, never delivered as a message.
+fn end_aware_consumer(broker: &Broker) -> Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "e2e-topic-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()?)
+}
+
 /// `(low, high)` watermarks of each of the topic's partitions, by partition.
 pub fn watermarks(broker: &Broker, topic: &str) -> Result<Vec<(i64, i64)>> {
     let consumer = consumer(broker)?;
@@ -129,10 +141,11 @@ pub fn watermarks(broker: &Broker, topic: &str) -> Result<Vec<(i64, i64)>> {
 }
 
 /// Every record of every partition of `topic`, from its low to its high watermark (read
-/// when the call starts), partition by partition.
+/// when the call starts), partition by partition; of transactions, the committed ones only
+/// (`read_committed`).
 pub fn read_all(broker: &Broker, topic: &str) -> Result<Vec<Record>> {
     let marks = watermarks(broker, topic)?;
-    let consumer = consumer(broker)?;
+    let consumer = end_aware_consumer(broker)?;
     let mut records = Vec::new();
     for (partition, (low, high)) in marks.into_iter().enumerate() {
         let partition = partition as i32;
@@ -147,7 +160,12 @@ pub fn read_all(broker: &Broker, topic: &str) -> Result<Vec<Record>> {
             Duration::from_secs(60),
             || {
                 while let Some(msg) = consumer.poll(Duration::from_millis(100)) {
-                    let msg = msg.ok()?;
+                    let msg = match msg {
+                        Ok(msg) => msg,
+                        // Past the last record (a commit marker may follow it).
+                        Err(rdkafka::error::KafkaError::PartitionEOF(_)) => return Some(()),
+                        Err(_) => return None,
+                    };
                     let offset = msg.offset();
                     records.push(Record {
                         partition,

@@ -214,6 +214,7 @@ fn three_postgres_loaders_share_six_partitions_through_a_kill_and_a_join() -> Re
     let api = DemoApi::start(N as u64, &[])?;
     let pipeline = Pipeline::new(&broker, &api, "e2e_scale", "")?;
     let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let end = topic_end(&broker, "e2e_scale.communications_data")?;
 
     let count = |pg: &mut PgSchema| -> Option<i64> {
         pg.query("SELECT count(*) FROM {schema}.communications_data")
@@ -244,7 +245,7 @@ fn three_postgres_loaders_share_six_partitions_through_a_kill_and_a_join() -> Re
             .map(|rows| rows[0].get(0))
     };
     let _ = wait_for("every offset in the destination", RUN, || {
-        offsets_sum(&mut pg).filter(|n| *n == N)
+        offsets_sum(&mut pg).filter(|n| *n == end)
     })
     .with_context(|| logs(&pipeline))?;
     for loader in &mut loaders {
@@ -364,9 +365,19 @@ fn replays_rebuild_from_a_point_and_a_version_column_keeps_newer_rows() -> Resul
     assert_eq!(loaded(&out), Some(1200.0));
     assert_eq!(bodies(&db("since.db"))?, api_bodies(&new));
 
-    // From an offset in every partition: 6 partitions × 50 records fewer.
+    // From an offset in every partition: the records at offset 50 or later (without
+    // transactions 6 partitions × 50 records fewer; with them, commit markers take some
+    // of those offsets).
+    let from_50 = e2e::topics::read_all(&broker, "e2e_replay.communications_data")?
+        .iter()
+        .filter(|r| r.offset >= 50)
+        .count();
+    ensure!(
+        (1500..1800).contains(&from_50),
+        "{from_50} records from offset 50"
+    );
     let out = load(&sqlite("offset.db"), &["--replay-from", "offset:50"])?;
-    assert_eq!(loaded(&out), Some(1500.0));
+    assert_eq!(loaded(&out), Some(from_50 as f64));
 
     // A bad position is refused before anything is read.
     let mut bad = pipeline.loader_to(&sqlite("bad.db"))?;
@@ -440,7 +451,9 @@ fn kill_repeatedly(pipeline: &Pipeline, url: &str, kills: usize) -> Result<std::
 
 /// One load of 20,000 records into the destination `url_for` names, killed at 20 random
 /// moments and then finished; checks that the killed runs did load something, then hands
-/// the API's `(id, body)`s, sorted, to `check` to compare with the destination.
+/// the API's `(id, body)`s, sorted, and the topic's end (the sum of its high watermarks: its
+/// records, and the commit markers of the extractor's transactions), to `check` to compare
+/// with the destination.
 ///
 /// With `append`, the extractor runs twice over the same records, so the topic holds each
 /// record twice and the destination must hold each exactly twice: 40,000 rows.
@@ -448,7 +461,7 @@ fn load_through_kills(
     name: &str,
     disposition: &str,
     url_for: impl FnOnce(&Pipeline) -> String,
-    check: impl FnOnce(&Pipeline, Vec<(i64, String)>) -> Result<()>,
+    check: impl FnOnce(&Pipeline, Vec<(i64, String)>, i64) -> Result<()>,
 ) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let broker = Broker::start(tmp.path())?;
@@ -477,7 +490,16 @@ fn load_through_kills(
         expected.extend(api_bodies(&api.records()?));
     }
     expected.sort();
-    check(&pipeline, expected)
+    let end = topic_end(&broker, &format!("{name}.communications_data"))?;
+    check(&pipeline, expected, end)
+}
+
+/// The sum of the high watermarks of `topic`'s partitions.
+fn topic_end(broker: &Broker, topic: &str) -> Result<i64> {
+    Ok(e2e::topics::watermarks(broker, topic)?
+        .iter()
+        .map(|(_, high)| high)
+        .sum())
 }
 
 /// [`load_through_kills`] into SQLite: every API record in the table exactly once per
@@ -487,17 +509,13 @@ fn kills_into_sqlite(name: &str, disposition: &str) -> Result<()> {
         name,
         disposition,
         |p| format!("sqlite://{}", p.db.display()),
-        |pipeline, expected| {
+        |pipeline, expected, end| {
             let offsets: i64 = pipeline.sqlite()?.query_row(
                 "SELECT sum(next_offset) FROM _pipeline_offsets WHERE group_id = ?1",
                 [&pipeline.group],
                 |r| r.get(0),
             )?;
-            assert_eq!(
-                offsets as usize,
-                expected.len(),
-                "the stored offsets cover the topic once"
-            );
+            assert_eq!(offsets, end, "the stored offsets cover the topic once");
             let conn = pipeline.sqlite()?;
             let mut stmt =
                 conn.prepare("SELECT id, body FROM communications_data ORDER BY id, body")?;
@@ -521,15 +539,11 @@ fn kills_into_postgres(name: &str, disposition: &str) -> Result<()> {
         &format!("{name}_pg"),
         disposition,
         |_| url,
-        |_, expected| {
+        |_, expected, end| {
             let offsets: i64 = pg
                 .query("SELECT sum(next_offset)::bigint FROM {schema}._pipeline_offsets")?[0]
                 .get(0);
-            assert_eq!(
-                offsets as usize,
-                expected.len(),
-                "the stored offsets cover the topic once"
-            );
+            assert_eq!(offsets, end, "the stored offsets cover the topic once");
             let rows = pg.query(
                 "SELECT id, body FROM {schema}.communications_data ORDER BY id, body COLLATE \"C\"",
             )?;
