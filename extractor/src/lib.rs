@@ -15,7 +15,7 @@ pub mod dependent; // child resources, paged once per parent record
 mod fetch; // the fetcher stage: an endpoint's pages, sequential or concurrent
 pub mod incremental; // the incremental cursor: record filter, next start
 pub mod placeholders; // dlt's placeholders filled into path, params and JSON body
-pub mod publish; // the Kafka producer, the topics, the writer schemas
+pub mod publish; // the Kafka producer, the topics, the writer schemas (and its transactions)
 mod resource_run; // state at start and end, fetcher and publisher stages joined, the report
 pub mod state_topic; // the state kept in Kafka: read at the start, written as runs go
 pub mod transaction; // records and checkpoint committed together, per commit interval
