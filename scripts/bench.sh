@@ -2,7 +2,8 @@
 # The benchmark suite, side by side in one invocation, on the demo API and a local broker
 # (Apache Kafka by default, one KRaft node from scripts/kafka-broker.sh; `--broker tansu`
 # for the embedded default, Tansu with SQLite storage), release build:
-#   1. end to end, 100k records, limit 100, no latency: first load
+#   1. end to end, 100k records, limit 100, no latency: first load (the extractor also
+#      with --no-transactions, to show what transactions cost)
 #   2. the same, merge re-run with 10% of the records changed
 #   3. 20k records with 20 ms latency per request
 #   4. loader alone: replay a pre-filled topic of 1M records into a fresh SQLite file, and
@@ -157,6 +158,10 @@ pipeline() {
 # 1 + 2: first load and a merge re-run with 10% changed.
 start_api "$n1" 0; config c1 "http://127.0.0.1:$api_port"; api1=$api_port
 measure "1-first-load" extractor "$n1" "$bin/extractor" --config "$run/c1.toml"
+# The cost of transactions (the default where the broker has them): the same first load
+# from the same API as an idempotent producer, on a pipeline of its own.
+config c1i "http://127.0.0.1:$api1"
+measure "1-first-load" extractor-idempotent "$n1" "$bin/extractor" --config "$run/c1i.toml" --no-transactions
 measure "1-first-load" loader "$n1" "$bin/loader" --config "$run/c1.toml" --destination "sqlite://$run/c1.db" --until-caught-up
 curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed_percent": 10}' "http://127.0.0.1:$api1/admin/state" >/dev/null
 measure "2-merge-rerun" extractor "$n1" "$bin/extractor" --config "$run/c1.toml"
@@ -329,6 +334,8 @@ awk -F'\t' '$4 != "FAILED" {
     if ((c "/pipeline") in rate && (c "/dlt") in rate)
       printf "  %-16s pipeline %.1fx dlt rows/s, CPU per row 1/%.1f of dlt\n", c, rate[c "/pipeline"] / rate[c "/dlt"], cpu[c "/dlt"] / cpu[c "/pipeline"]
   }
+  if ("1-first-load/extractor-idempotent" in rate && "1-first-load/extractor" in rate)
+    printf "  1-first-load     extractor with transactions %.0f%% of its rows/s as an idempotent producer\n", 100 * rate["1-first-load/extractor"] / rate["1-first-load/extractor-idempotent"]
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare consumer, loader stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/consumer"], 100 * rate["1-first-load/loader"] / rate["5-floor/consumer"]
   for (k in rate) if (k ~ /^6-connect-[0-9]+\/loader-postgres-flat$/) {
