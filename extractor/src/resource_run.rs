@@ -391,13 +391,22 @@ async fn publish_pages(
             txn.ensure_open().await.map_err(publish_err)?;
         }
         let acks = Arc::new(Acks::default());
-        let rows = builder
-            .add_page(&page.records)
-            .map_err(|source| ExtractError::Schema {
-                resource: resource.name.clone(),
-                page: page.number,
-                source,
-            })?;
+        let rows = match builder.add_page(&page.records) {
+            Ok(rows) => rows,
+            Err(source) => {
+                // Nothing of this page was sent: the pages before it commit with their
+                // checkpoint, delivered as an idempotent run delivers them, and the run
+                // fails (aborting would drop good records for a later page's fault).
+                if let Some(txn) = txn.as_deref_mut() {
+                    commit(txn, checkpoints).await?;
+                }
+                return Err(ExtractError::Schema {
+                    resource: resource.name.clone(),
+                    page: page.number,
+                    source,
+                });
+            }
+        };
         if rows.rows.is_empty() {
             checkpoints.push(acks, page.resume, page.max);
             if let Some(txn) = txn.as_deref_mut() {
