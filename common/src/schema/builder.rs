@@ -32,8 +32,6 @@ struct Node {
     /// That slot's [`Slot::raw`] (`None` for the root).
     raw_prefix: Option<String>,
     children: FastMap<String, usize>,
-    /// How many objects deep its keys are: 0 for the record's own keys.
-    depth: usize,
 }
 
 /// One raw JSON key under one node, with its normalised full name cached.
@@ -49,8 +47,6 @@ struct Slot {
     /// dlt's normaliser, which keeps objects at depth `max_table_nesting` or more whole):
     /// objects here stay JSON text.
     json_hint: bool,
-    /// Its node's [`Node::depth`].
-    depth: usize,
     /// The raw key path as the API sent it, for messages: `"sender"."Name"`.
     raw: String,
     /// Another slot has the same name (`Name` and `name`): its values are checked per record.
@@ -322,7 +318,6 @@ impl SchemaBuilder {
                         prefix: Some(self.slots[slot].name.clone()),
                         raw_prefix: Some(self.slots[slot].raw.clone()),
                         children: FastMap::default(),
-                        depth: self.slots[slot].depth + 1,
                     });
                     self.slots[slot].child = Some(child);
                     child
@@ -564,9 +559,8 @@ impl SchemaBuilder {
         // dlt keeps an object at depth `max_table_nesting` or more whole; here only at 0,
         // where the loader makes no child tables: at 1 or more it would take a JSON object
         // field for a list of one (docs/config.md, Differences from dlt).
-        let depth = self.nodes[node].depth;
         let json_hint = self.hints.get(&name).and_then(|h| h.data_type) == Some(DataType::Json)
-            || self.max_nesting == Some(0) && depth == 0;
+            || self.max_nesting == Some(0) && node == ROOT;
         let slot = self.slots.len();
         let shared = match self.slot_names.get(&name) {
             Some(&first) => {
@@ -584,7 +578,6 @@ impl SchemaBuilder {
             field: None,
             child: None,
             json_hint,
-            depth,
             raw,
             shared,
         });
