@@ -12,6 +12,13 @@ pub(super) fn transactional_settings(
 ) -> BTreeMap<String, String> {
     let mut settings = settings.clone();
     let _ = settings.insert("transactional.id".to_owned(), transactional_id.to_owned());
+    // A commit waits until the broker has every record of its transaction, and a record
+    // waits `linger.ms` before it is sent: the shared producer's 20 ms came on top of every
+    // commit. 5 ms (measured side by side on Apache Kafka, BENCHMARKS.md) keeps batches
+    // large enough and the commit short; the config's `kafka` table can still set it.
+    let _ = settings
+        .entry("linger.ms".to_owned())
+        .or_insert_with(|| TRANSACTIONAL_LINGER_MS.to_owned());
     // librdkafka refuses a delivery timeout longer than the transaction timeout (60 s by
     // default): a config that raises the one raises the other.
     let delivery = settings
@@ -26,6 +33,9 @@ pub(super) fn transactional_settings(
     }
     settings
 }
+
+/// The transactional producer's `linger.ms` unless the config sets one.
+const TRANSACTIONAL_LINGER_MS: &str = "5";
 
 /// How long a transactional call (init, commit, abort) may wait for the broker.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
