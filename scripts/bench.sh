@@ -3,7 +3,7 @@
 # (Apache Kafka by default, one KRaft node from scripts/kafka-broker.sh; `--broker tansu`
 # for the embedded default, Tansu with SQLite storage), release build:
 #   1. end to end, 100k records, limit 100, no latency: first load (the extractor also
-#      with --no-transactions, to show what transactions cost)
+#      with --no-transactions, to show what transactions cost; case 4's 1M prefill too)
 #   2. the same, merge re-run with 10% of the records changed
 #   3. 20k records with 20 ms latency per request
 #   4. loader alone: replay a pre-filled topic of 1M records into a fresh SQLite file, and
@@ -190,6 +190,9 @@ pipeline "3-latency-20ms" "$n3" "$run/p3.toml" "$run/p3.db"
 # 4: the loader alone over a pre-filled topic of n4 records.
 start_api "$n4" 0; config c4 "http://127.0.0.1:$api_port"
 measure "4-prefill" extractor "$n4" "$bin/extractor" --config "$run/c4.toml"
+# The cost of transactions over a longer run: the same n4 records as an idempotent producer.
+config c4i "http://127.0.0.1:$api_port"
+measure "4-prefill" extractor-idempotent "$n4" "$bin/extractor" --config "$run/c4i.toml" --no-transactions
 measure "4-replay" loader-sqlite "$n4" "$bin/loader" --config "$run/c4.toml" --destination "sqlite://$run/c4.db" --until-caught-up
 if psql "$pg_url" -qc "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >/dev/null 2>&1; then
   measure "4-replay" loader-postgres "$n4" "$bin/loader" --config "$run/c4.toml" --destination "$pg_url?schema=bench" --until-caught-up --group-id c4-pg
@@ -342,6 +345,8 @@ awk -F'\t' '$4 != "FAILED" {
   }
   if ("1-first-load/extractor-idempotent" in rate && "1-first-load/extractor" in rate)
     printf "  1-first-load     extractor with transactions %.0f%% of its rows/s as an idempotent producer\n", 100 * rate["1-first-load/extractor"] / rate["1-first-load/extractor-idempotent"]
+  if ("4-prefill/extractor-idempotent" in rate && "4-prefill/extractor" in rate)
+    printf "  4-prefill        extractor with transactions %.0f%% of its rows/s as an idempotent producer\n", 100 * rate["4-prefill/extractor"] / rate["4-prefill/extractor-idempotent"]
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare consumer, loader stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/consumer"], 100 * rate["1-first-load/loader"] / rate["5-floor/consumer"]
   for (k in rate) if (k ~ /^6-connect-[0-9]+\/loader-postgres-flat$/) {

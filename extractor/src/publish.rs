@@ -660,22 +660,22 @@ impl Publisher {
 
     /// Waits until every enqueued message was acknowledged or failed; fails on any failure.
     pub async fn flush(&self) -> Result<(), PublishError> {
-        let waited = flush_timeout(&self.settings);
-        let producer = self.producer.clone();
-        let flushed = tokio::task::spawn_blocking(move || producer.flush(waited))
-            .await
-            .map_err(|e| PublishError::Produce {
-                topic: self.schema_topic.clone(),
-                message: format!("flush task failed: {e}"),
-            })?;
-        self.check()?;
-        if flushed.is_err() {
+        // librdkafka's flush waits for the delivery reports in steps of its 100 ms poll (the
+        // reports are served on the producer's own thread), which made every writer schema
+        // publication up to 0.1 s late. A flush that does not wait sends what lingers; the
+        // counters then tell when every report is in.
+        let _ = self.producer.flush(Duration::ZERO);
+        if !self.all_reported(false).await {
+            self.check()?;
+            let ctx = self.producer.context();
+            let reported = ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
             return Err(PublishError::FlushTimeout {
-                outstanding: self.producer.in_flight_count().max(0) as u64,
-                waited,
+                outstanding: self.sent.load(Ordering::Relaxed).saturating_sub(reported),
+                waited: flush_timeout(&self.settings),
             });
         }
-        Ok(())
+        // Every message was reported; none failed, so every one was acknowledged.
+        self.check()
     }
 
     fn check(&self) -> Result<(), PublishError> {
@@ -709,20 +709,7 @@ impl Publisher {
     /// Waits for everything outstanding; `Ok` only when the broker acknowledged every
     /// message this publisher sent.
     pub async fn finish(&self) -> Result<u64, PublishError> {
-        // Nothing is sent any more: wait for the last delivery reports on the counters.
-        // librdkafka's flush would do the same in steps of its 100 ms poll, which made the
-        // end of every run up to 0.1 s late (BENCHMARKS.md, case 3).
-        if !self.all_reported(false).await {
-            self.check()?;
-            let ctx = self.producer.context();
-            let reported = ctx.acked.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
-            return Err(PublishError::FlushTimeout {
-                outstanding: self.sent.load(Ordering::Relaxed).saturating_sub(reported),
-                waited: flush_timeout(&self.settings),
-            });
-        }
-        // Every message was reported; none failed, so every one was acknowledged.
-        self.check()?;
+        self.flush().await?;
         Ok(self.producer.context().acked.load(Ordering::Relaxed))
     }
 

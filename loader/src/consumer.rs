@@ -159,15 +159,21 @@ pub(crate) fn start(
 }
 
 /// Consumer settings used unless the config's `kafka` table says otherwise.
-const CONSUMER_DEFAULTS: [(&str, &str); 3] = [
+const CONSUMER_DEFAULTS: [(&str, &str); 4] = [
     ("auto.offset.reset", "earliest"),
     // A subscribed topic created after the loader started is noticed at the next metadata
     // refresh: 30 s instead of librdkafka's 5 minutes.
     ("topic.metadata.refresh.interval.ms", "30000"),
-    // The prefetch queue bounds the loader's memory; librdkafka sizes `fetch.max.bytes` to
-    // it, never below `message.max.bytes`. 8 MiB replays as fast as 64 MiB did, with about
-    // 20 MB less peak memory (BENCHMARKS.md).
-    ("queued.max.messages.kbytes", "8192"),
+    // The prefetch queues bound the loader's memory. The limit holds for each partition's
+    // queue (the loader splits every partition off: `fetch`), so 8 MiB held up to 48 MiB
+    // of six partitions: a 1M-record replay peaked at 171 MB, 82 MB at 100k.
+    // librdkafka sizes `fetch.max.bytes` to it, never below `message.max.bytes`, so a
+    // large record still fits. At 512 KiB the same replay peaked at 54 MB, as fast.
+    ("queued.max.messages.kbytes", "512"),
+    // A partition whose queue is full is fetched again after this long: librdkafka's
+    // 1 s default left a small queue empty most of the time (the 1M replay took 13 s
+    // instead of 8 at 2 MiB). 10 ms keeps it filled.
+    ("fetch.queue.backoff.ms", "10"),
 ];
 
 fn consumer(
