@@ -8,7 +8,8 @@
 #   3. 20k records with 20 ms latency per request
 #   4. loader alone: replay a pre-filled topic of 1M records into a fresh SQLite file, and
 #      into PostgreSQL (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
-#   5. floors: bare rdkafka producer / consumer of 1M messages of the records' size (the
+#   5. floors: a bare fetch of case 1's API (every page, 8 at a time: the ceiling of any
+#      extractor of it on this machine); bare rdkafka producer / consumer of 1M messages of the records' size (the
 #      broker's ceiling for the clients the binaries use), on Kafka also Kafka's own
 #      kafka-producer-perf-test / kafka-consumer-perf-test (ProducerPerformance,
 #      ConsumerPerformance from the same jars as the broker), and a bare rusqlite upsert of
@@ -60,6 +61,7 @@ case "$broker" in
   *) echo "--broker kafka or tansu, not $broker" >&2; exit 2 ;;
 esac
 cargo build --release --locked --bins
+load_start=$(cut -d" " -f1-3 /proc/loadavg)
 bin=target/release
 run=.bench/run
 rm -rf "$run" && mkdir -p "$run"
@@ -205,6 +207,9 @@ size=$(awk -v n="$n4" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) 
 size=${size:-300}
 measure "5-floor" producer "$n4" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4" --size "$size"
 measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4"
+# The API's own ceiling: every page of case 1's API, 8 requests at a time (the extractor's
+# page concurrency), each body read and dropped.
+measure "5-floor" api-fetch "$n1" "$bin/bench-floor" fetch --base-url "http://127.0.0.1:$api1" --api-key "$API_KEY" --count "$n1"
 if [ "$broker" = kafka ]; then
   java_tool=(java -Xms256m -Xmx1g -Dlog4j2.configurationFile=scripts/kafka/log4j2.properties -cp "$kafka_libs/*")
   measure "5-floor" kafka-producer-perf "$n4" "${java_tool[@]}" org.apache.kafka.tools.ProducerPerformance \
@@ -321,6 +326,8 @@ fi
 
 echo
 echo "machine: $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%dT%H:%MZ)"
+# Another process's CPU changes every figure: the load average says whether there was one.
+echo "load average (1, 5, 15 min): $load_start at the start, $(cut -d" " -f1-3 /proc/loadavg) at the end"
 echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)'); broker: $broker$([ "$broker" = kafka ] && basename "$(dirname "$kafka_libs")" | sed 's/^/ (/; s/$/)/')"
 printf '%-16s %-24s %9s %9s %10s %14s %9s\n' case stage rows wall_s rows/s cpu_s/100k peak_MB
 awk -F'\t' '{
@@ -347,6 +354,8 @@ awk -F'\t' '$4 != "FAILED" {
     printf "  1-first-load     extractor with transactions %.0f%% of its rows/s as an idempotent producer\n", 100 * rate["1-first-load/extractor"] / rate["1-first-load/extractor-idempotent"]
   if ("4-prefill/extractor-idempotent" in rate && "4-prefill/extractor" in rate)
     printf "  4-prefill        extractor with transactions %.0f%% of its rows/s as an idempotent producer\n", 100 * rate["4-prefill/extractor"] / rate["4-prefill/extractor-idempotent"]
+  if ("5-floor/api-fetch" in rate && "1-first-load/pipeline" in rate)
+    printf "  1-first-load     pipeline %.0f%% of the bare API fetch, extractor stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/api-fetch"], 100 * rate["1-first-load/extractor"] / rate["5-floor/api-fetch"]
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare consumer, loader stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/consumer"], 100 * rate["1-first-load/loader"] / rate["5-floor/consumer"]
   for (k in rate) if (k ~ /^6-connect-[0-9]+\/loader-postgres-flat$/) {

@@ -9,6 +9,9 @@
 //!   consumer gets the rows when the broker hands out one partition after another.
 //! - `connect-json`: the demo API's records as Kafka Connect's `JsonConverter` reads them
 //!   (schema and payload in each message), for the Kafka Connect peer in the bench.
+//! - `fetch`: every page of the demo API's `/v1/resource` (offset paging), a number of
+//!   requests at a time, each body read whole and dropped: how fast the API serves on this
+//!   machine, the ceiling of any extractor of it.
 //!
 //! Each prints one line: `<what> count=N seconds=S per_second=R`.
 
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use futures::{StreamExt, TryStreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -63,6 +67,20 @@ enum What {
         #[arg(long)]
         count: u64,
     },
+    /// GET every page of `base_url`'s `/v1/resource` (`limit` records each, `count` in
+    /// all), `concurrency` requests at a time, reading each body whole.
+    Fetch {
+        #[arg(long)]
+        base_url: String,
+        #[arg(long)]
+        api_key: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// Upsert `count` rows into a fresh SQLite file.
     Upsert {
         #[arg(long)]
@@ -103,6 +121,17 @@ fn main() -> Result<()> {
             count,
             connect_json(&brokers, &topic, count)?,
         ),
+        What::Fetch {
+            base_url,
+            api_key,
+            count,
+            limit,
+            concurrency,
+        } => (
+            "fetch",
+            count,
+            fetch(&base_url, &api_key, count, limit, concurrency)?,
+        ),
         What::Upsert {
             db,
             count,
@@ -119,6 +148,34 @@ fn main() -> Result<()> {
         count as f64 / seconds.max(1e-9)
     );
     Ok(())
+}
+
+fn fetch(base_url: &str, api_key: &str, count: u64, limit: u64, concurrency: usize) -> Result<f64> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("{}/v1/resource", base_url.trim_end_matches('/'));
+        let started = Instant::now();
+        let pages = futures::stream::iter((0..count.div_ceil(limit)).map(|page| {
+            let request = client.get(&url).query(&[
+                ("api_key", api_key.to_owned()),
+                ("offset", (page * limit).to_string()),
+                ("limit", limit.to_string()),
+            ]);
+            async move {
+                let response = request.send().await?.error_for_status()?;
+                anyhow::Ok(response.bytes().await?.len())
+            }
+        }))
+        .buffer_unordered(concurrency.max(1));
+        let bytes: Vec<usize> = pages.try_collect().await?;
+        if bytes.contains(&0) {
+            bail!("an empty page from {url}");
+        }
+        Ok(started.elapsed().as_secs_f64())
+    })
 }
 
 fn produce(brokers: &str, topic: &str, count: u64, size: usize) -> Result<f64> {
