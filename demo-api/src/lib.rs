@@ -16,6 +16,7 @@ mod drift;
 mod hostile_paging;
 mod hostile_records;
 mod incremental;
+mod incremental_options;
 mod paging;
 pub mod record; // the record set, also used by the bench's Kafka Connect peer
 mod throttle;
@@ -427,6 +428,7 @@ pub fn router(state: AppState) -> Router {
         .merge(hostile_records::router())
         .merge(hostile_paging::router(state.clone()))
         .merge(config_keys::router(state.clone()))
+        .merge(incremental_options::router(state.clone()))
         .with_state(state)
 }
 

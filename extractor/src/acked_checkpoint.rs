@@ -4,12 +4,12 @@
 //! acknowledgements do not matter: the pages sent commit (or abort) together with the
 //! checkpoint after the last of them ([`Checkpoints::take_all`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::incremental::max_cursor;
+use crate::incremental::fold_max;
 use crate::publish::Acks;
 
 struct Pending {
@@ -19,6 +19,8 @@ struct Pending {
     resume: Option<Value>,
     /// The largest cursor value among the page's records.
     max: Option<Value>,
+    /// The de-duplication digests of the page's records at `max`.
+    max_hashes: Vec<String>,
 }
 
 /// The pages sent and not yet part of the acknowledged prefix.
@@ -29,21 +31,40 @@ pub struct Checkpoints {
     pub checkpoint: Option<Value>,
     /// The largest cursor value over the acknowledged prefix.
     pub last_value: Option<Value>,
+    /// The de-duplication digests of the prefix's records at `last_value`.
+    pub last_hashes: BTreeSet<String>,
 }
 
 impl Checkpoints {
-    /// Starts from a resumed run's checkpoint and largest cursor value.
-    pub fn new(checkpoint: Option<Value>, last_value: Option<Value>) -> Self {
+    /// Starts from a resumed run's checkpoint, largest cursor value and its digests.
+    pub fn new(
+        checkpoint: Option<Value>,
+        last_value: Option<Value>,
+        last_hashes: &[String],
+    ) -> Self {
         Self {
             pending: VecDeque::new(),
             checkpoint,
             last_value,
+            last_hashes: last_hashes.iter().cloned().collect(),
         }
     }
 
-    /// A page whose records were all sent with `acks`.
-    pub fn push(&mut self, acks: Arc<Acks>, resume: Option<Value>, max: Option<Value>) {
-        self.pending.push_back(Pending { acks, resume, max });
+    /// A page whose records were all sent with `acks`; `max` is their largest cursor value
+    /// and `max_hashes` the digests of those at it.
+    pub fn push(
+        &mut self,
+        acks: Arc<Acks>,
+        resume: Option<Value>,
+        max: Option<Value>,
+        max_hashes: Vec<String>,
+    ) {
+        self.pending.push_back(Pending {
+            acks,
+            resume,
+            max,
+            max_hashes,
+        });
     }
 
     /// Takes the acknowledged pages off the front; true when that moved the checkpoint or
@@ -61,11 +82,12 @@ impl Checkpoints {
                 self.checkpoint = page.resume;
                 moved = true;
             }
-            if page.max.is_some() {
-                let before = self.last_value.clone();
-                self.last_value = max_cursor(self.last_value.take(), page.max);
-                moved |= self.last_value != before;
-            }
+            moved |= fold_max(
+                &mut self.last_value,
+                &mut self.last_hashes,
+                page.max,
+                page.max_hashes,
+            );
         }
         moved
     }
@@ -78,9 +100,12 @@ impl Checkpoints {
             if page.resume.is_some() {
                 self.checkpoint = page.resume;
             }
-            if page.max.is_some() {
-                self.last_value = max_cursor(self.last_value.take(), page.max);
-            }
+            let _ = fold_max(
+                &mut self.last_value,
+                &mut self.last_hashes,
+                page.max,
+                page.max_hashes,
+            );
         }
     }
 
@@ -127,11 +152,11 @@ mod tests {
 
     #[test]
     fn the_checkpoint_follows_the_acknowledged_prefix() {
-        let mut c = Checkpoints::new(None, None);
+        let mut c = Checkpoints::new(None, None, &[]);
         let pages: Vec<Arc<Acks>> = (0..4).map(|_| acks(2)).collect();
         for (i, a) in pages.iter().enumerate() {
             let resume = (i < 3).then(|| json!({"offset": (i + 1) * 100}));
-            c.push(a.clone(), resume, Some(json!(i * 10)));
+            c.push(a.clone(), resume, Some(json!(i * 10)), vec![]);
         }
         // Pages 2 and 3 acknowledged first (parallel paging): nothing moves.
         for a in &pages[1..3] {
@@ -159,15 +184,16 @@ mod tests {
 
     #[test]
     fn a_refused_record_stops_the_prefix() {
-        let mut c = Checkpoints::new(Some(json!({"offset": 500})), Some(json!("m")));
+        let mut c = Checkpoints::new(Some(json!({"offset": 500})), Some(json!("m")), &[]);
         let first = acks(1);
         let second = acks(0);
         c.push(
             first.clone(),
             Some(json!({"offset": 600})),
             Some(json!("z")),
+            vec![],
         );
-        c.push(second, Some(json!({"offset": 700})), None);
+        c.push(second, Some(json!({"offset": 700})), None, vec![]);
         first.reported(false);
         assert!(!c.advance());
         assert!(c.is_stuck());
@@ -177,22 +203,33 @@ mod tests {
 
     #[test]
     fn in_a_transaction_every_page_sent_counts() {
-        let mut c = Checkpoints::new(Some(json!({"offset": 100})), Some(json!(5)));
-        c.push(acks(3), Some(json!({"offset": 200})), Some(json!(7)));
-        c.push(acks(1), Some(json!({"offset": 300})), Some(json!(6)));
+        let mut c = Checkpoints::new(Some(json!({"offset": 100})), Some(json!(5)), &[]);
+        c.push(
+            acks(3),
+            Some(json!({"offset": 200})),
+            Some(json!(7)),
+            vec!["x".into()],
+        );
+        c.push(
+            acks(1),
+            Some(json!({"offset": 300})),
+            Some(json!(6)),
+            vec!["y".into()],
+        );
         // The last page leaves the checkpoint where it was.
-        c.push(acks(2), None, None);
+        c.push(acks(2), None, None, vec![]);
         c.take_all();
         assert!(c.is_settled());
         assert_eq!(c.checkpoint, Some(json!({"offset": 300})));
         assert_eq!(c.last_value, Some(json!(7)));
+        assert_eq!(c.last_hashes, BTreeSet::from(["x".to_owned()]));
     }
 
     #[tokio::test]
     async fn settle_waits_for_the_reports() {
-        let mut c = Checkpoints::new(None, None);
+        let mut c = Checkpoints::new(None, None, &[]);
         let a = acks(1);
-        c.push(a.clone(), Some(json!({"page": 2})), None);
+        c.push(a.clone(), Some(json!({"page": 2})), None, vec![]);
         let reporter = tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(30)).await;
             a.reported(true);

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::adaptive_limit::{self, AdaptiveLimit};
 use crate::client::{HttpClient, Method, Request};
 use crate::from_config::RequestTemplate;
-use crate::incremental::CursorFilter;
+use crate::incremental::{CursorFilter, Kept};
 use crate::paginate::{NextRequest, PageResponse, PaginateError, RepeatGuard};
 use crate::progress_bars::ResourceProgress;
 use crate::{ExtractError, from_config, jsonpath};
@@ -48,6 +48,8 @@ pub(crate) struct Page {
     pub(crate) resume: Option<serde_json::Value>,
     /// The largest incremental cursor value among `records`.
     pub(crate) max: Option<serde_json::Value>,
+    /// The de-duplication digests of the records at `max`.
+    pub(crate) max_hashes: Vec<String>,
 }
 
 #[derive(Default)]
@@ -158,7 +160,10 @@ impl Fetcher<'_> {
         // The page's records in the incremental's range, and their largest cursor value.
         let keep = |records: Vec<serde_json::Value>| match filter {
             Some(f) => f.filter(records),
-            None => Ok((records, None)),
+            None => Ok(Kept {
+                records,
+                ..Kept::default()
+            }),
         };
         let cursor_err = |page: u64, source| ExtractError::Cursor {
             resource: resource.name.clone(),
@@ -230,6 +235,12 @@ impl Fetcher<'_> {
             if let Some(source) = same_page {
                 return Err(page_err(stats.pages, &req, source));
             }
+            let kept = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
+            if kept.stop && next.is_some() {
+                // dlt's `row_order`: the records left the range; later pages hold none.
+                tracing::debug!(target: LOG_TARGET, page = stats.pages, "records left the incremental range: the paging stops (row_order)");
+                next = None;
+            }
             // This page is the last one `max_pages` allows: published, then the error.
             let too_many = next.is_some() && stats.pages >= max_pages;
             // The first page may tell how many follow: then fetch them concurrently.
@@ -245,12 +256,12 @@ impl Fetcher<'_> {
                     .map(|cp| scrub_checkpoint(client, cp)),
                 None => None,
             };
-            let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
             let page = Page {
                 number: stats.pages,
-                records,
+                records: kept.records,
                 resume,
-                max,
+                max: kept.max,
+                max_hashes: kept.max_hashes,
             };
             if tx.send(page).await.is_err() {
                 // The publisher stopped; its error is the one to report.
@@ -338,14 +349,21 @@ impl Fetcher<'_> {
                         let source = planned_page.paginator.same_page(records.len());
                         return Err(page_err(stats.pages, req, source));
                     }
-                    let (records, max) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
+                    let kept = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
+                    let stop = kept.stop;
                     let page = Page {
                         number: stats.pages,
-                        records,
+                        records: kept.records,
                         resume: planned_page.resume,
-                        max,
+                        max: kept.max,
+                        max_hashes: kept.max_hashes,
                     };
                     if tx.send(page).await.is_err() {
+                        ended = true;
+                        break;
+                    }
+                    if stop {
+                        tracing::debug!(target: LOG_TARGET, page = stats.pages, "records left the incremental range: the paging stops (row_order)");
                         ended = true;
                         break;
                     }

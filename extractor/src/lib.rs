@@ -379,11 +379,12 @@ pub async fn run(
     for (i, (r, source, publish)) in sources.into_iter().enumerate() {
         let key = state_topic::key(&cfg.pipeline_name, &r.name);
         let start = state_topic::plan_run(
+            &key,
             states.get(&key),
             r.endpoint.incremental.as_ref(),
             opts.fresh,
             new_run_id,
-        );
+        )?;
         let own = producers.as_ref().and_then(|p| p.get(r.name.as_str()));
         let sink = StateSink {
             publisher: own.unwrap_or(&publisher),

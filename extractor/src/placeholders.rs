@@ -327,6 +327,7 @@ mod tests {
             cursor_path: "updated".into(),
             initial_value: Some(json!(4)),
             end_value: end,
+            options: common::config::IncrementalOptions::default(),
         }
     }
 

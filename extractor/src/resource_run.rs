@@ -125,7 +125,17 @@ impl ResourceRun<'_> {
         let filter = incremental
             .map(|inc| {
                 let key = format!("resource `{}`: incremental.cursor_path", resource.name);
-                CursorFilter::new(inc, start.start_value.clone(), &key)
+                CursorFilter::new(
+                    inc,
+                    start.start_value.clone(),
+                    &resource.primary_key,
+                    &start.state_hashes,
+                    &key,
+                )
+                .map(|f| match &source {
+                    dependent::Source::Parents(..) => f.without_row_order(),
+                    dependent::Source::Endpoint(_) => f,
+                })
             })
             .transpose()
             .map_err(from_config::BuildError::from)?;
@@ -134,24 +144,36 @@ impl ResourceRun<'_> {
         } else {
             tracing::info!(target: LOG_TARGET, start_value = ?start.start_value, "starting a new run");
         }
-        let state =
-            |checkpoints: &Checkpoints, cursor: Option<serde_json::Value>, complete: bool| {
-                ResourceState {
-                    cursor,
-                    run: run_id,
-                    checkpoint: (!complete)
-                        .then(|| checkpoints.checkpoint.clone())
-                        .flatten(),
-                    complete,
-                    last_value: (!complete)
-                        .then(|| checkpoints.last_value.clone())
-                        .flatten(),
-                }
-            };
-        let mut checkpoints = Checkpoints::new(start.checkpoint.clone(), start.last_value.clone());
+        let state = |checkpoints: &Checkpoints,
+                     (cursor, unique_hashes): (Option<serde_json::Value>, Vec<String>),
+                     complete: bool| {
+            ResourceState {
+                cursor,
+                run: run_id,
+                checkpoint: (!complete)
+                    .then(|| checkpoints.checkpoint.clone())
+                    .flatten(),
+                complete,
+                last_value: (!complete)
+                    .then(|| checkpoints.last_value.clone())
+                    .flatten(),
+                unique_hashes,
+                last_hashes: if complete {
+                    Vec::new()
+                } else {
+                    checkpoints.last_hashes.iter().cloned().collect()
+                },
+            }
+        };
+        let unfinished_cursor = || (start.state_cursor.clone(), start.state_hashes.clone());
+        let mut checkpoints = Checkpoints::new(
+            start.checkpoint.clone(),
+            start.last_value.clone(),
+            &start.last_hashes,
+        );
         // In a transaction, the first commit says the run is unfinished.
         if txn.is_none() {
-            sink.write(&state(&checkpoints, start.state_cursor.clone(), false))
+            sink.write(&state(&checkpoints, unfinished_cursor(), false))
                 .await
                 .map_err(publish_err)?;
         }
@@ -210,9 +232,13 @@ impl ResourceRun<'_> {
         };
         let complete = settled && fetched.is_ok() && !cancel.is_cancelled();
         let cursor = if complete {
-            start.final_cursor(incremental, checkpoints.last_value.clone())
+            start.final_state(
+                incremental,
+                checkpoints.last_value.clone(),
+                &checkpoints.last_hashes,
+            )
         } else {
-            start.state_cursor.clone()
+            unfinished_cursor()
         };
         let end = run.filter(|_| fetched.is_ok() && !cancel.is_cancelled());
         let stats = if let Some(txn) = txn.as_mut() {
@@ -349,6 +375,8 @@ async fn publish_pages(
         checkpoint: checkpoints.checkpoint.clone(),
         complete: false,
         last_value: checkpoints.last_value.clone(),
+        unique_hashes: start.state_hashes.clone(),
+        last_hashes: checkpoints.last_hashes.iter().cloned().collect(),
     };
     let save = async |checkpoints: &mut Checkpoints| {
         if !checkpoints.advance() {
@@ -408,7 +436,7 @@ async fn publish_pages(
             }
         };
         if rows.rows.is_empty() {
-            checkpoints.push(acks, page.resume, page.max);
+            checkpoints.push(acks, page.resume, page.max, page.max_hashes);
             if let Some(txn) = txn.as_deref_mut() {
                 txn.page_sent();
                 if txn.full() {
@@ -448,7 +476,7 @@ async fn publish_pages(
         }
         records += rows.rows.len() as u64;
         metrics::records_sent(&resource.name, rows.rows.len() as u64);
-        checkpoints.push(acks, page.resume, page.max);
+        checkpoints.push(acks, page.resume, page.max, page.max_hashes);
         if let Some(txn) = txn.as_deref_mut() {
             txn.page_sent();
             if txn.full() {

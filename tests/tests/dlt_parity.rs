@@ -272,24 +272,6 @@ const KNOWN: &[Known] = &[
         reason: BUG_RUN_SCHEMA,
     },
     Known {
-        config: "incremental_append",
-        run: 2,
-        kind: Kind::Rows,
-        table: "events",
-        column: None,
-        evidence: "",
-        reason: BUG_START_VALUE_DEDUP,
-    },
-    Known {
-        config: "incremental_append",
-        run: 2,
-        kind: Kind::Rows,
-        table: "events__tags",
-        column: None,
-        evidence: "",
-        reason: BUG_START_VALUE_DEDUP,
-    },
-    Known {
         config: "nesting_one",
         run: 1,
         kind: Kind::ColumnOnlyInDlt,
@@ -331,8 +313,6 @@ const BUG_RUN_SCHEMA: &str = "bug, issue 15: each extractor run infers its schem
     run whose first customer_id is a string types the column text and sends the integers to a \
     new customer_id__v_bigint, while the table's customer_id stays INTEGER (it then holds \
     strings); dlt keeps the stored schema: the strings go to customer_id__v_text";
-const BUG_START_VALUE_DEDUP: &str = "bug, issue 15 point 3: append + incremental loads the \
-    record equal to the start value again; dlt drops the records it loaded at that value";
 const BUG_NESTING: &str = "bug, issue 15: dlt's max_table_nesting bounds the flattening of \
     nested objects at any depth (at 1 `sender__address` stays one json column); the project \
     keeps objects whole only at 0, since its loader would take a JSON object field for a \

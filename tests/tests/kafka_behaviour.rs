@@ -267,8 +267,9 @@ fn after_log_compaction_runs_resume_from_the_cursor_and_a_fresh_loader_rebuilds(
         !sinces.is_empty() && sinces.iter().all(|s| *s == max3),
         "requests from {sinces:?}, expected {max3}"
     );
-    // 5 new, 1 updated, and the record at the cursor itself (dlt keeps the boundary).
-    ensure!(figure(&stdout, "total", "records") == Some(7.0), "{stdout}");
+    // 5 new and 1 updated; the record at the cursor itself comes again and is skipped
+    // (dlt's de-duplication at the start value, kept in the compacted state).
+    ensure!(figure(&stdout, "total", "records") == Some(6.0), "{stdout}");
 
     // A fresh destination from the topics, with only the compacted schema topic.
     let (db, loaded) = load_fresh(&pipeline, "rebuilt.db", &[])?;

@@ -543,9 +543,29 @@ mod tests {
                 "endpoint.incremental with an unknown key",
                 Format::Toml,
                 with_endpoint(
-                    "{ incremental = { start_param = \"since\", cursor_path = \"u\", lag = 5 } }",
+                    "{ incremental = { start_param = \"since\", cursor_path = \"u\", last_value_func = \"min\" } }",
                 ),
-                vec!["resources[0].endpoint.incremental.lag: unknown field `lag`"],
+                vec!["resources[0].endpoint.incremental.last_value_func: unknown field `last_value_func`"],
+            ),
+            (
+                "incremental options with values dlt does not take",
+                Format::Toml,
+                with_endpoint(
+                    "{ incremental = { start_param = \"since\", cursor_path = \"u\", initial_value = \"abc\", lag = 5, row_order = \"up\" } }",
+                ),
+                vec![
+                    "resources[0].endpoint.incremental.row_order: unknown variant `up`, expected `asc` or `desc`",
+                ],
+            ),
+            (
+                "lag on an initial_value that is no datetime",
+                Format::Toml,
+                with_endpoint(
+                    "{ incremental = { start_param = \"since\", cursor_path = \"u\", initial_value = \"abc\", lag = 5 } }",
+                ),
+                vec![
+                    "resources[0].endpoint.incremental.lag: does not apply to initial_value: `abc` is not a datetime or date text lag applies to (RFC 3339 such as `2024-01-01T00:00:00Z`, `2024-01-01T00:00:00.5+02:00`, `2024-01-01T00:00:00`, or a date `2024-01-01`)",
+                ],
             ),
             (
                 "endpoint.incremental without cursor_path",

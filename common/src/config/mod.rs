@@ -359,6 +359,85 @@ pub struct Incremental {
     /// A string or a number; records at or above it are dropped (dlt's open range end), and
     /// the cursor state is left as it was (a backfill, as in dlt).
     pub end_value: Option<Value>,
+    /// dlt's `lag`, `range_start`, `range_end`, `row_order` and `on_cursor_value_missing`.
+    pub options: IncrementalOptions,
+}
+
+/// dlt's incremental options beside the cursor and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncrementalOptions {
+    /// dlt's `lag`: the start value is the saved cursor moved back by this much (seconds
+    /// for a datetime text, days for a date text, the number itself for a number), never
+    /// below `initial_value`; the saved cursor itself only moves forward.
+    pub lag: Option<f64>,
+    /// dlt's `range_start`: `Closed` (default) keeps records equal to the start value
+    /// (those already loaded are de-duplicated), `Open` drops them.
+    pub range_start: RangeBound,
+    /// dlt's `range_end`: `Open` (default) drops records equal to `end_value`, `Closed`
+    /// keeps them.
+    pub range_end: RangeBound,
+    /// dlt's `row_order`: the API returns records in this cursor order, so the paging stops
+    /// after the first page with a record beyond the range (`asc`: at or past the end
+    /// value; `desc`: below or at the start value).
+    pub row_order: Option<RowOrder>,
+    /// dlt's `on_cursor_value_missing`: what a record without a value (or with `null`) at
+    /// `cursor_path` gets.
+    pub on_cursor_value_missing: OnCursorValueMissing,
+}
+
+impl Incremental {
+    /// dlt's de-duplication at the start value (`boundary_deduplication`): records equal to
+    /// the start value that an earlier run loaded are skipped. Off with `lag`, an open
+    /// `range_start` and an `end_value`, as in dlt.
+    pub fn deduplicates(&self) -> bool {
+        self.options.lag.is_none_or(|l| l == 0.0)
+            && self.options.range_start == RangeBound::Closed
+            && self.end_value.is_none()
+    }
+}
+
+/// dlt's `range_start` / `range_end` (`TIncrementalRange`): whether the bound's own value
+/// is in the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RangeBound {
+    Open,
+    Closed,
+}
+
+impl Default for IncrementalOptions {
+    /// dlt's defaults: no lag, `range_start = "closed"`, `range_end = "open"`, no row
+    /// order, `on_cursor_value_missing = "raise"`.
+    fn default() -> Self {
+        Self {
+            lag: None,
+            range_start: RangeBound::Closed,
+            range_end: RangeBound::Open,
+            row_order: None,
+            on_cursor_value_missing: OnCursorValueMissing::Raise,
+        }
+    }
+}
+
+/// dlt's `row_order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowOrder {
+    Asc,
+    Desc,
+}
+
+/// dlt's `on_cursor_value_missing`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCursorValueMissing {
+    /// The run fails, naming the record (dlt's default).
+    #[default]
+    Raise,
+    /// The record is kept; it does not move the cursor.
+    Include,
+    /// The record is dropped.
+    Exclude,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

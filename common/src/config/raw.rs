@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use super::load::{join_path, marked};
 use super::{
-    AuthConfig, ContractMode, Method, Paginator, ResponseAction, SchemaContract, WriteDisposition,
+    AuthConfig, ContractMode, Method, OnCursorValueMissing, Paginator, RangeBound, ResponseAction,
+    RowOrder, SchemaContract, WriteDisposition,
 };
 use crate::schema::ColumnHint;
 use crate::secret::SecretRef;
@@ -129,6 +130,11 @@ pub(super) struct RawIncremental {
     pub(super) cursor_path: String,
     pub(super) initial_value: Option<Value>,
     pub(super) end_value: Option<Value>,
+    pub(super) lag: Option<f64>,
+    pub(super) range_start: Option<RangeBound>,
+    pub(super) range_end: Option<RangeBound>,
+    pub(super) row_order: Option<RowOrder>,
+    pub(super) on_cursor_value_missing: Option<OnCursorValueMissing>,
 }
 
 /// A param written `{ type = "incremental", cursor_path = ..., initial_value = ... }`.
@@ -138,6 +144,11 @@ pub(super) struct RawIncrementalParam {
     pub(super) cursor_path: String,
     pub(super) initial_value: Option<Value>,
     pub(super) end_value: Option<Value>,
+    pub(super) lag: Option<f64>,
+    pub(super) range_start: Option<RangeBound>,
+    pub(super) range_end: Option<RangeBound>,
+    pub(super) row_order: Option<RowOrder>,
+    pub(super) on_cursor_value_missing: Option<OnCursorValueMissing>,
 }
 
 /// dlt's object form `write_disposition = { disposition = "merge" }`.

@@ -892,6 +892,13 @@ fn resolve_incremental(
                 cursor_path: r.cursor_path,
                 initial_value: r.initial_value.map(plain_datetime),
                 end_value: r.end_value.map(plain_datetime),
+                options: IncrementalOptions {
+                    lag: r.lag,
+                    range_start: r.range_start.unwrap_or(RangeBound::Closed),
+                    range_end: r.range_end.unwrap_or(RangeBound::Open),
+                    row_order: r.row_order,
+                    on_cursor_value_missing: r.on_cursor_value_missing.unwrap_or_default(),
+                },
             },
         ));
     }
@@ -923,6 +930,13 @@ fn resolve_incremental(
                         cursor_path: r.cursor_path,
                         initial_value: r.initial_value.map(plain_datetime),
                         end_value: r.end_value.map(plain_datetime),
+                        options: IncrementalOptions {
+                            lag: r.lag,
+                            range_start: r.range_start.unwrap_or(RangeBound::Closed),
+                            range_end: r.range_end.unwrap_or(RangeBound::Open),
+                            row_order: r.row_order,
+                            on_cursor_value_missing: r.on_cursor_value_missing.unwrap_or_default(),
+                        },
                     },
                 ));
             }

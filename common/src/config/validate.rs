@@ -437,6 +437,18 @@ pub(super) fn check_incremental(at: &str, inc: &Incremental, problems: &mut Prob
     if inc.end_param.is_some() && inc.end_value.is_none() {
         problems.push(format!("{at}.end_param"), "needs an `end_value` to send");
     }
+    if let Some(lag) = inc.options.lag {
+        if !lag.is_finite() {
+            problems.push(format!("{at}.lag"), format!("{lag} is not a finite number"));
+        } else if let (true, Some(initial)) = (initial_ok, &inc.initial_value)
+            && let Err(e) = crate::cursor::apply_lag(initial, lag, None)
+        {
+            problems.push(
+                format!("{at}.lag"),
+                format!("does not apply to initial_value: {e}"),
+            );
+        }
+    }
 }
 
 pub(super) fn check_column(at: &str, column: &str, hint: &ColumnHint, problems: &mut Problems) {

@@ -65,6 +65,7 @@ fn incremental_forms_resolve() {
             cursor_path: "updated_at".into(),
             initial_value: Some(json!("2024-01-01T00:00:00Z")),
             end_value: Some(json!("2025-01-01T00:00:00Z")),
+            options: IncrementalOptions::default(),
         })
     );
     let e = endpoint(
@@ -80,6 +81,7 @@ fn incremental_forms_resolve() {
             cursor_path: "$.meta.seq".into(),
             initial_value: Some(json!(7)),
             end_value: None,
+            options: IncrementalOptions::default(),
         })
     );
     let e = endpoint(
