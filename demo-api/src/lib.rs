@@ -15,6 +15,7 @@ mod conversations;
 mod drift;
 mod hostile_paging;
 mod hostile_records;
+mod http_keys;
 mod incremental;
 mod paging;
 pub mod record; // the record set, also used by the bench's Kafka Connect peer
@@ -427,6 +428,7 @@ pub fn router(state: AppState) -> Router {
         .merge(hostile_records::router())
         .merge(hostile_paging::router(state.clone()))
         .merge(config_keys::router(state.clone()))
+        .merge(http_keys::router(state.clone()))
         .with_state(state)
 }
 

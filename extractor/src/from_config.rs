@@ -12,15 +12,15 @@ use common::config::{
 use common::secret::{SecretError, SecretResolver};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::auth::OAuth2ClientCredentials;
 use crate::client::{Auth, DataBody, HttpClient, Method, Request};
 use crate::jsonpath::{DataSelector, Selector, SelectorError};
-use crate::paginate::cursor::CursorTarget;
+use crate::paginate::cursor::{CursorTarget, set_path};
 use crate::paginate::{
     AutoPaginator, CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
-    NextRequest, OffsetPaginator, PageNumberPaginator, Paginator,
+    NextRequest, OffsetPaginator, PageNumberPaginator, Paginator, Place,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -231,16 +231,25 @@ impl RequestTemplate<'_> {
             response_actions: self.response_actions.to_vec(),
         };
         match step {
-            NextRequest::Params(page_params) => {
-                // The paginator's params replace the endpoint's of the same name.
-                let mut params: Vec<(String, String)> = self
-                    .params
-                    .iter()
-                    .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
-                    .cloned()
-                    .collect();
-                params.extend(page_params);
-                Request { params, ..base }
+            NextRequest::Params(page_params) => Request {
+                params: self.with_params(page_params),
+                ..base
+            },
+            NextRequest::Fields { params, body } => {
+                // dlt's `*_body_path`: set in the endpoint's body (`{}` when it has none),
+                // after its placeholders were filled.
+                let mut json = base
+                    .json
+                    .clone()
+                    .unwrap_or_else(|| Value::Object(Map::new()));
+                for (path, value) in body {
+                    set_path(&mut json, &path, value);
+                }
+                Request {
+                    params: self.with_params(params),
+                    json: Some(json),
+                    ..base
+                }
             }
             NextRequest::Url(url) => Request {
                 path: url.to_string(),
@@ -252,6 +261,21 @@ impl RequestTemplate<'_> {
                 ..base
             },
         }
+    }
+}
+
+impl RequestTemplate<'_> {
+    /// The endpoint's params with the paginator's: those replace the endpoint's of the same
+    /// name.
+    fn with_params(&self, page_params: Vec<(String, String)>) -> Vec<(String, String)> {
+        let mut params: Vec<(String, String)> = self
+            .params
+            .iter()
+            .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
+            .cloned()
+            .collect();
+        params.extend(page_params);
+        params
     }
 }
 
@@ -293,8 +317,8 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
             config::Paginator::Offset(p) => Paginator::Offset(OffsetPaginator {
                 limit: p.limit,
                 offset: p.offset,
-                offset_param: p.offset_param.clone(),
-                limit_param: p.limit_param.clone(),
+                offset_at: Place::from_config(p.offset_place()),
+                limit_at: Place::from_config(p.limit_place()),
                 total_path: p
                     .total_path
                     .as_deref()
@@ -311,7 +335,7 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
             config::Paginator::PageNumber(p) => Paginator::PageNumber(PageNumberPaginator {
                 base_page: p.base_page,
                 page: p.page.unwrap_or(p.base_page),
-                page_param: p.page_param.clone(),
+                page_at: Place::from_config(p.page_place()),
                 total_path: p
                     .total_path
                     .as_deref()
@@ -459,5 +483,28 @@ mod tests {
         let req = template.request(NextRequest::Json(json!({"cursor": "c"})));
         assert_eq!(req.json, Some(json!({"cursor": "c"})));
         assert_eq!(req.params, params);
+        // Body fields are set in the endpoint's body, params as params (dlt's
+        // `offset_body_path` with the limit left in the query).
+        let req = template.request(NextRequest::Fields {
+            params: vec![("limit".to_owned(), "5".to_owned())],
+            body: vec![(vec!["paging".to_owned(), "offset".to_owned()], json!(10))],
+        });
+        assert_eq!(
+            req.json,
+            Some(json!({"filter": "all", "paging": {"offset": 10}}))
+        );
+        assert_eq!(
+            req.params.last(),
+            Some(&("limit".to_owned(), "5".to_owned()))
+        );
+        let bare = RequestTemplate {
+            json: None,
+            ..template
+        };
+        let req = bare.request(NextRequest::Fields {
+            params: vec![],
+            body: vec![(vec!["page".to_owned()], json!(2))],
+        });
+        assert_eq!(req.json, Some(json!({"page": 2})));
     }
 }

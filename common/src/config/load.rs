@@ -197,8 +197,10 @@ mod tests {
                 paginator: Paginator::Offset(OffsetPaginator {
                     limit: 100,
                     offset: 0,
-                    offset_param: "offset".into(),
-                    limit_param: "limit".into(),
+                    offset_param: None,
+                    limit_param: None,
+                    offset_body_path: None,
+                    limit_body_path: None,
                     total_path: Some("total".into()),
                     maximum_offset: None,
                     stop_after_empty_page: true,

@@ -28,8 +28,9 @@ pub use auth::{
 pub use error::{ConfigError, Problem};
 pub use load::{Format, load, parse};
 pub use paginator::{
-    CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
-    OffsetPaginator, PageNumberPaginator, Paginator,
+    CursorPaginator, DEFAULT_LIMIT_PARAM, DEFAULT_OFFSET_PARAM, DEFAULT_PAGE_PARAM,
+    HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator, OffsetPaginator,
+    PageNumberPaginator, PagePlace, Paginator,
 };
 pub use validate::{MIN_REQUESTS_PER_SECOND, check_requests_per_second, parse_json_path};
 

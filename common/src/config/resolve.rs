@@ -523,17 +523,39 @@ fn resolve_resource(
         allow_null_data: raw_endpoint.allow_null_data.unwrap_or(false),
     };
 
-    if let Paginator::Cursor(CursorPaginator {
-        cursor_body_path: Some(_),
-        ..
-    }) = &endpoint.paginator
-        && endpoint.method != Method::Post
-    {
-        problems.push(
-            format!("{at}.endpoint.method"),
-            "the paginator's `cursor_body_path` puts the cursor in a JSON body: set \
-             `method = \"POST\"`",
-        );
+    let body_path = match &endpoint.paginator {
+        Paginator::Cursor(CursorPaginator {
+            cursor_body_path: Some(_),
+            ..
+        }) => Some(("cursor_body_path", "cursor")),
+        Paginator::Offset(p) if p.offset_body_path.is_some() => {
+            Some(("offset_body_path", "offset"))
+        }
+        Paginator::Offset(p) if p.limit_body_path.is_some() => Some(("limit_body_path", "limit")),
+        Paginator::PageNumber(p) if p.page_body_path.is_some() => {
+            Some(("page_body_path", "page number"))
+        }
+        _ => None,
+    };
+    if let Some((key, what)) = body_path {
+        if endpoint.method != Method::Post {
+            problems.push(
+                format!("{at}.endpoint.method"),
+                format!(
+                    "the paginator's `{key}` puts the {what} in a JSON body: set \
+                     `method = \"POST\"`"
+                ),
+            );
+        }
+        if endpoint.data.is_some() {
+            problems.push(
+                format!("{at}.endpoint.data"),
+                format!(
+                    "the paginator's `{key}` puts the {what} in a JSON body, which a `data` \
+                     body would replace: write the body as `json`"
+                ),
+            );
+        }
     }
 
     let columns = raw.columns.unwrap_or_default();

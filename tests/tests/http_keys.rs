@@ -1,0 +1,164 @@
+//! dlt's HTTP keys end to end, against the demo API's `/http-keys/...` endpoints, which log
+//! every request without its credentials (parameter names, which credentials it carried,
+//! the JSON body): the paginators' `offset_body_path` / `limit_body_path` / `page_body_path`
+//! (POST search APIs). One broker and one demo API for all cases, run in turn.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use e2e::{Broker, DemoApi, Pipeline, run_ok};
+use serde_json::{Value, json};
+
+const RUN: Duration = Duration::from_secs(120);
+/// Records of the demo API: three pages of 25 (offset) or of 20 (page number).
+const RECORDS: u64 = 60;
+
+/// The broker and the demo API the cases share.
+struct Stand {
+    broker: Broker,
+    api: DemoApi,
+    _dir: tempfile::TempDir,
+}
+
+impl Stand {
+    fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        Ok(Self {
+            broker: Broker::start(dir.path())?,
+            api: DemoApi::start(RECORDS, &[])?,
+            _dir: dir,
+        })
+    }
+
+    /// A pipeline named `name` with `client` (the `[client]` and `[resource_defaults]`
+    /// tables) and one resource per `(name, table body)` (the lines of its `[[resources]]`
+    /// table after `name` and `topic`).
+    fn pipeline(&self, name: &str, client: &str, resources: &[(&str, &str)]) -> Result<Pipeline> {
+        let mut text = client.to_owned();
+        for (resource, body) in resources {
+            text.push_str(&format!(
+                "\n[[resources]]\nname = \"{resource}\"\ntopic = \"{name}.{resource}\"\n{body}\n"
+            ));
+        }
+        Pipeline::with_config(&self.broker, name, &text)
+    }
+
+    /// The requests logged since the last call.
+    fn requests(&self) -> Result<Vec<Value>> {
+        let log = self.api.get("/http-keys/log")?;
+        let _ = self.api.post("/http-keys/reset", json!({}))?;
+        Ok(log.as_array().context("log")?.clone())
+    }
+
+    /// The ids of the API's records, ascending.
+    fn api_ids(&self) -> Result<Vec<i64>> {
+        let mut ids: Vec<i64> = self
+            .api
+            .records()?
+            .iter()
+            .map(|r| r["id"].as_i64().context("id"))
+            .collect::<Result<_>>()?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+}
+
+/// Extracts (with `env` added), then loads until caught up; both must succeed. Returns the
+/// extractor's stdout and stderr together.
+fn extract_and_load(pipeline: &Pipeline, env: &[(&str, &str)]) -> Result<String> {
+    let mut extractor = pipeline.extractor()?;
+    for (k, v) in env {
+        let _ = extractor.env(k, v);
+    }
+    let out = run_ok(extractor, RUN)?;
+    let mut loader = pipeline.loader()?;
+    let _ = loader.arg("--until-caught-up");
+    let _ = run_ok(loader, RUN)?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// The ids in `table`, ascending.
+fn ids(pipeline: &Pipeline, table: &str) -> Result<Vec<i64>> {
+    let conn = pipeline.sqlite()?;
+    let mut stmt = conn.prepare(&format!("SELECT id FROM \"{table}\" ORDER BY id"))?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, i64>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// The logged requests to `path`, each as `[method, query names, credentials, body]`,
+/// sorted (pages fetched in parallel arrive in any order).
+fn sent(requests: &[Value], path: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = requests
+        .iter()
+        .filter(|e| e["path"] == path)
+        .map(|e| json!([e["method"], e["query"], e["credentials"], e["body"]]))
+        .collect();
+    out.sort_by_key(ToString::to_string);
+    out
+}
+
+/// `[client]` with the demo API's query-string key, and `[resource_defaults]`.
+fn query_key_client(api: &DemoApi) -> String {
+    api.client_toml("")
+}
+
+/// dlt's `offset_body_path` / `limit_body_path` and `page_body_path`: the offset, the limit
+/// and the page number go into the JSON body at those dotted paths (over what the
+/// endpoint's `json` has there), the rest of the body and the query as configured. The
+/// endpoints refuse paging values in the query and need them in the body.
+fn body_paths(stand: &Stand) -> Result<()> {
+    let pipeline = stand.pipeline(
+        "e2e_http_body_paths",
+        &query_key_client(&stand.api),
+        &[
+            (
+                "offset_body",
+                r#"[resources.endpoint]
+path = "/http-keys/offset"
+method = "POST"
+json = { filter = "all", paging = { limit = 999 } }
+data_selector = "data"
+paginator = { type = "offset", limit = 25, offset_body_path = "paging.offset", limit_body_path = "paging.limit" }"#,
+            ),
+            (
+                "pages_body",
+                r#"[resources.endpoint]
+path = "/http-keys/pages"
+method = "POST"
+json = { page = { size = 20 } }
+data_selector = "data"
+paginator = { type = "page_number", base_page = 1, page_body_path = "page.number", total_path = "total_pages" }"#,
+            ),
+        ],
+    )?;
+    let _ = extract_and_load(&pipeline, &[])?;
+    let all = stand.api_ids()?;
+    assert_eq!(all.len(), RECORDS as usize);
+    assert_eq!(ids(&pipeline, "offset_body")?, all);
+    assert_eq!(ids(&pipeline, "pages_body")?, all);
+
+    let requests = stand.requests()?;
+    let offset_request = |offset: u64| json!(["POST", ["api_key"], ["api_key"], {"filter": "all", "paging": {"offset": offset, "limit": 25}}]);
+    let mut expected = vec![offset_request(0), offset_request(25), offset_request(50)];
+    expected.sort_by_key(ToString::to_string);
+    assert_eq!(sent(&requests, "/http-keys/offset"), expected);
+    let page_request = |page: u64| json!(["POST", ["api_key"], ["api_key"], {"page": {"size": 20, "number": page}}]);
+    let mut expected = vec![page_request(1), page_request(2), page_request(3)];
+    expected.sort_by_key(ToString::to_string);
+    assert_eq!(sent(&requests, "/http-keys/pages"), expected);
+    Ok(())
+}
+
+/// Each case in turn, sharing the broker and the demo API.
+#[test]
+fn http_keys() -> Result<()> {
+    let stand = Stand::start()?;
+    body_paths(&stand).context("body paths")?;
+    Ok(())
+}
