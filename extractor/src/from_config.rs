@@ -107,6 +107,7 @@ pub fn http_client(
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 Duration::from_secs(o.default_token_expiration),
+                o.client_auth_method,
             )))
         }
     };

@@ -1,17 +1,29 @@
 //! dlt's HTTP keys end to end, against the demo API's `/http-keys/...` endpoints, which log
 //! every request without its credentials (parameter names, which credentials it carried,
 //! the JSON body): the paginators' `offset_body_path` / `limit_body_path` / `page_body_path`
-//! (POST search APIs). One broker and one demo API for all cases, run in turn.
+//! (POST search APIs), and OAuth2's `client_secret_basic`. One broker and one demo API for
+//! all cases, run in turn.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e::{Broker, DemoApi, Pipeline, run_ok};
+use e2e::{API_KEY, Broker, DemoApi, Pipeline, run, run_ok};
 use serde_json::{Value, json};
 
 const RUN: Duration = Duration::from_secs(120);
 /// Records of the demo API: three pages of 25 (offset) or of 20 (page number).
 const RECORDS: u64 = 60;
+/// The demo API's OAuth2 client id (its secret is the API key).
+const CLIENT_ID: &str = "demo-client";
+
+/// The `[resources.endpoint]` table of `/v1/resource`'s records at `path`, three pages of
+/// 25, with `extra` lines.
+fn offset_25(path: &str, extra: &str) -> String {
+    format!(
+        "[resources.endpoint]\npath = \"{path}\"\ndata_selector = \"data\"\n\
+         paginator = {{ type = \"offset\", limit = 25, total_path = \"total\" }}\n{extra}"
+    )
+}
 
 /// The broker and the demo API the cases share.
 struct Stand {
@@ -155,10 +167,98 @@ paginator = { type = "page_number", base_page = 1, page_body_path = "page.number
     Ok(())
 }
 
+/// `oauth2_client_credentials` with `client_auth_method` at `token_path`: the client id
+/// and secret from the env vars `CLIENT_ID` and `API_KEY`.
+fn oauth2(api: &DemoApi, token_path: &str, method: &str) -> String {
+    format!(
+        r#"{{ type = "oauth2_client_credentials", access_token_url = "{}{token_path}", client_id = {{ secret = "client_id" }}, client_secret = {{ secret = "api_key" }}, access_token_request_data = {{ scope = "read" }}{method} }}"#,
+        api.url
+    )
+}
+
+/// OAuth2 `client_secret_basic`: the token request carries the client id and secret in an
+/// `Authorization: Basic` header and a form without them; the API's pages get the token.
+/// The default, `client_secret_post`, is refused by this token endpoint. No secret and no
+/// token reaches the output, at trace level either.
+fn oauth2_client_secret_basic(stand: &Stand) -> Result<()> {
+    let client = |method: &str| {
+        format!(
+            "[client]\nbase_url = \"{}\"\nauth = {}\n\n[resource_defaults]\nprimary_key = \"id\"\n\
+             write_disposition = \"merge\"\n",
+            stand.api.url,
+            oauth2(&stand.api, "/http-keys/token", method)
+        )
+    };
+    let resource = offset_25("/http-keys/protected/oauth2", "");
+    let pipeline = stand.pipeline(
+        "e2e_http_oauth2_basic",
+        &client(", client_auth_method = \"client_secret_basic\""),
+        &[("oauth_basic", &resource)],
+    )?;
+    let env = [("CLIENT_ID", CLIENT_ID), ("RUST_LOG", "trace")];
+    let output = extract_and_load(&pipeline, &env)?;
+    assert_eq!(ids(&pipeline, "oauth_basic")?, stand.api_ids()?);
+    for secret in [API_KEY, CLIENT_ID, "demo-token-"] {
+        assert!(
+            !output.contains(secret),
+            "a secret or token leaked into the output"
+        );
+    }
+    let requests = stand.requests()?;
+    assert_eq!(
+        sent(&requests, "/http-keys/token"),
+        vec![json!([
+            "POST",
+            [],
+            ["authorization basic"],
+            ["grant_type", "scope"]
+        ])],
+        "one token request, the client in the header"
+    );
+    let page = json!(["GET", ["offset", "limit"], ["authorization bearer"], null]);
+    assert_eq!(
+        sent(&requests, "/http-keys/protected/oauth2"),
+        vec![page.clone(), page.clone(), page]
+    );
+
+    // The default method posts the secret in the form: this endpoint refuses it, and the
+    // error names the token endpoint's answer without the secret.
+    let post = stand.pipeline(
+        "e2e_http_oauth2_post",
+        &client(""),
+        &[("oauth_post", &resource)],
+    )?;
+    let mut cmd = post.extractor()?;
+    let _ = cmd.env("CLIENT_ID", CLIENT_ID);
+    let out = run(cmd, RUN)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "client_secret_post must be refused: {stderr}"
+    );
+    assert!(
+        stderr.contains("/http-keys/token answered HTTP 400"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(API_KEY) && !stderr.contains(CLIENT_ID));
+    let requests = stand.requests()?;
+    assert_eq!(
+        sent(&requests, "/http-keys/token")[0],
+        json!([
+            "POST",
+            [],
+            [],
+            ["grant_type", "client_id", "client_secret", "scope"]
+        ])
+    );
+    Ok(())
+}
+
 /// Each case in turn, sharing the broker and the demo API.
 #[test]
 fn http_keys() -> Result<()> {
     let stand = Stand::start()?;
     body_paths(&stand).context("body paths")?;
+    oauth2_client_secret_basic(&stand).context("oauth2 client_secret_basic")?;
     Ok(())
 }

@@ -94,6 +94,32 @@ pub struct OAuth2ClientCredentialsAuth {
     /// Seconds a token lives when the token response has no `expires_in`.
     #[serde(default = "default_token_expiration")]
     pub default_token_expiration: u64,
+    /// How the token request carries the client id and secret (not a key of dlt 1.31).
+    #[serde(default)]
+    pub client_auth_method: ClientAuthMethod,
+}
+
+/// How an OAuth2 token request authenticates the client (RFC 6749 2.3.1), under the name
+/// dlt's open proposal gives the key (dlt-hub/dlt#4206): dlt 1.31 only posts them in the
+/// form, and its docs subclass `OAuth2ClientCredentials` in Python for the header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// `client_id` and `client_secret` in the form body, as dlt 1.31 sends them.
+    #[default]
+    ClientSecretPost,
+    /// `Authorization: Basic base64(client_id:client_secret)`; the form carries neither.
+    ClientSecretBasic,
+}
+
+impl ClientAuthMethod {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMethod::ClientSecretPost => "client_secret_post",
+            ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
+        }
+    }
 }
 
 /// dlt's `default_token_expiration`.
@@ -184,6 +210,7 @@ mod tests {
                         "read".to_owned()
                     )]),
                     default_token_expiration: 60,
+                    client_auth_method: ClientAuthMethod::ClientSecretPost,
                 }
             ))
         );
@@ -204,6 +231,18 @@ mod tests {
         };
         assert_eq!(a.default_token_expiration, DEFAULT_TOKEN_EXPIRATION);
         assert!(a.access_token_request_data.is_empty());
+        assert_eq!(a.client_auth_method, ClientAuthMethod::ClientSecretPost);
+        let basic = auth(
+            "{ type = \"oauth2_client_credentials\", access_token_url = \"http://a/t\", \
+             client_id = { secret = \"cid\" }, client_secret = { secret = \"cs\" }, \
+             client_auth_method = \"client_secret_basic\" }",
+        )
+        .unwrap();
+        let Some(AuthConfig::OAuth2ClientCredentials(b)) = &basic.client.auth else {
+            panic!("oauth2: {basic:#?}")
+        };
+        assert_eq!(b.client_auth_method, ClientAuthMethod::ClientSecretBasic);
+        assert_eq!(b.client_auth_method.as_str(), "client_secret_basic");
         assert_eq!(
             minimal.client.auth.as_ref().map(AuthConfig::kind),
             Some("oauth2_client_credentials")
@@ -256,6 +295,14 @@ mod tests {
                      access_token_request_data = {{ scope = [1] }} }}"
                 ),
                 "client.auth.access_token_request_data.scope: invalid type",
+            ),
+            (
+                format!(
+                    "{{ {o}, access_token_url = \"http://a/t\", \
+                     client_secret = {{ secret = \"cs\" }}, client_auth_method = \"basic\" }}"
+                ),
+                "client.auth.client_auth_method: unknown variant `basic`, expected \
+                 `client_secret_post` or `client_secret_basic`",
             ),
             (
                 "{ type = \"oauth2\" }".to_owned(),

@@ -22,8 +22,8 @@ mod test_support; // seed documents and helpers for the tests beside each file
 mod validate; // the `check_*` functions: every problem with its key path
 
 pub use auth::{
-    ApiKeyAuth, ApiKeyLocation, AuthConfig, BearerAuth, DEFAULT_TOKEN_EXPIRATION, HttpBasicAuth,
-    OAuth2ClientCredentialsAuth,
+    ApiKeyAuth, ApiKeyLocation, AuthConfig, BearerAuth, ClientAuthMethod, DEFAULT_TOKEN_EXPIRATION,
+    HttpBasicAuth, OAuth2ClientCredentialsAuth,
 };
 pub use error::{ConfigError, Problem};
 pub use load::{Format, load, parse};
