@@ -1,8 +1,8 @@
 //! dlt's HTTP keys end to end, against the demo API's `/http-keys/...` endpoints, which log
 //! every request without its credentials (parameter names, which credentials it carried,
 //! the JSON body): the paginators' `offset_body_path` / `limit_body_path` / `page_body_path`
-//! (POST search APIs), and OAuth2's `client_secret_basic`. One broker and one demo API for
-//! all cases, run in turn.
+//! (POST search APIs), OAuth2's `client_secret_basic`, and an endpoint's own `auth`. One
+//! broker and one demo API for all cases, run in turn.
 
 use std::time::Duration;
 
@@ -254,11 +254,88 @@ fn oauth2_client_secret_basic(stand: &Stand) -> Result<()> {
     Ok(())
 }
 
+/// dlt's endpoint `auth`: a resource's own auth replaces `client.auth` for its requests
+/// (the protected endpoints refuse a request with two credentials), resources with equal
+/// auths share one OAuth2 token, the others keep the client's query key; `--check --fetch`
+/// fetches each first page with its resource's auth. No secret reaches the output.
+fn endpoint_auth(stand: &Stand) -> Result<()> {
+    let oauth = oauth2(
+        &stand.api,
+        "/http-keys/token",
+        ", client_auth_method = \"client_secret_basic\"",
+    );
+    let bearer = r#"{ type = "bearer", token = { secret = "api_key" } }"#;
+    let pipeline = stand.pipeline(
+        "e2e_http_endpoint_auth",
+        &query_key_client(&stand.api),
+        &[
+            ("plain", &offset_25("/v1/resource", "")),
+            (
+                "bearer",
+                &offset_25("/http-keys/protected/bearer", &format!("auth = {bearer}")),
+            ),
+            (
+                "oauth_a",
+                &offset_25("/http-keys/protected/oauth2", &format!("auth = {oauth}")),
+            ),
+            (
+                "oauth_b",
+                &offset_25("/http-keys/protected/oauth2", &format!("auth = {oauth}")),
+            ),
+        ],
+    )?;
+    let env = [("CLIENT_ID", CLIENT_ID), ("RUST_LOG", "debug")];
+
+    let mut check = pipeline.extractor()?;
+    let _ = check
+        .args(["--check", "--fetch"])
+        .env("CLIENT_ID", CLIENT_ID);
+    let out = run_ok(check, RUN)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for resource in ["plain", "bearer", "oauth_a", "oauth_b"] {
+        assert!(
+            stdout.contains(&format!("resource `{resource}` (")),
+            "{resource}: {stdout}"
+        );
+    }
+    let _ = stand.requests()?;
+
+    let output = extract_and_load(&pipeline, &env)?;
+    let all = stand.api_ids()?;
+    for table in ["plain", "bearer", "oauth_a", "oauth_b"] {
+        assert_eq!(ids(&pipeline, table)?, all, "{table}");
+    }
+    for secret in [API_KEY, CLIENT_ID, "demo-token-"] {
+        assert!(
+            !output.contains(secret),
+            "a secret or token leaked into the output"
+        );
+    }
+    let requests = stand.requests()?;
+    let page = |credential: &str| json!(["GET", ["offset", "limit"], [credential], null]);
+    assert_eq!(
+        sent(&requests, "/http-keys/protected/bearer"),
+        vec![page("authorization bearer"); 3],
+        "the endpoint's bearer token and not the client's query key"
+    );
+    assert_eq!(
+        sent(&requests, "/http-keys/protected/oauth2"),
+        vec![page("authorization bearer"); 6]
+    );
+    assert_eq!(
+        sent(&requests, "/http-keys/token").len(),
+        1,
+        "the two resources with the same auth share its token"
+    );
+    Ok(())
+}
+
 /// Each case in turn, sharing the broker and the demo API.
 #[test]
 fn http_keys() -> Result<()> {
     let stand = Stand::start()?;
     body_paths(&stand).context("body paths")?;
     oauth2_client_secret_basic(&stand).context("oauth2 client_secret_basic")?;
+    endpoint_auth(&stand).context("endpoint auth")?;
     Ok(())
 }

@@ -345,4 +345,113 @@ mod tests {
             })
         );
     }
+
+    /// dlt's endpoint `auth`: the endpoint's own over `client.auth`, merged whole from
+    /// `resource_defaults`, `null` (JSON, YAML) for none; checked with its key path.
+    #[test]
+    fn endpoint_auth() {
+        let text = r#"
+[client]
+base_url = "https://api.example.com"
+auth = { type = "api_key", name = "k", api_key = { secret = "key" }, location = "query" }
+
+[resource_defaults]
+primary_key = "id"
+endpoint = { auth = { type = "bearer", token = { secret = "default_token" } } }
+
+[[resources]]
+name = "defaulted"
+
+[[resources]]
+name = "own"
+endpoint = { auth = { type = "http_basic", username = "u", password = { secret = "pw" } } }
+"#;
+        let config = toml(text).unwrap();
+        let bearer = AuthConfig::Bearer(BearerAuth {
+            token: SecretRef::new("default_token"),
+        });
+        assert_eq!(config.resources[0].endpoint.auth, EndpointAuth::Own(bearer));
+        let EndpointAuth::Own(own) = &config.resources[1].endpoint.auth else {
+            panic!("{config:#?}")
+        };
+        assert_eq!(own.kind(), "http_basic");
+        assert_eq!(
+            config.resources[1]
+                .endpoint
+                .auth
+                .resolve(config.client.auth.as_ref())
+                .map(AuthConfig::kind),
+            Some("http_basic")
+        );
+        assert_eq!(
+            EndpointAuth::Client
+                .resolve(config.client.auth.as_ref())
+                .map(AuthConfig::kind),
+            Some("api_key")
+        );
+        assert_eq!(
+            EndpointAuth::NoAuth.resolve(config.client.auth.as_ref()),
+            None
+        );
+
+        // `null` is no auth, also over resource_defaults'; a resource without the key gets
+        // the client's.
+        let json = r#"{"client": {"base_url": "https://a",
+            "auth": {"type": "bearer", "token": {"secret": "t"}}},
+            "resource_defaults": {"primary_key": "id",
+                "endpoint": {"auth": {"type": "bearer", "token": {"secret": "d"}}}},
+            "resources": [{"name": "open", "endpoint": {"auth": null}},
+                          {"name": "plain", "endpoint": {"path": "x"}}]}"#;
+        let config = parse(json, Format::Json, "p.json").unwrap();
+        assert_eq!(config.resources[0].endpoint.auth, EndpointAuth::NoAuth);
+        assert!(matches!(
+            config.resources[1].endpoint.auth,
+            EndpointAuth::Own(AuthConfig::Bearer(_))
+        ));
+        let yaml = "client: {base_url: 'https://a', auth: {token: {secret: t}}}\n\
+                    resources:\n  - name: open\n    endpoint: {path: x, auth: null}\n";
+        let config = parse(yaml, Format::Yaml, "p.yaml").unwrap();
+        assert_eq!(config.resources[0].endpoint.auth, EndpointAuth::NoAuth);
+        let json = r#"{"client": {"base_url": "https://a"},
+            "resources": [{"name": "r", "endpoint": {"path": "x"}}]}"#;
+        let config = parse(json, Format::Json, "p.json").unwrap();
+        assert_eq!(config.resources[0].endpoint.auth, EndpointAuth::Client);
+
+        let cases = [
+            (
+                "endpoint = { auth = { type = \"oauth\" } }",
+                "resources[0].endpoint.auth.type: unknown or unsupported auth type `oauth`",
+            ),
+            (
+                "endpoint = { auth = { type = \"api_key\", name = \"\", api_key = { secret = \"k\" } } }",
+                "resources[0].endpoint.auth.name: must not be empty",
+            ),
+            (
+                "endpoint = { auth = { type = \"bearer\", token = \"literal\" } }",
+                "resources[0].endpoint.auth.token: a secret value must not be written",
+            ),
+            (
+                "endpoint = { auth = { type = \"oauth2_client_credentials\", \
+                 access_token_url = \"/t\", client_id = { secret = \"i\" }, \
+                 client_secret = { secret = \"s\" } } }",
+                "resources[0].endpoint.auth.access_token_url: `/t` is not a URL",
+            ),
+        ];
+        for (endpoint, needle) in cases {
+            let text = format!(
+                "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n{endpoint}\n"
+            );
+            let e = err(toml(&text));
+            assert!(e.contains(needle), "{endpoint}: {needle:?} not in {e:?}");
+        }
+        let e = err(toml(
+            "[client]\nbase_url = \"https://a\"\n[resource_defaults]\n\
+             endpoint = { auth = { type = \"http_basic\", username = \"\", \
+             password = { secret = \"p\" } } }\n[[resources]]\nname = \"r\"\n",
+        ));
+        assert!(
+            e.contains("resource_defaults.endpoint.auth.username: must not be empty"),
+            "{e}"
+        );
+    }
 }

@@ -208,6 +208,7 @@ mod tests {
                 }),
                 response_actions: Vec::new(),
                 allow_null_data: false,
+                auth: EndpointAuth::Client,
             },
             parent: None,
             include_from_parent: Vec::new(),

@@ -159,7 +159,7 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
 
     let headers = raw.headers.unwrap_or_default();
     check_headers(&headers, problems);
-    check_auth(raw.auth.as_ref(), problems);
+    check_auth("client.auth", raw.auth.as_ref(), problems);
 
     let timeout = match raw.timeout {
         None => DEFAULT_TIMEOUT,
@@ -354,6 +354,8 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
             .or_else(|| default.response_actions.clone()),
         incremental: own.incremental.or_else(|| default.incremental.clone()),
         allow_null_data: own.allow_null_data.or(default.allow_null_data),
+        // Whole, as dlt: the resource's `auth` (also its `null`) over the default's.
+        auth: own.auth.or_else(|| default.auth.clone()),
     }
 }
 
@@ -521,6 +523,11 @@ fn resolve_resource(
             .unwrap_or(Paginator::Auto),
         response_actions: raw_endpoint.response_actions.unwrap_or_default(),
         allow_null_data: raw_endpoint.allow_null_data.unwrap_or(false),
+        auth: match raw_endpoint.auth {
+            None => EndpointAuth::Client,
+            Some(None) => EndpointAuth::NoAuth,
+            Some(Some(auth)) => EndpointAuth::Own(auth),
+        },
     };
 
     let body_path = match &endpoint.paginator {

@@ -60,34 +60,35 @@ pub(super) fn check_endpoint_header(at: &str, name: &str, value: &str, problems:
     }
 }
 
-/// `client.auth`: what each kind needs besides its secrets.
-pub(super) fn check_auth(auth: Option<&AuthConfig>, problems: &mut Problems) {
+/// `client.auth` or an endpoint's `auth` (at `at`): what each kind needs besides its
+/// secrets.
+pub(super) fn check_auth(at: &str, auth: Option<&AuthConfig>, problems: &mut Problems) {
     match auth {
         Some(AuthConfig::ApiKey(a)) if a.name.trim().is_empty() => {
-            problems.push("client.auth.name", "must not be empty");
+            problems.push(format!("{at}.name"), "must not be empty");
         }
         Some(AuthConfig::HttpBasic(a)) if a.username.is_empty() => {
-            problems.push("client.auth.username", "must not be empty");
+            problems.push(format!("{at}.username"), "must not be empty");
         }
         Some(AuthConfig::OAuth2ClientCredentials(a)) => {
             if let Err(e) = parse_http_url(&a.access_token_url) {
-                problems.push("client.auth.access_token_url", e);
+                problems.push(format!("{at}.access_token_url"), e);
             }
             if a.default_token_expiration == 0 {
                 problems.push(
-                    "client.auth.default_token_expiration",
+                    format!("{at}.default_token_expiration"),
                     "must be a positive number of seconds",
                 );
             }
             for (name, _) in a.access_token_request_data.iter() {
                 if name.is_empty() {
                     problems.push(
-                        "client.auth.access_token_request_data",
+                        format!("{at}.access_token_request_data"),
                         "a field name must not be empty",
                     );
                 } else if matches!(name.as_str(), "client_id" | "client_secret") {
                     problems.push(
-                        format!("client.auth.access_token_request_data.{name}"),
+                        format!("{at}.access_token_request_data.{name}"),
                         format!("`{name}` comes from the key of the same name; remove it here"),
                     );
                 }
@@ -113,6 +114,9 @@ pub fn check_requests_per_second(rps: f64) -> Option<String> {
 
 /// Checks what an endpoint says where it is written (a resource or `resource_defaults`).
 pub(super) fn check_endpoint(at: &str, endpoint: &RawEndpoint, problems: &mut Problems) {
+    if let Some(Some(auth)) = &endpoint.auth {
+        check_auth(&format!("{at}.auth"), Some(auth), problems);
+    }
     if endpoint.json.is_some() && endpoint.data.is_some() {
         problems.push(
             format!("{at}.data"),
