@@ -57,7 +57,7 @@ impl Default for OAuth {
 
 impl OAuth {
     /// A new token and its lifetime in seconds.
-    fn issue(&mut self, now: Instant) -> (String, u64) {
+    pub(crate) fn issue(&mut self, now: Instant) -> (String, u64) {
         self.issued += 1;
         let salt = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -308,7 +308,7 @@ pub(crate) async fn protected(
 }
 
 /// Standard base64 with padding (RFC 4648), for comparing HTTP basic credentials.
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

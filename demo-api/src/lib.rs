@@ -15,6 +15,7 @@ mod conversations;
 mod drift;
 mod hostile_paging;
 mod hostile_records;
+mod http_keys;
 mod incremental;
 mod incremental_options;
 mod paging;
@@ -429,6 +430,7 @@ pub fn router(state: AppState) -> Router {
         .merge(hostile_paging::router(state.clone()))
         .merge(config_keys::router(state.clone()))
         .merge(incremental_options::router(state.clone()))
+        .merge(http_keys::router(state.clone()))
         .with_state(state)
 }
 

@@ -37,7 +37,7 @@ pub fn problems(cfg: &PipelineConfig, secrets: &SecretResolver, names: &[String]
             found.push(problem);
         }
     };
-    if let Err(e) = from_config::http_client(&cfg.client, secrets) {
+    if let Err(e) = from_config::http_clients(cfg, secrets) {
         add(e.to_string());
     }
     if let Err(e) = from_config::schema_registry(cfg, secrets) {
@@ -89,7 +89,7 @@ pub async fn fetch_samples(
     secrets: &SecretResolver,
     names: &[String],
 ) -> Result<String, CheckError> {
-    let client = from_config::http_client(&cfg.client, secrets)?;
+    let clients = from_config::http_clients(cfg, secrets)?;
     let mut out = String::new();
     // The first page's records of each resource fetched so far, for its children.
     let mut first_pages: HashMap<String, Vec<Value>> = HashMap::new();
@@ -145,8 +145,9 @@ pub async fn fetch_samples(
             continue;
         };
         let req = plan.request(step);
+        let client = clients.for_resource(&resource.name);
         let shown = client.display_url(&req);
-        let mut body = fetch(&client, &req, &resource.name).await?;
+        let mut body = fetch(client, &req, &resource.name).await?;
         let mut records = match &plan.selector {
             Some(s) => s
                 .take_page(&mut body)

@@ -194,7 +194,8 @@ pub struct HttpClient {
     policy: RetryPolicy,
     secrets: Vec<Secret>,
     secret_params: Vec<String>,
-    rate: Option<RateLimiter>,
+    /// Shared by the clients [`HttpClient::with_auth`] makes: one limit for all requests.
+    rate: Option<Arc<RateLimiter>>,
     timeout: Duration,
     /// `base_url`'s host and `client.trusted_hosts`: where next links and redirects may
     /// lead with the credentials.
@@ -245,6 +246,50 @@ impl HttpClient {
         })
     }
 
+    /// A client for the same API with other credentials (an endpoint's own `auth`): the
+    /// same settings, trusted hosts and rate limit (shared: all requests count against
+    /// it), its own connection pool and redirect policy (which depends on credentials).
+    pub fn with_auth(&self, auth: Auth) -> Result<Self, reqwest::Error> {
+        let credentials = !matches!(auth, Auth::None);
+        let http = http_client(
+            self.timeout,
+            credentials.then(|| self.trusted_hosts.clone()),
+        )?;
+        let secrets = auth.secrets();
+        let secret_params = match &auth {
+            Auth::Query { name, .. } => vec![name.clone()],
+            _ => vec![],
+        };
+        Ok(Self {
+            http,
+            base_url: self.base_url.clone(),
+            auth,
+            headers: self.headers.clone(),
+            policy: self.policy.clone(),
+            secrets,
+            secret_params,
+            rate: self.rate.clone(),
+            timeout: self.timeout,
+            trusted_hosts: self.trusted_hosts.clone(),
+            max_pages: self.max_pages,
+        })
+    }
+
+    /// The secret values this client's own auth holds (not the tokens it fetches).
+    pub fn own_secrets(&self) -> Vec<Secret> {
+        self.auth.secrets()
+    }
+
+    /// Also keeps `secrets` (other clients' credentials) out of every message and URL this
+    /// client shows.
+    pub fn redact_also(&mut self, secrets: &[Secret]) {
+        for secret in secrets {
+            if !self.secrets.contains(secret) {
+                self.secrets.push(secret.clone());
+            }
+        }
+    }
+
     /// Lets next links and redirects lead to `hosts` (`client.trusted_hosts`) with the
     /// credentials, besides `base_url`'s host.
     pub fn with_trusted_hosts(mut self, hosts: &[String]) -> Result<Self, reqwest::Error> {
@@ -269,7 +314,7 @@ impl HttpClient {
         self.max_pages
     }
 
-    /// Whether requests carry credentials (`client.auth`).
+    /// Whether requests carry credentials (`client.auth`, or the endpoint's `auth`).
     pub fn has_credentials(&self) -> bool {
         !matches!(self.auth, Auth::None)
     }
@@ -295,7 +340,7 @@ impl HttpClient {
     /// shared by everything using this client. `per_second` must be positive and finite
     /// (the config checks it); anything else leaves the client unlimited.
     pub fn with_rate_limit(mut self, per_second: f64) -> Self {
-        self.rate = rate_quota(per_second).map(RateLimiter::direct);
+        self.rate = rate_quota(per_second).map(|q| Arc::new(RateLimiter::direct(q)));
         self
     }
 
@@ -902,6 +947,21 @@ mod tests {
         assert!(open.may_follow(&url("http://evil.example.org/x"), None));
         assert_eq!(open.max_pages(), common::config::DEFAULT_MAX_PAGES);
         assert_eq!(open.with_max_pages(0).max_pages(), 1);
+    }
+
+    /// An endpoint's own auth: a client with its credentials that shares the rate limit.
+    #[test]
+    fn a_client_with_other_credentials_shares_the_rate_limit() {
+        let open = client("http://api.example.com").with_rate_limit(10.0);
+        let keyed = open.with_auth(Auth::Bearer(Secret::new("t-1"))).unwrap();
+        assert!(keyed.has_credentials() && !open.has_credentials());
+        let (a, b) = (open.rate.as_ref().unwrap(), keyed.rate.as_ref().unwrap());
+        assert!(Arc::ptr_eq(a, b), "one limit for all requests");
+        assert_eq!(keyed.own_secrets(), vec![Secret::new("t-1")]);
+        assert_eq!(open.redact_text("t-1"), "t-1");
+        let mut open = open;
+        open.redact_also(&keyed.own_secrets());
+        assert_eq!(open.redact_text("x t-1"), "x ***");
     }
 
     #[test]

@@ -1,26 +1,27 @@
-//! Turns the validated config into the running parts: the resources to run, the HTTP client
-//! with its secret resolved, each endpoint's request plan and paginator, the schema
+//! Turns the validated config into the running parts: the resources to run, the HTTP
+//! clients (`client.auth`'s and each other endpoint `auth`'s) with their secrets resolved, each endpoint's request plan and paginator, the schema
 //! registry's settings. Pure apart from reading secrets.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{
-    self, ApiKeyLocation, AuthConfig, ClientConfig, PipelineConfig, ResourceConfig,
+    self, ApiKeyLocation, AuthConfig, ClientConfig, EndpointAuth, PipelineConfig, ResourceConfig,
 };
-use common::secret::{SecretError, SecretResolver};
+use common::secret::{Secret, SecretError, SecretResolver};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::auth::OAuth2ClientCredentials;
 use crate::client::{Auth, DataBody, HttpClient, Method, Request};
 use crate::jsonpath::{DataSelector, Selector, SelectorError};
-use crate::paginate::cursor::CursorTarget;
+use crate::paginate::cursor::{CursorTarget, set_path};
 use crate::paginate::{
     AutoPaginator, CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
-    NextRequest, OffsetPaginator, PageNumberPaginator, Paginator,
+    NextRequest, OffsetPaginator, PageNumberPaginator, Paginator, Place,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -59,64 +60,12 @@ pub fn select_resources<'a>(
         .collect()
 }
 
+/// The HTTP client of `client` with `client.auth`.
 pub fn http_client(
     client: &ClientConfig,
     secrets: &SecretResolver,
 ) -> Result<HttpClient, BuildError> {
-    let auth = match &client.auth {
-        None => Auth::None,
-        Some(AuthConfig::ApiKey(a)) => {
-            let value = secrets.resolve("client.auth.api_key", &a.api_key)?;
-            match a.location {
-                ApiKeyLocation::Query => Auth::Query {
-                    name: a.name.clone(),
-                    value,
-                },
-                ApiKeyLocation::Header => Auth::Header {
-                    name: HeaderName::from_str(&a.name).map_err(|e| BuildError::Invalid {
-                        key: "client.auth.name".into(),
-                        message: format!("`{}` is not a valid header name: {e}", a.name),
-                    })?,
-                    value,
-                },
-                ApiKeyLocation::Cookie => Auth::Cookie {
-                    name: a.name.clone(),
-                    value,
-                },
-            }
-        }
-        Some(AuthConfig::Bearer(b)) => {
-            Auth::Bearer(secrets.resolve("client.auth.token", &b.token)?)
-        }
-        Some(AuthConfig::HttpBasic(b)) => Auth::Basic {
-            username: b.username.clone(),
-            password: secrets.resolve("client.auth.password", &b.password)?,
-        },
-        Some(AuthConfig::OAuth2ClientCredentials(o)) => {
-            let token_url =
-                url::Url::parse(&o.access_token_url).map_err(|e| BuildError::Invalid {
-                    key: "client.auth.access_token_url".into(),
-                    message: format!("not a URL: {e}"),
-                })?;
-            Auth::OAuth2(Arc::new(OAuth2ClientCredentials::new(
-                token_url,
-                secrets.resolve("client.auth.client_id", &o.client_id)?,
-                secrets.resolve("client.auth.client_secret", &o.client_secret)?,
-                o.access_token_request_data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                Duration::from_secs(o.default_token_expiration),
-            )))
-        }
-    };
-    if let Some(bad) = auth_header_problem(&auth) {
-        return Err(BuildError::Invalid {
-            key: bad.into(),
-            message: "the secret's value cannot be sent in an HTTP header (control characters)"
-                .into(),
-        });
-    }
+    let auth = auth("client.auth", client.auth.as_ref(), secrets)?;
     let mut headers = HeaderMap::new();
     for (k, v) in &client.headers {
         let invalid = |message: String| BuildError::Invalid {
@@ -145,13 +94,144 @@ pub fn http_client(
     })
 }
 
+/// The HTTP clients of a config: `client.auth`'s, and one per other auth an endpoint has
+/// (dlt's endpoint `auth`). Endpoints with equal auth configs share a client, and so its
+/// OAuth2 token; all share the rate limit. Each client keeps every configured secret out
+/// of what it shows.
+pub struct HttpClients {
+    /// The first is `client.auth`'s, with that config.
+    clients: Vec<(Option<AuthConfig>, HttpClient)>,
+    /// Resource name → index into `clients` (resources not here use the first).
+    by_resource: HashMap<String, usize>,
+}
+
+impl HttpClients {
+    /// The client of `resource`'s requests.
+    pub fn for_resource(&self, resource: &str) -> &HttpClient {
+        let index = self.by_resource.get(resource).copied().unwrap_or(0);
+        &self.clients[index.min(self.clients.len() - 1)].1
+    }
+
+    /// How many distinct clients (auth configs) there are.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Never: there is always `client.auth`'s.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}
+
+/// [`HttpClients`] for `cfg`: its secrets resolved, each endpoint auth's under its key path
+/// (`resources[1].endpoint.auth.token`).
+pub fn http_clients(
+    cfg: &PipelineConfig,
+    secrets: &SecretResolver,
+) -> Result<HttpClients, BuildError> {
+    let default = http_client(&cfg.client, secrets)?;
+    let mut clients = vec![(cfg.client.auth.clone(), default)];
+    let mut by_resource = HashMap::new();
+    for (i, resource) in cfg.resources.iter().enumerate() {
+        if resource.endpoint.auth == EndpointAuth::Client {
+            continue;
+        }
+        let wanted = resource.endpoint.auth.resolve(cfg.client.auth.as_ref());
+        let index = match clients.iter().position(|(a, _)| a.as_ref() == wanted) {
+            Some(index) => index,
+            None => {
+                let key = format!("resources[{i}].endpoint.auth");
+                let client = clients[0]
+                    .1
+                    .with_auth(auth(&key, wanted, secrets)?)
+                    .map_err(|e| BuildError::Http(e.to_string()))?;
+                clients.push((wanted.cloned(), client));
+                clients.len() - 1
+            }
+        };
+        let _ = by_resource.insert(resource.name.clone(), index);
+    }
+    let all: Vec<Secret> = clients.iter().flat_map(|(_, c)| c.own_secrets()).collect();
+    for (_, client) in &mut clients {
+        client.redact_also(&all);
+    }
+    Ok(HttpClients {
+        clients,
+        by_resource,
+    })
+}
+
+/// The credentials of `auth` (written at `key`: `client.auth`, or an endpoint's), its
+/// secrets resolved.
+fn auth(
+    key: &str,
+    auth: Option<&AuthConfig>,
+    secrets: &SecretResolver,
+) -> Result<Auth, BuildError> {
+    let at = |k: &str| format!("{key}.{k}");
+    let resolved = match auth {
+        None => Auth::None,
+        Some(AuthConfig::ApiKey(a)) => {
+            let value = secrets.resolve(&at("api_key"), &a.api_key)?;
+            match a.location {
+                ApiKeyLocation::Query => Auth::Query {
+                    name: a.name.clone(),
+                    value,
+                },
+                ApiKeyLocation::Header => Auth::Header {
+                    name: HeaderName::from_str(&a.name).map_err(|e| BuildError::Invalid {
+                        key: at("name"),
+                        message: format!("`{}` is not a valid header name: {e}", a.name),
+                    })?,
+                    value,
+                },
+                ApiKeyLocation::Cookie => Auth::Cookie {
+                    name: a.name.clone(),
+                    value,
+                },
+            }
+        }
+        Some(AuthConfig::Bearer(b)) => Auth::Bearer(secrets.resolve(&at("token"), &b.token)?),
+        Some(AuthConfig::HttpBasic(b)) => Auth::Basic {
+            username: b.username.clone(),
+            password: secrets.resolve(&at("password"), &b.password)?,
+        },
+        Some(AuthConfig::OAuth2ClientCredentials(o)) => {
+            let token_url =
+                url::Url::parse(&o.access_token_url).map_err(|e| BuildError::Invalid {
+                    key: at("access_token_url"),
+                    message: format!("not a URL: {e}"),
+                })?;
+            Auth::OAuth2(Arc::new(OAuth2ClientCredentials::new(
+                token_url,
+                secrets.resolve(&at("client_id"), &o.client_id)?,
+                secrets.resolve(&at("client_secret"), &o.client_secret)?,
+                o.access_token_request_data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                Duration::from_secs(o.default_token_expiration),
+                o.client_auth_method,
+            )))
+        }
+    };
+    if let Some(bad) = auth_header_problem(&resolved) {
+        return Err(BuildError::Invalid {
+            key: at(bad),
+            message: "the secret's value cannot be sent in an HTTP header (control characters)"
+                .into(),
+        });
+    }
+    Ok(resolved)
+}
+
 /// Which auth key holds a secret that no header can carry.
 fn auth_header_problem(auth: &Auth) -> Option<&'static str> {
     let ok = |s: &str| HeaderValue::from_str(s).is_ok();
     match auth {
-        Auth::Header { value, .. } if !ok(value.expose()) => Some("client.auth.api_key"),
-        Auth::Cookie { value, .. } if !ok(value.expose()) => Some("client.auth.api_key"),
-        Auth::Bearer(token) if !ok(token.expose()) => Some("client.auth.token"),
+        Auth::Header { value, .. } if !ok(value.expose()) => Some("api_key"),
+        Auth::Cookie { value, .. } if !ok(value.expose()) => Some("api_key"),
+        Auth::Bearer(token) if !ok(token.expose()) => Some("token"),
         _ => None,
     }
 }
@@ -231,16 +311,25 @@ impl RequestTemplate<'_> {
             response_actions: self.response_actions.to_vec(),
         };
         match step {
-            NextRequest::Params(page_params) => {
-                // The paginator's params replace the endpoint's of the same name.
-                let mut params: Vec<(String, String)> = self
-                    .params
-                    .iter()
-                    .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
-                    .cloned()
-                    .collect();
-                params.extend(page_params);
-                Request { params, ..base }
+            NextRequest::Params(page_params) => Request {
+                params: self.with_params(page_params),
+                ..base
+            },
+            NextRequest::Fields { params, body } => {
+                // dlt's `*_body_path`: set in the endpoint's body (`{}` when it has none),
+                // after its placeholders were filled.
+                let mut json = base
+                    .json
+                    .clone()
+                    .unwrap_or_else(|| Value::Object(Map::new()));
+                for (path, value) in body {
+                    set_path(&mut json, &path, value);
+                }
+                Request {
+                    params: self.with_params(params),
+                    json: Some(json),
+                    ..base
+                }
             }
             NextRequest::Url(url) => Request {
                 path: url.to_string(),
@@ -252,6 +341,21 @@ impl RequestTemplate<'_> {
                 ..base
             },
         }
+    }
+}
+
+impl RequestTemplate<'_> {
+    /// The endpoint's params with the paginator's: those replace the endpoint's of the same
+    /// name.
+    fn with_params(&self, page_params: Vec<(String, String)>) -> Vec<(String, String)> {
+        let mut params: Vec<(String, String)> = self
+            .params
+            .iter()
+            .filter(|(k, _)| !page_params.iter().any(|(p, _)| p == k))
+            .cloned()
+            .collect();
+        params.extend(page_params);
+        params
     }
 }
 
@@ -293,8 +397,8 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
             config::Paginator::Offset(p) => Paginator::Offset(OffsetPaginator {
                 limit: p.limit,
                 offset: p.offset,
-                offset_param: p.offset_param.clone(),
-                limit_param: p.limit_param.clone(),
+                offset_at: Place::from_config(p.offset_place()),
+                limit_at: Place::from_config(p.limit_place()),
                 total_path: p
                     .total_path
                     .as_deref()
@@ -311,7 +415,7 @@ pub fn endpoint_plan(index: usize, resource: &ResourceConfig) -> Result<Endpoint
             config::Paginator::PageNumber(p) => Paginator::PageNumber(PageNumberPaginator {
                 base_page: p.base_page,
                 page: p.page.unwrap_or(p.base_page),
-                page_param: p.page_param.clone(),
+                page_at: Place::from_config(p.page_place()),
                 total_path: p
                     .total_path
                     .as_deref()
@@ -459,5 +563,91 @@ mod tests {
         let req = template.request(NextRequest::Json(json!({"cursor": "c"})));
         assert_eq!(req.json, Some(json!({"cursor": "c"})));
         assert_eq!(req.params, params);
+        // Body fields are set in the endpoint's body, params as params (dlt's
+        // `offset_body_path` with the limit left in the query).
+        let req = template.request(NextRequest::Fields {
+            params: vec![("limit".to_owned(), "5".to_owned())],
+            body: vec![(vec!["paging".to_owned(), "offset".to_owned()], json!(10))],
+        });
+        assert_eq!(
+            req.json,
+            Some(json!({"filter": "all", "paging": {"offset": 10}}))
+        );
+        assert_eq!(
+            req.params.last(),
+            Some(&("limit".to_owned(), "5".to_owned()))
+        );
+        let bare = RequestTemplate {
+            json: None,
+            ..template
+        };
+        let req = bare.request(NextRequest::Fields {
+            params: vec![],
+            body: vec![(vec!["page".to_owned()], json!(2))],
+        });
+        assert_eq!(req.json, Some(json!({"page": 2})));
+    }
+
+    /// dlt's endpoint `auth`: a resource with its own gets a client of its own, resources
+    /// with equal auths share one (and so an OAuth2 token), the others use `client.auth`'s;
+    /// every client redacts every configured secret; a missing secret names its key path.
+    #[test]
+    fn endpoint_auths_get_clients_of_their_own() {
+        let file =
+            std::env::temp_dir().join(format!("from-config-secrets-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            "fc_test_query_key = \"query-s3cret-1\"\nfc_test_token = \"bearer-s3cret-2\"\n",
+        )
+        .unwrap();
+        let secrets = SecretResolver::new(Some(file.clone()));
+        let query_key = r#"{ type = "api_key", name = "key", api_key = { secret = "fc_test_query_key" }, location = "query" }"#;
+        let bearer = r#"{ type = "bearer", token = { secret = "fc_test_token" } }"#;
+        let text = format!(
+            "[client]\nbase_url = \"http://api.example.com\"\nauth = {query_key}\n\
+             [[resources]]\nname = \"plain\"\n\
+             [[resources]]\nname = \"a\"\nendpoint = {{ auth = {bearer} }}\n\
+             [[resources]]\nname = \"b\"\nendpoint = {{ auth = {bearer} }}\n\
+             [[resources]]\nname = \"same\"\nendpoint = {{ auth = {query_key} }}\n"
+        );
+        let cfg = config::parse(&text, config::Format::Toml, "p.toml").unwrap();
+        let clients = http_clients(&cfg, &secrets).unwrap();
+        assert_eq!(clients.len(), 2, "client.auth's and one bearer client");
+        let plain = clients.for_resource("plain");
+        let a = clients.for_resource("a");
+        assert!(std::ptr::eq(plain, clients.for_resource("same")));
+        assert!(std::ptr::eq(a, clients.for_resource("b")));
+        assert!(!std::ptr::eq(a, plain));
+        let req = Request {
+            method: Method::Get,
+            path: "/x".into(),
+            params: vec![],
+            json: None,
+            headers: vec![],
+            data: None,
+            response_actions: vec![],
+        };
+        // The query key goes only with client.auth's requests.
+        assert_eq!(plain.display_url(&req), "http://api.example.com/x?key=***");
+        assert_eq!(a.display_url(&req), "http://api.example.com/x");
+        assert!(a.has_credentials() && plain.has_credentials());
+        // Each client hides the other's secret too.
+        for client in [plain, a] {
+            assert_eq!(
+                client.redact_text("query-s3cret-1 bearer-s3cret-2"),
+                "*** ***"
+            );
+        }
+
+        let missing = text.replace(
+            "[[resources]]\nname = \"a\"\nendpoint = { auth = { type = \"bearer\", token = { secret = \"fc_test_token\" } } }",
+            "[[resources]]\nname = \"a\"\nendpoint = { auth = { type = \"bearer\", token = { secret = \"fc_test_missing_71\" } } }",
+        );
+        assert_ne!(missing, text);
+        let cfg = config::parse(&missing, config::Format::Toml, "p.toml").unwrap();
+        let e = http_clients(&cfg, &secrets).err().unwrap().to_string();
+        assert!(e.contains("resources[1].endpoint.auth.token"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        let _ = std::fs::remove_file(&file);
     }
 }

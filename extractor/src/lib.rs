@@ -288,7 +288,7 @@ pub async fn run(
 ) -> Result<Vec<ResourceReport>, ExtractError> {
     // The selected resources, and the parents they need (paged, published only if selected).
     let resources = dependent::with_parents(cfg, &opts.resources)?;
-    let client = from_config::http_client(&cfg.client, secrets)?;
+    let clients = from_config::http_clients(cfg, secrets)?;
     let registry = from_config::schema_registry(cfg, secrets)?;
     let servers = cfg
         .kafka
@@ -395,7 +395,7 @@ pub async fn run(
         let children = feeds.remove(r.name.as_str()).unwrap_or_default();
         let progress = opts.progress.resource(&r.name);
         let run = ResourceRun {
-            client: &client,
+            client: clients.for_resource(&r.name),
             publisher: &publisher,
             resource: r,
             source,

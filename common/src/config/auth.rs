@@ -94,6 +94,32 @@ pub struct OAuth2ClientCredentialsAuth {
     /// Seconds a token lives when the token response has no `expires_in`.
     #[serde(default = "default_token_expiration")]
     pub default_token_expiration: u64,
+    /// How the token request carries the client id and secret (not a key of dlt 1.31).
+    #[serde(default)]
+    pub client_auth_method: ClientAuthMethod,
+}
+
+/// How an OAuth2 token request authenticates the client (RFC 6749 2.3.1), under the name
+/// dlt's open proposal gives the key (dlt-hub/dlt#4206): dlt 1.31 only posts them in the
+/// form, and its docs subclass `OAuth2ClientCredentials` in Python for the header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// `client_id` and `client_secret` in the form body, as dlt 1.31 sends them.
+    #[default]
+    ClientSecretPost,
+    /// `Authorization: Basic base64(client_id:client_secret)`; the form carries neither.
+    ClientSecretBasic,
+}
+
+impl ClientAuthMethod {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMethod::ClientSecretPost => "client_secret_post",
+            ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
+        }
+    }
 }
 
 /// dlt's `default_token_expiration`.
@@ -184,6 +210,7 @@ mod tests {
                         "read".to_owned()
                     )]),
                     default_token_expiration: 60,
+                    client_auth_method: ClientAuthMethod::ClientSecretPost,
                 }
             ))
         );
@@ -204,6 +231,18 @@ mod tests {
         };
         assert_eq!(a.default_token_expiration, DEFAULT_TOKEN_EXPIRATION);
         assert!(a.access_token_request_data.is_empty());
+        assert_eq!(a.client_auth_method, ClientAuthMethod::ClientSecretPost);
+        let basic = auth(
+            "{ type = \"oauth2_client_credentials\", access_token_url = \"http://a/t\", \
+             client_id = { secret = \"cid\" }, client_secret = { secret = \"cs\" }, \
+             client_auth_method = \"client_secret_basic\" }",
+        )
+        .unwrap();
+        let Some(AuthConfig::OAuth2ClientCredentials(b)) = &basic.client.auth else {
+            panic!("oauth2: {basic:#?}")
+        };
+        assert_eq!(b.client_auth_method, ClientAuthMethod::ClientSecretBasic);
+        assert_eq!(b.client_auth_method.as_str(), "client_secret_basic");
         assert_eq!(
             minimal.client.auth.as_ref().map(AuthConfig::kind),
             Some("oauth2_client_credentials")
@@ -258,6 +297,14 @@ mod tests {
                 "client.auth.access_token_request_data.scope: invalid type",
             ),
             (
+                format!(
+                    "{{ {o}, access_token_url = \"http://a/t\", \
+                     client_secret = {{ secret = \"cs\" }}, client_auth_method = \"basic\" }}"
+                ),
+                "client.auth.client_auth_method: unknown variant `basic`, expected \
+                 `client_secret_post` or `client_secret_basic`",
+            ),
+            (
                 "{ type = \"oauth2\" }".to_owned(),
                 "client.auth.type: unknown or unsupported auth type `oauth2`, expected one of: \
                  api_key, bearer, http_basic, oauth2_client_credentials",
@@ -296,6 +343,115 @@ mod tests {
                 username: "u".into(),
                 password: SecretRef::new("p"),
             })
+        );
+    }
+
+    /// dlt's endpoint `auth`: the endpoint's own over `client.auth`, merged whole from
+    /// `resource_defaults`, `null` (JSON, YAML) for none; checked with its key path.
+    #[test]
+    fn endpoint_auth() {
+        let text = r#"
+[client]
+base_url = "https://api.example.com"
+auth = { type = "api_key", name = "k", api_key = { secret = "key" }, location = "query" }
+
+[resource_defaults]
+primary_key = "id"
+endpoint = { auth = { type = "bearer", token = { secret = "default_token" } } }
+
+[[resources]]
+name = "defaulted"
+
+[[resources]]
+name = "own"
+endpoint = { auth = { type = "http_basic", username = "u", password = { secret = "pw" } } }
+"#;
+        let config = toml(text).unwrap();
+        let bearer = AuthConfig::Bearer(BearerAuth {
+            token: SecretRef::new("default_token"),
+        });
+        assert_eq!(config.resources[0].endpoint.auth, EndpointAuth::Own(bearer));
+        let EndpointAuth::Own(own) = &config.resources[1].endpoint.auth else {
+            panic!("{config:#?}")
+        };
+        assert_eq!(own.kind(), "http_basic");
+        assert_eq!(
+            config.resources[1]
+                .endpoint
+                .auth
+                .resolve(config.client.auth.as_ref())
+                .map(AuthConfig::kind),
+            Some("http_basic")
+        );
+        assert_eq!(
+            EndpointAuth::Client
+                .resolve(config.client.auth.as_ref())
+                .map(AuthConfig::kind),
+            Some("api_key")
+        );
+        assert_eq!(
+            EndpointAuth::NoAuth.resolve(config.client.auth.as_ref()),
+            None
+        );
+
+        // `null` is no auth, also over resource_defaults'; a resource without the key gets
+        // the client's.
+        let json = r#"{"client": {"base_url": "https://a",
+            "auth": {"type": "bearer", "token": {"secret": "t"}}},
+            "resource_defaults": {"primary_key": "id",
+                "endpoint": {"auth": {"type": "bearer", "token": {"secret": "d"}}}},
+            "resources": [{"name": "open", "endpoint": {"auth": null}},
+                          {"name": "plain", "endpoint": {"path": "x"}}]}"#;
+        let config = parse(json, Format::Json, "p.json").unwrap();
+        assert_eq!(config.resources[0].endpoint.auth, EndpointAuth::NoAuth);
+        assert!(matches!(
+            config.resources[1].endpoint.auth,
+            EndpointAuth::Own(AuthConfig::Bearer(_))
+        ));
+        let yaml = "client: {base_url: 'https://a', auth: {token: {secret: t}}}\n\
+                    resources:\n  - name: open\n    endpoint: {path: x, auth: null}\n";
+        let config = parse(yaml, Format::Yaml, "p.yaml").unwrap();
+        assert_eq!(config.resources[0].endpoint.auth, EndpointAuth::NoAuth);
+        let json = r#"{"client": {"base_url": "https://a"},
+            "resources": [{"name": "r", "endpoint": {"path": "x"}}]}"#;
+        let config = parse(json, Format::Json, "p.json").unwrap();
+        assert_eq!(config.resources[0].endpoint.auth, EndpointAuth::Client);
+
+        let cases = [
+            (
+                "endpoint = { auth = { type = \"oauth\" } }",
+                "resources[0].endpoint.auth.type: unknown or unsupported auth type `oauth`",
+            ),
+            (
+                "endpoint = { auth = { type = \"api_key\", name = \"\", api_key = { secret = \"k\" } } }",
+                "resources[0].endpoint.auth.name: must not be empty",
+            ),
+            (
+                "endpoint = { auth = { type = \"bearer\", token = \"literal\" } }",
+                "resources[0].endpoint.auth.token: a secret value must not be written",
+            ),
+            (
+                "endpoint = { auth = { type = \"oauth2_client_credentials\", \
+                 access_token_url = \"/t\", client_id = { secret = \"i\" }, \
+                 client_secret = { secret = \"s\" } } }",
+                "resources[0].endpoint.auth.access_token_url: `/t` is not a URL",
+            ),
+        ];
+        for (endpoint, needle) in cases {
+            let text = format!(
+                "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n{endpoint}\n"
+            );
+            let e = err(toml(&text));
+            assert!(e.contains(needle), "{endpoint}: {needle:?} not in {e:?}");
+        }
+        let e = err(toml(
+            "[client]\nbase_url = \"https://a\"\n[resource_defaults]\n\
+             endpoint = { auth = { type = \"http_basic\", username = \"\", \
+             password = { secret = \"p\" } } }\n[[resources]]\nname = \"r\"\n",
+        ));
+        assert!(
+            e.contains("resource_defaults.endpoint.auth.username: must not be empty"),
+            "{e}"
         );
     }
 }

@@ -22,14 +22,15 @@ mod test_support; // seed documents and helpers for the tests beside each file
 mod validate; // the `check_*` functions: every problem with its key path
 
 pub use auth::{
-    ApiKeyAuth, ApiKeyLocation, AuthConfig, BearerAuth, DEFAULT_TOKEN_EXPIRATION, HttpBasicAuth,
-    OAuth2ClientCredentialsAuth,
+    ApiKeyAuth, ApiKeyLocation, AuthConfig, BearerAuth, ClientAuthMethod, DEFAULT_TOKEN_EXPIRATION,
+    HttpBasicAuth, OAuth2ClientCredentialsAuth,
 };
 pub use error::{ConfigError, Problem};
 pub use load::{Format, load, parse};
 pub use paginator::{
-    CursorPaginator, HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator,
-    OffsetPaginator, PageNumberPaginator, Paginator,
+    CursorPaginator, DEFAULT_LIMIT_PARAM, DEFAULT_OFFSET_PARAM, DEFAULT_PAGE_PARAM,
+    HeaderCursorPaginator, HeaderLinkPaginator, JsonLinkPaginator, OffsetPaginator,
+    PageNumberPaginator, PagePlace, Paginator,
 };
 pub use validate::{MIN_REQUESTS_PER_SECOND, check_requests_per_second, parse_json_path};
 
@@ -309,6 +310,32 @@ pub struct EndpointConfig {
     /// dlt's incremental loading: `endpoint.incremental`, or a param written
     /// `{ type = "incremental", ... }` (then `start_param` is that param's name).
     pub incremental: Option<Incremental>,
+    /// dlt's endpoint `auth`: the credentials of this endpoint's requests.
+    pub auth: EndpointAuth,
+}
+
+/// Which credentials an endpoint's requests carry: dlt's
+/// `endpoint.get("auth", client.get("auth"))`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EndpointAuth {
+    /// `client.auth` (the endpoint has no `auth`).
+    #[default]
+    Client,
+    /// None: the endpoint's `auth` is `null` (JSON or YAML; TOML has no null).
+    NoAuth,
+    /// The endpoint's own, instead of `client.auth`.
+    Own(AuthConfig),
+}
+
+impl EndpointAuth {
+    /// The auth the endpoint's requests carry, given `client.auth`.
+    pub fn resolve<'a>(&'a self, client: Option<&'a AuthConfig>) -> Option<&'a AuthConfig> {
+        match self {
+            EndpointAuth::Client => client,
+            EndpointAuth::NoAuth => None,
+            EndpointAuth::Own(auth) => Some(auth),
+        }
+    }
 }
 
 /// One of dlt's `response_actions`: a response with this status and/or whose body contains

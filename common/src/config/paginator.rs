@@ -53,8 +53,14 @@ pub struct PageNumberPaginator {
     /// The page to start at; default `base_page`.
     #[serde(default)]
     pub page: Option<u64>,
-    #[serde(default = "default_page_param")]
-    pub page_param: String,
+    /// The query parameter that carries the page number: `page` (dlt's default) unless
+    /// `page_body_path` is set; both set is an error, as in dlt.
+    #[serde(default)]
+    pub page_param: Option<String>,
+    /// dlt's `page_body_path`: the dotted path in the JSON body (`paging.page`) that carries
+    /// the page number instead of a query parameter (POST search APIs).
+    #[serde(default)]
+    pub page_body_path: Option<String>,
     /// JSONPath to the number of pages in a response; stops when the next page would be
     /// past it. Default `total`; `null` or `""` turns it off.
     #[serde(default = "default_total_path", deserialize_with = "empty_as_none")]
@@ -69,10 +75,6 @@ pub struct PageNumberPaginator {
     /// response; `false` stops the paging, a response without it is an error.
     #[serde(default)]
     pub has_more_path: Option<String>,
-}
-
-fn default_page_param() -> String {
-    "page".to_owned()
 }
 
 /// dlt's `JSONLinkPaginator`: the next page's URL is in the response body.
@@ -149,10 +151,20 @@ pub struct OffsetPaginator {
     pub limit: u64,
     #[serde(default)]
     pub offset: u64,
-    #[serde(default = "default_offset_param")]
-    pub offset_param: String,
-    #[serde(default = "default_limit_param")]
-    pub limit_param: String,
+    /// The query parameter that carries the offset: `offset` (dlt's default) unless
+    /// `offset_body_path` is set; both set is an error, as in dlt.
+    #[serde(default)]
+    pub offset_param: Option<String>,
+    /// The query parameter that carries the limit: `limit` unless `limit_body_path` is set.
+    #[serde(default)]
+    pub limit_param: Option<String>,
+    /// dlt's `offset_body_path`: the dotted path in the JSON body (`paging.offset`) that
+    /// carries the offset instead of a query parameter (POST search APIs).
+    #[serde(default)]
+    pub offset_body_path: Option<String>,
+    /// dlt's `limit_body_path`: the same for the limit.
+    #[serde(default)]
+    pub limit_body_path: Option<String>,
     /// JSONPath to the total record count in a response; stops when `offset >= total`.
     /// Default `total`; `null` or `""` turns it off.
     #[serde(default = "default_total_path", deserialize_with = "empty_as_none")]
@@ -168,12 +180,63 @@ pub struct OffsetPaginator {
     pub has_more_path: Option<String>,
 }
 
-fn default_offset_param() -> String {
-    "offset".to_owned()
+/// dlt's `offset_param` when neither it nor `offset_body_path` is set.
+pub const DEFAULT_OFFSET_PARAM: &str = "offset";
+/// dlt's `limit_param` when neither it nor `limit_body_path` is set.
+pub const DEFAULT_LIMIT_PARAM: &str = "limit";
+/// dlt's `page_param` when neither it nor `page_body_path` is set.
+pub const DEFAULT_PAGE_PARAM: &str = "page";
+
+/// Where a paginator puts a value: a query parameter, or a dotted path into the JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagePlace<'a> {
+    Param(&'a str),
+    Body(&'a str),
 }
 
-fn default_limit_param() -> String {
-    "limit".to_owned()
+/// dlt's rule for a `*_param` / `*_body_path` pair: the body path when it is set, else the
+/// param, else `default` (both set is a config error, see `validate`).
+fn place<'a>(
+    param: Option<&'a str>,
+    body_path: Option<&'a str>,
+    default: &'a str,
+) -> PagePlace<'a> {
+    match (body_path, param) {
+        (Some(path), _) => PagePlace::Body(path),
+        (None, Some(param)) => PagePlace::Param(param),
+        (None, None) => PagePlace::Param(default),
+    }
+}
+
+impl OffsetPaginator {
+    /// Where the offset goes.
+    pub fn offset_place(&self) -> PagePlace<'_> {
+        place(
+            self.offset_param.as_deref(),
+            self.offset_body_path.as_deref(),
+            DEFAULT_OFFSET_PARAM,
+        )
+    }
+
+    /// Where the limit goes.
+    pub fn limit_place(&self) -> PagePlace<'_> {
+        place(
+            self.limit_param.as_deref(),
+            self.limit_body_path.as_deref(),
+            DEFAULT_LIMIT_PARAM,
+        )
+    }
+}
+
+impl PageNumberPaginator {
+    /// Where the page number goes.
+    pub fn page_place(&self) -> PagePlace<'_> {
+        place(
+            self.page_param.as_deref(),
+            self.page_body_path.as_deref(),
+            DEFAULT_PAGE_PARAM,
+        )
+    }
 }
 
 fn default_total_path() -> Option<String> {
@@ -291,8 +354,10 @@ mod tests {
             Paginator::Offset(OffsetPaginator {
                 limit: 10,
                 offset: 5,
-                offset_param: "skip".into(),
-                limit_param: "take".into(),
+                offset_param: Some("skip".into()),
+                limit_param: Some("take".into()),
+                offset_body_path: None,
+                limit_body_path: None,
                 total_path: Some("meta.total".into()),
                 maximum_offset: Some(1000),
                 stop_after_empty_page: false,
@@ -340,7 +405,8 @@ mod tests {
         let page_number_defaults = PageNumberPaginator {
             base_page: 0,
             page: None,
-            page_param: "page".into(),
+            page_param: None,
+            page_body_path: None,
             total_path: Some("total".into()),
             maximum_page: None,
             stop_after_empty_page: true,
@@ -367,7 +433,8 @@ mod tests {
                 Paginator::PageNumber(PageNumberPaginator {
                     base_page: 1,
                     page: Some(2),
-                    page_param: "p".into(),
+                    page_param: Some("p".into()),
+                    page_body_path: None,
                     total_path: Some("meta.pages".into()),
                     maximum_page: Some(9),
                     stop_after_empty_page: false,
@@ -570,6 +637,131 @@ mod tests {
         )));
         assert!(
             e.contains("resources[0].endpoint.method: the paginator's `cursor_body_path`"),
+            "{e}"
+        );
+    }
+
+    /// dlt's `offset_body_path` / `limit_body_path` / `page_body_path`: where each value
+    /// goes, and the errors (both forms of one value, not a dotted path, overlapping paths,
+    /// not a POST, a `data` body).
+    #[test]
+    fn body_paths() {
+        let paginator = |p: &str| -> Paginator {
+            toml(&with_endpoint(&format!(
+                "{{ method = \"POST\", paginator = {p} }}"
+            )))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .resources[0]
+                .endpoint
+                .paginator
+                .clone()
+        };
+        let places = |p: &str| match paginator(p) {
+            Paginator::Offset(p) => vec![
+                format!("{:?}", p.offset_place()),
+                format!("{:?}", p.limit_place()),
+            ],
+            Paginator::PageNumber(p) => vec![format!("{:?}", p.page_place())],
+            other => panic!("{other:?}"),
+        };
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            (
+                "{ type = \"offset\", limit = 5, offset_body_path = \"paging.offset\", \
+                 limit_body_path = \"paging.limit\" }",
+                vec!["Body(\"paging.offset\")", "Body(\"paging.limit\")"],
+            ),
+            // As in dlt each value has its own default: the offset in the body, the limit
+            // in the query.
+            (
+                "{ type = \"offset\", limit = 5, offset_body_path = \"offset\" }",
+                vec!["Body(\"offset\")", "Param(\"limit\")"],
+            ),
+            (
+                "{ type = \"offset\", limit = 5, offset_param = \"skip\" }",
+                vec!["Param(\"skip\")", "Param(\"limit\")"],
+            ),
+            (
+                "{ type = \"page_number\", page_body_path = \"page.number\" }",
+                vec!["Body(\"page.number\")"],
+            ),
+            ("\"page_number\"", vec!["Param(\"page\")"]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(places(text), expected, "{text}");
+        }
+
+        let at = "pipeline.toml: resources[0].endpoint.paginator";
+        let errors: Vec<(&str, String)> = vec![
+            (
+                "{ type = \"offset\", limit = 5, offset_param = \"o\", offset_body_path = \"o\" }",
+                format!(
+                    "{at}.offset_body_path: set either `offset_param` or `offset_body_path`, not both"
+                ),
+            ),
+            (
+                "{ type = \"offset\", limit = 5, limit_param = \"l\", limit_body_path = \"l\" }",
+                format!(
+                    "{at}.limit_body_path: set either `limit_param` or `limit_body_path`, not both"
+                ),
+            ),
+            (
+                "{ type = \"page_number\", page_param = \"p\", page_body_path = \"p\" }",
+                format!(
+                    "{at}.page_body_path: set either `page_param` or `page_body_path`, not both"
+                ),
+            ),
+            (
+                "{ type = \"offset\", limit = 5, offset_body_path = \"a..b\" }",
+                format!(
+                    "{at}.offset_body_path: `a..b` is not a dotted path such as `paging.offset`"
+                ),
+            ),
+            (
+                "{ type = \"page_number\", page_body_path = \"\" }",
+                format!("{at}.page_body_path: `` is not a dotted path"),
+            ),
+            (
+                "{ type = \"offset\", limit = 5, offset_body_path = \"paging\", \
+                 limit_body_path = \"paging.limit\" }",
+                format!("{at}.limit_body_path: `paging.limit` overlaps offset_body_path `paging`"),
+            ),
+            (
+                "{ type = \"offset\", limit = 5, offset_body_path = \"p\", limit_body_path = \"p\" }",
+                format!("{at}.limit_body_path: `p` overlaps offset_body_path `p`"),
+            ),
+            (
+                "{ type = \"offset\", limit = 5, offset_param = \"\" }",
+                format!("{at}.offset_param: must not be empty"),
+            ),
+            (
+                "{ type = \"offset\", limit = 5, offset_param = \"x\", limit_param = \"x\" }",
+                format!("{at}.limit_param: same as offset_param (`x`)"),
+            ),
+        ];
+        for (text, needle) in errors {
+            let e = err(toml(&with_endpoint(&format!(
+                "{{ method = \"POST\", paginator = {text} }}"
+            ))));
+            assert!(e.contains(&needle), "{text}: {needle:?} not in {e:?}");
+        }
+        let e = err(toml(&with_endpoint(
+            "{ paginator = { type = \"page_number\", page_body_path = \"page\" } }",
+        )));
+        assert!(
+            e.contains(
+                "resources[0].endpoint.method: the paginator's `page_body_path` puts the page \
+                 number in a JSON body: set `method = \"POST\"`"
+            ),
+            "{e}"
+        );
+        let e = err(toml(&with_endpoint(
+            "{ method = \"POST\", data = { q = \"x\" }, \
+             paginator = { type = \"offset\", limit = 5, limit_body_path = \"limit\" } }",
+        )));
+        assert!(
+            e.contains(
+                "resources[0].endpoint.data: the paginator's `limit_body_path` puts the limit"
+            ),
             "{e}"
         );
     }

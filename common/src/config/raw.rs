@@ -119,6 +119,17 @@ pub(super) struct RawEndpoint {
     pub(super) response_actions: Option<Vec<ResponseAction>>,
     pub(super) incremental: Option<RawIncremental>,
     pub(super) allow_null_data: Option<bool>,
+    /// dlt's endpoint `auth`: `Some(None)` is a `null` (JSON, YAML): no auth.
+    #[serde(default, deserialize_with = "nullable")]
+    pub(super) auth: Option<Option<AuthConfig>>,
+}
+
+/// A key whose `null` is a value of its own: `Some(None)`; a key left out stays `None`
+/// (serde's `default`).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// `endpoint.incremental` as written (dlt's `IncrementalConfig`; `convert` is not supported).

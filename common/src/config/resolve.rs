@@ -159,7 +159,7 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
 
     let headers = raw.headers.unwrap_or_default();
     check_headers(&headers, problems);
-    check_auth(raw.auth.as_ref(), problems);
+    check_auth("client.auth", raw.auth.as_ref(), problems);
 
     let timeout = match raw.timeout {
         None => DEFAULT_TIMEOUT,
@@ -354,6 +354,8 @@ fn merge_endpoint(own: RawEndpoint, default: &RawEndpoint) -> RawEndpoint {
             .or_else(|| default.response_actions.clone()),
         incremental: own.incremental.or_else(|| default.incremental.clone()),
         allow_null_data: own.allow_null_data.or(default.allow_null_data),
+        // Whole, as dlt: the resource's `auth` (also its `null`) over the default's.
+        auth: own.auth.or_else(|| default.auth.clone()),
     }
 }
 
@@ -521,19 +523,46 @@ fn resolve_resource(
             .unwrap_or(Paginator::Auto),
         response_actions: raw_endpoint.response_actions.unwrap_or_default(),
         allow_null_data: raw_endpoint.allow_null_data.unwrap_or(false),
+        auth: match raw_endpoint.auth {
+            None => EndpointAuth::Client,
+            Some(None) => EndpointAuth::NoAuth,
+            Some(Some(auth)) => EndpointAuth::Own(auth),
+        },
     };
 
-    if let Paginator::Cursor(CursorPaginator {
-        cursor_body_path: Some(_),
-        ..
-    }) = &endpoint.paginator
-        && endpoint.method != Method::Post
-    {
-        problems.push(
-            format!("{at}.endpoint.method"),
-            "the paginator's `cursor_body_path` puts the cursor in a JSON body: set \
-             `method = \"POST\"`",
-        );
+    let body_path = match &endpoint.paginator {
+        Paginator::Cursor(CursorPaginator {
+            cursor_body_path: Some(_),
+            ..
+        }) => Some(("cursor_body_path", "cursor")),
+        Paginator::Offset(p) if p.offset_body_path.is_some() => {
+            Some(("offset_body_path", "offset"))
+        }
+        Paginator::Offset(p) if p.limit_body_path.is_some() => Some(("limit_body_path", "limit")),
+        Paginator::PageNumber(p) if p.page_body_path.is_some() => {
+            Some(("page_body_path", "page number"))
+        }
+        _ => None,
+    };
+    if let Some((key, what)) = body_path {
+        if endpoint.method != Method::Post {
+            problems.push(
+                format!("{at}.endpoint.method"),
+                format!(
+                    "the paginator's `{key}` puts the {what} in a JSON body: set \
+                     `method = \"POST\"`"
+                ),
+            );
+        }
+        if endpoint.data.is_some() {
+            problems.push(
+                format!("{at}.endpoint.data"),
+                format!(
+                    "the paginator's `{key}` puts the {what} in a JSON body, which a `data` \
+                     body would replace: write the body as `json`"
+                ),
+            );
+        }
     }
 
     let columns = raw.columns.unwrap_or_default();

@@ -60,34 +60,35 @@ pub(super) fn check_endpoint_header(at: &str, name: &str, value: &str, problems:
     }
 }
 
-/// `client.auth`: what each kind needs besides its secrets.
-pub(super) fn check_auth(auth: Option<&AuthConfig>, problems: &mut Problems) {
+/// `client.auth` or an endpoint's `auth` (at `at`): what each kind needs besides its
+/// secrets.
+pub(super) fn check_auth(at: &str, auth: Option<&AuthConfig>, problems: &mut Problems) {
     match auth {
         Some(AuthConfig::ApiKey(a)) if a.name.trim().is_empty() => {
-            problems.push("client.auth.name", "must not be empty");
+            problems.push(format!("{at}.name"), "must not be empty");
         }
         Some(AuthConfig::HttpBasic(a)) if a.username.is_empty() => {
-            problems.push("client.auth.username", "must not be empty");
+            problems.push(format!("{at}.username"), "must not be empty");
         }
         Some(AuthConfig::OAuth2ClientCredentials(a)) => {
             if let Err(e) = parse_http_url(&a.access_token_url) {
-                problems.push("client.auth.access_token_url", e);
+                problems.push(format!("{at}.access_token_url"), e);
             }
             if a.default_token_expiration == 0 {
                 problems.push(
-                    "client.auth.default_token_expiration",
+                    format!("{at}.default_token_expiration"),
                     "must be a positive number of seconds",
                 );
             }
             for (name, _) in a.access_token_request_data.iter() {
                 if name.is_empty() {
                     problems.push(
-                        "client.auth.access_token_request_data",
+                        format!("{at}.access_token_request_data"),
                         "a field name must not be empty",
                     );
                 } else if matches!(name.as_str(), "client_id" | "client_secret") {
                     problems.push(
-                        format!("client.auth.access_token_request_data.{name}"),
+                        format!("{at}.access_token_request_data.{name}"),
                         format!("`{name}` comes from the key of the same name; remove it here"),
                     );
                 }
@@ -113,6 +114,9 @@ pub fn check_requests_per_second(rps: f64) -> Option<String> {
 
 /// Checks what an endpoint says where it is written (a resource or `resource_defaults`).
 pub(super) fn check_endpoint(at: &str, endpoint: &RawEndpoint, problems: &mut Problems) {
+    if let Some(Some(auth)) = &endpoint.auth {
+        check_auth(&format!("{at}.auth"), Some(auth), problems);
+    }
     if endpoint.json.is_some() && endpoint.data.is_some() {
         problems.push(
             format!("{at}.data"),
@@ -207,13 +211,35 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
             if p.limit == 0 {
                 problems.push(format!("{at}.limit"), "must be greater than 0");
             }
-            non_empty("offset_param", &p.offset_param, problems);
-            non_empty("limit_param", &p.limit_param, problems);
-            if p.offset_param == p.limit_param && !p.offset_param.is_empty() {
-                problems.push(
-                    format!("{at}.limit_param"),
-                    format!("same as offset_param (`{}`)", p.offset_param),
-                );
+            if let Some(param) = &p.offset_param {
+                non_empty("offset_param", param, problems);
+            }
+            if let Some(param) = &p.limit_param {
+                non_empty("limit_param", param, problems);
+            }
+            check_body_path(at, "offset", &p.offset_param, &p.offset_body_path, problems);
+            check_body_path(at, "limit", &p.limit_param, &p.limit_body_path, problems);
+            match (p.offset_place(), p.limit_place()) {
+                (PagePlace::Param(offset), PagePlace::Param(limit))
+                    if offset == limit && !offset.is_empty() =>
+                {
+                    problems.push(
+                        format!("{at}.limit_param"),
+                        format!("same as offset_param (`{offset}`)"),
+                    );
+                }
+                (PagePlace::Body(offset), PagePlace::Body(limit))
+                    if body_paths_overlap(offset, limit) =>
+                {
+                    problems.push(
+                        format!("{at}.limit_body_path"),
+                        format!(
+                            "`{limit}` overlaps offset_body_path `{offset}`: each needs its own \
+                             place in the body"
+                        ),
+                    );
+                }
+                _ => {}
             }
             if let Some(total_path) = &p.total_path {
                 json_path("total_path", total_path, problems);
@@ -234,7 +260,10 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
             }
         }
         Paginator::PageNumber(p) => {
-            non_empty("page_param", &p.page_param, problems);
+            if let Some(param) = &p.page_param {
+                non_empty("page_param", param, problems);
+            }
+            check_body_path(at, "page", &p.page_param, &p.page_body_path, problems);
             if let Some(total_path) = &p.total_path {
                 json_path("total_path", total_path, problems);
             }
@@ -292,6 +321,39 @@ pub(super) fn check_paginator(at: &str, paginator: &Paginator, problems: &mut Pr
         }
         Paginator::SinglePage | Paginator::Auto => {}
     }
+}
+
+/// dlt's `<name>_body_path` beside `<name>_param`: a dotted path (`paging.offset`), and not
+/// both.
+fn check_body_path(
+    at: &str,
+    name: &str,
+    param: &Option<String>,
+    body_path: &Option<String>,
+    problems: &mut Problems,
+) {
+    let Some(body_path) = body_path else {
+        return;
+    };
+    if body_path.split('.').any(|part| part.trim().is_empty()) {
+        problems.push(
+            format!("{at}.{name}_body_path"),
+            format!("`{body_path}` is not a dotted path such as `paging.{name}`"),
+        );
+    }
+    if param.is_some() {
+        problems.push(
+            format!("{at}.{name}_body_path"),
+            format!("set either `{name}_param` or `{name}_body_path`, not both"),
+        );
+    }
+}
+
+/// Whether setting one dotted path in a body would overwrite the other (`a.b` and `a.b`, or
+/// `a` and `a.b`).
+fn body_paths_overlap(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    long == short || long.starts_with(&format!("{short}."))
 }
 
 /// Every parent is another resource of the config, and no chain of parents loops.

@@ -1,6 +1,8 @@
 //! dlt's `oauth2_client_credentials`: a token from `access_token_url` (a form POST with
 //! `grant_type=client_credentials`, `client_id`, `client_secret` and
-//! `access_token_request_data`), sent as `Authorization: Bearer <token>`.
+//! `access_token_request_data`), sent as `Authorization: Bearer <token>`. With
+//! `client_auth_method = "client_secret_basic"` the client id and secret go in an
+//! `Authorization: Basic` header of the token request instead of its form.
 //!
 //! The token is cached and refreshed shortly before it expires (its `expires_in`, else
 //! `default_token_expiration`); `client` also drops it and fetches a new one once when the
@@ -10,6 +12,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use common::config::ClientAuthMethod;
 use common::redact::redact_text;
 use common::secret::Secret;
 use serde_json::Value;
@@ -116,6 +119,8 @@ pub struct OAuth2ClientCredentials {
     /// Extra form fields (`scope`, `audience`, ...).
     extra: Vec<(String, String)>,
     default_lifetime: Duration,
+    /// Where the token request puts the client id and secret.
+    method: ClientAuthMethod,
     cached: Mutex<Option<Token>>,
 }
 
@@ -127,6 +132,7 @@ impl fmt::Debug for OAuth2ClientCredentials {
             .field("client_secret", &self.client_secret)
             .field("extra", &self.extra)
             .field("default_lifetime", &self.default_lifetime)
+            .field("method", &self.method)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +144,7 @@ impl OAuth2ClientCredentials {
         client_secret: Secret,
         extra: Vec<(String, String)>,
         default_lifetime: Duration,
+        method: ClientAuthMethod,
     ) -> Self {
         Self {
             token_url,
@@ -145,6 +152,7 @@ impl OAuth2ClientCredentials {
             client_secret,
             extra,
             default_lifetime,
+            method,
             cached: Mutex::new(None),
         }
     }
@@ -186,10 +194,12 @@ impl OAuth2ClientCredentials {
     async fn fetch(&self, http: &reqwest::Client) -> Result<(Secret, Duration), TokenError> {
         let url = self.token_url.to_string();
         let mut form = form_urlencoded::Serializer::new(String::new());
-        let _ = form
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", self.client_id.expose())
-            .append_pair("client_secret", self.client_secret.expose());
+        let _ = form.append_pair("grant_type", "client_credentials");
+        if self.method == ClientAuthMethod::ClientSecretPost {
+            let _ = form
+                .append_pair("client_id", self.client_id.expose())
+                .append_pair("client_secret", self.client_secret.expose());
+        }
         for (k, v) in &self.extra {
             let _ = form.append_pair(k, v);
         }
@@ -198,13 +208,20 @@ impl OAuth2ClientCredentials {
             retryable: e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
             message: self.redact(&error_chain(&e.without_url())),
         };
-        let response = http
+        let mut request = http
             .post(self.token_url.clone())
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json");
+        if self.method == ClientAuthMethod::ClientSecretBasic {
+            // `id:secret` as they are, base64-encoded (as `requests` and dlt's documented
+            // subclass send them); reqwest marks the header sensitive.
+            request =
+                request.basic_auth(self.client_id.expose(), Some(self.client_secret.expose()));
+        }
+        let response = request
             .body(form.finish())
             .send()
             .await
@@ -315,6 +332,7 @@ mod tests {
             Secret::new("client-secret-9a2"),
             vec![("scope".into(), "read".into())],
             HOUR,
+            ClientAuthMethod::ClientSecretBasic,
         );
         let token = Token::new(Secret::new("token-77f"), Instant::now(), HOUR);
         let text = format!("{oauth:?} {oauth:#?} {token:?}");
@@ -325,6 +343,82 @@ mod tests {
         assert_eq!(
             oauth.redact("bad client client-id-5e1 / client-secret-9a2"),
             "bad client *** / ***"
+        );
+    }
+
+    /// The token request a server receives, by client auth method: its `Authorization`
+    /// header (if any) and its form body.
+    async fn token_request(method: ClientAuthMethod) -> (Option<String>, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/token", listener.local_addr().unwrap())).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let text = loop {
+                let n = socket.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length || n == 0 {
+                        break text;
+                    }
+                }
+            };
+            let answer = br#"{"access_token":"tok-1","expires_in":60}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                answer.len()
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(answer).await.unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            (head.to_owned(), body.to_owned())
+        });
+        let oauth = OAuth2ClientCredentials::new(
+            url,
+            Secret::new("client-id-5e1"),
+            Secret::new("client-secret-9a2"),
+            vec![("scope".into(), "read".into())],
+            HOUR,
+            method,
+        );
+        let token = oauth.token(&reqwest::Client::new()).await.unwrap();
+        assert_eq!(token.expose(), "tok-1");
+        let (head, body) = server.await.unwrap();
+        let authorization = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("authorization")
+                .then(|| value.trim().to_owned())
+        });
+        (authorization, body)
+    }
+
+    #[tokio::test]
+    async fn client_secret_basic_sends_the_client_in_the_header_and_post_in_the_form() {
+        let (authorization, body) = token_request(ClientAuthMethod::ClientSecretBasic).await;
+        // base64("client-id-5e1:client-secret-9a2")
+        assert_eq!(
+            authorization.as_deref(),
+            Some("Basic Y2xpZW50LWlkLTVlMTpjbGllbnQtc2VjcmV0LTlhMg==")
+        );
+        assert_eq!(body, "grant_type=client_credentials&scope=read");
+
+        let (authorization, body) = token_request(ClientAuthMethod::ClientSecretPost).await;
+        assert_eq!(authorization, None);
+        assert_eq!(
+            body,
+            "grant_type=client_credentials&client_id=client-id-5e1&\
+             client_secret=client-secret-9a2&scope=read"
         );
     }
 }

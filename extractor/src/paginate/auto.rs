@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use super::header_link::find_link;
 use super::{
     CursorPaginator, HeaderLinkPaginator, JsonLinkPaginator, NextRequest, PageNumberPaginator,
-    PageResponse, PaginateError, Paginator, as_count,
+    PageResponse, PaginateError, Paginator, Place, as_count,
 };
 use crate::jsonpath::Selector;
 use crate::paginate::cursor::CursorTarget;
@@ -88,7 +88,7 @@ pub fn detect(response: &PageResponse<'_>) -> Paginator {
         return Paginator::PageNumber(PageNumberPaginator {
             base_page,
             page: current.unwrap_or(base_page),
-            page_param: "page".into(),
+            page_at: Place::Param("page".into()),
             total_path: Some(selector(path)),
             maximum_page: None,
             stop_after_empty_page: true,

@@ -29,6 +29,10 @@ pub use page_number::PageNumberPaginator;
 /// the same name).
 pub type PageParams = Vec<(String, String)>;
 
+/// Values a paginator sets at dotted paths of the endpoint's JSON body (dlt's
+/// `offset_body_path`, `limit_body_path`, `page_body_path`): each path's keys and the value.
+pub type BodyFields = Vec<(Vec<String>, Value)>;
+
 /// What the next request changes, relative to the endpoint's own request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NextRequest {
@@ -39,6 +43,66 @@ pub enum NextRequest {
     Url(Url),
     /// The endpoint's URL and `params` with this JSON body.
     Json(Value),
+    /// The endpoint's request with these query parameters set and these values set in its
+    /// JSON body (an empty object when it has none), as dlt's `*_body_path` do.
+    Fields {
+        params: PageParams,
+        body: BodyFields,
+    },
+}
+
+/// Where a range paginator (`offset`, `page_number`) puts a value: a query parameter, or a
+/// dotted path of the JSON body (dlt's `*_body_path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Param(String),
+    Body(Vec<String>),
+}
+
+impl Place {
+    pub fn from_config(place: common::config::PagePlace<'_>) -> Self {
+        match place {
+            common::config::PagePlace::Param(name) => Place::Param(name.to_owned()),
+            common::config::PagePlace::Body(path) => {
+                Place::Body(path.split('.').map(str::to_owned).collect())
+            }
+        }
+    }
+
+    /// The parameter's name or the dotted path, for messages (`offset`, `paging.offset`).
+    pub fn name(&self) -> String {
+        match self {
+            Place::Param(name) => name.clone(),
+            Place::Body(path) => path.join("."),
+        }
+    }
+
+    /// The place as an error message names it: `` `offset` `` or
+    /// `` `paging.offset` in the JSON body ``.
+    pub fn describe(&self) -> String {
+        match self {
+            Place::Param(name) => format!("`{name}`"),
+            Place::Body(path) => format!("`{}` in the JSON body", path.join(".")),
+        }
+    }
+}
+
+/// The request that sets each number at its place: query parameters (as text), or numbers
+/// at dotted paths of the JSON body (as dlt sets them).
+pub(crate) fn placed(values: &[(&Place, u64)]) -> NextRequest {
+    let mut params = PageParams::new();
+    let mut body = BodyFields::new();
+    for (place, value) in values {
+        match place {
+            Place::Param(name) => params.push((name.clone(), value.to_string())),
+            Place::Body(path) => body.push((path.clone(), Value::from(*value))),
+        }
+    }
+    if body.is_empty() {
+        NextRequest::Params(params)
+    } else {
+        NextRequest::Fields { params, body }
+    }
 }
 
 impl NextRequest {
@@ -179,7 +243,7 @@ impl Paginator {
     /// The first request, or `None` when there is nothing to fetch.
     pub fn first(&self) -> Option<NextRequest> {
         match self {
-            Paginator::Offset(p) => p.has_first_page().then(|| NextRequest::Params(p.params())),
+            Paginator::Offset(p) => p.has_first_page().then(|| p.request()),
             Paginator::PageNumber(p) => p.first(),
             Paginator::JsonLink(_)
             | Paginator::HeaderLink(_)
@@ -196,9 +260,7 @@ impl Paginator {
         response: &PageResponse<'_>,
     ) -> Result<Option<NextRequest>, PaginateError> {
         match self {
-            Paginator::Offset(p) => Ok(p
-                .next(response.body, response.records)?
-                .map(NextRequest::Params)),
+            Paginator::Offset(p) => p.next(response.body, response.records),
             Paginator::PageNumber(p) => p.next(response.body, response.records),
             Paginator::JsonLink(p) => p.next(response),
             Paginator::HeaderLink(p) => p.next(response),
@@ -240,12 +302,12 @@ impl Paginator {
     pub fn same_page(&self, records: usize) -> PaginateError {
         let (at, ignored) = match self {
             Paginator::Offset(p) => (
-                format!("the page at {} {}", p.offset_param, p.offset),
-                format!("`{}`", p.offset_param),
+                format!("the page at {} {}", p.offset_at.name(), p.offset),
+                p.offset_at.describe(),
             ),
             Paginator::PageNumber(p) => (
-                format!("the page at {} {}", p.page_param, p.page),
-                format!("`{}`", p.page_param),
+                format!("the page at {} {}", p.page_at.name(), p.page),
+                p.page_at.describe(),
             ),
             Paginator::Auto(p) => match p.detected.as_deref() {
                 Some(detected) => return detected.same_page(records),
@@ -288,7 +350,7 @@ impl Paginator {
     pub fn resume(&mut self, checkpoint: &Value) -> Result<Option<NextRequest>, PaginateError> {
         let kind = self.kind();
         let resumed = match self {
-            Paginator::Offset(p) => p.resume(checkpoint).map(|r| r.map(NextRequest::Params)),
+            Paginator::Offset(p) => p.resume(checkpoint),
             Paginator::PageNumber(p) => p.resume(checkpoint),
             Paginator::JsonLink(p) => p.resume(checkpoint).map(Some),
             Paginator::HeaderLink(p) => p.resume(checkpoint).map(Some),
@@ -692,8 +754,8 @@ mod tests {
         Paginator::Offset(OffsetPaginator {
             limit,
             offset: 0,
-            offset_param: "offset".into(),
-            limit_param: "limit".into(),
+            offset_at: Place::Param("offset".into()),
+            limit_at: Place::Param("limit".into()),
             total_path: Some((
                 "total".into(),
                 crate::jsonpath::Selector::parse("total_path", "total").unwrap(),

@@ -11,15 +11,17 @@
 
 use serde_json::{Value, json};
 
-use super::{PageParams, PaginateError, as_count, excerpt, has_more};
+use super::{NextRequest, PaginateError, Place, as_count, excerpt, has_more, placed};
 use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
 pub struct OffsetPaginator {
     pub limit: u64,
     pub offset: u64,
-    pub offset_param: String,
-    pub limit_param: String,
+    /// `offset_param`, or dlt's `offset_body_path`.
+    pub offset_at: Place,
+    /// `limit_param`, or dlt's `limit_body_path`.
+    pub limit_at: Place,
     pub total_path: Option<(String, Selector)>,
     pub maximum_offset: Option<u64>,
     pub stop_after_empty_page: bool,
@@ -28,11 +30,9 @@ pub struct OffsetPaginator {
 }
 
 impl OffsetPaginator {
-    pub fn params(&self) -> PageParams {
-        vec![
-            (self.offset_param.clone(), self.offset.to_string()),
-            (self.limit_param.clone(), self.limit.to_string()),
-        ]
+    /// The request for the current offset: the offset and the limit at their places.
+    pub fn request(&self) -> NextRequest {
+        placed(&[(&self.offset_at, self.offset), (&self.limit_at, self.limit)])
     }
 
     /// The first request's offset is below `maximum_offset` unless it is 0.
@@ -40,12 +40,12 @@ impl OffsetPaginator {
         self.maximum_offset.is_none_or(|max| self.offset < max)
     }
 
-    /// Updates the state from a response; `Some(params)` for the next page, `None` to stop.
+    /// Updates the state from a response; `Some(request)` for the next page, `None` to stop.
     pub fn next(
         &mut self,
         response: &Value,
         records: usize,
-    ) -> Result<Option<PageParams>, PaginateError> {
+    ) -> Result<Option<NextRequest>, PaginateError> {
         if records == 0 && self.stop_after_empty_page {
             return Ok(None);
         }
@@ -73,7 +73,7 @@ impl OffsetPaginator {
         if ended || !more {
             return Ok(None);
         }
-        Ok(Some(self.params()))
+        Ok(Some(self.request()))
     }
 }
 
@@ -85,9 +85,9 @@ impl OffsetPaginator {
 
     /// Continues at a checkpoint's offset: `Some(None)` when that is past
     /// `maximum_offset`, `None` when the checkpoint has no offset.
-    pub fn resume(&mut self, checkpoint: &Value) -> Option<Option<PageParams>> {
+    pub fn resume(&mut self, checkpoint: &Value) -> Option<Option<NextRequest>> {
         self.offset = checkpoint.get("offset")?.as_u64()?;
-        Some(self.has_first_page().then(|| self.params()))
+        Some(self.has_first_page().then(|| self.request()))
     }
 
     /// After [`OffsetPaginator::next`] accepted the first response: the offset the remaining
@@ -126,13 +126,22 @@ mod tests {
         OffsetPaginator {
             limit: 100,
             offset: 0,
-            offset_param: "offset".into(),
-            limit_param: "limit".into(),
+            offset_at: Place::Param("offset".into()),
+            limit_at: Place::Param("limit".into()),
             total_path: total_path
                 .map(|p| (p.to_owned(), Selector::parse("total_path", p).unwrap())),
             maximum_offset,
             stop_after_empty_page,
             has_more_path: None,
+        }
+    }
+
+    /// The offset a request asks for (a query parameter, or in the body).
+    fn offset_of(request: &NextRequest) -> u64 {
+        match request {
+            NextRequest::Params(params) => params[0].1.parse().unwrap(),
+            NextRequest::Fields { body, .. } => body[0].1.as_u64().unwrap(),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -143,9 +152,9 @@ mod tests {
         if !p.has_first_page() {
             return Ok(offsets);
         }
-        let mut params = p.params();
+        let mut request = p.request();
         loop {
-            let offset: u64 = params[0].1.parse().unwrap();
+            let offset = offset_of(&request);
             offsets.push(offset);
             assert!(offsets.len() < 1000, "paginator does not stop");
             let records = n.saturating_sub(offset).min(100) as usize;
@@ -155,7 +164,7 @@ mod tests {
                 json!({"data": []})
             };
             match p.next(&body, records)? {
-                Some(next) => params = next,
+                Some(next) => request = next,
                 None => return Ok(offsets),
             }
         }
@@ -171,7 +180,7 @@ mod tests {
         assert!(capped.next(&first, 100).unwrap().is_some());
         assert_eq!(capped.remaining_end(&first), Some(250));
         assert!(p.remaining_end(&json!({"count": 3})).is_none());
-        assert_eq!(p.at(300).params()[0].1, "300");
+        assert_eq!(offset_of(&p.at(300).request()), 300);
     }
 
     #[test]
@@ -238,8 +247,8 @@ mod tests {
         assert!(err.to_string().contains("\"many\""), "{err}");
         let mut p = paginator(Some("total"), None, true);
         assert_eq!(
-            p.next(&json!({"total": "150"}), 100).unwrap().unwrap()[0].1,
-            "100"
+            offset_of(&p.next(&json!({"total": "150"}), 100).unwrap().unwrap()),
+            100
         );
     }
 
@@ -251,7 +260,10 @@ mod tests {
         let checkpoint = p.checkpoint();
         assert_eq!(checkpoint, json!({"offset": 200}));
         let mut resumed = paginator(Some("total"), Some(1000), true);
-        assert_eq!(resumed.resume(&checkpoint).unwrap().unwrap()[0].1, "200");
+        assert_eq!(
+            offset_of(&resumed.resume(&checkpoint).unwrap().unwrap()),
+            200
+        );
         // It goes on as the original would.
         assert_eq!(
             resumed.next(&json!({"total": 5000}), 100).unwrap(),
@@ -266,12 +278,44 @@ mod tests {
     #[test]
     fn custom_param_names_and_start() {
         let mut p = paginator(Some("total"), None, true);
-        p.offset_param = "skip".into();
-        p.limit_param = "take".into();
+        p.offset_at = Place::Param("skip".into());
+        p.limit_at = Place::Param("take".into());
         p.offset = 40;
         assert_eq!(
-            p.params(),
-            vec![("skip".into(), "40".into()), ("take".into(), "100".into())]
+            p.request(),
+            NextRequest::Params(vec![
+                ("skip".into(), "40".into()),
+                ("take".into(), "100".into())
+            ])
+        );
+    }
+
+    /// dlt's `offset_body_path` / `limit_body_path`: numbers at dotted paths of the body;
+    /// with only one of them, the other stays a query parameter (dlt's defaults).
+    #[test]
+    fn offset_and_limit_in_the_body() {
+        let body_path = |p: &str| Place::Body(p.split('.').map(str::to_owned).collect());
+        let mut p = paginator(Some("total"), None, true);
+        p.offset_at = body_path("paging.offset");
+        p.limit_at = body_path("paging.limit");
+        assert_eq!(
+            p.request(),
+            NextRequest::Fields {
+                params: vec![],
+                body: vec![
+                    (vec!["paging".into(), "offset".into()], json!(0)),
+                    (vec!["paging".into(), "limit".into()], json!(100)),
+                ],
+            }
+        );
+        assert_eq!(walk(p.clone(), 250, true).unwrap(), vec![0, 100, 200]);
+        p.limit_at = Place::Param("limit".into());
+        assert_eq!(
+            p.at(300).request(),
+            NextRequest::Fields {
+                params: vec![("limit".into(), "100".into())],
+                body: vec![(vec!["paging".into(), "offset".into()], json!(300))],
+            }
         );
     }
 }

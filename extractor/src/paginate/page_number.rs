@@ -12,7 +12,7 @@
 
 use serde_json::{Value, json};
 
-use super::{NextRequest, PaginateError, as_count, excerpt, has_more};
+use super::{NextRequest, PaginateError, Place, as_count, excerpt, has_more, placed};
 use crate::jsonpath::Selector;
 
 #[derive(Debug, Clone)]
@@ -20,7 +20,8 @@ pub struct PageNumberPaginator {
     pub base_page: u64,
     /// The page the next request asks for.
     pub page: u64,
-    pub page_param: String,
+    /// `page_param`, or dlt's `page_body_path`.
+    pub page_at: Place,
     pub total_path: Option<(String, Selector)>,
     pub maximum_page: Option<u64>,
     pub stop_after_empty_page: bool,
@@ -30,7 +31,7 @@ pub struct PageNumberPaginator {
 
 impl PageNumberPaginator {
     pub fn params(&self) -> NextRequest {
-        NextRequest::Params(vec![(self.page_param.clone(), self.page.to_string())])
+        placed(&[(&self.page_at, self.page)])
     }
 
     pub fn first(&self) -> Option<NextRequest> {
@@ -126,7 +127,7 @@ mod tests {
         PageNumberPaginator {
             base_page,
             page: base_page,
-            page_param: "page".into(),
+            page_at: Place::Param("page".into()),
             total_path: total_path
                 .map(|p| (p.to_owned(), Selector::parse("total_path", p).unwrap())),
             maximum_page,
@@ -138,6 +139,7 @@ mod tests {
     fn page_of(req: &NextRequest) -> u64 {
         match req {
             NextRequest::Params(p) => p[0].1.parse().unwrap(),
+            NextRequest::Fields { body, .. } => body[0].1.as_u64().unwrap(),
             other => panic!("{other:?}"),
         }
     }
@@ -287,6 +289,22 @@ mod tests {
         let mut done = paginator(1, None, Some(9), true);
         assert_eq!(done.resume(&json!({"page": 9})), Some(None));
         assert_eq!(done.resume(&json!({"offset": 9})), None);
+    }
+
+    /// dlt's `page_body_path`: the page number at a dotted path of the JSON body.
+    #[test]
+    fn page_number_in_the_body() {
+        let mut p = paginator(1, Some("total_pages"), None, true);
+        p.page_at = Place::Body(vec!["page".into(), "number".into()]);
+        assert_eq!(
+            p.first(),
+            Some(NextRequest::Fields {
+                params: vec![],
+                body: vec![(vec!["page".into(), "number".into()], json!(1))],
+            })
+        );
+        assert_eq!(walk(p.clone(), 3, true).unwrap(), vec![1, 2, 3]);
+        assert_eq!(parallel(p, json!({"total_pages": 3})), Some(vec![1, 2, 3]));
     }
 
     #[test]
