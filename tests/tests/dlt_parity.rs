@@ -236,42 +236,6 @@ const KNOWN: &[Known] = &[
         reason: DELIBERATE_WIDENING,
     },
     Known {
-        config: "drift",
-        run: 2,
-        kind: Kind::ColumnType,
-        table: "communications",
-        column: Some("customer_id"),
-        evidence: "",
-        reason: BUG_RUN_SCHEMA,
-    },
-    Known {
-        config: "drift",
-        run: 2,
-        kind: Kind::ColumnOnlyInOurs,
-        table: "communications",
-        column: Some("customer_id__v_bigint"),
-        evidence: "",
-        reason: BUG_RUN_SCHEMA,
-    },
-    Known {
-        config: "drift",
-        run: 2,
-        kind: Kind::Values,
-        table: "communications",
-        column: Some("customer_id"),
-        evidence: "",
-        reason: BUG_RUN_SCHEMA,
-    },
-    Known {
-        config: "drift",
-        run: 2,
-        kind: Kind::Values,
-        table: "communications",
-        column: Some("customer_id__v_text"),
-        evidence: "",
-        reason: BUG_RUN_SCHEMA,
-    },
-    Known {
         config: "incremental_append",
         run: 2,
         kind: Kind::Rows,
@@ -327,10 +291,6 @@ const DELIBERATE_AUTO_PAGES: &str = "deliberate: dlt's auto-detected page_number
 const DELIBERATE_WIDENING: &str = "deliberate (docs/design.md, Schema and Avro): a float in a \
     bigint column widens the column to double; dlt keeps the column bigint and puts the floats \
     into a variant column duration_seconds__v_double";
-const BUG_RUN_SCHEMA: &str = "bug, issue 15: each extractor run infers its schema afresh, so a \
-    run whose first customer_id is a string types the column text and sends the integers to a \
-    new customer_id__v_bigint, while the table's customer_id stays INTEGER (it then holds \
-    strings); dlt keeps the stored schema: the strings go to customer_id__v_text";
 const BUG_START_VALUE_DEDUP: &str = "bug, issue 15 point 3: append + incremental loads the \
     record equal to the start value again; dlt drops the records it loaded at that value";
 const BUG_NESTING: &str = "bug, issue 15: dlt's max_table_nesting bounds the flattening of \

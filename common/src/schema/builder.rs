@@ -12,6 +12,7 @@ use super::values::{ConvertError, Num, classify, convert, detected_type, json_ki
 use super::*;
 
 mod rows;
+mod seed; // `with_previous`: a run starts from the resource's last writer schema
 #[cfg(test)]
 mod tests;
 

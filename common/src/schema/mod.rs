@@ -7,6 +7,8 @@
 //!   prefix, trailing `_` become `x`; `columns` hints and `primary_key` are normalised too;
 //! - nested objects are flattened into `parent__child` fields, as dlt does (recursively:
 //!   `sender__address__city`); an object under a `data_type: json` hint stays JSON text;
+//! - a run starts from the resource's last writer schema when there is one
+//!   ([`SchemaBuilder::with_previous`]): types and variants carry over across runs;
 //! - lists are carried as JSON text (data type `json`); a `json` field accepts any value;
 //! - a field that has only ever been null is not added yet (as dlt does); fields appear in
 //!   first-seen order, and a hinted field also appears only when first seen with a value;
