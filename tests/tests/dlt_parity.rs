@@ -253,33 +253,6 @@ const KNOWN: &[Known] = &[
         evidence: "",
         reason: BUG_START_VALUE_DEDUP,
     },
-    Known {
-        config: "nesting_one",
-        run: 1,
-        kind: Kind::ColumnOnlyInDlt,
-        table: "communications",
-        column: Some("sender__address"),
-        evidence: "",
-        reason: BUG_NESTING,
-    },
-    Known {
-        config: "nesting_one",
-        run: 1,
-        kind: Kind::ColumnOnlyInOurs,
-        table: "communications",
-        column: Some("sender__address__city"),
-        evidence: "",
-        reason: BUG_NESTING,
-    },
-    Known {
-        config: "nesting_one",
-        run: 1,
-        kind: Kind::ColumnOnlyInOurs,
-        table: "communications",
-        column: Some("sender__address__country"),
-        evidence: "",
-        reason: BUG_NESTING,
-    },
 ];
 
 const DELIBERATE_NO_KEY_LISTS: &str = "deliberate: without a primary key the project keeps \
@@ -293,11 +266,6 @@ const DELIBERATE_WIDENING: &str = "deliberate (docs/design.md, Schema and Avro):
     into a variant column duration_seconds__v_double";
 const BUG_START_VALUE_DEDUP: &str = "bug, issue 15 point 3: append + incremental loads the \
     record equal to the start value again; dlt drops the records it loaded at that value";
-const BUG_NESTING: &str = "bug, issue 15: dlt's max_table_nesting bounds the flattening of \
-    nested objects at any depth (at 1 `sender__address` stays one json column); the project \
-    keeps objects whole only at 0, since its loader would take a JSON object field for a \
-    list of one and make it a child table";
-
 /// One difference found.
 #[derive(Debug)]
 struct Difference {

@@ -6,7 +6,8 @@
 //!   `customerId` → `customer_id`, other punctuation → `_`, a leading digit gets a `_`
 //!   prefix, trailing `_` become `x`; `columns` hints and `primary_key` are normalised too;
 //! - nested objects are flattened into `parent__child` fields, as dlt does (recursively:
-//!   `sender__address__city`); an object under a `data_type: json` hint stays JSON text;
+//!   `sender__address__city`); an object under a `data_type: json` hint, or at nesting
+//!   level `max_table_nesting` or deeper, stays JSON text ([`Field::keep_whole`]);
 //! - a run starts from the resource's last writer schema when there is one
 //!   ([`SchemaBuilder::with_previous`]): types and variants carry over across runs;
 //! - lists are carried as JSON text (data type `json`); a `json` field accepts any value;
@@ -100,6 +101,11 @@ pub struct Field {
     /// Only for `Decimal`: total digits (default 38) and digits after the point (default 9).
     pub precision: u32,
     pub scale: u32,
+    /// Only for `Json`: the value stays one JSON column, never a child table — an object or
+    /// a list at nesting level `max_table_nesting` or deeper (as dlt keeps them whole), or
+    /// a field under a `data_type = "json"` hint. Other `json` fields hold lists, which the
+    /// loader makes child tables.
+    pub keep_whole: bool,
 }
 
 /// The schema of one resource's records.

@@ -45,6 +45,8 @@ impl SchemaBuilder {
                 nullable,
                 precision,
                 scale,
+                keep_whole: data_type == DataType::Json
+                    && (old.keep_whole || hinted_type == Some(DataType::Json)),
             });
             self.hinted.push(hinted_type.is_some() || variant);
             self.seen.push(0);
