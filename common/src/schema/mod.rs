@@ -152,6 +152,21 @@ pub struct ColumnHint {
     /// being merged. Applied by the loader.
     #[serde(default)]
     pub hard_delete: Option<bool>,
+    /// dlt's `timezone` (for timestamps): `true`, dlt's default, is what the loader does
+    /// (UTC instants); `false` (naive timestamps) is refused by the config check.
+    #[serde(default)]
+    pub timezone: Option<bool>,
+    /// dlt's `partition`, `cluster` and `sort` hints and a column's `description`: dlt's
+    /// SQLite and PostgreSQL destinations do nothing with them, and neither does the
+    /// loader. Accepted so that dlt configs load.
+    #[serde(default)]
+    pub partition: Option<bool>,
+    #[serde(default)]
+    pub cluster: Option<bool>,
+    #[serde(default)]
+    pub sort: Option<bool>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// Default `decimal` precision (total digits) when a hint gives none.
