@@ -5,6 +5,8 @@
 //!   (and `"x-keep-whole": true` for a field kept whole, not a child table);
 //! - `bigint` → `long`; `double` → `double`; `bool` → `boolean`;
 //! - `timestamp` → `{"type": "long", "logicalType": "timestamp-micros"}`;
+//! - `date` → `{"type": "int", "logicalType": "date"}`; `time` →
+//!   `{"type": "long", "logicalType": "time-micros"}`; `binary` → `bytes`;
 //! - `decimal` → `{"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s}`
 //!   (two's-complement big-endian unscaled integer);
 //! - nullable fields are unions `["null", T]` with `"default": null`.
@@ -164,6 +166,9 @@ fn schema_json_value(table: &TableSchema) -> Result<Json, AvroError> {
             DataType::Double => json!("double"),
             DataType::Bool => json!("boolean"),
             DataType::Timestamp => json!({"type": "long", "logicalType": "timestamp-micros"}),
+            DataType::Date => json!({"type": "int", "logicalType": "date"}),
+            DataType::Time => json!({"type": "long", "logicalType": "time-micros"}),
+            DataType::Binary => json!("bytes"),
             DataType::Decimal => {
                 if field.precision == 0 || field.scale > field.precision {
                     return Err(AvroError::InvalidDecimal {
@@ -285,6 +290,9 @@ fn read_record(
             Schema::Double => (DataType::Double, 0, 0),
             Schema::Boolean => (DataType::Bool, 0, 0),
             Schema::TimestampMicros => (DataType::Timestamp, 0, 0),
+            Schema::Date => (DataType::Date, 0, 0),
+            Schema::TimeMicros => (DataType::Time, 0, 0),
+            Schema::Bytes => (DataType::Binary, 0, 0),
             Schema::Decimal(d) if matches!(d.inner, InnerDecimalSchema::Bytes) => {
                 let precision = u32::try_from(d.precision).map_err(|_| unsupported(inner))?;
                 let scale = u32::try_from(d.scale).map_err(|_| unsupported(inner))?;

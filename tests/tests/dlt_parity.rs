@@ -467,12 +467,15 @@ fn read_ours(path: &Path, broker: &Broker, pipeline: &str) -> Result<Db> {
             let data_type = match (&base, base["logicalType"].as_str()) {
                 (_, Some("timestamp-micros")) => "timestamp",
                 (_, Some("decimal")) => "decimal",
+                (_, Some("date")) => "date",
+                (_, Some("time-micros")) => "time",
                 (Value::String(t), _) if t == "string" && field["x-data-type"] == "json" => "json",
                 (Value::String(t), _) => match t.as_str() {
                     "string" => "text",
                     "long" => "bigint",
                     "double" => "double",
                     "boolean" => "bool",
+                    "bytes" => "binary",
                     other => other,
                 },
                 _ => "?",

@@ -21,6 +21,9 @@
 //!   `timestamp` → `text` when a string that is not an RFC 3339 timestamp arrives in a
 //!   detected (not hinted) timestamp field. Any other mismatch is an error naming the record
 //!   id and the field; so is an object where a scalar was seen (or the other way round).
+//! - `date`, `time` and `binary` come only from a hint, as in dlt: `date` from `YYYY-MM-DD`
+//!   or an RFC 3339 timestamp (its UTC date), `time` from `HH:MM:SS[.ffffff]`, `binary`
+//!   from standard base64 text;
 //! - a `data_type` hint fixes the type and converts values: `bigint` from JSON integers;
 //!   `double` from any number; `text` from strings, numbers and bools; `timestamp` from
 //!   RFC 3339 strings or integer epoch seconds; `decimal` from numbers or numeric strings,
@@ -53,12 +56,14 @@
 //! This file holds the schema's types; the rest is one file per job:
 
 mod builder; // `SchemaBuilder`: inference page by page, widening, variants, hints
+mod dates; // dlt's date, time and binary values: parsing and text forms
 mod names; // dlt's `snake_case` naming, flattened paths, variant names
 #[cfg(test)]
 mod test_support; // builders and lookups shared by the tests beside each file
 mod values; // numbers, decimals and timestamps: detection and conversion
 
 pub use builder::SchemaBuilder;
+pub use dates::{base64_encode, date_text, time_text};
 pub use names::{
     EMPTY_KEY, VARIANT_SEPARATOR, normalize_identifier, normalize_key, normalize_path,
     variant_name, variant_of,
@@ -90,6 +95,12 @@ pub enum DataType {
     Decimal,
     /// JSON text (lists, and objects under a `json` hint).
     Json,
+    /// A calendar date (Avro `int` + `date`), only from a `data_type` hint, as dlt's.
+    Date,
+    /// A time of day, microsecond precision (Avro `long` + `time-micros`); hint only.
+    Time,
+    /// Bytes (Avro `bytes`), from base64 text as dlt decodes it; hint only.
+    Binary,
 }
 
 /// One field of a record, in order.
@@ -130,6 +141,11 @@ pub enum Scalar {
     Decimal(String),
     /// Compact JSON text.
     Json(String),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since midnight.
+    Time(i64),
+    Binary(Vec<u8>),
 }
 
 /// One record's values, aligned with [`TableSchema::fields`].
@@ -187,6 +203,9 @@ impl DataType {
             DataType::Timestamp => "timestamp",
             DataType::Decimal => "decimal",
             DataType::Json => "json",
+            DataType::Date => "date",
+            DataType::Time => "time",
+            DataType::Binary => "binary",
         }
     }
 }
@@ -215,6 +234,9 @@ impl Scalar {
             Scalar::Timestamp(_) => DataType::Timestamp,
             Scalar::Decimal(_) => DataType::Decimal,
             Scalar::Json(_) => DataType::Json,
+            Scalar::Date(_) => DataType::Date,
+            Scalar::Time(_) => DataType::Time,
+            Scalar::Binary(_) => DataType::Binary,
         }
     }
 
@@ -230,6 +252,9 @@ impl Scalar {
                 let _ = write!(out, "{v}");
             }
             Scalar::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+            Scalar::Date(days) => out.push_str(&date_text(*days)),
+            Scalar::Time(micros) => out.push_str(&time_text(*micros)),
+            Scalar::Binary(bytes) => out.push_str(&base64_encode(bytes)),
             Scalar::Timestamp(micros) => match DateTime::<Utc>::from_timestamp_micros(*micros) {
                 Some(ts) => out.push_str(&ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
                 None => {
