@@ -1,9 +1,12 @@
 //! The Avro form of a [`TableSchema`] and the two wire formats the pipeline reads and writes.
 //!
 //! Mapping (field types):
-//! - `text` → `string`; `json` → `string` with the field attribute `"x-data-type": "json"`;
+//! - `text` → `string`; `json` → `string` with the field attribute `"x-data-type": "json"`
+//!   (and `"x-keep-whole": true` for a field kept whole, not a child table);
 //! - `bigint` → `long`; `double` → `double`; `bool` → `boolean`;
 //! - `timestamp` → `{"type": "long", "logicalType": "timestamp-micros"}`;
+//! - `date` → `{"type": "int", "logicalType": "date"}`; `time` →
+//!   `{"type": "long", "logicalType": "time-micros"}`; `binary` → `bytes`;
 //! - `decimal` → `{"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s}`
 //!   (two's-complement big-endian unscaled integer);
 //! - nullable fields are unions `["null", T]` with `"default": null`.
@@ -43,6 +46,9 @@ use crate::schema::{DataType, Field, TableSchema};
 pub const NAMESPACE: &str = "rest_pipeline";
 /// Field attribute telling `json` fields from `text` fields.
 pub const DATA_TYPE_ATTRIBUTE: &str = "x-data-type";
+/// Field attribute (`true`) marking a `json` field kept whole ([`Field::keep_whole`]): the
+/// loader never makes it a child table.
+pub const KEEP_WHOLE_ATTRIBUTE: &str = "x-keep-whole";
 /// Record attribute with the table name when it is not a valid Avro name itself.
 pub const TABLE_NAME_ATTRIBUTE: &str = "x-table-name";
 
@@ -160,6 +166,9 @@ fn schema_json_value(table: &TableSchema) -> Result<Json, AvroError> {
             DataType::Double => json!("double"),
             DataType::Bool => json!("boolean"),
             DataType::Timestamp => json!({"type": "long", "logicalType": "timestamp-micros"}),
+            DataType::Date => json!({"type": "int", "logicalType": "date"}),
+            DataType::Time => json!({"type": "long", "logicalType": "time-micros"}),
+            DataType::Binary => json!("bytes"),
             DataType::Decimal => {
                 if field.precision == 0 || field.scale > field.precision {
                     return Err(AvroError::InvalidDecimal {
@@ -186,6 +195,9 @@ fn schema_json_value(table: &TableSchema) -> Result<Json, AvroError> {
         }
         if field.data_type == DataType::Json {
             let _ = f.insert(DATA_TYPE_ATTRIBUTE.to_owned(), json!("json"));
+            if field.keep_whole {
+                let _ = f.insert(KEEP_WHOLE_ATTRIBUTE.to_owned(), json!(true));
+            }
         }
         fields.push(Json::Object(f));
     }
@@ -278,6 +290,9 @@ fn read_record(
             Schema::Double => (DataType::Double, 0, 0),
             Schema::Boolean => (DataType::Bool, 0, 0),
             Schema::TimestampMicros => (DataType::Timestamp, 0, 0),
+            Schema::Date => (DataType::Date, 0, 0),
+            Schema::TimeMicros => (DataType::Time, 0, 0),
+            Schema::Bytes => (DataType::Binary, 0, 0),
             Schema::Decimal(d) if matches!(d.inner, InnerDecimalSchema::Bytes) => {
                 let precision = u32::try_from(d.precision).map_err(|_| unsupported(inner))?;
                 let scale = u32::try_from(d.scale).map_err(|_| unsupported(inner))?;
@@ -285,12 +300,15 @@ fn read_record(
             }
             _ => return Err(unsupported(inner)),
         };
+        let keep_whole = data_type == DataType::Json
+            && rf.custom_attributes.get(KEEP_WHOLE_ATTRIBUTE) == Some(&Json::Bool(true));
         fields.push(Field {
             name: rf.name.clone(),
             data_type,
             nullable: null_branch.is_some(),
             precision,
             scale,
+            keep_whole,
         });
         layouts.push(Layout { null_branch });
     }
@@ -374,5 +392,24 @@ mod tests {
             avro_schema(&t),
             Err(AvroError::InvalidFieldName { field, .. }) if field == "bad-name"
         ));
+    }
+
+    /// A `json` field kept whole (not a child table) says so in its schema, and reads back
+    /// so; the fingerprint (canonical form) ignores the mark.
+    #[test]
+    fn a_json_field_kept_whole_is_marked_and_reads_back() {
+        let mut t = table();
+        let plain = Encoder::new(&t).unwrap();
+        let js = t.field_index("js_opt").unwrap();
+        t.fields[js].keep_whole = true;
+        let encoder = Encoder::new(&t).unwrap();
+        let json = encoder.schema_json();
+        assert!(json.contains(r#""x-keep-whole":true"#), "{json}");
+        assert!(!plain.schema_json().contains("x-keep-whole"));
+        let parsed = Schema::parse_str(&json).unwrap();
+        let back = table_schema(&parsed, &t.primary_key).unwrap();
+        assert!(back.fields[js].keep_whole);
+        assert_eq!(back, t);
+        assert_eq!(encoder.fingerprint(), plain.fingerprint());
     }
 }

@@ -12,6 +12,7 @@
 mod auth;
 mod config_keys;
 mod conversations;
+mod dlt_types; // dlt's date, time and binary values as text
 mod drift;
 mod hostile_paging;
 mod hostile_records;
@@ -431,6 +432,7 @@ pub fn router(state: AppState) -> Router {
         .merge(config_keys::router(state.clone()))
         .merge(incremental_options::router(state.clone()))
         .merge(http_keys::router(state.clone()))
+        .merge(dlt_types::router())
         .with_state(state)
 }
 

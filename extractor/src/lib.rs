@@ -14,6 +14,7 @@ pub mod acked_checkpoint; // which checkpoint the broker's acknowledgements allo
 pub mod dependent; // child resources, paged once per parent record
 mod fetch; // the fetcher stage: an endpoint's pages, sequential or concurrent
 pub mod incremental; // the incremental cursor: record filter, next start
+pub mod last_schema; // each resource's last writer schema, the start of its run's schema
 pub mod placeholders; // dlt's placeholders filled into path, params and JSON body
 pub mod publish; // the Kafka producer, the topics, the writer schemas (and its transactions)
 mod resource_run; // state at start and end, fetcher and publisher stages joined, the report
@@ -198,6 +199,8 @@ pub enum ExtractError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
+    LastSchema(#[from] last_schema::LastSchemaError),
+    #[error(transparent)]
     Kafka(#[from] PublishError),
     #[error(transparent)]
     Dependent(#[from] dependent::DependentError),
@@ -295,7 +298,7 @@ pub async fn run(
         .get("bootstrap.servers")
         .map_or("", String::as_str);
     let wait = BrokerWait::start(servers, Some(opts.broker_timeout), BROKER_TIMEOUT_SETTING);
-    let publisher = Publisher::new(&cfg.kafka, &cfg.schema_topic, registry)?;
+    let publisher = Publisher::new(&cfg.kafka, &cfg.schema_topic, registry.clone())?;
     let topics: Vec<String> = resources
         .iter()
         .filter(|(_, _, publish)| *publish)
@@ -355,6 +358,31 @@ pub async fn run(
         states = states.len(),
         "state read"
     );
+    // Each run's schema starts from the resource's last writer schema, as dlt's from its
+    // stored schema: a column keeps its type across runs.
+    let mut previous = {
+        let published: Vec<&common::config::ResourceConfig> = resources
+            .iter()
+            .filter(|(_, _, publish)| *publish)
+            .map(|(r, _, _)| *r)
+            .collect();
+        let read = last_schema::read(
+            &cfg.kafka,
+            &cfg.schema_topic,
+            registry.as_ref(),
+            &published,
+            STATE_READ_TIMEOUT,
+        );
+        tokio::select! {
+            read = read => read?,
+            () = cancel.cancelled() => return Err(interrupted("reading the last writer schemas")),
+        }
+    };
+    tracing::debug!(
+        elapsed_ms = setup.elapsed().as_millis(),
+        schemas = previous.len(),
+        "last writer schemas read"
+    );
     let new_run_id = common::run_markers::new_run_id();
 
     // A channel from each parent to each of its children.
@@ -407,6 +435,7 @@ pub async fn run(
             sink,
             paging: Paging::new(opts.page_concurrency, progress),
             transaction: own.map(|_| opts.commit),
+            previous: previous.remove(&r.name),
         }
         .run()
         .map(move |result| (i, publish, result))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::avro::Encoder;
 use common::config::{ResourceConfig, WriteDisposition};
-use common::schema::SchemaBuilder;
+use common::schema::{SchemaBuilder, TableSchema};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +74,8 @@ pub(crate) struct ResourceRun<'a> {
     pub(crate) paging: Paging,
     /// Set when `sink.publisher` is the resource's transactional producer.
     pub(crate) transaction: Option<CommitInterval>,
+    /// The resource's last writer schema (an earlier run's), where the run's schema starts.
+    pub(crate) previous: Option<TableSchema>,
 }
 
 impl ResourceRun<'_> {
@@ -92,6 +94,7 @@ impl ResourceRun<'_> {
             sink,
             paging,
             transaction,
+            previous,
         } = self;
         let mut txn = transaction.map(|interval| Transactions::new(sink.publisher, interval));
         let result: Result<ResourceReport, ExtractError> = async {
@@ -215,6 +218,7 @@ impl ResourceRun<'_> {
             &sink,
             &start,
             txn.as_mut(),
+            previous.as_ref(),
         );
         let (fetched, (), published) = tokio::join!(fetch, feed, publishing);
         paging.progress.finish();
@@ -338,6 +342,7 @@ async fn end_run(
 /// shared `publisher`), and saves the checkpoint (state `complete: false`): whenever the
 /// acknowledged prefix of pages grows, or, with transactions (`txn`), in each transaction
 /// with the pages before it, committed when it holds enough pages or is old enough.
+#[allow(clippy::too_many_arguments)] // one run's parts, each used as it is; a struct would only rename them
 async fn publish_pages(
     publisher: &Publisher,
     resource: &ResourceConfig,
@@ -346,6 +351,7 @@ async fn publish_pages(
     sink: &StateSink<'_>,
     start: &RunStart,
     mut txn: Option<&mut Transactions<'_>>,
+    previous: Option<&TableSchema>,
 ) -> Result<u64, ExtractError> {
     let run_id = start.run_id;
     // A `replace` run's records carry its id.
@@ -358,6 +364,9 @@ async fn publish_pages(
         resource.columns.clone(),
     )
     .with_child_tables(resource.max_table_nesting);
+    if let Some(previous) = previous {
+        builder = builder.with_previous(previous);
+    }
     let mut encoder: Option<(Encoder, Framing)> = None;
     let mut buf = Vec::with_capacity(4096);
     let mut records = 0u64;

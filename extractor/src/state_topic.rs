@@ -210,7 +210,7 @@ fn read_with(
     }
 }
 
-fn retriable(e: &KafkaError) -> bool {
+pub(crate) fn retriable(e: &KafkaError) -> bool {
     e.rdkafka_error_code().is_some_and(|code| {
         use rdkafka::types::RDKafkaErrorCode as C;
         matches!(

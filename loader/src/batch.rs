@@ -173,6 +173,7 @@ mod tests {
                 nullable: false,
                 precision: 0,
                 scale: 0,
+                keep_whole: false,
             }],
             primary_key: vec!["id".into()],
         })

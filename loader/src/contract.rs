@@ -283,6 +283,7 @@ mod tests {
             nullable: name != "id",
             precision: 0,
             scale: 0,
+            keep_whole: false,
         }
     }
 

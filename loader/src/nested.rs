@@ -18,7 +18,10 @@
 //!   list of one; a JSON `null` or an absent value gives no child rows;
 //! - `max_table_nesting` (per resource) bounds the depth: `0` keeps every list as a JSON
 //!   column, `1` makes child tables but keeps lists inside their elements as JSON, …;
-//!   a `columns` hint `data_type = "json"` keeps that field a JSON column.
+//!   a `columns` hint `data_type = "json"` keeps that field a JSON column, and so does a
+//!   field the writer schema marks kept whole ([`Field::keep_whole`]: an object or a list
+//!   the extractor kept whole at nesting level `max_table_nesting` or deeper, as dlt does).
+//!   A child table's elements are flattened by the same rule, counted from its depth.
 //!
 //! merge: the child tables' primary key is `(_dlt_root_id, _dlt_id)`. A batch first deletes
 //! every row of every child table of the root table whose `_dlt_root_id` is a key loaded in
@@ -383,7 +386,11 @@ impl Nester {
             let _ = self.descendants(&root, destination)?.insert(table.clone());
             let nest_deeper = route.max_table_nesting.is_none_or(|max| depth < max);
             let child = self.children.entry(table.clone()).or_insert_with(|| Child {
-                builder: SchemaBuilder::new(&table, Vec::new(), BTreeMap::new()),
+                // Objects in the elements are flattened, and kept whole from
+                // `max_table_nesting` on, as dlt counts the levels (the rows are at `depth`).
+                builder: SchemaBuilder::new(&table, Vec::new(), BTreeMap::new())
+                    .with_child_tables(route.max_table_nesting)
+                    .at_level(depth),
                 schema: Arc::new(TableSchema {
                     name: table.clone(),
                     primary_key: Vec::new(),
@@ -422,7 +429,7 @@ impl Nester {
                 child.lists.clear();
                 child.keep.clear();
                 for (index, field) in inferred.fields.iter().enumerate() {
-                    if nest_deeper && field.data_type == DataType::Json {
+                    if nest_deeper && field.data_type == DataType::Json && !field.keep_whole {
                         child.lists.push(index);
                         child.keep.push(None);
                     } else {
@@ -517,6 +524,7 @@ impl Nester {
 fn is_list(route: &NestRoute, field: &Field) -> bool {
     route.max_table_nesting.is_none_or(|depth| depth >= 1)
         && field.data_type == DataType::Json
+        && !field.keep_whole
         && !route.json_columns.contains(&field.name)
 }
 
@@ -527,6 +535,7 @@ fn id_field(name: &str, data_type: DataType) -> Field {
         nullable: false,
         precision: 0,
         scale: 0,
+        keep_whole: false,
     }
 }
 

@@ -467,6 +467,7 @@ mod tests {
             nullable: true,
             precision: 0,
             scale: 0,
+            keep_whole: false,
         };
         Arc::new(TableSchema {
             name: "t".into(),

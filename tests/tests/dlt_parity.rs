@@ -235,69 +235,6 @@ const KNOWN: &[Known] = &[
         evidence: "",
         reason: DELIBERATE_WIDENING,
     },
-    Known {
-        config: "drift",
-        run: 2,
-        kind: Kind::ColumnType,
-        table: "communications",
-        column: Some("customer_id"),
-        evidence: "",
-        reason: BUG_RUN_SCHEMA,
-    },
-    Known {
-        config: "drift",
-        run: 2,
-        kind: Kind::ColumnOnlyInOurs,
-        table: "communications",
-        column: Some("customer_id__v_bigint"),
-        evidence: "",
-        reason: BUG_RUN_SCHEMA,
-    },
-    Known {
-        config: "drift",
-        run: 2,
-        kind: Kind::Values,
-        table: "communications",
-        column: Some("customer_id"),
-        evidence: "",
-        reason: BUG_RUN_SCHEMA,
-    },
-    Known {
-        config: "drift",
-        run: 2,
-        kind: Kind::Values,
-        table: "communications",
-        column: Some("customer_id__v_text"),
-        evidence: "",
-        reason: BUG_RUN_SCHEMA,
-    },
-    Known {
-        config: "nesting_one",
-        run: 1,
-        kind: Kind::ColumnOnlyInDlt,
-        table: "communications",
-        column: Some("sender__address"),
-        evidence: "",
-        reason: BUG_NESTING,
-    },
-    Known {
-        config: "nesting_one",
-        run: 1,
-        kind: Kind::ColumnOnlyInOurs,
-        table: "communications",
-        column: Some("sender__address__city"),
-        evidence: "",
-        reason: BUG_NESTING,
-    },
-    Known {
-        config: "nesting_one",
-        run: 1,
-        kind: Kind::ColumnOnlyInOurs,
-        table: "communications",
-        column: Some("sender__address__country"),
-        evidence: "",
-        reason: BUG_NESTING,
-    },
 ];
 
 const DELIBERATE_NO_KEY_LISTS: &str = "deliberate: without a primary key the project keeps \
@@ -309,15 +246,6 @@ const DELIBERATE_AUTO_PAGES: &str = "deliberate: dlt's auto-detected page_number
 const DELIBERATE_WIDENING: &str = "deliberate (docs/design.md, Schema and Avro): a float in a \
     bigint column widens the column to double; dlt keeps the column bigint and puts the floats \
     into a variant column duration_seconds__v_double";
-const BUG_RUN_SCHEMA: &str = "bug, issue 15: each extractor run infers its schema afresh, so a \
-    run whose first customer_id is a string types the column text and sends the integers to a \
-    new customer_id__v_bigint, while the table's customer_id stays INTEGER (it then holds \
-    strings); dlt keeps the stored schema: the strings go to customer_id__v_text";
-const BUG_NESTING: &str = "bug, issue 15: dlt's max_table_nesting bounds the flattening of \
-    nested objects at any depth (at 1 `sender__address` stays one json column); the project \
-    keeps objects whole only at 0, since its loader would take a JSON object field for a \
-    list of one and make it a child table";
-
 /// One difference found.
 #[derive(Debug)]
 struct Difference {
@@ -519,12 +447,15 @@ fn read_ours(path: &Path, broker: &Broker, pipeline: &str) -> Result<Db> {
             let data_type = match (&base, base["logicalType"].as_str()) {
                 (_, Some("timestamp-micros")) => "timestamp",
                 (_, Some("decimal")) => "decimal",
+                (_, Some("date")) => "date",
+                (_, Some("time-micros")) => "time",
                 (Value::String(t), _) if t == "string" && field["x-data-type"] == "json" => "json",
                 (Value::String(t), _) => match t.as_str() {
                     "string" => "text",
                     "long" => "bigint",
                     "double" => "double",
                     "boolean" => "bool",
+                    "bytes" => "binary",
                     other => other,
                 },
                 _ => "?",

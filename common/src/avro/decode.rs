@@ -179,6 +179,12 @@ fn read_value(field: &Field, reader: &mut Reader<'_>) -> Result<Scalar, String> 
         DataType::Json => Scalar::Json(reader.string()?),
         DataType::Bigint => Scalar::Bigint(reader.long()?),
         DataType::Timestamp => Scalar::Timestamp(reader.long()?),
+        DataType::Date => {
+            let days = reader.long()?;
+            Scalar::Date(i32::try_from(days).map_err(|_| format!("date {days} beyond an int"))?)
+        }
+        DataType::Time => Scalar::Time(reader.long()?),
+        DataType::Binary => Scalar::Binary(reader.bytes()?.to_vec()),
         DataType::Double => {
             let b = reader.take(8)?.first_chunk::<8>().ok_or("end of data")?;
             Scalar::Double(f64::from_le_bytes(*b))
@@ -304,6 +310,9 @@ mod tests {
                     Some(Scalar::Double(v)) => Value::Double(*v),
                     Some(Scalar::Bool(v)) => Value::Boolean(*v),
                     Some(Scalar::Timestamp(v)) => Value::TimestampMicros(*v),
+                    Some(Scalar::Date(v)) => Value::Date(*v),
+                    Some(Scalar::Time(v)) => Value::TimeMicros(*v),
+                    Some(Scalar::Binary(v)) => Value::Bytes(v.clone()),
                     Some(Scalar::Decimal(s)) => {
                         let unscaled: BigInt = s.replace('.', "").parse().unwrap();
                         Value::Decimal(Decimal::from(unscaled.to_signed_bytes_be()))

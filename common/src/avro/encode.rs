@@ -127,6 +127,9 @@ fn write_value(field: &Field, value: &Scalar, out: &mut Vec<u8>) -> Result<(), A
             write_long(*v, out)
         }
         (DataType::Double, Scalar::Double(v)) => out.extend_from_slice(&v.to_le_bytes()),
+        (DataType::Date, Scalar::Date(days)) => write_long(i64::from(*days), out),
+        (DataType::Time, Scalar::Time(micros)) => write_long(*micros, out),
+        (DataType::Binary, Scalar::Binary(bytes)) => write_bytes(bytes, out),
         (DataType::Bool, Scalar::Bool(v)) => out.push(u8::from(*v)),
         (DataType::Decimal, Scalar::Decimal(text)) => {
             let bytes = decimal_bytes(text, field.precision, field.scale).ok_or_else(|| {

@@ -14,6 +14,7 @@ pub(super) fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
         nullable,
         precision,
         scale,
+        keep_whole: false,
     }
 }
 

@@ -135,10 +135,22 @@ fn problem_from(path: &serde_path_to_error::Path, message: &str) -> Problem {
     if path == "." {
         path.clear();
     }
-    Problem {
-        path,
-        message: rest.to_owned(),
+    let mut message = rest.to_owned();
+    // dlt's column hints the loader does not apply say what to write instead.
+    if let Some(key) = rest
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(key, _)| key)
+        && let Some(parent) = path.strip_suffix(&format!(".{key}"))
+        && parent
+            .rsplit_once('.')
+            .is_some_and(|(columns, _)| columns == "columns" || columns.ends_with(".columns"))
+        && let Some(advice) = super::validate::column_hint_advice(key)
+    {
+        let at = rest.rfind(" (line ").map_or("", |i| &rest[i..]);
+        message = format!("dlt's column hint `{key}` is not supported: {advice}{at}");
     }
+    Problem { path, message }
 }
 
 #[cfg(test)]
@@ -221,7 +233,7 @@ mod tests {
                         nullable: None,
                         precision: Some(12),
                         scale: Some(4),
-                        hard_delete: None,
+                        ..ColumnHint::default()
                     },
                 ),
                 (
@@ -348,6 +360,16 @@ mod tests {
                 Format::Toml,
                 with("[resource_defaults.columns.cost]\ndata_typ = \"decimal\""),
                 vec!["resource_defaults.columns.cost.data_typ: unknown field `data_typ`"],
+            ),
+            (
+                "a dlt column hint the loader does not apply",
+                Format::Toml,
+                with("[resource_defaults.columns.email]\nunique = true"),
+                vec![
+                    "resource_defaults.columns.email.unique: dlt's column hint `unique` is not \
+                     supported: dlt's `unique` adds a UNIQUE constraint on PostgreSQL",
+                    "(line 5, column",
+                ],
             ),
             (
                 "unknown key in secret ref",

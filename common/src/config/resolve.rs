@@ -372,6 +372,11 @@ fn merge_columns(
             precision: hint.precision.or(entry.precision),
             scale: hint.scale.or(entry.scale),
             hard_delete: hint.hard_delete.or(entry.hard_delete),
+            timezone: hint.timezone.or(entry.timezone),
+            partition: hint.partition.or(entry.partition),
+            cluster: hint.cluster.or(entry.cluster),
+            sort: hint.sort.or(entry.sort),
+            description: hint.description.or_else(|| entry.description.clone()),
         };
     }
     merged

@@ -534,6 +534,42 @@ pub(super) fn check_column(at: &str, column: &str, hint: &ColumnHint, problems: 
             "`precision` and `scale` apply only to `data_type = \"decimal\"`",
         );
     }
+    if hint.timezone == Some(false) {
+        problems.push(
+            format!("{at}.timezone"),
+            "`timezone = false` (dlt's naive timestamps, `timestamp without time zone` on \
+             PostgreSQL) is not supported: timestamps load as UTC instants (TIMESTAMPTZ on \
+             PostgreSQL, UTC text on SQLite); remove the key",
+        );
+    }
+}
+
+/// What to write instead of a dlt column hint the loader does not apply (`unique`,
+/// `dedup_sort`, ...), for the error that names it; `None` for any other key.
+pub(super) fn column_hint_advice(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "unique" => {
+            "dlt's `unique` adds a UNIQUE constraint on PostgreSQL (none on SQLite); the \
+             loader creates none: remove the key and add the constraint to the table yourself"
+        }
+        "dedup_sort" => {
+            "dlt's `dedup_sort` keeps, of one load's records with the same primary key, the \
+             first in this column's order; the loader keeps each key's last record in topic \
+             order: remove the key (the loader's `--version-column <column>` keeps a row \
+             unless a record's value in that column is at least the row's)"
+        }
+        "primary_key" => "write the resource's `primary_key = \"<column>\"` (or a list) instead",
+        "row_key" | "parent_key" | "root_key" => {
+            "dlt sets it on its own bookkeeping columns (`_dlt_id`, `_dlt_parent_id`, \
+             `_dlt_root_id`), which the loader makes itself: remove the key"
+        }
+        "variant" => {
+            "dlt sets it on the variant columns (`<column>__v_<type>`) it makes, as the \
+             extractor does: remove the key"
+        }
+        "incremental" => "write `endpoint.incremental = { cursor_path = \"<column>\" }` instead",
+        _ => return None,
+    })
 }
 
 /// Names, topics and tables must each be distinct (and no topic may be the schema topic).

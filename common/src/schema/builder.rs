@@ -12,6 +12,7 @@ use super::values::{ConvertError, Num, classify, convert, detected_type, json_ki
 use super::*;
 
 mod rows;
+mod seed; // `with_previous`: a run starts from the resource's last writer schema
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,10 @@ struct Node {
     /// That slot's [`Slot::raw`] (`None` for the root).
     raw_prefix: Option<String>,
     children: FastMap<String, usize>,
+    /// dlt's nesting level of the values here: the records' own keys are at the builder's
+    /// level (0 for a resource, the depth of a child table for its rows), each object
+    /// flattened into them one more.
+    level: usize,
 }
 
 /// One raw JSON key under one node, with its normalised full name cached.
@@ -43,14 +48,16 @@ struct Slot {
     field: Option<usize>,
     /// The node of its children, once an object was flattened here.
     child: Option<usize>,
-    /// A `data_type: json` hint, or a record's own key with `max_table_nesting = 0` (as
-    /// dlt's normaliser, which keeps objects at depth `max_table_nesting` or more whole):
-    /// objects here stay JSON text.
+    /// A `data_type: json` hint, or a key at nesting level `max_table_nesting` or deeper
+    /// (as dlt's normaliser, which keeps such objects and lists whole): objects here stay
+    /// JSON text, and the field is [`Field::keep_whole`].
     json_hint: bool,
     /// The raw key path as the API sent it, for messages: `"sender"."Name"`.
     raw: String,
     /// Another slot has the same name (`Name` and `name`): its values are checked per record.
     shared: bool,
+    /// The nesting level of its node.
+    level: usize,
 }
 
 /// A field that must have a value in every record.
@@ -179,15 +186,24 @@ impl SchemaBuilder {
     /// errors naming the root record here, before anything is published, rather than a
     /// loader that stops at the record.
     ///
-    /// `max_table_nesting = 0` also keeps the record's objects whole, as in dlt (`sender`
-    /// one JSON field, not `sender__name`, …). dlt bounds flattening at any depth
-    /// (`max_table_nesting = 1` keeps `sender__address` whole); here objects are flattened
-    /// fully at 1 or more.
+    /// `max_table_nesting` also bounds the flattening, as dlt's normaliser does: an object
+    /// or a list at nesting level `max_table_nesting` or deeper (a record's own keys are at
+    /// level 0, an object's keys one deeper than the object) stays one JSON field marked
+    /// [`Field::keep_whole`], which the loader never makes a child table: at 0 `sender` is
+    /// one JSON field, at 1 `sender__name` is flattened and `sender__address` kept whole.
     pub fn with_child_tables(mut self, max_table_nesting: Option<usize>) -> Self {
         self.max_nesting = max_table_nesting;
         if max_table_nesting != Some(0) && !self.table.primary_key.is_empty() {
             self.child_tables = Some(max_table_nesting);
         }
+        self
+    }
+
+    /// The nesting level of the records themselves (default 0: a resource's records; a
+    /// child table's rows are at its depth, 1 for `<table>__<list>`), against which
+    /// `max_table_nesting` ([`Self::with_child_tables`]) keeps deeper objects whole.
+    pub fn at_level(mut self, level: usize) -> Self {
+        self.nodes[ROOT].level = level;
         self
     }
 
@@ -318,6 +334,7 @@ impl SchemaBuilder {
                         prefix: Some(self.slots[slot].name.clone()),
                         raw_prefix: Some(self.slots[slot].raw.clone()),
                         children: FastMap::default(),
+                        level: self.slots[slot].level + 1,
                     });
                     self.slots[slot].child = Some(child);
                     child
@@ -461,6 +478,7 @@ impl SchemaBuilder {
             nullable: true,
             precision: 0,
             scale: 0,
+            keep_whole: false,
         });
         self.hinted.push(true);
         self.seen.push(0);
@@ -502,6 +520,7 @@ impl SchemaBuilder {
         };
         let is_pk = self.table.primary_key.contains(&name);
         let nullable = !is_pk && hint.and_then(|h| h.nullable) != Some(false);
+        let keep_whole = data_type == DataType::Json && self.slots[slot].json_hint;
         let index = self.table.fields.len();
         self.table.fields.push(Field {
             name: name.clone(),
@@ -509,6 +528,7 @@ impl SchemaBuilder {
             nullable,
             precision,
             scale,
+            keep_whole,
         });
         self.hinted.push(hinted_type.is_some());
         self.seen.push(0);
@@ -556,11 +576,12 @@ impl SchemaBuilder {
             Some(parent) => format!("{parent}.{key:?}"),
             None => format!("{key:?}"),
         };
-        // dlt keeps an object at depth `max_table_nesting` or more whole; here only at 0,
-        // where the loader makes no child tables: at 1 or more it would take a JSON object
-        // field for a list of one (docs/config.md, Differences from dlt).
+        // dlt keeps an object or a list at nesting level `max_table_nesting` or deeper whole
+        // (one JSON column, never a child table): `max_table_nesting = 1` keeps
+        // `sender__address` whole and makes a child table of a record's own `tags`.
+        let level = self.nodes[node].level;
         let json_hint = self.hints.get(&name).and_then(|h| h.data_type) == Some(DataType::Json)
-            || self.max_nesting == Some(0) && node == ROOT;
+            || self.max_nesting.is_some_and(|max| level >= max);
         let slot = self.slots.len();
         let shared = match self.slot_names.get(&name) {
             Some(&first) => {
@@ -580,6 +601,7 @@ impl SchemaBuilder {
             json_hint,
             raw,
             shared,
+            level,
         });
         let _ = self.nodes[node].children.insert(key.to_owned(), slot);
         slot

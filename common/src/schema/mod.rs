@@ -6,7 +6,10 @@
 //!   `customerId` → `customer_id`, other punctuation → `_`, a leading digit gets a `_`
 //!   prefix, trailing `_` become `x`; `columns` hints and `primary_key` are normalised too;
 //! - nested objects are flattened into `parent__child` fields, as dlt does (recursively:
-//!   `sender__address__city`); an object under a `data_type: json` hint stays JSON text;
+//!   `sender__address__city`); an object under a `data_type: json` hint, or at nesting
+//!   level `max_table_nesting` or deeper, stays JSON text ([`Field::keep_whole`]);
+//! - a run starts from the resource's last writer schema when there is one
+//!   ([`SchemaBuilder::with_previous`]): types and variants carry over across runs;
 //! - lists are carried as JSON text (data type `json`); a `json` field accepts any value;
 //! - a field that has only ever been null is not added yet (as dlt does); fields appear in
 //!   first-seen order, and a hinted field also appears only when first seen with a value;
@@ -18,6 +21,9 @@
 //!   `timestamp` → `text` when a string that is not an RFC 3339 timestamp arrives in a
 //!   detected (not hinted) timestamp field. Any other mismatch is an error naming the record
 //!   id and the field; so is an object where a scalar was seen (or the other way round).
+//! - `date`, `time` and `binary` come only from a hint, as in dlt: `date` from `YYYY-MM-DD`
+//!   or an RFC 3339 timestamp (its UTC date), `time` from `HH:MM:SS[.ffffff]`, `binary`
+//!   from standard base64 text;
 //! - a `data_type` hint fixes the type and converts values: `bigint` from JSON integers;
 //!   `double` from any number; `text` from strings, numbers and bools; `timestamp` from
 //!   RFC 3339 strings or integer epoch seconds; `decimal` from numbers or numeric strings,
@@ -50,12 +56,14 @@
 //! This file holds the schema's types; the rest is one file per job:
 
 mod builder; // `SchemaBuilder`: inference page by page, widening, variants, hints
+mod dates; // dlt's date, time and binary values: parsing and text forms
 mod names; // dlt's `snake_case` naming, flattened paths, variant names
 #[cfg(test)]
 mod test_support; // builders and lookups shared by the tests beside each file
 mod values; // numbers, decimals and timestamps: detection and conversion
 
 pub use builder::SchemaBuilder;
+pub use dates::{base64_encode, date_text, time_text};
 pub use names::{
     EMPTY_KEY, VARIANT_SEPARATOR, normalize_identifier, normalize_key, normalize_path,
     variant_name, variant_of,
@@ -87,6 +95,12 @@ pub enum DataType {
     Decimal,
     /// JSON text (lists, and objects under a `json` hint).
     Json,
+    /// A calendar date (Avro `int` + `date`), only from a `data_type` hint, as dlt's.
+    Date,
+    /// A time of day, microsecond precision (Avro `long` + `time-micros`); hint only.
+    Time,
+    /// Bytes (Avro `bytes`), from base64 text as dlt decodes it; hint only.
+    Binary,
 }
 
 /// One field of a record, in order.
@@ -98,6 +112,11 @@ pub struct Field {
     /// Only for `Decimal`: total digits (default 38) and digits after the point (default 9).
     pub precision: u32,
     pub scale: u32,
+    /// Only for `Json`: the value stays one JSON column, never a child table — an object or
+    /// a list at nesting level `max_table_nesting` or deeper (as dlt keeps them whole), or
+    /// a field under a `data_type = "json"` hint. Other `json` fields hold lists, which the
+    /// loader makes child tables.
+    pub keep_whole: bool,
 }
 
 /// The schema of one resource's records.
@@ -122,6 +141,11 @@ pub enum Scalar {
     Decimal(String),
     /// Compact JSON text.
     Json(String),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since midnight.
+    Time(i64),
+    Binary(Vec<u8>),
 }
 
 /// One record's values, aligned with [`TableSchema::fields`].
@@ -144,6 +168,21 @@ pub struct ColumnHint {
     /// being merged. Applied by the loader.
     #[serde(default)]
     pub hard_delete: Option<bool>,
+    /// dlt's `timezone` (for timestamps): `true`, dlt's default, is what the loader does
+    /// (UTC instants); `false` (naive timestamps) is refused by the config check.
+    #[serde(default)]
+    pub timezone: Option<bool>,
+    /// dlt's `partition`, `cluster` and `sort` hints and a column's `description`: dlt's
+    /// SQLite and PostgreSQL destinations do nothing with them, and neither does the
+    /// loader. Accepted so that dlt configs load.
+    #[serde(default)]
+    pub partition: Option<bool>,
+    #[serde(default)]
+    pub cluster: Option<bool>,
+    #[serde(default)]
+    pub sort: Option<bool>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// Default `decimal` precision (total digits) when a hint gives none.
@@ -164,6 +203,9 @@ impl DataType {
             DataType::Timestamp => "timestamp",
             DataType::Decimal => "decimal",
             DataType::Json => "json",
+            DataType::Date => "date",
+            DataType::Time => "time",
+            DataType::Binary => "binary",
         }
     }
 }
@@ -192,6 +234,9 @@ impl Scalar {
             Scalar::Timestamp(_) => DataType::Timestamp,
             Scalar::Decimal(_) => DataType::Decimal,
             Scalar::Json(_) => DataType::Json,
+            Scalar::Date(_) => DataType::Date,
+            Scalar::Time(_) => DataType::Time,
+            Scalar::Binary(_) => DataType::Binary,
         }
     }
 
@@ -207,6 +252,9 @@ impl Scalar {
                 let _ = write!(out, "{v}");
             }
             Scalar::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+            Scalar::Date(days) => out.push_str(&date_text(*days)),
+            Scalar::Time(micros) => out.push_str(&time_text(*micros)),
+            Scalar::Binary(bytes) => out.push_str(&base64_encode(bytes)),
             Scalar::Timestamp(micros) => match DateTime::<Utc>::from_timestamp_micros(*micros) {
                 Some(ts) => out.push_str(&ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
                 None => {

@@ -137,6 +137,9 @@ pub fn variant_of(name: &str) -> Option<&str> {
         DataType::Timestamp,
         DataType::Decimal,
         DataType::Json,
+        DataType::Date,
+        DataType::Time,
+        DataType::Binary,
     ];
     (!field.is_empty() && known.iter().any(|t| t.as_str() == data_type)).then_some(field)
 }

@@ -234,6 +234,24 @@ pub(super) fn convert(value: &Value, field: &Field, hinted: bool) -> Result<Scal
                 .ok_or(ConvertError::Invalid),
             _ => Err(mismatch()),
         },
+        DataType::Date => match value {
+            Value::String(s) => super::dates::parse_date(s)
+                .map(Scalar::Date)
+                .ok_or(ConvertError::Invalid),
+            _ => Err(mismatch()),
+        },
+        DataType::Time => match value {
+            Value::String(s) => super::dates::parse_time(s)
+                .map(Scalar::Time)
+                .ok_or(ConvertError::Invalid),
+            _ => Err(mismatch()),
+        },
+        DataType::Binary => match value {
+            Value::String(s) => super::dates::base64_decode(s)
+                .map(Scalar::Binary)
+                .ok_or(ConvertError::Invalid),
+            _ => Err(mismatch()),
+        },
         DataType::Decimal => {
             let text = match value {
                 Value::Number(n) => n.to_string(),

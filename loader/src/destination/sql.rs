@@ -280,5 +280,8 @@ pub(crate) fn display_scalar(value: &Scalar) -> String {
         Scalar::Double(number) => number.to_string(),
         Scalar::Bool(flag) => flag.to_string(),
         Scalar::Timestamp(micros) => timestamp_text(*micros),
+        Scalar::Date(days) => common::schema::date_text(*days),
+        Scalar::Time(micros) => common::schema::time_text(*micros),
+        Scalar::Binary(bytes) => format!("<{} bytes>", bytes.len()),
     }
 }

@@ -732,6 +732,8 @@ fn bind_value(
     value: Option<&Scalar>,
 ) -> rusqlite::Result<()> {
     let mut timestamp = TimestampBuf::default();
+    // Dates and times as dlt's SQLite stores them: `2024-03-01`, `12:30:45.123456`.
+    let calendar;
     let value = match value {
         None => ValueRef::Null,
         Some(Scalar::Text(text) | Scalar::Decimal(text) | Scalar::Json(text)) => {
@@ -741,6 +743,15 @@ fn bind_value(
         Some(Scalar::Double(number)) => ValueRef::Real(*number),
         Some(Scalar::Bool(flag)) => ValueRef::Integer(i64::from(*flag)),
         Some(Scalar::Timestamp(micros)) => ValueRef::Text(timestamp.format(*micros)),
+        Some(Scalar::Date(days)) => {
+            calendar = common::schema::date_text(*days);
+            ValueRef::Text(calendar.as_bytes())
+        }
+        Some(Scalar::Time(micros)) => {
+            calendar = common::schema::time_text(*micros);
+            ValueRef::Text(calendar.as_bytes())
+        }
+        Some(Scalar::Binary(bytes)) => ValueRef::Blob(bytes),
     };
     statement.raw_bind_parameter(index, ToSqlOutput::Borrowed(value))
 }
@@ -805,6 +816,10 @@ fn column_type(data_type: DataType) -> &'static str {
         DataType::Bigint | DataType::Bool => "INTEGER",
         DataType::Double => "REAL",
         DataType::Text | DataType::Timestamp | DataType::Decimal | DataType::Json => "TEXT",
+        // As dlt's SQLite (through SQLAlchemy) declares them.
+        DataType::Date => "DATE",
+        DataType::Time => "TIME",
+        DataType::Binary => "BLOB",
     }
 }
 

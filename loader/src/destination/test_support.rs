@@ -14,6 +14,7 @@ pub(crate) fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
         nullable,
         precision: 38,
         scale: 9,
+        keep_whole: false,
     }
 }
 

@@ -163,7 +163,7 @@ name = "three"
             nullable: None,
             precision: Some(12),
             scale: Some(2),
-            hard_delete: None,
+            ..ColumnHint::default()
         }
     );
     assert_eq!(one.columns["id"].data_type, Some(DataType::Bigint));

@@ -101,6 +101,7 @@ impl SchemaBuilder {
         };
         let field = &self.table.fields[index];
         if field.data_type != DataType::Json
+            || field.keep_whole
             || self.hints.get(&field.name).and_then(|h| h.data_type) == Some(DataType::Json)
         {
             return Ok(());

@@ -40,34 +40,83 @@ fn flattens_nested_objects_and_keeps_lists_as_json() {
     assert!(page.schema_changed);
 }
 
-/// As dlt's normaliser: `max_table_nesting = 0` keeps a record's objects whole, one JSON
-/// field each; at 1 or more they are flattened fully (dlt would keep deeper ones whole).
+/// As dlt's normaliser: `max_table_nesting` keeps an object or a list at nesting level
+/// `max_table_nesting` or deeper whole (a record's keys are at level 0), marked
+/// `keep_whole` so the loader does not make it a child table: at 0 `sender` is one JSON
+/// field; at 1 `sender__name` is flattened and `sender__address` and the list inside
+/// `sender` are kept whole, while the record's own list is not (a child table); at 2 or
+/// unbounded everything is flattened.
 #[test]
-fn max_table_nesting_zero_keeps_objects_whole_as_dlt() {
+fn max_table_nesting_keeps_deeper_objects_whole_as_dlt() {
     let record = json!({
         "id": 1,
-        "sender": {"address": {"city": "Oslo"}, "name": "Ann"},
+        "sender": {"address": {"city": "Oslo"}, "name": "Ann", "phones": ["1"]},
+        "tags": ["a"],
     });
     let flattened = |nesting: Option<usize>| {
         let mut b = builder(&["id"], &[]).with_child_tables(nesting);
         let page = b.add_page(std::slice::from_ref(&record)).unwrap();
-        let names: Vec<String> = names(&b).iter().map(|n| n.to_string()).collect();
-        (names, page.rows[0].clone())
+        let fields: Vec<(String, DataType, bool)> = b
+            .schema()
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), f.data_type, f.keep_whole))
+            .collect();
+        (fields, page.rows[0].clone())
     };
-    let (names0, row0) = flattened(Some(0));
-    assert_eq!(names0, ["id", "sender"]);
+    let f = |name: &str, t: DataType, whole: bool| (name.to_owned(), t, whole);
+    let (fields0, row0) = flattened(Some(0));
+    assert_eq!(
+        fields0,
+        [
+            f("id", DataType::Bigint, false),
+            f("sender", DataType::Json, true),
+            f("tags", DataType::Json, true)
+        ]
+    );
     assert_eq!(
         row0[1],
         Some(Scalar::Json(
-            r#"{"address":{"city":"Oslo"},"name":"Ann"}"#.into()
+            r#"{"address":{"city":"Oslo"},"name":"Ann","phones":["1"]}"#.into()
         ))
     );
-    for nesting in [Some(1), Some(2), None] {
+    let (fields1, row1) = flattened(Some(1));
+    assert_eq!(
+        fields1,
+        [
+            f("id", DataType::Bigint, false),
+            f("sender__address", DataType::Json, true),
+            f("sender__name", DataType::Text, false),
+            f("sender__phones", DataType::Json, true),
+            f("tags", DataType::Json, false)
+        ]
+    );
+    assert_eq!(row1[1], Some(Scalar::Json(r#"{"city":"Oslo"}"#.into())));
+    for nesting in [Some(2), None] {
+        let names: Vec<(String, bool)> = flattened(nesting)
+            .0
+            .into_iter()
+            .map(|(n, _, w)| (n, w))
+            .collect();
         assert_eq!(
-            flattened(nesting).0,
-            ["id", "sender__address__city", "sender__name"]
+            names,
+            [
+                ("id".to_owned(), false),
+                ("sender__address__city".to_owned(), false),
+                ("sender__name".to_owned(), false),
+                ("sender__phones".to_owned(), false),
+                ("tags".to_owned(), false)
+            ]
         );
     }
+    // A child table's rows start at their depth: at level 1 with max 1 an element's
+    // object is kept whole.
+    let mut child = builder(&[], &[]).with_child_tables(Some(1)).at_level(1);
+    let _ = child
+        .add_page(&[json!({"sku": "x", "meta": {"a": 1}})])
+        .unwrap();
+    assert_eq!(names(&child), ["sku", "meta"]);
+    assert!(field(&child, "meta").keep_whole);
 }
 
 #[test]

@@ -300,6 +300,7 @@ fn a_value_the_column_cannot_hold_names_the_server_detail() {
                 Field {
                     precision: 38,
                     scale: 9,
+                    keep_whole: false,
                     ..field("amount", DataType::Decimal, true)
                 },
             ],

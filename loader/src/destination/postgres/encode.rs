@@ -4,6 +4,8 @@ use super::*;
 
 /// Microseconds from 1970-01-01 (Unix) to 2000-01-01 (PostgreSQL's timestamp epoch).
 pub(super) const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days from 1970-01-01 to 2000-01-01.
+const POSTGRES_EPOCH_DAYS: i32 = 10_957;
 
 /// One value of the binary `COPY`: the staging position or a field's value, encoded in
 /// PostgreSQL's binary format for the column's type.
@@ -42,6 +44,13 @@ impl ToSql for Cell<'_> {
                     .ok_or("timestamp out of range")?,
             ),
             Scalar::Decimal(text) => encode_numeric(text, out)?,
+            // Days and microseconds from 2000-01-01, PostgreSQL's epoch.
+            Scalar::Date(days) => out.put_i32(
+                days.checked_sub(POSTGRES_EPOCH_DAYS)
+                    .ok_or("date out of range")?,
+            ),
+            Scalar::Time(micros) => out.put_i64(*micros),
+            Scalar::Binary(bytes) => out.put_slice(bytes),
             Scalar::Json(text) => {
                 out.put_u8(1); // jsonb format version
                 out.put_slice(text.as_bytes());

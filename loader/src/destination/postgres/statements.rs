@@ -39,6 +39,9 @@ pub(super) fn column_type(field: &Field) -> String {
         DataType::Timestamp => "TIMESTAMPTZ".to_owned(),
         DataType::Decimal => format!("NUMERIC({}, {})", field.precision, field.scale),
         DataType::Json => "JSONB".to_owned(),
+        DataType::Date => "DATE".to_owned(),
+        DataType::Time => "TIME".to_owned(),
+        DataType::Binary => "BYTEA".to_owned(),
     }
 }
 
@@ -52,6 +55,9 @@ pub(super) fn pg_type(data_type: DataType) -> Type {
         DataType::Timestamp => Type::TIMESTAMPTZ,
         DataType::Decimal => Type::NUMERIC,
         DataType::Json => Type::JSONB,
+        DataType::Date => Type::DATE,
+        DataType::Time => Type::TIME,
+        DataType::Binary => Type::BYTEA,
     }
 }
 
@@ -65,6 +71,9 @@ pub(super) fn info_type(data_type: DataType) -> &'static str {
         DataType::Timestamp => "timestamp with time zone",
         DataType::Decimal => "numeric",
         DataType::Json => "jsonb",
+        DataType::Date => "date",
+        DataType::Time => "time without time zone",
+        DataType::Binary => "bytea",
     }
 }
 
@@ -120,6 +129,9 @@ pub(super) fn create_staging_sql(schema: &TableSchema) -> String {
             DataType::Timestamp => "TIMESTAMPTZ",
             DataType::Decimal => "NUMERIC",
             DataType::Json => "JSONB",
+            DataType::Date => "DATE",
+            DataType::Time => "TIME",
+            DataType::Binary => "BYTEA",
         });
     }
     sql.push_str(") ON COMMIT DROP");
