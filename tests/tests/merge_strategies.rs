@@ -3,8 +3,9 @@
 //! `{ disposition = "merge" }` (dlt's default strategy, `delete-insert`), `merge` without a
 //! primary key (appends, as dlt's does), `{ disposition = "append" }` and
 //! `{ disposition = "replace" }`, over two runs with half the records changed and ten new
-//! ones in between; and the strategies and keys not supported, refused by `--check` naming
-//! the key. One broker and one demo API for the file.
+//! ones in between; `delete-insert` with a `merge_key` over two runs loaded at once, and
+//! replayed into a fresh database; and the strategies and keys not supported, refused by
+//! `--check` naming the key.
 
 use std::time::Duration;
 
@@ -70,10 +71,16 @@ fn api_rows(api: &DemoApi) -> Result<Vec<(i64, String, String)>> {
     Ok(out)
 }
 
+/// One broker for the file's pipelines (each has its own demo API and topics).
 #[test]
-fn write_disposition_table_forms_over_two_runs() -> Result<()> {
+fn merge_strategies_end_to_end() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let broker = Broker::start(dir.path())?;
+    write_disposition_table_forms_over_two_runs(&broker)?;
+    merge_key_replaces_the_rows_of_the_runs_merge_keys(&broker)
+}
+
+fn write_disposition_table_forms_over_two_runs(broker: &Broker) -> Result<()> {
     let api = DemoApi::start(FIRST, &[])?;
     let name = "e2e_merge_strategies";
     let text = config(
@@ -103,7 +110,7 @@ fn write_disposition_table_forms_over_two_runs() -> Result<()> {
             ),
         ],
     );
-    let pipeline = Pipeline::with_config(&broker, name, &text)?;
+    let pipeline = Pipeline::with_config(broker, name, &text)?;
 
     extract_and_load(&pipeline)?;
     let first = api_rows(&api)?;
@@ -187,7 +194,7 @@ write_disposition = { disposition = "merge", strategy = "scd2", validity_column_
 name = "merge_key"
 primary_key = "id"
 merge_key = "day"
-write_disposition = { disposition = "merge", strategy = "delete-insert" }
+write_disposition = { disposition = "merge", strategy = "upsert" }
 
 [[resources]]
 name = "append_upsert"
@@ -207,10 +214,98 @@ write_disposition = { disposition = "append", strategy = "upsert" }
     for expected in [
         "problem: resources[0].write_disposition.strategy: dlt's `scd2` merge strategy is not supported",
         "problem: resources[0].write_disposition.validity_column_names: not supported",
-        "problem: resources[1].merge_key: not supported",
+        "problem: resources[1].merge_key: applies to `merge` with the `delete-insert` strategy only",
         "problem: resources[2].write_disposition.strategy: a merge strategy applies to `disposition = \"merge\"` only",
     ] {
         assert!(said.contains(expected), "missing {expected:?} in:\n{said}");
     }
+    Ok(())
+}
+
+/// `(id, channel, body)` of every row of `table`, sorted.
+fn channel_rows(db: &std::path::Path, table: &str) -> Result<Vec<(i64, String, String)>> {
+    let conn = rusqlite::Connection::open(db)?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, channel, body FROM \"{table}\" ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// dlt's delete-insert with a merge key, over two extractor runs of an incremental resource
+/// that are both in the topic before the loader starts (so one partition's second run may be
+/// loaded before another's first): the second run's records replace every row of their
+/// channels, the other channels keep the first run's rows. A replay into a fresh database
+/// gives the same table.
+fn merge_key_replaces_the_rows_of_the_runs_merge_keys(broker: &Broker) -> Result<()> {
+    let api = DemoApi::start(0, &[])?;
+    let _ = api.post("/admin/mutate", json!({"append": 30}))?;
+    let name = "e2e_merge_key";
+    let mut text = config(&api, name, &[]);
+    text.push_str(&format!(
+        r#"
+[[resources]]
+name = "events"
+topic = "{name}.events"
+primary_key = "id"
+merge_key = "channel"
+write_disposition = {{ disposition = "merge", strategy = "delete-insert" }}
+
+[resources.endpoint]
+path = "/v1/incremental"
+data_selector = "data"
+paginator = {{ type = "offset", limit = 10 }}
+params = {{ updated_since = {{ type = "incremental", cursor_path = "updated_at", initial_value = "2026-06-01T00:00:00Z" }} }}
+"#
+    ));
+    let pipeline = Pipeline::with_config(broker, name, &text)?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let _ = api.post("/admin/mutate", json!({"append": 2, "update": [3, 30]}))?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+
+    // What dlt leaves: the second run's records, and the first run's rows of the channels
+    // the second run did not have (unchanged records: the API serves them as before).
+    let second_ids = [3, 30, 31, 32];
+    let current = api.get("/admin/incremental/records")?;
+    let mut all = Vec::new();
+    for r in current.as_array().context("records")? {
+        let text = |k: &str| r[k].as_str().map(str::to_owned).context(k.to_owned());
+        all.push((
+            r["id"].as_i64().context("id")?,
+            text("channel")?,
+            text("body")?,
+        ));
+    }
+    let second_channels: Vec<&String> = all
+        .iter()
+        .filter(|r| second_ids.contains(&r.0))
+        .map(|r| &r.1)
+        .collect();
+    let mut expected: Vec<_> = all
+        .iter()
+        .filter(|r| second_ids.contains(&r.0) || !second_channels.contains(&&r.1))
+        .cloned()
+        .collect();
+    expected.sort();
+    ensure!(
+        expected.len() > second_ids.len() && expected.len() < all.len(),
+        "the second run must replace some channels and leave others ({} of {} rows)",
+        expected.len(),
+        all.len()
+    );
+
+    let mut loader = pipeline.loader()?;
+    let _ = loader.arg("--until-caught-up");
+    let _ = run_ok(loader, RUN)?;
+    assert_eq!(channel_rows(&pipeline.db, "events")?, expected, "loaded");
+
+    // The topic replayed into a fresh database: the same rows.
+    let fresh = pipeline.dir.path().join("fresh.db");
+    let mut replay = pipeline.loader_to(&format!("sqlite://{}", fresh.display()))?;
+    let _ = replay.arg("--until-caught-up");
+    let _ = run_ok(replay, RUN)?;
+    assert_eq!(channel_rows(&fresh, "events")?, expected, "replayed");
     Ok(())
 }

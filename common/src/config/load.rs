@@ -185,6 +185,7 @@ mod tests {
             primary_key: vec!["id".into()],
             write_disposition: WriteDisposition::Merge,
             merge_strategy: Some(MergeStrategy::DeleteInsert),
+            merge_key: Vec::new(),
             schema_contract: SchemaContract::default(),
             endpoint: EndpointConfig {
                 path: "/v1/resource".into(),

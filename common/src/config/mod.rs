@@ -194,6 +194,9 @@ pub struct ResourceConfig {
     pub write_disposition: WriteDisposition,
     /// With `merge`: how (dlt's `strategy`); `None` with `append` and `replace`.
     pub merge_strategy: Option<MergeStrategy>,
+    /// dlt's `merge_key` (with the `delete-insert` strategy only): a run's records replace
+    /// every row whose merge key one of them has. Empty: none.
+    pub merge_key: Vec<String>,
     pub endpoint: EndpointConfig,
     pub columns: BTreeMap<String, ColumnHint>,
     /// dlt's `schema_contract`: what the loader does with a new table, a new column, or a

@@ -290,8 +290,9 @@ fn resolve_retry(raw: Option<RawRetry>, problems: &mut Problems) -> RetryPolicy 
 }
 
 /// A resource's `write_disposition` (string or dlt's table form) and, with `merge`, its
-/// strategy. dlt's `merge` without a primary key (and without a merge key) appends, and so
-/// does this one. What is not supported is a problem naming its key and what to write.
+/// strategy. dlt's `merge` without a primary key and without a merge key appends, and so
+/// does this one; a merge key needs `delete-insert`. What is not supported is a problem
+/// naming its key and what to write.
 fn write_disposition(
     at: &str,
     raw: Option<WriteDispositionObject>,
@@ -300,15 +301,15 @@ fn write_disposition(
     problems: &mut Problems,
 ) -> (WriteDisposition, Option<MergeStrategy>) {
     let key = format!("{at}.write_disposition");
-    if has_merge_key {
-        problems.push(
-            format!("{at}.merge_key"),
-            "not supported: dlt's `merge_key` (the `delete-insert` strategy replacing every \
-             row whose merge key the load has) is not implemented; leave it out and merge by \
-             `primary_key`, or load the resource with `write_disposition = \"replace\"`",
-        );
-    }
     let Some(raw) = raw else {
+        if has_merge_key {
+            problems.push(
+                format!("{at}.merge_key"),
+                "applies to `merge` with the `delete-insert` strategy only (this resource \
+                 appends); remove it, or write `write_disposition = { disposition = \"merge\", \
+                 strategy = \"delete-insert\" }`",
+            );
+        }
         return (WriteDisposition::default(), None);
     };
     for option in raw.unsupported_options() {
@@ -358,9 +359,28 @@ fn write_disposition(
             MergeStrategy::DeleteInsert
         }
     };
+    if has_merge_key
+        && (raw.disposition != WriteDisposition::Merge || strategy != MergeStrategy::DeleteInsert)
+    {
+        let has = if raw.disposition == WriteDisposition::Merge {
+            format!("`merge` with `{}`", strategy.as_str())
+        } else {
+            format!("`{}`", raw.disposition)
+        };
+        problems.push(
+            format!("{at}.merge_key"),
+            format!(
+                "applies to `merge` with the `delete-insert` strategy only (this resource has \
+                 {has}); remove it, or write `write_disposition = {{ disposition = \"merge\", \
+                 strategy = \"delete-insert\" }}`"
+            ),
+        );
+    }
     match raw.disposition {
         // dlt's merge with neither a primary key nor a merge key appends (with a warning).
-        WriteDisposition::Merge if no_primary_key => (WriteDisposition::Append, None),
+        WriteDisposition::Merge if no_primary_key && !has_merge_key => {
+            (WriteDisposition::Append, None)
+        }
         WriteDisposition::Merge => (WriteDisposition::Merge, Some(strategy)),
         other => (other, None),
     }
@@ -512,10 +532,29 @@ fn resolve_resource(
         }
     };
 
+    let merge_key = match raw.merge_key {
+        None => Vec::new(),
+        Some(PrimaryKey(columns)) => {
+            if columns.is_empty() {
+                problems.push(format!("{at}.merge_key"), "must name at least one column");
+            }
+            for (j, column) in columns.iter().enumerate() {
+                if column.trim().is_empty() {
+                    problems.push(format!("{at}.merge_key[{j}]"), "must not be empty");
+                } else if columns[..j].contains(column) {
+                    problems.push(
+                        format!("{at}.merge_key[{j}]"),
+                        format!("`{column}` is listed twice"),
+                    );
+                }
+            }
+            columns
+        }
+    };
     let (write_disposition, merge_strategy) = write_disposition(
         at,
         raw.write_disposition.map(|OrBare(w)| w),
-        raw.merge_key.is_some(),
+        !merge_key.is_empty(),
         primary_key.is_empty(),
         problems,
     );
@@ -623,6 +662,7 @@ fn resolve_resource(
         primary_key,
         write_disposition,
         merge_strategy,
+        merge_key,
         schema_contract,
         endpoint,
         columns,

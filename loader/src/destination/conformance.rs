@@ -15,6 +15,7 @@ use super::test_support::{batch_of, field, int, schema, table_batch, text};
 use super::{Batch, Destination};
 
 mod hostile; // long names, NUL, values and tables a database refuses
+mod merge_key; // dlt's delete-insert by merge key, in any partition order
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 

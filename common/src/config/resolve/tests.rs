@@ -600,3 +600,37 @@ write_disposition = { disposition = "merge", strategy = "upsert" }
         (WriteDisposition::Append, None)
     );
 }
+
+#[test]
+fn a_merge_key_merges_by_delete_insert_with_or_without_a_primary_key() {
+    let text = r#"
+[client]
+base_url = "https://api.example.com/"
+
+[resource_defaults]
+merge_key = "day"
+write_disposition = { disposition = "merge" }
+
+[[resources]]
+name = "keyed"
+primary_key = "id"
+
+[[resources]]
+name = "unkeyed"
+merge_key = ["day", "region"]
+"#;
+    let config = toml(text).unwrap();
+    let [keyed, unkeyed] = &config.resources[..] else {
+        panic!("two resources: {config:#?}");
+    };
+    assert_eq!(keyed.merge_key, ["day"]);
+    assert_eq!(unkeyed.merge_key, ["day", "region"]);
+    for r in [keyed, unkeyed] {
+        assert_eq!(
+            (r.write_disposition, r.merge_strategy),
+            (WriteDisposition::Merge, Some(MergeStrategy::DeleteInsert)),
+            "{}: a merge key merges even without a primary key",
+            r.name
+        );
+    }
+}

@@ -8,13 +8,14 @@ use crate::config::test_support::*;
 fn validation_errors_name_path() {
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         (
-            "merge_key",
+            "merge_key without delete-insert",
             "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
-             write_disposition = \"merge\"\nprimary_key = \"id\"\nmerge_key = \"day\"\n"
+             write_disposition = { disposition = \"merge\", strategy = \"upsert\" }\n\
+             primary_key = \"id\"\nmerge_key = \"day\"\n"
                 .into(),
             vec![
-                "pipeline.toml: resources[0].merge_key: not supported",
-                "merge by `primary_key`",
+                "pipeline.toml: resources[0].merge_key: applies to `merge` with the \
+                 `delete-insert` strategy only (this resource has `merge` with `upsert`)",
             ],
         ),
         (
