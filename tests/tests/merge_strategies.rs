@@ -238,7 +238,7 @@ fn channel_rows(db: &std::path::Path, table: &str) -> Result<Vec<(i64, String, S
 /// that are both in the topic before the loader starts (so one partition's second run may be
 /// loaded before another's first): the second run's records replace every row of their
 /// channels, the other channels keep the first run's rows. A replay into a fresh database
-/// gives the same table.
+/// gives the same table, and so does replaying every record over the loaded one.
 fn merge_key_replaces_the_rows_of_the_runs_merge_keys(broker: &Broker) -> Result<()> {
     let api = DemoApi::start(0, &[])?;
     let _ = api.post("/admin/mutate", json!({"append": 30}))?;
@@ -307,5 +307,16 @@ params = {{ updated_since = {{ type = "incremental", cursor_path = "updated_at",
     let _ = replay.arg("--until-caught-up");
     let _ = run_ok(replay, RUN)?;
     assert_eq!(channel_rows(&fresh, "events")?, expected, "replayed");
+
+    // Every record applied a second time over the loaded table (what a loader would do
+    // that lost its offsets): the merge keys' recorded runs keep the table as it is.
+    let mut again = pipeline.loader()?;
+    let _ = again.args(["--replay-from", "beginning", "--until-caught-up"]);
+    let _ = run_ok(again, RUN)?;
+    assert_eq!(
+        channel_rows(&pipeline.db, "events")?,
+        expected,
+        "replayed in place"
+    );
     Ok(())
 }
