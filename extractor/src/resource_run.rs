@@ -354,9 +354,11 @@ async fn publish_pages(
     previous: Option<&TableSchema>,
 ) -> Result<u64, ExtractError> {
     let run_id = start.run_id;
-    // A `replace` run's records carry its id.
-    let run_text =
-        (resource.write_disposition == WriteDisposition::Replace).then(|| run_id.to_string());
+    // A `replace` run's records carry its id, and so do those of a merge with a `merge_key`
+    // (the loader keeps, per merge key, the rows of the newest run that had it).
+    let run_text = (resource.write_disposition == WriteDisposition::Replace
+        || !resource.merge_key.is_empty())
+    .then(|| run_id.to_string());
     let keyed = !resource.primary_key.is_empty();
     let mut builder = SchemaBuilder::new(
         &resource.name,

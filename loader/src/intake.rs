@@ -34,6 +34,9 @@ pub(crate) struct Route {
     disposition: WriteDisposition,
     /// What a new table, column or type may do (dlt's `schema_contract`).
     contract: SchemaContract,
+    /// dlt's `merge_key` (normalised field names), empty without one: each record then
+    /// carries its run (the `pipeline.run` header) into the `_dlt_load_id` column.
+    merge_key: Vec<String>,
 }
 
 /// Per destination table of a merge or append resource with a primary key: how its list
@@ -46,6 +49,9 @@ pub(crate) fn nest_routes(
         .iter()
         .filter(|r| selected.is_empty() || selected.contains(&r.name))
         .filter(|r| !r.primary_key.is_empty())
+        // A merge key replaces rows by other columns than the key their children hang on:
+        // such a resource keeps its lists as JSON columns (docs/config.md).
+        .filter(|r| r.merge_key.is_empty())
         .map(|r| {
             let json_columns = r
                 .columns
@@ -90,6 +96,11 @@ pub(crate) fn routes(
                         .map(|(name, _)| name.clone()),
                     disposition: r.write_disposition,
                     contract: r.schema_contract,
+                    merge_key: r
+                        .merge_key
+                        .iter()
+                        .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
+                        .collect(),
                 },
             )
         })
@@ -106,6 +117,8 @@ pub(crate) struct Intake {
     routes: BTreeMap<String, Route>,
     schemas: SchemaStore,
     projections: HashMap<(String, usize), Arc<Projection>>,
+    /// Per projected schema of a merge-key table: that schema with the run column.
+    with_run: HashMap<usize, Arc<TableSchema>>,
 }
 
 impl Intake {
@@ -114,6 +127,7 @@ impl Intake {
             routes,
             schemas,
             projections: HashMap::new(),
+            with_run: HashMap::new(),
         }
     }
 
@@ -131,6 +145,7 @@ impl Intake {
             &self.routes,
             &mut self.schemas,
             &mut self.projections,
+            &mut self.with_run,
             consumer,
         )
     }
@@ -142,6 +157,7 @@ fn add_message(
     routes: &BTreeMap<String, Route>,
     schemas: &mut SchemaStore,
     tables: &mut HashMap<(String, usize), Arc<Projection>>,
+    with_run: &mut HashMap<usize, Arc<TableSchema>>,
     consumer: &dyn StoreOffsets,
 ) -> Result<(), LoadError> {
     in_order(w, msg)?;
@@ -175,6 +191,22 @@ fn add_message(
             }
         }
         WriteDisposition::Merge | WriteDisposition::Append => route.table.clone(),
+    };
+    // A merge-key record's run: dlt's load, whose rows replace the merge key's older ones.
+    let run = if route.merge_key.is_empty() {
+        None
+    } else {
+        match header(msg, run_markers::RUN_HEADER).and_then(run_markers::parse_run) {
+            Some(run) => Some(run),
+            None => {
+                let message = format!(
+                    "a record of a resource with a `merge_key` without a valid `{}` header \
+                     (was it published by this pipeline's extractor, since merge keys?)",
+                    run_markers::RUN_HEADER
+                );
+                return reject(w, msg, message, consumer);
+            }
+        }
     };
     let decoded = match schemas.decoder(payload, &route.primary_key) {
         // The schema topic itself cannot be read (missing: another `pipeline.name` than
@@ -233,7 +265,27 @@ fn add_message(
             return Ok(());
         }
     };
-    let schema = Arc::clone(&projection.schema);
+    let mut row = row;
+    let schema = match run {
+        None => Arc::clone(&projection.schema),
+        Some(run) => {
+            row.push(Some(common::schema::Scalar::Bigint(
+                i64::try_from(run).unwrap_or(i64::MAX),
+            )));
+            let key = Arc::as_ptr(&projection.schema) as usize;
+            Arc::clone(with_run.entry(key).or_insert_with(|| {
+                let mut schema = (*projection.schema).clone();
+                schema.fields.push(common::schema::Field {
+                    name: destination::merge_key::LOAD_ID_COLUMN.to_owned(),
+                    data_type: common::schema::DataType::Bigint,
+                    nullable: true,
+                    precision: 0,
+                    scale: 0,
+                });
+                Arc::new(schema)
+            }))
+        }
+    };
     w.pending().push_row(
         msg.topic(),
         msg.partition(),
@@ -241,6 +293,7 @@ fn add_message(
         table,
         schema,
         row,
+        &route.merge_key,
     );
     Ok(())
 }

@@ -480,6 +480,7 @@ impl Nester {
                 table,
                 schema: Arc::clone(&child.schema),
                 rows,
+                merge_key: Vec::new(),
             });
         }
         // Children of the loaded and deleted keys go first (deletes precede rows).

@@ -196,6 +196,8 @@ mod tests {
             table_name: "communications_data".into(),
             primary_key: vec!["id".into()],
             write_disposition: WriteDisposition::Merge,
+            merge_strategy: Some(MergeStrategy::DeleteInsert),
+            merge_key: Vec::new(),
             schema_contract: SchemaContract::default(),
             endpoint: EndpointConfig {
                 path: "/v1/resource".into(),

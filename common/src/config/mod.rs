@@ -193,6 +193,11 @@ pub struct ResourceConfig {
     pub table_name: String,
     pub primary_key: Vec<String>,
     pub write_disposition: WriteDisposition,
+    /// With `merge`: how (dlt's `strategy`); `None` with `append` and `replace`.
+    pub merge_strategy: Option<MergeStrategy>,
+    /// dlt's `merge_key` (with the `delete-insert` strategy only): a run's records replace
+    /// every row whose merge key one of them has. Empty: none.
+    pub merge_key: Vec<String>,
     pub endpoint: EndpointConfig,
     pub columns: BTreeMap<String, ColumnHint>,
     /// dlt's `schema_contract`: what the loader does with a new table, a new column, or a
@@ -278,6 +283,27 @@ impl WriteDisposition {
 impl fmt::Display for WriteDisposition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// dlt's merge strategies that the loader supports. Both keep one row per primary key, the
+/// record's latest version (see docs/config.md, "Write dispositions", for what differs from
+/// dlt's SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MergeStrategy {
+    /// dlt's default: the rows whose primary key the load has are deleted and the load's rows
+    /// inserted.
+    DeleteInsert,
+    /// `INSERT … ON CONFLICT (primary key) DO UPDATE`.
+    Upsert,
+}
+
+impl MergeStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeStrategy::DeleteInsert => "delete-insert",
+            MergeStrategy::Upsert => "upsert",
+        }
     }
 }
 

@@ -97,6 +97,7 @@ pub(super) struct RawResource {
     pub(super) topic: Option<String>,
     pub(super) table_name: Option<String>,
     pub(super) primary_key: Option<PrimaryKey>,
+    pub(super) merge_key: Option<PrimaryKey>,
     pub(super) write_disposition: Option<OrBare<WriteDispositionObject>>,
     pub(super) endpoint: Option<OrBare<RawEndpoint>>,
     pub(super) columns: Option<BTreeMap<String, ColumnHint>>,
@@ -162,11 +163,58 @@ pub(super) struct RawIncrementalParam {
     pub(super) on_cursor_value_missing: Option<OnCursorValueMissing>,
 }
 
-/// dlt's object form `write_disposition = { disposition = "merge" }`.
+/// dlt's object form `write_disposition = { disposition = "merge", strategy = "upsert" }`.
+/// The options of the strategies not supported (scd2's, upsert's, the merge conditions) are
+/// read only to be refused by name (see `resolve`), not with serde's "unknown field".
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WriteDispositionObject {
     pub(super) disposition: WriteDisposition,
+    /// dlt's merge strategy: `delete-insert` (its default), `upsert`, `scd2`, …
+    pub(super) strategy: Option<String>,
+    pub(super) validity_column_names: Option<Value>,
+    pub(super) active_record_timestamp: Option<Value>,
+    pub(super) boundary_timestamp: Option<Value>,
+    pub(super) row_version_column_name: Option<Value>,
+    pub(super) skip_unchanged_rows: Option<Value>,
+    pub(super) source_filter: Option<Value>,
+    pub(super) destination_scope: Option<Value>,
+    pub(super) deduplicated: Option<Value>,
+}
+
+impl WriteDispositionObject {
+    fn bare(disposition: WriteDisposition) -> Self {
+        WriteDispositionObject {
+            disposition,
+            strategy: None,
+            validity_column_names: None,
+            active_record_timestamp: None,
+            boundary_timestamp: None,
+            row_version_column_name: None,
+            skip_unchanged_rows: None,
+            source_filter: None,
+            destination_scope: None,
+            deduplicated: None,
+        }
+    }
+
+    /// The options set that this project does not support, by name.
+    pub(super) fn unsupported_options(&self) -> Vec<&'static str> {
+        [
+            ("validity_column_names", &self.validity_column_names),
+            ("active_record_timestamp", &self.active_record_timestamp),
+            ("boundary_timestamp", &self.boundary_timestamp),
+            ("row_version_column_name", &self.row_version_column_name),
+            ("skip_unchanged_rows", &self.skip_unchanged_rows),
+            ("source_filter", &self.source_filter),
+            ("destination_scope", &self.destination_scope),
+            ("deduplicated", &self.deduplicated),
+        ]
+        .into_iter()
+        .filter(|(_, value)| value.is_some())
+        .map(|(name, _)| name)
+        .collect()
+    }
 }
 
 /// A type that may also be written as a bare string: a resource (its name), an endpoint
@@ -197,8 +245,7 @@ impl FromBareString for RawEndpoint {
 }
 
 impl FromBareString for WriteDispositionObject {
-    const EXPECTING: &'static str =
-        "\"append\", \"replace\", \"merge\" or `{ disposition = \"merge\" }`";
+    const EXPECTING: &'static str = "\"append\", \"replace\", \"merge\" or `{ disposition = \"merge\", strategy = \"upsert\" }`";
     fn from_bare(s: &str) -> Result<Self, String> {
         if s == "skip" {
             return Err(
@@ -210,7 +257,7 @@ impl FromBareString for WriteDispositionObject {
             );
         }
         WriteDisposition::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s))
-            .map(|disposition| WriteDispositionObject { disposition })
+            .map(WriteDispositionObject::bare)
             .map_err(|_| {
                 format!("unknown write disposition `{s}`, expected `append`, `replace` or `merge`")
             })

@@ -289,6 +289,103 @@ fn resolve_retry(raw: Option<RawRetry>, problems: &mut Problems) -> RetryPolicy 
     policy
 }
 
+/// A resource's `write_disposition` (string or dlt's table form) and, with `merge`, its
+/// strategy. dlt's `merge` without a primary key and without a merge key appends, and so
+/// does this one; a merge key needs `delete-insert`. What is not supported is a problem
+/// naming its key and what to write.
+fn write_disposition(
+    at: &str,
+    raw: Option<WriteDispositionObject>,
+    has_merge_key: bool,
+    no_primary_key: bool,
+    problems: &mut Problems,
+) -> (WriteDisposition, Option<MergeStrategy>) {
+    let key = format!("{at}.write_disposition");
+    let Some(raw) = raw else {
+        if has_merge_key {
+            problems.push(
+                format!("{at}.merge_key"),
+                "applies to `merge` with the `delete-insert` strategy only (this resource \
+                 appends); remove it, or write `write_disposition = { disposition = \"merge\", \
+                 strategy = \"delete-insert\" }`",
+            );
+        }
+        return (WriteDisposition::default(), None);
+    };
+    for option in raw.unsupported_options() {
+        problems.push(
+            format!("{key}.{option}"),
+            format!(
+                "not supported: dlt's `{option}` (an option of the `scd2`, `upsert` or \
+                 `delete-insert` strategies) is not implemented; remove it"
+            ),
+        );
+    }
+    let strategy = match raw.strategy.as_deref() {
+        None => MergeStrategy::DeleteInsert,
+        Some(_) if raw.disposition != WriteDisposition::Merge => {
+            problems.push(
+                format!("{key}.strategy"),
+                format!(
+                    "a merge strategy applies to `disposition = \"merge\"` only (dlt ignores it \
+                     with `{}`); remove it",
+                    raw.disposition
+                ),
+            );
+            MergeStrategy::DeleteInsert
+        }
+        Some("delete-insert") => MergeStrategy::DeleteInsert,
+        Some("upsert") => MergeStrategy::Upsert,
+        Some(other @ ("scd2" | "insert-only" | "cdc")) => {
+            problems.push(
+                format!("{key}.strategy"),
+                format!(
+                    "dlt's `{other}` merge strategy is not supported; write `strategy = \
+                     \"upsert\"` or `\"delete-insert\"` (one row per primary key, its latest \
+                     version), or `disposition = \"append\"` to keep every version"
+                ),
+            );
+            MergeStrategy::DeleteInsert
+        }
+        Some(other) => {
+            problems.push(
+                format!("{key}.strategy"),
+                format!(
+                    "unknown merge strategy `{other}`, expected `delete-insert`, `upsert`, \
+                     `scd2`, `insert-only` or `cdc` (dlt's; this project supports \
+                     `delete-insert` and `upsert`)"
+                ),
+            );
+            MergeStrategy::DeleteInsert
+        }
+    };
+    if has_merge_key
+        && (raw.disposition != WriteDisposition::Merge || strategy != MergeStrategy::DeleteInsert)
+    {
+        let has = if raw.disposition == WriteDisposition::Merge {
+            format!("`merge` with `{}`", strategy.as_str())
+        } else {
+            format!("`{}`", raw.disposition)
+        };
+        problems.push(
+            format!("{at}.merge_key"),
+            format!(
+                "applies to `merge` with the `delete-insert` strategy only (this resource has \
+                 {has}); remove it, or write `write_disposition = {{ disposition = \"merge\", \
+                 strategy = \"delete-insert\" }}`"
+            ),
+        );
+    }
+    match raw.disposition {
+        // dlt's merge with neither a primary key nor a merge key appends (with a warning).
+        WriteDisposition::Merge if no_primary_key && !has_merge_key => {
+            (WriteDisposition::Append, None)
+        }
+        WriteDisposition::Merge => (WriteDisposition::Merge, Some(strategy)),
+        other => (other, None),
+    }
+}
+
 /// dlt's merge of `resource_defaults` into a resource: the resource's value wins; `endpoint`
 /// merges key by key, `params` by parameter, the `json` body by top-level key and `columns`
 /// by column and hint key. A paginator is taken whole.
@@ -300,6 +397,7 @@ fn merge_resource(resource: RawResource, defaults: &RawResource) -> RawResource 
         primary_key: resource
             .primary_key
             .or_else(|| defaults.primary_key.clone()),
+        merge_key: resource.merge_key.or_else(|| defaults.merge_key.clone()),
         write_disposition: resource
             .write_disposition
             .or_else(|| defaults.write_disposition.clone()),
@@ -419,23 +517,9 @@ fn resolve_resource(
         problems.push(format!("{at}.table_name"), "must not be empty");
     }
 
-    let merges = matches!(
-        raw.write_disposition,
-        Some(OrBare(WriteDispositionObject {
-            disposition: WriteDisposition::Merge
-        }))
-    );
     let primary_key = match raw.primary_key {
-        // As in dlt, a key is optional unless the resource merges: without one, records
-        // are published unkeyed (spread over the partitions) and appended.
-        None if merges => {
-            problems.push(
-                format!("{at}.primary_key"),
-                "missing: `write_disposition = \"merge\"` upserts by primary key; set \
-                 `primary_key` on the resource or in `resource_defaults`",
-            );
-            Vec::new()
-        }
+        // As in dlt, a key is optional: without one, records are published unkeyed (spread
+        // over the partitions) and appended (`merge` too, see `write_disposition` below).
         None => Vec::new(),
         Some(PrimaryKey(columns)) => {
             if columns.is_empty() {
@@ -455,10 +539,32 @@ fn resolve_resource(
         }
     };
 
-    let write_disposition = raw
-        .write_disposition
-        .map(|OrBare(w)| w.disposition)
-        .unwrap_or_default();
+    let merge_key = match raw.merge_key {
+        None => Vec::new(),
+        Some(PrimaryKey(columns)) => {
+            if columns.is_empty() {
+                problems.push(format!("{at}.merge_key"), "must name at least one column");
+            }
+            for (j, column) in columns.iter().enumerate() {
+                if column.trim().is_empty() {
+                    problems.push(format!("{at}.merge_key[{j}]"), "must not be empty");
+                } else if columns[..j].contains(column) {
+                    problems.push(
+                        format!("{at}.merge_key[{j}]"),
+                        format!("`{column}` is listed twice"),
+                    );
+                }
+            }
+            columns
+        }
+    };
+    let (write_disposition, merge_strategy) = write_disposition(
+        at,
+        raw.write_disposition.map(|OrBare(w)| w),
+        !merge_key.is_empty(),
+        primary_key.is_empty(),
+        problems,
+    );
 
     let raw_endpoint = raw.endpoint.map(|OrBare(e)| e).unwrap_or_default();
     let path = match raw_endpoint.path {
@@ -589,6 +695,8 @@ fn resolve_resource(
         table_name,
         primary_key,
         write_disposition,
+        merge_strategy,
+        merge_key,
         schema_contract,
         endpoint,
         columns,

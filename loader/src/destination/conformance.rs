@@ -16,6 +16,7 @@ use super::{Batch, Destination};
 
 mod hostile; // long names, NUL, values and tables a database refuses
 mod keep_whole; // json fields kept whole at max_table_nesting, not child tables
+mod merge_key; // dlt's delete-insert by merge key, in any partition order
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 

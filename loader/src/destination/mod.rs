@@ -1,7 +1,8 @@
 //! Where the loader writes: one [`Destination`] trait, one file per database
 //! (`sqlite.rs`, `postgres.rs` with its parts in `postgres/`), chosen by [`open`] from the
 //! destination URL. What both share: `sql.rs` (identifier quoting, the statement-plan
-//! cache, value checks, record keys), `swap.rs` (the `replace` swap, decided once) and the
+//! cache, value checks, record keys), `swap.rs` (the `replace` swap, decided once),
+//! `merge_key.rs` (dlt's delete-insert by merge key, decided once) and the
 //! one retry loop for transient errors ([`MAX_ATTEMPTS`]).
 //!
 //! A [`Batch`] is what the loader consumed since its last write: rows per table plus the
@@ -10,6 +11,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod merge_key; // dlt's delete-insert by merge key, decided once for both destinations
 pub mod naming; // dlt's shortening of long names
 mod pg_error; // PostgreSQL's report on one line
 pub mod postgres;
@@ -176,6 +178,10 @@ pub struct TableBatch {
     pub schema: Arc<TableSchema>,
     /// In Kafka order; when two rows share a primary key, the later one wins.
     pub rows: Vec<Row>,
+    /// dlt's `merge_key` columns (a `delete-insert` merge with a merge key; empty: none).
+    /// Each row then has its run in [`merge_key::LOAD_ID_COLUMN`], and per merge key value
+    /// the table keeps the rows of the newest run that had it (see [`merge_key`]).
+    pub merge_key: Vec<String>,
 }
 
 /// Where to resume one partition: the offset of the next record to consume.
@@ -387,6 +393,9 @@ pub enum DestinationError {
         error: DbError,
     },
 
+    #[error("replacing the rows of the batch's merge keys in table {table:?}: {error}")]
+    MergeKey { table: String, error: DbError },
+
     #[error("{action} the batch transaction: {error}")]
     Transaction {
         action: &'static str,
@@ -408,6 +417,7 @@ impl DestinationError {
             | DestinationError::Delete { error, .. }
             | DestinationError::ReadOffsets { error, .. }
             | DestinationError::RunEnd { error, .. }
+            | DestinationError::MergeKey { error, .. }
             | DestinationError::Transaction { error, .. } => Some(error),
             DestinationError::UnsupportedUrl { .. }
             | DestinationError::MissingDirectory { .. }
@@ -429,6 +439,7 @@ impl DestinationError {
             | DestinationError::Upsert { error, .. }
             | DestinationError::StoreOffset { error, .. }
             | DestinationError::RunEnd { error, .. }
+            | DestinationError::MergeKey { error, .. }
             | DestinationError::Transaction { error, .. } => error,
             _ => return false,
         };

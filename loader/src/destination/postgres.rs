@@ -83,6 +83,7 @@ use self::statements::{
     MergeSql, add_column_sql, copy_sql, create_staging_sql, create_table_sql, identifier_key,
     info_type, pg_type, push_ident, push_literal, qualified, widen_column_sql,
 };
+use super::merge_key;
 use super::naming::{POSTGRES_MAX_IDENTIFIER, shorten};
 use super::pg_error::PgError;
 use super::sql::{self, PlanCache, Planned, push_list, push_quoted};
@@ -297,8 +298,12 @@ impl PostgresDestination {
             .entered();
             let plan = state.plan(table_batch, schema)?;
             ensure_table(&mut tx, &mut state.columns, &plan, &mut stats)?;
-            upsert_rows(&mut tx, &plan, &table_batch.rows)?;
-            stats.rows += table_batch.rows.len();
+            let rows = match merge_keys(&mut tx, schema, table_batch, &mut stats)? {
+                Some(kept) => std::borrow::Cow::Owned(kept),
+                None => std::borrow::Cow::Borrowed(&table_batch.rows),
+            };
+            upsert_rows(&mut tx, &plan, &rows)?;
+            stats.rows += rows.len();
         }
         for run_end in &batch.run_ends {
             end_run(&mut tx, schema, &mut state.columns, run_end, &mut stats)?;
@@ -848,6 +853,70 @@ const OFFSETS_COLUMNS: &str = "(\
     \"partition\" INTEGER NOT NULL, \
     \"next_offset\" BIGINT NOT NULL, \
     PRIMARY KEY (\"group_id\", \"topic\", \"partition\"))";
+
+/// dlt's delete-insert by merge key (see [`merge_key`]): under an advisory lock (merge-key
+/// writers of the database serialise, so each sees the runs the others recorded), deletes
+/// the rows of every merge key value the batch has a newer run of, records the newest runs,
+/// and returns the rows to write (`None`: the table has no merge key, write them all).
+fn merge_keys(
+    tx: &mut Transaction<'_>,
+    schema: &str,
+    batch: &TableBatch,
+    stats: &mut BatchStats,
+) -> Result<Option<Vec<Row>>, DestinationError> {
+    if batch.merge_key.is_empty() {
+        return Ok(None);
+    }
+    let error = |error: postgres::Error| DestinationError::MergeKey {
+        table: batch.table.clone(),
+        error: db(error),
+    };
+    let table = qualified(schema, merge_key::MERGE_KEYS_TABLE);
+    let _ = tx
+        .execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&LOCK_CLASS, &table],
+        )
+        .map_err(error)?;
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\
+         \"table_name\" text NOT NULL, \"merge_key\" text NOT NULL, \
+         \"run_id\" bigint NOT NULL, PRIMARY KEY (\"table_name\", \"merge_key\"))"
+    ))
+    .map_err(error)?;
+    let lookup = tx
+        .prepare(&format!(
+            "SELECT \"run_id\" FROM {table} WHERE \"table_name\" = $1 AND \"merge_key\" = $2"
+        ))
+        .map_err(error)?;
+    let plan = merge_key::plan(batch, |key| {
+        let key = without_nul(key);
+        tx.query_opt(&lookup, &[&batch.table, &key.as_ref()])
+            .and_then(|row| row.map(|row| row.try_get::<_, i64>(0)).transpose())
+    })
+    .map_err(error)?;
+    let Some(plan) = plan else {
+        return Ok(None);
+    };
+    let mut types = HashMap::new();
+    for delete in &plan.deletes {
+        stats.deleted += delete_row(tx, schema, &mut types, delete)?;
+    }
+    let record = tx
+        .prepare(&format!(
+            "INSERT INTO {table} (\"table_name\", \"merge_key\", \"run_id\") \
+             VALUES ($1, $2, $3) ON CONFLICT (\"table_name\", \"merge_key\") \
+             DO UPDATE SET \"run_id\" = excluded.\"run_id\""
+        ))
+        .map_err(error)?;
+    for (key, run) in &plan.record {
+        let key = without_nul(key);
+        let _ = tx
+            .execute(&record, &[&batch.table, &key.as_ref(), run])
+            .map_err(error)?;
+    }
+    Ok(Some(plan.kept(&batch.rows)))
+}
 
 fn ensure_offsets_table(tx: &mut Transaction<'_>, schema: &str) -> Result<(), DestinationError> {
     let create_error = |error: postgres::Error| DestinationError::CreateTable {

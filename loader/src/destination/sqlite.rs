@@ -25,10 +25,11 @@ use std::time::Duration;
 
 use common::schema::{DataType, Field, Row, Scalar, TableSchema};
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Statement, Transaction, TransactionBehavior};
 
 use self::timestamp::TimestampBuf;
 pub use self::timestamp::timestamp_text;
+use super::merge_key;
 use super::sql::{self, PlanCache, Planned, push_list, push_quoted as push_ident};
 use super::swap::{SwapPlan, TableSwap};
 use super::{
@@ -350,8 +351,12 @@ fn write_batch(
         .entered();
         let plan = state.plan(table_batch)?;
         ensure_table(&tx, &mut state.columns, &plan, &mut stats)?;
-        upsert_rows(&tx, &plan, &table_batch.rows)?;
-        stats.rows += table_batch.rows.len();
+        let rows = match merge_keys(&tx, table_batch, &mut stats)? {
+            Some(kept) => std::borrow::Cow::Owned(kept),
+            None => std::borrow::Cow::Borrowed(&table_batch.rows),
+        };
+        upsert_rows(&tx, &plan, &rows)?;
+        stats.rows += rows.len();
     }
     for run_end in &batch.run_ends {
         end_run(&tx, &mut state.columns, run_end, &mut stats)?;
@@ -376,6 +381,47 @@ fn write_batch(
         error: db(error),
     })?;
     Ok(stats)
+}
+
+/// dlt's delete-insert by merge key (see [`merge_key`]): deletes the rows of every merge key
+/// value the batch has a newer run of, records the newest runs, and returns the rows to
+/// write (`None`: the table has no merge key, write them all).
+fn merge_keys(
+    tx: &Transaction<'_>,
+    batch: &TableBatch,
+    stats: &mut BatchStats,
+) -> Result<Option<Vec<Row>>, DestinationError> {
+    if batch.merge_key.is_empty() {
+        return Ok(None);
+    }
+    let error = |error: rusqlite::Error| DestinationError::MergeKey {
+        table: batch.table.clone(),
+        error: db(error),
+    };
+    tx.execute_batch(CREATE_MERGE_KEYS_TABLE).map_err(error)?;
+    let plan = {
+        let mut lookup = tx.prepare_cached(SELECT_MERGE_KEY).map_err(error)?;
+        merge_key::plan(batch, |key| {
+            lookup
+                .query_row(rusqlite::params![batch.table, key], |row| row.get(0))
+                .optional()
+        })
+        .map_err(error)?
+    };
+    let Some(plan) = plan else {
+        return Ok(None);
+    };
+    let mut tables = HashMap::new();
+    for delete in &plan.deletes {
+        stats.deleted += delete_row(tx, &mut tables, delete)?;
+    }
+    let mut record = tx.prepare_cached(UPSERT_MERGE_KEY).map_err(error)?;
+    for (key, run) in &plan.record {
+        let _ = record
+            .execute(rusqlite::params![batch.table, key, run])
+            .map_err(error)?;
+    }
+    Ok(Some(plan.kept(&batch.rows)))
 }
 
 /// Records that `end`'s partition ended its run; when that completes the run, swaps the
@@ -769,6 +815,20 @@ const CREATE_RUNS_TABLE: &str = "CREATE TABLE IF NOT EXISTS \"_pipeline_runs\" (
     \"run_id\" INTEGER NOT NULL, \
     \"partition\" INTEGER NOT NULL, \
     PRIMARY KEY (\"topic\", \"run_id\", \"partition\"))";
+
+/// Per merge-key table and merge key (as text), the newest run that had it.
+const CREATE_MERGE_KEYS_TABLE: &str = "CREATE TABLE IF NOT EXISTS \"_pipeline_merge_keys\" (\
+    \"table_name\" TEXT NOT NULL, \
+    \"merge_key\" TEXT NOT NULL, \
+    \"run_id\" INTEGER NOT NULL, \
+    PRIMARY KEY (\"table_name\", \"merge_key\"))";
+
+const SELECT_MERGE_KEY: &str = "SELECT \"run_id\" FROM \"_pipeline_merge_keys\" \
+    WHERE \"table_name\" = ?1 AND \"merge_key\" = ?2";
+
+const UPSERT_MERGE_KEY: &str = "INSERT INTO \"_pipeline_merge_keys\" \
+    (\"table_name\", \"merge_key\", \"run_id\") VALUES (?1, ?2, ?3) \
+    ON CONFLICT (\"table_name\", \"merge_key\") DO UPDATE SET \"run_id\" = excluded.\"run_id\"";
 
 const UPSERT_OFFSET: &str = "INSERT INTO \"_pipeline_offsets\" \
     (\"group_id\", \"topic\", \"partition\", \"next_offset\") VALUES (?1, ?2, ?3, ?4) \

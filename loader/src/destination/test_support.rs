@@ -32,6 +32,7 @@ pub(crate) fn table_batch(schema: &Arc<TableSchema>, rows: Vec<Row>) -> TableBat
         table: schema.name.clone(),
         schema: Arc::clone(schema),
         rows,
+        merge_key: Vec::new(),
     }
 }
 

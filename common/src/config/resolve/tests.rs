@@ -529,3 +529,110 @@ fn data_bodies() {
         assert!(e.contains(needle), "{bad}: {e}");
     }
 }
+
+#[test]
+fn write_disposition_forms_and_merge_strategies() {
+    let text = r#"
+[client]
+base_url = "https://api.example.com/"
+
+[resource_defaults]
+primary_key = "id"
+
+[[resources]]
+name = "upsert"
+write_disposition = { disposition = "merge", strategy = "upsert" }
+
+[[resources]]
+name = "delete_insert"
+write_disposition = { disposition = "merge", strategy = "delete-insert" }
+
+[[resources]]
+name = "default_strategy"
+write_disposition = { disposition = "merge" }
+
+[[resources]]
+name = "bare_merge"
+write_disposition = "merge"
+
+[[resources]]
+name = "append"
+write_disposition = { disposition = "append" }
+
+[[resources]]
+name = "replace"
+write_disposition = { disposition = "replace" }
+"#;
+    let config = toml(text).unwrap();
+    let got: Vec<(&str, WriteDisposition, Option<MergeStrategy>)> = config
+        .resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.write_disposition, r.merge_strategy))
+        .collect();
+    use MergeStrategy::*;
+    use WriteDisposition::*;
+    assert_eq!(
+        got,
+        [
+            ("upsert", Merge, Some(Upsert)),
+            ("delete_insert", Merge, Some(DeleteInsert)),
+            ("default_strategy", Merge, Some(DeleteInsert)),
+            ("bare_merge", Merge, Some(DeleteInsert)),
+            ("append", Append, None),
+            ("replace", Replace, None),
+        ]
+    );
+}
+
+#[test]
+fn merge_without_a_primary_key_appends_as_in_dlt() {
+    let text = r#"
+[client]
+base_url = "https://api.example.com/"
+
+[[resources]]
+name = "events"
+write_disposition = { disposition = "merge", strategy = "upsert" }
+"#;
+    let config = toml(text).unwrap();
+    let r = &config.resources[0];
+    assert!(r.primary_key.is_empty());
+    assert_eq!(
+        (r.write_disposition, r.merge_strategy),
+        (WriteDisposition::Append, None)
+    );
+}
+
+#[test]
+fn a_merge_key_merges_by_delete_insert_with_or_without_a_primary_key() {
+    let text = r#"
+[client]
+base_url = "https://api.example.com/"
+
+[resource_defaults]
+merge_key = "day"
+write_disposition = { disposition = "merge" }
+
+[[resources]]
+name = "keyed"
+primary_key = "id"
+
+[[resources]]
+name = "unkeyed"
+merge_key = ["day", "region"]
+"#;
+    let config = toml(text).unwrap();
+    let [keyed, unkeyed] = &config.resources[..] else {
+        panic!("two resources: {config:#?}");
+    };
+    assert_eq!(keyed.merge_key, ["day"]);
+    assert_eq!(unkeyed.merge_key, ["day", "region"]);
+    for r in [keyed, unkeyed] {
+        assert_eq!(
+            (r.write_disposition, r.merge_strategy),
+            (WriteDisposition::Merge, Some(MergeStrategy::DeleteInsert)),
+            "{}: a merge key merges even without a primary key",
+            r.name
+        );
+    }
+}

@@ -8,11 +8,57 @@ use crate::config::test_support::*;
 fn validation_errors_name_path() {
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         (
-            "merge without a primary key",
+            "merge_key without delete-insert",
             "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
-             write_disposition = \"merge\"\n"
+             write_disposition = { disposition = \"merge\", strategy = \"upsert\" }\n\
+             primary_key = \"id\"\nmerge_key = \"day\"\n"
                 .into(),
-            vec!["pipeline.toml: resources[0].primary_key: missing", "merge"],
+            vec![
+                "pipeline.toml: resources[0].merge_key: applies to `merge` with the \
+                 `delete-insert` strategy only (this resource has `merge` with `upsert`)",
+            ],
+        ),
+        (
+            "scd2",
+            "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
+             primary_key = \"id\"\n\
+             write_disposition = { disposition = \"merge\", strategy = \"scd2\" }\n"
+                .into(),
+            vec![
+                "resources[0].write_disposition.strategy: dlt's `scd2` merge strategy is not \
+                 supported",
+                "`disposition = \"append\"` to keep every version",
+            ],
+        ),
+        (
+            "scd2 options",
+            "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
+             primary_key = \"id\"\n\
+             write_disposition = { disposition = \"merge\", strategy = \"upsert\", \
+             validity_column_names = [\"from\", \"to\"] }\n"
+                .into(),
+            vec![
+                "resources[0].write_disposition.validity_column_names: not supported",
+                "remove it",
+            ],
+        ),
+        (
+            "unknown merge strategy",
+            "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
+             primary_key = \"id\"\n\
+             write_disposition = { disposition = \"merge\", strategy = \"upsrt\" }\n"
+                .into(),
+            vec!["resources[0].write_disposition.strategy: unknown merge strategy `upsrt`"],
+        ),
+        (
+            "a strategy without merge",
+            "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
+             write_disposition = { disposition = \"append\", strategy = \"upsert\" }\n"
+                .into(),
+            vec![
+                "resources[0].write_disposition.strategy: a merge strategy applies to \
+                 `disposition = \"merge\"` only",
+            ],
         ),
         (
             "two incrementals",
