@@ -416,6 +416,7 @@ pub async fn run(
         let own = producers.as_ref().and_then(|p| p.get(r.name.as_str()));
         let sink = StateSink {
             publisher: own.unwrap_or(&publisher),
+            schemas: &publisher,
             topic: state_topic.clone(),
             key,
         };
@@ -424,7 +425,6 @@ pub async fn run(
         let progress = opts.progress.resource(&r.name);
         let run = ResourceRun {
             client: clients.for_resource(&r.name),
-            publisher: &publisher,
             resource: r,
             source,
             children,

@@ -34,6 +34,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) struct StateSink<'a> {
     /// The shared producer, or the resource's transactional one.
     pub(crate) publisher: &'a Publisher,
+    /// The shared producer: the writer schemas go through it, never in a transaction.
+    pub(crate) schemas: &'a Publisher,
     pub(crate) topic: String,
     pub(crate) key: String,
 }
@@ -57,7 +59,6 @@ impl StateSink<'_> {
 /// cursor) in the state topic.
 pub(crate) struct ResourceRun<'a> {
     pub(crate) client: &'a HttpClient,
-    pub(crate) publisher: &'a Publisher,
     pub(crate) resource: &'a ResourceConfig,
     /// Where its requests come from: its endpoint, or its parent's pages.
     pub(crate) source: dependent::Source,
@@ -83,7 +84,6 @@ impl ResourceRun<'_> {
     pub(crate) async fn run(self) -> Result<ResourceReport, ExtractError> {
         let Self {
             client,
-            publisher,
             resource,
             mut source,
             children,
@@ -211,7 +211,6 @@ impl ResourceRun<'_> {
         let (publish_tx, publish_rx) = mpsc::channel::<Page>(4);
         let feed = dependent::feed_children(rx, children, publish.then_some(publish_tx));
         let publishing = publish_pages(
-            publisher,
             resource,
             publish_rx,
             &mut checkpoints,
@@ -338,13 +337,11 @@ async fn end_run(
     Ok(())
 }
 
-/// Encodes and sends each page (through `sink`'s producer; the writer schemas through the
-/// shared `publisher`), and saves the checkpoint (state `complete: false`): whenever the
+/// Encodes and sends each page (through `sink`'s producer; the writer schemas through its
+/// shared one), and saves the checkpoint (state `complete: false`): whenever the
 /// acknowledged prefix of pages grows, or, with transactions (`txn`), in each transaction
 /// with the pages before it, committed when it holds enough pages or is old enough.
-#[allow(clippy::too_many_arguments)] // one run's parts, each used as it is; a struct would only rename them
 async fn publish_pages(
-    publisher: &Publisher,
     resource: &ResourceConfig,
     mut rx: mpsc::Receiver<Page>,
     checkpoints: &mut Checkpoints,
@@ -458,7 +455,8 @@ async fn publish_pages(
         }
         if rows.schema_changed || encoder.is_none() {
             let enc = Encoder::new(builder.schema()).map_err(avro_err)?;
-            let framing = publisher
+            let framing = sink
+                .schemas
                 .framing(&resource.topic, &enc)
                 .await
                 .map_err(publish_err)?;

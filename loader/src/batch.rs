@@ -46,15 +46,12 @@ pub(crate) struct Taken {
 }
 
 impl BatchBuilder {
-    /// Adds a row of `table` consumed at `topic`/`partition`/`offset`. Consecutive rows of
+    /// Adds a row of `table` consumed at `(topic, partition, offset)`. Consecutive rows of
     /// one table and one writer schema share a [`TableBatch`]. `merge_key`: the table's
     /// merge key columns (see [`TableBatch::merge_key`]), empty without one.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_row(
         &mut self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
+        (topic, partition, offset): (&str, i32, i64),
         table: String,
         schema: Arc<TableSchema>,
         row: Row,
@@ -199,11 +196,11 @@ mod tests {
     fn consecutive_rows_of_one_table_and_schema_share_a_table_batch() {
         let (a, other) = (schema(), schema());
         let mut b = BatchBuilder::default();
-        b.push_row("p.t", 0, 10, "t".into(), Arc::clone(&a), row(1), &[]);
-        b.push_row("p.t", 1, 5, "t".into(), Arc::clone(&a), row(2), &[]);
+        b.push_row(("p.t", 0, 10), "t".into(), Arc::clone(&a), row(1), &[]);
+        b.push_row(("p.t", 1, 5), "t".into(), Arc::clone(&a), row(2), &[]);
         // Another writer schema, then another table: new table batches.
-        b.push_row("p.t", 0, 11, "t".into(), Arc::clone(&other), row(3), &[]);
-        b.push_row("p.u", 0, 3, "u".into(), Arc::clone(&other), row(4), &[]);
+        b.push_row(("p.t", 0, 11), "t".into(), Arc::clone(&other), row(3), &[]);
+        b.push_row(("p.u", 0, 3), "u".into(), Arc::clone(&other), row(4), &[]);
         let taken = b.take("g").expect("rows pending");
         assert!(b.is_empty(), "taking empties the builder");
         let shape: Vec<(&str, usize)> = taken
@@ -263,7 +260,7 @@ mod tests {
     #[test]
     fn a_batch_is_due_by_size_or_by_age() {
         let mut b = BatchBuilder::default();
-        b.push_row("p.t", 0, 0, "t".into(), schema(), row(1), &[]);
+        b.push_row(("p.t", 0, 0), "t".into(), schema(), row(1), &[]);
         let now = Instant::now();
         assert!(!b.is_due(now, 2, Duration::from_secs(60)));
         assert!(b.is_due(now, 1, Duration::from_secs(60)), "size reached");

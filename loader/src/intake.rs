@@ -281,15 +281,14 @@ fn add_message(
                     nullable: true,
                     precision: 0,
                     scale: 0,
+                    keep_whole: false,
                 });
                 Arc::new(schema)
             }))
         }
     };
     w.pending().push_row(
-        msg.topic(),
-        msg.partition(),
-        msg.offset(),
+        (msg.topic(), msg.partition(), msg.offset()),
         table,
         schema,
         row,
