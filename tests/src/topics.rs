@@ -163,7 +163,12 @@ pub fn read_all(broker: &Broker, topic: &str) -> Result<Vec<Record>> {
                     let msg = match msg {
                         Ok(msg) => msg,
                         // Past the last record (a commit marker may follow it).
-                        Err(rdkafka::error::KafkaError::PartitionEOF(_)) => return Some(()),
+                        Err(rdkafka::error::KafkaError::PartitionEOF(p)) if p == partition => {
+                            return Some(());
+                        }
+                        // An earlier partition's end, reported after its last record was
+                        // taken: not this partition's.
+                        Err(rdkafka::error::KafkaError::PartitionEOF(_)) => continue,
                         Err(_) => return None,
                     };
                     let offset = msg.offset();
