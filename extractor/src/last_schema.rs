@@ -19,8 +19,6 @@ use schema_registry_converter::async_impl::schema_registry::{
 };
 use serde_json::Value;
 
-use crate::publish::client_config;
-
 #[derive(Debug, thiserror::Error)]
 pub enum LastSchemaError {
     #[error("reading the schema topic `{topic}` for the last writer schemas: {message}")]
@@ -145,14 +143,9 @@ fn from_topic(
         topic: topic.to_owned(),
         message,
     };
-    let mut cfg = client_config(settings);
-    let _ = cfg
-        .set("group.id", format!("{topic}-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10");
-    let consumer: BaseConsumer = cfg.create().map_err(|e| err(e.to_string()))?;
+    let consumer: BaseConsumer = crate::state_topic::reader_config(settings, topic)
+        .create()
+        .map_err(|e| err(e.to_string()))?;
     let read = read_with(&consumer, topic, timeout).map_err(err);
     crate::publish::release(consumer);
     read

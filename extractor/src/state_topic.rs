@@ -16,7 +16,7 @@ use common::topic::topic_name_from;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -93,6 +93,21 @@ pub fn read(
     topic: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, ResourceState>, StateError> {
+    let consumer: BaseConsumer = reader_config(settings, topic)
+        .create()
+        .map_err(|e| read_error(topic, e.to_string()))?;
+    let read = read_with(&consumer, topic, timeout);
+    // Dropped here, not on a thread of its own (`publish::release`): the last writer
+    // schemas are read next with a consumer of their own, and the two consumers' threads
+    // at once (8 MiB of stack each) took a run over the 256 MiB data limit the hostile
+    // paging tests run it under ("Unable to create broker thread"). Costs up to 0.1 s.
+    drop(consumer);
+    read
+}
+
+/// A consumer that reads a small topic of the extractor's own (the state topic, the schema
+/// topic) once, from its start to its end, outside any consumer group's offsets.
+pub(crate) fn reader_config(settings: &BTreeMap<String, String>, topic: &str) -> ClientConfig {
     let mut cfg = client_config(settings);
     let _ = cfg
         .set("group.id", format!("{topic}-reader"))
@@ -102,17 +117,10 @@ pub fn read(
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        // The state is a few small records read once at start: do not let the broker hold
-        // a fetch for more (librdkafka's default is 500 ms per fetch).
+        // A few small records read once at start: do not let the broker hold a fetch for
+        // more (librdkafka's default is 500 ms per fetch).
         .set("fetch.wait.max.ms", "10");
-    let consumer: BaseConsumer = cfg.create().map_err(|e| read_error(topic, e.to_string()))?;
-    let read = read_with(&consumer, topic, timeout);
-    // Dropped here, not on a thread of its own (`publish::release`): the last writer
-    // schemas are read next with a consumer of their own, and the two consumers' threads
-    // at once (8 MiB of stack each) took a run over the 256 MiB data limit the hostile
-    // paging tests run it under ("Unable to create broker thread"). Costs up to 0.1 s.
-    drop(consumer);
-    read
+    cfg
 }
 
 fn read_error(topic: &str, message: String) -> StateError {
