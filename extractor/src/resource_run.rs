@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::avro::Encoder;
-use common::config::{ResourceConfig, WriteDisposition};
+use common::config::{MergeStrategy, ResourceConfig, WriteDisposition};
 use common::schema::{SchemaBuilder, TableSchema};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -106,8 +106,11 @@ impl ResourceRun<'_> {
         };
         // A `replace` run's records carry its id, and its end is marked on every partition
         // (an unpublished parent has no run).
-        let run =
-            (publish && resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
+        // So is an `scd2` run's: its end retires the rows its records no longer have.
+        let run = (publish
+            && (resource.write_disposition == WriteDisposition::Replace
+                || resource.merge_strategy == Some(MergeStrategy::Scd2)))
+            .then_some(run_id);
         let incremental = resource.endpoint.incremental.as_ref();
         // dlt's placeholders: filled once here, or per parent record for a child (whose
         // incremental is one cursor for all its records, as in dlt).
@@ -357,6 +360,7 @@ async fn publish_pages(
     // A `replace` run's records carry its id, and so do those of a merge with a `merge_key`
     // (the loader keeps, per merge key, the rows of the newest run that had it).
     let run_text = (resource.write_disposition == WriteDisposition::Replace
+        || resource.merge_strategy == Some(MergeStrategy::Scd2)
         || !resource.merge_key.is_empty())
     .then(|| run_id.to_string());
     let keyed = !resource.primary_key.is_empty();

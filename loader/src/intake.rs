@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use common::config::{PipelineConfig, SchemaContract, WriteDisposition};
+use common::config::{MergeStrategy, PipelineConfig, SchemaContract, WriteDisposition};
 use common::run_markers::{self, RunEndMarker};
 use common::schema::TableSchema;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -37,6 +37,16 @@ pub(crate) struct Route {
     /// dlt's `merge_key` (normalised field names), empty without one: each record then
     /// carries its run (the `pipeline.run` header) into the `_dlt_load_id` column.
     merge_key: Vec<String>,
+    /// dlt's `scd2` merge: like `replace`, a run's records go to its staging table, and its
+    /// end merges them in as versions (see `destination::scd2`).
+    scd2: bool,
+}
+
+impl Route {
+    /// Whether the resource's records come in runs that end (`replace`, `scd2`).
+    fn runs(&self) -> bool {
+        self.disposition == WriteDisposition::Replace || self.scd2
+    }
 }
 
 /// Per destination table of a merge or append resource with a primary key: how its list
@@ -52,6 +62,8 @@ pub(crate) fn nest_routes(
         // A merge key replaces rows by other columns than the key their children hang on:
         // such a resource keeps its lists as JSON columns (docs/config.md).
         .filter(|r| r.merge_key.is_empty())
+        // An scd2 table's rows are versions, not one row per key: lists stay JSON columns.
+        .filter(|r| r.merge_strategy != Some(MergeStrategy::Scd2))
         .map(|r| {
             let json_columns = r
                 .columns
@@ -101,6 +113,7 @@ pub(crate) fn routes(
                         .iter()
                         .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
                         .collect(),
+                    scd2: r.merge_strategy == Some(MergeStrategy::Scd2),
                 },
             )
         })
@@ -175,22 +188,22 @@ fn add_message(
     let Some(payload) = msg.payload() else {
         return tombstone(w, msg, route, consumer);
     };
-    // A replace run's records go to the run's staging table.
-    let table = match route.disposition {
-        WriteDisposition::Replace => {
-            match header(msg, run_markers::RUN_HEADER).and_then(run_markers::parse_run) {
-                Some(run) => destination::staging_table(&route.table, run),
-                None => {
-                    let message = format!(
-                        "a record of a `replace` resource without a valid `{}` header (was it \
+    // A replace (or scd2) run's records go to the run's staging table.
+    let table = if route.runs() {
+        match header(msg, run_markers::RUN_HEADER).and_then(run_markers::parse_run) {
+            Some(run) => destination::staging_table(&route.table, run),
+            None => {
+                let message = format!(
+                    "a record of a `{}` resource without a valid `{}` header (was it \
                      published by this pipeline's extractor?)",
-                        run_markers::RUN_HEADER
-                    );
-                    return reject(w, msg, message, consumer);
-                }
+                    if route.scd2 { "scd2" } else { "replace" },
+                    run_markers::RUN_HEADER
+                );
+                return reject(w, msg, message, consumer);
             }
         }
-        WriteDisposition::Merge | WriteDisposition::Append => route.table.clone(),
+    } else {
+        route.table.clone()
     };
     // A merge-key record's run: dlt's load, whose rows replace the merge key's older ones.
     let run = if route.merge_key.is_empty() {
@@ -281,6 +294,7 @@ fn add_message(
                     nullable: true,
                     precision: 0,
                     scale: 0,
+                    keep_whole: false,
                 });
                 Arc::new(schema)
             }))
@@ -356,7 +370,7 @@ fn run_marker(
         Ok(end) => end,
         Err(message) => return reject(w, msg, message, consumer),
     };
-    if route.disposition != WriteDisposition::Replace {
+    if !route.runs() {
         tracing::debug!(target: LOG_TARGET,
             topic = msg.topic(),
             partition = msg.partition(),
@@ -378,6 +392,7 @@ fn run_marker(
         run: end.run,
         partition: msg.partition(),
         partitions: end.partitions,
+        scd2: route.scd2,
     });
     note_offset(w, msg);
     Ok(())

@@ -296,6 +296,9 @@ pub enum MergeStrategy {
     DeleteInsert,
     /// `INSERT … ON CONFLICT (primary key) DO UPDATE`.
     Upsert,
+    /// dlt's `scd2`: every version of a record is a row with `_dlt_valid_from` /
+    /// `_dlt_valid_to`; a run's end retires the active rows its records no longer have.
+    Scd2,
 }
 
 impl MergeStrategy {
@@ -303,6 +306,7 @@ impl MergeStrategy {
         match self {
             MergeStrategy::DeleteInsert => "delete-insert",
             MergeStrategy::Upsert => "upsert",
+            MergeStrategy::Scd2 => "scd2",
         }
     }
 }

@@ -336,7 +336,8 @@ fn write_disposition(
         }
         Some("delete-insert") => MergeStrategy::DeleteInsert,
         Some("upsert") => MergeStrategy::Upsert,
-        Some(other @ ("scd2" | "insert-only" | "cdc")) => {
+        Some("scd2") => MergeStrategy::Scd2,
+        Some(other @ ("insert-only" | "cdc")) => {
             problems.push(
                 format!("{key}.strategy"),
                 format!(
@@ -353,7 +354,7 @@ fn write_disposition(
                 format!(
                     "unknown merge strategy `{other}`, expected `delete-insert`, `upsert`, \
                      `scd2`, `insert-only` or `cdc` (dlt's; this project supports \
-                     `delete-insert` and `upsert`)"
+                     `delete-insert`, `upsert` and `scd2`)"
                 ),
             );
             MergeStrategy::DeleteInsert
@@ -378,6 +379,10 @@ fn write_disposition(
     }
     match raw.disposition {
         // dlt's merge with neither a primary key nor a merge key appends (with a warning).
+        // dlt's scd2 needs no key: a row's identity is its content.
+        WriteDisposition::Merge if strategy == MergeStrategy::Scd2 => {
+            (WriteDisposition::Merge, Some(strategy))
+        }
         WriteDisposition::Merge if no_primary_key && !has_merge_key => {
             (WriteDisposition::Append, None)
         }

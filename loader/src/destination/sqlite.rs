@@ -30,6 +30,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, Transaction, Transactio
 use self::timestamp::TimestampBuf;
 pub use self::timestamp::timestamp_text;
 use super::merge_key;
+use super::scd2::{self, Scd2Sql};
 use super::sql::{self, PlanCache, Planned, push_list, push_quoted as push_ident};
 use super::swap::{SwapPlan, TableSwap};
 use super::{
@@ -473,6 +474,14 @@ fn end_run(
         .table(|| Ok(staging_exists), || table_exists(tx, &end.table))
         .map_err(error)?;
     match swap {
+        TableSwap::Rename if end.scd2 => scd2_merge(tx, end, &staging).map_err(error)?,
+        TableSwap::Empty if end.scd2 => {
+            let mut target = String::new();
+            push_ident(&mut target, &end.table);
+            let time = format!("'{}'", scd2::run_time(end.run));
+            tx.execute_batch(&Scd2Sql::retire_all(&target, &time, push_ident))
+                .map_err(error)?;
+        }
         TableSwap::Rename => {
             let mut sql = String::from("DROP TABLE IF EXISTS ");
             push_ident(&mut sql, &end.table);
@@ -561,6 +570,77 @@ fn end_run(
             && !key.to_ascii_lowercase().starts_with(&search)
     });
     Ok(())
+}
+
+/// dlt's scd2 at the end of a run: the table of versions (created, or given the staging
+/// table's new columns) takes the run's records (see [`scd2`]); the staging table goes.
+fn scd2_merge(tx: &Transaction<'_>, end: &RunEnd, staging: &str) -> rusqlite::Result<()> {
+    let columns_of = |table: &str| -> rusqlite::Result<Vec<(String, String)>> {
+        tx.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?
+            .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+    };
+    let staged = columns_of(staging)?;
+    let mut target = String::new();
+    push_ident(&mut target, &end.table);
+    let mut existing: Vec<String> = columns_of(&end.table)?.into_iter().map(|c| c.0).collect();
+    if existing.is_empty() {
+        let mut sql = format!("CREATE TABLE {target} (");
+        for (name, kind) in &staged {
+            push_ident(&mut sql, name);
+            sql.push(' ');
+            sql.push_str(kind);
+            sql.push_str(", ");
+        }
+        push_ident(&mut sql, scd2::VALID_FROM);
+        sql.push_str(" TEXT, ");
+        push_ident(&mut sql, scd2::VALID_TO);
+        sql.push_str(" TEXT)");
+        tx.execute_batch(&sql)?;
+        existing = staged.iter().map(|c| c.0.clone()).collect();
+    } else {
+        let has = |names: &[String], name: &str| names.iter().any(|n| n.eq_ignore_ascii_case(name));
+        let mut missing: Vec<(String, String)> = staged
+            .iter()
+            .filter(|(name, _)| !has(&existing, name))
+            .cloned()
+            .collect();
+        for validity in [scd2::VALID_FROM, scd2::VALID_TO] {
+            if !has(&existing, validity) {
+                missing.push((validity.to_owned(), "TEXT".to_owned()));
+            }
+        }
+        for (name, kind) in missing {
+            let mut sql = format!("ALTER TABLE {target} ADD COLUMN ");
+            push_ident(&mut sql, &name);
+            sql.push(' ');
+            sql.push_str(&kind);
+            tx.execute_batch(&sql)?;
+            existing.push(name);
+        }
+    }
+    let content = existing
+        .into_iter()
+        .filter(|c| !scd2::is_validity(c))
+        .map(|c| {
+            let in_staging = staged.iter().any(|(s, _)| s.eq_ignore_ascii_case(&c));
+            (c, in_staging)
+        })
+        .collect();
+    let mut staging_sql = String::new();
+    push_ident(&mut staging_sql, staging);
+    let sql = Scd2Sql {
+        target: &target,
+        staging: &staging_sql,
+        content,
+        same: "IS",
+        time: format!("'{}'", scd2::run_time(end.run)),
+        null: "NULL",
+        quote: push_ident,
+    };
+    tx.execute_batch(&sql.retire())?;
+    tx.execute_batch(&sql.insert())?;
+    tx.execute_batch(&format!("DROP TABLE {staging_sql}"))
 }
 
 fn table_exists(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<bool> {

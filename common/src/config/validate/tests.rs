@@ -19,14 +19,14 @@ fn validation_errors_name_path() {
             ],
         ),
         (
-            "scd2",
+            "insert-only",
             "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
              primary_key = \"id\"\n\
-             write_disposition = { disposition = \"merge\", strategy = \"scd2\" }\n"
+             write_disposition = { disposition = \"merge\", strategy = \"insert-only\" }\n"
                 .into(),
             vec![
-                "resources[0].write_disposition.strategy: dlt's `scd2` merge strategy is not \
-                 supported",
+                "resources[0].write_disposition.strategy: dlt's `insert-only` merge strategy is \
+                 not supported",
                 "`disposition = \"append\"` to keep every version",
             ],
         ),

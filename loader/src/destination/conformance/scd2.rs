@@ -1,0 +1,177 @@
+//! dlt's `scd2` merge strategy, on every destination: a run's end keeps unchanged rows,
+//! inserts new and changed records as active versions, retires the active rows its records
+//! no longer have, takes new columns, and a replayed or late older run changes nothing.
+
+use super::super::scd2::{VALID_FROM, VALID_TO};
+use super::*;
+
+/// Runs one minute apart (whole seconds, so the probe's text shows them plainly).
+const A: u64 = 1_764_400_000_000;
+const B: u64 = A + 60_000;
+const C: u64 = B + 60_000;
+
+/// `contacts(id, name[, email])`: with a primary key, as a resource with one has.
+fn contacts(email: bool) -> Arc<TableSchema> {
+    let mut fields = vec![
+        field("id", DataType::Bigint, false),
+        field("name", DataType::Text, true),
+    ];
+    if email {
+        fields.push(field("email", DataType::Text, true));
+    }
+    schema("contacts", &["id"], fields)
+}
+
+/// The rows of run `run` into its staging table, and the ends of `ends` (partition,
+/// partitions) of the run, with offset `offset` on partition 0.
+fn scd2_batch(
+    schema: &Arc<TableSchema>,
+    run: u64,
+    rows: Vec<Row>,
+    ends: &[(i32, i32)],
+    offset: i64,
+) -> Batch {
+    let mut tb = table_batch(schema, rows);
+    tb.table = super::super::staging_table("contacts", run);
+    let tables = if tb.rows.is_empty() { vec![] } else { vec![tb] };
+    let mut b = batch_of("conformance", tables, &[("contacts-topic", 0, offset)]);
+    b.run_ends = ends
+        .iter()
+        .map(|&(partition, partitions)| super::super::RunEnd {
+            topic: "contacts-topic".to_owned(),
+            table: "contacts".to_owned(),
+            run,
+            partition,
+            partitions,
+            scd2: true,
+        })
+        .collect();
+    b
+}
+
+/// A validity timestamp as the run it is (`A`, `B`, `C`), by its minute and second.
+fn run_label(value: Option<String>) -> Option<String> {
+    let value = value?;
+    Some(
+        [(":06:40", "A"), (":07:40", "B"), (":08:40", "C")]
+            .iter()
+            .find(|(time, _)| value.contains(time))
+            .map_or(value.clone(), |(_, label)| (*label).to_owned()),
+    )
+}
+
+/// Every row as `(id, name, from, to)`, sorted.
+fn versions(t: &mut Target) -> Vec<[Option<String>; 4]> {
+    let mut rows: Vec<[Option<String>; 4]> = t
+        .probe
+        .rows("contacts", &["id", "name", VALID_FROM, VALID_TO], "id")
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            let mut next = || r.next().flatten();
+            [next(), next(), run_label(next()), run_label(next())]
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn v(id: i64, name: &str, from: &str, to: Option<&str>) -> [Option<String>; 4] {
+    [
+        Some(id.to_string()),
+        Some(name.to_owned()),
+        Some(from.to_owned()),
+        to.map(str::to_owned),
+    ]
+}
+
+#[test]
+fn a_run_end_retires_absent_rows_and_inserts_changed_ones() {
+    for mut t in targets("scd2") {
+        let mut dest = t.open();
+        let s = contacts(false);
+        let first = vec![
+            vec![int(1), text("ann")],
+            vec![int(2), text("bob")],
+            vec![int(3), text("cy")],
+        ];
+        // Run A over two partitions: nothing is visible until both ended it.
+        let _ = dest
+            .write_batch(&scd2_batch(&s, A, first, &[(0, 2)], 3))
+            .unwrap();
+        assert!(
+            t.probe.columns("contacts").is_empty(),
+            "{}: no table before the run ends",
+            t.name
+        );
+        let stats = dest
+            .write_batch(&scd2_batch(&s, A, vec![], &[(1, 2)], 4))
+            .unwrap();
+        assert_eq!(stats.runs.swapped, 1, "{}", t.name);
+        assert_eq!(
+            versions(&mut t),
+            vec![
+                v(1, "ann", "A", None),
+                v(2, "bob", "A", None),
+                v(3, "cy", "A", None)
+            ],
+            "{}",
+            t.name
+        );
+        // Run B (one partition): 1 unchanged, 2 changed, 3 gone, 4 new, and a new column.
+        let s2 = contacts(true);
+        let second = vec![
+            vec![int(1), text("ann"), None],
+            vec![int(2), text("bobby"), None],
+            vec![int(4), text("di"), text("di@x")],
+        ];
+        let run_b = scd2_batch(&s2, B, second, &[(0, 1)], 8);
+        let _ = dest.write_batch(&run_b).unwrap();
+        let after_b = vec![
+            v(1, "ann", "A", None),
+            v(2, "bob", "A", Some("B")),
+            v(2, "bobby", "B", None),
+            v(3, "cy", "A", Some("B")),
+            v(4, "di", "B", None),
+        ];
+        assert_eq!(versions(&mut t), after_b, "{}", t.name);
+        assert!(
+            t.probe.columns("contacts").contains(&"email".to_owned()),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            offsets(dest.as_mut()),
+            [("contacts-topic".to_owned(), 0, 8)],
+            "{}: the offsets commit with the merge",
+            t.name
+        );
+        // Run B's records and end again (a replay), then run A's (late and older): the
+        // same records equal the active rows, and an older run than the merged one is
+        // dropped.
+        drop(dest);
+        let mut dest = t.open();
+        let _ = dest.write_batch(&run_b).unwrap();
+        let late = vec![vec![int(9), text("zed")]];
+        let _ = dest
+            .write_batch(&scd2_batch(&s, A, late, &[(0, 1)], 9))
+            .unwrap();
+        assert_eq!(versions(&mut t), after_b, "{}", t.name);
+        // Run C has no records: every active row is retired.
+        let _ = dest
+            .write_batch(&scd2_batch(&s, C, vec![], &[(0, 1)], 10))
+            .unwrap();
+        assert_eq!(
+            versions(&mut t),
+            vec![
+                v(1, "ann", "A", Some("C")),
+                v(2, "bob", "A", Some("B")),
+                v(2, "bobby", "B", Some("C")),
+                v(3, "cy", "A", Some("B")),
+                v(4, "di", "B", Some("C")),
+            ],
+            "{}",
+            t.name
+        );
+    }
+}
