@@ -37,15 +37,15 @@ pub(crate) struct Route {
     /// dlt's `merge_key` (normalised field names), empty without one: each record then
     /// carries its run (the `pipeline.run` header) into the `_dlt_load_id` column.
     merge_key: Vec<String>,
-    /// dlt's `scd2` merge: like `replace`, a run's records go to its staging table, and its
-    /// end merges them in as versions (see `destination::scd2`).
-    scd2: bool,
+    /// dlt's `scd2` merge (its options): like `replace`, a run's records go to its staging
+    /// table, and its end merges them in as versions (see `destination::scd2`).
+    scd2: Option<Arc<common::config::Scd2Config>>,
 }
 
 impl Route {
     /// Whether the resource's records come in runs that end (`replace`, `scd2`).
     fn runs(&self) -> bool {
-        self.disposition == WriteDisposition::Replace || self.scd2
+        self.disposition == WriteDisposition::Replace || self.scd2.is_some()
     }
 }
 
@@ -113,7 +113,8 @@ pub(crate) fn routes(
                         .iter()
                         .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
                         .collect(),
-                    scd2: r.merge_strategy == Some(MergeStrategy::Scd2),
+                    scd2: (r.merge_strategy == Some(MergeStrategy::Scd2))
+                        .then(|| Arc::new(r.scd2.clone())),
                 },
             )
         })
@@ -196,7 +197,11 @@ fn add_message(
                 let message = format!(
                     "a record of a `{}` resource without a valid `{}` header (was it \
                      published by this pipeline's extractor?)",
-                    if route.scd2 { "scd2" } else { "replace" },
+                    if route.scd2.is_some() {
+                        "scd2"
+                    } else {
+                        "replace"
+                    },
                     run_markers::RUN_HEADER
                 );
                 return reject(w, msg, message, consumer);
@@ -392,7 +397,7 @@ fn run_marker(
         run: end.run,
         partition: msg.partition(),
         partitions: end.partitions,
-        scd2: route.scd2,
+        scd2: route.scd2.clone(),
     });
     note_offset(w, msg);
     Ok(())

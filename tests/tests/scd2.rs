@@ -19,8 +19,8 @@ const SECOND: u64 = 16;
 
 /// A version as the test compares it: `(id, status, body, from, to)`.
 type Version = (i64, String, String, Option<String>, Option<String>);
-/// A record as the API served it: whole (JSON text, to tell a changed one), and
-/// `(id, status, body)`.
+/// A record as the API served it: its identity (the whole record as JSON text, or with
+/// `row_version_column_name` its `updated_at`), and `(id, status, body)`.
 type Record = (String, (i64, String, String));
 /// A version being computed: the record, its from and its to.
 type Computed = (Record, String, Option<String>);
@@ -37,6 +37,12 @@ topic = "{pipeline}.contacts"
 primary_key = "id"
 write_disposition = {{ disposition = "merge", strategy = "scd2" }}
 endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type = "offset", limit = 10 }} }}
+
+[[resources]]
+name = "versions"
+topic = "{pipeline}.versions"
+write_disposition = {{ disposition = "merge", strategy = "scd2", validity_column_names = ["valid_from", "valid_to"], active_record_timestamp = "9999-12-31", row_version_column_name = "updated_at" }}
+endpoint = {{ path = "/v1/resource", data_selector = "data", paginator = {{ type = "offset", limit = 10 }} }}
 "#,
         base = api.url
     )
@@ -51,9 +57,17 @@ fn load(pipeline: &Pipeline, url: &str) -> Result<()> {
 
 /// Every version in `db`'s `contacts` table, sorted.
 fn versions(db: &std::path::Path) -> Result<Vec<Version>> {
+    versions_in(db, "contacts", "_dlt_valid_from", "_dlt_valid_to")
+}
+
+/// Every version in `db`'s `table` with validity columns `from` and `to`, sorted; a `to`
+/// of 9999-12-31 (the `active_record_timestamp` the `versions` resource sets) as `None`.
+fn versions_in(db: &std::path::Path, table: &str, from: &str, to: &str) -> Result<Vec<Version>> {
     let conn = rusqlite::Connection::open(db)?;
-    let mut stmt =
-        conn.prepare("SELECT id, status, body, _dlt_valid_from, _dlt_valid_to FROM contacts")?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, status, body, {from}, \
+         CASE WHEN {to} LIKE '9999-12-31%' THEN NULL ELSE {to} END FROM {table}"
+    ))?;
     let mut rows: Vec<Version> = stmt
         .query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -64,12 +78,16 @@ fn versions(db: &std::path::Path) -> Result<Vec<Version>> {
 }
 
 /// The API's records now, each whole (to tell a changed record) with `(id, status, body)`.
-fn snapshot(api: &DemoApi) -> Result<Vec<Record>> {
+fn snapshot(api: &DemoApi, by_version: bool) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     for r in api.records()? {
         let text = |k: &str| r[k].as_str().map(str::to_owned).context(k.to_owned());
         out.push((
-            r.to_string(),
+            if by_version {
+                text("updated_at")?
+            } else {
+                r.to_string()
+            },
             (
                 r["id"].as_i64().context("id")?,
                 text("status")?,
@@ -92,8 +110,14 @@ fn expected(runs: &[&[Record]], times: &[String]) -> Vec<Version> {
                 version.2 = Some(time.clone());
             }
         }
+        // One INSERT … SELECT: the run's records are compared with the rows active before it.
+        let active: BTreeSet<String> = table
+            .iter()
+            .filter(|v| v.2.is_none())
+            .map(|v| v.0.0.clone())
+            .collect();
         for record in run.iter() {
-            if !table.iter().any(|v| v.2.is_none() && v.0.0 == record.0) {
+            if !active.contains(&record.0) {
                 table.push((record.clone(), time.clone(), None));
             }
         }
@@ -116,7 +140,8 @@ fn scd2_keeps_every_version_and_a_replay_rebuilds_it() -> Result<()> {
     let db = format!("sqlite://{}", pipeline.db.display());
 
     let _ = run_ok(pipeline.extractor()?, RUN)?;
-    let first = snapshot(&api)?;
+    let first = snapshot(&api, false)?;
+    let first_versions = snapshot(&api, true)?;
     load(&pipeline, &db)?;
     let after_first = versions(&pipeline.db)?;
     let t1 = after_first
@@ -135,7 +160,8 @@ fn scd2_keeps_every_version_and_a_replay_rebuilds_it() -> Result<()> {
         json!({"revision": 1, "changed_percent": 50, "records": SECOND}),
     )?;
     let _ = run_ok(pipeline.extractor()?, RUN)?;
-    let second = snapshot(&api)?;
+    let second = snapshot(&api, false)?;
+    let second_versions = snapshot(&api, true)?;
     let changed = second.iter().filter(|r| !first.contains(r)).count();
     ensure!(
         changed >= 3 && changed < second.len(),
@@ -160,9 +186,33 @@ fn scd2_keeps_every_version_and_a_replay_rebuilds_it() -> Result<()> {
     );
     assert_eq!(after_second, want, "run 2");
 
+    // dlt's options: other validity columns, an active row's `valid_to` 9999-12-31, and
+    // versions told apart by `updated_at` only.
+    let by_version = versions_in(&pipeline.db, "versions", "valid_from", "valid_to")?;
+    let want_versions = expected(
+        &[&first_versions, &second_versions],
+        &[t1.clone(), t2.clone()],
+    );
+    ensure!(
+        want_versions.iter().any(|v| v.4.is_some()),
+        "some versions are retired"
+    );
+    ensure!(
+        want_versions.len() < want.len(),
+        "a record changed without a new `updated_at` keeps its version ({} vs {} rows)",
+        want_versions.len(),
+        want.len()
+    );
+    assert_eq!(by_version, want_versions, "run 2, options");
+
     // Both runs from the topic into a fresh database: the same table, timestamps too.
     let fresh = pipeline.dir.path().join("fresh.db");
     load(&pipeline, &format!("sqlite://{}", fresh.display()))?;
     assert_eq!(versions(&fresh)?, after_second, "replayed");
+    assert_eq!(
+        versions_in(&fresh, "versions", "valid_from", "valid_to")?,
+        by_version,
+        "replayed, options"
+    );
     Ok(())
 }

@@ -616,7 +616,7 @@ fn run_batch(run: u64, rows: Vec<Row>, ends: &[(i32, i32)]) -> Batch {
             run,
             partition,
             partitions,
-            scd2: false,
+            scd2: None,
         })
         .collect();
     b
@@ -1180,7 +1180,7 @@ fn orders_run(run: u64, rows: Vec<Row>, end: bool) -> Batch {
             run,
             partition: 0,
             partitions: 1,
-            scd2: false,
+            scd2: None,
         }];
     }
     b

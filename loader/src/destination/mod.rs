@@ -144,9 +144,9 @@ pub struct RunEnd {
     pub partition: i32,
     /// How many partitions the topic had when the extractor ended the run.
     pub partitions: i32,
-    /// dlt's `scd2`: the completed run's staging table is merged in as versions (see
-    /// [`scd2`]) instead of replacing the table.
-    pub scd2: bool,
+    /// dlt's `scd2` (with its options): the completed run's staging table is merged in as
+    /// versions (see [`scd2`]) instead of replacing the table. `None`: `replace`.
+    pub scd2: Option<Arc<common::config::Scd2Config>>,
 }
 
 impl RunEnd {

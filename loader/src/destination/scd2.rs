@@ -12,10 +12,14 @@
 //! dlt compares a row hash of the record's content (`_dlt_id`); here a row equals a record
 //! when every content column (every column but the two validity columns) is the same,
 //! nulls equal (a column the run's records lack counts as null), which is what equal
-//! hashes of the same content say. The run's time is its id (its start, milliseconds since
+//! hashes of the same content say; with `row_version_column_name`, when that column is. The
+//! options (`common::config::Scd2Config`) rename the validity columns, give active rows a
+//! "valid to" value, and fix the time. The run's time is its id (its start, milliseconds since
 //! 1970, from the extractor), not the loader's clock, so a replay rebuilds the same table.
 
-use super::timestamp_text;
+use common::config::Scd2Config;
+
+use super::{RunEnd, timestamp_text};
 
 /// dlt's default validity columns.
 pub const VALID_FROM: &str = "_dlt_valid_from";
@@ -30,13 +34,8 @@ pub fn run_time(run: u64) -> String {
     timestamp_text(micros)
 }
 
-/// Whether `column` is one of the validity columns (not content).
-pub fn is_validity(column: &str) -> bool {
-    column.eq_ignore_ascii_case(VALID_FROM) || column.eq_ignore_ascii_case(VALID_TO)
-}
-
-/// The merge statements of one run end, for a destination's quoting and null-safe
-/// equality.
+/// The merge statements of one run end, for a destination's quoting, null-safe equality
+/// and timestamp literals.
 pub(crate) struct Scd2Sql<'a> {
     /// The table of versions and the run's staging table, quoted (and qualified).
     pub(crate) target: &'a str,
@@ -44,23 +43,72 @@ pub(crate) struct Scd2Sql<'a> {
     /// The table's content columns (after it got the staging table's), each with whether
     /// the staging table has it.
     pub(crate) content: Vec<(String, bool)>,
+    pub(crate) options: &'a Scd2Config,
     /// `IS` (SQLite) or `IS NOT DISTINCT FROM` (PostgreSQL).
     pub(crate) same: &'static str,
-    /// The run's time as an SQL expression of the validity columns' type.
+    /// The run's time (`boundary_timestamp` if set), an SQL literal of the validity type.
     pub(crate) time: String,
-    /// A null of the validity columns' type (`NULL`; PostgreSQL's `SELECT DISTINCT` needs
+    /// The "valid to" of an active row: `active_record_timestamp` as a literal, or a null
+    /// of the validity type (`NULL`; PostgreSQL's `SELECT DISTINCT` needs
     /// `NULL::timestamptz`).
-    pub(crate) null: &'static str,
+    pub(crate) active: String,
     pub(crate) quote: fn(&mut String, &str),
 }
 
+/// The run's time and the active rows' "valid to" as SQL literals: `literal` makes one of
+/// timestamp text; `null` is a null of the validity type.
+pub(crate) fn literals(
+    end: &RunEnd,
+    options: &Scd2Config,
+    literal: impl Fn(&str) -> String,
+    null: &str,
+) -> (String, String) {
+    let time = match options.boundary_timestamp {
+        Some(micros) => timestamp_text(micros),
+        None => run_time(end.run),
+    };
+    let active = options.active_record_timestamp.map_or_else(
+        || null.to_owned(),
+        |micros| literal(&timestamp_text(micros)),
+    );
+    (literal(&time), active)
+}
+
 impl Scd2Sql<'_> {
-    /// `t.<c> same s.<c> AND …` (`t.<c> IS NULL` for a column the staging table lacks).
-    fn equal(&self, sql: &mut String) {
-        if self.content.is_empty() {
-            sql.push_str("TRUE");
+    /// Whether `column` is one of the validity columns (not content).
+    pub(crate) fn is_validity(options: &Scd2Config, column: &str) -> bool {
+        column.eq_ignore_ascii_case(&options.valid_from)
+            || column.eq_ignore_ascii_case(&options.valid_to)
+    }
+
+    /// `<alias>."to" IS NULL`, or `= <active_record_timestamp>`.
+    fn active_row(&self, sql: &mut String, alias: &str) {
+        sql.push_str(alias);
+        (self.quote)(sql, &self.options.valid_to);
+        if self.options.active_record_timestamp.is_some() {
+            sql.push_str(" = ");
+            sql.push_str(&self.active);
+        } else {
+            sql.push_str(" IS NULL");
         }
-        for (i, (column, staged)) in self.content.iter().enumerate() {
+    }
+
+    /// `t.<c> same s.<c> AND …` (`t.<c> IS NULL` for a column the staging table lacks);
+    /// with `row_version_column_name`, that column only.
+    fn equal(&self, sql: &mut String) {
+        let version;
+        let columns: &[(String, bool)] = match &self.options.row_version {
+            Some(column) => {
+                let staged = self.content.iter().any(|(c, s)| c == column && *s);
+                version = [(column.clone(), staged)];
+                &version
+            }
+            None => &self.content,
+        };
+        if columns.is_empty() {
+            sql.push_str("1 = 1");
+        }
+        for (i, (column, staged)) in columns.iter().enumerate() {
             if i > 0 {
                 sql.push_str(" AND ");
             }
@@ -77,21 +125,32 @@ impl Scd2Sql<'_> {
         }
     }
 
-    /// Retires every active row no record of the run equals.
-    pub(crate) fn retire(&self) -> String {
+    /// `UPDATE target AS t SET "to" = time WHERE <t active>`.
+    fn retire_head(&self) -> String {
         let mut sql = format!("UPDATE {} AS t SET ", self.target);
-        (self.quote)(&mut sql, VALID_TO);
+        (self.quote)(&mut sql, &self.options.valid_to);
         sql.push_str(" = ");
         sql.push_str(&self.time);
-        sql.push_str(" WHERE t.");
-        (self.quote)(&mut sql, VALID_TO);
+        sql.push_str(" WHERE ");
+        self.active_row(&mut sql, "t.");
+        sql
+    }
+
+    /// Retires every active row no record of the run equals.
+    pub(crate) fn retire(&self) -> String {
+        let mut sql = self.retire_head();
         sql.push_str(&format!(
-            " IS NULL AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE ",
+            " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE ",
             self.staging
         ));
         self.equal(&mut sql);
         sql.push(')');
         sql
+    }
+
+    /// A run without records: every active row is retired.
+    pub(crate) fn retire_all(&self) -> String {
+        self.retire_head()
     }
 
     /// Inserts, as active versions, the run's records no active row equals.
@@ -107,9 +166,9 @@ impl Scd2Sql<'_> {
             (self.quote)(&mut sql, column);
             sql.push_str(", ");
         }
-        (self.quote)(&mut sql, VALID_FROM);
+        (self.quote)(&mut sql, &self.options.valid_from);
         sql.push_str(", ");
-        (self.quote)(&mut sql, VALID_TO);
+        (self.quote)(&mut sql, &self.options.valid_to);
         sql.push_str(") SELECT DISTINCT ");
         for column in &staged {
             sql.push_str("s.");
@@ -118,25 +177,13 @@ impl Scd2Sql<'_> {
         }
         sql.push_str(&self.time);
         sql.push_str(&format!(
-            ", {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE t.",
-            self.null, self.staging, self.target
+            ", {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE ",
+            self.active, self.staging, self.target
         ));
-        (self.quote)(&mut sql, VALID_TO);
-        sql.push_str(" IS NULL AND ");
+        self.active_row(&mut sql, "t.");
+        sql.push_str(" AND ");
         self.equal(&mut sql);
         sql.push(')');
-        sql
-    }
-
-    /// A run without records: every active row is retired.
-    pub(crate) fn retire_all(target: &str, time: &str, quote: fn(&mut String, &str)) -> String {
-        let mut sql = format!("UPDATE {target} SET ");
-        quote(&mut sql, VALID_TO);
-        sql.push_str(" = ");
-        sql.push_str(time);
-        sql.push_str(" WHERE ");
-        quote(&mut sql, VALID_TO);
-        sql.push_str(" IS NULL");
         sql
     }
 }
@@ -152,7 +199,9 @@ mod tests {
     #[test]
     fn the_run_time_is_its_id() {
         assert_eq!(run_time(1_764_400_000_123), "2025-11-29T07:06:40.123000Z");
-        assert!(is_validity("_DLT_VALID_TO") && !is_validity("id"));
+        let options = Scd2Config::default();
+        assert!(Scd2Sql::is_validity(&options, "_DLT_VALID_TO"));
+        assert!(!Scd2Sql::is_validity(&options, "id"));
     }
 
     #[test]
@@ -161,9 +210,10 @@ mod tests {
             target: "\"t\"",
             staging: "\"t__r5\"",
             content: vec![("id".into(), true), ("gone".into(), false)],
+            options: &Scd2Config::default(),
             same: "IS",
             time: "'x'".into(),
-            null: "NULL",
+            active: "NULL".into(),
             quote,
         };
         assert_eq!(
@@ -177,6 +227,42 @@ mod tests {
             "INSERT INTO \"t\" (\"id\", \"_dlt_valid_from\", \"_dlt_valid_to\") SELECT DISTINCT \
              s.\"id\", 'x', NULL FROM \"t__r5\" AS s WHERE NOT EXISTS (SELECT 1 FROM \"t\" AS t \
              WHERE t.\"_dlt_valid_to\" IS NULL AND t.\"id\" IS s.\"id\" AND t.\"gone\" IS NULL)"
+        );
+    }
+
+    #[test]
+    fn options_name_the_columns_the_version_and_the_active_value() {
+        let options = Scd2Config {
+            valid_from: "from".into(),
+            valid_to: "to".into(),
+            active_record_timestamp: Some(0),
+            boundary_timestamp: None,
+            row_version: Some("v".into()),
+        };
+        let sql = Scd2Sql {
+            target: "\"t\"",
+            staging: "\"s\"",
+            content: vec![("id".into(), true), ("v".into(), true)],
+            options: &options,
+            same: "IS",
+            time: "'x'".into(),
+            active: "'max'".into(),
+            quote,
+        };
+        assert_eq!(
+            sql.retire(),
+            "UPDATE \"t\" AS t SET \"to\" = 'x' WHERE t.\"to\" = 'max' AND NOT EXISTS \
+             (SELECT 1 FROM \"s\" AS s WHERE t.\"v\" IS s.\"v\")"
+        );
+        assert!(
+            sql.insert()
+                .contains("SELECT DISTINCT s.\"id\", s.\"v\", 'x', 'max' FROM"),
+            "{}",
+            sql.insert()
+        );
+        assert_eq!(
+            sql.retire_all(),
+            "UPDATE \"t\" AS t SET \"to\" = 'x' WHERE t.\"to\" = 'max'"
         );
     }
 }

@@ -474,13 +474,8 @@ fn end_run(
         .table(|| Ok(staging_exists), || table_exists(tx, &end.table))
         .map_err(error)?;
     match swap {
-        TableSwap::Rename if end.scd2 => scd2_merge(tx, end, &staging).map_err(error)?,
-        TableSwap::Empty if end.scd2 => {
-            let mut target = String::new();
-            push_ident(&mut target, &end.table);
-            let time = format!("'{}'", scd2::run_time(end.run));
-            tx.execute_batch(&Scd2Sql::retire_all(&target, &time, push_ident))
-                .map_err(error)?;
+        TableSwap::Rename | TableSwap::Empty if end.scd2.is_some() => {
+            scd2_merge(tx, end, swap == TableSwap::Rename, &staging).map_err(error)?;
         }
         TableSwap::Rename => {
             let mut sql = String::from("DROP TABLE IF EXISTS ");
@@ -574,15 +569,38 @@ fn end_run(
 
 /// dlt's scd2 at the end of a run: the table of versions (created, or given the staging
 /// table's new columns) takes the run's records (see [`scd2`]); the staging table goes.
-fn scd2_merge(tx: &Transaction<'_>, end: &RunEnd, staging: &str) -> rusqlite::Result<()> {
+/// Without a staging table (a run without records) every active row is retired.
+fn scd2_merge(
+    tx: &Transaction<'_>,
+    end: &RunEnd,
+    staged: bool,
+    staging: &str,
+) -> rusqlite::Result<()> {
+    let Some(options) = end.scd2.as_deref() else {
+        return Ok(());
+    };
+    let (time, active) = scd2::literals(end, options, |t| format!("'{t}'"), "NULL");
+    let mut target = String::new();
+    push_ident(&mut target, &end.table);
+    if !staged {
+        let sql = Scd2Sql {
+            target: &target,
+            staging: "",
+            content: Vec::new(),
+            options,
+            same: "IS",
+            time,
+            active,
+            quote: push_ident,
+        };
+        return tx.execute_batch(&sql.retire_all());
+    }
     let columns_of = |table: &str| -> rusqlite::Result<Vec<(String, String)>> {
         tx.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?
             .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect()
     };
     let staged = columns_of(staging)?;
-    let mut target = String::new();
-    push_ident(&mut target, &end.table);
     let mut existing: Vec<String> = columns_of(&end.table)?.into_iter().map(|c| c.0).collect();
     if existing.is_empty() {
         let mut sql = format!("CREATE TABLE {target} (");
@@ -592,9 +610,9 @@ fn scd2_merge(tx: &Transaction<'_>, end: &RunEnd, staging: &str) -> rusqlite::Re
             sql.push_str(kind);
             sql.push_str(", ");
         }
-        push_ident(&mut sql, scd2::VALID_FROM);
+        push_ident(&mut sql, &options.valid_from);
         sql.push_str(" TEXT, ");
-        push_ident(&mut sql, scd2::VALID_TO);
+        push_ident(&mut sql, &options.valid_to);
         sql.push_str(" TEXT)");
         tx.execute_batch(&sql)?;
         existing = staged.iter().map(|c| c.0.clone()).collect();
@@ -605,7 +623,7 @@ fn scd2_merge(tx: &Transaction<'_>, end: &RunEnd, staging: &str) -> rusqlite::Re
             .filter(|(name, _)| !has(&existing, name))
             .cloned()
             .collect();
-        for validity in [scd2::VALID_FROM, scd2::VALID_TO] {
+        for validity in [&options.valid_from, &options.valid_to] {
             if !has(&existing, validity) {
                 missing.push((validity.to_owned(), "TEXT".to_owned()));
             }
@@ -621,7 +639,7 @@ fn scd2_merge(tx: &Transaction<'_>, end: &RunEnd, staging: &str) -> rusqlite::Re
     }
     let content = existing
         .into_iter()
-        .filter(|c| !scd2::is_validity(c))
+        .filter(|c| !Scd2Sql::is_validity(options, c))
         .map(|c| {
             let in_staging = staged.iter().any(|(s, _)| s.eq_ignore_ascii_case(&c));
             (c, in_staging)
@@ -633,9 +651,10 @@ fn scd2_merge(tx: &Transaction<'_>, end: &RunEnd, staging: &str) -> rusqlite::Re
         target: &target,
         staging: &staging_sql,
         content,
+        options,
         same: "IS",
-        time: format!("'{}'", scd2::run_time(end.run)),
-        null: "NULL",
+        time,
+        active,
         quote: push_ident,
     };
     tx.execute_batch(&sql.retire())?;

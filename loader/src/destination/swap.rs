@@ -102,7 +102,7 @@ mod tests {
             run,
             partition: 0,
             partitions: 1,
-            scd2: false,
+            scd2: None,
         }
     }
 

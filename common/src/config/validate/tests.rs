@@ -31,6 +31,17 @@ fn validation_errors_name_path() {
             ],
         ),
         (
+            "scd2 option values",
+            "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
+             write_disposition = { disposition = \"merge\", strategy = \"scd2\", \
+             validity_column_names = [\"from\"], active_record_timestamp = \"soon\" }\n"
+                .into(),
+            vec![
+                "resources[0].write_disposition.validity_column_names: must be a list of two",
+                "resources[0].write_disposition.active_record_timestamp: must be a timestamp",
+            ],
+        ),
+        (
             "scd2 options",
             "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
              primary_key = \"id\"\n\

@@ -43,7 +43,7 @@ fn scd2_batch(
             run,
             partition,
             partitions,
-            scd2: true,
+            scd2: Some(Arc::default()),
         })
         .collect();
     b
@@ -174,4 +174,127 @@ fn a_run_end_retires_absent_rows_and_inserts_changed_ones() {
             t.name
         );
     }
+}
+
+#[test]
+fn options_rename_the_validity_columns_mark_active_rows_and_pick_the_version_column() {
+    for mut t in targets("scd2_options") {
+        let mut dest = t.open();
+        let options = Arc::new(common::config::Scd2Config {
+            valid_from: "valid_from".into(),
+            valid_to: "valid_to".into(),
+            // 9999-12-31T00:00:00Z
+            active_record_timestamp: Some(253_402_214_400_000_000),
+            boundary_timestamp: None,
+            row_version: Some("v".into()),
+        });
+        let s = schema(
+            "contacts",
+            &["id"],
+            vec![
+                field("id", DataType::Bigint, false),
+                field("name", DataType::Text, true),
+                // dlt's row version: a value per version (a hash), compared instead of
+                // every column.
+                field("v", DataType::Text, true),
+            ],
+        );
+        let run = |run: u64, rows: Vec<Row>, offset: i64| {
+            let mut b = scd2_batch(&s, run, rows, &[(0, 1)], offset);
+            b.run_ends[0].scd2 = Some(Arc::clone(&options));
+            b
+        };
+        let rows = |t: &mut Target| -> Vec<[Option<String>; 4]> {
+            let mut rows: Vec<[Option<String>; 4]> = t
+                .probe
+                .rows("contacts", &["id", "name", "valid_from", "valid_to"], "id")
+                .into_iter()
+                .map(|r| {
+                    let mut r = r.into_iter();
+                    let mut next = || r.next().flatten();
+                    let (id, name, from, to) = (next(), next(), next(), next());
+                    let to = to.map(|to| {
+                        if to.starts_with("9999-12-31") {
+                            "active".to_owned()
+                        } else {
+                            run_label(Some(to)).unwrap_or_default()
+                        }
+                    });
+                    [id, name, run_label(from), to]
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        let _ = dest
+            .write_batch(&run(
+                A,
+                vec![
+                    vec![int(1), text("ann"), text("a1")],
+                    vec![int(2), text("bob"), text("b1")],
+                ],
+                2,
+            ))
+            .unwrap();
+        // Run B: 1's name changed but not its version (no new version); 2's version did.
+        let _ = dest
+            .write_batch(&run(
+                B,
+                vec![
+                    vec![int(1), text("ANN"), text("a1")],
+                    vec![int(2), text("bobby"), text("b2")],
+                ],
+                4,
+            ))
+            .unwrap();
+        assert_eq!(
+            rows(&mut t),
+            vec![
+                v(1, "ann", "A", Some("active")),
+                v(2, "bob", "A", Some("B")),
+                v(2, "bobby", "B", Some("active")),
+            ],
+            "{}",
+            t.name
+        );
+        assert!(
+            !t.probe.columns("contacts").contains(&VALID_FROM.to_owned()),
+            "{}: no default validity column",
+            t.name
+        );
+        // Run C without records retires the active rows.
+        let _ = dest.write_batch(&run(C, vec![], 5)).unwrap();
+        assert_eq!(
+            rows(&mut t),
+            vec![
+                v(1, "ann", "A", Some("C")),
+                v(2, "bob", "A", Some("B")),
+                v(2, "bobby", "B", Some("C")),
+            ],
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[test]
+fn a_boundary_timestamp_replaces_the_runs_time() {
+    let end = super::super::RunEnd {
+        topic: "t".into(),
+        table: "t".into(),
+        run: A,
+        partition: 0,
+        partitions: 1,
+        scd2: None,
+    };
+    let mut options = common::config::Scd2Config::default();
+    let quoted = |t: &str| format!("'{t}'");
+    let (time, active) = super::super::scd2::literals(&end, &options, quoted, "NULL");
+    assert_eq!(
+        (time.as_str(), active.as_str()),
+        ("'2025-11-29T07:06:40.000000Z'", "NULL")
+    );
+    options.boundary_timestamp = Some(0);
+    let (time, _) = super::super::scd2::literals(&end, &options, quoted, "NULL");
+    assert_eq!(time, "'1970-01-01T00:00:00.000000Z'");
 }

@@ -58,9 +58,32 @@ fn scd2_merge(
     tx: &mut Transaction<'_>,
     schema: &str,
     end: &RunEnd,
+    staged: bool,
     staging: &str,
     target: &str,
 ) -> Result<(), postgres::Error> {
+    let Some(options) = end.scd2.as_deref() else {
+        return Ok(());
+    };
+    let (time, active) = scd2::literals(
+        end,
+        options,
+        |t| format!("'{t}'::timestamptz"),
+        "NULL::timestamptz",
+    );
+    if !staged {
+        let sql = Scd2Sql {
+            target,
+            staging: "",
+            content: Vec::new(),
+            options,
+            same: "IS NOT DISTINCT FROM",
+            time,
+            active,
+            quote: push_ident,
+        };
+        return tx.batch_execute(&sql.retire_all());
+    }
     let staging = qualified(schema, staging);
     let columns_of =
         |tx: &mut Transaction<'_>, table: &str| -> Result<Vec<(String, String)>, postgres::Error> {
@@ -84,9 +107,9 @@ fn scd2_merge(
             sql.push_str(kind);
             sql.push_str(", ");
         }
-        push_ident(&mut sql, scd2::VALID_FROM);
+        push_ident(&mut sql, &options.valid_from);
         sql.push_str(" TIMESTAMPTZ, ");
-        push_ident(&mut sql, scd2::VALID_TO);
+        push_ident(&mut sql, &options.valid_to);
         sql.push_str(" TIMESTAMPTZ)");
         tx.batch_execute(&sql)?;
         existing = staged.iter().map(|c| c.0.clone()).collect();
@@ -96,7 +119,7 @@ fn scd2_merge(
             .filter(|(name, _)| !existing.contains(name))
             .cloned()
             .collect();
-        for validity in [scd2::VALID_FROM, scd2::VALID_TO] {
+        for validity in [&options.valid_from, &options.valid_to] {
             if !existing.iter().any(|n| n == validity) {
                 missing.push((validity.to_owned(), "TIMESTAMPTZ".to_owned()));
             }
@@ -112,7 +135,7 @@ fn scd2_merge(
     }
     let content = existing
         .into_iter()
-        .filter(|c| !scd2::is_validity(c))
+        .filter(|c| !Scd2Sql::is_validity(options, c))
         .map(|c| {
             let in_staging = staged.iter().any(|(s, _)| *s == c);
             (c, in_staging)
@@ -122,9 +145,10 @@ fn scd2_merge(
         target,
         staging: &staging,
         content,
+        options,
         same: "IS NOT DISTINCT FROM",
-        time: format!("'{}'::timestamptz", scd2::run_time(end.run)),
-        null: "NULL::timestamptz",
+        time,
+        active,
         quote: push_ident,
     };
     tx.batch_execute(&sql.retire())?;
@@ -229,14 +253,10 @@ pub(super) fn end_run(
         )?
     };
     match swap {
-        TableSwap::Rename if end.scd2 => {
-            scd2_merge(tx, schema, end, &staging, &target).map_err(error)?;
+        TableSwap::Rename | TableSwap::Empty if end.scd2.is_some() => {
+            let staged = swap == TableSwap::Rename;
+            scd2_merge(tx, schema, end, staged, &staging, &target).map_err(error)?;
             note_full_name(tx, &target, &end.table).map_err(error)?;
-        }
-        TableSwap::Empty if end.scd2 => {
-            let time = format!("'{}'::timestamptz", scd2::run_time(end.run));
-            tx.batch_execute(&Scd2Sql::retire_all(&target, &time, push_ident))
-                .map_err(error)?;
         }
         TableSwap::Rename => {
             let mut sql = format!(
