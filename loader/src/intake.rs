@@ -108,11 +108,15 @@ pub(crate) fn routes(
                         .map(|(name, _)| name.clone()),
                     disposition: r.write_disposition,
                     contract: r.schema_contract,
-                    merge_key: r
-                        .merge_key
-                        .iter()
-                        .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
-                        .collect(),
+                    // scd2 applies its merge key at the run's end (`Scd2Config::merge_key`).
+                    merge_key: if r.merge_strategy == Some(MergeStrategy::Scd2) {
+                        Vec::new()
+                    } else {
+                        r.merge_key.clone()
+                    }
+                    .iter()
+                    .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
+                    .collect(),
                     scd2: (r.merge_strategy == Some(MergeStrategy::Scd2))
                         .then(|| Arc::new(r.scd2.clone())),
                 },

@@ -4,7 +4,9 @@
 //! from its time, the changed and removed ones retired at the second run's time, the
 //! changed and new ones active from it. Both runs replayed at once into a fresh database
 //! give the same table, timestamps included (a run's time is its id, not the loader's
-//! clock); and the second run's time is after the first's.
+//! clock); and the second run's time is after the first's. A second resource has three of
+//! dlt's scd2 options. An incremental resource with a `merge_key` (dlt's incremental scd2)
+//! retires only rows of the channels its second run has.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -130,13 +132,19 @@ fn expected(runs: &[&[Record]], times: &[String]) -> Vec<Version> {
     out
 }
 
+/// One broker for the file's pipelines (each has its own demo API and topics).
 #[test]
-fn scd2_keeps_every_version_and_a_replay_rebuilds_it() -> Result<()> {
+fn scd2_end_to_end() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let broker = Broker::start(dir.path())?;
+    scd2_keeps_every_version_and_a_replay_rebuilds_it(&broker)?;
+    a_merge_key_retires_only_the_runs_channels(&broker)
+}
+
+fn scd2_keeps_every_version_and_a_replay_rebuilds_it(broker: &Broker) -> Result<()> {
     let api = DemoApi::start(FIRST, &[])?;
     let name = "e2e_scd2";
-    let pipeline = Pipeline::with_config(&broker, name, &config(&api, name))?;
+    let pipeline = Pipeline::with_config(broker, name, &config(&api, name))?;
     let db = format!("sqlite://{}", pipeline.db.display());
 
     let _ = run_ok(pipeline.extractor()?, RUN)?;
@@ -214,5 +222,91 @@ fn scd2_keeps_every_version_and_a_replay_rebuilds_it() -> Result<()> {
         by_version,
         "replayed, options"
     );
+    Ok(())
+}
+
+/// dlt's incremental scd2: two runs of an incremental resource with `merge_key = "channel"`;
+/// the second run has four records (two updated, two new), so only the active rows of their
+/// channels that the run does not have are retired; the other channels' rows stay active.
+fn a_merge_key_retires_only_the_runs_channels(broker: &Broker) -> Result<()> {
+    let api = DemoApi::start(0, &[])?;
+    let _ = api.post("/admin/mutate", json!({"append": 30}))?;
+    let name = "e2e_scd2_merge_key";
+    let text = format!(
+        r#"[client]
+base_url = "{base}"
+auth = {{ type = "api_key", name = "api_key", api_key = {{ secret = "api_key" }}, location = "query" }}
+
+[[resources]]
+name = "events"
+topic = "{name}.events"
+primary_key = "id"
+merge_key = "channel"
+write_disposition = {{ disposition = "merge", strategy = "scd2" }}
+
+[resources.endpoint]
+path = "/v1/incremental"
+data_selector = "data"
+paginator = {{ type = "offset", limit = 10 }}
+params = {{ updated_since = {{ type = "incremental", cursor_path = "updated_at", initial_value = "2026-06-01T00:00:00Z" }} }}
+"#,
+        base = api.url
+    );
+    let pipeline = Pipeline::with_config(broker, name, &text)?;
+    let records = |api: &DemoApi| -> Result<Vec<(i64, String, String)>> {
+        let current = api.get("/admin/incremental/records")?;
+        let mut out = Vec::new();
+        for r in current.as_array().context("records")? {
+            let text = |k: &str| r[k].as_str().map(str::to_owned).context(k.to_owned());
+            out.push((
+                r["id"].as_i64().context("id")?,
+                text("channel")?,
+                text("body")?,
+            ));
+        }
+        Ok(out)
+    };
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let first = records(&api)?;
+    let _ = api.post("/admin/mutate", json!({"append": 2, "update": [3, 30]}))?;
+    let _ = run_ok(pipeline.extractor()?, RUN)?;
+    let second_ids = [3, 30, 31, 32];
+    let second: Vec<_> = records(&api)?
+        .into_iter()
+        .filter(|r| second_ids.contains(&r.0))
+        .collect();
+    load(&pipeline, &format!("sqlite://{}", pipeline.db.display()))?;
+
+    // `(id, channel, body, retired)` of every version, sorted.
+    let conn = rusqlite::Connection::open(&pipeline.db)?;
+    let mut stmt =
+        conn.prepare("SELECT id, channel, body, _dlt_valid_to IS NOT NULL FROM events")?;
+    let mut got: Vec<(i64, String, String, bool)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    got.sort();
+    let channels: BTreeSet<&String> = second.iter().map(|r| &r.1).collect();
+    let mut want: Vec<(i64, String, String, bool)> = first
+        .iter()
+        .map(|r| {
+            let retired = channels.contains(&r.1) && !second.contains(r);
+            (r.0, r.1.clone(), r.2.clone(), retired)
+        })
+        .chain(
+            second
+                .iter()
+                .filter(|r| !first.contains(r))
+                .map(|r| (r.0, r.1.clone(), r.2.clone(), false)),
+        )
+        .collect();
+    want.sort();
+    let retired = want.iter().filter(|r| r.3).count();
+    let kept = first.len() - retired;
+    ensure!(
+        retired > 2 && kept > 0,
+        "the second run must retire rows of its channels and keep the other channels' \
+         ({retired} retired, {kept} kept)"
+    );
+    assert_eq!(got, want, "only the second run's channels lose rows");
     Ok(())
 }

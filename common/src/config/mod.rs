@@ -318,6 +318,9 @@ pub struct Scd2Config {
     /// `row_version_column_name`: the column (normalised) that tells versions apart,
     /// instead of every content column.
     pub row_version: Option<String>,
+    /// The resource's `merge_key` (normalised), dlt's incremental scd2: a run retires only
+    /// the active rows of merge key values its records have. Empty: none.
+    pub merge_key: Vec<String>,
 }
 
 impl Default for Scd2Config {
@@ -328,6 +331,7 @@ impl Default for Scd2Config {
             active_record_timestamp: None,
             boundary_timestamp: None,
             row_version: None,
+            merge_key: Vec::new(),
         }
     }
 }

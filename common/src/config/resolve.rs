@@ -367,7 +367,8 @@ fn write_disposition(
         }
     };
     if has_merge_key
-        && (raw.disposition != WriteDisposition::Merge || strategy != MergeStrategy::DeleteInsert)
+        && (raw.disposition != WriteDisposition::Merge
+            || !matches!(strategy, MergeStrategy::DeleteInsert | MergeStrategy::Scd2))
     {
         let has = if raw.disposition == WriteDisposition::Merge {
             format!("`merge` with `{}`", strategy.as_str())
@@ -377,8 +378,8 @@ fn write_disposition(
         problems.push(
             format!("{at}.merge_key"),
             format!(
-                "applies to `merge` with the `delete-insert` strategy only (this resource has \
-                 {has}); remove it, or write `write_disposition = {{ disposition = \"merge\", \
+                "applies to `merge` with the `delete-insert` strategy only, or with `scd2` \
+                 (this resource has {has}); remove it, or write `write_disposition = {{ disposition = \"merge\", \
                  strategy = \"delete-insert\" }}`"
             ),
         );
@@ -633,13 +634,19 @@ fn resolve_resource(
             columns
         }
     };
-    let (write_disposition, merge_strategy, scd2) = write_disposition(
+    let (write_disposition, merge_strategy, mut scd2) = write_disposition(
         at,
         raw.write_disposition.map(|OrBare(w)| w),
         !merge_key.is_empty(),
         primary_key.is_empty(),
         problems,
     );
+    if merge_strategy == Some(MergeStrategy::Scd2) {
+        scd2.merge_key = merge_key
+            .iter()
+            .map(|k| crate::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
+            .collect();
+    }
 
     let raw_endpoint = raw.endpoint.map(|OrBare(e)| e).unwrap_or_default();
     let path = match raw_endpoint.path {

@@ -136,9 +136,39 @@ impl Scd2Sql<'_> {
         sql
     }
 
-    /// Retires every active row no record of the run equals.
+    /// With a merge key: ` AND EXISTS (<a staged record with the row's merge key>)` (dlt's
+    /// `key IN (SELECT key FROM staging)`: a null merge key matches nothing).
+    fn merge_key_present(&self, sql: &mut String) {
+        if self.options.merge_key.is_empty() {
+            return;
+        }
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM {} AS k WHERE ",
+            self.staging
+        ));
+        for (i, column) in self.options.merge_key.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" AND ");
+            }
+            let staged = self.content.iter().any(|(c, s)| c == column && *s);
+            if !staged {
+                // The run's records lack the column: every one of their keys is null.
+                sql.push_str("1 = 0");
+                continue;
+            }
+            sql.push_str("k.");
+            (self.quote)(sql, column);
+            sql.push_str(" = t.");
+            (self.quote)(sql, column);
+        }
+        sql.push(')');
+    }
+
+    /// Retires every active row no record of the run equals (with a merge key: of the
+    /// merge key values the run has).
     pub(crate) fn retire(&self) -> String {
         let mut sql = self.retire_head();
+        self.merge_key_present(&mut sql);
         sql.push_str(&format!(
             " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE ",
             self.staging
@@ -148,9 +178,13 @@ impl Scd2Sql<'_> {
         sql
     }
 
-    /// A run without records: every active row is retired.
-    pub(crate) fn retire_all(&self) -> String {
-        self.retire_head()
+    /// A run without records: every active row is retired; `None` with a merge key (the
+    /// run has no merge key values, so it retires nothing).
+    pub(crate) fn retire_all(&self) -> Option<String> {
+        self.options
+            .merge_key
+            .is_empty()
+            .then(|| self.retire_head())
     }
 
     /// Inserts, as active versions, the run's records no active row equals.
@@ -238,6 +272,7 @@ mod tests {
             active_record_timestamp: Some(0),
             boundary_timestamp: None,
             row_version: Some("v".into()),
+            merge_key: Vec::new(),
         };
         let sql = Scd2Sql {
             target: "\"t\"",
@@ -261,8 +296,34 @@ mod tests {
             sql.insert()
         );
         assert_eq!(
+            sql.retire_all().as_deref(),
+            Some("UPDATE \"t\" AS t SET \"to\" = 'x' WHERE t.\"to\" = 'max'")
+        );
+        let options = Scd2Config {
+            merge_key: vec!["day".into(), "gone".into()],
+            ..Scd2Config::default()
+        };
+        let sql = Scd2Sql {
+            target: "\"t\"",
+            staging: "\"s\"",
+            content: vec![("id".into(), true), ("day".into(), true)],
+            options: &options,
+            same: "IS",
+            time: "'x'".into(),
+            active: "NULL".into(),
+            quote,
+        };
+        assert_eq!(
+            sql.retire(),
+            "UPDATE \"t\" AS t SET \"_dlt_valid_to\" = 'x' WHERE t.\"_dlt_valid_to\" IS NULL \
+             AND EXISTS (SELECT 1 FROM \"s\" AS k WHERE k.\"day\" = t.\"day\" AND 1 = 0) \
+             AND NOT EXISTS (SELECT 1 FROM \"s\" AS s WHERE t.\"id\" IS s.\"id\" AND \
+             t.\"day\" IS s.\"day\")"
+        );
+        assert_eq!(
             sql.retire_all(),
-            "UPDATE \"t\" AS t SET \"to\" = 'x' WHERE t.\"to\" = 'max'"
+            None,
+            "a run without records has no merge keys"
         );
     }
 }

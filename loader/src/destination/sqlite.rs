@@ -593,7 +593,9 @@ fn scd2_merge(
             active,
             quote: push_ident,
         };
-        return tx.execute_batch(&sql.retire_all());
+        return sql
+            .retire_all()
+            .map_or(Ok(()), |sql| tx.execute_batch(&sql));
     }
     let columns_of = |table: &str| -> rusqlite::Result<Vec<(String, String)>> {
         tx.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?

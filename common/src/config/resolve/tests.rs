@@ -650,6 +650,7 @@ write_disposition = { disposition = "merge", strategy = "scd2" }
 [[resources]]
 name = "options"
 primary_key = "id"
+merge_key = ["Day"]
 write_disposition = { disposition = "merge", strategy = "scd2", validity_column_names = ["From", "to"], active_record_timestamp = "9999-12-31", boundary_timestamp = "2024-01-01T00:00:00+01:00", row_version_column_name = "Row Hash" }
 "#;
     let config = toml(text).unwrap();
@@ -668,6 +669,7 @@ write_disposition = { disposition = "merge", strategy = "scd2", validity_column_
             active_record_timestamp: Some(253_402_214_400_000_000),
             boundary_timestamp: Some(1_704_063_600_000_000),
             row_version: Some("row_hash".into()),
+            merge_key: vec!["day".into()],
         }
     );
 }

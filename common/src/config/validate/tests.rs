@@ -15,7 +15,8 @@ fn validation_errors_name_path() {
                 .into(),
             vec![
                 "pipeline.toml: resources[0].merge_key: applies to `merge` with the \
-                 `delete-insert` strategy only (this resource has `merge` with `upsert`)",
+                 `delete-insert` strategy only, or with `scd2` (this resource has `merge` with \
+                 `upsert`)",
             ],
         ),
         (

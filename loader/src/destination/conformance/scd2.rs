@@ -187,6 +187,7 @@ fn options_rename_the_validity_columns_mark_active_rows_and_pick_the_version_col
             active_record_timestamp: Some(253_402_214_400_000_000),
             boundary_timestamp: None,
             row_version: Some("v".into()),
+            merge_key: Vec::new(),
         });
         let s = schema(
             "contacts",
@@ -297,4 +298,64 @@ fn a_boundary_timestamp_replaces_the_runs_time() {
     options.boundary_timestamp = Some(0);
     let (time, _) = super::super::scd2::literals(&end, &options, quoted, "NULL");
     assert_eq!(time, "'1970-01-01T00:00:00.000000Z'");
+}
+
+#[test]
+fn a_merge_key_retires_only_the_rows_of_the_runs_merge_key_values() {
+    for mut t in targets("scd2_merge_key") {
+        let mut dest = t.open();
+        let options = Arc::new(common::config::Scd2Config {
+            merge_key: vec!["name".into()],
+            ..common::config::Scd2Config::default()
+        });
+        let s = contacts(false);
+        let run = |run: u64, rows: Vec<Row>, offset: i64| {
+            let mut b = scd2_batch(&s, run, rows, &[(0, 1)], offset);
+            b.run_ends[0].scd2 = Some(Arc::clone(&options));
+            b
+        };
+        let first = vec![
+            vec![int(1), text("mon")],
+            vec![int(2), text("tue")],
+            vec![int(3), None],
+        ];
+        let _ = dest.write_batch(&run(A, first, 3)).unwrap();
+        // Run B has `mon` only, with another record: `mon`'s row 1 is retired; `tue` and
+        // the null key (matching nothing) stay active.
+        let _ = dest
+            .write_batch(&run(B, vec![vec![int(4), text("mon")]], 4))
+            .unwrap();
+        // Run C has no records, so no merge key values: nothing is retired.
+        let _ = dest.write_batch(&run(C, vec![], 5)).unwrap();
+        let mut rows: Vec<[Option<String>; 4]> = t
+            .probe
+            .rows("contacts", &["id", "name", VALID_FROM, VALID_TO], "id")
+            .into_iter()
+            .map(|r| {
+                let mut r = r.into_iter();
+                let mut next = || r.next().flatten();
+                [next(), next(), run_label(next()), run_label(next())]
+            })
+            .collect();
+        rows.sort();
+        let row = |id: i64, name: Option<&str>, from: &str, to: Option<&str>| {
+            [
+                Some(id.to_string()),
+                name.map(str::to_owned),
+                Some(from.to_owned()),
+                to.map(str::to_owned),
+            ]
+        };
+        assert_eq!(
+            rows,
+            vec![
+                row(1, Some("mon"), "A", Some("B")),
+                row(2, Some("tue"), "A", None),
+                row(3, None, "A", None),
+                row(4, Some("mon"), "B", None),
+            ],
+            "{}",
+            t.name
+        );
+    }
 }

@@ -82,7 +82,9 @@ fn scd2_merge(
             active,
             quote: push_ident,
         };
-        return tx.batch_execute(&sql.retire_all());
+        return sql
+            .retire_all()
+            .map_or(Ok(()), |sql| tx.batch_execute(&sql));
     }
     let staging = qualified(schema, staging);
     let columns_of =
