@@ -493,7 +493,7 @@ fn end_run(
         }
         TableSwap::LaterRunSwapped | TableSwap::Nothing => {}
     }
-    if let Some(message) = swap.done(stats) {
+    if let Some(message) = swap.done_as(end.scd2.is_some(), stats) {
         tracing::info!(table = %end.table, run = end.run, "{message}");
     }
     // Child tables follow the swap (see `child_swap`).

@@ -359,3 +359,51 @@ fn a_merge_key_retires_only_the_rows_of_the_runs_merge_key_values() {
         );
     }
 }
+
+#[test]
+fn a_failing_run_end_rolls_the_merge_back_with_the_offsets() {
+    for mut t in targets("scd2_rollback") {
+        let mut dest = t.open();
+        let s = contacts(false);
+        let _ = dest
+            .write_batch(&scd2_batch(
+                &s,
+                A,
+                vec![vec![int(1), text("ann")]],
+                &[(0, 1)],
+                1,
+            ))
+            .unwrap();
+        // Run B's end merges, then the batch's second run end fails (a table without
+        // validity columns): nothing of the batch stays, offsets included.
+        let mut b = scd2_batch(&s, B, vec![vec![int(1), text("bob")]], &[(0, 1)], 2);
+        let mut failing = b.run_ends[0].clone();
+        failing.topic = "other-topic".into();
+        failing.table = super::super::OFFSETS_TABLE.into();
+        b.run_ends.push(failing);
+        let err = dest.write_batch(&b).unwrap_err().to_string();
+        assert!(err.contains("ending run"), "{}: {err}", t.name);
+        assert_eq!(
+            versions(&mut t),
+            vec![v(1, "ann", "A", None)],
+            "{}: the merge is rolled back",
+            t.name
+        );
+        assert_eq!(
+            offsets(dest.as_mut()),
+            [("contacts-topic".to_owned(), 0, 1)],
+            "{}",
+            t.name
+        );
+        // The batch again without the failing end (what a restarted loader reads from the
+        // stored offsets): merged once.
+        let _ = b.run_ends.pop();
+        let _ = dest.write_batch(&b).unwrap();
+        assert_eq!(
+            versions(&mut t),
+            vec![v(1, "ann", "A", Some("B")), v(1, "bob", "B", None)],
+            "{}",
+            t.name
+        );
+    }
+}

@@ -275,7 +275,7 @@ pub(super) fn end_run(
         }
         TableSwap::LaterRunSwapped | TableSwap::Nothing => {}
     }
-    if let Some(message) = swap.done(stats) {
+    if let Some(message) = swap.done_as(end.scd2.is_some(), stats) {
         // The target this line had before the run end moved into its own file.
         tracing::info!(target: "loader::destination::postgres", table = %end.table, run = end.run, "{message}");
     }
