@@ -317,15 +317,21 @@ impl ResourceRun<'_> {
     }
 }
 
-/// Ends a `replace` run: its end marker on every partition of the resource's topic.
+/// Ends a `replace` or `scd2` run: its end marker on every partition of the resource's topic
+/// (the disposition header says `replace` or `scd2`).
 async fn end_run(
     producer: &Publisher,
     resource: &ResourceConfig,
     run: u64,
     records: u64,
 ) -> Result<(), ExtractError> {
+    let disposition = if resource.write_disposition == WriteDisposition::Replace {
+        "replace"
+    } else {
+        "scd2"
+    };
     let partitions = producer
-        .end_run(&resource.topic, run, records)
+        .end_run(&resource.topic, run, records, disposition)
         .await
         .map_err(|source| ExtractError::Publish {
             resource: resource.name.clone(),
@@ -336,7 +342,8 @@ async fn end_run(
         run,
         partitions,
         records,
-        "replace run ended on every partition"
+        disposition,
+        "run ended on every partition"
     );
     Ok(())
 }
