@@ -4,7 +4,8 @@
 //! from its time, the changed and removed ones retired at the second run's time, the
 //! changed and new ones active from it. Both runs replayed at once into a fresh database
 //! give the same table, timestamps included (a run's time is its id, not the loader's
-//! clock); and the second run's time is after the first's. A second resource has three of
+//! clock), and so do both runs loaded into PostgreSQL; the second run's time is after the
+//! first's. A second resource has three of
 //! dlt's scd2 options. An incremental resource with a `merge_key` (dlt's incremental scd2)
 //! retires only rows of the channels its second run has.
 
@@ -12,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use e2e::{Broker, DemoApi, Pipeline, run_ok};
+use e2e::{Broker, DemoApi, PgSchema, Pipeline, run_ok};
 use serde_json::json;
 
 const RUN: Duration = Duration::from_secs(120);
@@ -222,6 +223,26 @@ fn scd2_keeps_every_version_and_a_replay_rebuilds_it(broker: &Broker) -> Result<
         by_version,
         "replayed, options"
     );
+
+    // And into PostgreSQL: the same versions, timestamps included.
+    if let Some(mut pg) = PgSchema::create("e2e_scd2")? {
+        load(&pipeline, &pg.url)?;
+        let utc = |column: &str| {
+            format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        };
+        let sql = format!(
+            "SELECT id, status, body, {}, {} FROM {{schema}}.contacts",
+            utc("_dlt_valid_from"),
+            utc("_dlt_valid_to")
+        );
+        let mut got: Vec<Version> = pg
+            .query(&sql)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect();
+        got.sort();
+        assert_eq!(got, after_second, "PostgreSQL");
+    }
     Ok(())
 }
 
