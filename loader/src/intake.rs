@@ -101,9 +101,12 @@ pub(crate) fn routes(
                 Route {
                     table: r.table_name.clone(),
                     primary_key: r.primary_key.clone(),
+                    // dlt 1.31's scd2 ignores `hard_delete`: such a record is a version like
+                    // any other (parity config `merge_scd2_hard_delete`).
                     hard_delete: r
                         .columns
                         .iter()
+                        .filter(|_| r.merge_strategy != Some(MergeStrategy::Scd2))
                         .find(|(_, hint)| hint.hard_delete == Some(true))
                         .map(|(name, _)| name.clone()),
                     disposition: r.write_disposition,
