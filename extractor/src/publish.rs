@@ -524,10 +524,17 @@ impl Publisher {
         self.enqueue(record, acks).await
     }
 
-    /// Ends a `replace` run: once every record sent so far is acknowledged, writes a
-    /// run-end marker (see [`common::run_markers`]) to every partition of `topic` and waits for
-    /// those too. Returns the partition count.
-    pub async fn end_run(&self, topic: &str, run: u64, records: u64) -> Result<i32, PublishError> {
+    /// Ends a `replace` (or `scd2`) run: once every record sent so far is acknowledged,
+    /// writes a run-end marker (see [`common::run_markers`]) to every partition of `topic`,
+    /// `disposition` in its disposition header, and waits for those too. Returns the
+    /// partition count.
+    pub async fn end_run(
+        &self,
+        topic: &str,
+        run: u64,
+        records: u64,
+        disposition: &str,
+    ) -> Result<i32, PublishError> {
         self.flush().await?;
         let partitions = self.partition_count(topic).await?;
         let marker = common::run_markers::RunEndMarker { run, partitions };
@@ -550,7 +557,7 @@ impl Publisher {
                 })
                 .insert(Header {
                     key: common::run_markers::DISPOSITION_HEADER,
-                    value: Some("replace"),
+                    value: Some(disposition),
                 });
             let record = BaseRecord::with_opaque_to(topic, Arc::clone(&self.untracked))
                 .partition(partition)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::avro::Encoder;
-use common::config::{ResourceConfig, WriteDisposition};
+use common::config::{MergeStrategy, ResourceConfig, WriteDisposition};
 use common::schema::{SchemaBuilder, TableSchema};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -106,8 +106,11 @@ impl ResourceRun<'_> {
         };
         // A `replace` run's records carry its id, and its end is marked on every partition
         // (an unpublished parent has no run).
-        let run =
-            (publish && resource.write_disposition == WriteDisposition::Replace).then_some(run_id);
+        // So is an `scd2` run's: its end retires the rows its records no longer have.
+        let run = (publish
+            && (resource.write_disposition == WriteDisposition::Replace
+                || resource.merge_strategy == Some(MergeStrategy::Scd2)))
+            .then_some(run_id);
         let incremental = resource.endpoint.incremental.as_ref();
         // dlt's placeholders: filled once here, or per parent record for a child (whose
         // incremental is one cursor for all its records, as in dlt).
@@ -313,15 +316,21 @@ impl ResourceRun<'_> {
     }
 }
 
-/// Ends a `replace` run: its end marker on every partition of the resource's topic.
+/// Ends a `replace` or `scd2` run: its end marker on every partition of the resource's topic
+/// (the disposition header says `replace` or `scd2`).
 async fn end_run(
     producer: &Publisher,
     resource: &ResourceConfig,
     run: u64,
     records: u64,
 ) -> Result<(), ExtractError> {
+    let disposition = if resource.write_disposition == WriteDisposition::Replace {
+        "replace"
+    } else {
+        "scd2"
+    };
     let partitions = producer
-        .end_run(&resource.topic, run, records)
+        .end_run(&resource.topic, run, records, disposition)
         .await
         .map_err(|source| ExtractError::Publish {
             resource: resource.name.clone(),
@@ -332,7 +341,8 @@ async fn end_run(
         run,
         partitions,
         records,
-        "replace run ended on every partition"
+        disposition,
+        "run ended on every partition"
     );
     Ok(())
 }
@@ -354,6 +364,7 @@ async fn publish_pages(
     // A `replace` run's records carry its id, and so do those of a merge with a `merge_key`
     // (the loader keeps, per merge key, the rows of the newest run that had it).
     let run_text = (resource.write_disposition == WriteDisposition::Replace
+        || resource.merge_strategy == Some(MergeStrategy::Scd2)
         || !resource.merge_key.is_empty())
     .then(|| run_id.to_string());
     let keyed = !resource.primary_key.is_empty();

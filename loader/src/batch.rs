@@ -248,6 +248,7 @@ mod tests {
             run: 1,
             partition: 0,
             partitions: 1,
+            scd2: None,
         });
         b.note_offset("p.t", 0, 9);
         assert!(b.has_rows(), "a run end waits for the deletes");

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use common::config::{PipelineConfig, SchemaContract, WriteDisposition};
+use common::config::{MergeStrategy, PipelineConfig, SchemaContract, WriteDisposition};
 use common::run_markers::{self, RunEndMarker};
 use common::schema::TableSchema;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -37,6 +37,16 @@ pub(crate) struct Route {
     /// dlt's `merge_key` (normalised field names), empty without one: each record then
     /// carries its run (the `pipeline.run` header) into the `_dlt_load_id` column.
     merge_key: Vec<String>,
+    /// dlt's `scd2` merge (its options): like `replace`, a run's records go to its staging
+    /// table, and its end merges them in as versions (see `destination::scd2`).
+    scd2: Option<Arc<common::config::Scd2Config>>,
+}
+
+impl Route {
+    /// Whether the resource's records come in runs that end (`replace`, `scd2`).
+    fn runs(&self) -> bool {
+        self.disposition == WriteDisposition::Replace || self.scd2.is_some()
+    }
 }
 
 /// Per destination table of a merge or append resource with a primary key: how its list
@@ -52,6 +62,8 @@ pub(crate) fn nest_routes(
         // A merge key replaces rows by other columns than the key their children hang on:
         // such a resource keeps its lists as JSON columns (docs/config.md).
         .filter(|r| r.merge_key.is_empty())
+        // An scd2 table's rows are versions, not one row per key: lists stay JSON columns.
+        .filter(|r| r.merge_strategy != Some(MergeStrategy::Scd2))
         .map(|r| {
             let json_columns = r
                 .columns
@@ -89,18 +101,27 @@ pub(crate) fn routes(
                 Route {
                     table: r.table_name.clone(),
                     primary_key: r.primary_key.clone(),
+                    // dlt 1.31's scd2 ignores `hard_delete`: such a record is a version like
+                    // any other (parity config `merge_scd2_hard_delete`).
                     hard_delete: r
                         .columns
                         .iter()
+                        .filter(|_| r.merge_strategy != Some(MergeStrategy::Scd2))
                         .find(|(_, hint)| hint.hard_delete == Some(true))
                         .map(|(name, _)| name.clone()),
                     disposition: r.write_disposition,
                     contract: r.schema_contract,
-                    merge_key: r
-                        .merge_key
-                        .iter()
-                        .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
-                        .collect(),
+                    // scd2 applies its merge key at the run's end (`Scd2Config::merge_key`).
+                    merge_key: if r.merge_strategy == Some(MergeStrategy::Scd2) {
+                        Vec::new()
+                    } else {
+                        r.merge_key.clone()
+                    }
+                    .iter()
+                    .map(|k| common::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
+                    .collect(),
+                    scd2: (r.merge_strategy == Some(MergeStrategy::Scd2))
+                        .then(|| Arc::new(r.scd2.clone())),
                 },
             )
         })
@@ -175,22 +196,26 @@ fn add_message(
     let Some(payload) = msg.payload() else {
         return tombstone(w, msg, route, consumer);
     };
-    // A replace run's records go to the run's staging table.
-    let table = match route.disposition {
-        WriteDisposition::Replace => {
-            match header(msg, run_markers::RUN_HEADER).and_then(run_markers::parse_run) {
-                Some(run) => destination::staging_table(&route.table, run),
-                None => {
-                    let message = format!(
-                        "a record of a `replace` resource without a valid `{}` header (was it \
+    // A replace (or scd2) run's records go to the run's staging table.
+    let table = if route.runs() {
+        match header(msg, run_markers::RUN_HEADER).and_then(run_markers::parse_run) {
+            Some(run) => destination::staging_table(&route.table, run),
+            None => {
+                let message = format!(
+                    "a record of a `{}` resource without a valid `{}` header (was it \
                      published by this pipeline's extractor?)",
-                        run_markers::RUN_HEADER
-                    );
-                    return reject(w, msg, message, consumer);
-                }
+                    if route.scd2.is_some() {
+                        "scd2"
+                    } else {
+                        "replace"
+                    },
+                    run_markers::RUN_HEADER
+                );
+                return reject(w, msg, message, consumer);
             }
         }
-        WriteDisposition::Merge | WriteDisposition::Append => route.table.clone(),
+    } else {
+        route.table.clone()
     };
     // A merge-key record's run: dlt's load, whose rows replace the merge key's older ones.
     let run = if route.merge_key.is_empty() {
@@ -355,7 +380,7 @@ fn run_marker(
         Ok(end) => end,
         Err(message) => return reject(w, msg, message, consumer),
     };
-    if route.disposition != WriteDisposition::Replace {
+    if !route.runs() {
         tracing::debug!(target: LOG_TARGET,
             topic = msg.topic(),
             partition = msg.partition(),
@@ -377,6 +402,7 @@ fn run_marker(
         run: end.run,
         partition: msg.partition(),
         partitions: end.partitions,
+        scd2: route.scd2.clone(),
     });
     note_offset(w, msg);
     Ok(())

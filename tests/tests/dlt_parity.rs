@@ -329,6 +329,31 @@ struct Table {
 
 type Db = BTreeMap<String, Table>;
 
+/// dlt's scd2 validity columns: their timestamps are each side's load times (dlt's clock,
+/// our extractor runs' starts), compared as which load they are: `load 1`, `load 2`, … in
+/// time order over both columns of the table.
+fn validity_as_loads(db: &mut Db) {
+    const VALIDITY: [&str; 2] = ["_dlt_valid_from", "_dlt_valid_to"];
+    for table in db.values_mut() {
+        let times: BTreeSet<String> = table
+            .rows
+            .iter()
+            .flat_map(|row| VALIDITY.iter().filter_map(|c| row.get(*c)))
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let times: Vec<String> = times.into_iter().collect();
+        for row in &mut table.rows {
+            for column in VALIDITY {
+                if let Some(v) = row.get_mut(column)
+                    && let Some(i) = v.as_str().and_then(|t| times.iter().position(|x| x == t))
+                {
+                    *v = Value::String(format!("load {}", i + 1));
+                }
+            }
+        }
+    }
+}
+
 /// The SQLite column type the project's loader gives dlt's data type.
 fn normalised(dlt_type: &str) -> String {
     match dlt_type {
@@ -924,8 +949,10 @@ fn run_case(
             break;
         }
         let out = dlt?;
-        let dlt_db = read_dlt(&dir.join("dlt.db"), &out)?;
-        let our_db = read_ours(&pipeline.db, broker, &format!("parity_{}", case.name))?;
+        let mut dlt_db = read_dlt(&dir.join("dlt.db"), &out)?;
+        let mut our_db = read_ours(&pipeline.db, broker, &format!("parity_{}", case.name))?;
+        validity_as_loads(&mut dlt_db);
+        validity_as_loads(&mut our_db);
         let our_state = our_state(broker, &format!("parity_{}", case.name))?;
         let counts: Vec<String> = dlt_db
             .iter()

@@ -186,9 +186,9 @@ name = "e2e_merge_refused"
 base_url = "http://127.0.0.1:9"
 
 [[resources]]
-name = "scd2"
+name = "cdc"
 primary_key = "id"
-write_disposition = { disposition = "merge", strategy = "scd2", validity_column_names = ["from", "to"] }
+write_disposition = { disposition = "merge", strategy = "cdc", validity_column_names = ["from", "to"] }
 
 [[resources]]
 name = "merge_key"
@@ -212,7 +212,7 @@ write_disposition = { disposition = "append", strategy = "upsert" }
     );
     assert_eq!(out.status.code(), Some(1), "{said}");
     for expected in [
-        "problem: resources[0].write_disposition.strategy: dlt's `scd2` merge strategy is not supported",
+        "problem: resources[0].write_disposition.strategy: dlt's `cdc` merge strategy is not supported",
         "problem: resources[0].write_disposition.validity_column_names: not supported",
         "problem: resources[1].merge_key: applies to `merge` with the `delete-insert` strategy only",
         "problem: resources[2].write_disposition.strategy: a merge strategy applies to `disposition = \"merge\"` only",

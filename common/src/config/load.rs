@@ -197,6 +197,7 @@ mod tests {
             primary_key: vec!["id".into()],
             write_disposition: WriteDisposition::Merge,
             merge_strategy: Some(MergeStrategy::DeleteInsert),
+            scd2: Scd2Config::default(),
             merge_key: Vec::new(),
             schema_contract: SchemaContract::default(),
             endpoint: EndpointConfig {

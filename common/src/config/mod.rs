@@ -195,6 +195,8 @@ pub struct ResourceConfig {
     pub write_disposition: WriteDisposition,
     /// With `merge`: how (dlt's `strategy`); `None` with `append` and `replace`.
     pub merge_strategy: Option<MergeStrategy>,
+    /// dlt's `scd2` options (defaults unless the strategy is `scd2` and they are set).
+    pub scd2: Scd2Config,
     /// dlt's `merge_key` (with the `delete-insert` strategy only): a run's records replace
     /// every row whose merge key one of them has. Empty: none.
     pub merge_key: Vec<String>,
@@ -296,6 +298,42 @@ pub enum MergeStrategy {
     DeleteInsert,
     /// `INSERT … ON CONFLICT (primary key) DO UPDATE`.
     Upsert,
+    /// dlt's `scd2`: every version of a record is a row with `_dlt_valid_from` /
+    /// `_dlt_valid_to`; a run's end retires the active rows its records no longer have.
+    Scd2,
+}
+
+/// dlt's `scd2` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scd2Config {
+    /// `validity_column_names`: the "valid from" and "valid to" columns (normalised).
+    pub valid_from: String,
+    pub valid_to: String,
+    /// `active_record_timestamp`: the "valid to" of an active row (microseconds since 1970,
+    /// UTC); `None`: null (dlt's default).
+    pub active_record_timestamp: Option<i64>,
+    /// `boundary_timestamp`: the time every run retires and inserts at, instead of the
+    /// run's own (microseconds since 1970, UTC).
+    pub boundary_timestamp: Option<i64>,
+    /// `row_version_column_name`: the column (normalised) that tells versions apart,
+    /// instead of every content column.
+    pub row_version: Option<String>,
+    /// The resource's `merge_key` (normalised), dlt's incremental scd2: a run retires only
+    /// the active rows of merge key values its records have. Empty: none.
+    pub merge_key: Vec<String>,
+}
+
+impl Default for Scd2Config {
+    fn default() -> Self {
+        Scd2Config {
+            valid_from: "_dlt_valid_from".to_owned(),
+            valid_to: "_dlt_valid_to".to_owned(),
+            active_record_timestamp: None,
+            boundary_timestamp: None,
+            row_version: None,
+            merge_key: Vec::new(),
+        }
+    }
 }
 
 impl MergeStrategy {
@@ -303,6 +341,7 @@ impl MergeStrategy {
         match self {
             MergeStrategy::DeleteInsert => "delete-insert",
             MergeStrategy::Upsert => "upsert",
+            MergeStrategy::Scd2 => "scd2",
         }
     }
 }

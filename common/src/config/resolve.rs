@@ -299,9 +299,9 @@ fn write_disposition(
     has_merge_key: bool,
     no_primary_key: bool,
     problems: &mut Problems,
-) -> (WriteDisposition, Option<MergeStrategy>) {
+) -> (WriteDisposition, Option<MergeStrategy>, Scd2Config) {
     let key = format!("{at}.write_disposition");
-    let Some(raw) = raw else {
+    let Some(mut raw) = raw else {
         if has_merge_key {
             problems.push(
                 format!("{at}.merge_key"),
@@ -310,8 +310,14 @@ fn write_disposition(
                  strategy = \"delete-insert\" }`",
             );
         }
-        return (WriteDisposition::default(), None);
+        return (WriteDisposition::default(), None, Scd2Config::default());
     };
+    let scd2 =
+        if raw.disposition == WriteDisposition::Merge && raw.strategy.as_deref() == Some("scd2") {
+            scd2_options(&key, &mut raw, problems)
+        } else {
+            Scd2Config::default()
+        };
     for option in raw.unsupported_options() {
         problems.push(
             format!("{key}.{option}"),
@@ -336,7 +342,8 @@ fn write_disposition(
         }
         Some("delete-insert") => MergeStrategy::DeleteInsert,
         Some("upsert") => MergeStrategy::Upsert,
-        Some(other @ ("scd2" | "insert-only" | "cdc")) => {
+        Some("scd2") => MergeStrategy::Scd2,
+        Some(other @ ("insert-only" | "cdc")) => {
             problems.push(
                 format!("{key}.strategy"),
                 format!(
@@ -353,14 +360,15 @@ fn write_disposition(
                 format!(
                     "unknown merge strategy `{other}`, expected `delete-insert`, `upsert`, \
                      `scd2`, `insert-only` or `cdc` (dlt's; this project supports \
-                     `delete-insert` and `upsert`)"
+                     `delete-insert`, `upsert` and `scd2`)"
                 ),
             );
             MergeStrategy::DeleteInsert
         }
     };
     if has_merge_key
-        && (raw.disposition != WriteDisposition::Merge || strategy != MergeStrategy::DeleteInsert)
+        && (raw.disposition != WriteDisposition::Merge
+            || !matches!(strategy, MergeStrategy::DeleteInsert | MergeStrategy::Scd2))
     {
         let has = if raw.disposition == WriteDisposition::Merge {
             format!("`merge` with `{}`", strategy.as_str())
@@ -370,20 +378,88 @@ fn write_disposition(
         problems.push(
             format!("{at}.merge_key"),
             format!(
-                "applies to `merge` with the `delete-insert` strategy only (this resource has \
-                 {has}); remove it, or write `write_disposition = {{ disposition = \"merge\", \
+                "applies to `merge` with the `delete-insert` strategy only, or with `scd2` \
+                 (this resource has {has}); remove it, or write `write_disposition = {{ disposition = \"merge\", \
                  strategy = \"delete-insert\" }}`"
             ),
         );
     }
     match raw.disposition {
         // dlt's merge with neither a primary key nor a merge key appends (with a warning).
-        WriteDisposition::Merge if no_primary_key && !has_merge_key => {
-            (WriteDisposition::Append, None)
+        // dlt's scd2 needs no key: a row's identity is its content.
+        WriteDisposition::Merge if strategy == MergeStrategy::Scd2 => {
+            (WriteDisposition::Merge, Some(strategy), scd2)
         }
-        WriteDisposition::Merge => (WriteDisposition::Merge, Some(strategy)),
-        other => (other, None),
+        WriteDisposition::Merge if no_primary_key && !has_merge_key => {
+            (WriteDisposition::Append, None, scd2)
+        }
+        WriteDisposition::Merge => (WriteDisposition::Merge, Some(strategy), scd2),
+        other => (other, None, scd2),
     }
+}
+
+/// dlt's `scd2` options, taken out of `raw` (so they are not refused as unsupported);
+/// a value of the wrong shape is a problem naming its key.
+fn scd2_options(
+    key: &str,
+    raw: &mut WriteDispositionObject,
+    problems: &mut Problems,
+) -> Scd2Config {
+    let mut config = Scd2Config::default();
+    let column = |value: &Value| -> Option<String> {
+        let name = value.as_str().filter(|s| !s.is_empty())?;
+        Some(crate::schema::normalize_path(name).unwrap_or_else(|| name.to_owned()))
+    };
+    if let Some(value) = raw.validity_column_names.take() {
+        match value
+            .as_array()
+            .map(|a| a.iter().map(column).collect::<Option<Vec<_>>>())
+        {
+            Some(Some(names)) if names.len() == 2 && names[0] != names[1] => {
+                config.valid_from = names[0].clone();
+                config.valid_to = names[1].clone();
+            }
+            _ => problems.push(
+                format!("{key}.validity_column_names"),
+                "must be a list of two different column names, `valid from` then `valid to` \
+                 (dlt's default: `[\"_dlt_valid_from\", \"_dlt_valid_to\"]`)",
+            ),
+        }
+    }
+    let timestamp = |name: &str, value: &Value, problems: &mut Problems| -> Option<i64> {
+        let parsed = value.as_str().and_then(|text| {
+            crate::schema::parse_timestamp_to_micros(text).or_else(|| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc().timestamp_micros())
+            })
+        });
+        if parsed.is_none() {
+            problems.push(
+                format!("{key}.{name}"),
+                "must be a timestamp with a zone (`2024-01-01T00:00:00Z`) or a date                  (`9999-12-31`, midnight UTC)",
+            );
+        }
+        parsed
+    };
+    if let Some(value) = raw.active_record_timestamp.take() {
+        // dlt's `None` (TOML has no null): the default, a null "valid to".
+        config.active_record_timestamp = timestamp("active_record_timestamp", &value, problems);
+    }
+    if let Some(value) = raw.boundary_timestamp.take() {
+        config.boundary_timestamp = timestamp("boundary_timestamp", &value, problems);
+    }
+    if let Some(value) = raw.row_version_column_name.take() {
+        match column(&value) {
+            Some(name) => config.row_version = Some(name),
+            None => problems.push(
+                format!("{key}.row_version_column_name"),
+                "must be a column name",
+            ),
+        }
+    }
+    config
 }
 
 /// dlt's merge of `resource_defaults` into a resource: the resource's value wins; `endpoint`
@@ -558,13 +634,19 @@ fn resolve_resource(
             columns
         }
     };
-    let (write_disposition, merge_strategy) = write_disposition(
+    let (write_disposition, merge_strategy, mut scd2) = write_disposition(
         at,
         raw.write_disposition.map(|OrBare(w)| w),
         !merge_key.is_empty(),
         primary_key.is_empty(),
         problems,
     );
+    if merge_strategy == Some(MergeStrategy::Scd2) {
+        scd2.merge_key = merge_key
+            .iter()
+            .map(|k| crate::schema::normalize_path(k).unwrap_or_else(|| k.clone()))
+            .collect();
+    }
 
     let raw_endpoint = raw.endpoint.map(|OrBare(e)| e).unwrap_or_default();
     let path = match raw_endpoint.path {
@@ -696,6 +778,7 @@ fn resolve_resource(
         primary_key,
         write_disposition,
         merge_strategy,
+        scd2,
         merge_key,
         schema_contract,
         endpoint,

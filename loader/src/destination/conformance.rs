@@ -17,6 +17,7 @@ use super::{Batch, Destination};
 mod hostile; // long names, NUL, values and tables a database refuses
 mod keep_whole; // json fields kept whole at max_table_nesting, not child tables
 mod merge_key; // dlt's delete-insert by merge key, in any partition order
+mod scd2; // dlt's scd2: versions, retired at a run's end
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -615,6 +616,7 @@ fn run_batch(run: u64, rows: Vec<Row>, ends: &[(i32, i32)]) -> Batch {
             run,
             partition,
             partitions,
+            scd2: None,
         })
         .collect();
     b
@@ -1178,6 +1180,7 @@ fn orders_run(run: u64, rows: Vec<Row>, end: bool) -> Batch {
             run,
             partition: 0,
             partitions: 1,
+            scd2: None,
         }];
     }
     b

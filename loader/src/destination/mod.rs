@@ -15,6 +15,7 @@ pub mod merge_key; // dlt's delete-insert by merge key, decided once for both de
 pub mod naming; // dlt's shortening of long names
 mod pg_error; // PostgreSQL's report on one line
 pub mod postgres;
+pub mod scd2; // dlt's scd2 merge at a run's end, shared by both destinations
 mod sql; // what the SQL destinations share: quoting, plan cache, value checks
 pub mod sqlite;
 mod sqlite_os; // what the OS says behind SQLite's `disk I/O error`
@@ -143,6 +144,9 @@ pub struct RunEnd {
     pub partition: i32,
     /// How many partitions the topic had when the extractor ended the run.
     pub partitions: i32,
+    /// dlt's `scd2` (with its options): the completed run's staging table is merged in as
+    /// versions (see [`scd2`]) instead of replacing the table. `None`: `replace`.
+    pub scd2: Option<Arc<common::config::Scd2Config>>,
 }
 
 impl RunEnd {

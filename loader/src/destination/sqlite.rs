@@ -30,6 +30,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, Transaction, Transactio
 use self::timestamp::TimestampBuf;
 pub use self::timestamp::timestamp_text;
 use super::merge_key;
+use super::scd2::{self, Scd2Sql};
 use super::sql::{self, PlanCache, Planned, push_list, push_quoted as push_ident};
 use super::swap::{SwapPlan, TableSwap};
 use super::{
@@ -473,6 +474,9 @@ fn end_run(
         .table(|| Ok(staging_exists), || table_exists(tx, &end.table))
         .map_err(error)?;
     match swap {
+        TableSwap::Rename | TableSwap::Empty if end.scd2.is_some() => {
+            scd2_merge(tx, end, swap == TableSwap::Rename, &staging).map_err(error)?;
+        }
         TableSwap::Rename => {
             let mut sql = String::from("DROP TABLE IF EXISTS ");
             push_ident(&mut sql, &end.table);
@@ -489,7 +493,7 @@ fn end_run(
         }
         TableSwap::LaterRunSwapped | TableSwap::Nothing => {}
     }
-    if let Some(message) = swap.done(stats) {
+    if let Some(message) = swap.done_as(end.scd2.is_some(), stats) {
         tracing::info!(table = %end.table, run = end.run, "{message}");
     }
     // Child tables follow the swap (see `child_swap`).
@@ -561,6 +565,103 @@ fn end_run(
             && !key.to_ascii_lowercase().starts_with(&search)
     });
     Ok(())
+}
+
+/// dlt's scd2 at the end of a run: the table of versions (created, or given the staging
+/// table's new columns) takes the run's records (see [`scd2`]); the staging table goes.
+/// Without a staging table (a run without records) every active row is retired.
+fn scd2_merge(
+    tx: &Transaction<'_>,
+    end: &RunEnd,
+    staged: bool,
+    staging: &str,
+) -> rusqlite::Result<()> {
+    let Some(options) = end.scd2.as_deref() else {
+        return Ok(());
+    };
+    let (time, active) = scd2::literals(end, options, |t| format!("'{t}'"), "NULL");
+    let mut target = String::new();
+    push_ident(&mut target, &end.table);
+    if !staged {
+        let sql = Scd2Sql {
+            target: &target,
+            staging: "",
+            content: Vec::new(),
+            options,
+            same: "IS",
+            time,
+            active,
+            quote: push_ident,
+        };
+        return sql
+            .retire_all()
+            .map_or(Ok(()), |sql| tx.execute_batch(&sql));
+    }
+    let columns_of = |table: &str| -> rusqlite::Result<Vec<(String, String)>> {
+        tx.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?
+            .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+    };
+    let staged = columns_of(staging)?;
+    let mut existing: Vec<String> = columns_of(&end.table)?.into_iter().map(|c| c.0).collect();
+    if existing.is_empty() {
+        let mut sql = format!("CREATE TABLE {target} (");
+        for (name, kind) in &staged {
+            push_ident(&mut sql, name);
+            sql.push(' ');
+            sql.push_str(kind);
+            sql.push_str(", ");
+        }
+        push_ident(&mut sql, &options.valid_from);
+        sql.push_str(" TEXT, ");
+        push_ident(&mut sql, &options.valid_to);
+        sql.push_str(" TEXT)");
+        tx.execute_batch(&sql)?;
+        existing = staged.iter().map(|c| c.0.clone()).collect();
+    } else {
+        let has = |names: &[String], name: &str| names.iter().any(|n| n.eq_ignore_ascii_case(name));
+        let mut missing: Vec<(String, String)> = staged
+            .iter()
+            .filter(|(name, _)| !has(&existing, name))
+            .cloned()
+            .collect();
+        for validity in [&options.valid_from, &options.valid_to] {
+            if !has(&existing, validity) {
+                missing.push((validity.to_owned(), "TEXT".to_owned()));
+            }
+        }
+        for (name, kind) in missing {
+            let mut sql = format!("ALTER TABLE {target} ADD COLUMN ");
+            push_ident(&mut sql, &name);
+            sql.push(' ');
+            sql.push_str(&kind);
+            tx.execute_batch(&sql)?;
+            existing.push(name);
+        }
+    }
+    let content = existing
+        .into_iter()
+        .filter(|c| !Scd2Sql::is_validity(options, c))
+        .map(|c| {
+            let in_staging = staged.iter().any(|(s, _)| s.eq_ignore_ascii_case(&c));
+            (c, in_staging)
+        })
+        .collect();
+    let mut staging_sql = String::new();
+    push_ident(&mut staging_sql, staging);
+    let sql = Scd2Sql {
+        target: &target,
+        staging: &staging_sql,
+        content,
+        options,
+        same: "IS",
+        time,
+        active,
+        quote: push_ident,
+    };
+    tx.execute_batch(&sql.retire())?;
+    tx.execute_batch(&sql.insert())?;
+    tx.execute_batch(&format!("DROP TABLE {staging_sql}"))
 }
 
 fn table_exists(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<bool> {

@@ -71,6 +71,18 @@ impl SwapPlan {
 }
 
 impl TableSwap {
+    /// [`TableSwap::done`], for an scd2 run end (`scd2`) saying that the run was merged in
+    /// as versions.
+    pub(crate) fn done_as(self, scd2: bool, stats: &mut BatchStats) -> Option<&'static str> {
+        let message = self.done(stats)?;
+        Some(match self {
+            TableSwap::Rename | TableSwap::Empty if scd2 => {
+                "merged the run's records into the table's versions (scd2)"
+            }
+            _ => message,
+        })
+    }
+
     /// Once the destination did it: counts the swap, and returns what to log (each
     /// destination logs it under its own target).
     pub(crate) fn done(self, stats: &mut BatchStats) -> Option<&'static str> {
@@ -102,6 +114,7 @@ mod tests {
             run,
             partition: 0,
             partitions: 1,
+            scd2: None,
         }
     }
 

@@ -636,3 +636,40 @@ merge_key = ["day", "region"]
         );
     }
 }
+
+#[test]
+fn scd2_needs_no_key_and_reads_dlts_options() {
+    let text = r#"
+[client]
+base_url = "https://api.example.com/"
+
+[[resources]]
+name = "plain"
+write_disposition = { disposition = "merge", strategy = "scd2" }
+
+[[resources]]
+name = "options"
+primary_key = "id"
+merge_key = ["Day"]
+write_disposition = { disposition = "merge", strategy = "scd2", validity_column_names = ["From", "to"], active_record_timestamp = "9999-12-31", boundary_timestamp = "2024-01-01T00:00:00+01:00", row_version_column_name = "Row Hash" }
+"#;
+    let config = toml(text).unwrap();
+    let plain = &config.resources[0];
+    assert_eq!(
+        (plain.write_disposition, plain.merge_strategy),
+        (WriteDisposition::Merge, Some(MergeStrategy::Scd2)),
+        "scd2 without a primary key stays scd2 (dlt's identity is the row's content)"
+    );
+    assert_eq!(plain.scd2, Scd2Config::default());
+    assert_eq!(
+        config.resources[1].scd2,
+        Scd2Config {
+            valid_from: "from".into(),
+            valid_to: "to".into(),
+            active_record_timestamp: Some(253_402_214_400_000_000),
+            boundary_timestamp: Some(1_704_063_600_000_000),
+            row_version: Some("row_hash".into()),
+            merge_key: vec!["day".into()],
+        }
+    );
+}

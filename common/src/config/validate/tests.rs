@@ -15,19 +15,31 @@ fn validation_errors_name_path() {
                 .into(),
             vec![
                 "pipeline.toml: resources[0].merge_key: applies to `merge` with the \
-                 `delete-insert` strategy only (this resource has `merge` with `upsert`)",
+                 `delete-insert` strategy only, or with `scd2` (this resource has `merge` with \
+                 `upsert`)",
             ],
         ),
         (
-            "scd2",
+            "insert-only",
             "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
              primary_key = \"id\"\n\
-             write_disposition = { disposition = \"merge\", strategy = \"scd2\" }\n"
+             write_disposition = { disposition = \"merge\", strategy = \"insert-only\" }\n"
                 .into(),
             vec![
-                "resources[0].write_disposition.strategy: dlt's `scd2` merge strategy is not \
-                 supported",
+                "resources[0].write_disposition.strategy: dlt's `insert-only` merge strategy is \
+                 not supported",
                 "`disposition = \"append\"` to keep every version",
+            ],
+        ),
+        (
+            "scd2 option values",
+            "[client]\nbase_url = \"https://a\"\n[[resources]]\nname = \"r\"\n\
+             write_disposition = { disposition = \"merge\", strategy = \"scd2\", \
+             validity_column_names = [\"from\"], active_record_timestamp = \"soon\" }\n"
+                .into(),
+            vec![
+                "resources[0].write_disposition.validity_column_names: must be a list of two",
+                "resources[0].write_disposition.active_record_timestamp: must be a timestamp",
             ],
         ),
         (

@@ -150,6 +150,7 @@ fn long_child_tables_follow_a_replace_swap() {
                     run,
                     partition: 0,
                     partitions: 1,
+                    scd2: None,
                 }];
             }
             nest.explode(&mut b, dest.as_mut()).unwrap();

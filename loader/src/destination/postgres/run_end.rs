@@ -2,6 +2,7 @@
 //! last partition's writer swaps the staging table (and child tables) in.
 
 use super::*;
+use crate::destination::scd2::{self, Scd2Sql};
 use crate::destination::swap::{SwapPlan, TableSwap};
 
 /// The full (logical) names of the tables of `schema` that have a column `column`. A table
@@ -49,6 +50,112 @@ pub(super) fn note_full_name(
     let mut sql = format!("COMMENT ON TABLE {qualified} IS ");
     push_literal(&mut sql, table);
     tx.batch_execute(&sql)
+}
+
+/// dlt's scd2 at the end of a run: the table of versions (created, or given the staging
+/// table's new columns) takes the run's records (see [`scd2`]); the staging table goes.
+fn scd2_merge(
+    tx: &mut Transaction<'_>,
+    schema: &str,
+    end: &RunEnd,
+    staged: bool,
+    staging: &str,
+    target: &str,
+) -> Result<(), postgres::Error> {
+    let Some(options) = end.scd2.as_deref() else {
+        return Ok(());
+    };
+    let (time, active) = scd2::literals(
+        end,
+        options,
+        |t| format!("'{t}'::timestamptz"),
+        "NULL::timestamptz",
+    );
+    if !staged {
+        let sql = Scd2Sql {
+            target,
+            staging: "",
+            content: Vec::new(),
+            options,
+            same: "IS NOT DISTINCT FROM",
+            time,
+            active,
+            quote: push_ident,
+        };
+        return sql
+            .retire_all()
+            .map_or(Ok(()), |sql| tx.batch_execute(&sql));
+    }
+    let staging = qualified(schema, staging);
+    let columns_of =
+        |tx: &mut Transaction<'_>, table: &str| -> Result<Vec<(String, String)>, postgres::Error> {
+            tx.query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+                &[&table],
+            )?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+        };
+    let staged = columns_of(tx, &staging)?;
+    let mut existing: Vec<String> = columns_of(tx, target)?.into_iter().map(|c| c.0).collect();
+    if existing.is_empty() {
+        let mut sql = format!("CREATE TABLE {target} (");
+        for (name, kind) in &staged {
+            push_ident(&mut sql, name);
+            sql.push(' ');
+            sql.push_str(kind);
+            sql.push_str(", ");
+        }
+        push_ident(&mut sql, &options.valid_from);
+        sql.push_str(" TIMESTAMPTZ, ");
+        push_ident(&mut sql, &options.valid_to);
+        sql.push_str(" TIMESTAMPTZ)");
+        tx.batch_execute(&sql)?;
+        existing = staged.iter().map(|c| c.0.clone()).collect();
+    } else {
+        let mut missing: Vec<(String, String)> = staged
+            .iter()
+            .filter(|(name, _)| !existing.contains(name))
+            .cloned()
+            .collect();
+        for validity in [&options.valid_from, &options.valid_to] {
+            if !existing.iter().any(|n| n == validity) {
+                missing.push((validity.to_owned(), "TIMESTAMPTZ".to_owned()));
+            }
+        }
+        for (name, kind) in missing {
+            let mut sql = format!("ALTER TABLE {target} ADD COLUMN ");
+            push_ident(&mut sql, &name);
+            sql.push(' ');
+            sql.push_str(&kind);
+            tx.batch_execute(&sql)?;
+            existing.push(name);
+        }
+    }
+    let content = existing
+        .into_iter()
+        .filter(|c| !Scd2Sql::is_validity(options, c))
+        .map(|c| {
+            let in_staging = staged.iter().any(|(s, _)| *s == c);
+            (c, in_staging)
+        })
+        .collect();
+    let sql = Scd2Sql {
+        target,
+        staging: &staging,
+        content,
+        options,
+        same: "IS NOT DISTINCT FROM",
+        time,
+        active,
+        quote: push_ident,
+    };
+    tx.batch_execute(&sql.retire())?;
+    tx.batch_execute(&sql.insert())?;
+    tx.batch_execute(&format!("DROP TABLE {staging}"))
 }
 
 /// Records that `end`'s partition ended its run; when that completes the run, swaps the
@@ -148,6 +255,11 @@ pub(super) fn end_run(
         )?
     };
     match swap {
+        TableSwap::Rename | TableSwap::Empty if end.scd2.is_some() => {
+            let staged = swap == TableSwap::Rename;
+            scd2_merge(tx, schema, end, staged, &staging, &target).map_err(error)?;
+            note_full_name(tx, &target, &end.table).map_err(error)?;
+        }
         TableSwap::Rename => {
             let mut sql = format!(
                 "DROP TABLE IF EXISTS {target}; ALTER TABLE {} RENAME TO ",
@@ -163,7 +275,7 @@ pub(super) fn end_run(
         }
         TableSwap::LaterRunSwapped | TableSwap::Nothing => {}
     }
-    if let Some(message) = swap.done(stats) {
+    if let Some(message) = swap.done_as(end.scd2.is_some(), stats) {
         // The target this line had before the run end moved into its own file.
         tracing::info!(target: "loader::destination::postgres", table = %end.table, run = end.run, "{message}");
     }
