@@ -593,47 +593,10 @@ fn resolve_resource(
         problems.push(format!("{at}.table_name"), "must not be empty");
     }
 
-    let primary_key = match raw.primary_key {
-        // As in dlt, a key is optional: without one, records are published unkeyed (spread
-        // over the partitions) and appended (`merge` too, see `write_disposition` below).
-        None => Vec::new(),
-        Some(PrimaryKey(columns)) => {
-            if columns.is_empty() {
-                problems.push(format!("{at}.primary_key"), "must name at least one column");
-            }
-            for (j, column) in columns.iter().enumerate() {
-                if column.trim().is_empty() {
-                    problems.push(format!("{at}.primary_key[{j}]"), "must not be empty");
-                } else if columns[..j].contains(column) {
-                    problems.push(
-                        format!("{at}.primary_key[{j}]"),
-                        format!("`{column}` is listed twice"),
-                    );
-                }
-            }
-            columns
-        }
-    };
-
-    let merge_key = match raw.merge_key {
-        None => Vec::new(),
-        Some(PrimaryKey(columns)) => {
-            if columns.is_empty() {
-                problems.push(format!("{at}.merge_key"), "must name at least one column");
-            }
-            for (j, column) in columns.iter().enumerate() {
-                if column.trim().is_empty() {
-                    problems.push(format!("{at}.merge_key[{j}]"), "must not be empty");
-                } else if columns[..j].contains(column) {
-                    problems.push(
-                        format!("{at}.merge_key[{j}]"),
-                        format!("`{column}` is listed twice"),
-                    );
-                }
-            }
-            columns
-        }
-    };
+    // As in dlt, a key is optional: without one, records are published unkeyed (spread
+    // over the partitions) and appended (`merge` too, see `write_disposition` below).
+    let primary_key = key_columns(raw.primary_key, &format!("{at}.primary_key"), problems);
+    let merge_key = key_columns(raw.merge_key, &format!("{at}.merge_key"), problems);
     let (write_disposition, merge_strategy, mut scd2) = write_disposition(
         at,
         raw.write_disposition.map(|OrBare(w)| w),
@@ -1194,5 +1157,23 @@ fn plain_datetime(v: Value) -> Value {
     }
 }
 
+/// The columns of a `primary_key` or `merge_key` (at `at`): none when absent; each named
+/// once, none empty, at least one when given.
+fn key_columns(key: Option<PrimaryKey>, at: &str, problems: &mut Problems) -> Vec<String> {
+    let Some(PrimaryKey(columns)) = key else {
+        return Vec::new();
+    };
+    if columns.is_empty() {
+        problems.push(at.to_owned(), "must name at least one column");
+    }
+    for (j, column) in columns.iter().enumerate() {
+        if column.trim().is_empty() {
+            problems.push(format!("{at}[{j}]"), "must not be empty");
+        } else if columns[..j].contains(column) {
+            problems.push(format!("{at}[{j}]"), format!("`{column}` is listed twice"));
+        }
+    }
+    columns
+}
 #[cfg(test)]
 mod tests;
