@@ -123,6 +123,17 @@ fn end_aware_consumer(broker: &Broker) -> Result<BaseConsumer> {
         .create()?)
 }
 
+/// Whether `consumer`'s position in `topic`/`partition` is at `high` or beyond: past every
+/// record and marker the partition held when its watermarks were read.
+pub fn past(consumer: &BaseConsumer, topic: &str, partition: i32, high: i64) -> bool {
+    consumer.position().ok().is_some_and(|position| {
+        matches!(
+            position.find_partition(topic, partition).map(|e| e.offset()),
+            Some(Offset::Offset(at)) if at >= high
+        )
+    })
+}
+
 /// `(low, high)` watermarks of each of the topic's partitions, by partition.
 pub fn watermarks(broker: &Broker, topic: &str) -> Result<Vec<(i64, i64)>> {
     let consumer = consumer(broker)?;
@@ -162,13 +173,17 @@ pub fn read_all(broker: &Broker, topic: &str) -> Result<Vec<Record>> {
                 while let Some(msg) = consumer.poll(Duration::from_millis(100)) {
                     let msg = match msg {
                         Ok(msg) => msg,
-                        // Past the last record (a commit marker may follow it).
-                        Err(rdkafka::error::KafkaError::PartitionEOF(p)) if p == partition => {
-                            return Some(());
+                        // The end of what is committed so far. A producer's commit returns
+                        // before the broker has written its markers, and until then a
+                        // `read_committed` reader ends before that transaction's records:
+                        // the end counts only once the reader is past the high watermark.
+                        // (An earlier partition's end, reported late, is not this one's.)
+                        Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                            if p == partition && past(&consumer, topic, partition, high) {
+                                return Some(());
+                            }
+                            continue;
                         }
-                        // An earlier partition's end, reported after its last record was
-                        // taken: not this partition's.
-                        Err(rdkafka::error::KafkaError::PartitionEOF(_)) => continue,
                         Err(_) => return None,
                     };
                     let offset = msg.offset();

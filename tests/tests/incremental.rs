@@ -207,7 +207,14 @@ fn state_records(broker: &Broker, topic: &str) -> Result<Vec<(String, Value)>> {
         while let Some(polled) = consumer.poll(Duration::from_millis(100)) {
             let m = match polled {
                 Ok(m) => m,
-                Err(KafkaError::PartitionEOF(_)) => return Some(()),
+                // The end of what is committed: only once past the high watermark (the
+                // markers of a commit that just returned may not be written yet).
+                Err(KafkaError::PartitionEOF(_))
+                    if e2e::topics::past(&consumer, topic, 0, high) =>
+                {
+                    return Some(());
+                }
+                Err(KafkaError::PartitionEOF(_)) => continue,
                 Err(_) => return None,
             };
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
