@@ -84,6 +84,11 @@ pub fn error(error: &KafkaError, reason: &str) {
         // "1/1 brokers are down": follows the failures below, and says less.
         Some(RDKafkaErrorCode::AllBrokersDown) => {}
         _ if is_connection_failure(error) => connection_failed(reason),
+        // A reader with `enable.partition.eof` reached a partition's end: its poll says so
+        // too, and the reader decides what that means.
+        Some(RDKafkaErrorCode::PartitionEOF) => {
+            tracing::debug!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        }
         _ => tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}"),
     }
 }

@@ -4,10 +4,11 @@
 //! schema there named after the resource: the loader reads the same topic), with one from
 //! the registry (the latest version of the subject `<topic>-value`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::avro::{TABLE_NAME_ATTRIBUTE, table_schema};
+use common::broker::BrokerContext;
 use common::config::ResourceConfig;
 use common::schema::TableSchema;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -42,32 +43,26 @@ pub enum LastSchemaError {
     },
 }
 
+/// The last schema of each table on the schema topic, by table name.
+pub(crate) type TopicSchemas = HashMap<String, Found>;
+
 /// A schema as found, and where (for messages).
-struct Found {
+pub(crate) struct Found {
     json: String,
     place: String,
 }
 
 /// The last writer schema of each of `resources` that has one, by resource name: from the
-/// registry when `registry` is set, else from the schema topic `schema_topic`.
-pub async fn read(
-    settings: &BTreeMap<String, String>,
-    schema_topic: &str,
+/// registry when `registry` is set, else from `on_topic`, what [`from_topic`] read from the
+/// schema topic (none read counts as none there).
+pub(crate) async fn read(
     registry: Option<&SrSettings>,
+    on_topic: Option<TopicSchemas>,
     resources: &[&ResourceConfig],
-    timeout: Duration,
 ) -> Result<HashMap<String, TableSchema>, LastSchemaError> {
     let found = match registry {
         Some(sr) => from_registry(sr, resources).await?,
-        None => {
-            let (settings, topic) = (settings.clone(), schema_topic.to_owned());
-            tokio::task::spawn_blocking(move || from_topic(&settings, &topic, timeout))
-                .await
-                .map_err(|e| LastSchemaError::Topic {
-                    topic: schema_topic.to_owned(),
-                    message: format!("reader task failed: {e}"),
-                })??
-        }
+        None => on_topic.unwrap_or_default(),
     };
     let mut out = HashMap::new();
     for r in resources {
@@ -133,27 +128,24 @@ async fn from_registry(
 }
 
 /// Every table's last schema on the schema topic (partition 0, read to its high
-/// watermark), by table name: the record's `x-table-name`, else its `name`.
-fn from_topic(
-    settings: &BTreeMap<String, String>,
+/// watermark), by table name: the record's `x-table-name`, else its `name`. `consumer` is a
+/// reader made by [`crate::state_topic::reader_config`]; it may have read another topic
+/// before (the state topic's partition 0 included: an end of partition counts only once
+/// the consumer's position on `topic` is at its end). Blocking: call it on a blocking thread.
+pub(crate) fn from_topic(
+    consumer: &BaseConsumer<BrokerContext>,
     topic: &str,
     timeout: Duration,
-) -> Result<HashMap<String, Found>, LastSchemaError> {
-    let err = |message: String| LastSchemaError::Topic {
+) -> Result<TopicSchemas, LastSchemaError> {
+    read_with(consumer, topic, timeout).map_err(|message| LastSchemaError::Topic {
         topic: topic.to_owned(),
         message,
-    };
-    let consumer: BaseConsumer = crate::state_topic::reader_config(settings, topic)
-        .create()
-        .map_err(|e| err(e.to_string()))?;
-    let read = read_with(&consumer, topic, timeout).map_err(err);
-    crate::publish::release(consumer);
-    read
+    })
 }
 
 /// What [`from_topic`] does with the consumer it made.
 fn read_with(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<BrokerContext>,
     topic: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, Found>, String> {
@@ -163,7 +155,7 @@ fn read_with(
         match consumer.fetch_watermarks(topic, 0, Duration::from_secs(5)) {
             Ok(w) => break w,
             Err(e) if Instant::now() < deadline && crate::state_topic::retriable(&e) => {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => return Err(format!("fetching its watermarks: {e}")),
         }
@@ -186,7 +178,17 @@ fn read_with(
         };
         let message = match message {
             Ok(message) => message,
-            Err(KafkaError::PartitionEOF(_)) => return Ok(out),
+            Err(KafkaError::PartitionEOF(_)) => {
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|tpl| tpl.find_partition(topic, 0).map(|p| p.offset()));
+                // An end of the state topic, read before by the same consumer.
+                if matches!(position, Some(Offset::Offset(at)) if at < high) {
+                    continue;
+                }
+                return Ok(out);
+            }
             Err(e) => return Err(e.to_string()),
         };
         if let Some(payload) = message.payload() {

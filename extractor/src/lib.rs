@@ -37,13 +37,14 @@ pub mod metrics; // every Prometheus metric, one function per event
 pub mod progress_bars; // per-resource bars on a terminal
 pub mod summary; // the end-of-run table
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::broker::BrokerWait;
+use common::broker::{BrokerContext, BrokerWait};
 use common::config::PipelineConfig;
 use common::secret::SecretResolver;
 use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::BaseConsumer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -55,7 +56,7 @@ use crate::paginate::PaginateError;
 use crate::progress_bars::Progress;
 use crate::publish::{PublishError, Publisher};
 use crate::resource_run::{ResourceRun, StateSink};
-use crate::state_topic::StateError;
+use crate::state_topic::{ResourceState, StateError};
 
 /// Choices that are not part of the config document.
 #[derive(Debug, Clone)]
@@ -223,12 +224,12 @@ pub enum ExtractError {
 
 /// One transactional producer per resource, its `transactional.id` derived from the
 /// pipeline and the resource, each registered with the broker (which fences any older
-/// producer of that id). `None`, with one log line, when the broker does not support
-/// transactions: the run then publishes as an idempotent producer.
-async fn transactional_producers(
+/// producer of that id), and the first failure to register, if any. Needs no topic, so it
+/// runs while the topics are made.
+async fn init_producers(
     cfg: &PipelineConfig,
     resources: &[&str],
-) -> Result<Option<HashMap<String, Publisher>>, ExtractError> {
+) -> Result<(HashMap<String, Publisher>, Option<PublishError>), ExtractError> {
     if cfg.kafka.contains_key("transactional.id") {
         tracing::warn!(
             "kafka.transactional.id is ignored: each resource's transactional.id is derived from the pipeline and the resource"
@@ -241,7 +242,18 @@ async fn transactional_producers(
         let _ = producers.insert((*name).to_owned(), producer);
     }
     let inits = futures::future::join_all(producers.values().map(Publisher::init_transactions));
-    let mut failure = inits.await.into_iter().find_map(Result::err);
+    let failure = inits.await.into_iter().find_map(Result::err);
+    Ok((producers, failure))
+}
+
+/// The producers [`init_producers`] registered, once the broker has completed a probe
+/// transaction on the state topic ([`Publisher::probe_transactions`]). `None`, with one log line, when the broker does not support transactions: the
+/// run then publishes as an idempotent producer.
+async fn transactional_producers(
+    cfg: &PipelineConfig,
+    producers: HashMap<String, Publisher>,
+    mut failure: Option<PublishError>,
+) -> Option<HashMap<String, Publisher>> {
     if failure.is_none()
         && let Some(producer) = producers.values().next()
     {
@@ -253,7 +265,7 @@ async fn transactional_producers(
             .err();
     }
     match failure {
-        None => Ok(Some(producers)),
+        None => Some(producers),
         Some(e) => {
             tracing::warn!(
                 error = %e,
@@ -262,10 +274,39 @@ async fn transactional_producers(
             for (_, producer) in producers {
                 publish::release(producer);
             }
-            Ok(None)
+            None
         }
     }
 }
+
+/// The state topic's states and, when `schema_topic` is given, what the last schemas on it
+/// read to, with one consumer that is then released on a thread of its own.
+fn read_own_topics(
+    settings: &BTreeMap<String, String>,
+    state_topic: &str,
+    schema_topic: Option<&str>,
+) -> Result<OwnTopics, StateError> {
+    let consumer: BaseConsumer<BrokerContext> = state_topic::reader_config(settings, state_topic)
+        .create_with_context(BrokerContext)
+        .map_err(|e| StateError::Read {
+            topic: state_topic.to_owned(),
+            message: e.to_string(),
+        })?;
+    let read = state_topic::read(&consumer, state_topic, STATE_READ_TIMEOUT).map(|states| {
+        let schemas =
+            schema_topic.map(|topic| last_schema::from_topic(&consumer, topic, STATE_READ_TIMEOUT));
+        (states, schemas)
+    });
+    publish::release(consumer);
+    read
+}
+
+/// What [`read_own_topics`] read: each key's state, and the last schemas on the schema topic
+/// (if it was read) or why they could not be read.
+type OwnTopics = (
+    HashMap<String, ResourceState>,
+    Option<Result<last_schema::TopicSchemas, last_schema::LastSchemaError>>,
+);
 
 impl ExtractError {
     /// Whether another extractor took over a resource of the run (its transactions were
@@ -314,49 +355,68 @@ pub async fn run(
             return Err(interrupted(&format!("waiting for the Kafka broker at {servers}")));
         }
     }
-    tokio::select! {
-        created = publisher.ensure_topics(
-            &topics,
-            &state_topic,
-            opts.partitions,
-            opts.replication_factor,
-        ) => created?,
-        () = cancel.cancelled() => return Err(interrupted("creating the topics")),
-    }
-    tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
-    // Before the state is read: registering each resource's transactional.id fences an
-    // older extractor of that resource, so the state read next is its last committed one.
-    let producers = if opts.transactions {
-        let names: Vec<&str> = resources.iter().map(|(r, _, _)| r.name.as_str()).collect();
-        tokio::select! {
-            made = transactional_producers(cfg, &names) => made?,
-            () = cancel.cancelled() => return Err(interrupted("initialising Kafka transactions")),
+    // Registering each resource's transactional.id needs no topic: it runs while the topics
+    // are made. It comes before the state is read: it fences an older extractor of that
+    // resource, so the state read next is its last committed one.
+    let names: Vec<&str> = resources.iter().map(|(r, _, _)| r.name.as_str()).collect();
+    let init = async {
+        if opts.transactions {
+            Some(init_producers(cfg, &names).await)
+        } else {
+            None
         }
-    } else {
-        None
     };
+    let topics_made = publisher.ensure_topics(
+        &topics,
+        &state_topic,
+        opts.partitions,
+        opts.replication_factor,
+    );
+    let (created, inits) = tokio::select! {
+        both = async { tokio::join!(topics_made, init) } => both,
+        () = cancel.cancelled() => return Err(interrupted("creating the topics")),
+    };
+    created?;
+    tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
+    let (producers, failure) = match inits {
+        Some(inits) => {
+            let (producers, failure) = inits?;
+            (Some(producers), failure)
+        }
+        None => (None, None),
+    };
+    // The probe transaction (on the state topic) runs while the state is read. One reader,
+    // released on a thread of its own, reads the state topic and then, without a registry,
+    // the schema topic: a consumer's drop (its close) takes up to 0.1 s, and two consumers'
+    // threads at once (8 MiB of stack each) took a run over the 256 MiB data limit the
+    // hostile paging tests run it under ("Unable to create broker thread").
+    let probe = async {
+        match producers {
+            Some(producers) => transactional_producers(cfg, producers, failure).await,
+            None => None,
+        }
+    };
+    let read = {
+        let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
+        let schema_topic = registry.is_none().then(|| cfg.schema_topic.clone());
+        tokio::task::spawn_blocking(move || {
+            read_own_topics(&settings, &topic, schema_topic.as_deref())
+        })
+    };
+    let (producers, read) = tokio::select! {
+        both = async { tokio::join!(probe, read) } => both,
+        () = cancel.cancelled() => return Err(interrupted("reading the state topic")),
+    };
+    let (states, on_topic) = read.map_err(|e| StateError::Read {
+        topic: state_topic.clone(),
+        message: format!("reader task failed: {e}"),
+    })??;
+    let on_topic = on_topic.transpose()?;
     tracing::debug!(
         elapsed_ms = setup.elapsed().as_millis(),
         transactions = producers.is_some(),
-        "producers ready"
-    );
-    let states = {
-        let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
-        let read = tokio::task::spawn_blocking(move || {
-            state_topic::read(&settings, &topic, STATE_READ_TIMEOUT)
-        });
-        tokio::select! {
-            read = read => read.map_err(|e| StateError::Read {
-                topic: state_topic.clone(),
-                message: format!("reader task failed: {e}"),
-            })??,
-            () = cancel.cancelled() => return Err(interrupted("reading the state topic")),
-        }
-    };
-    tracing::debug!(
-        elapsed_ms = setup.elapsed().as_millis(),
         states = states.len(),
-        "state read"
+        "producers ready, state and schema topics read"
     );
     // Each run's schema starts from the resource's last writer schema, as dlt's from its
     // stored schema: a column keeps its type across runs.
@@ -366,13 +426,7 @@ pub async fn run(
             .filter(|(_, _, publish)| *publish)
             .map(|(r, _, _)| *r)
             .collect();
-        let read = last_schema::read(
-            &cfg.kafka,
-            &cfg.schema_topic,
-            registry.as_ref(),
-            &published,
-            STATE_READ_TIMEOUT,
-        );
+        let read = last_schema::read(registry.as_ref(), on_topic, &published);
         tokio::select! {
             read = read => read?,
             () = cancel.cancelled() => return Err(interrupted("reading the last writer schemas")),

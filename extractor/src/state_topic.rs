@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use common::broker::BrokerContext;
 use common::config::Incremental;
 use common::cursor::{apply_lag, cursor_order};
 use common::topic::topic_name_from;
@@ -84,27 +85,6 @@ pub enum StateError {
     },
 }
 
-/// Reads every key's last state from `topic` (partition 0) up to its high watermark, with a
-/// short-lived `read_committed` consumer: a state record of a transaction that was aborted
-/// (or is still open) is never read, so a resumed run starts from the checkpoint of the
-/// last committed transaction. Blocking: call it on a blocking thread.
-pub fn read(
-    settings: &BTreeMap<String, String>,
-    topic: &str,
-    timeout: Duration,
-) -> Result<HashMap<String, ResourceState>, StateError> {
-    let consumer: BaseConsumer = reader_config(settings, topic)
-        .create()
-        .map_err(|e| read_error(topic, e.to_string()))?;
-    let read = read_with(&consumer, topic, timeout);
-    // Dropped here, not on a thread of its own (`publish::release`): the last writer
-    // schemas are read next with a consumer of their own, and the two consumers' threads
-    // at once (8 MiB of stack each) took a run over the 256 MiB data limit the hostile
-    // paging tests run it under ("Unable to create broker thread"). Costs up to 0.1 s.
-    drop(consumer);
-    read
-}
-
 /// A consumer that reads a small topic of the extractor's own (the state topic, the schema
 /// topic) once, from its start to its end, outside any consumer group's offsets.
 pub(crate) fn reader_config(settings: &BTreeMap<String, String>, topic: &str) -> ClientConfig {
@@ -130,9 +110,13 @@ fn read_error(topic: &str, message: String) -> StateError {
     }
 }
 
-/// What [`read`] does with the consumer it made.
-fn read_with(
-    consumer: &BaseConsumer,
+/// Reads every key's last state from `topic` (partition 0) up to its high watermark, with
+/// `consumer`, a short-lived `read_committed` reader made by [`reader_config`]: a state
+/// record of a transaction that was aborted (or is still open) is never read, so a resumed
+/// run starts from the checkpoint of the last committed transaction. Blocking: call it on a
+/// blocking thread.
+pub(crate) fn read(
+    consumer: &BaseConsumer<BrokerContext>,
     topic: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, ResourceState>, StateError> {
@@ -144,7 +128,7 @@ fn read_with(
             Ok(w) => break w,
             Err(e) if Instant::now() < deadline && retriable(&e) => {
                 tracing::debug!(error = %e, "state topic not ready; retrying");
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => return Err(err(format!("fetching its watermarks: {e}"))),
         }
