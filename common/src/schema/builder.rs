@@ -33,6 +33,10 @@ struct Node {
     /// That slot's [`Slot::raw`] (`None` for the root).
     raw_prefix: Option<String>,
     children: FastMap<String, usize>,
+    /// The slots of the last object seen here, in its key order: an API sends its records'
+    /// keys in one order, so the key at position `i` is checked against `order[i]` (one
+    /// string comparison) before `children` is searched (a hash and a lookup).
+    order: Vec<usize>,
     /// dlt's nesting level of the values here: the records' own keys are at the builder's
     /// level (0 for a resource, the depth of a child table for its rows), each object
     /// flattened into them one more.
@@ -42,6 +46,8 @@ struct Node {
 /// One raw JSON key under one node, with its normalised full name cached.
 #[derive(Debug)]
 struct Slot {
+    /// The raw JSON key, as the API sent it.
+    key: String,
     /// Normalised, flattened name (`sender__address__city`).
     name: String,
     /// The field, once it exists.
@@ -278,8 +284,8 @@ impl SchemaBuilder {
         map: &Map<String, Value>,
         at: RecordRef<'_>,
     ) -> Result<(), SchemaError> {
-        for (key, value) in map {
-            let slot = self.slot_id(node, key);
+        for (i, (key, value)) in map.iter().enumerate() {
+            let slot = self.slot_at(node, i, key);
             self.infer_value(slot, value, at)?;
         }
         Ok(())
@@ -334,6 +340,7 @@ impl SchemaBuilder {
                         prefix: Some(self.slots[slot].name.clone()),
                         raw_prefix: Some(self.slots[slot].raw.clone()),
                         children: FastMap::default(),
+                        order: Vec::new(),
                         level: self.slots[slot].level + 1,
                     });
                     self.slots[slot].child = Some(child);
@@ -562,6 +569,24 @@ impl SchemaBuilder {
         Ok(())
     }
 
+    /// [`Self::slot_id`] for the key at position `i` of an object under `node`, through the
+    /// node's [`Node::order`].
+    fn slot_at(&mut self, node: usize, i: usize, key: &str) -> usize {
+        if let Some(&slot) = self.nodes[node].order.get(i)
+            && self.slots[slot].key == key
+        {
+            return slot;
+        }
+        let slot = self.slot_id(node, key);
+        let order = &mut self.nodes[node].order;
+        if i < order.len() {
+            order[i] = slot;
+        } else if i == order.len() {
+            order.push(slot);
+        }
+        slot
+    }
+
     /// The slot of raw key `key` under `node`, created (and its name normalised) on first sight.
     fn slot_id(&mut self, node: usize, key: &str) -> usize {
         if let Some(&slot) = self.nodes[node].children.get(key) {
@@ -595,6 +620,7 @@ impl SchemaBuilder {
             }
         };
         self.slots.push(Slot {
+            key: key.to_owned(),
             name,
             field: None,
             child: None,
@@ -631,6 +657,7 @@ impl SchemaBuilder {
         self.nodes.truncate(old_nodes);
         for node in &mut self.nodes {
             node.children.retain(|_, s| *s < old_slots);
+            node.order.clear();
         }
         self.slots.truncate(old_slots);
         self.slot_names.retain(|_, s| *s < old_slots);

@@ -51,11 +51,11 @@ impl SchemaBuilder {
         row: &mut Row,
         at: RecordRef<'_>,
     ) -> Result<(), SchemaError> {
-        for (key, value) in map {
+        for (i, (key, value)) in map.iter().enumerate() {
             if value.is_null() {
                 continue;
             }
-            let slot = self.slot_id(node, key);
+            let slot = self.slot_at(node, i, key);
             if let Some(index) = self.resolve(slot) {
                 let field = &self.table.fields[index];
                 match convert(value, field, self.hinted[index]) {
