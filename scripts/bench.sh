@@ -8,8 +8,10 @@
 #   3. 20k records with 20 ms latency per request
 #   4. loader alone: replay a pre-filled topic of 1M records into a fresh SQLite file, and
 #      into PostgreSQL (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
-#   5. floors: a bare fetch of case 1's API (every page, 8 at a time: the ceiling of any
-#      extractor of it on this machine); bare rdkafka producer / consumer of 1M messages of the records' size (the
+#   5. floors: a bare fetch of case 1's API and of case 3's (every page, 8 at a time: the
+#      ceiling of any extractor of it on this machine); the extractor's own work per record
+#      without network or broker (bench-encode: parse, infer, Avro-encode case 1's records
+#      on one thread); bare rdkafka producer / consumer of 1M messages of the records' size (the
 #      broker's ceiling for the clients the binaries use), on Kafka also Kafka's own
 #      kafka-producer-perf-test / kafka-consumer-perf-test (ProducerPerformance,
 #      ConsumerPerformance from the same jars as the broker), and a bare rusqlite upsert of
@@ -176,7 +178,7 @@ measure "2-merge-rerun" extractor "$n1" "$bin/extractor" --config "$run/c1.toml"
 measure "2-merge-rerun" loader "$n1" "$bin/loader" --config "$run/c1.toml" --destination "sqlite://$run/c1.db" --until-caught-up
 
 # 3: 20 ms per request.
-start_api "$n3" 20; config c3 "http://127.0.0.1:$api_port"
+start_api "$n3" 20; config c3 "http://127.0.0.1:$api_port"; api3=$api_port
 measure "3-latency-20ms" extractor "$n3" "$bin/extractor" --config "$run/c3.toml"
 measure "3-latency-20ms" loader "$n3" "$bin/loader" --config "$run/c3.toml" --destination "sqlite://$run/c3.db" --until-caught-up
 
@@ -210,6 +212,15 @@ measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1
 # The API's own ceiling: every page of case 1's API, 8 requests at a time (the extractor's
 # page concurrency), each body read and dropped.
 measure "5-floor" api-fetch "$n1" "$bin/bench-floor" fetch --base-url "http://127.0.0.1:$api1" --api-key "$API_KEY" --count "$n1"
+# The same for case 3's API (20 ms per request): what its latency leaves at that concurrency.
+measure "5-floor" api-fetch-20ms "$n3" "$bin/bench-floor" fetch --base-url "http://127.0.0.1:$api3" --api-key "$API_KEY" --count "$n3"
+# The extractor's own work on case 1's records (parse, infer, encode), without HTTP or Kafka.
+measure "5-floor" extract-cpu "$n1" "$bin/bench-encode" --count "$n1"
+# Its wall and CPU are the seconds it timed itself on its one thread: making the pages
+# (the demo API's work) is left out.
+if secs=$(grep -o 'seconds=[0-9.]*' "$run/5-floor-extract-cpu.out" | cut -d= -f2) && [ -n "$secs" ]; then
+  awk -F'\t' -v OFS='\t' -v s="$secs" '$1 == "5-floor" && $2 == "extract-cpu" && $4 != "FAILED" { $4 = s; $5 = s } 1' "$results" >"$results.tmp" && mv "$results.tmp" "$results"
+fi
 if [ "$broker" = kafka ]; then
   java_tool=(java -Xms256m -Xmx1g -Dlog4j2.configurationFile=scripts/kafka/log4j2.properties -cp "$kafka_libs/*")
   measure "5-floor" kafka-producer-perf "$n4" "${java_tool[@]}" org.apache.kafka.tools.ProducerPerformance \
@@ -341,7 +352,7 @@ awk -F'\t' '$4 != "FAILED" && ($2 == "extractor" || $2 ~ /^loader/) && $1 !~ /^[
 } END { for (k in w) printf "  %-16s %9.2f s %10.0f rows/s %8.2f cpu_s/100k\n", k, w[k], r[k] / w[k], c[k] / r[k] * 100000 }' "$results" | sort
 echo
 echo "ratios (this run): pipeline = extractor and loader side by side"
-awk -F'\t' '$4 != "FAILED" {
+awk -F'\t' -v n3="$n3" '$4 != "FAILED" {
   key = $1 "/" $2; rate[key] = $3 / ($4 > 0 ? $4 : 1e-9); cpu[key] = $5 / $3 * 100000
 } END {
   split("1-first-load 2-merge-rerun 3-latency-20ms", cases, " ")
@@ -356,6 +367,14 @@ awk -F'\t' '$4 != "FAILED" {
     printf "  4-prefill        extractor with transactions %.0f%% of its rows/s as an idempotent producer\n", 100 * rate["4-prefill/extractor"] / rate["4-prefill/extractor-idempotent"]
   if ("5-floor/api-fetch" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare API fetch, extractor stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/api-fetch"], 100 * rate["1-first-load/extractor"] / rate["5-floor/api-fetch"]
+  if ("5-floor/api-fetch-20ms" in rate && "3-latency-20ms/extractor" in rate) {
+    ideal = n3 / 100 * 0.020 / 8
+    printf "  3-latency-20ms   extractor %.2fx the ideal %.2f s (pages x 20 ms / 8), the bare API fetch %.2fx it; pipeline %.0f%% of the bare fetch rows/s\n", n3 / rate["3-latency-20ms/extractor"] / ideal, ideal, n3 / rate["5-floor/api-fetch-20ms"] / ideal, 100 * rate["3-latency-20ms/pipeline"] / rate["5-floor/api-fetch-20ms"]
+    if ("3-latency-20ms/dlt" in rate)
+      printf "  3-latency-20ms   the bare API fetch alone %.1fx dlt rows/s\n", rate["5-floor/api-fetch-20ms"] / rate["3-latency-20ms/dlt"]
+  }
+  if ("5-floor/extract-cpu" in cpu && "1-first-load/extractor-idempotent" in cpu)
+    printf "  1-first-load     extractor CPU per row %.1fx its own record work (parse, infer, encode: bench-encode), %.1fx as an idempotent producer\n", cpu["1-first-load/extractor"] / cpu["5-floor/extract-cpu"], cpu["1-first-load/extractor-idempotent"] / cpu["5-floor/extract-cpu"]
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare consumer, loader stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/consumer"], 100 * rate["1-first-load/loader"] / rate["5-floor/consumer"]
   for (k in rate) if (k ~ /^6-connect-[0-9]+\/loader-postgres-flat$/) {
