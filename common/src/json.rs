@@ -234,6 +234,23 @@ mod tests {
         assert!(from_str("").is_err());
     }
 
+    /// Objects at one depth of other sizes than the last (the size it makes room for).
+    #[test]
+    fn objects_of_changing_sizes_parse_like_serde_json() {
+        let text = r#"[{"a": 1, "b": 2, "c": 3}, {"a": 1}, {},
+            {"x": {"y": [{"k": 1, "l": 2}, {"k": 2}, {"k": 3, "l": 4, "m": {"n": 5}}]}},
+            {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "a2": [1, {"z": null}]}]"#;
+        assert_eq!(
+            from_str(text).unwrap(),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
+        let deep = format!("{}1{}", "{\"k\": [".repeat(20), "]}".repeat(20));
+        assert_eq!(
+            from_str(&deep).unwrap(),
+            serde_json::from_str::<Value>(&deep).unwrap()
+        );
+    }
+
     #[test]
     fn a_repeated_key_is_an_error_with_its_position() {
         let err = from_str("{\"id\": 1,\n \"a\": 1, \"a\": 2}").unwrap_err();
