@@ -344,7 +344,7 @@ pub(crate) fn poll_loop(
     while !stop.is_cancelled() {
         let polled = turns.poll(
             consumer,
-            Duration::from_millis(100),
+            IDLE_AFTER,
             |polled| match polled {
                 Ok(msg) => intake
                     .add(&mut ctx.writer(), &msg, &**consumer)
@@ -480,6 +480,12 @@ pub(crate) fn final_lag(
         }
     }
 }
+
+/// How long nothing may arrive before the loop counts as idle and writes what it holds (a
+/// partly filled batch is written at the latest after `--batch-wait-ms`): the end of an
+/// extractor's run, or of one of its transactions, reaches the destination this long after
+/// its last record. It was 100 ms; the poll's wake-up is 10 ms ([`fetch`]).
+const IDLE_AFTER: Duration = Duration::from_millis(20);
 
 /// How often the loop measures the lag of every partition (see [`lag`]) and logs its
 /// progress (records loaded, rate, lag).
