@@ -434,10 +434,14 @@ fn past_commit_markers(consumer: &BaseConsumer<LoaderContext>) -> Result<(), Loa
         let Offset::Offset(at) = e.offset() else {
             continue;
         };
-        let key = (e.topic().to_owned(), e.partition());
-        if writer.pending_ref().next_offset(&key).is_some() {
+        if writer
+            .pending_ref()
+            .next_offset(e.topic(), e.partition())
+            .is_some()
+        {
             continue;
         }
+        let key = (e.topic().to_owned(), e.partition());
         if writer
             .known_next()
             .get(&key)

@@ -103,10 +103,10 @@ impl BatchWriter {
     }
 
     /// The next offset of a partition already taken: in the pending batch, or loaded.
-    pub(crate) fn taken_to(&self, key: &TopicPartition) -> Option<i64> {
+    pub(crate) fn taken_to(&self, topic: &str, partition: i32) -> Option<i64> {
         self.pending
-            .next_offset(key)
-            .or_else(|| self.known_next.get(key).copied())
+            .next_offset(topic, partition)
+            .or_else(|| self.known_next.get(&(topic.to_owned(), partition)).copied())
     }
 
     /// The next offset per partition as far as the destination knows.
@@ -493,11 +493,11 @@ mod tests {
 
         let s = schema();
         w.pending()
-            .push_row(("p.t", 0, 4), "t".into(), Arc::clone(&s), row(1, "a"), &[]);
+            .push_row(("p.t", 0, 4), "t", Arc::clone(&s), row(1, "a"), &[]);
         w.pending()
-            .push_row(("p.t", 1, 9), "t".into(), Arc::clone(&s), row(2, "b"), &[]);
+            .push_row(("p.t", 1, 9), "t", Arc::clone(&s), row(2, "b"), &[]);
         w.pending().note_offset("p.t", 1, 10);
-        assert_eq!(w.taken_to(&("p.t".into(), 1)), Some(11), "pending counts");
+        assert_eq!(w.taken_to("p.t", 1), Some(11), "pending counts");
         w.flush(&consumer).expect("write");
 
         assert_eq!(
@@ -512,7 +512,7 @@ mod tests {
             .collect();
         assert_eq!(stored, [("p.t".into(), 0, 5), ("p.t".into(), 1, 11)]);
         assert_eq!(w.known_next().get(&("p.t".into(), 0)), Some(&5));
-        assert_eq!(w.taken_to(&("p.t".into(), 1)), Some(11), "loaded counts");
+        assert_eq!(w.taken_to("p.t", 1), Some(11), "loaded counts");
         assert_eq!((w.records(), w.batches()), (2, 1));
         assert!(w.pending_ref().is_empty());
     }
@@ -522,7 +522,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut w = writer(&dir);
         w.pending()
-            .push_row(("p.t", 0, 41), "t".into(), schema(), row(1, "a"), &[]);
+            .push_row(("p.t", 0, 41), "t", schema(), row(1, "a"), &[]);
         w.flush(&Recorder::default()).expect("write");
         // As after a rebalance: nothing known but what the destination stored.
         w.known_next.clear();
@@ -544,7 +544,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut w = writer(&dir);
         w.pending()
-            .push_row(("p.t", 2, 0), "t".into(), schema(), row(1, "a"), &[]);
+            .push_row(("p.t", 2, 0), "t", schema(), row(1, "a"), &[]);
         let consumer = Recorder::default();
         w.on_revoke(&consumer).expect("revoke");
         assert_eq!(*consumer.0.borrow(), [vec![("p.t".to_owned(), 2, 1)]]);
@@ -583,10 +583,10 @@ mod tests {
         // interest. Without it a test thread that registers them concurrently, while no
         // subscriber exists, can leave them cached as disabled (1 run in 3 lost the line).
         w.pending()
-            .push_row(("p.t", 0, 0), "t".into(), schema(), row(1, "a"), &[]);
+            .push_row(("p.t", 0, 0), "t", schema(), row(1, "a"), &[]);
         w.flush(&Recorder::default()).expect("write");
         w.pending()
-            .push_row(("p.t", 0, 1), "t".into(), schema(), row(2, "b"), &[]);
+            .push_row(("p.t", 0, 1), "t", schema(), row(2, "b"), &[]);
         tracing::subscriber::with_default(subscriber, || w.flush(&Recorder::default()))
             .expect("write");
         let log = String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf-8");
