@@ -255,7 +255,10 @@ fn add_message(
     let decoded = decoded
         .map_err(|e: SchemaLookupError| e.to_string())
         .and_then(|(decoder, datum)| {
-            let row = decoder.decode(datum).map_err(|e| e.to_string())?;
+            let mut row = w.spare_row();
+            decoder
+                .decode_into(datum, &mut row)
+                .map_err(|e| e.to_string())?;
             Ok((decoder, row))
         });
     let (decoder, row) = match decoded {

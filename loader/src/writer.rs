@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use common::schema::TableSchema;
+use common::schema::{Row, TableSchema};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
@@ -58,6 +58,9 @@ pub(crate) struct BatchWriter {
     records: u64,
     batches: u64,
     discarded: u64,
+    /// The rows of the last written batch, whose storage the next records are decoded into
+    /// (see [`BatchWriter::spare_row`]).
+    spare_rows: Vec<Row>,
 }
 
 /// The settings a [`BatchWriter`] needs besides its destination.
@@ -86,6 +89,22 @@ impl BatchWriter {
             records: 0,
             batches: 0,
             discarded: 0,
+            spare_rows: Vec::new(),
+        }
+    }
+
+    /// A row to decode the next record into: one of the last written batch's, so that its
+    /// texts' storage is reused instead of allocated again (empty when none is left).
+    pub(crate) fn spare_row(&mut self) -> Row {
+        self.spare_rows.pop().unwrap_or_default()
+    }
+
+    /// Keeps the rows of a written batch's own tables (not the child tables nesting added)
+    /// for [`BatchWriter::spare_row`]: at most one batch's worth.
+    fn keep_rows(&mut self, batch: Batch, own_tables: usize) {
+        self.spare_rows.clear();
+        for table in batch.tables.into_iter().take(own_tables) {
+            self.spare_rows.extend(table.rows);
         }
     }
 
@@ -175,7 +194,10 @@ impl BatchWriter {
             })?;
         let written = self.destination.write_batch(&batch);
         let (stats, refused) = match written {
-            Ok(stats) => (stats, 0),
+            Ok(stats) => {
+                self.keep_rows(batch, taken.origins.len());
+                (stats, 0)
+            }
             Err(e) if e.is_row_error() && self.on_error == OnError::DeadLetter => {
                 self.salvage(batch, &taken.origins, e)?
             }
@@ -515,6 +537,23 @@ mod tests {
         assert_eq!(w.taken_to("p.t", 1), Some(11), "loaded counts");
         assert_eq!((w.records(), w.batches()), (2, 1));
         assert!(w.pending_ref().is_empty());
+    }
+
+    #[test]
+    fn a_written_batch_leaves_its_rows_to_decode_into() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut w = writer(&dir);
+        assert!(w.spare_row().is_empty(), "nothing written yet");
+        let s = schema();
+        w.pending()
+            .push_row(("p.t", 0, 0), "t", Arc::clone(&s), row(1, "a"), &[]);
+        w.pending()
+            .push_row(("p.t", 0, 1), "t", Arc::clone(&s), row(2, "b"), &[]);
+        w.flush(&Recorder::default()).expect("write");
+        let mut spare = vec![w.spare_row(), w.spare_row()];
+        spare.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(spare, [row(1, "a"), row(2, "b")]);
+        assert!(w.spare_row().is_empty(), "one batch's rows, no more");
     }
 
     #[test]
