@@ -20,6 +20,9 @@ use crate::schemas::{SchemaLookupError, SchemaStore};
 use crate::writer::{BatchWriter, StoreOffsets};
 use crate::{metrics, nested};
 
+/// The maps looked up for every record: foldhash instead of SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Log lines keep the target they had when this code was in the crate root.
 const LOG_TARGET: &str = crate::LOG_TARGET;
 
@@ -139,7 +142,7 @@ pub(crate) struct Intake {
     routes: BTreeMap<String, Route>,
     schemas: SchemaStore,
     /// Per table, per decoder (its address): how its records go into the table.
-    projections: HashMap<String, HashMap<usize, Arc<Projection>>>,
+    projections: FastMap<String, FastMap<usize, Arc<Projection>>>,
     /// Per projected schema of a merge-key table: that schema with the run column.
     with_run: HashMap<usize, Arc<TableSchema>>,
 }
@@ -149,7 +152,7 @@ impl Intake {
         Intake {
             routes,
             schemas,
-            projections: HashMap::new(),
+            projections: FastMap::default(),
             with_run: HashMap::new(),
         }
     }
@@ -179,7 +182,7 @@ fn add_message(
     msg: &BorrowedMessage<'_>,
     routes: &BTreeMap<String, Route>,
     schemas: &mut SchemaStore,
-    tables: &mut HashMap<String, HashMap<usize, Arc<Projection>>>,
+    tables: &mut FastMap<String, FastMap<usize, Arc<Projection>>>,
     with_run: &mut HashMap<usize, Arc<TableSchema>>,
     consumer: &dyn StoreOffsets,
 ) -> Result<(), LoadError> {

@@ -110,14 +110,15 @@ struct Split {
     key_fields: Vec<usize>,
 }
 
-/// A merge root's keys in a batch.
+/// A merge root's keys in a batch (hashed with foldhash, not SipHash: every row's key is
+/// looked up).
 #[derive(Default)]
 struct Keys {
-    seen: HashSet<Arc<str>>,
+    seen: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// The keys whose children are deleted, in first-seen order.
     order: Vec<Arc<str>>,
     /// Where each key's last row is: (table batch, row).
-    last: HashMap<Arc<str>, (usize, usize)>,
+    last: HashMap<Arc<str>, (usize, usize), foldhash::fast::RandomState>,
 }
 
 impl Keys {

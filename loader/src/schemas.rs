@@ -65,7 +65,7 @@ pub struct SchemaStore {
     by_id: HashMap<u32, Schema>,
     /// Decoders per framing, each for the primary key it was made for (looked up without
     /// allocating: one record's key is usually the only one).
-    decoders: HashMap<Framing, Vec<KeyedDecoder>>,
+    decoders: HashMap<Framing, Vec<KeyedDecoder>, foldhash::fast::RandomState>,
     read_to: i64,
 }
 
@@ -83,7 +83,7 @@ impl SchemaStore {
             runtime,
             by_fingerprint: HashMap::new(),
             by_id: HashMap::new(),
-            decoders: HashMap::new(),
+            decoders: HashMap::default(),
             read_to: 0,
         }
     }
