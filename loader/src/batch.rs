@@ -25,8 +25,9 @@ pub(crate) struct BatchBuilder {
     origins: Vec<Origins>,
     run_ends: Vec<RunEnd>,
     rows: usize,
-    /// Next offset per (topic, partition) once this batch is written.
-    offsets: BTreeMap<TopicPartition, i64>,
+    /// Next offset per topic and partition once this batch is written (by topic first, so
+    /// a record's partition is found without allocating its topic's name).
+    offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     since: Option<Instant>,
 }
 
@@ -52,7 +53,7 @@ impl BatchBuilder {
     pub(crate) fn push_row(
         &mut self,
         (topic, partition, offset): (&str, i32, i64),
-        table: String,
+        table: &str,
         schema: Arc<TableSchema>,
         row: Row,
         merge_key: &[String],
@@ -67,7 +68,7 @@ impl BatchBuilder {
             }
             _ => {
                 self.tables.push(TableBatch {
-                    table,
+                    table: table.to_owned(),
                     schema,
                     rows: vec![row],
                     merge_key: merge_key.to_vec(),
@@ -76,10 +77,7 @@ impl BatchBuilder {
             }
         }
         self.rows += 1;
-        let _ = self
-            .offsets
-            .insert((topic.to_owned(), partition), offset + 1);
-        let _ = self.since.get_or_insert_with(Instant::now);
+        self.note_offset(topic, partition, offset);
     }
 
     /// Adds a delete. The caller writes the pending rows first (see
@@ -98,9 +96,11 @@ impl BatchBuilder {
     /// Marks the record at `offset` consumed with this batch (a delete, a run end, a
     /// dead-lettered or discarded record).
     pub(crate) fn note_offset(&mut self, topic: &str, partition: i32, offset: i64) {
-        let _ = self
-            .offsets
-            .insert((topic.to_owned(), partition), offset + 1);
+        let partitions = match self.offsets.get_mut(topic) {
+            Some(partitions) => partitions,
+            None => self.offsets.entry(topic.to_owned()).or_default(),
+        };
+        let _ = partitions.insert(partition, offset + 1);
         let _ = self.since.get_or_insert_with(Instant::now);
     }
 
@@ -110,8 +110,8 @@ impl BatchBuilder {
     }
 
     /// The next offset of `topic`/`partition` once this batch is written, if it covers it.
-    pub(crate) fn next_offset(&self, key: &TopicPartition) -> Option<i64> {
-        self.offsets.get(key).copied()
+    pub(crate) fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets.get(topic)?.get(&partition).copied()
     }
 
     /// Whether the batch covers nothing (no record, not even a skipped one).
@@ -135,14 +135,22 @@ impl BatchBuilder {
             return None;
         }
         let taken = std::mem::take(self);
+        let offsets: BTreeMap<TopicPartition, i64> = taken
+            .offsets
+            .into_iter()
+            .flat_map(|(topic, partitions)| {
+                partitions
+                    .into_iter()
+                    .map(move |(partition, next)| ((topic.clone(), partition), next))
+            })
+            .collect();
         let batch = Batch {
             group_id: group_id.to_owned(),
             deletes: taken.deletes,
             nested_deletes: Vec::new(),
             tables: taken.tables,
             run_ends: taken.run_ends,
-            offsets: taken
-                .offsets
+            offsets: offsets
                 .iter()
                 .map(|((topic, partition), next)| PartitionOffset {
                     topic: topic.clone(),
@@ -154,7 +162,7 @@ impl BatchBuilder {
         Some(Taken {
             batch,
             origins: taken.origins,
-            offsets: taken.offsets,
+            offsets,
             rows: taken.rows,
         })
     }
@@ -196,11 +204,11 @@ mod tests {
     fn consecutive_rows_of_one_table_and_schema_share_a_table_batch() {
         let (a, other) = (schema(), schema());
         let mut b = BatchBuilder::default();
-        b.push_row(("p.t", 0, 10), "t".into(), Arc::clone(&a), row(1), &[]);
-        b.push_row(("p.t", 1, 5), "t".into(), Arc::clone(&a), row(2), &[]);
+        b.push_row(("p.t", 0, 10), "t", Arc::clone(&a), row(1), &[]);
+        b.push_row(("p.t", 1, 5), "t", Arc::clone(&a), row(2), &[]);
         // Another writer schema, then another table: new table batches.
-        b.push_row(("p.t", 0, 11), "t".into(), Arc::clone(&other), row(3), &[]);
-        b.push_row(("p.u", 0, 3), "u".into(), Arc::clone(&other), row(4), &[]);
+        b.push_row(("p.t", 0, 11), "t", Arc::clone(&other), row(3), &[]);
+        b.push_row(("p.u", 0, 3), "u", Arc::clone(&other), row(4), &[]);
         let taken = b.take("g").expect("rows pending");
         assert!(b.is_empty(), "taking empties the builder");
         let shape: Vec<(&str, usize)> = taken
@@ -234,7 +242,7 @@ mod tests {
         let mut b = BatchBuilder::default();
         b.note_offset("p.t", 0, 7);
         assert!(!b.is_empty() && !b.has_rows());
-        assert_eq!(b.next_offset(&("p.t".into(), 0)), Some(8));
+        assert_eq!(b.next_offset("p.t", 0), Some(8));
         b.push_delete(Delete {
             table: "t".into(),
             key_columns: vec!["id".into()],
@@ -261,7 +269,7 @@ mod tests {
     #[test]
     fn a_batch_is_due_by_size_or_by_age() {
         let mut b = BatchBuilder::default();
-        b.push_row(("p.t", 0, 0), "t".into(), schema(), row(1), &[]);
+        b.push_row(("p.t", 0, 0), "t", schema(), row(1), &[]);
         let now = Instant::now();
         assert!(!b.is_due(now, 2, Duration::from_secs(60)));
         assert!(b.is_due(now, 1, Duration::from_secs(60)), "size reached");

@@ -364,10 +364,12 @@ pub(crate) fn poll_loop(
             Some(result) => result?,
             None => true,
         };
-        let due =
-            ctx.writer()
-                .pending_ref()
-                .is_due(Instant::now(), opts.batch_size, opts.batch_wait);
+        // One clock reading per turn serves every check below.
+        let now = Instant::now();
+        let due = ctx
+            .writer()
+            .pending_ref()
+            .is_due(now, opts.batch_size, opts.batch_wait);
         if due || idle {
             ctx.writer().flush(&**consumer)?;
             opts.progress.update(ctx.writer().records(), None);
@@ -375,7 +377,7 @@ pub(crate) fn poll_loop(
         if idle {
             past_commit_markers(consumer)?;
         }
-        if last_report.elapsed() >= PROGRESS_EVERY {
+        if now.saturating_duration_since(last_report) >= PROGRESS_EVERY {
             last_report = Instant::now();
             let records = ctx.writer().records();
             let survey = match lags.survey(consumer, Duration::from_secs(10)) {
@@ -407,7 +409,7 @@ pub(crate) fn poll_loop(
         }
         if opts.until_caught_up
             && idle
-            && last_progress_check.elapsed() >= Duration::from_millis(300)
+            && now.saturating_duration_since(last_progress_check) >= Duration::from_millis(300)
         {
             last_progress_check = Instant::now();
             if caught_up(consumer, lags.client()?)? {
@@ -434,10 +436,14 @@ fn past_commit_markers(consumer: &BaseConsumer<LoaderContext>) -> Result<(), Loa
         let Offset::Offset(at) = e.offset() else {
             continue;
         };
-        let key = (e.topic().to_owned(), e.partition());
-        if writer.pending_ref().next_offset(&key).is_some() {
+        if writer
+            .pending_ref()
+            .next_offset(e.topic(), e.partition())
+            .is_some()
+        {
             continue;
         }
+        let key = (e.topic().to_owned(), e.partition());
         if writer
             .known_next()
             .get(&key)

@@ -76,7 +76,8 @@ impl Turns {
         timeout: Duration,
         handle: impl FnOnce(KafkaResult<BorrowedMessage<'_>>) -> R,
     ) -> Option<R> {
-        let deadline = Instant::now() + timeout;
+        // Read the clock only once no record is at hand (not once per record).
+        let mut deadline = None;
         loop {
             self.follow_assignment(consumer);
             if self.queues.is_empty() {
@@ -105,6 +106,7 @@ impl Turns {
                 }
                 self.next_turn();
             }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
             let left = deadline.saturating_duration_since(Instant::now());
             if let Some(polled) = consumer.poll(left.min(WAKE)) {
                 return Some(handle(polled));

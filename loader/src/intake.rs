@@ -3,6 +3,7 @@
 //! `hard_delete` deletes, run-end markers, and records rejected (dead-lettered, or the end
 //! of the run with `--on-error stop`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -18,6 +19,9 @@ use crate::error::LoadError;
 use crate::schemas::{SchemaLookupError, SchemaStore};
 use crate::writer::{BatchWriter, StoreOffsets};
 use crate::{metrics, nested};
+
+/// The maps looked up for every record: foldhash instead of SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Log lines keep the target they had when this code was in the crate root.
 const LOG_TARGET: &str = crate::LOG_TARGET;
@@ -137,7 +141,8 @@ pub(crate) fn routes(
 pub(crate) struct Intake {
     routes: BTreeMap<String, Route>,
     schemas: SchemaStore,
-    projections: HashMap<(String, usize), Arc<Projection>>,
+    /// Per table, per decoder (its address): how its records go into the table.
+    projections: FastMap<String, FastMap<usize, Arc<Projection>>>,
     /// Per projected schema of a merge-key table: that schema with the run column.
     with_run: HashMap<usize, Arc<TableSchema>>,
 }
@@ -147,7 +152,7 @@ impl Intake {
         Intake {
             routes,
             schemas,
-            projections: HashMap::new(),
+            projections: FastMap::default(),
             with_run: HashMap::new(),
         }
     }
@@ -177,7 +182,7 @@ fn add_message(
     msg: &BorrowedMessage<'_>,
     routes: &BTreeMap<String, Route>,
     schemas: &mut SchemaStore,
-    tables: &mut HashMap<(String, usize), Arc<Projection>>,
+    tables: &mut FastMap<String, FastMap<usize, Arc<Projection>>>,
     with_run: &mut HashMap<usize, Arc<TableSchema>>,
     consumer: &dyn StoreOffsets,
 ) -> Result<(), LoadError> {
@@ -197,9 +202,9 @@ fn add_message(
         return tombstone(w, msg, route, consumer);
     };
     // A replace (or scd2) run's records go to the run's staging table.
-    let table = if route.runs() {
+    let table: Cow<'_, str> = if route.runs() {
         match header(msg, run_markers::RUN_HEADER).and_then(run_markers::parse_run) {
-            Some(run) => destination::staging_table(&route.table, run),
+            Some(run) => Cow::Owned(destination::staging_table(&route.table, run)),
             None => {
                 let message = format!(
                     "a record of a `{}` resource without a valid `{}` header (was it \
@@ -215,7 +220,7 @@ fn add_message(
             }
         }
     } else {
-        route.table.clone()
+        Cow::Borrowed(&route.table)
     };
     // A merge-key record's run: dlt's load, whose rows replace the merge key's older ones.
     let run = if route.merge_key.is_empty() {
@@ -253,7 +258,10 @@ fn add_message(
     let decoded = decoded
         .map_err(|e: SchemaLookupError| e.to_string())
         .and_then(|(decoder, datum)| {
-            let row = decoder.decode(datum).map_err(|e| e.to_string())?;
+            let mut row = w.spare_row();
+            decoder
+                .decode_into(datum, &mut row)
+                .map_err(|e| e.to_string())?;
             Ok((decoder, row))
         });
     let (decoder, row) = match decoded {
@@ -264,18 +272,24 @@ fn add_message(
         && let Some(key) = hard_delete_key(decoder.table(), &row, column, &route.primary_key)
     {
         let delete = Delete {
-            table,
+            table: table.into_owned(),
             key_columns: route.primary_key.clone(),
             key,
         };
         return push_delete(w, msg, delete, consumer);
     }
-    let key = (route.table.clone(), Arc::as_ptr(&decoder) as usize);
-    let projection = match tables.get(&key) {
+    let decoder_key = Arc::as_ptr(&decoder) as usize;
+    let known = tables
+        .get(route.table.as_str())
+        .and_then(|by_decoder| by_decoder.get(&decoder_key));
+    let projection = match known {
         Some(p) => Arc::clone(p),
         None => {
             let p = Arc::new(projection(w, route, decoder.table(), consumer)?);
-            let _ = tables.insert(key, Arc::clone(&p));
+            let _ = tables
+                .entry(route.table.clone())
+                .or_default()
+                .insert(decoder_key, Arc::clone(&p));
             p
         }
     };
@@ -314,7 +328,7 @@ fn add_message(
     };
     w.pending().push_row(
         (msg.topic(), msg.partition(), msg.offset()),
-        table,
+        &table,
         schema,
         row,
         &route.merge_key,
@@ -527,11 +541,10 @@ fn reject(
 /// already taken (in the pending batch or loaded) is refused before it is applied, so an
 /// older version of a row can never overwrite a newer one.
 fn in_order(w: &mut BatchWriter, msg: &BorrowedMessage<'_>) -> Result<(), LoadError> {
-    let key = (msg.topic().to_owned(), msg.partition());
-    match w.taken_to(&key) {
+    match w.taken_to(msg.topic(), msg.partition()) {
         Some(next) if msg.offset() < next => Err(LoadError::Record {
-            topic: key.0,
-            partition: key.1,
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
             offset: msg.offset(),
             message: format!(
                 "out of order: the partition's records up to offset {} were already taken, \

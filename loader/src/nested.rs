@@ -110,14 +110,15 @@ struct Split {
     key_fields: Vec<usize>,
 }
 
-/// A merge root's keys in a batch.
+/// A merge root's keys in a batch (hashed with foldhash, not SipHash: every row's key is
+/// looked up).
 #[derive(Default)]
 struct Keys {
-    seen: HashSet<Arc<str>>,
+    seen: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// The keys whose children are deleted, in first-seen order.
     order: Vec<Arc<str>>,
     /// Where each key's last row is: (table batch, row).
-    last: HashMap<Arc<str>, (usize, usize)>,
+    last: HashMap<Arc<str>, (usize, usize), foldhash::fast::RandomState>,
 }
 
 impl Keys {
@@ -336,36 +337,51 @@ impl Nester {
                 continue;
             }
             let last = keys.get(&table_batch.table).map(|k| &k.last);
-            let rows = std::mem::take(&mut table_batch.rows);
-            let mut kept = Vec::with_capacity(rows.len());
-            for (r, row) in rows.into_iter().enumerate() {
-                let id = Arc::clone(&ids[t][r]);
+            // Per list field: its child table's name and the elements of the batch's rows.
+            let mut lists: Vec<(String, Elements)> = split
+                .lists
+                .iter()
+                .map(|&index| {
+                    let field = &table_batch.schema.fields[index].name;
+                    (format!("{}__{field}", table_batch.table), Vec::new())
+                })
+                .collect();
+            let mut taken: Vec<Option<Scalar>> = Vec::with_capacity(split.lists.len());
+            for (r, row) in table_batch.rows.iter_mut().enumerate() {
+                let id = &ids[t][r];
                 let newest = match last {
-                    Some(last) => last.get(&id) == Some(&(t, r)),
+                    Some(last) => last.get(id) == Some(&(t, r)),
                     None => true,
                 };
-                let mut out: Row = Vec::with_capacity(split.schema.fields.len());
-                for (index, value) in row.into_iter().enumerate() {
-                    match split.keep.get(index).copied().flatten() {
-                        Some(_) => out.push(value),
-                        None if newest => {
-                            let field = &table_batch.schema.fields[index].name;
-                            let child = format!("{}__{field}", table_batch.table);
-                            let items = list_items(value, &child, field, &id)?;
-                            if items.is_empty() {
-                                continue;
-                            }
-                            let slot = elements.entry((1, child)).or_default();
-                            for (i, item) in items.into_iter().enumerate() {
-                                slot.push((Arc::clone(&id), Arc::clone(&id), i, item));
-                            }
-                        }
-                        None => {}
+                // The list fields leave the row in place (no new row per record).
+                taken.clear();
+                let mut index = 0;
+                row.retain_mut(|value| {
+                    let keep = split.keep.get(index).copied().flatten().is_some();
+                    index += 1;
+                    if !keep {
+                        taken.push(value.take());
+                    }
+                    keep
+                });
+                if !newest {
+                    continue;
+                }
+                for (((child, slot), &index), value) in
+                    lists.iter_mut().zip(&split.lists).zip(taken.drain(..))
+                {
+                    let field = &table_batch.schema.fields[index].name;
+                    let items = list_items(value, child, field, id)?;
+                    for (i, item) in items.into_iter().enumerate() {
+                        slot.push((Arc::clone(id), Arc::clone(id), i, item));
                     }
                 }
-                kept.push(out);
             }
-            table_batch.rows = kept;
+            for (child, items) in lists {
+                if !items.is_empty() {
+                    elements.entry((1, child)).or_default().extend(items);
+                }
+            }
             table_batch.schema = Arc::clone(&split.schema);
         }
         // Child tables, depth by depth: each level's lists feed the next.
@@ -449,14 +465,15 @@ impl Nester {
             }
             let mut rows = Vec::with_capacity(items.len());
             for ((root_id, parent_id, index, _), row) in items.into_iter().zip(page.rows) {
-                let row_id: Arc<str> = Arc::from(row_id(&parent_id, &table, index));
+                let row_id = row_id(&parent_id, &table, index);
                 let mut out: Row = Vec::with_capacity(child.schema.fields.len());
                 out.push(Some(Scalar::Text(root_id.to_string())));
                 out.push(Some(Scalar::Text(parent_id.to_string())));
                 out.push(Some(Scalar::Bigint(
                     i64::try_from(index).unwrap_or(i64::MAX),
                 )));
-                out.push(Some(Scalar::Text(row_id.to_string())));
+                // Shared with the grandchildren's elements only when there are some.
+                let mut shared_id: Option<Arc<str>> = None;
                 for (f, value) in row.into_iter().enumerate() {
                     match child.keep.get(f).copied().flatten() {
                         Some(_) => out.push(value),
@@ -467,13 +484,15 @@ impl Nester {
                             if inner.is_empty() {
                                 continue;
                             }
+                            let id = shared_id.get_or_insert_with(|| Arc::from(row_id.as_str()));
                             let slot = elements.entry((depth + 1, grandchild)).or_default();
                             for (i, item) in inner.into_iter().enumerate() {
-                                slot.push((Arc::clone(&root_id), Arc::clone(&row_id), i, item));
+                                slot.push((Arc::clone(&root_id), Arc::clone(id), i, item));
                             }
                         }
                     }
                 }
+                out.insert(3, Some(Scalar::Text(row_id)));
                 rows.push(out);
             }
             child_batches.push(TableBatch {
@@ -592,7 +611,19 @@ pub fn row_id(parent_id: &str, table: &str, index: usize) -> String {
     hasher.update([0]);
     hasher.update(table.as_bytes());
     hasher.update([0]);
-    hasher.update(index.to_string().as_bytes());
+    // The position's decimal digits, formatted on the stack.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = index;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    hasher.update(&digits[at..]);
     let digest = hasher.finalize();
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(32);

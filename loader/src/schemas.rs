@@ -49,6 +49,9 @@ pub enum SchemaLookupError {
     Avro(String),
 }
 
+/// A decoder and the primary key it was made for.
+type KeyedDecoder = (Vec<String>, Arc<Decoder>);
+
 /// Resolves and caches writer schemas as decoders, per primary key (the decoder needs to
 /// know which fields are the key).
 pub struct SchemaStore {
@@ -60,7 +63,9 @@ pub struct SchemaStore {
     by_fingerprint: HashMap<u64, Schema>,
     /// Schemas by registry id.
     by_id: HashMap<u32, Schema>,
-    decoders: HashMap<(Framing, Vec<String>), Arc<Decoder>>,
+    /// Decoders per framing, each for the primary key it was made for (looked up without
+    /// allocating: one record's key is usually the only one).
+    decoders: HashMap<Framing, Vec<KeyedDecoder>, foldhash::fast::RandomState>,
     read_to: i64,
 }
 
@@ -78,7 +83,7 @@ impl SchemaStore {
             runtime,
             by_fingerprint: HashMap::new(),
             by_id: HashMap::new(),
-            decoders: HashMap::new(),
+            decoders: HashMap::default(),
             read_to: 0,
         }
     }
@@ -91,8 +96,12 @@ impl SchemaStore {
     ) -> Result<(Arc<Decoder>, &'v [u8]), SchemaLookupError> {
         let (framing, datum) =
             parse_framing(value).map_err(|e| SchemaLookupError::Framing(e.to_string()))?;
-        let key = (framing, primary_key.to_vec());
-        if let Some(d) = self.decoders.get(&key) {
+        let known = self.decoders.get(&framing).and_then(|decoders| {
+            decoders
+                .iter()
+                .find(|(key, _)| key.as_slice() == primary_key)
+        });
+        if let Some((_, d)) = known {
             return Ok((Arc::clone(d), datum));
         }
         let schema = match framing {
@@ -103,7 +112,10 @@ impl SchemaStore {
             Decoder::new(schema, primary_key)
                 .map_err(|e| SchemaLookupError::Avro(e.to_string()))?,
         );
-        let _ = self.decoders.insert(key, Arc::clone(&decoder));
+        self.decoders
+            .entry(framing)
+            .or_default()
+            .push((primary_key.to_vec(), Arc::clone(&decoder)));
         Ok((decoder, datum))
     }
 

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use common::schema::TableSchema;
+use common::schema::{Row, TableSchema};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
@@ -58,6 +58,9 @@ pub(crate) struct BatchWriter {
     records: u64,
     batches: u64,
     discarded: u64,
+    /// The rows of the last written batch, whose storage the next records are decoded into
+    /// (see [`BatchWriter::spare_row`]).
+    spare_rows: Vec<Row>,
 }
 
 /// The settings a [`BatchWriter`] needs besides its destination.
@@ -86,6 +89,22 @@ impl BatchWriter {
             records: 0,
             batches: 0,
             discarded: 0,
+            spare_rows: Vec::new(),
+        }
+    }
+
+    /// A row to decode the next record into: one of the last written batch's, so that its
+    /// texts' storage is reused instead of allocated again (empty when none is left).
+    pub(crate) fn spare_row(&mut self) -> Row {
+        self.spare_rows.pop().unwrap_or_default()
+    }
+
+    /// Keeps the rows of a written batch's own tables (not the child tables nesting added)
+    /// for [`BatchWriter::spare_row`]: at most one batch's worth.
+    fn keep_rows(&mut self, batch: Batch, own_tables: usize) {
+        self.spare_rows.clear();
+        for table in batch.tables.into_iter().take(own_tables) {
+            self.spare_rows.extend(table.rows);
         }
     }
 
@@ -103,10 +122,10 @@ impl BatchWriter {
     }
 
     /// The next offset of a partition already taken: in the pending batch, or loaded.
-    pub(crate) fn taken_to(&self, key: &TopicPartition) -> Option<i64> {
+    pub(crate) fn taken_to(&self, topic: &str, partition: i32) -> Option<i64> {
         self.pending
-            .next_offset(key)
-            .or_else(|| self.known_next.get(key).copied())
+            .next_offset(topic, partition)
+            .or_else(|| self.known_next.get(&(topic.to_owned(), partition)).copied())
     }
 
     /// The next offset per partition as far as the destination knows.
@@ -175,7 +194,10 @@ impl BatchWriter {
             })?;
         let written = self.destination.write_batch(&batch);
         let (stats, refused) = match written {
-            Ok(stats) => (stats, 0),
+            Ok(stats) => {
+                self.keep_rows(batch, taken.origins.len());
+                (stats, 0)
+            }
             Err(e) if e.is_row_error() && self.on_error == OnError::DeadLetter => {
                 self.salvage(batch, &taken.origins, e)?
             }
@@ -493,11 +515,11 @@ mod tests {
 
         let s = schema();
         w.pending()
-            .push_row(("p.t", 0, 4), "t".into(), Arc::clone(&s), row(1, "a"), &[]);
+            .push_row(("p.t", 0, 4), "t", Arc::clone(&s), row(1, "a"), &[]);
         w.pending()
-            .push_row(("p.t", 1, 9), "t".into(), Arc::clone(&s), row(2, "b"), &[]);
+            .push_row(("p.t", 1, 9), "t", Arc::clone(&s), row(2, "b"), &[]);
         w.pending().note_offset("p.t", 1, 10);
-        assert_eq!(w.taken_to(&("p.t".into(), 1)), Some(11), "pending counts");
+        assert_eq!(w.taken_to("p.t", 1), Some(11), "pending counts");
         w.flush(&consumer).expect("write");
 
         assert_eq!(
@@ -512,9 +534,26 @@ mod tests {
             .collect();
         assert_eq!(stored, [("p.t".into(), 0, 5), ("p.t".into(), 1, 11)]);
         assert_eq!(w.known_next().get(&("p.t".into(), 0)), Some(&5));
-        assert_eq!(w.taken_to(&("p.t".into(), 1)), Some(11), "loaded counts");
+        assert_eq!(w.taken_to("p.t", 1), Some(11), "loaded counts");
         assert_eq!((w.records(), w.batches()), (2, 1));
         assert!(w.pending_ref().is_empty());
+    }
+
+    #[test]
+    fn a_written_batch_leaves_its_rows_to_decode_into() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut w = writer(&dir);
+        assert!(w.spare_row().is_empty(), "nothing written yet");
+        let s = schema();
+        w.pending()
+            .push_row(("p.t", 0, 0), "t", Arc::clone(&s), row(1, "a"), &[]);
+        w.pending()
+            .push_row(("p.t", 0, 1), "t", Arc::clone(&s), row(2, "b"), &[]);
+        w.flush(&Recorder::default()).expect("write");
+        let mut spare = vec![w.spare_row(), w.spare_row()];
+        spare.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(spare, [row(1, "a"), row(2, "b")]);
+        assert!(w.spare_row().is_empty(), "one batch's rows, no more");
     }
 
     #[test]
@@ -522,7 +561,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut w = writer(&dir);
         w.pending()
-            .push_row(("p.t", 0, 41), "t".into(), schema(), row(1, "a"), &[]);
+            .push_row(("p.t", 0, 41), "t", schema(), row(1, "a"), &[]);
         w.flush(&Recorder::default()).expect("write");
         // As after a rebalance: nothing known but what the destination stored.
         w.known_next.clear();
@@ -544,7 +583,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut w = writer(&dir);
         w.pending()
-            .push_row(("p.t", 2, 0), "t".into(), schema(), row(1, "a"), &[]);
+            .push_row(("p.t", 2, 0), "t", schema(), row(1, "a"), &[]);
         let consumer = Recorder::default();
         w.on_revoke(&consumer).expect("revoke");
         assert_eq!(*consumer.0.borrow(), [vec![("p.t".to_owned(), 2, 1)]]);
@@ -583,10 +622,10 @@ mod tests {
         // interest. Without it a test thread that registers them concurrently, while no
         // subscriber exists, can leave them cached as disabled (1 run in 3 lost the line).
         w.pending()
-            .push_row(("p.t", 0, 0), "t".into(), schema(), row(1, "a"), &[]);
+            .push_row(("p.t", 0, 0), "t", schema(), row(1, "a"), &[]);
         w.flush(&Recorder::default()).expect("write");
         w.pending()
-            .push_row(("p.t", 0, 1), "t".into(), schema(), row(2, "b"), &[]);
+            .push_row(("p.t", 0, 1), "t", schema(), row(2, "b"), &[]);
         tracing::subscriber::with_default(subscriber, || w.flush(&Recorder::default()))
             .expect("write");
         let log = String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf-8");

@@ -92,12 +92,22 @@ impl Decoder {
 
     /// Decodes one bare datum (framing already removed, see [`parse_framing`]).
     pub fn decode(&self, datum: &[u8]) -> Result<Row, AvroError> {
+        let mut row = Vec::with_capacity(self.table.fields.len());
+        self.decode_into(datum, &mut row)?;
+        Ok(row)
+    }
+
+    /// Decodes one bare datum into `row`, reusing its storage: a text or binary value goes
+    /// into the allocation of the text or bytes `row` held at its position, so rows of a
+    /// written batch decode the next records without allocating. On success `row` holds
+    /// exactly the datum's values; after an error its content is unspecified.
+    pub fn decode_into(&self, datum: &[u8], row: &mut Row) -> Result<(), AvroError> {
         let mut reader = Reader {
             bytes: datum,
             pos: 0,
         };
-        let mut row = Vec::with_capacity(self.table.fields.len());
-        for (field, layout) in self.table.fields.iter().zip(&self.layouts) {
+        row.resize_with(self.table.fields.len(), || None);
+        for ((field, layout), slot) in self.table.fields.iter().zip(&self.layouts).zip(row) {
             let malformed = |offset: usize, reason: String| AvroError::Malformed {
                 field: field.name.clone(),
                 offset,
@@ -107,7 +117,7 @@ impl Decoder {
                 let at = reader.pos;
                 let branch = reader.long().map_err(|r| malformed(at, r))?;
                 if branch == i64::from(null_branch) {
-                    row.push(None);
+                    *slot = None;
                     continue;
                 }
                 if branch != i64::from(1 - null_branch) {
@@ -115,15 +125,14 @@ impl Decoder {
                 }
             }
             let at = reader.pos;
-            let value = read_value(field, &mut reader).map_err(|r| malformed(at, r))?;
-            row.push(Some(value));
+            read_value(field, &mut reader, slot).map_err(|r| malformed(at, r))?;
         }
         if reader.pos != datum.len() {
             return Err(AvroError::TrailingBytes {
                 count: datum.len() - reader.pos,
             });
         }
-        Ok(row)
+        Ok(())
     }
 }
 
@@ -165,18 +174,51 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<&'a str, String> {
         let bytes = self.bytes()?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|e| format!("string is not UTF-8: {e}"))
+        std::str::from_utf8(bytes).map_err(|e| format!("string is not UTF-8: {e}"))
     }
 }
 
-fn read_value(field: &Field, reader: &mut Reader<'_>) -> Result<Scalar, String> {
-    Ok(match field.data_type {
-        DataType::Text => Scalar::Text(reader.string()?),
-        DataType::Json => Scalar::Json(reader.string()?),
+/// `slot`'s text storage, emptied, to be written again (a new string if it holds none).
+fn reused_text(slot: &mut Option<Scalar>) -> String {
+    match slot.take() {
+        Some(Scalar::Text(mut text) | Scalar::Json(mut text) | Scalar::Decimal(mut text)) => {
+            text.clear();
+            text
+        }
+        _ => String::new(),
+    }
+}
+
+/// `slot`'s byte storage, emptied, to be written again (a new vector if it holds none).
+fn reused_bytes(slot: &mut Option<Scalar>) -> Vec<u8> {
+    match slot.take() {
+        Some(Scalar::Binary(mut bytes)) => {
+            bytes.clear();
+            bytes
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Reads one (non-null) value into `slot`, reusing the text or bytes it held.
+fn read_value(
+    field: &Field,
+    reader: &mut Reader<'_>,
+    slot: &mut Option<Scalar>,
+) -> Result<(), String> {
+    let value = match field.data_type {
+        DataType::Text | DataType::Json => {
+            let read = reader.string()?;
+            let mut text = reused_text(slot);
+            text.push_str(read);
+            if field.data_type == DataType::Text {
+                Scalar::Text(text)
+            } else {
+                Scalar::Json(text)
+            }
+        }
         DataType::Bigint => Scalar::Bigint(reader.long()?),
         DataType::Timestamp => Scalar::Timestamp(reader.long()?),
         DataType::Date => {
@@ -184,7 +226,12 @@ fn read_value(field: &Field, reader: &mut Reader<'_>) -> Result<Scalar, String> 
             Scalar::Date(i32::try_from(days).map_err(|_| format!("date {days} beyond an int"))?)
         }
         DataType::Time => Scalar::Time(reader.long()?),
-        DataType::Binary => Scalar::Binary(reader.bytes()?.to_vec()),
+        DataType::Binary => {
+            let read = reader.bytes()?;
+            let mut bytes = reused_bytes(slot);
+            bytes.extend_from_slice(read);
+            Scalar::Binary(bytes)
+        }
         DataType::Double => {
             let b = reader.take(8)?.first_chunk::<8>().ok_or("end of data")?;
             Scalar::Double(f64::from_le_bytes(*b))
@@ -211,7 +258,9 @@ fn read_value(field: &Field, reader: &mut Reader<'_>) -> Result<Scalar, String> 
             };
             Scalar::Decimal(format_decimal(&unscaled, field.scale))
         }
-    })
+    };
+    *slot = Some(value);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -246,6 +295,42 @@ mod tests {
             let (framing, datum) = parse_framing(&buf).unwrap();
             assert_eq!(framing, Framing::Confluent { schema_id: 7 });
             assert_eq!(decoder.decode(datum).unwrap(), row);
+        }
+    }
+
+    #[test]
+    fn decoding_into_a_used_row_gives_what_decoding_gives() {
+        let t = table();
+        let encoder = Encoder::new(&t).unwrap();
+        let decoder = Decoder::new(encoder.schema().clone(), &t.primary_key).unwrap();
+        let rows = rows();
+        // Every row decoded into the storage of every other one (texts where numbers go,
+        // nulls where texts go, longer and shorter rows).
+        let mut previous: Vec<Row> = rows.clone();
+        previous.push(Vec::new());
+        previous.push(vec![
+            Some(Scalar::Text("left over".into()));
+            t.fields.len() + 3
+        ]);
+        for row in &rows {
+            let mut datum = Vec::new();
+            encoder.encode_datum(row, &mut datum).unwrap();
+            for used in &previous {
+                let mut into = used.clone();
+                decoder.decode_into(&datum, &mut into).unwrap();
+                assert_eq!(&into, row);
+            }
+        }
+        // Errors are those of `decode`.
+        let mut datum = Vec::new();
+        encoder.encode_datum(&rows[1], &mut datum).unwrap();
+        for cut in [0, 1, 12, datum.len() - 1] {
+            let mut into = rows[0].clone();
+            let err = decoder.decode_into(&datum[..cut], &mut into).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                decoder.decode(&datum[..cut]).unwrap_err().to_string()
+            );
         }
     }
 
