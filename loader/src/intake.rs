@@ -226,8 +226,20 @@ fn add_message(
     let run = if route.merge_key.is_empty() {
         None
     } else {
-        match header(msg, run_markers::RUN_HEADER).and_then(run_markers::parse_run) {
-            Some(run) => Some(run),
+        // The run is stored as a bigint (`_dlt_load_id`): one beyond it is refused, not
+        // clamped (the extractor's run ids are milliseconds since 1970).
+        match header(msg, run_markers::RUN_HEADER)
+            .and_then(run_markers::parse_run)
+            .map(i64::try_from)
+        {
+            Some(Ok(run)) => Some(run),
+            Some(Err(_)) => {
+                let message = format!(
+                    "a record whose `{}` header is beyond a bigint (the `_dlt_load_id` column)",
+                    run_markers::RUN_HEADER
+                );
+                return reject(w, msg, message, consumer);
+            }
             None => {
                 let message = format!(
                     "a record of a resource with a `merge_key` without a valid `{}` header \
@@ -308,9 +320,7 @@ fn add_message(
     let schema = match run {
         None => Arc::clone(&projection.schema),
         Some(run) => {
-            row.push(Some(common::schema::Scalar::Bigint(
-                i64::try_from(run).unwrap_or(i64::MAX),
-            )));
+            row.push(Some(common::schema::Scalar::Bigint(run)));
             let key = Arc::as_ptr(&projection.schema) as usize;
             Arc::clone(with_run.entry(key).or_insert_with(|| {
                 let mut schema = (*projection.schema).clone();
