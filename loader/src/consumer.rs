@@ -342,21 +342,17 @@ pub(crate) fn poll_loop(
     let mut reported = 0;
     let mut turns = fetch::Turns::default();
     while !stop.is_cancelled() {
-        let polled = turns.poll(
-            consumer,
-            IDLE_AFTER,
-            |polled| match polled {
-                Ok(msg) => intake
-                    .add(&mut ctx.writer(), &msg, &**consumer)
-                    .map(|()| false),
-                // Summarised once every few seconds by the context (`common::broker`).
-                Err(e) if common::broker::is_connection_failure(&e) => Ok(true),
-                Err(e) => {
-                    tracing::warn!(target: LOG_TARGET, error = %e, "consumer error");
-                    Ok(true)
-                }
-            },
-        );
+        let polled = turns.poll(consumer, IDLE_AFTER, |polled| match polled {
+            Ok(msg) => intake
+                .add(&mut ctx.writer(), &msg, &**consumer)
+                .map(|()| false),
+            // Summarised once every few seconds by the context (`common::broker`).
+            Err(e) if common::broker::is_connection_failure(&e) => Ok(true),
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, error = %e, "consumer error");
+                Ok(true)
+            }
+        });
         if let Some(failure) = lock(&ctx.failure).take() {
             return Err(LoadError::Rebalance(Box::new(failure)));
         }
