@@ -221,7 +221,10 @@ fn killed_at_random_moments(broker: &Broker, rng: &mut Rng, with_faults: bool) -
     } else {
         "kill -9"
     };
-    let api = DemoApi::start(3000, &["--latency-ms", "15"])?;
+    // Enough pages that 20 starts, each killed within 1.5 s, never finish the run (an
+    // extractor that starts faster gets further in each: 3,000 records were too few once
+    // the start-up overlapped its steps).
+    let api = DemoApi::start(6000, &["--latency-ms", "15"])?;
     let name = if with_faults {
         "txn_faults"
     } else {
@@ -230,7 +233,7 @@ fn killed_at_random_moments(broker: &Broker, rng: &mut Rng, with_faults: bool) -
     let p = pipeline(broker, &api, name)?;
     if with_faults {
         // Enough for every request of the run and of its resumptions.
-        let _ = api.post("/admin/faults", faults(rng, 4000))?;
+        let _ = api.post("/admin/faults", faults(rng, 8000))?;
     }
     let killed = kill_and_resume(&p, rng, 20, case)?;
     ensure!(
