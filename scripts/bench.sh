@@ -293,6 +293,10 @@ PROPS
   done
   t1=$(date +%s.%N); c1=$(cpu_ticks "$pid"); hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")
   kill "$pid" 2>/dev/null || true
+  # A worker's shutdown hung once (Jetty: "Unable to destroy ... IllegalStateException:
+  # STARTED"): it gets 30 s, then it is killed.
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   awk -v c="$case" -v r="$rows" -v nf="$nf" -v t0="$t0" -v tf="$tf" -v t1="$t1" -v cf="$cf" -v c1="$c1" -v hz="$hz" -v m="$hwm" 'BEGIN {
     printf "%s\tconnect-jdbc\t%d\t%.2f\t%.2f\t%d\n", c, r, t1 - t0, c1 / hz, m
