@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::avro::Encoder;
 use common::broker::{BrokerContext, BrokerWait, Unreachable};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -215,6 +214,10 @@ impl ProducerContext for DeliveryCounter {
 const BROKER_ATTEMPT: Duration = Duration::from_millis(500);
 /// The pause between two attempts.
 const BROKER_RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// How long [`Publisher::ensure_topics`] waits for the leaders of the topics it created.
+const LEADERS_WAIT: Duration = Duration::from_secs(5);
+/// How often it asks.
+const LEADERS_POLL: Duration = Duration::from_millis(5);
 
 /// librdkafka settings the pipeline's guarantees rest on; a config cannot turn them off.
 const ENFORCED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
@@ -234,13 +237,7 @@ const PRODUCER_DEFAULTS: [(&str, &str); 6] = [
     ("partitioner", "murmur2_random"),
 ];
 
-pub fn client_config(settings: &BTreeMap<String, String>) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    for (k, v) in settings {
-        let _ = cfg.set(k, v);
-    }
-    cfg
-}
+pub use common::broker::client_config;
 
 /// What a raised `message.max.bytes` changes besides the producer's own check.
 #[derive(Debug, PartialEq)]
@@ -295,13 +292,12 @@ impl Publisher {
         schema_topic: &str,
         registry: Option<SrSettings>,
     ) -> Result<Self, PublishError> {
-        let mut cfg = ClientConfig::new();
-        for (k, v) in PRODUCER_DEFAULTS {
-            let _ = cfg.set(k, v);
-        }
-        for (k, v) in settings {
-            let _ = cfg.set(k, v);
-        }
+        let mut merged: BTreeMap<String, String> = PRODUCER_DEFAULTS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        merged.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut cfg = client_config(&merged);
         let limits = LargeRecords::from_settings(settings);
         if let Some(kbytes) = &limits.queue_kbytes {
             let _ = cfg.set("queue.buffering.max.kbytes", kbytes);
@@ -439,9 +435,13 @@ impl Publisher {
                 message: e.to_string(),
             })?;
         release(admin);
+        let mut created = Vec::new();
         for result in results {
             match result {
-                Ok(topic) => tracing::info!(topic, "created topic"),
+                Ok(topic) => {
+                    tracing::info!(topic, "created topic");
+                    created.push(topic);
+                }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
                     return Err(PublishError::CreateTopic {
@@ -451,7 +451,65 @@ impl Publisher {
                 }
             }
         }
+        self.wait_for_leaders(created).await;
         Ok(())
+    }
+
+    /// Waits, for [`LEADERS_WAIT`] at most, until every partition of the `topics` just
+    /// created has a leader that answers for it. Apache Kafka answers CreateTopics before
+    /// then: a client that uses such a topic is told it has no partition, or that the
+    /// broker is not its leader, and tries again only after 100 ms
+    /// (`topic.metadata.refresh.fast.interval.ms`, `retry.backoff.ms`). The probe
+    /// transaction and the state read, both on the new state topic, waited that long.
+    /// Asking here every few milliseconds, the clients that come next find the leaders
+    /// ready. Past the limit the run goes on: its clients retry on their own.
+    async fn wait_for_leaders(&self, topics: Vec<String>) {
+        if topics.is_empty() {
+            return;
+        }
+        let producer = self.producer.clone();
+        let waited = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + LEADERS_WAIT;
+            // Led: the metadata names a leader for each partition, and that leader answers
+            // for it (the metadata has it a moment before the leader itself knows).
+            let led = |topic: &str| {
+                let client = producer.client();
+                let partitions = client
+                    .fetch_metadata(Some(topic), BROKER_ATTEMPT)
+                    .ok()
+                    .and_then(|md| {
+                        let t = md.topics().iter().find(|t| t.name() == topic)?;
+                        let ready = t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions()
+                                .iter()
+                                .all(|p| p.error().is_none() && p.leader() >= 0);
+                        ready.then(|| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+                    });
+                partitions.is_some_and(|ids| {
+                    ids.iter()
+                        .all(|&p| client.fetch_watermarks(topic, p, BROKER_ATTEMPT).is_ok())
+                })
+            };
+            let mut waiting = topics;
+            while Instant::now() < deadline {
+                waiting.retain(|t| !led(t));
+                if waiting.is_empty() {
+                    return Ok(());
+                }
+                std::thread::sleep(LEADERS_POLL);
+            }
+            Err(waiting)
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => {}
+            Ok(Err(waiting)) => tracing::debug!(
+                topics = ?waiting,
+                "new topics without a leader in the metadata yet; going on"
+            ),
+            Err(e) => tracing::debug!(error = %e, "waiting for the new topics' leaders failed"),
+        }
     }
 
     /// Makes `encoder`'s schema known to readers of `topic` before any record uses it:

@@ -97,9 +97,12 @@ pub(crate) fn reader_config(settings: &BTreeMap<String, String>, topic: &str) ->
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        // A few small records read once at start: do not let the broker hold a fetch for
-        // more (librdkafka's default is 500 ms per fetch).
-        .set("fetch.wait.max.ms", "10");
+        // A few small records read once at start. The end of a partition is known only
+        // from a fetch that finds nothing, which the broker holds this long (librdkafka's
+        // default is 500 ms): each of the two topics read costs it once. While another
+        // extractor's transaction is open (waited for a few seconds at most), the reader
+        // fetches this often.
+        .set("fetch.wait.max.ms", "2");
     cfg
 }
 

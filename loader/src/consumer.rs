@@ -15,7 +15,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{LoadError, RebalanceError};
@@ -181,13 +181,12 @@ fn consumer(
     opts: &LoadOptions,
     context: LoaderContext,
 ) -> KafkaResult<BaseConsumer<LoaderContext>> {
-    let mut client = ClientConfig::new();
-    for (k, v) in CONSUMER_DEFAULTS {
-        let _ = client.set(k, v);
-    }
-    for (k, v) in &cfg.kafka {
-        let _ = client.set(k, v);
-    }
+    let mut settings: BTreeMap<String, String> = CONSUMER_DEFAULTS
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    settings.extend(cfg.kafka.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut client = common::broker::client_config(&settings);
     // Records as large as the producer may send must fit a fetch, or the partition would
     // stall at the first one on a broker that does not hand out an oversized first record
     // (Kafka before 0.10.1). Apache Kafka 4 hands it out anyway (a 10 MiB record loaded
@@ -314,10 +313,7 @@ pub(crate) fn wait_for_topics(
 
 /// A client that is never subscribed: for metadata and watermark queries.
 pub fn plain_client(settings: &BTreeMap<String, String>, name: &str) -> KafkaResult<BaseConsumer> {
-    let mut client = ClientConfig::new();
-    for (k, v) in settings {
-        let _ = client.set(k, v);
-    }
+    let mut client = common::broker::client_config(settings);
     let _ = client
         .set("group.id", name)
         .set("enable.auto.commit", "false")

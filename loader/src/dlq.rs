@@ -17,7 +17,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// Header names on every dead letter.
 pub const HEADER_ERROR: &str = "dlq.error";
@@ -257,10 +257,7 @@ impl DeadLetters {
 
     fn producer(&mut self) -> Result<&ThreadedProducer<Deliveries>, DlqError> {
         if self.producer.is_none() {
-            let mut cfg = ClientConfig::new();
-            for (k, v) in &self.settings {
-                let _ = cfg.set(k, v);
-            }
+            let mut cfg = common::broker::client_config(&self.settings);
             let _ = cfg
                 .set("enable.idempotence", "true")
                 .set("acks", "all")
@@ -287,10 +284,7 @@ impl DeadLetters {
             topic: topic.to_owned(),
             message,
         };
-        let mut cfg = ClientConfig::new();
-        for (k, v) in &self.settings {
-            let _ = cfg.set(k, v);
-        }
+        let cfg = common::broker::client_config(&self.settings);
         let admin: AdminClient<DefaultClientContext> =
             cfg.create().map_err(|e| err(e.to_string()))?;
         let mut new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
