@@ -27,6 +27,10 @@
 #      included) and, as `steady`, from its first row to its last.
 #   Cases 1-3 run stage by stage (extractor, then loader) and again as `pipeline`: both
 #   started together on a fresh pipeline, timed until the loader's /metrics counts them all.
+#   Beside each pipeline, the broker's and the demo API's CPU over the same time
+#   (`pipeline-broker`, `pipeline-api`; their peak_MB is the process's since it started),
+#   and the broker's under the bare producer and consumer of case 5 (`producer-broker`,
+#   `consumer-broker`).
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
 #
@@ -81,6 +85,7 @@ else
     --advertised-listener-url "tcp://127.0.0.1:$broker_port" >tansu.log 2>&1) &
 fi
 pids+=($!)
+broker_pid=$!
 wait_port "$broker_port"
 
 api_port=0
@@ -89,6 +94,7 @@ start_api() { # records latency_ms
   DEMO_API_KEY="$API_KEY" "$bin/demo-api" --listen "127.0.0.1:$api_port" --records "$1" \
     --latency-ms "$2" >"$run/api-$api_port.out" 2>"$run/api-$api_port.log" &
   pids+=($!)
+  api_pid=$!
   wait_port "$api_port"
 }
 
@@ -99,6 +105,16 @@ config() { # name base_url
 
 results="$run/results.tsv"
 : >"$results"
+tck=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# other CASE STAGE ROWS PID TICKS0 T0: a row for another process (the broker, the demo API)
+# over what ran since T0: its CPU since it had TICKS0, peak_MB its peak since it started.
+other() {
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" \
+    "$(awk -v a="$6" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')" \
+    "$(awk -v a="$5" -v b="$(cpu_ticks "$4")" -v t="$tck" 'BEGIN { print (b - a) / t }')" \
+    "$(awk '/^VmHWM/ { print $2 }' "/proc/$4/status")" >>"$results"
+}
 # measure CASE STAGE ROWS command...: runs it under /usr/bin/time, records the figures.
 measure() {
   local case="$1" stage="$2" rows="$3"; shift 3
@@ -125,7 +141,8 @@ loaded() {
 # records (read from its /metrics); CPU is both processes', peak_MB the larger of the two.
 pipeline() {
   local case="$1" rows="$2" cfg="$3" db="$4" mport=$((19500 + RANDOM % 400))
-  local tl="$run/time.loader.$$" te="$run/time.extractor.$$" t0 t1 lpid
+  local tl="$run/time.loader.$$" te="$run/time.extractor.$$" t0 t1 lpid b0 a0
+  b0=$(cpu_ticks "$broker_pid"); a0=$(cpu_ticks "$api_pid")
   t0=$(date +%s.%N)
   /usr/bin/time -f "%e %U %S %M" -o "$tl" "$bin/loader" --config "$cfg" --destination "sqlite://$db" \
     --metrics-addr "127.0.0.1:$mport" >"$run/$case-pipeline-loader.out" 2>"$run/$case-pipeline-loader.log" &
@@ -148,6 +165,8 @@ pipeline() {
     sleep 0.02
   done
   t1=$(date +%s.%N)
+  other "$case" pipeline-broker "$rows" "$broker_pid" "$b0" "$t0"
+  other "$case" pipeline-api "$rows" "$api_pid" "$a0" "$t0"
   pkill -TERM -P "$lpid" || true
   wait "$lpid" || true
   local ew eu es em lw lu ls lm
@@ -207,8 +226,13 @@ fi
 # 5: floors. Message size = the records' average size on the wire.
 size=$(awk -v n="$n4" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { split($i, a, "="); print int(a[2] / n * 0.6) } }' "$run/4-prefill-extractor.out")
 size=${size:-300}
+# The broker's own CPU for each: what any client of it costs the broker at the least.
+b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
 measure "5-floor" producer "$n4" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4" --size "$size"
+other "5-floor" producer-broker "$n4" "$broker_pid" "$b0" "$t0"
+b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
 measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4"
+other "5-floor" consumer-broker "$n4" "$broker_pid" "$b0" "$t0"
 # The API's own ceiling: every page of case 1's API, 8 requests at a time (the extractor's
 # page concurrency), each body read and dropped.
 measure "5-floor" api-fetch "$n1" "$bin/bench-floor" fetch --base-url "http://127.0.0.1:$api1" --api-key "$API_KEY" --count "$n1"
@@ -235,7 +259,6 @@ measure "5-floor" rusqlite-upsert-children "$n4" "$bin/bench-floor" upsert --db 
 measure "5-floor" rusqlite-upsert-child-p6 "$n4" "$bin/bench-floor" upsert --db "$run/floor-children-p6.db" --count "$n4" --children --partitions 6
 
 # 6: the Kafka Connect peer, beside the loader on the same records and table shape.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # connect_peer CASE ROWS TOPIC: a standalone worker with Debezium's JDBC sink upserts the
 # topic's JSON records into PostgreSQL; timed until the table holds ROWS rows.
 connect_peer() {
@@ -356,7 +379,7 @@ awk -F'\t' '$4 != "FAILED" && ($2 == "extractor" || $2 ~ /^loader/) && $1 !~ /^[
 } END { for (k in w) printf "  %-16s %9.2f s %10.0f rows/s %8.2f cpu_s/100k\n", k, w[k], r[k] / w[k], c[k] / r[k] * 100000 }' "$results" | sort
 echo
 echo "ratios (this run): pipeline = extractor and loader side by side"
-awk -F'\t' -v n3="$n3" '$4 != "FAILED" {
+awk -F'\t' -v n3="$n3" -v cores="$(nproc)" '$4 != "FAILED" {
   key = $1 "/" $2; rate[key] = $3 / ($4 > 0 ? $4 : 1e-9); cpu[key] = $5 / $3 * 100000
 } END {
   split("1-first-load 2-merge-rerun 3-latency-20ms", cases, " ")
@@ -379,6 +402,18 @@ awk -F'\t' -v n3="$n3" '$4 != "FAILED" {
   }
   if ("5-floor/extract-cpu" in cpu && "1-first-load/extractor-idempotent" in cpu)
     printf "  1-first-load     extractor CPU per row %.1fx its own record work (parse, infer, encode: bench-encode), %.1fx as an idempotent producer\n", cpu["1-first-load/extractor"] / cpu["5-floor/extract-cpu"], cpu["1-first-load/extractor-idempotent"] / cpu["5-floor/extract-cpu"]
+  # What case 1 at 15x dlt leaves the project's own code: the machine's CPU seconds in
+  # that wall time, less the floors of the parts outside it (the broker under a bare
+  # producer and consumer, the API serving the records, and in our processes librdkafka,
+  # HTTP and SQLite: the bare producer, consumer, API fetch and upsert with child rows).
+  if ("1-first-load/dlt" in rate && "1-first-load/pipeline-api" in cpu && "5-floor/producer-broker" in cpu && "5-floor/rusqlite-upsert-children" in cpu) {
+    budget = cores * 100000 / (15 * rate["1-first-load/dlt"])
+    broker = cpu["5-floor/producer-broker"] + cpu["5-floor/consumer-broker"]
+    inproc = cpu["5-floor/producer"] + cpu["5-floor/consumer"] + cpu["5-floor/api-fetch"] + cpu["5-floor/rusqlite-upsert-children"]
+    printf "  1-first-load     pipeline CPU s per 100k: extractor + loader %.2f, broker %.2f, API %.2f (%d cores x %.2f s wall = %.2f)\n", cpu["1-first-load/pipeline"], cpu["1-first-load/pipeline-broker"], cpu["1-first-load/pipeline-api"], cores, 100000 / rate["1-first-load/pipeline"], cores * 100000 / rate["1-first-load/pipeline"]
+    printf "  1-first-load     at 15x dlt (%.2f s per 100k) the machine has %.2f CPU s; floors outside the project take %.2f (broker %.2f, API %.2f, librdkafka + HTTP + SQLite in our processes %.2f), leaving %.2f for our own code, which spends %.2f\n", 100000 / (15 * rate["1-first-load/dlt"]), budget, broker + cpu["1-first-load/pipeline-api"] + inproc, broker, cpu["1-first-load/pipeline-api"], inproc, budget - broker - cpu["1-first-load/pipeline-api"] - inproc, cpu["1-first-load/pipeline"] - inproc
+    printf "  1-first-load     CPU per row 1/20 of dlt is %.2f s per 100k for extractor + loader; their floors outside the project (librdkafka, HTTP, SQLite) are %.2f\n", cpu["1-first-load/dlt"] / 20, inproc
+  }
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare consumer, loader stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/consumer"], 100 * rate["1-first-load/loader"] / rate["5-floor/consumer"]
   for (k in rate) if (k ~ /^6-connect-[0-9]+\/loader-postgres-flat$/) {
