@@ -402,7 +402,7 @@ awk -F'\t' -v n3="$n3" -v cores="$(nproc)" '$4 != "FAILED" {
   }
   if ("5-floor/extract-cpu" in cpu && "1-first-load/extractor-idempotent" in cpu)
     printf "  1-first-load     extractor CPU per row %.1fx its own record work (parse, infer, encode: bench-encode), %.1fx as an idempotent producer\n", cpu["1-first-load/extractor"] / cpu["5-floor/extract-cpu"], cpu["1-first-load/extractor-idempotent"] / cpu["5-floor/extract-cpu"]
-  # What case 1 at 15x dlt leaves the project's own code: the machine's CPU seconds in
+  # What case 1 at 15x dlt leaves for our code: the CPU seconds the machine has in
   # that wall time, less the floors of the parts outside it (the broker under a bare
   # producer and consumer, the API serving the records, and in our processes librdkafka,
   # HTTP and SQLite: the bare producer, consumer, API fetch and upsert with child rows).
