@@ -37,9 +37,18 @@ pub const CLIENT_DEFAULTS: [(&str, &str); 1] = [("reconnect.backoff.ms", "20")];
 /// A librdkafka config of [`CLIENT_DEFAULTS`] overridden by `settings` (the config's
 /// `kafka` table).
 pub fn client_config(settings: &BTreeMap<String, String>) -> ClientConfig {
+    client_config_with(&[], settings)
+}
+
+/// [`client_config`] with a kind of client's own `defaults` (a producer's, a consumer's)
+/// between [`CLIENT_DEFAULTS`] and `settings`: the config's `kafka` table overrides both.
+pub fn client_config_with(
+    defaults: &[(&str, &str)],
+    settings: &BTreeMap<String, String>,
+) -> ClientConfig {
     let mut cfg = ClientConfig::new();
-    for (k, v) in CLIENT_DEFAULTS {
-        let _ = cfg.set(k, v);
+    for (k, v) in CLIENT_DEFAULTS.iter().chain(defaults) {
+        let _ = cfg.set(*k, *v);
     }
     for (k, v) in settings {
         let _ = cfg.set(k, v);
@@ -428,6 +437,11 @@ mod tests {
         ]);
         let cfg = client_config(&given);
         assert_eq!(cfg.get("reconnect.backoff.ms"), Some("250"));
+        assert_eq!(cfg.get("client.id"), Some("etl"));
+        let own = [("linger.ms", "20"), ("client.id", "own")];
+        let cfg = client_config_with(&own, &given);
+        assert_eq!(cfg.get("reconnect.backoff.ms"), Some("250"));
+        assert_eq!(cfg.get("linger.ms"), Some("20"));
         assert_eq!(cfg.get("client.id"), Some("etl"));
     }
 

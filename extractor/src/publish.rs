@@ -292,12 +292,7 @@ impl Publisher {
         schema_topic: &str,
         registry: Option<SrSettings>,
     ) -> Result<Self, PublishError> {
-        let mut merged: BTreeMap<String, String> = PRODUCER_DEFAULTS
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        merged.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let mut cfg = client_config(&merged);
+        let mut cfg = common::broker::client_config_with(&PRODUCER_DEFAULTS, settings);
         let limits = LargeRecords::from_settings(settings);
         if let Some(kbytes) = &limits.queue_kbytes {
             let _ = cfg.set("queue.buffering.max.kbytes", kbytes);

@@ -181,12 +181,7 @@ fn consumer(
     opts: &LoadOptions,
     context: LoaderContext,
 ) -> KafkaResult<BaseConsumer<LoaderContext>> {
-    let mut settings: BTreeMap<String, String> = CONSUMER_DEFAULTS
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    settings.extend(cfg.kafka.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let mut client = common::broker::client_config(&settings);
+    let mut client = common::broker::client_config_with(&CONSUMER_DEFAULTS, &cfg.kafka);
     // Records as large as the producer may send must fit a fetch, or the partition would
     // stall at the first one on a broker that does not hand out an oversized first record
     // (Kafka before 0.10.1). Apache Kafka 4 hands it out anyway (a 10 MiB record loaded
