@@ -1,6 +1,11 @@
 //! The floors the pipeline is measured against (see `scripts/bench.sh`):
 //! - `produce` / `consume`: a bare idempotent producer and a bare consumer of messages of a
-//!   given size on the same broker, i.e. what the broker itself can take and give;
+//!   given size on the same broker, i.e. what the broker itself can take and give; with
+//!   `--commit-ms`, the producer is transactional as the extractor's is (its `linger.ms`,
+//!   a commit once every message of the open transaction is acknowledged, at most that
+//!   many ms apart), and with `--rate` it sends no faster than that many messages a second
+//!   (a broker's work per message grows as batches shrink, so a floor for a slower sender
+//!   has to send as slowly);
 //! - `upsert`: a bare rusqlite prepared-statement upsert of rows shaped like the demo API's
 //!   records, one transaction per 5,000 rows, WAL and `synchronous=NORMAL` as the loader;
 //!   with `--children`, the records' `tags` list goes to a child table as the loader writes
@@ -45,6 +50,10 @@ enum What {
         count: u64,
         #[arg(long)]
         size: usize,
+        #[arg(long)]
+        commit_ms: Option<u64>,
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// Read `count` messages of `topic` from the beginning of every partition.
     Consume {
@@ -106,7 +115,19 @@ fn main() -> Result<()> {
             topic,
             count,
             size,
-        } => ("produce", count, produce(&brokers, &topic, count, size)?),
+            commit_ms,
+            rate,
+        } => {
+            let pace = Pace {
+                commit: commit_ms.map(Duration::from_millis),
+                rate,
+            };
+            (
+                "produce",
+                count,
+                produce(&brokers, &topic, count, size, pace)?,
+            )
+        }
         What::Consume {
             brokers,
             topic,
@@ -178,9 +199,19 @@ fn fetch(base_url: &str, api_key: &str, count: u64, limit: u64, concurrency: usi
     })
 }
 
-fn produce(brokers: &str, topic: &str, count: u64, size: usize) -> Result<f64> {
+/// How [`send_all`] sends: in transactions committed this often (`None`: idempotent, no
+/// transactions), no faster than `rate` messages a second (`None`: as fast as it can).
+#[derive(Debug, Default, Clone, Copy)]
+struct Pace {
+    commit: Option<Duration>,
+    rate: Option<u64>,
+}
+
+fn produce(brokers: &str, topic: &str, count: u64, size: usize, pace: Pace) -> Result<f64> {
     let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
-    send_all(brokers, topic, count, |i| (i.to_string(), payload.clone()))
+    send_all(brokers, topic, count, pace, |i| {
+        (i.to_string(), payload.clone())
+    })
 }
 
 /// Connect's schema of a field: `(name, type, optional)`, or a named logical type.
@@ -223,7 +254,7 @@ fn connect_json(brokers: &str, topic: &str, count: u64) -> Result<f64> {
         Ok(chrono::DateTime::parse_from_rfc3339(text)?.timestamp_millis())
     };
     let mut failure = None;
-    let seconds = send_all(brokers, topic, count, |i| {
+    let seconds = send_all(brokers, topic, count, Pace::default(), |i| {
         let mut r = demo_api::record::record(i, 0, 0, count);
         let key = r["id"].to_string();
         let converted = (|| -> Result<()> {
@@ -250,18 +281,26 @@ fn send_all(
     brokers: &str,
     topic: &str,
     count: u64,
+    pace: Pace,
     mut message: impl FnMut(u64) -> (String, Vec<u8>),
 ) -> Result<f64> {
-    // The extractor's producer settings, so the ceiling is for the same kind of traffic.
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    // The extractor's producer settings, so the ceiling is for the same kind of traffic
+    // (its transactional producer lingers 5 ms).
+    let mut config = ClientConfig::new();
+    let _ = config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("batch.size", "1048576")
         .set("queue.buffering.max.messages", "500000")
-        .set("partitioner", "murmur2_random")
-        .create()?;
+        .set("partitioner", "murmur2_random");
+    if pace.commit.is_some() {
+        let _ = config
+            .set("transactional.id", format!("bench-floor-{topic}"))
+            .set("linger.ms", "5");
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
     // The topic as the extractor makes its topics: 6 partitions.
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -274,8 +313,26 @@ fn send_all(
             Err((name, code)) => bail!("creating topic {name}: {code}"),
         }
     }
+    if pace.commit.is_some() {
+        producer.init_transactions(Duration::from_secs(30))?;
+        producer.begin_transaction()?;
+    }
     let started = Instant::now();
+    let mut began = started;
     for i in 0..count {
+        if let Some(rate) = pace.rate
+            && i % 100 == 0
+        {
+            let due = started + Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        if let Some(every) = pace.commit
+            && began.elapsed() >= every
+        {
+            commit(&producer)?;
+            producer.begin_transaction()?;
+            began = Instant::now();
+        }
         let (key, payload) = message(i);
         let mut record = BaseRecord::to(topic).key(key.as_str()).payload(&payload);
         loop {
@@ -289,8 +346,22 @@ fn send_all(
             }
         }
     }
+    if pace.commit.is_some() {
+        commit(&producer)?;
+    }
     producer.flush(Duration::from_secs(300))?;
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// Commits the open transaction as the extractor does: once every message in it is
+/// acknowledged (rust-rdkafka's own flush, the commit's first step, waits in 100 ms steps).
+fn commit(producer: &ThreadedProducer<DefaultProducerContext>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    producer.commit_transaction(Duration::from_secs(60))?;
+    Ok(())
 }
 
 fn consume(brokers: &str, topic: &str, count: u64) -> Result<f64> {
