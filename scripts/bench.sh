@@ -30,9 +30,9 @@
 #   Beside each pipeline, the broker's and the demo API's CPU over the same time
 #   (`pipeline-broker`, `pipeline-api`; their peak_MB is the process's since it started),
 #   and the broker's under the bare producer and consumer of case 5 (`producer-broker`,
-#   `consumer-broker`) and under bare producers sending 100k at case 1's extractor rate,
-#   transactional as the extractor is and idempotent (`producer-txn-at-rate-broker`,
-#   `producer-at-rate-broker`).
+#   `consumer-broker`) and under bare producers sending 100k at the rate case 1 needs for
+#   15x dlt (without --dlt, case 1's extractor rate), transactional as the extractor is
+#   and idempotent (`producer-txn-at-rate-broker`, `producer-at-rate-broker`).
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
 #
@@ -235,19 +235,6 @@ other "5-floor" producer-broker "$n4" "$broker_pid" "$b0" "$t0"
 b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
 measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4"
 other "5-floor" consumer-broker "$n4" "$broker_pid" "$b0" "$t0"
-# The broker's work for messages sent at case 1's extractor rate (its rows/s above): a
-# broker does more per message when batches are small, as they are at that rate. Once
-# transactional as the extractor is (its linger.ms, a commit every 100 ms once the open
-# transaction is acknowledged), once idempotent.
-rate1=$(awk -F'\t' '$1 == "1-first-load" && $2 == "extractor" && $4 != "FAILED" && $4 > 0 { printf "%d", $3 / $4 }' "$results")
-if [ -n "$rate1" ]; then
-  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
-  measure "5-floor" producer-txn-at-rate "$n1" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-txn --count "$n1" --size "$size" --commit-ms 100 --rate "$rate1"
-  other "5-floor" producer-txn-at-rate-broker "$n1" "$broker_pid" "$b0" "$t0"
-  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
-  measure "5-floor" producer-at-rate "$n1" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-rate --count "$n1" --size "$size" --rate "$rate1"
-  other "5-floor" producer-at-rate-broker "$n1" "$broker_pid" "$b0" "$t0"
-fi
 # The API's own ceiling: every page of case 1's API, 8 requests at a time (the extractor's
 # page concurrency), each body read and dropped.
 measure "5-floor" api-fetch "$n1" "$bin/bench-floor" fetch --base-url "http://127.0.0.1:$api1" --api-key "$API_KEY" --count "$n1"
@@ -377,6 +364,26 @@ if [ "$with_dlt" = 1 ]; then
   measure "3-latency-20ms" dlt "$n3" "$py" bench/dlt_run.py "http://127.0.0.1:$api_port" "$run/dlt3.db" "$run/dlt-pipelines3"
 fi
 
+# The broker's work for messages sent at the rate case 1 needs for 15x dlt (with --dlt;
+# without, case 1's extractor rate): a broker does more per message when batches are
+# small, as they are at such a rate. Once transactional as the extractor is (its
+# linger.ms, a commit every 100 ms once the open transaction is acknowledged), once
+# idempotent, each 100k messages of the size of case 5.
+floor_rate=$(awk -F'\t' '$1 == "1-first-load" && $2 == "dlt" && $4 != "FAILED" && $4 > 0 { printf "%d", 15 * $3 / $4 }' "$results")
+floor_rate_of="15x dlt"
+if [ -z "$floor_rate" ]; then
+  floor_rate=$(awk -F'\t' '$1 == "1-first-load" && $2 == "extractor" && $4 != "FAILED" && $4 > 0 { printf "%d", $3 / $4 }' "$results")
+  floor_rate_of="the extractor"
+fi
+if [ -n "$floor_rate" ]; then
+  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+  measure "5-floor" producer-txn-at-rate "$n1" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-txn --count "$n1" --size "$size" --commit-ms 100 --rate "$floor_rate"
+  other "5-floor" producer-txn-at-rate-broker "$n1" "$broker_pid" "$b0" "$t0"
+  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+  measure "5-floor" producer-at-rate "$n1" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-rate --count "$n1" --size "$size" --rate "$floor_rate"
+  other "5-floor" producer-at-rate-broker "$n1" "$broker_pid" "$b0" "$t0"
+fi
+
 echo
 echo "machine: $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%dT%H:%MZ)"
 # Another process's CPU changes every figure: the load average says whether there was one.
@@ -394,7 +401,7 @@ awk -F'\t' '$4 != "FAILED" && ($2 == "extractor" || $2 ~ /^loader/) && $1 !~ /^[
 } END { for (k in w) printf "  %-16s %9.2f s %10.0f rows/s %8.2f cpu_s/100k\n", k, w[k], r[k] / w[k], c[k] / r[k] * 100000 }' "$results" | sort
 echo
 echo "ratios (this run): pipeline = extractor and loader side by side"
-awk -F'\t' -v n3="$n3" -v cores="$(nproc)" '$4 != "FAILED" {
+awk -F'\t' -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v floor_rate_of="${floor_rate_of:-}" '$4 != "FAILED" {
   key = $1 "/" $2; rate[key] = $3 / ($4 > 0 ? $4 : 1e-9); cpu[key] = $5 / $3 * 100000
 } END {
   split("1-first-load 2-merge-rerun 3-latency-20ms", cases, " ")
@@ -428,11 +435,11 @@ awk -F'\t' -v n3="$n3" -v cores="$(nproc)" '$4 != "FAILED" {
     printf "  1-first-load     pipeline CPU s per 100k: extractor + loader %.2f, broker %.2f, API %.2f (%d cores x %.2f s wall = %.2f)\n", cpu["1-first-load/pipeline"], cpu["1-first-load/pipeline-broker"], cpu["1-first-load/pipeline-api"], cores, 100000 / rate["1-first-load/pipeline"], cores * 100000 / rate["1-first-load/pipeline"]
     printf "  1-first-load     at 15x dlt (%.2f s per 100k) the machine has %.2f CPU s; floors outside the project take %.2f (broker %.2f, API %.2f, librdkafka + HTTP + SQLite in our processes %.2f), leaving %.2f for our own code, which spends %.2f\n", 100000 / (15 * rate["1-first-load/dlt"]), budget, broker + cpu["1-first-load/pipeline-api"] + inproc, broker, cpu["1-first-load/pipeline-api"], inproc, budget - broker - cpu["1-first-load/pipeline-api"] - inproc, cpu["1-first-load/pipeline"] - inproc
     printf "  1-first-load     CPU per row 1/20 of dlt is %.2f s per 100k for extractor + loader; their floors outside the project (librdkafka, HTTP, SQLite) are %.2f\n", cpu["1-first-load/dlt"] / 20, inproc
-    # The same with the broker floor for transactions at the extractor rate in place
+    # The same with the broker floor for transactions at that rate in place
     # of its floor under a producer sending as fast as it can.
     if ("5-floor/producer-txn-at-rate-broker" in cpu) {
       txn = cpu["5-floor/producer-txn-at-rate-broker"] + cpu["5-floor/consumer-broker"]
-      printf "  1-first-load     broker CPU s per 100k at the extractor rate (%d rows/s): under a bare transactional producer %.2f, a bare idempotent one %.2f (as fast as it can: %.2f); in the pipeline %.2f\n", rate["1-first-load/extractor"], cpu["5-floor/producer-txn-at-rate-broker"], cpu["5-floor/producer-at-rate-broker"], cpu["5-floor/producer-broker"], cpu["1-first-load/pipeline-broker"]
+      printf "  1-first-load     broker CPU s per 100k sent at %d rows/s (%s): under a bare transactional producer %.2f, a bare idempotent one %.2f (as fast as it can: %.2f); in the pipeline %.2f\n", floor_rate, floor_rate_of, cpu["5-floor/producer-txn-at-rate-broker"], cpu["5-floor/producer-at-rate-broker"], cpu["5-floor/producer-broker"], cpu["1-first-load/pipeline-broker"]
       printf "  1-first-load     with that transactional floor for the broker, the floors outside the project take %.2f of the %.2f CPU s at 15x dlt, leaving %.2f for our own code\n", txn + cpu["1-first-load/pipeline-api"] + inproc, budget, budget - txn - cpu["1-first-load/pipeline-api"] - inproc
     }
   }
