@@ -32,7 +32,9 @@
 #   and the broker's under the bare producer and consumer of case 5 (`producer-broker`,
 #   `consumer-broker`) and under bare producers sending 100k at the rate case 1 needs for
 #   15x dlt (without --dlt, case 1's extractor rate), transactional as the extractor is
-#   and idempotent (`producer-txn-at-rate-broker`, `producer-at-rate-broker`).
+#   and idempotent (`producer-txn-at-rate-broker`, `producer-at-rate-broker`), and under
+#   that transactional producer with a bare consumer reading beside it
+#   (`bare-pipeline-broker`).
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
 #
@@ -382,6 +384,14 @@ if [ -n "$floor_rate" ]; then
   b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
   measure "5-floor" producer-at-rate "$n1" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-rate --count "$n1" --size "$size" --rate "$floor_rate"
   other "5-floor" producer-at-rate-broker "$n1" "$broker_pid" "$b0" "$t0"
+  # A bare pipeline: the transactional producer at that rate and, beside it, a bare
+  # consumer (read_committed, as the loader) reading the topic while it is written.
+  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+  "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-pair --count "$n1" --size "$size" --commit-ms 100 --rate "$floor_rate" >"$run/5-floor-bare-pipeline-producer.out" 2>&1 &
+  pair_pid=$!
+  measure "5-floor" bare-pipeline-consumer "$n1" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor-pair --count "$n1"
+  wait "$pair_pid" || echo "5-floor bare-pipeline producer failed; see $run/5-floor-bare-pipeline-producer.out" >&2
+  other "5-floor" bare-pipeline-broker "$n1" "$broker_pid" "$b0" "$t0"
 fi
 
 echo
@@ -441,6 +451,11 @@ awk -F'\t' -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v f
       txn = cpu["5-floor/producer-txn-at-rate-broker"] + cpu["5-floor/consumer-broker"]
       printf "  1-first-load     broker CPU s per 100k sent at %d rows/s (%s): under a bare transactional producer %.2f, a bare idempotent one %.2f (as fast as it can: %.2f); in the pipeline %.2f\n", floor_rate, floor_rate_of, cpu["5-floor/producer-txn-at-rate-broker"], cpu["5-floor/producer-at-rate-broker"], cpu["5-floor/producer-broker"], cpu["1-first-load/pipeline-broker"]
       printf "  1-first-load     with that transactional floor for the broker, the floors outside the project take %.2f of the %.2f CPU s at 15x dlt, leaving %.2f for our own code\n", txn + cpu["1-first-load/pipeline-api"] + inproc, budget, budget - txn - cpu["1-first-load/pipeline-api"] - inproc
+    }
+    if ("5-floor/bare-pipeline-broker" in cpu) {
+      pair = cpu["5-floor/bare-pipeline-broker"]
+      printf "  1-first-load     broker CPU s per 100k under a bare pipeline (that transactional producer and a bare consumer reading beside it): %.2f; in the pipeline %.2f\n", pair, cpu["1-first-load/pipeline-broker"]
+      printf "  1-first-load     with the bare pipeline as the broker floor, the floors outside the project take %.2f of the %.2f CPU s at 15x dlt, leaving %.2f for our own code, which spends %.2f\n", pair + cpu["1-first-load/pipeline-api"] + inproc, budget, budget - pair - cpu["1-first-load/pipeline-api"] - inproc, cpu["1-first-load/pipeline"] - inproc
     }
   }
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)

@@ -5,7 +5,8 @@
 //!   a commit once every message of the open transaction is acknowledged, at most that
 //!   many ms apart), and with `--rate` it sends no faster than that many messages a second
 //!   (a broker's work per message grows as batches shrink, so a floor for a slower sender
-//!   has to send as slowly);
+//!   has to send as slowly); `consume` waits up to 10 s for its topic, so it can read
+//!   while such a producer writes, as the loader reads while the extractor writes;
 //! - `upsert`: a bare rusqlite prepared-statement upsert of rows shaped like the demo API's
 //!   records, one transaction per 5,000 rows, WAL and `synchronous=NORMAL` as the loader;
 //!   with `--children`, the records' `tags` list goes to a child table as the loader writes
@@ -372,12 +373,23 @@ fn consume(brokers: &str, topic: &str, count: u64) -> Result<f64> {
         .set("fetch.max.bytes", "52428800")
         .set("queued.max.messages.kbytes", "65536")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .context("no such topic")?;
+    // The topic may still be being made by a producer started beside this consumer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let partitions = loop {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if partitions > 0 {
+            break partitions;
+        }
+        if Instant::now() >= deadline {
+            bail!("no topic {topic} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
