@@ -34,7 +34,8 @@
 #   15x dlt (without --dlt, case 1's extractor rate), transactional as the extractor is
 #   and idempotent (`producer-txn-at-rate-broker`, `producer-at-rate-broker`), and under
 #   that transactional producer with a bare consumer reading beside it
-#   (`bare-pipeline-broker`).
+#   (`bare-pipeline-broker`); the same bare pipeline also runs right after case 1's
+#   pipeline at the rate it reached, so the broker is compared in the same state.
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
 #
@@ -182,6 +183,20 @@ pipeline() {
     "$((em > lm ? em : lm))" >>"$results"
 }
 
+# bare_pipeline CASE RATE SIZE TOPIC: the broker's CPU under a bare pipeline of n1
+# messages of SIZE bytes: a transactional producer as the extractor's (bench-floor's
+# --commit-ms 100) sending no faster than RATE a second and, beside it, a bare consumer
+# (read_committed, as the loader) reading the topic while it is written.
+bare_pipeline() {
+  local case="$1" rate="$2" size="$3" topic="$4" b0 t0 ppid
+  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+  "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1" --size "$size" --commit-ms 100 --rate "$rate" >"$run/$case-bare-pipeline-producer.out" 2>&1 &
+  ppid=$!
+  measure "$case" bare-pipeline-consumer "$n1" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1"
+  wait "$ppid" || echo "$case bare-pipeline producer failed; see $run/$case-bare-pipeline-producer.out" >&2
+  other "$case" bare-pipeline-broker "$n1" "$broker_pid" "$b0" "$t0"
+}
+
 # A broker's first transactional producer waits about a second while the broker creates
 # its transaction log (`__transaction_state`, 50 partitions): once per broker, not per run.
 # A small warm-up run pays it before anything is timed.
@@ -209,6 +224,11 @@ measure "3-latency-20ms" loader "$n3" "$bin/loader" --config "$run/c3.toml" --de
 # pipeline (topics, group, database) and its own demo API.
 start_api "$n1" 0; config p1 "http://127.0.0.1:$api_port"
 pipeline "1-first-load" "$n1" "$run/p1.toml" "$run/p1.db"
+# The same broker work from bare clients, right after (the broker in the same state): a
+# bare pipeline at the rate this one reached, of messages of the records' average size.
+p1_rate=$(awk -F'\t' '$1 == "1-first-load" && $2 == "pipeline" && $4 != "FAILED" && $4 > 0 { printf "%d", $3 / $4 }' "$results")
+p1_size=$(awk -v n="$n1" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { split($i, a, "="); print int(a[2] / n * 0.6) } }' "$run/1-first-load-extractor.out")
+[ -n "$p1_rate" ] && bare_pipeline "1-first-load" "$p1_rate" "${p1_size:-300}" floor-pair-p1
 curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed_percent": 10}' "http://127.0.0.1:$api_port/admin/state" >/dev/null
 pipeline "2-merge-rerun" "$n1" "$run/p1.toml" "$run/p1.db"
 start_api "$n3" 20; config p3 "http://127.0.0.1:$api_port"
@@ -384,14 +404,7 @@ if [ -n "$floor_rate" ]; then
   b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
   measure "5-floor" producer-at-rate "$n1" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-rate --count "$n1" --size "$size" --rate "$floor_rate"
   other "5-floor" producer-at-rate-broker "$n1" "$broker_pid" "$b0" "$t0"
-  # A bare pipeline: the transactional producer at that rate and, beside it, a bare
-  # consumer (read_committed, as the loader) reading the topic while it is written.
-  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
-  "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-pair --count "$n1" --size "$size" --commit-ms 100 --rate "$floor_rate" >"$run/5-floor-bare-pipeline-producer.out" 2>&1 &
-  pair_pid=$!
-  measure "5-floor" bare-pipeline-consumer "$n1" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor-pair --count "$n1"
-  wait "$pair_pid" || echo "5-floor bare-pipeline producer failed; see $run/5-floor-bare-pipeline-producer.out" >&2
-  other "5-floor" bare-pipeline-broker "$n1" "$broker_pid" "$b0" "$t0"
+  bare_pipeline "5-floor" "$floor_rate" "$size" floor-pair
 fi
 
 echo
@@ -452,6 +465,8 @@ awk -F'\t' -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v f
       printf "  1-first-load     broker CPU s per 100k sent at %d rows/s (%s): under a bare transactional producer %.2f, a bare idempotent one %.2f (as fast as it can: %.2f); in the pipeline %.2f\n", floor_rate, floor_rate_of, cpu["5-floor/producer-txn-at-rate-broker"], cpu["5-floor/producer-at-rate-broker"], cpu["5-floor/producer-broker"], cpu["1-first-load/pipeline-broker"]
       printf "  1-first-load     with that transactional floor for the broker, the floors outside the project take %.2f of the %.2f CPU s at 15x dlt, leaving %.2f for our own code\n", txn + cpu["1-first-load/pipeline-api"] + inproc, budget, budget - txn - cpu["1-first-load/pipeline-api"] - inproc
     }
+    if ("1-first-load/bare-pipeline-broker" in cpu)
+      printf "  1-first-load     broker CPU s per 100k under a bare pipeline at the pipeline rate (%d rows/s), run right after it: %.2f; in the pipeline %.2f\n", rate["1-first-load/pipeline"], cpu["1-first-load/bare-pipeline-broker"], cpu["1-first-load/pipeline-broker"]
     if ("5-floor/bare-pipeline-broker" in cpu) {
       pair = cpu["5-floor/bare-pipeline-broker"]
       printf "  1-first-load     broker CPU s per 100k under a bare pipeline (that transactional producer and a bare consumer reading beside it): %.2f; in the pipeline %.2f\n", pair, cpu["1-first-load/pipeline-broker"]
