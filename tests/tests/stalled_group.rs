@@ -373,7 +373,21 @@ fn three_loaders_then_a_kill(
     victim_loader.proc.kill(); // SIGKILL: no LeaveGroup, the group keeps the member
     let killed = Instant::now();
     loaders.insert(0, victim_loader);
-    let remaining = truth.remaining()?;
+    // A loader keeping up with the extractor may have loaded its last row in the moment
+    // between the choice and the kill. The rows published after the kill land on its
+    // partitions too and stay there until the group hands them over (the session timeout):
+    // wait a little for each of them to have rows left (the extractor may have finished,
+    // as on Tansu; then the rows left are final).
+    let mut remaining = truth.remaining()?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline
+        && !held
+            .iter()
+            .all(|p| remaining.get(p).is_some_and(|r| *r > 0))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        remaining = truth.remaining()?;
+    }
     let behind: BTreeSet<i32> = held
         .iter()
         .copied()
