@@ -12,6 +12,7 @@
 // One resource's run.
 pub mod acked_checkpoint; // which checkpoint the broker's acknowledgements allow saving
 pub mod dependent; // child resources, paged once per parent record
+mod early; // a resource's first pages, fetched while the run sets up
 mod fetch; // the fetcher stage: an endpoint's pages, sequential or concurrent
 pub mod incremental; // the incremental cursor: record filter, next start
 pub mod last_schema; // each resource's last writer schema, the start of its run's schema
@@ -50,7 +51,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::client::FetchError;
-use crate::fetch::Paging;
+use crate::early::EarlyPages;
+use crate::fetch::{Fetcher, Paging};
 use crate::incremental::CursorError;
 use crate::paginate::PaginateError;
 use crate::progress_bars::Progress;
@@ -308,6 +310,56 @@ type OwnTopics = (
     Option<Result<last_schema::TopicSchemas, last_schema::LastSchemaError>>,
 );
 
+/// An early fetcher ([`early`]) per resource that can have one: a root resource without
+/// `incremental`, whose first requests the state cannot change (unless it holds a checkpoint,
+/// when the resource's run drops the fetcher), and among the first families to run at once
+/// (`resource_concurrency`). `None` for the others, and for a resource whose endpoint's
+/// placeholders do not fill: its run reports that as before.
+fn early_fetchers<'a>(
+    cfg: &PipelineConfig,
+    opts: &RunOptions,
+    resources: &[(
+        &'a common::config::ResourceConfig,
+        from_config::EndpointPlan,
+        bool,
+    )],
+    clients: &'a from_config::HttpClients,
+    pagings: &'a [Paging],
+    cancel: &'a CancellationToken,
+) -> Vec<Option<EarlyPages<'a>>> {
+    let mut roots: Vec<&str> = Vec::new();
+    resources
+        .iter()
+        .zip(pagings)
+        .map(|((r, plan, _), paging)| {
+            let root = dependent::root_of(cfg, r);
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+            let first_families = roots.len() <= opts.resource_concurrency.max(1);
+            if r.parent.is_some() || r.endpoint.incremental.is_some() || !first_families {
+                return None;
+            }
+            let mut plan = plan.clone();
+            placeholders::Values {
+                incremental: None,
+                parent: None,
+            }
+            .fill_plan(&mut plan)
+            .ok()?;
+            let fetcher = Fetcher {
+                client: clients.for_resource(&r.name),
+                resource: r,
+                cancel,
+                paging,
+            };
+            let span =
+                tracing::info_span!("resource", resource = %r.name, topic = %r.topic, early = true);
+            Some(EarlyPages::start(fetcher, plan, span))
+        })
+        .collect()
+}
+
 impl ExtractError {
     /// Whether another extractor took over a resource of the run (its transactions were
     /// fenced).
@@ -347,96 +399,107 @@ pub async fn run(
         .collect();
     let state_topic = state_topic::topic(&cfg.pipeline_name);
     let setup = Instant::now();
+    let pagings: Vec<Paging> = resources
+        .iter()
+        .map(|(r, _, _)| Paging::new(opts.page_concurrency, opts.progress.resource(&r.name)))
+        .collect();
+    // The set-up below waits on the broker; meanwhile the resources whose first requests
+    // do not depend on the state start paging (`early`).
+    let mut early = early_fetchers(cfg, opts, &resources, &clients, &pagings, &cancel);
     // Until the first page, a stop signal ends the run at once.
     let interrupted = |step: &str| ExtractError::InterruptedSetup(step.to_owned());
-    tokio::select! {
-        reached = publisher.wait_for_broker(wait) => reached?,
-        () = cancel.cancelled() => {
-            return Err(interrupted(&format!("waiting for the Kafka broker at {servers}")));
-        }
-    }
-    // Registering each resource's transactional.id needs no topic: it runs while the topics
-    // are made. It comes before the state is read: it fences an older extractor of that
-    // resource, so the state read next is its last committed one.
-    let names: Vec<&str> = resources.iter().map(|(r, _, _)| r.name.as_str()).collect();
-    let init = async {
-        if opts.transactions {
-            Some(init_producers(cfg, &names).await)
-        } else {
-            None
-        }
-    };
-    let topics_made = publisher.ensure_topics(
-        &topics,
-        &state_topic,
-        opts.partitions,
-        opts.replication_factor,
-    );
-    let (created, inits) = tokio::select! {
-        both = async { tokio::join!(topics_made, init) } => both,
-        () = cancel.cancelled() => return Err(interrupted("creating the topics")),
-    };
-    created?;
-    tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
-    let (producers, failure) = match inits {
-        Some(inits) => {
-            let (producers, failure) = inits?;
-            (Some(producers), failure)
-        }
-        None => (None, None),
-    };
-    // The probe transaction (on the state topic) runs while the state is read. One reader,
-    // released on a thread of its own, reads the state topic and then, without a registry,
-    // the schema topic: a consumer's drop (its close) takes up to 0.1 s, and two consumers'
-    // threads at once (8 MiB of stack each) took a run over the 256 MiB data limit the
-    // hostile paging tests run it under ("Unable to create broker thread").
-    let probe = async {
-        match producers {
-            Some(producers) => transactional_producers(cfg, producers, failure).await,
-            None => None,
-        }
-    };
-    let read = {
-        let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
-        let schema_topic = registry.is_none().then(|| cfg.schema_topic.clone());
-        tokio::task::spawn_blocking(move || {
-            read_own_topics(&settings, &topic, schema_topic.as_deref())
-        })
-    };
-    let (producers, read) = tokio::select! {
-        both = async { tokio::join!(probe, read) } => both,
-        () = cancel.cancelled() => return Err(interrupted("reading the state topic")),
-    };
-    let (states, on_topic) = read.map_err(|e| StateError::Read {
-        topic: state_topic.clone(),
-        message: format!("reader task failed: {e}"),
-    })??;
-    let on_topic = on_topic.transpose()?;
-    tracing::debug!(
-        elapsed_ms = setup.elapsed().as_millis(),
-        transactions = producers.is_some(),
-        states = states.len(),
-        "producers ready, state and schema topics read"
-    );
-    // Each run's schema starts from the resource's last writer schema, as dlt's from its
-    // stored schema: a column keeps its type across runs.
-    let mut previous = {
-        let published: Vec<&common::config::ResourceConfig> = resources
-            .iter()
-            .filter(|(_, _, publish)| *publish)
-            .map(|(r, _, _)| *r)
-            .collect();
-        let read = last_schema::read(registry.as_ref(), on_topic, &published);
+    let set_up = async {
         tokio::select! {
-            read = read => read?,
-            () = cancel.cancelled() => return Err(interrupted("reading the last writer schemas")),
+            reached = publisher.wait_for_broker(wait) => reached?,
+            () = cancel.cancelled() => {
+                return Err(interrupted(&format!("waiting for the Kafka broker at {servers}")));
+            }
         }
+        // Registering each resource's transactional.id needs no topic: it runs while the topics
+        // are made. It comes before the state is read: it fences an older extractor of that
+        // resource, so the state read next is its last committed one.
+        let names: Vec<&str> = resources.iter().map(|(r, _, _)| r.name.as_str()).collect();
+        let init = async {
+            if opts.transactions {
+                Some(init_producers(cfg, &names).await)
+            } else {
+                None
+            }
+        };
+        let topics_made = publisher.ensure_topics(
+            &topics,
+            &state_topic,
+            opts.partitions,
+            opts.replication_factor,
+        );
+        let (created, inits) = tokio::select! {
+            both = async { tokio::join!(topics_made, init) } => both,
+            () = cancel.cancelled() => return Err(interrupted("creating the topics")),
+        };
+        created?;
+        tracing::debug!(elapsed_ms = setup.elapsed().as_millis(), "topics ready");
+        let (producers, failure) = match inits {
+            Some(inits) => {
+                let (producers, failure) = inits?;
+                (Some(producers), failure)
+            }
+            None => (None, None),
+        };
+        // The probe transaction (on the state topic) runs while the state is read. One reader,
+        // released on a thread of its own, reads the state topic and then, without a registry,
+        // the schema topic: a consumer's drop (its close) takes up to 0.1 s, and two consumers'
+        // threads at once (8 MiB of stack each) took a run over the 256 MiB data limit the
+        // hostile paging tests run it under ("Unable to create broker thread").
+        let probe = async {
+            match producers {
+                Some(producers) => transactional_producers(cfg, producers, failure).await,
+                None => None,
+            }
+        };
+        let read = {
+            let (settings, topic) = (cfg.kafka.clone(), state_topic.clone());
+            let schema_topic = registry.is_none().then(|| cfg.schema_topic.clone());
+            tokio::task::spawn_blocking(move || {
+                read_own_topics(&settings, &topic, schema_topic.as_deref())
+            })
+        };
+        let (producers, read) = tokio::select! {
+            both = async { tokio::join!(probe, read) } => both,
+            () = cancel.cancelled() => return Err(interrupted("reading the state topic")),
+        };
+        let (states, on_topic) = read.map_err(|e| StateError::Read {
+            topic: state_topic.clone(),
+            message: format!("reader task failed: {e}"),
+        })??;
+        let on_topic = on_topic.transpose()?;
+        tracing::debug!(
+            elapsed_ms = setup.elapsed().as_millis(),
+            transactions = producers.is_some(),
+            states = states.len(),
+            "producers ready, state and schema topics read"
+        );
+        // Each run's schema starts from the resource's last writer schema, as dlt's from its
+        // stored schema: a column keeps its type across runs.
+        let previous = {
+            let published: Vec<&common::config::ResourceConfig> = resources
+                .iter()
+                .filter(|(_, _, publish)| *publish)
+                .map(|(r, _, _)| *r)
+                .collect();
+            let read = last_schema::read(registry.as_ref(), on_topic, &published);
+            tokio::select! {
+                read = read => read?,
+                () = cancel.cancelled() => return Err(interrupted("reading the last writer schemas")),
+            }
+        };
+        tracing::debug!(
+            elapsed_ms = setup.elapsed().as_millis(),
+            schemas = previous.len(),
+            "last writer schemas read"
+        );
+        Ok::<_, ExtractError>((producers, states, previous))
     };
-    tracing::debug!(
-        elapsed_ms = setup.elapsed().as_millis(),
-        schemas = previous.len(),
-        "last writer schemas read"
-    );
+    let (producers, states, mut previous) = early::alongside(&mut early, set_up).await?;
     let new_run_id = common::run_markers::new_run_id();
 
     // A channel from each parent to each of its children.
@@ -476,7 +539,6 @@ pub async fn run(
         };
         let span = tracing::info_span!("resource", resource = %r.name, topic = %r.topic, run_id = start.run_id);
         let children = feeds.remove(r.name.as_str()).unwrap_or_default();
-        let progress = opts.progress.resource(&r.name);
         let run = ResourceRun {
             client: clients.for_resource(&r.name),
             resource: r,
@@ -487,7 +549,8 @@ pub async fn run(
             child_concurrency: opts.child_concurrency,
             start,
             sink,
-            paging: Paging::new(opts.page_concurrency, progress),
+            paging: &pagings[i],
+            early: early[i].take(),
             transaction: own.map(|_| opts.commit),
             previous: previous.remove(&r.name),
         }

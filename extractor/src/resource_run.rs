@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acked_checkpoint::Checkpoints;
 use crate::client::HttpClient;
+use crate::early::EarlyPages;
 use crate::fetch::{Fetcher, Page, Paging};
 use crate::incremental::CursorFilter;
 use crate::publish::{Acks, Framing, PublishError, Publisher};
@@ -72,7 +73,10 @@ pub(crate) struct ResourceRun<'a> {
     /// The run's id, and where it starts: checkpoint, incremental start value.
     pub(crate) start: RunStart,
     pub(crate) sink: StateSink<'a>,
-    pub(crate) paging: Paging,
+    pub(crate) paging: &'a Paging,
+    /// Its fetcher, when [`crate::run`] started it during the set-up ([`crate::early`]):
+    /// used unless the run resumes at a checkpoint.
+    pub(crate) early: Option<EarlyPages<'a>>,
     /// Set when `sink.publisher` is the resource's transactional producer.
     pub(crate) transaction: Option<CommitInterval>,
     /// The resource's last writer schema (an earlier run's), where the run's schema starts.
@@ -93,6 +97,7 @@ impl ResourceRun<'_> {
             start,
             sink,
             paging,
+            early,
             transaction,
             previous,
         } = self;
@@ -184,14 +189,27 @@ impl ResourceRun<'_> {
                 .map_err(publish_err)?;
         }
 
-        let (tx, rx) = mpsc::channel::<Page>(4);
+        // The early fetcher paged from the first page; a checkpoint drops it (and cancels
+        // its requests in flight).
+        let (early, rx) = match early.filter(|_| start.checkpoint.is_none()) {
+            Some(EarlyPages { fetch, rx }) => (Ok(fetch), rx),
+            None => {
+                let (tx, rx) = mpsc::channel::<Page>(4);
+                (Err(tx), rx)
+            }
+        };
         let fetcher = Fetcher {
             client,
             resource,
             cancel: &cancel,
-            paging: &paging,
+            paging,
         };
         let fetch = async {
+            // Its own fetcher's channel when it has no early one.
+            let tx = match early {
+                Ok(fetch) => return fetch.finish().await,
+                Err(tx) => tx,
+            };
             match source {
                 dependent::Source::Endpoint(plan) => {
                     fetcher

@@ -261,6 +261,8 @@ fn the_extractor_gives_up_after_its_broker_timeout_naming_the_address_and_the_se
 
 #[test]
 fn an_extractor_started_before_its_broker_publishes_once_the_broker_is_up() -> Result<()> {
+    // 50 pages: more than the early fetcher holds while it waits for the broker.
+    const RECORDS: u64 = 5000;
     let tmp = tempfile::tempdir()?;
     let mut broker = Broker::unstarted(tmp.path())?;
     let api = DemoApi::start(RECORDS, &[])?;
@@ -271,6 +273,27 @@ fn an_extractor_started_before_its_broker_publishes_once_the_broker_is_up() -> R
     let mut extractor = Watched::spawn(cmd, "extractor")?;
     let unreachable = format!("cannot reach the Kafka broker at {}", broker.bootstrap());
     let _ = extractor.wait_line(&unreachable, 1, RUN)?;
+    // While it waits, its early fetcher pages the API until its queue is full, then waits.
+    let requests = || -> Result<u64> {
+        api.get("/admin/stats")?["requests"]
+            .as_u64()
+            .context("requests")
+    };
+    let waiting = wait_for(
+        "the early fetcher to fill its queue",
+        Duration::from_secs(30),
+        || {
+            let before = requests().ok()?;
+            std::thread::sleep(Duration::from_millis(500));
+            (before > 0 && requests().ok()? == before).then_some(before)
+        },
+    )?;
+    eprintln!("{waiting} pages fetched while the broker was down");
+    // The first page, the 16 queued pages and the 8 the fetcher holds, at most.
+    ensure!(
+        (2..=25).contains(&waiting),
+        "{waiting} requests while the broker was down"
+    );
     broker.restart()?;
     eprintln!("broker up after {:?}", extractor.started.elapsed());
     let (status, _, stdout, stderr) = extractor.wait(RUN)?;
@@ -299,6 +322,9 @@ fn an_extractor_started_before_its_broker_publishes_once_the_broker_is_up() -> R
             .sqlite()?
             .query_row("SELECT count(*) FROM communications_data", [], |r| r.get(0))?;
     ensure!(rows == RECORDS as i64, "{rows} rows");
+    // The pages fetched early were published, not fetched again.
+    let all = requests()?;
+    ensure!(all == RECORDS / 100, "{all} requests for {RECORDS} records");
     Ok(())
 }
 
