@@ -35,8 +35,10 @@
 #   and idempotent (`producer-txn-at-rate-broker`, `producer-at-rate-broker`), and under
 #   that transactional producer with a bare consumer reading beside it
 #   (`bare-pipeline-broker`); the same bare pipeline also runs right after case 1's
-#   pipeline at the rate it reached, so the broker is compared in the same state.
-#   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv);
+#   pipeline at the rate it reached, so the broker is compared in the same state, and
+#   with --dlt at the rate 15x dlt needs (`bare-pipeline-at-target-broker`).
+#   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv;
+#   its case 1 runs before the pipelines, the others after everything else);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
 #
 #   scripts/bench.sh [--quick] [--broker kafka|tansu] [--dlt] [--dlt-records N] [--no-connect]
@@ -183,18 +185,19 @@ pipeline() {
     "$((em > lm ? em : lm))" >>"$results"
 }
 
-# bare_pipeline CASE RATE SIZE TOPIC: the broker's CPU under a bare pipeline of n1
+# bare_pipeline CASE RATE SIZE TOPIC [STAGE]: the broker's CPU under a bare pipeline of n1
 # messages of SIZE bytes: a transactional producer as the extractor's (bench-floor's
 # --commit-ms 100) sending no faster than RATE a second and, beside it, a bare consumer
-# (read_committed, as the loader) reading the topic while it is written.
+# (read_committed, as the loader) reading the topic while it is written. Rows STAGE-consumer
+# and STAGE-broker (STAGE: bare-pipeline unless given).
 bare_pipeline() {
-  local case="$1" rate="$2" size="$3" topic="$4" b0 t0 ppid
+  local case="$1" rate="$2" size="$3" topic="$4" stage="${5:-bare-pipeline}" b0 t0 ppid
   b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
-  "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1" --size "$size" --commit-ms 100 --rate "$rate" >"$run/$case-bare-pipeline-producer.out" 2>&1 &
+  "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1" --size "$size" --commit-ms 100 --rate "$rate" >"$run/$case-$stage-producer.out" 2>&1 &
   ppid=$!
-  measure "$case" bare-pipeline-consumer "$n1" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1"
-  wait "$ppid" || echo "$case bare-pipeline producer failed; see $run/$case-bare-pipeline-producer.out" >&2
-  other "$case" bare-pipeline-broker "$n1" "$broker_pid" "$b0" "$t0"
+  measure "$case" "$stage-consumer" "$n1" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1"
+  wait "$ppid" || echo "$case $stage producer failed; see $run/$case-$stage-producer.out" >&2
+  other "$case" "$stage-broker" "$n1" "$broker_pid" "$b0" "$t0"
 }
 
 # A broker's first transactional producer waits about a second while the broker creates
@@ -220,15 +223,30 @@ start_api "$n3" 20; config c3 "http://127.0.0.1:$api_port"; api3=$api_port
 measure "3-latency-20ms" extractor "$n3" "$bin/extractor" --config "$run/c3.toml"
 measure "3-latency-20ms" loader "$n3" "$bin/loader" --config "$run/c3.toml" --destination "sqlite://$run/c3.db" --until-caught-up
 
+# dlt's first load runs before the pipelines (with --dlt), so that the rate case 1 needs
+# for 15x dlt is known right after case 1's pipeline (below).
+if [ "$with_dlt" = 1 ]; then
+  if ! .bench/venv/bin/python -c "import dlt, sqlalchemy" 2>/dev/null; then
+    python3 -m venv .bench/venv
+    .bench/venv/bin/pip install -q "dlt[sqlalchemy]==1.31.0" >.bench/pip.log 2>&1
+  fi
+  py=.bench/venv/bin/python
+  start_api "$dlt_records" 0; d1=$api_port
+  measure "1-first-load" dlt "$dlt_records" "$py" bench/dlt_run.py "http://127.0.0.1:$d1" "$run/dlt1.db" "$run/dlt-pipelines"
+fi
+
 # 1-3 as a deployment runs them: extractor and loader side by side, each case on its own
 # pipeline (topics, group, database) and its own demo API.
 start_api "$n1" 0; config p1 "http://127.0.0.1:$api_port"
 pipeline "1-first-load" "$n1" "$run/p1.toml" "$run/p1.db"
 # The same broker work from bare clients, right after (the broker in the same state): a
-# bare pipeline at the rate this one reached, of messages of the records' average size.
+# bare pipeline at the rate this one reached, of messages of the records' average size,
+# and (with --dlt) one at the rate case 1 needs for 15x dlt.
 p1_rate=$(awk -F'\t' '$1 == "1-first-load" && $2 == "pipeline" && $4 != "FAILED" && $4 > 0 { printf "%d", $3 / $4 }' "$results")
 p1_size=$(awk -v n="$n1" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { split($i, a, "="); print int(a[2] / n * 0.6) } }' "$run/1-first-load-extractor.out")
 [ -n "$p1_rate" ] && bare_pipeline "1-first-load" "$p1_rate" "${p1_size:-300}" floor-pair-p1
+p1_target=$(awk -F'\t' '$1 == "1-first-load" && $2 == "dlt" && $4 != "FAILED" && $4 > 0 { printf "%d", 15 * $3 / $4 }' "$results")
+[ -n "$p1_target" ] && bare_pipeline "1-first-load" "$p1_target" "${p1_size:-300}" floor-pair-p1t bare-pipeline-at-target
 curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed_percent": 10}' "http://127.0.0.1:$api_port/admin/state" >/dev/null
 pipeline "2-merge-rerun" "$n1" "$run/p1.toml" "$run/p1.db"
 start_api "$n3" 20; config p3 "http://127.0.0.1:$api_port"
@@ -371,15 +389,8 @@ if [ "$with_connect" = 1 ] && [ "$broker" = kafka ] && psql "$pg_url" -qc "SELEC
   done
 fi
 
-# dlt on cases 1-3.
+# dlt on cases 2-3 (its case 1 ran before the pipelines).
 if [ "$with_dlt" = 1 ]; then
-  if ! .bench/venv/bin/python -c "import dlt, sqlalchemy" 2>/dev/null; then
-    python3 -m venv .bench/venv
-    .bench/venv/bin/pip install -q "dlt[sqlalchemy]==1.31.0" >.bench/pip.log 2>&1
-  fi
-  py=.bench/venv/bin/python
-  start_api "$dlt_records" 0; d1=$api_port
-  measure "1-first-load" dlt "$dlt_records" "$py" bench/dlt_run.py "http://127.0.0.1:$d1" "$run/dlt1.db" "$run/dlt-pipelines"
   curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed_percent": 10}' "http://127.0.0.1:$d1/admin/state" >/dev/null
   measure "2-merge-rerun" dlt "$dlt_records" "$py" bench/dlt_run.py "http://127.0.0.1:$d1" "$run/dlt1.db" "$run/dlt-pipelines"
   start_api "$n3" 20
@@ -467,6 +478,12 @@ awk -F'\t' -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v f
     }
     if ("1-first-load/bare-pipeline-broker" in cpu)
       printf "  1-first-load     broker CPU s per 100k under a bare pipeline at the pipeline rate (%d rows/s), run right after it: %.2f; in the pipeline %.2f\n", rate["1-first-load/pipeline"], cpu["1-first-load/bare-pipeline-broker"], cpu["1-first-load/pipeline-broker"]
+    # The broker floor in the pipeline state and at the rate the target needs.
+    if ("1-first-load/bare-pipeline-at-target-broker" in cpu) {
+      at = cpu["1-first-load/bare-pipeline-at-target-broker"]
+      printf "  1-first-load     broker CPU s per 100k under a bare pipeline asked for 15x dlt (%d rows/s), right after the pipeline: %.2f (its consumer read %d rows/s)\n", 15 * rate["1-first-load/dlt"], at, rate["1-first-load/bare-pipeline-at-target-consumer"]
+      printf "  1-first-load     with that floor for the broker, the floors outside the project take %.2f of the %.2f CPU s at 15x dlt, leaving %.2f for our own code, which spends %.2f\n", at + cpu["1-first-load/pipeline-api"] + inproc, budget, budget - at - cpu["1-first-load/pipeline-api"] - inproc, cpu["1-first-load/pipeline"] - inproc
+    }
     if ("5-floor/bare-pipeline-broker" in cpu) {
       pair = cpu["5-floor/bare-pipeline-broker"]
       printf "  1-first-load     broker CPU s per 100k under a bare pipeline (that transactional producer and a bare consumer reading beside it): %.2f; in the pipeline %.2f\n", pair, cpu["1-first-load/pipeline-broker"]
