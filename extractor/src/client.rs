@@ -138,6 +138,14 @@ pub enum FetchError {
         bytes: usize,
         excerpt: String,
     },
+    #[error(
+        "{method} {url}: the response body is larger than {limit} bytes (client.max_response_bytes; raise it to accept answers this large)"
+    )]
+    TooLarge {
+        method: Method,
+        url: String,
+        limit: u64,
+    },
     #[error("bad request URL {url}: {message}")]
     BadUrl { url: String, message: String },
     #[error("{method} {url}: no OAuth2 token after {attempts} attempt(s): {error}")]
@@ -156,7 +164,9 @@ impl FetchError {
             FetchError::Status { retryable, .. }
             | FetchError::Transport { retryable, .. }
             | FetchError::Token { retryable, .. } => *retryable,
-            FetchError::NotJson { .. } | FetchError::BadUrl { .. } => false,
+            FetchError::NotJson { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::BadUrl { .. } => false,
         }
     }
 
@@ -180,7 +190,9 @@ impl FetchError {
             FetchError::Status { attempts, .. }
             | FetchError::Transport { attempts, .. }
             | FetchError::Token { attempts, .. } => *attempts = n,
-            FetchError::NotJson { .. } | FetchError::BadUrl { .. } => {}
+            FetchError::NotJson { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::BadUrl { .. } => {}
         }
         self
     }
@@ -201,6 +213,8 @@ pub struct HttpClient {
     /// lead with the credentials.
     trusted_hosts: Vec<String>,
     max_pages: u64,
+    /// The largest body an answer may have, decompressed (`client.max_response_bytes`).
+    max_response_bytes: u64,
 }
 
 /// How much of an error response body goes into the error message.
@@ -243,6 +257,7 @@ impl HttpClient {
             timeout,
             trusted_hosts,
             max_pages: common::config::DEFAULT_MAX_PAGES,
+            max_response_bytes: common::config::DEFAULT_MAX_RESPONSE_BYTES,
         })
     }
 
@@ -272,6 +287,7 @@ impl HttpClient {
             timeout: self.timeout,
             trusted_hosts: self.trusted_hosts.clone(),
             max_pages: self.max_pages,
+            max_response_bytes: self.max_response_bytes,
         })
     }
 
@@ -306,6 +322,13 @@ impl HttpClient {
     /// Stops one paging of an endpoint after `max_pages` pages (`client.max_pages`).
     pub fn with_max_pages(mut self, max_pages: u64) -> Self {
         self.max_pages = max_pages.max(1);
+        self
+    }
+
+    /// Fails a request whose body is larger than `bytes` once decompressed
+    /// (`client.max_response_bytes`): memory stays bounded whatever an API sends.
+    pub fn with_max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = bytes.max(1);
         self
     }
 
@@ -655,7 +678,9 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| self.policy.retry_after(v, SystemTime::now()));
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(body_err)?;
+        let bytes = self
+            .read_body(response, req.method, shown, body_err)
+            .await?;
         let retryable = self.policy.is_retryable_status(status.as_u16());
         let ignored = req
             .response_actions
@@ -695,6 +720,35 @@ impl HttpClient {
             excerpt: redact_text(&excerpt(&bytes), &secrets),
         })?;
         Ok((body, bytes.len(), headers, None))
+    }
+
+    /// The response's body, decompressed, read chunk by chunk: one larger than
+    /// `max_response_bytes` (declared or as it arrives) fails without being read further.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        method: Method,
+        shown: &str,
+        body_err: impl Fn(reqwest::Error) -> FetchError,
+    ) -> Result<Vec<u8>, FetchError> {
+        let limit = self.max_response_bytes;
+        let too_large = || FetchError::TooLarge {
+            method,
+            url: shown.to_owned(),
+            limit,
+        };
+        let declared = response.content_length().unwrap_or(0);
+        if declared > limit {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+        while let Some(chunk) = response.chunk().await.map_err(&body_err)? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }
 
@@ -864,6 +918,82 @@ mod tests {
             policy,
         )
         .unwrap()
+    }
+
+    /// A bare HTTP server answering every request with `head` then `body`, as given.
+    async fn raw_server(head: String, body: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let (head, body) = (head.clone(), body.clone());
+                drop(tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&body).await;
+                }));
+            }
+        }));
+        url
+    }
+
+    fn get(path: &str) -> Request {
+        Request {
+            method: Method::Get,
+            path: path.into(),
+            params: vec![],
+            json: None,
+            headers: Vec::new(),
+            data: None,
+            response_actions: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_max_response_bytes_fails_naming_the_url_and_the_key() {
+        let records = format!("[{}]", vec!["{\"id\": 1}"; 200].join(","));
+        let n = records.len();
+        assert!(n > 2000);
+        // Declared by Content-Length, and sent in chunks without a length.
+        let declared = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n"
+        );
+        let mut chunked = Vec::new();
+        for part in records.as_bytes().chunks(500) {
+            chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            chunked.extend_from_slice(part);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let streamed = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_owned();
+        for (head, body) in [
+            (declared, records.clone().into_bytes()),
+            (streamed, chunked),
+        ] {
+            let url = raw_server(head, body).await;
+            let tight = client(&url).with_max_response_bytes(1000);
+            let e = tight
+                .fetch_limited(&get("/items"), None)
+                .await
+                .err()
+                .unwrap();
+            assert!(
+                matches!(e, FetchError::TooLarge { limit: 1000, .. }),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("GET {url}/items"))
+                    && text.contains("larger than 1000 bytes (client.max_response_bytes"),
+                "{text}"
+            );
+            // At the limit, the same answer is read whole.
+            let exact = client(&url).with_max_response_bytes(n as u64);
+            let page = exact.fetch_limited(&get("/items"), None).await.unwrap();
+            assert_eq!(page.body.as_array().map(Vec::len), Some(200));
+        }
     }
 
     #[tokio::test]

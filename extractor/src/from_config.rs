@@ -87,7 +87,8 @@ pub fn http_client(
     )
     .and_then(|http| http.with_trusted_hosts(&client.trusted_hosts))
     .map_err(|e| BuildError::Http(e.to_string()))?
-    .with_max_pages(client.max_pages);
+    .with_max_pages(client.max_pages)
+    .with_max_response_bytes(client.max_response_bytes);
     Ok(match client.max_requests_per_second {
         Some(rps) => http.with_rate_limit(rps),
         None => http,

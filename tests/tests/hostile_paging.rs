@@ -631,6 +631,39 @@ fn gzip_pages_load_exactly() -> Result<()> {
     compressed("gzip")
 }
 
+/// `client.max_response_bytes` counts the body decompressed: a gzip page of about 4 kB that
+/// inflates to about 45 kB fails under a 20 kB limit, once (not retried), naming the URL
+/// and the key, without its api_key.
+#[test]
+fn a_page_over_max_response_bytes_once_decompressed_fails_naming_the_key() -> Result<()> {
+    let stand = Stand::start()?;
+    let endpoint = "/hostile/compressed/gzip";
+    let pipeline = stand.pipeline(
+        "e2e_hp_too_large",
+        &format!(
+            r#"{{ path = "{endpoint}", data_selector = "data", paginator = {{ type = "offset", limit = 100 }} }}"#
+        ),
+        "max_response_bytes = 20000",
+    )?;
+    let outcome = extract(&pipeline, &[])?;
+    let error = outcome.failed_saying(&[
+        &format!("GET {}{endpoint}?", stand.api.url),
+        "the response body is larger than 20000 bytes (client.max_response_bytes",
+    ])?;
+    ensure!(!error.contains(API_KEY), "{error}");
+    let served = stand.stats()?["encodings"]
+        .as_array()
+        .context("encodings")?
+        .iter()
+        .filter(|r| r["content_encoding"] == "gzip")
+        .count();
+    ensure!(
+        served == 1,
+        "{served} gzip answers served: the request was retried"
+    );
+    Ok(())
+}
+
 #[test]
 fn deflate_pages_load_exactly() -> Result<()> {
     compressed("deflate")

@@ -53,6 +53,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// `client.max_pages` by default: far above any real paging (10^8 records in pages of 100),
 /// low enough that an API paged forever stops within hours rather than never.
 pub const DEFAULT_MAX_PAGES: u64 = 1_000_000;
+/// `client.max_response_bytes` by default: 64 MiB of body (after decompression) for one
+/// answer, some hundred times a page of 100 records of a typical API, small enough that
+/// the extractor's memory stays bounded whatever an API sends.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The whole config, validated, with every default applied. `Debug` hides the values of
 /// librdkafka settings that hold credentials (see [`is_secret_setting`]).
@@ -144,6 +148,9 @@ pub struct ClientConfig {
     /// `max_pages` (not a dlt key): the most pages one paging of an endpoint may take (a
     /// resource's run, or one parent record's children) before it stops with an error.
     pub max_pages: u64,
+    /// `max_response_bytes` (not a dlt key): the largest body one answer may have once
+    /// decompressed; a larger one fails its request, naming the URL and this key.
+    pub max_response_bytes: u64,
     /// `trusted_hosts` (not a dlt key): hosts besides `base_url`'s that a next link or a
     /// redirect may lead to with the credentials.
     pub trusted_hosts: Vec<String>,

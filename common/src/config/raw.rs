@@ -74,6 +74,8 @@ pub(super) struct RawClient {
     #[serde(default)]
     pub(super) max_pages: Option<u64>,
     #[serde(default)]
+    pub(super) max_response_bytes: Option<u64>,
+    #[serde(default)]
     pub(super) trusted_hosts: Option<Vec<String>>,
 }
 

@@ -193,6 +193,14 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
         }
         Some(n) => n,
     };
+    let max_response_bytes = match raw.max_response_bytes {
+        None => DEFAULT_MAX_RESPONSE_BYTES,
+        Some(0) => {
+            problems.push("client.max_response_bytes", "must be at least 1");
+            DEFAULT_MAX_RESPONSE_BYTES
+        }
+        Some(n) => n,
+    };
     let mut trusted_hosts = Vec::new();
     for (i, host) in raw
         .trusted_hosts
@@ -219,6 +227,7 @@ fn resolve_client(raw: RawClient, problems: &mut Problems) -> Option<ClientConfi
         retry,
         max_requests_per_second,
         max_pages,
+        max_response_bytes,
         trusted_hosts,
     })
 }

@@ -540,6 +540,21 @@ fn max_pages_trusted_hosts_and_null_data() {
     assert!(err(client("max_pages = 0")).contains("client.max_pages: must be at least 1"));
     assert!(err(client("max_pages = -1")).contains("client.max_pages"));
     assert_eq!(
+        default.client.max_response_bytes,
+        DEFAULT_MAX_RESPONSE_BYTES
+    );
+    assert_eq!(
+        client("max_response_bytes = 1000")
+            .unwrap()
+            .client
+            .max_response_bytes,
+        1000
+    );
+    assert!(
+        err(client("max_response_bytes = 0"))
+            .contains("client.max_response_bytes: must be at least 1")
+    );
+    assert_eq!(
         client("trusted_hosts = [\"CDN.example.com\", \"10.0.0.7\"]")
             .unwrap()
             .client
