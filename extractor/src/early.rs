@@ -1,7 +1,7 @@
 //! A resource's first pages, fetched while the run sets up.
 //!
 //! Before its first request, a run waits for the broker, makes the topics, registers its
-//! transactional producers and reads the state topic: 60-200 ms on a local broker, all of
+//! transactional producers and reads the state topic: 50-250 ms on a local broker, all of
 //! it spent waiting. A root resource without `incremental` sends the same first requests
 //! whatever the state says, unless the state holds an unfinished run's checkpoint (a resumed
 //! run starts there). So [`crate::run`] starts such a resource's fetcher at once, into a
@@ -32,31 +32,31 @@ type FetchResult = Result<FetchStats, ExtractError>;
 
 /// A fetcher started before the run's set-up ended ([`EarlyPages::fetch`]): the fetch while
 /// it runs, then its result.
-pub(crate) struct EarlyFetch<'a> {
-    running: Option<LocalBoxFuture<'a, FetchResult>>,
-    result: Option<FetchResult>,
+pub(crate) enum EarlyFetch<'a> {
+    Running(LocalBoxFuture<'a, FetchResult>),
+    Done(FetchResult),
 }
 
 impl EarlyFetch<'_> {
     /// Polls the fetch until it ends, keeping its result.
     async fn drive(&mut self) {
         std::future::poll_fn(|cx| {
-            let Some(running) = self.running.as_mut() else {
+            let Self::Running(running) = self else {
                 return Poll::Ready(());
             };
             let result = std::task::ready!(running.as_mut().poll(cx));
-            self.result = Some(result);
-            self.running = None;
+            *self = Self::Done(result);
             Poll::Ready(())
         })
         .await;
     }
 
     /// The fetcher's end: the pages fetched, retries and bytes, or its failure.
-    pub(crate) async fn finish(mut self) -> FetchResult {
-        self.drive().await;
-        self.result
-            .expect("a fetch driven to its end has its result")
+    pub(crate) async fn finish(self) -> FetchResult {
+        match self {
+            Self::Running(running) => running.await,
+            Self::Done(result) => result,
+        }
     }
 }
 
@@ -75,10 +75,7 @@ impl<'a> EarlyPages<'a> {
             .instrument(span)
             .boxed_local();
         Self {
-            fetch: EarlyFetch {
-                running: Some(fetch),
-                result: None,
-            },
+            fetch: EarlyFetch::Running(fetch),
             rx,
         }
     }
