@@ -27,8 +27,25 @@ const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 const SIZE_HINT_DEPTH: usize = 8;
 
 /// Parses `bytes` as one JSON value, refusing an object that repeats a key with another value.
+///
+/// The bytes are checked as UTF-8 once, as a whole, and then parsed as text, which spares
+/// serde_json a check of each string on its own. Bytes that are not UTF-8 are parsed as
+/// bytes, so that the error is serde_json's, with its line and column.
 pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => from_str(text),
+        Err(_) => parse(serde_json::Deserializer::from_slice(bytes)),
+    }
+}
+
+/// Parses `text` as one JSON value, refusing an object that repeats a key with another value.
+pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
+    parse(serde_json::Deserializer::from_str(text))
+}
+
+fn parse<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Result<Value, serde_json::Error> {
     let sizes: [Cell<usize>; SIZE_HINT_DEPTH] = Default::default();
     let value = Strict {
         sizes: &sizes,
@@ -37,11 +54,6 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     .deserialize(&mut de)?;
     de.end()?;
     Ok(value)
-}
-
-/// Parses `text` as one JSON value, refusing an object that repeats a key with another value.
-pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
-    from_slice(text.as_bytes())
 }
 
 /// A seed (and visitor) that builds a [`Value`] as serde_json's own does, checking keys.
@@ -266,6 +278,17 @@ mod tests {
         assert_eq!(v, json!({"k": {"x": 1}, "j": 0}));
         // The same key in different objects is fine.
         assert!(from_str(r#"[{"a": 1}, {"a": 2, "b": {"a": 3}}]"#).is_ok());
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_fail_with_their_position() {
+        let err = from_slice(b"{\"id\": 1,\n \"a\": \"\xff\"}").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let text = r#"{"a": "h\u00e9llo w\u00f6rld", "b": "你好 🚀"}"#;
+        assert_eq!(
+            from_slice(text.as_bytes()).unwrap(),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
     }
 
     #[test]
