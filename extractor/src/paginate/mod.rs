@@ -485,33 +485,48 @@ fn fingerprint(records: &[Value], primary_key: &[String]) -> u64 {
     let mut hasher = DefaultHasher::new();
     hasher.write_usize(records.len());
     for record in records {
-        let keys: Option<Vec<&Value>> = if primary_key.is_empty() {
-            None
+        let keyed = !primary_key.is_empty() && primary_key.iter().all(|k| record.get(k).is_some());
+        if keyed {
+            hasher.write_u8(0xfe);
+            for key in primary_key {
+                hash_value(&mut hasher, record.get(key).unwrap_or(&Value::Null));
+            }
         } else {
-            primary_key.iter().map(|k| record.get(k)).collect()
-        };
-        let mut sink = HashWriter(&mut hasher);
-        // Writing into a hasher cannot fail.
-        let _ = match keys {
-            Some(keys) => serde_json::to_writer(&mut sink, &keys),
-            None => serde_json::to_writer(&mut sink, record),
-        };
+            hash_value(&mut hasher, record);
+        }
         hasher.write_u8(0xff);
     }
     hasher.finish()
 }
 
-/// Feeds what is written to a hasher.
-struct HashWriter<'a, H>(&'a mut H);
-
-impl<H: Hasher> std::io::Write for HashWriter<'_, H> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
+/// Feeds `value` to `hasher`, each part with its kind and length, so that different
+/// values write different sequences (numbers by their text, objects in their key order).
+fn hash_value(hasher: &mut impl Hasher, value: &Value) {
+    fn text(hasher: &mut impl Hasher, kind: u8, text: &str) {
+        hasher.write_u8(kind);
+        hasher.write_usize(text.len());
+        hasher.write(text.as_bytes());
     }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    match value {
+        Value::Null => hasher.write_u8(0),
+        Value::Bool(b) => hasher.write_u8(if *b { 2 } else { 1 }),
+        Value::Number(n) => text(hasher, 3, n.as_str()),
+        Value::String(s) => text(hasher, 4, s),
+        Value::Array(items) => {
+            hasher.write_u8(5);
+            hasher.write_usize(items.len());
+            for item in items {
+                hash_value(hasher, item);
+            }
+        }
+        Value::Object(map) => {
+            hasher.write_u8(6);
+            hasher.write_usize(map.len());
+            for (key, item) in map {
+                text(hasher, 7, key);
+                hash_value(hasher, item);
+            }
+        }
     }
 }
 
@@ -845,6 +860,13 @@ mod tests {
         let mut g = RepeatGuard::default();
         assert!(!g.repeats(&[json!({"b": 1})], &key));
         assert!(!g.repeats(&[json!({"b": 2})], &key));
+        // A key's number and the same digits as a string differ, as do nested values.
+        let mut g = RepeatGuard::default();
+        assert!(!g.repeats(&[json!({"id": 1})], &key));
+        assert!(!g.repeats(&[json!({"id": "1"})], &key));
+        assert!(!g.repeats(&[json!({"b": [1, {"c": "x"}]})], &key));
+        assert!(!g.repeats(&[json!({"b": [1, {"c": "y"}]})], &key));
+        assert!(g.repeats(&[json!({"b": [1, {"c": "y"}]})], &key));
         // Order matters: a reversed page is progress of a kind.
         let mut g = RepeatGuard::default();
         assert!(!g.repeats(&[json!({"id": 1}), json!({"id": 2})], &key));
