@@ -117,7 +117,12 @@ struct Args {
     fetch: bool,
 }
 
-#[tokio::main]
+// One thread runs every task: the pages' work (parse, infer, encode, enqueue) was already
+// done on the main thread, and HTTP connections on the runtime's workers cost a thread
+// hand-over per response. librdkafka keeps its own threads and blocking calls go to
+// `spawn_blocking`. Measured, 100k demo records, 4 alternating runs: 13% less CPU per
+// record, the same wall time (also at 20 ms per request).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
     // Bars only for people: not with JSON logs, and never when stderr is not a terminal.
