@@ -484,12 +484,23 @@ impl RepeatGuard {
 fn fingerprint(records: &[Value], primary_key: &[String]) -> u64 {
     let mut hasher = DefaultHasher::new();
     hasher.write_usize(records.len());
+    // Where each key part was in the last record: records of one page share their shape.
+    let mut at = vec![0; primary_key.len()];
+    let mut values = Vec::with_capacity(primary_key.len());
     for record in records {
-        let keyed = !primary_key.is_empty() && primary_key.iter().all(|k| record.get(k).is_some());
-        if keyed {
+        values.clear();
+        if let Value::Object(map) = record {
+            for (key, at) in primary_key.iter().zip(&mut at) {
+                match field(map, key, at) {
+                    Some(value) => values.push(value),
+                    None => break,
+                }
+            }
+        }
+        if !primary_key.is_empty() && values.len() == primary_key.len() {
             hasher.write_u8(0xfe);
-            for key in primary_key {
-                hash_value(&mut hasher, record.get(key).unwrap_or(&Value::Null));
+            for value in &values {
+                hash_value(&mut hasher, value);
             }
         } else {
             hash_value(&mut hasher, record);
@@ -497,6 +508,28 @@ fn fingerprint(records: &[Value], primary_key: &[String]) -> u64 {
         hasher.write_u8(0xff);
     }
     hasher.finish()
+}
+
+/// `map`'s value of `key`, looked for first at position `at`, which a small record's
+/// search updates to where it was (a hash lookup of a key costs more than a few steps).
+fn field<'v>(
+    map: &'v serde_json::Map<String, Value>,
+    key: &str,
+    at: &mut usize,
+) -> Option<&'v Value> {
+    const SMALL: usize = 32;
+    if *at < SMALL
+        && let Some((k, value)) = map.iter().nth(*at)
+        && k == key
+    {
+        return Some(value);
+    }
+    if map.len() > SMALL {
+        return map.get(key);
+    }
+    let (position, (_, value)) = map.iter().enumerate().find(|(_, (k, _))| *k == key)?;
+    *at = position;
+    Some(value)
 }
 
 /// Feeds `value` to `hasher`, each part with its kind and length, so that different
@@ -867,6 +900,13 @@ mod tests {
         assert!(!g.repeats(&[json!({"b": [1, {"c": "x"}]})], &key));
         assert!(!g.repeats(&[json!({"b": [1, {"c": "y"}]})], &key));
         assert!(g.repeats(&[json!({"b": [1, {"c": "y"}]})], &key));
+        // A key found wherever it is in the record (records of one page may differ).
+        let mut g = RepeatGuard::default();
+        assert!(!g.repeats(
+            &[json!({"id": 1, "x": 1}), json!({"x": 1, "y": 2, "id": 2})],
+            &key
+        ));
+        assert!(g.repeats(&[json!({"y": 1, "id": 1}), json!({"id": 2})], &key));
         // Order matters: a reversed page is progress of a kind.
         let mut g = RepeatGuard::default();
         assert!(!g.repeats(&[json!({"id": 1}), json!({"id": 2})], &key));
