@@ -24,8 +24,8 @@ use crate::from_config::EndpointPlan;
 /// Pages an early fetcher may have fetched before the resource's run reads them (besides
 /// the requests it has in flight). Case 3's extractor (20 ms a request, 8 in flight) on a
 /// fresh pipeline, side by side: 16 took 0.82-0.94 s against 0.95-1.16 s without the early
-/// fetch; 32 was no faster and held 4-6 MB more (BENCHMARKS.md). Memory is bounded by
-/// pages, as while the run goes.
+/// fetch; 32 was no faster and held 4-6 MB more (docs/benchmark-history.md). Memory is
+/// bounded by pages, as while the run goes.
 pub(crate) const EARLY_PAGES_QUEUED: usize = 16;
 
 type FetchResult = Result<FetchStats, ExtractError>;

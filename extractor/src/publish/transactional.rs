@@ -14,8 +14,8 @@ pub(super) fn transactional_settings(
     let _ = settings.insert("transactional.id".to_owned(), transactional_id.to_owned());
     // A commit waits until the broker has every record of its transaction, and a record
     // waits `linger.ms` before it is sent: the shared producer's 20 ms came on top of every
-    // commit. 5 ms (measured side by side on Apache Kafka, BENCHMARKS.md) keeps batches
-    // large enough and the commit short; the config's `kafka` table can still set it.
+    // commit. 5 ms (measured side by side on Apache Kafka, docs/benchmark-history.md) keeps
+    // batches large enough and the commit short; the config's `kafka` table can still set it.
     let _ = settings
         .entry("linger.ms".to_owned())
         .or_insert_with(|| TRANSACTIONAL_LINGER_MS.to_owned());
