@@ -15,7 +15,7 @@ use extractor::{RunOptions, run};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: per-page JSON trees, rows and Avro buffers are
-/// many small allocations: less CPU per record (docs/benchmark-history.md).
+/// many small allocations: less CPU per record, also on one thread (BENCHMARKS.md).
 /// Built without transparent huge pages, which raised the peak memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -230,7 +230,7 @@ const PRODUCER_DEFAULTS: [(&str, &str); 6] = [
     // The send queue bounds the extractor's memory: when the API is faster than the broker,
     // fetching waits here instead of buffering without limit.
     // 8 MiB is a fraction of a second of what the broker takes: a larger queue published
-    // no faster and only added memory (docs/benchmark-history.md).
+    // no faster and only added memory (BENCHMARKS.md).
     ("queue.buffering.max.messages", "20000"),
     ("queue.buffering.max.kbytes", "8192"),
     // Java-client compatible key hashing, so other producers agree on partitions.
