@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use backon::Retryable;
 use common::config::ResponseAction;
+use common::json::tape::Tape;
 use common::redact::{redact_text, redact_url};
 use common::retry::RetryPolicy;
 use common::secret::Secret;
@@ -94,7 +95,10 @@ pub struct Response {
     /// The request's URL without the auth query parameter (links resolve against it).
     pub url: Url,
     pub headers: HeaderMap,
+    /// The body, unless it was asked for flat ([`HttpClient::fetch_page`]): then `null`.
     pub body: Value,
+    /// The body parsed flat, when asked for ([`HttpClient::fetch_page`]).
+    pub tape: Option<Tape>,
     pub bytes: usize,
     /// Retries this request needed (attempts - 1), and the statuses that caused them.
     pub retries: u32,
@@ -102,6 +106,12 @@ pub struct Response {
     /// The status of a response that a `response_actions` entry ignores (its body is then
     /// `null`): an empty page that ends the paging.
     pub ignored: Option<u16>,
+}
+
+/// A response's body as one attempt parsed it.
+enum Body {
+    Value(Value),
+    Flat(Tape),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -441,8 +451,27 @@ impl HttpClient {
         req: &Request,
         limit: Option<&AdaptiveLimit>,
     ) -> Result<Response, FetchError> {
+        self.fetch_parsed(req, limit, false).await
+    }
+
+    /// As [`HttpClient::fetch_limited`], with the body parsed flat into [`Response::tape`]
+    /// (a page of records, read without a `Value` tree).
+    pub async fn fetch_page(
+        &self,
+        req: &Request,
+        limit: Option<&AdaptiveLimit>,
+    ) -> Result<Response, FetchError> {
+        self.fetch_parsed(req, limit, true).await
+    }
+
+    async fn fetch_parsed(
+        &self,
+        req: &Request,
+        limit: Option<&AdaptiveLimit>,
+        flat: bool,
+    ) -> Result<Response, FetchError> {
         let used = Mutex::new(None);
-        let result = self.fetch_with_retries(req, &used, limit).await;
+        let result = self.fetch_with_retries(req, &used, limit, flat).await;
         let Auth::OAuth2(oauth) = &self.auth else {
             return result;
         };
@@ -456,7 +485,8 @@ impl HttpClient {
                     url = %self.display_url(req),
                     "the API refused the OAuth2 token (HTTP 401); fetching a new one and retrying once"
                 );
-                self.fetch_with_retries(req, &Mutex::new(None), limit).await
+                self.fetch_with_retries(req, &Mutex::new(None), limit, flat)
+                    .await
             }
             other => other,
         }
@@ -468,11 +498,12 @@ impl HttpClient {
         req: &Request,
         used: &Mutex<Option<Secret>>,
         limit: Option<&AdaptiveLimit>,
+        flat: bool,
     ) -> Result<Response, FetchError> {
         let url = self.url(req)?;
         let shown = self.redact(&url);
         let mut retry_statuses = Vec::new();
-        let result = (|| self.paced_attempt(req, &url, &shown, used, limit))
+        let result = (|| self.paced_attempt(req, &url, &shown, used, limit, flat))
             .retry(self.policy.backoff())
             .when(FetchError::retryable)
             .adjust(|e, backoff| backoff.map(|d| e.retry_after().unwrap_or(d)))
@@ -489,17 +520,22 @@ impl HttpClient {
                 status,
                 ignored: true,
                 ..
-            }) => (Value::Null, 0, HeaderMap::new(), Some(status)),
+            }) => (Body::Value(Value::Null), 0, HeaderMap::new(), Some(status)),
             Err(e) => return Err(e.set_attempts(retries + 1)),
         };
         crate::metrics::response_read(bytes);
         if let Some(status) = ignored {
             tracing::info!(url = %shown, status, "response ignored (response_actions)");
         }
+        let (body, tape) = match body {
+            Body::Value(value) => (value, None),
+            Body::Flat(tape) => (Value::Null, Some(tape)),
+        };
         Ok(Response {
             url: self.public_url(req)?,
             headers,
             body,
+            tape,
             bytes,
             retries,
             retry_statuses,
@@ -516,7 +552,8 @@ impl HttpClient {
         shown: &str,
         used: &Mutex<Option<Secret>>,
         limit: Option<&AdaptiveLimit>,
-    ) -> Result<(Value, usize, HeaderMap, Option<u16>), FetchError> {
+        flat: bool,
+    ) -> Result<(Body, usize, HeaderMap, Option<u16>), FetchError> {
         let permit = match limit {
             Some(limit) => Some(limit.acquire().await),
             None => None,
@@ -524,7 +561,7 @@ impl HttpClient {
         if let Some(rate) = &self.rate {
             rate.until_ready().await;
         }
-        let result = self.attempt(req, url, shown, used).await;
+        let result = self.attempt(req, url, shown, used, flat).await;
         if let Err(FetchError::Status { status: 429, .. }) = &result {
             crate::metrics::throttled();
         }
@@ -565,7 +602,8 @@ impl HttpClient {
         url: &Url,
         shown: &str,
         used: &Mutex<Option<Secret>>,
-    ) -> Result<(Value, usize, HeaderMap, Option<u16>), FetchError> {
+        flat: bool,
+    ) -> Result<(Body, usize, HeaderMap, Option<u16>), FetchError> {
         let token = match &self.auth {
             Auth::OAuth2(oauth) => {
                 let token = oauth.token(&self.http).await.map_err(|error| {
@@ -688,7 +726,12 @@ impl HttpClient {
             .any(|a| a.matches(status.as_u16(), &bytes));
         // A retryable status is retried first; `ignored` applies once the retries are spent.
         if ignored && (status.is_success() || !retryable) {
-            return Ok((Value::Null, bytes.len(), headers, Some(status.as_u16())));
+            return Ok((
+                Body::Value(Value::Null),
+                bytes.len(),
+                headers,
+                Some(status.as_u16()),
+            ));
         }
         if !status.is_success() {
             return Err(FetchError::Status {
@@ -702,11 +745,12 @@ impl HttpClient {
                 ignored,
             });
         }
+        let len = bytes.len();
         let json = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
-        let body = common::json::from_slice(json).map_err(|e| FetchError::NotJson {
+        let not_json = |e: serde_json::Error, blank: bool, excerpt: String| FetchError::NotJson {
             method: req.method,
             url: shown.to_owned(),
-            message: if json.iter().all(u8::is_ascii_whitespace) {
+            message: if blank {
                 "the body is empty".to_owned()
             } else {
                 e.to_string()
@@ -714,12 +758,26 @@ impl HttpClient {
             content_type: headers
                 .get(reqwest::header::CONTENT_TYPE)
                 .map_or("no content-type".to_owned(), |v| {
-                    format!("content-type {}", excerpt(v.as_bytes()))
+                    format!("content-type {}", self::excerpt(v.as_bytes()))
                 }),
-            bytes: bytes.len(),
-            excerpt: redact_text(&excerpt(&bytes), &secrets),
-        })?;
-        Ok((body, bytes.len(), headers, None))
+            bytes: len,
+            excerpt: redact_text(&excerpt, &secrets),
+        };
+        let body = if flat {
+            // The tape takes the body; what an error shows of it is kept first.
+            let blank = json.iter().all(u8::is_ascii_whitespace);
+            let shown_excerpt = excerpt(&bytes);
+            let mut bytes = bytes;
+            if bytes.starts_with(UTF8_BOM) {
+                let _ = bytes.drain(..UTF8_BOM.len());
+            }
+            Body::Flat(Tape::parse(bytes).map_err(|e| not_json(e, blank, shown_excerpt))?)
+        } else {
+            Body::Value(common::json::from_slice(json).map_err(|e| {
+                not_json(e, json.iter().all(u8::is_ascii_whitespace), excerpt(&bytes))
+            })?)
+        };
+        Ok((body, len, headers, None))
     }
 
     /// The response's body, decompressed, read chunk by chunk: one larger than

@@ -24,6 +24,7 @@ use crate::fetch::{FetchStats, Fetcher, Page};
 use crate::from_config::{self, BuildError, EndpointPlan};
 use crate::incremental::CursorFilter;
 use crate::placeholders::{FillError, IncrementalValues, Values};
+use crate::records::Records;
 
 /// One page of a parent's records, shared by its children.
 pub type ParentPage = Arc<Vec<Value>>;
@@ -239,9 +240,9 @@ pub(crate) async fn feed_children(
         } else {
             // One copy of the records for the children, only when the page is published too.
             let (shared, page) = if publish.is_some() {
-                (Arc::new(page.records.clone()), Some(page))
+                (Arc::new(page.records.to_values()), Some(page))
             } else {
-                (Arc::new(page.records), None)
+                (Arc::new(page.records.into_values()), None)
             };
             for child in &children {
                 if child.send(Arc::clone(&shared)).await.is_err() {
@@ -300,12 +301,16 @@ pub(crate) async fn fetch_children(
             let fetch = fetcher.pages(plan, page_tx, filter, None);
             let forward = async {
                 while let Some(mut page) = page_rx.recv().await {
-                    for r in &mut page.records {
-                        if let Some(object) = r.as_object_mut() {
-                            for (column, value) in &include {
-                                let _ = object.insert(column.clone(), value.clone());
+                    if !include.is_empty() {
+                        let mut records = std::mem::take(&mut page.records).into_values();
+                        for r in &mut records {
+                            if let Some(object) = r.as_object_mut() {
+                                for (column, value) in &include {
+                                    let _ = object.insert(column.clone(), value.clone());
+                                }
                             }
                         }
+                        page.records = Records::Values(records);
                     }
                     page.number = numbers.fetch_add(1, Ordering::Relaxed) + 1;
                     // Where one parent's child paging stands says nothing about the

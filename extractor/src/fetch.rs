@@ -11,12 +11,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::adaptive_limit::{self, AdaptiveLimit};
-use crate::client::{HttpClient, Method, Request};
+use crate::client::{HttpClient, Method, Request, Response};
 use crate::from_config::RequestTemplate;
 use crate::incremental::{CursorFilter, Kept};
 use crate::paginate::{NextRequest, PageResponse, PaginateError, RepeatGuard};
 use crate::progress_bars::ResourceProgress;
+use crate::records::Records;
 use crate::{ExtractError, from_config, jsonpath};
+use common::json::tape::TapeRef;
 
 /// Log lines keep the target they had when this code was in the crate root.
 const LOG_TARGET: &str = "extractor";
@@ -43,7 +45,7 @@ impl Paging {
 /// One fetched page, handed from the fetcher to the publisher.
 pub(crate) struct Page {
     pub(crate) number: u64,
-    pub(crate) records: Vec<serde_json::Value>,
+    pub(crate) records: Records,
     /// The checkpoint once this page and all before it are acknowledged (`None`: unchanged).
     pub(crate) resume: Option<serde_json::Value>,
     /// The largest incremental cursor value among `records`.
@@ -145,6 +147,29 @@ impl Fetcher<'_> {
             Some(s) => s.take_page(body),
             None => Ok(jsonpath::take_records_auto(body)),
         };
+        // The page's records, and its body as the paginator sees it (without them).
+        let split = |response: &mut Response| -> Result<(Records, serde_json::Value), _> {
+            let Some(tape) = response.tape.take() else {
+                let mut body = std::mem::take(&mut response.body);
+                let records = take_records(&mut body)?;
+                return Ok((Records::Values(records), body));
+            };
+            let root = tape.root();
+            let found = match &selector {
+                Some(s) => s.find_page(root),
+                None => Some(Ok(jsonpath::find_records_auto(root))),
+            };
+            let Some(found) = found else {
+                // A full JSONPath query: on the body as a `Value`.
+                let mut body = tape.to_value_without(None);
+                let records = take_records(&mut body)?;
+                return Ok((Records::Values(records), body));
+            };
+            let (records, taken) = found?;
+            let ids = records.into_iter().map(TapeRef::id).collect();
+            let body = tape.to_value_without(taken.map(TapeRef::id));
+            Ok((Records::Flat { tape, ids }, body))
+        };
         let page_err = |page: u64, req: &Request, source| ExtractError::Paginate {
             resource: resource.name.clone(),
             page,
@@ -158,12 +183,12 @@ impl Fetcher<'_> {
             source,
         };
         // The page's records in the incremental's range, and their largest cursor value.
-        let keep = |records: Vec<serde_json::Value>| match filter {
-            Some(f) => f.filter(records),
-            None => Ok(Kept {
-                records,
-                ..Kept::default()
+        let keep = |records: Records| match filter {
+            Some(f) => f.filter(records.into_values()).map(|mut kept| {
+                let values = std::mem::take(&mut kept.records);
+                (Records::Values(values), kept)
             }),
+            None => Ok((records, Kept::default())),
         };
         let cursor_err = |page: u64, source| ExtractError::Cursor {
             resource: resource.name.clone(),
@@ -204,7 +229,7 @@ impl Fetcher<'_> {
             }
             let req = request_for(step);
             let response = tokio::select! {
-                r = client.fetch_limited(&req, Some(&paging.limit)) => r,
+                r = client.fetch_page(&req, Some(&paging.limit)) => r,
                 () = cancel.cancelled() => break,
             };
             let response = response.map_err(fetch_err)?;
@@ -214,14 +239,15 @@ impl Fetcher<'_> {
                 break;
             }
             stats.add(&response);
-            let mut body = response.body;
-            let records = take_records(&mut body).map_err(|e| select_err(stats.pages, &req, e))?;
+            let mut response = response;
+            let (records, body) =
+                split(&mut response).map_err(|e| select_err(stats.pages, &req, e))?;
             paging.progress.page(records.len());
             tracing::debug!(target: LOG_TARGET, page = stats.pages, records = records.len(), "page fetched");
             // A repeated page is told before the paginator moves on (its error names this
             // page's position), but a repeated link or cursor, the more precise reason, wins.
-            let same_page = repeats
-                .repeats(&records, &resource.primary_key)
+            let same_page = records
+                .repeat(&mut repeats, &resource.primary_key)
                 .then(|| paginator.same_page(records.len()));
             let page_response = PageResponse {
                 url: &response.url,
@@ -235,7 +261,7 @@ impl Fetcher<'_> {
             if let Some(source) = same_page {
                 return Err(page_err(stats.pages, &req, source));
             }
-            let kept = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
+            let (records, kept) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
             if kept.stop && next.is_some() {
                 // dlt's `row_order`: the records left the range; later pages hold none.
                 tracing::debug!(target: LOG_TARGET, page = stats.pages, "records left the incremental range: the paging stops (row_order)");
@@ -258,7 +284,7 @@ impl Fetcher<'_> {
             };
             let page = Page {
                 number: stats.pages,
-                records: kept.records,
+                records,
                 resume,
                 max: kept.max,
                 max_hashes: kept.max_hashes,
@@ -297,7 +323,7 @@ impl Fetcher<'_> {
                             let req = request_for(planned.request.clone());
                             let limit = &paging.limit;
                             async move {
-                                let response = client.fetch_limited(&req, Some(limit)).await;
+                                let response = client.fetch_page(&req, Some(limit)).await;
                                 (response, planned, req)
                             }
                         }),
@@ -324,9 +350,9 @@ impl Fetcher<'_> {
                         break;
                     }
                     stats.add(&response);
-                    let mut body = response.body;
-                    let records =
-                        take_records(&mut body).map_err(|e| select_err(stats.pages, req, e))?;
+                    let mut response = response;
+                    let (records, _) =
+                        split(&mut response).map_err(|e| select_err(stats.pages, req, e))?;
                     paging.progress.page(records.len());
                     tracing::debug!(target: LOG_TARGET, page = stats.pages, records = records.len(), "page fetched");
                     if records.is_empty() && stops_on_empty {
@@ -345,15 +371,15 @@ impl Fetcher<'_> {
                         ended = true;
                         break;
                     }
-                    if repeats.repeats(&records, &resource.primary_key) {
+                    if records.repeat(&mut repeats, &resource.primary_key) {
                         let source = planned_page.paginator.same_page(records.len());
                         return Err(page_err(stats.pages, req, source));
                     }
-                    let kept = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
+                    let (records, kept) = keep(records).map_err(|e| cursor_err(stats.pages, e))?;
                     let stop = kept.stop;
                     let page = Page {
                         number: stats.pages,
-                        records: kept.records,
+                        records,
                         resume: planned_page.resume,
                         max: kept.max,
                         max_hashes: kept.max_hashes,

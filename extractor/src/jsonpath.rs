@@ -2,6 +2,7 @@
 //! paginators' `*_path` keys (`total_path`). dlt accepts `data`, `$.data` and `a.b[*]`;
 //! a path without the leading `$` is taken relative to the response's root.
 
+use common::json::view::{JsonView, View};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
@@ -181,7 +182,7 @@ impl DataSelector {
                     // `items[*]` finds nothing in `{"items": []}` too: empty, not missing.
                     return match &self.container {
                         Some(c) if c.find(body).is_some() => Ok(Vec::new()),
-                        Some(_) => Err(missing(describe("the response", body))),
+                        Some(_) => Err(missing(describe("the response", &*body))),
                         // A filter may rightly match nothing.
                         None => Ok(Vec::new()),
                     };
@@ -197,28 +198,115 @@ impl DataSelector {
     }
 }
 
+/// A page's records found in its body, and the value they are taken out of (`None`: the
+/// body stays as it is).
+pub type Found<V> = (Vec<V>, Option<V>);
+
+impl DataSelector {
+    /// [`Self::take_page`] for a body read through a view (a page parsed flat): the records,
+    /// and the value they are taken out of (which the paginator then sees as null, as
+    /// `take_page` leaves it). `None`: this selector is a full JSONPath query, which needs
+    /// the body as a `Value`.
+    pub fn find_page<'a, V: JsonView<'a>>(&self, body: V) -> Option<Result<Found<V>, SelectError>> {
+        let Selector::Keys(keys) = &self.selector else {
+            return None;
+        };
+        let mut at = body;
+        for (i, k) in keys.iter().enumerate() {
+            match at.get(k) {
+                Some(next) => at = next,
+                None => {
+                    let place = match i {
+                        0 => "the response".to_owned(),
+                        _ => format!("`{}`", keys[..i].join(".")),
+                    };
+                    return Some(Err(SelectError::Missing {
+                        selector: self.text.clone(),
+                        found: describe(&place, at),
+                    }));
+                }
+            }
+        }
+        if at.is_null() && !self.allow_null {
+            return Some(Err(SelectError::Null {
+                selector: self.text.clone(),
+            }));
+        }
+        Some(Ok((records_of(at), Some(at))))
+    }
+}
+
+/// [`take_records_auto`] for a body read through a view: the records, and the value they
+/// are taken out of (`None`: the body stays as it is).
+pub fn find_records_auto<'a, V: JsonView<'a>>(body: V) -> Found<V> {
+    match body.view() {
+        View::Array(_) => (records_of(body), Some(body)),
+        View::Object(_) => {
+            let mut lists = Vec::new();
+            find_lists_in(body, 0, &mut lists);
+            let chosen = lists
+                .iter()
+                .find(|(key, _)| RECORD_KEYS.contains(key))
+                .or(lists.first());
+            match chosen {
+                Some(&(_, list)) => (records_of(list), Some(list)),
+                None => (vec![body], None),
+            }
+        }
+        View::Null => (Vec::new(), None),
+        _ => (vec![body], Some(body)),
+    }
+}
+
+/// The lists in an object, depth first in document order, down to three keys, each with
+/// its key ([`find_lists`] through a view).
+fn find_lists_in<'a, V: JsonView<'a>>(object: V, depth: usize, out: &mut Vec<(&'a str, V)>) {
+    if depth > 2 {
+        return;
+    }
+    let View::Object(entries) = object.view() else {
+        return;
+    };
+    for (key, value) in entries {
+        match value.view() {
+            View::Array(_) => out.push((key, value)),
+            View::Object(_) => find_lists_in(value, depth + 1, out),
+            _ => {}
+        }
+    }
+}
+
+/// [`into_records`] through a view.
+fn records_of<'a, V: JsonView<'a>>(value: V) -> Vec<V> {
+    match value.view() {
+        View::Array(items) => items.collect(),
+        View::Null => Vec::new(),
+        _ => vec![value],
+    }
+}
+
 /// What `value` (found at `place`) holds, for an error: an object's keys, else its type.
-fn describe(place: &str, value: &Value) -> String {
-    match value {
-        Value::Object(map) if map.is_empty() => format!("{place} is an empty object"),
-        Value::Object(map) => {
+fn describe<'a, V: JsonView<'a>>(place: &str, value: V) -> String {
+    match value.view() {
+        View::Object(map) if map.len() == 0 => format!("{place} is an empty object"),
+        View::Object(map) => {
+            let len = map.len();
             let mut keys: Vec<String> = map
-                .keys()
                 .take(KEYS_SHOWN)
-                .map(|k| format!("`{k}`"))
+                .map(|(k, _)| format!("`{k}`"))
                 .collect();
-            if map.len() > KEYS_SHOWN {
-                keys.push(format!("and {} more", map.len() - KEYS_SHOWN));
+            if len > KEYS_SHOWN {
+                keys.push(format!("and {} more", len - KEYS_SHOWN));
             }
             format!("{place} has the keys {}", keys.join(", "))
         }
-        Value::Array(items) => {
+        View::Array(items) => {
             format!("{place} is a list of {} values, not an object", items.len())
         }
-        Value::String(_) => format!("{place} is a string, not an object"),
-        Value::Number(_) => format!("{place} is a number, not an object"),
-        Value::Bool(_) => format!("{place} is a boolean, not an object"),
-        Value::Null => format!("{place} is null"),
+        View::String(_) => format!("{place} is a string, not an object"),
+        View::Number(_) => format!("{place} is a number, not an object"),
+        View::Bool(_) => format!("{place} is a boolean, not an object"),
+        View::Null => format!("{place} is null"),
     }
 }
 
@@ -230,16 +318,18 @@ fn into_records(value: Value) -> Vec<Value> {
     }
 }
 
+/// The keys dlt takes for a list of records first (`find_response_page_data`).
+const RECORD_KEYS: [&str; 11] = [
+    "data", "items", "results", "entries", "records", "rows", "entities", "payload", "content",
+    "objects", "values",
+];
+
 /// dlt's behaviour without a `data_selector` (`find_response_page_data` in dlt's
 /// `rest_client/detector.py`): the response itself when it is a list; in an object, the
 /// lists at most three keys deep, in document order (depth first), of which the first whose
 /// key is one of dlt's record keys (`data`, `items`, `results`, ...) or else the first;
 /// without a list, the response as one record.
 pub fn take_records_auto(value: &mut Value) -> Vec<Value> {
-    const RECORD_KEYS: [&str; 11] = [
-        "data", "items", "results", "entries", "records", "rows", "entities", "payload", "content",
-        "objects", "values",
-    ];
     match value {
         Value::Array(_) => into_records(value.take()),
         Value::Object(map) => {
@@ -452,6 +542,75 @@ mod tests {
             records(json!({"z_first": [1], "a_second": [2]})),
             vec![json!(1)],
             "document order, not the keys' order"
+        );
+    }
+
+    /// The records and the rest of the body found in a page parsed flat are those
+    /// `take_page` and `take_records_auto` take out of the same page as a `Value`.
+    #[test]
+    fn a_page_read_flat_gives_the_same_records_and_rest() {
+        use common::json::tape::{Tape, TapeRef};
+        let bodies = [
+            r#"{"data": [{"id": 1}, {"id": 2}], "total": 2}"#,
+            r#"{"data": [], "next": "x"}"#,
+            r#"{"data": null}"#,
+            r#"{"data": {"id": 1}}"#,
+            r#"{"data": 5}"#,
+            r#"{"other": [1]}"#,
+            r#"{"a": {"b": [{"id": 1}], "c": 1}, "data": [{"id": 2}]}"#,
+            r#"{"meta": {"page": {"items": [{"id": 3}]}}, "list": [1]}"#,
+            r#"{"a": {"b": {"c": {"d": [1]}}}}"#,
+            r#"{"id": 1, "name": "x"}"#,
+            r#"[{"id": 1}, {"id": 2}]"#,
+            r#"[]"#,
+            "null",
+            "7",
+            r#""text""#,
+            "{}",
+        ];
+        let selectors = ["data", "$.data", "a.b", "meta.page.items"];
+        for body in bodies {
+            let tape = Tape::parse(body.as_bytes().to_vec()).unwrap();
+            let ids = |records: Vec<TapeRef<'_>>| -> Vec<Value> {
+                records.into_iter().map(|r| r.to_value()).collect()
+            };
+            for text in selectors {
+                for allow_null in [false, true] {
+                    let selector = DataSelector::parse("k", text, allow_null).unwrap();
+                    let mut value = common::json::from_str(body).unwrap();
+                    let expected = selector.take_page(&mut value);
+                    let found = selector.find_page(tape.root()).expect("a plain path");
+                    match (expected, found) {
+                        (Ok(records), Ok((flat, taken))) => {
+                            assert_eq!(ids(flat), records, "{text} in {body}");
+                            assert_eq!(
+                                tape.to_value_without(taken.map(TapeRef::id)),
+                                value,
+                                "{text} in {body}: the rest"
+                            );
+                        }
+                        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                        (a, b) => {
+                            panic!("{text} in {body}: {:?} against {:?}", a.is_ok(), b.is_ok())
+                        }
+                    }
+                }
+            }
+            let mut value = common::json::from_str(body).unwrap();
+            let records = take_records_auto(&mut value);
+            let (flat, taken) = find_records_auto(tape.root());
+            assert_eq!(ids(flat), records, "auto in {body}");
+            assert_eq!(
+                tape.to_value_without(taken.map(TapeRef::id)),
+                value,
+                "auto in {body}"
+            );
+        }
+        let full = DataSelector::parse("k", "$.items[*]", false).unwrap();
+        let tape = Tape::parse(br#"{"items": [1]}"#.to_vec()).unwrap();
+        assert!(
+            full.find_page(tape.root()).is_none(),
+            "a full query needs a Value"
         );
     }
 }

@@ -18,6 +18,7 @@ pub mod incremental; // the incremental cursor: record filter, next start
 pub mod last_schema; // each resource's last writer schema, the start of its run's schema
 pub mod placeholders; // dlt's placeholders filled into path, params and JSON body
 pub mod publish; // the Kafka producer, the topics, the writer schemas (and its transactions)
+mod records; // a page's records: read flat from its body, or as values
 mod resource_run; // state at start and end, fetcher and publisher stages joined, the report
 pub mod state_topic; // the state kept in Kafka: read at the start, written as runs go
 pub mod transaction; // records and checkpoint committed together, per commit interval

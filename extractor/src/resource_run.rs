@@ -456,7 +456,7 @@ async fn publish_pages(
             txn.ensure_open().await.map_err(publish_err)?;
         }
         let acks = Arc::new(Acks::default());
-        let rows = match builder.add_page(&page.records) {
+        let rows = match page.records.add_to(&mut builder) {
             Ok(rows) => rows,
             Err(source) => {
                 // Nothing of this page was sent: the pages before it commit with their

@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
+
+use crate::json::view::{JsonView, View};
 
 use super::names::{normalize_key, normalize_path, variant_name};
 use super::values::{ConvertError, Num, classify, convert, detected_type, json_kind};
@@ -26,7 +28,7 @@ enum Observed {
 const ROOT: usize = 0;
 
 /// An object level of the records: raw JSON key → slot.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Node {
     /// The flattened name of the slot whose children these are (`None` for the root).
     prefix: Option<String>,
@@ -44,7 +46,7 @@ struct Node {
 }
 
 /// One raw JSON key under one node, with its normalised full name cached.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Slot {
     /// The raw JSON key, as the API sent it.
     key: String,
@@ -67,7 +69,7 @@ struct Slot {
 }
 
 /// A field that must have a value in every record.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Required {
     name: String,
     primary_key: bool,
@@ -76,13 +78,16 @@ struct Required {
 
 /// Where a record is, for error messages.
 #[derive(Clone, Copy)]
-struct RecordRef<'a> {
-    record: &'a Value,
+struct RecordRef<V> {
+    record: V,
     index: usize,
 }
 
+/// The current record's values in shared slots: (slot, value).
+type Claims<V> = Vec<(usize, V)>;
+
 /// Infers a [`TableSchema`] page by page and turns records into [`Row`]s.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SchemaBuilder {
     table: TableSchema,
     /// Per field: its type was fixed by a hint (no detection, no widening).
@@ -99,8 +104,6 @@ pub struct SchemaBuilder {
     stamp: u64,
     /// Flattened name → the first slot with that name (to find names shared by two keys).
     slot_names: FastMap<String, usize>,
-    /// The current record's values in shared slots: (slot, value).
-    claims: Vec<(usize, Value)>,
     /// The current record made a slot shared.
     fresh_share: bool,
     /// `Some(max_table_nesting)` when the loader makes child tables of this resource's
@@ -178,7 +181,6 @@ impl SchemaBuilder {
             seen: Vec::new(),
             stamp: 0,
             slot_names: FastMap::default(),
-            claims: Vec::new(),
             fresh_share: false,
             child_tables: None,
             max_nesting: None,
@@ -222,6 +224,34 @@ impl SchemaBuilder {
     /// applied), then converts every record to a [`Row`] aligned with the schema as it
     /// stands after this page. On error the schema is left as it was before the page.
     pub fn add_page(&mut self, records: &[Value]) -> Result<PageRows, SchemaError> {
+        // Every unit test that adds a page adds it flat to a copy of the builder too: both
+        // must give the same rows or error and leave the same schema.
+        #[cfg(test)]
+        let mut flat = self.clone();
+        let refs: Vec<&Value> = records.iter().collect();
+        let result = self.add_records(&refs);
+        #[cfg(test)]
+        {
+            let text = serde_json::to_string(records).expect("a Value is written as JSON");
+            let tape = crate::json::tape::Tape::parse(text.into_bytes()).expect("JSON parses");
+            let views: Vec<_> = match tape.root().view() {
+                View::Array(items) => items.collect(),
+                _ => unreachable!("a list was written"),
+            };
+            assert_eq!(flat.add_records(&views), result, "the page read flat");
+            assert_eq!(
+                flat.table, self.table,
+                "the schema after the page read flat"
+            );
+        }
+        result
+    }
+
+    /// [`Self::add_page`] for records read through a [`JsonView`] (a page parsed flat).
+    pub fn add_records<'a, V: JsonView<'a>>(
+        &mut self,
+        records: &[V],
+    ) -> Result<PageRows, SchemaError> {
         if let Some(e) = &self.setup_error {
             return Err(e.clone());
         }
@@ -252,25 +282,28 @@ impl SchemaBuilder {
         }
     }
 
-    fn infer_page(&mut self, records: &[Value]) -> Result<(), SchemaError> {
-        for (index, record) in records.iter().enumerate() {
-            let Value::Object(map) = record else {
+    fn infer_page<'a, V: JsonView<'a>>(&mut self, records: &[V]) -> Result<(), SchemaError> {
+        let mut claims = Claims::new();
+        for (index, &record) in records.iter().enumerate() {
+            let View::Object(map) = record.view() else {
                 return Err(SchemaError::NotAnObject {
                     index,
                     found: json_kind(record),
                 });
             };
             self.stamp += 1;
-            self.claims.clear();
+            claims.clear();
             self.fresh_share = false;
             let at = RecordRef { record, index };
-            let inferred = self.infer_object(ROOT, map, at);
+            let inferred = self.infer_object(ROOT, map, at, &mut claims);
             if self.fresh_share {
                 // A key of this record met another of its name for the first time: the first
                 // one's value was not claimed, so walk the record once more (a collision
                 // also explains a type error the second key may have caused).
-                self.claims.clear();
-                self.claim_shared(ROOT, map, at)?;
+                claims.clear();
+                if let View::Object(map) = record.view() {
+                    self.claim_shared(ROOT, map, at, &mut claims)?;
+                }
             }
             inferred?;
             self.check_required(at)?;
@@ -278,35 +311,38 @@ impl SchemaBuilder {
         Ok(())
     }
 
-    fn infer_object(
+    fn infer_object<'a, V: JsonView<'a>>(
         &mut self,
         node: usize,
-        map: &Map<String, Value>,
-        at: RecordRef<'_>,
+        map: V::Entries,
+        at: RecordRef<V>,
+        claims: &mut Claims<V>,
     ) -> Result<(), SchemaError> {
-        for (i, (key, value)) in map.iter().enumerate() {
+        for (i, (key, value)) in map.enumerate() {
             let slot = self.slot_at(node, i, key);
-            self.infer_value(slot, value, at)?;
+            self.infer_value(slot, value, at, claims)?;
         }
         Ok(())
     }
 
-    fn infer_value(
+    fn infer_value<'a, V: JsonView<'a>>(
         &mut self,
         slot: usize,
-        value: &Value,
-        at: RecordRef<'_>,
+        value: V,
+        at: RecordRef<V>,
+        claims: &mut Claims<V>,
     ) -> Result<(), SchemaError> {
-        if value.is_null() {
+        let view = value.view();
+        if matches!(view, View::Null) {
             return Ok(());
         }
-        if matches!(value, Value::Object(_) | Value::Array(_))
+        if matches!(view, View::Object(_) | View::Array(_))
             && self.table.primary_key.contains(&self.slots[slot].name)
         {
             return Err(SchemaError::PrimaryKeyNotScalar {
                 index: at.index,
                 field: self.slots[slot].name.clone(),
-                found: if value.is_object() {
+                found: if matches!(view, View::Object(_)) {
                     "an object"
                 } else {
                     "a list"
@@ -315,12 +351,14 @@ impl SchemaBuilder {
         }
         let field = self.resolve(slot);
         let is_json_field = field.is_some_and(|i| self.table.fields[i].data_type == DataType::Json);
-        let flattened =
-            value.is_object() && !self.slots[slot].json_hint && !is_json_field && field.is_none();
+        let flattened = matches!(view, View::Object(_))
+            && !self.slots[slot].json_hint
+            && !is_json_field
+            && field.is_none();
         if self.slots[slot].shared && !flattened {
-            self.claim(slot, value, at)?;
+            self.claim(slot, value, at, claims)?;
         }
-        if let Value::Object(map) = value
+        if let View::Object(map) = view
             && !self.slots[slot].json_hint
             && !is_json_field
         {
@@ -347,7 +385,7 @@ impl SchemaBuilder {
                     child
                 }
             };
-            return self.infer_object(child, map, at);
+            return self.infer_object(child, map, at, claims);
         }
         if self.slots[slot].child.is_some() && !is_json_field {
             return Err(SchemaError::TypeMismatch {
@@ -373,12 +411,17 @@ impl SchemaBuilder {
     /// Records that `slot` (one of several keys with its name) holds `value` in the current
     /// record; another key of the record with the same name and a different value is a
     /// [`SchemaError::NameCollision`].
-    fn claim(&mut self, slot: usize, value: &Value, at: RecordRef<'_>) -> Result<(), SchemaError> {
+    fn claim<'a, V: JsonView<'a>>(
+        &mut self,
+        slot: usize,
+        value: V,
+        at: RecordRef<V>,
+        claims: &mut Claims<V>,
+    ) -> Result<(), SchemaError> {
         let name = &self.slots[slot].name;
-        let earlier = self
-            .claims
+        let earlier = claims
             .iter()
-            .find(|(s, v)| *s != slot && self.slots[*s].name == *name && v != value);
+            .find(|(s, v)| *s != slot && self.slots[*s].name == *name && !v.json_eq(value));
         if let Some((other, _)) = earlier {
             return Err(SchemaError::NameCollision {
                 record: self.record_id(at),
@@ -386,47 +429,48 @@ impl SchemaBuilder {
                 keys: format!("{} and {}", self.slots[*other].raw, self.slots[slot].raw),
             });
         }
-        self.claims.push((slot, value.clone()));
+        claims.push((slot, value));
         Ok(())
     }
 
     /// Claims every value of `map` (a record, or an object flattened into it) held in a
     /// shared slot.
-    fn claim_shared(
+    fn claim_shared<'a, V: JsonView<'a>>(
         &mut self,
         node: usize,
-        map: &Map<String, Value>,
-        at: RecordRef<'_>,
+        map: V::Entries,
+        at: RecordRef<V>,
+        claims: &mut Claims<V>,
     ) -> Result<(), SchemaError> {
         for (key, value) in map {
             if value.is_null() {
                 continue;
             }
-            let Some(&slot) = self.nodes[node].children.get(key.as_str()) else {
+            let Some(&slot) = self.nodes[node].children.get(key) else {
                 continue;
             };
             let field = self.resolve(slot);
-            if let (Value::Object(inner), Some(child), None) =
-                (value, self.slots[slot].child, field)
+            if let (View::Object(inner), Some(child), None) =
+                (value.view(), self.slots[slot].child, field)
             {
-                self.claim_shared(child, inner, at)?;
+                self.claim_shared(child, inner, at, claims)?;
             } else if self.slots[slot].shared {
-                self.claim(slot, value, at)?;
+                self.claim(slot, value, at, claims)?;
             }
         }
         Ok(())
     }
 
     /// Checks one more value against an unhinted field, widening it where allowed.
-    fn observe(
+    fn observe<'a, V: JsonView<'a>>(
         &mut self,
         index: usize,
-        value: &Value,
-        at: RecordRef<'_>,
+        value: V,
+        at: RecordRef<V>,
     ) -> Result<(), SchemaError> {
-        let observed = match (self.table.fields[index].data_type, value) {
+        let observed = match (self.table.fields[index].data_type, value.view()) {
             (DataType::Json, _) => Observed::Fits,
-            (DataType::Bigint | DataType::Double, Value::Number(n)) => {
+            (DataType::Bigint | DataType::Double, View::Number(n)) => {
                 match (self.table.fields[index].data_type, classify(n)) {
                     (DataType::Bigint, Num::Float(_)) => Observed::Widen(DataType::Double),
                     (_, Num::Int(_) | Num::Float(_)) => Observed::Fits,
@@ -435,8 +479,8 @@ impl SchemaBuilder {
                     }
                 }
             }
-            (DataType::Text, Value::String(_)) | (DataType::Bool, Value::Bool(_)) => Observed::Fits,
-            (DataType::Timestamp, Value::String(s)) => {
+            (DataType::Text, View::String(_)) | (DataType::Bool, View::Bool(_)) => Observed::Fits,
+            (DataType::Timestamp, View::String(s)) => {
                 if parse_timestamp(s).is_some() {
                     Observed::Fits
                 } else {
@@ -459,15 +503,15 @@ impl SchemaBuilder {
     /// dlt does: `<field>__v_<type>` for the type the value would have had in a new field
     /// (created after the other fields when first needed). A primary key or `nullable:
     /// false` field has no variants: the mismatch is an error naming the record and field.
-    fn variant_field(
+    fn variant_field<'a, V: JsonView<'a>>(
         &mut self,
         index: usize,
-        value: &Value,
-        at: RecordRef<'_>,
+        value: V,
+        at: RecordRef<V>,
     ) -> Result<usize, SchemaError> {
         let required = self.required.iter().any(|r| r.field == Some(index));
         let Some(data_type) = detected_type(value).filter(|_| !required) else {
-            if let Value::Number(n) = value
+            if let View::Number(n) = value.view()
                 && matches!(classify(n), Num::BigInt | Num::HugeFloat)
             {
                 return Err(self.number_error(at, &self.table.fields[index].name, n));
@@ -494,30 +538,30 @@ impl SchemaBuilder {
     }
 
     /// Adds the field for `slot`, first seen with the non-null `value`.
-    fn create_field(
+    fn create_field<'a, V: JsonView<'a>>(
         &mut self,
         slot: usize,
-        value: &Value,
-        at: RecordRef<'_>,
+        value: V,
+        at: RecordRef<V>,
     ) -> Result<usize, SchemaError> {
         let name = self.slots[slot].name.clone();
         let hint = self.hints.get(&name);
         let hinted_type = hint.and_then(|h| h.data_type);
         let data_type = match hinted_type {
             Some(t) => t,
-            None => match value {
-                Value::Bool(_) => DataType::Bool,
-                Value::Number(n) => match classify(n) {
+            None => match value.view() {
+                View::Bool(_) => DataType::Bool,
+                View::Number(n) => match classify(n) {
                     Num::Int(_) => DataType::Bigint,
                     Num::Float(_) => DataType::Double,
                     Num::BigInt | Num::HugeFloat => {
                         return Err(self.number_error(at, &name, n));
                     }
                 },
-                Value::String(s) if parse_timestamp(s).is_some() => DataType::Timestamp,
-                Value::String(_) => DataType::Text,
-                Value::Array(_) | Value::Object(_) => DataType::Json,
-                Value::Null => return Err(self.mismatch_named(at, &name, "a value", "null")),
+                View::String(s) if parse_timestamp(s).is_some() => DataType::Timestamp,
+                View::String(_) => DataType::Text,
+                View::Array(_) | View::Object(_) => DataType::Json,
+                View::Null => return Err(self.mismatch_named(at, &name, "a value", "null")),
             },
         };
         let (precision, scale) = match (data_type, hint) {
@@ -549,7 +593,7 @@ impl SchemaBuilder {
         Ok(index)
     }
 
-    fn check_required(&self, at: RecordRef<'_>) -> Result<(), SchemaError> {
+    fn check_required<'a, V: JsonView<'a>>(&self, at: RecordRef<V>) -> Result<(), SchemaError> {
         for r in &self.required {
             if r.field.is_some_and(|i| self.seen[i] == self.stamp) {
                 continue;
@@ -671,13 +715,16 @@ impl SchemaBuilder {
     }
 
     /// `id=<primary key> (#<index> in page)`, or just the index without a primary key.
-    fn record_id(&self, at: RecordRef<'_>) -> String {
+    fn record_id<'a, V: JsonView<'a>>(&self, at: RecordRef<V>) -> String {
         let mut parts = Vec::with_capacity(self.table.primary_key.len());
         for name in &self.table.primary_key {
-            match find_flattened(at.record, name, None) {
-                Some(Value::String(s)) => parts.push(s.clone()),
-                Some(v) if !v.is_null() => parts.push(v.to_string()),
-                _ => return format!("#{} in page", at.index),
+            let Some(value) = find_flattened(at.record, name, None) else {
+                return format!("#{} in page", at.index);
+            };
+            match value.view() {
+                View::String(s) => parts.push(s.to_owned()),
+                View::Null => return format!("#{} in page", at.index),
+                _ => parts.push(value.to_json_string()),
             }
         }
         if parts.is_empty() {
@@ -687,14 +734,19 @@ impl SchemaBuilder {
         }
     }
 
-    fn mismatch(&self, at: RecordRef<'_>, index: usize, found: &str) -> SchemaError {
+    fn mismatch<'a, V: JsonView<'a>>(
+        &self,
+        at: RecordRef<V>,
+        index: usize,
+        found: &str,
+    ) -> SchemaError {
         let field = &self.table.fields[index];
         self.mismatch_named(at, &field.name, field.data_type.as_str(), found)
     }
 
-    fn mismatch_named(
+    fn mismatch_named<'a, V: JsonView<'a>>(
         &self,
-        at: RecordRef<'_>,
+        at: RecordRef<V>,
         field: &str,
         expected: &str,
         found: &str,
@@ -708,8 +760,13 @@ impl SchemaBuilder {
     }
 
     /// The error for a number no inferred type holds exactly.
-    fn number_error(&self, at: RecordRef<'_>, field: &str, n: &Number) -> SchemaError {
-        let (record, field, value) = (self.record_id(at), field.to_owned(), n.to_string());
+    fn number_error<'a, V: JsonView<'a>>(
+        &self,
+        at: RecordRef<V>,
+        field: &str,
+        n: &str,
+    ) -> SchemaError {
+        let (record, field, value) = (self.record_id(at), field.to_owned(), n.to_owned());
         match classify(n) {
             Num::HugeFloat => SchemaError::FloatOutOfRange {
                 record,
@@ -724,11 +781,11 @@ impl SchemaBuilder {
         }
     }
 
-    fn convert_error(
+    fn convert_error<'a, V: JsonView<'a>>(
         &self,
-        at: RecordRef<'_>,
+        at: RecordRef<V>,
         index: usize,
-        value: &Value,
+        value: V,
         e: ConvertError,
     ) -> SchemaError {
         let field = &self.table.fields[index];
@@ -760,15 +817,15 @@ impl SchemaBuilder {
                 record: self.record_id(at),
                 field: field.name.clone(),
                 expected: field.data_type,
-                value: value.to_string(),
+                value: value.to_json_string(),
             },
         }
     }
 }
 
 /// The value at flattened name `target` in `value` (slow path, for error messages).
-fn find_flattened<'v>(value: &'v Value, target: &str, prefix: Option<&str>) -> Option<&'v Value> {
-    let Value::Object(map) = value else {
+fn find_flattened<'a, V: JsonView<'a>>(value: V, target: &str, prefix: Option<&str>) -> Option<V> {
+    let View::Object(map) = value.view() else {
         return None;
     };
     for (key, child) in map {

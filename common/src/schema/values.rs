@@ -5,9 +5,9 @@
 
 use std::str::FromStr;
 
+use crate::json::view::{JsonView, View};
 use bigdecimal::{BigDecimal, RoundingMode, Zero};
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use serde_json::{Number, Value};
 
 use super::{DataType, Field, Scalar};
 
@@ -112,20 +112,23 @@ pub(super) enum Num {
     HugeFloat,
 }
 
-pub(super) fn classify(n: &Number) -> Num {
-    if let Some(v) = n.as_i64() {
+pub(super) fn classify(n: &str) -> Num {
+    // serde_json's `Number` under `arbitrary_precision` reads its text the same way.
+    if let Ok(v) = n.parse::<i64>() {
         return Num::Int(v);
     }
-    if n.is_f64() {
-        return n.as_f64().map_or(Num::HugeFloat, Num::Float);
+    if n.contains(['.', 'e', 'E']) {
+        return match n.parse::<f64>() {
+            Ok(f) if f.is_finite() => Num::Float(f),
+            _ => Num::HugeFloat,
+        };
     }
-    // Under `arbitrary_precision` neither an integer beyond i64 nor a float beyond f64 is
-    // `is_f64`; the text tells them apart (rare, so the allocation does not matter).
-    if n.to_string().contains(['.', 'e', 'E']) {
-        Num::HugeFloat
-    } else {
-        Num::BigInt
-    }
+    Num::BigInt
+}
+
+/// A number's text as a finite double, the nearest one (`None` beyond a double's range).
+fn nearest_f64(n: &str) -> Option<f64> {
+    n.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// `v` as a double, if the double is exactly `v`.
@@ -136,35 +139,35 @@ fn exact_f64(v: i64) -> Option<f64> {
 }
 
 /// The type a new field would get from `value` (`None` for null and numbers beyond range).
-pub(super) fn detected_type(value: &Value) -> Option<DataType> {
-    match value {
-        Value::Null => None,
-        Value::Bool(_) => Some(DataType::Bool),
-        Value::Number(n) => match classify(n) {
+pub(super) fn detected_type<'a, V: JsonView<'a>>(value: V) -> Option<DataType> {
+    match value.view() {
+        View::Null => None,
+        View::Bool(_) => Some(DataType::Bool),
+        View::Number(n) => match classify(n) {
             Num::Int(_) => Some(DataType::Bigint),
             Num::Float(_) => Some(DataType::Double),
             Num::BigInt | Num::HugeFloat => None,
         },
-        Value::String(s) if parse_timestamp(s).is_some() => Some(DataType::Timestamp),
-        Value::String(_) => Some(DataType::Text),
-        Value::Array(_) | Value::Object(_) => Some(DataType::Json),
+        View::String(s) if parse_timestamp(s).is_some() => Some(DataType::Timestamp),
+        View::String(_) => Some(DataType::Text),
+        View::Array(_) | View::Object(_) => Some(DataType::Json),
     }
 }
 
 /// The kind of a JSON value, for error messages.
-pub(super) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(n) => match classify(n) {
+pub(super) fn json_kind<'a, V: JsonView<'a>>(value: V) -> &'static str {
+    match value.view() {
+        View::Null => "null",
+        View::Bool(_) => "bool",
+        View::Number(n) => match classify(n) {
             Num::Int(_) => "integer",
             Num::BigInt => "integer beyond i64",
             Num::Float(_) => "float",
             Num::HugeFloat => "float beyond a double",
         },
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "object",
+        View::String(_) => "string",
+        View::Array(_) => "list",
+        View::Object(_) => "object",
     }
 }
 
@@ -182,80 +185,82 @@ pub(super) enum ConvertError {
 /// `columns` hint, which converts (a `double` hint rounds any number to the nearest double,
 /// a `timestamp` hint cuts digits beyond the microsecond); an inferred type never changes a
 /// value.
-pub(super) fn convert(value: &Value, field: &Field, hinted: bool) -> Result<Scalar, ConvertError> {
+pub(super) fn convert<'a, V: JsonView<'a>>(
+    value: V,
+    field: &Field,
+    hinted: bool,
+) -> Result<Scalar, ConvertError> {
     let mismatch = || ConvertError::Mismatch(json_kind(value));
+    let view = value.view();
     match field.data_type {
-        DataType::Json => Ok(Scalar::Json(value.to_string())),
-        DataType::Text => match value {
-            Value::String(s) => Ok(Scalar::Text(s.clone())),
-            Value::Number(n) => Ok(Scalar::Text(n.to_string())),
-            Value::Bool(b) => Ok(Scalar::Text(b.to_string())),
+        DataType::Json => Ok(Scalar::Json(value.to_json_string())),
+        DataType::Text => match view {
+            View::String(s) | View::Number(s) => Ok(Scalar::Text(s.to_owned())),
+            View::Bool(b) => Ok(Scalar::Text(b.to_string())),
             _ => Err(mismatch()),
         },
-        DataType::Bigint => match value {
-            Value::Number(n) => match classify(n) {
+        DataType::Bigint => match view {
+            View::Number(n) => match classify(n) {
                 Num::Int(v) => Ok(Scalar::Bigint(v)),
-                Num::BigInt => Err(ConvertError::IntegerOutOfRange(n.to_string())),
+                Num::BigInt => Err(ConvertError::IntegerOutOfRange(n.to_owned())),
                 Num::Float(_) | Num::HugeFloat => Err(mismatch()),
             },
             _ => Err(mismatch()),
         },
-        DataType::Double => match value {
-            Value::Number(n) => match classify(n) {
+        DataType::Double => match view {
+            View::Number(n) => match classify(n) {
                 Num::Float(f) => Ok(Scalar::Double(f)),
                 Num::Int(v) => match exact_f64(v) {
                     Some(f) => Ok(Scalar::Double(f)),
                     None if hinted => Ok(Scalar::Double(v as f64)),
-                    None => Err(ConvertError::InexactDouble(n.to_string())),
+                    None => Err(ConvertError::InexactDouble(n.to_owned())),
                 },
-                Num::BigInt if hinted => n
-                    .as_f64()
-                    .filter(|f| f.is_finite())
+                Num::BigInt if hinted => nearest_f64(n)
                     .map(Scalar::Double)
                     .ok_or(ConvertError::Invalid),
-                Num::BigInt => Err(ConvertError::IntegerOutOfRange(n.to_string())),
-                Num::HugeFloat => Err(ConvertError::FloatOutOfRange(n.to_string())),
+                Num::BigInt => Err(ConvertError::IntegerOutOfRange(n.to_owned())),
+                Num::HugeFloat => Err(ConvertError::FloatOutOfRange(n.to_owned())),
             },
             _ => Err(mismatch()),
         },
-        DataType::Bool => match value {
-            Value::Bool(b) => Ok(Scalar::Bool(*b)),
+        DataType::Bool => match view {
+            View::Bool(b) => Ok(Scalar::Bool(b)),
             _ => Err(mismatch()),
         },
-        DataType::Timestamp => match value {
-            Value::String(s) => parse_timestamp_to_micros(s)
+        DataType::Timestamp => match view {
+            View::String(s) => parse_timestamp_to_micros(s)
                 .map(Scalar::Timestamp)
                 .ok_or(ConvertError::Invalid),
-            Value::Number(n) => n
-                .as_i64()
+            View::Number(n) => n
+                .parse::<i64>()
+                .ok()
                 .and_then(|secs| secs.checked_mul(1_000_000))
                 .filter(|micros| DateTime::<Utc>::from_timestamp_micros(*micros).is_some())
                 .map(Scalar::Timestamp)
                 .ok_or(ConvertError::Invalid),
             _ => Err(mismatch()),
         },
-        DataType::Date => match value {
-            Value::String(s) => super::dates::parse_date(s)
+        DataType::Date => match view {
+            View::String(s) => super::dates::parse_date(s)
                 .map(Scalar::Date)
                 .ok_or(ConvertError::Invalid),
             _ => Err(mismatch()),
         },
-        DataType::Time => match value {
-            Value::String(s) => super::dates::parse_time(s)
+        DataType::Time => match view {
+            View::String(s) => super::dates::parse_time(s)
                 .map(Scalar::Time)
                 .ok_or(ConvertError::Invalid),
             _ => Err(mismatch()),
         },
-        DataType::Binary => match value {
-            Value::String(s) => super::dates::base64_decode(s)
+        DataType::Binary => match view {
+            View::String(s) => super::dates::base64_decode(s)
                 .map(Scalar::Binary)
                 .ok_or(ConvertError::Invalid),
             _ => Err(mismatch()),
         },
         DataType::Decimal => {
-            let text = match value {
-                Value::Number(n) => n.to_string(),
-                Value::String(s) => s.clone(),
+            let text = match view {
+                View::Number(n) | View::String(n) => n.to_owned(),
                 _ => return Err(mismatch()),
             };
             match decimal_text(&text, field.precision, field.scale) {

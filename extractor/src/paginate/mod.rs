@@ -13,6 +13,7 @@ pub mod page_number;
 use std::hash::{DefaultHasher, Hasher};
 
 use crate::jsonpath::Selector;
+use common::json::view::{JsonView, View};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use url::Url;
@@ -469,6 +470,15 @@ impl RepeatGuard {
     /// Whether `records` repeat the last non-empty page's: the same primary key values in
     /// the same order (when every record has them), else the same records.
     pub fn repeats(&mut self, records: &[Value], primary_key: &[String]) -> bool {
+        self.repeats_of(&records.iter().collect::<Vec<_>>(), primary_key)
+    }
+
+    /// [`Self::repeats`] for records read through a [`JsonView`].
+    pub fn repeats_of<'a, V: JsonView<'a>>(
+        &mut self,
+        records: &[V],
+        primary_key: &[String],
+    ) -> bool {
         if records.is_empty() {
             return false;
         }
@@ -481,17 +491,17 @@ impl RepeatGuard {
 
 /// A 64-bit hash of the records' primary key values (or of the whole record where one has
 /// no value for a key), in order.
-fn fingerprint(records: &[Value], primary_key: &[String]) -> u64 {
+fn fingerprint<'a, V: JsonView<'a>>(records: &[V], primary_key: &[String]) -> u64 {
     let mut hasher = DefaultHasher::new();
     hasher.write_usize(records.len());
     // Where each key part was in the last record: records of one page share their shape.
     let mut at = vec![0; primary_key.len()];
     let mut values = Vec::with_capacity(primary_key.len());
-    for record in records {
+    for &record in records {
         values.clear();
-        if let Value::Object(map) = record {
+        if record.is_object() {
             for (key, at) in primary_key.iter().zip(&mut at) {
-                match field(map, key, at) {
+                match field(record, key, at) {
                     Some(value) => values.push(value),
                     None => break,
                 }
@@ -499,7 +509,7 @@ fn fingerprint(records: &[Value], primary_key: &[String]) -> u64 {
         }
         if !primary_key.is_empty() && values.len() == primary_key.len() {
             hasher.write_u8(0xfe);
-            for value in &values {
+            for &value in &values {
                 hash_value(&mut hasher, value);
             }
         } else {
@@ -510,49 +520,50 @@ fn fingerprint(records: &[Value], primary_key: &[String]) -> u64 {
     hasher.finish()
 }
 
-/// `map`'s value of `key`, looked for first at position `at`, which a small record's
+/// An object's value of `key`, looked for first at position `at`, which a small record's
 /// search updates to where it was (a hash lookup of a key costs more than a few steps).
-fn field<'v>(
-    map: &'v serde_json::Map<String, Value>,
-    key: &str,
-    at: &mut usize,
-) -> Option<&'v Value> {
+fn field<'a, V: JsonView<'a>>(object: V, key: &str, at: &mut usize) -> Option<V> {
     const SMALL: usize = 32;
+    let entries = || match object.view() {
+        View::Object(entries) => Some(entries),
+        _ => None,
+    };
+    let len = entries()?.len();
     if *at < SMALL
-        && let Some((k, value)) = map.iter().nth(*at)
+        && let Some((k, value)) = entries()?.nth(*at)
         && k == key
     {
         return Some(value);
     }
-    if map.len() > SMALL {
-        return map.get(key);
+    if len > SMALL {
+        return object.get(key);
     }
-    let (position, (_, value)) = map.iter().enumerate().find(|(_, (k, _))| *k == key)?;
+    let (position, (_, value)) = entries()?.enumerate().find(|(_, (k, _))| *k == key)?;
     *at = position;
     Some(value)
 }
 
 /// Feeds `value` to `hasher`, each part with its kind and length, so that different
 /// values write different sequences (numbers by their text, objects in their key order).
-fn hash_value(hasher: &mut impl Hasher, value: &Value) {
+fn hash_value<'a, V: JsonView<'a>>(hasher: &mut impl Hasher, value: V) {
     fn text(hasher: &mut impl Hasher, kind: u8, text: &str) {
         hasher.write_u8(kind);
         hasher.write_usize(text.len());
         hasher.write(text.as_bytes());
     }
-    match value {
-        Value::Null => hasher.write_u8(0),
-        Value::Bool(b) => hasher.write_u8(if *b { 2 } else { 1 }),
-        Value::Number(n) => text(hasher, 3, n.as_str()),
-        Value::String(s) => text(hasher, 4, s),
-        Value::Array(items) => {
+    match value.view() {
+        View::Null => hasher.write_u8(0),
+        View::Bool(b) => hasher.write_u8(if b { 2 } else { 1 }),
+        View::Number(n) => text(hasher, 3, n),
+        View::String(s) => text(hasher, 4, s),
+        View::Array(items) => {
             hasher.write_u8(5);
             hasher.write_usize(items.len());
             for item in items {
                 hash_value(hasher, item);
             }
         }
-        Value::Object(map) => {
+        View::Object(map) => {
             hasher.write_u8(6);
             hasher.write_usize(map.len());
             for (key, item) in map {

@@ -2,14 +2,14 @@
 //! type sent to its variant field, the primary key rendered for the Kafka key), and, when the
 //! loader makes child tables, each list checked as the child rows it will become.
 
-use serde_json::{Map, Number, Value};
+use crate::json::view::{JsonView, View};
 
 use super::*;
 
 impl SchemaBuilder {
-    pub(super) fn convert_page(
+    pub(super) fn convert_page<'a, V: JsonView<'a>>(
         &mut self,
-        records: &[Value],
+        records: &[V],
     ) -> Result<(Vec<Row>, Vec<String>), SchemaError> {
         let width = self.table.fields.len();
         let pk: Vec<usize> = self
@@ -20,8 +20,8 @@ impl SchemaBuilder {
             .collect();
         let mut rows = Vec::with_capacity(records.len());
         let mut keys = Vec::with_capacity(records.len());
-        for (index, record) in records.iter().enumerate() {
-            let Value::Object(map) = record else {
+        for (index, &record) in records.iter().enumerate() {
+            let View::Object(map) = record.view() else {
                 return Err(SchemaError::NotAnObject {
                     index,
                     found: json_kind(record),
@@ -44,14 +44,14 @@ impl SchemaBuilder {
         Ok((rows, keys))
     }
 
-    fn convert_object(
+    fn convert_object<'a, V: JsonView<'a>>(
         &mut self,
         node: usize,
-        map: &Map<String, Value>,
+        map: V::Entries,
         row: &mut Row,
-        at: RecordRef<'_>,
+        at: RecordRef<V>,
     ) -> Result<(), SchemaError> {
-        for (i, (key, value)) in map.iter().enumerate() {
+        for (i, (key, value)) in map.enumerate() {
             if value.is_null() {
                 continue;
             }
@@ -80,7 +80,8 @@ impl SchemaBuilder {
                     }
                     Err(e) => return Err(self.convert_error(at, index, value, e)),
                 }
-            } else if let (Value::Object(map), Some(child)) = (value, self.slots[slot].child) {
+            } else if let (View::Object(map), Some(child)) = (value.view(), self.slots[slot].child)
+            {
                 self.convert_object(child, map, row, at)?;
             }
         }
@@ -89,12 +90,12 @@ impl SchemaBuilder {
 
     /// Checks `value`, going into field `index` from `slot`, as the child-table rows the
     /// loader will make of it (see [`Self::with_child_tables`]).
-    fn check_child_rows(
+    fn check_child_rows<'a, V: JsonView<'a>>(
         &self,
         index: usize,
         slot: usize,
-        value: &Value,
-        at: RecordRef<'_>,
+        value: V,
+        at: RecordRef<V>,
     ) -> Result<(), SchemaError> {
         let Some(max) = self.child_tables else {
             return Ok(());
@@ -116,10 +117,12 @@ impl SchemaBuilder {
                 field: column,
                 keys: format!("{first} and {second}"),
             },
-            Nested::Number { column, value } => {
+            Nested::Number {
+                column,
+                value: text,
+            } => {
                 let record = self.record_id(at);
-                let text = value.to_string();
-                match classify(&value) {
+                match classify(&text) {
                     Num::HugeFloat => SchemaError::FloatOutOfRange {
                         record,
                         field: column,
@@ -145,50 +148,64 @@ enum Nested {
     },
     Number {
         column: String,
-        value: Number,
+        /// The number's text.
+        value: String,
     },
 }
 
 /// Checks a list (or a single value, which the loader takes as a list of one) that becomes
 /// rows of a child table at `depth`: `list` is its display name (`items`, `items[].codes`),
 /// `raw` its raw key path.
-fn check_list(
-    value: &Value,
+fn check_list<'a, V: JsonView<'a>>(
+    value: V,
     list: &str,
     raw: &str,
     depth: usize,
     max: Option<usize>,
 ) -> Result<(), Nested> {
-    let items = match value {
-        Value::Null => return Ok(()),
-        Value::Array(items) => items.as_slice(),
-        other => std::slice::from_ref(other),
-    };
-    for (i, item) in items.iter().enumerate() {
-        match item {
-            Value::Object(map) => {
-                let mut names = FastMap::default();
-                let raw = format!("{raw}[{i}]");
-                check_row(map, None, &raw, list, depth, max, &mut names)?;
+    match value.view() {
+        View::Null => Ok(()),
+        View::Array(items) => {
+            for (i, item) in items.enumerate() {
+                check_item(item, i, list, raw, depth, max)?;
             }
-            Value::Number(n) => check_number(n, &format!("{list}[].value"))?,
-            _ => {}
+            Ok(())
         }
+        _ => check_item(value, 0, list, raw, depth, max),
     }
-    Ok(())
+}
+
+/// Item `i` of a list [`check_list`] checks.
+fn check_item<'a, V: JsonView<'a>>(
+    item: V,
+    i: usize,
+    list: &str,
+    raw: &str,
+    depth: usize,
+    max: Option<usize>,
+) -> Result<(), Nested> {
+    match item.view() {
+        View::Object(map) => {
+            let mut names = FastMap::default();
+            let raw = format!("{raw}[{i}]");
+            check_row::<V>(map, None, &raw, list, depth, max, &mut names)
+        }
+        View::Number(n) => check_number(n, &format!("{list}[].value")),
+        _ => Ok(()),
+    }
 }
 
 /// One child row (an object, flattened as the loader's schema flattens it): its leaves'
 /// names must not collide and its numbers must be in range; lists inside it are checked as
 /// grandchild tables while `depth` is below `max`.
-fn check_row<'v>(
-    map: &'v Map<String, Value>,
+fn check_row<'a, V: JsonView<'a>>(
+    map: V::Entries,
     prefix: Option<&str>,
     raw_prefix: &str,
     list: &str,
     depth: usize,
     max: Option<usize>,
-    names: &mut FastMap<String, (String, &'v Value)>,
+    names: &mut FastMap<String, (String, V)>,
 ) -> Result<(), Nested> {
     for (key, value) in map {
         if value.is_null() {
@@ -200,19 +217,19 @@ fn check_row<'v>(
             None => own,
         };
         let raw = format!("{raw_prefix}.{key:?}");
-        match value {
-            Value::Object(inner) => {
+        match value.view() {
+            View::Object(inner) => {
                 check_row(inner, Some(&name), &raw, list, depth, max, names)?;
                 continue;
             }
-            Value::Array(_) if max.is_none_or(|m| depth < m) => {
+            View::Array(_) if max.is_none_or(|m| depth < m) => {
                 check_list(value, &format!("{list}[].{name}"), &raw, depth + 1, max)?;
             }
-            Value::Number(n) => check_number(n, &format!("{list}[].{name}"))?,
+            View::Number(n) => check_number(n, &format!("{list}[].{name}"))?,
             _ => {}
         }
         match names.get(&name) {
-            Some((first, earlier)) if *earlier != value => {
+            Some((first, earlier)) if !earlier.json_eq(value) => {
                 return Err(Nested::Collision {
                     column: format!("{list}[].{name}"),
                     first: first.clone(),
@@ -228,11 +245,11 @@ fn check_row<'v>(
     Ok(())
 }
 
-fn check_number(n: &Number, column: &str) -> Result<(), Nested> {
+fn check_number(n: &str, column: &str) -> Result<(), Nested> {
     match classify(n) {
         Num::BigInt | Num::HugeFloat => Err(Nested::Number {
             column: column.to_owned(),
-            value: n.clone(),
+            value: n.to_owned(),
         }),
         Num::Int(_) | Num::Float(_) => Ok(()),
     }

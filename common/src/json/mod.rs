@@ -9,6 +9,9 @@
 //! an integer beyond 64 bits arrives digit for digit and the schema can refuse it or, under
 //! a `decimal` or `text` hint, keep it exactly (see [`crate::schema`]).
 
+pub mod tape;
+pub mod view;
+
 use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
