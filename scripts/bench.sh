@@ -97,12 +97,17 @@ wait_port "$broker_port"
 
 api_port=0
 start_api() { # records latency_ms
-  api_port=$((18100 + RANDOM % 800))
+  api_port=$(free_port 18100 800)
   DEMO_API_KEY="$API_KEY" "$bin/demo-api" --listen "127.0.0.1:$api_port" --records "$1" \
     --latency-ms "$2" >"$run/api-$api_port.out" 2>"$run/api-$api_port.log" &
   pids+=($!)
   api_pid=$!
-  wait_port "$api_port"
+  wait_port "$api_port" "$run/api-$api_port.log"
+  # The port answering must be this API's (not one started before on the same port).
+  if ! kill -0 "$api_pid" 2>/dev/null; then
+    echo "the demo API did not start; see $run/api-$api_port.log" >&2
+    exit 1
+  fi
 }
 
 config() { # name base_url
@@ -147,7 +152,8 @@ loaded() {
 # deployment runs them. Wall time runs from the start until the loader has written ROWS
 # records (read from its /metrics); CPU is both processes', peak_MB the larger of the two.
 pipeline() {
-  local case="$1" rows="$2" cfg="$3" db="$4" mport=$((19500 + RANDOM % 400))
+  local case="$1" rows="$2" cfg="$3" db="$4" mport
+  mport=$(free_port 19500 400)
   local tl="$run/time.loader.$$" te="$run/time.extractor.$$" t0 t1 lpid b0 a0
   b0=$(cpu_ticks "$broker_pid"); a0=$(cpu_ticks "$api_pid")
   t0=$(date +%s.%N)

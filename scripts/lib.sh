@@ -11,6 +11,21 @@ wait_port() {
   return 1
 }
 
+# free_port FROM SPAN: a port in FROM..FROM+SPAN-1 that nothing listens on (random, so
+# that runs side by side rarely race for one).
+free_port() {
+  local port
+  for _ in $(seq 1 200); do
+    port=$(($1 + RANDOM % $2))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "no free port in $1..$(($1 + $2 - 1))" >&2
+  return 1
+}
+
 # seed_config NAME BOOTSTRAP BASE_URL [TOPIC] [DEFAULTS_LINE]: the seed pipeline's config
 # (the source document's rest_api_source dict, key for key, plus where Kafka is) on stdout.
 seed_config() {
