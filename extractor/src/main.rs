@@ -14,8 +14,9 @@ use extractor::progress_bars::Progress;
 use extractor::{RunOptions, run};
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc instead of the system allocator: per-page JSON trees, rows and Avro buffers are
-/// many small allocations: less CPU per record, also on one thread (BENCHMARKS.md).
+/// mimalloc instead of the system allocator: rows, their text and Avro buffers are many
+/// small allocations: less CPU per record, also on one thread and with pages parsed flat
+/// (BENCHMARKS.md).
 /// Built without transparent huge pages, which raised the peak memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
