@@ -145,19 +145,9 @@ impl DataSelector {
         };
         match &self.selector {
             Selector::Keys(keys) => {
-                // Where the path stops, for the error.
-                let mut at = &*body;
-                for (i, k) in keys.iter().enumerate() {
-                    match at.get(k) {
-                        Some(next) => at = next,
-                        None => {
-                            let place = match i {
-                                0 => "the response".to_owned(),
-                                _ => format!("`{}`", keys[..i].join(".")),
-                            };
-                            return Err(missing(describe(&place, at)));
-                        }
-                    }
+                // A missing key or a null found is the same error as for a page read flat.
+                if let Some(Err(e)) = self.find_page(&*body) {
+                    return Err(e);
                 }
                 let mut cur = &mut *body;
                 for k in keys {
@@ -165,11 +155,6 @@ impl DataSelector {
                         Some(next) => cur = next,
                         None => return Ok(Vec::new()),
                     }
-                }
-                if cur.is_null() && !self.allow_null {
-                    return Err(SelectError::Null {
-                        selector: self.text.clone(),
-                    });
                 }
                 Ok(into_records(cur.take()))
             }
