@@ -412,11 +412,12 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// `--broker-timeout`: a human duration (`30s`, `5m`), at least a millisecond.
+/// `--broker-timeout`, `--lag-every`: a human duration (`30s`, `5m`), at least a
+/// millisecond.
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.as_millis() >= 1 => Ok(d),
-        Ok(_) => Err(format!("`{text}`: the timeout must be at least 1ms")),
+        Ok(_) => Err(format!("`{text}`: the duration must be at least 1ms")),
         Err(e) => Err(format!(
             "`{text}` is not a duration like `30s` or `5m`: {e}"
         )),

@@ -319,7 +319,7 @@ pub fn plain_client(settings: &BTreeMap<String, String>, name: &str) -> KafkaRes
 /// Takes records into batches and writes each batch when it is due (or nothing more
 /// came), until `stop` is cancelled, a rebalance callback failed, or, with
 /// `until_caught_up`, every assigned partition is at its end. Logs the progress and the
-/// lag every [`PROGRESS_EVERY`].
+/// lag every [`LoadOptions::lag_every`].
 pub(crate) fn poll_loop(
     consumer: &Arc<BaseConsumer<LoaderContext>>,
     opts: &LoadOptions,
@@ -364,7 +364,8 @@ pub(crate) fn poll_loop(
         if idle {
             past_commit_markers(consumer)?;
         }
-        if now.saturating_duration_since(last_report) >= PROGRESS_EVERY {
+        let since_report = now.saturating_duration_since(last_report);
+        if since_report >= opts.lag_every {
             last_report = Instant::now();
             let records = ctx.writer().records();
             let survey = match lags.survey(consumer, Duration::from_secs(10)) {
@@ -376,7 +377,8 @@ pub(crate) fn poll_loop(
             };
             opts.progress
                 .update(records, survey.as_ref().map(lag::Survey::view));
-            let records_per_second = (records - reported) / PROGRESS_EVERY.as_secs();
+            let records_per_second =
+                ((records - reported) as f64 / since_report.as_secs_f64()).round() as u64;
             match &survey {
                 Some(s) => tracing::info!(target: LOG_TARGET,
                     records,
@@ -479,10 +481,6 @@ pub(crate) fn final_lag(
 /// extractor's run, or of one of its transactions, reaches the destination this long after
 /// its last record. It was 100 ms; the poll's wake-up is 10 ms ([`fetch`]).
 const IDLE_AFTER: Duration = Duration::from_millis(20);
-
-/// How often the loop measures the lag of every partition (see [`lag`]) and logs its
-/// progress (records loaded, rate, lag).
-pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// True when the group has given this loader partitions and each one's next offset is
 /// the partition's end (high watermark). `watermarks` is a separate client: on the

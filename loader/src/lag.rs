@@ -189,7 +189,7 @@ impl StallWatch {
     /// each partition's lag is and which became stalled or stopped being stalled. The time
     /// a partition has been behind is counted from the first observation that saw it behind
     /// after its stored offset last moved, so it is never overstated: a partition observed
-    /// every 5 s is declared stalled 0-5 s after the session timeout has really passed.
+    /// every 5 s (`--lag-every`) is declared stalled 0-5 s after the session timeout has really passed.
     pub fn observe(&mut self, now: Instant, observed: &[Observed]) -> Survey {
         let mut survey = Survey::default();
         let mut seen = HashSet::new();

@@ -85,6 +85,8 @@ pub struct LoadOptions {
     /// How long to wait for a Kafka broker that cannot be reached before failing (`None`:
     /// for ever, saying so every few seconds).
     pub broker_timeout: Option<Duration>,
+    /// How often the lag is measured (gauges, stall warning) and the progress logged.
+    pub lag_every: Duration,
 }
 
 /// The target of the loader's own log lines (`loader`, whichever module logs them), as

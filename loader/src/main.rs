@@ -76,6 +76,12 @@ struct Args {
     #[arg(long, value_name = "DURATION", value_parser = common::broker::parse_timeout,
           env = "LOADER_BROKER_TIMEOUT")]
     broker_timeout: Option<Duration>,
+    /// How often the lag of every partition is measured: the `/metrics` lag gauges, the
+    /// stall warning and the progress line follow it (e.g. `1s`; each measurement asks the
+    /// broker for the group's offsets and the partitions' ends).
+    #[arg(long, value_name = "DURATION", default_value = "5s",
+          value_parser = common::broker::parse_timeout, env = "LOADER_LAG_EVERY")]
+    lag_every: Duration,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -176,6 +182,7 @@ async fn load(
         group_instance_id: args.group_instance_id,
         progress,
         broker_timeout: args.broker_timeout,
+        lag_every: args.lag_every,
     };
     let stop = CancellationToken::new();
     let cancel = stop.clone();

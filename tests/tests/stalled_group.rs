@@ -56,7 +56,17 @@ impl Loader {
     /// A loader of the pipeline's group into `url`, under the static id `name` if
     /// `instance_id`.
     fn spawn(pipeline: &Pipeline, url: &str, name: &str, instance_id: bool) -> Result<Self> {
-        let mut args = vec!["--group-id", pipeline.group.as_str(), "--batch-size", "200"];
+        // The lag measured every second: on Kafka the handover comes 3-6 s after the kill
+        // (the session timeout less up to one heartbeat interval), which the default 5 s
+        // cadence can miss entirely; the CI run failed on that once.
+        let mut args = vec![
+            "--group-id",
+            pipeline.group.as_str(),
+            "--batch-size",
+            "200",
+            "--lag-every",
+            "1s",
+        ];
         if instance_id {
             args.extend(["--group-instance-id", name]);
         }
