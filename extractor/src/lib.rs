@@ -20,6 +20,7 @@ pub mod placeholders; // dlt's placeholders filled into path, params and JSON bo
 pub mod publish; // the Kafka producer, the topics, the writer schemas (and its transactions)
 mod records; // a page's records: read flat from its body, or as values
 mod resource_run; // state at start and end, fetcher and publisher stages joined, the report
+mod send_pages; // pages to rows, Avro and Kafka; commits in flight while the next encode
 pub mod state_topic; // the state kept in Kafka: read at the start, written as runs go
 pub mod transaction; // records and checkpoint committed together, per commit interval
 

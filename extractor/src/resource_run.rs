@@ -1,17 +1,15 @@
 //! One resource's run: writes its state when it starts, joins the fetcher stage
 //! (`fetch`, or `dependent` for a child paged once per parent record) to the publisher
-//! stage below through a bounded channel, feeds the pages to its children, saves the
+//! stage (`send_pages`) through a bounded channel, feeds the pages to its children, saves the
 //! checkpoint as pages are acknowledged, and writes the final state (complete, with the
 //! new incremental cursor) and, for `replace`, the run's end markers. With transactions
 //! (`transaction`), the checkpoint is instead committed with the records before it, one
 //! transaction per commit interval.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::avro::Encoder;
 use common::config::{MergeStrategy, ResourceConfig, WriteDisposition};
-use common::schema::{SchemaBuilder, TableSchema};
+use common::schema::TableSchema;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,16 +18,15 @@ use crate::client::HttpClient;
 use crate::early::EarlyPages;
 use crate::fetch::{Fetcher, Page, Paging};
 use crate::incremental::CursorFilter;
-use crate::publish::{Acks, Framing, PublishError, Publisher};
+use crate::publish::{PublishError, Publisher};
 use crate::state_topic::{ResourceState, RunStart};
 use crate::transaction::{CommitInterval, Transactions};
-use crate::{ExtractError, ResourceReport, dependent, from_config, metrics, placeholders};
+use crate::{
+    ExtractError, ResourceReport, dependent, from_config, metrics, placeholders, send_pages,
+};
 
 /// Log lines keep the target they had when this code was in the crate root.
 const LOG_TARGET: &str = "extractor";
-
-/// How often a resource's checkpoint is saved while pages are acknowledged.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Where one resource's records and state records go.
 pub(crate) struct StateSink<'a> {
@@ -231,7 +228,7 @@ impl ResourceRun<'_> {
         };
         let (publish_tx, publish_rx) = mpsc::channel::<Page>(4);
         let feed = dependent::feed_children(rx, children, publish.then_some(publish_tx));
-        let publishing = publish_pages(
+        let publishing = send_pages::send_pages(
             resource,
             publish_rx,
             &mut checkpoints,
@@ -363,164 +360,4 @@ async fn end_run(
         "run ended on every partition"
     );
     Ok(())
-}
-
-/// Encodes and sends each page (through `sink`'s producer; the writer schemas through its
-/// shared one), and saves the checkpoint (state `complete: false`): whenever the
-/// acknowledged prefix of pages grows, or, with transactions (`txn`), in each transaction
-/// with the pages before it, committed when it holds enough pages or is old enough.
-async fn publish_pages(
-    resource: &ResourceConfig,
-    mut rx: mpsc::Receiver<Page>,
-    checkpoints: &mut Checkpoints,
-    sink: &StateSink<'_>,
-    start: &RunStart,
-    mut txn: Option<&mut Transactions<'_>>,
-    previous: Option<&TableSchema>,
-) -> Result<u64, ExtractError> {
-    let run_id = start.run_id;
-    // A `replace` run's records carry its id, and so do those of a merge with a `merge_key`
-    // (the loader keeps, per merge key, the rows of the newest run that had it).
-    let run_text = (resource.write_disposition == WriteDisposition::Replace
-        || resource.merge_strategy == Some(MergeStrategy::Scd2)
-        || !resource.merge_key.is_empty())
-    .then(|| run_id.to_string());
-    let keyed = !resource.primary_key.is_empty();
-    let mut builder = SchemaBuilder::new(
-        &resource.name,
-        resource.primary_key.clone(),
-        resource.columns.clone(),
-    )
-    .with_child_tables(resource.max_table_nesting);
-    if let Some(previous) = previous {
-        builder = builder.with_previous(previous);
-    }
-    let mut encoder: Option<(Encoder, Framing)> = None;
-    let mut buf = Vec::with_capacity(4096);
-    let mut records = 0u64;
-    let avro_err = |source| ExtractError::Avro {
-        resource: resource.name.clone(),
-        source,
-    };
-    let publish_err = |source| ExtractError::Publish {
-        resource: resource.name.clone(),
-        source,
-    };
-    let unfinished = |checkpoints: &Checkpoints| ResourceState {
-        cursor: start.state_cursor.clone(),
-        run: run_id,
-        checkpoint: checkpoints.checkpoint.clone(),
-        complete: false,
-        last_value: checkpoints.last_value.clone(),
-        unique_hashes: start.state_hashes.clone(),
-        last_hashes: checkpoints.last_hashes.iter().cloned().collect(),
-    };
-    let save = async |checkpoints: &mut Checkpoints| {
-        if !checkpoints.advance() {
-            return Ok(());
-        }
-        sink.write(&unfinished(checkpoints))
-            .await
-            .map_err(publish_err)
-    };
-    // In a transaction, every page sent commits with the checkpoint after it.
-    let commit = async |txn: &mut Transactions<'_>, checkpoints: &mut Checkpoints| {
-        checkpoints.take_all();
-        txn.commit(sink, &unfinished(checkpoints))
-            .await
-            .map_err(publish_err)
-    };
-    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let deadline = txn.as_deref().and_then(Transactions::deadline);
-        let page = tokio::select! {
-            page = rx.recv() => page,
-            _ = tick.tick(), if txn.is_none() => {
-                save(checkpoints).await?;
-                continue;
-            }
-            () = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
-                if deadline.is_some() =>
-            {
-                if let Some(txn) = txn.as_deref_mut() {
-                    commit(txn, checkpoints).await?;
-                }
-                continue;
-            }
-        };
-        let Some(page) = page else {
-            break;
-        };
-        if let Some(txn) = txn.as_deref_mut() {
-            txn.ensure_open().await.map_err(publish_err)?;
-        }
-        let acks = Arc::new(Acks::default());
-        let rows = match page.records.add_to(&mut builder) {
-            Ok(rows) => rows,
-            Err(source) => {
-                // Nothing of this page was sent: the pages before it commit with their
-                // checkpoint, delivered as an idempotent run delivers them, and the run
-                // fails (aborting would drop good records for a later page's fault).
-                if let Some(txn) = txn.as_deref_mut() {
-                    commit(txn, checkpoints).await?;
-                }
-                return Err(ExtractError::Schema {
-                    resource: resource.name.clone(),
-                    page: page.number,
-                    source,
-                });
-            }
-        };
-        if rows.rows.is_empty() {
-            checkpoints.push(acks, page.resume, page.max, page.max_hashes);
-            if let Some(txn) = txn.as_deref_mut() {
-                txn.page_sent();
-                if txn.full() {
-                    commit(txn, checkpoints).await?;
-                }
-            }
-            continue;
-        }
-        if rows.schema_changed || encoder.is_none() {
-            let enc = Encoder::new(builder.schema()).map_err(avro_err)?;
-            let framing = sink
-                .schemas
-                .framing(&resource.topic, &enc)
-                .await
-                .map_err(publish_err)?;
-            encoder = Some((enc, framing));
-        }
-        let Some((enc, framing)) = &encoder else {
-            continue;
-        };
-        for (row, key) in rows.rows.iter().zip(&rows.keys) {
-            buf.clear();
-            match framing {
-                Framing::SingleObject => enc.encode_single_object(row, &mut buf),
-                Framing::Confluent { schema_id } => enc.encode_confluent(*schema_id, row, &mut buf),
-            }
-            .map_err(avro_err)?;
-            sink.publisher
-                .send_tracked(
-                    &resource.topic,
-                    keyed.then_some(key.as_bytes()),
-                    &buf,
-                    run_text.as_deref(),
-                    &acks,
-                )
-                .await
-                .map_err(publish_err)?;
-        }
-        records += rows.rows.len() as u64;
-        metrics::records_sent(&resource.name, rows.rows.len() as u64);
-        checkpoints.push(acks, page.resume, page.max, page.max_hashes);
-        if let Some(txn) = txn.as_deref_mut() {
-            txn.page_sent();
-            if txn.full() {
-                commit(txn, checkpoints).await?;
-            }
-        }
-    }
-    Ok(records)
 }
