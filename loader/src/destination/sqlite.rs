@@ -44,6 +44,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// offsets statements.
 const STATEMENT_CACHE_CAPACITY: usize = 128;
 
+/// WAL pages written before a commit checkpoints them into the database (SQLite's default
+/// is 1,000, about 4 MiB). A row's page changed by several batches between checkpoints is
+/// written back once: 300k-record replays into a fresh file took 0.527-0.537 CPU s per 100k
+/// against 0.547-0.560 at the default, three alternating rounds. The WAL file grows to
+/// about 40 MiB (4 KiB pages) and keeps that size; `PRAGMA wal_checkpoint(TRUNCATE)`
+/// shrinks it.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
 /// A SQLite database file in WAL mode.
 pub struct SqliteDestination {
     conn: Connection,
@@ -137,7 +145,8 @@ impl Planned for Plan {
 
 impl SqliteDestination {
     /// Opens (creating if needed) the database file at `path` in WAL mode with
-    /// `synchronous=NORMAL` and a 5 s busy timeout. The file's directory must exist.
+    /// `synchronous=NORMAL`, a checkpoint every [`WAL_AUTOCHECKPOINT_PAGES`] WAL pages and
+    /// a 5 s busy timeout. The file's directory must exist.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, DestinationError> {
         let path = path.as_ref();
         let path_text = path.display().to_string();
@@ -170,6 +179,8 @@ impl SqliteDestination {
             );
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
             .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         tracing::debug!(path = %path_text, journal_mode, "opened SQLite destination");

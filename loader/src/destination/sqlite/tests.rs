@@ -714,6 +714,12 @@ fn wal_mode_is_on() {
         .query_row("PRAGMA synchronous", [], |row| row.get(0))
         .unwrap();
     assert_eq!(synchronous, 1, "NORMAL");
+    let pages: i64 = db
+        .dest
+        .conn
+        .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(pages, WAL_AUTOCHECKPOINT_PAGES);
 }
 
 #[test]
