@@ -15,8 +15,8 @@ use extractor::{RunOptions, run};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: rows, their text and Avro buffers are many
-/// small allocations: less CPU per record, also on one thread and with pages parsed flat
-/// (BENCHMARKS.md).
+/// small allocations: less CPU per record (BENCHMARKS.md), also on one thread and with pages
+/// parsed flat (docs/benchmark-history.md).
 /// Built without transparent huge pages, which raised the peak memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

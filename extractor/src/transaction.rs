@@ -25,11 +25,11 @@ pub struct CommitInterval {
 
 /// How long a transaction stays open by default (`--commit-interval`).
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
-/// Pages per transaction by default (`--commit-pages`). Every commit pauses publishing
-/// until the broker has the transaction's records (10-25 ms on a local Apache Kafka): a
-/// 100k-record first load from a fast API took 3.5-3.7 s at 10 pages and 1.33 s at 100
-/// (idempotent: 1.13-1.36 s; docs/benchmark-history.md); a slower API reaches the 100 ms
-/// first.
+/// Pages per transaction by default (`--commit-pages`). Every commit holds back sending
+/// until the broker has the transaction's records (10-25 ms on a local Apache Kafka; the
+/// next pages are encoded meanwhile, `send_pages`): a 100k-record first load from a fast
+/// API took 3.5-3.7 s at 10 pages and 1.33 s at 100 (idempotent: 1.13-1.36 s;
+/// docs/benchmark-history.md); a slower API reaches the 100 ms first.
 pub const DEFAULT_COMMIT_PAGES: usize = 100;
 
 impl Default for CommitInterval {
