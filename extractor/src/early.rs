@@ -5,16 +5,18 @@
 //! it spent waiting. A root resource without `incremental` sends the same first requests
 //! whatever the state says, unless the state holds an unfinished run's checkpoint (a resumed
 //! run starts there). So [`crate::run`] starts such a resource's fetcher at once, into a
-//! channel of [`EARLY_PAGES_QUEUED`] pages; the resource's run takes the channel over when
-//! the state has no checkpoint for it, and otherwise drops it, which cancels the requests in
-//! flight (a resumed run then sent up to that many pages' requests it does not use).
+//! queue of [`EARLY_PAGES_QUEUED`] pages and [`EARLY_BYTES_QUEUED`] bytes of response
+//! bodies; the resource's run takes the queue over when the state has no checkpoint for it,
+//! and otherwise drops it, which cancels the requests in flight (a resumed run then sent
+//! up to that many pages' requests, and those in flight, that it does not use).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::task::Poll;
 
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
 use crate::ExtractError;
@@ -22,11 +24,18 @@ use crate::fetch::{FetchStats, Fetcher, Page};
 use crate::from_config::EndpointPlan;
 
 /// Pages an early fetcher may have fetched before the resource's run reads them (besides
-/// the requests it has in flight). Case 3's extractor (20 ms a request, 8 in flight) on a
-/// fresh pipeline, side by side: 16 took 0.82-0.94 s against 0.95-1.16 s without the early
-/// fetch; 32 was no faster and held 4-6 MB more (docs/benchmark-history.md). Memory is
-/// bounded by pages, as while the run goes.
-pub(crate) const EARLY_PAGES_QUEUED: usize = 16;
+/// the requests it has in flight), and the bytes of their response bodies
+/// ([`EARLY_BYTES_QUEUED`]), whichever comes first. On Apache Kafka a fresh pipeline's
+/// set-up takes about 0.24 s (creating its topics and waiting for their leaders, 0.2 s of
+/// it): case 3's API (20 ms a request, 8 in flight) answers about 60 pages meanwhile. At 16
+/// the fetcher stood still for 0.12 s of it; case 3's extractor, alternating, took
+/// 0.75-0.81 s at 64 against 0.79-0.95 s at 16 (BENCHMARKS.md). At 16 on Tansu, 32 was no
+/// faster (docs/benchmark-history.md).
+pub(crate) const EARLY_PAGES_QUEUED: usize = 64;
+
+/// Bytes of response bodies the early pages may hold while they wait: memory stays bounded
+/// however large the API's pages are (a page larger than this waits for an empty queue).
+pub(crate) const EARLY_BYTES_QUEUED: usize = 16 << 20;
 
 type FetchResult = Result<FetchStats, ExtractError>;
 
@@ -69,14 +78,38 @@ pub(crate) struct EarlyPages<'a> {
 impl<'a> EarlyPages<'a> {
     /// Starts paging `plan` from its first page (no checkpoint, no incremental filter); the
     /// requests go out once the fetch is polled ([`alongside`], then the resource's run).
+    /// Each page holds its share of [`EARLY_BYTES_QUEUED`] until it is encoded.
     pub(crate) fn start(fetcher: Fetcher<'a>, plan: EndpointPlan, span: tracing::Span) -> Self {
         let (tx, rx) = mpsc::channel(EARLY_PAGES_QUEUED);
-        let fetch = async move { fetcher.pages(plan, tx, None, None).await }
-            .instrument(span)
-            .boxed_local();
+        let (fetched_tx, fetched) = mpsc::channel::<Page>(1);
+        let queue = queue_within(fetched, tx, EARLY_BYTES_QUEUED);
+        let fetch = async move {
+            let (fetched, ()) = tokio::join!(fetcher.pages(plan, fetched_tx, None, None), queue);
+            fetched
+        }
+        .instrument(span)
+        .boxed_local();
         Self {
             fetch: EarlyFetch::Running(fetch),
             rx,
+        }
+    }
+}
+
+/// Moves the pages of `fetched` to `tx`, each one once it holds its share (its body's bytes)
+/// of `budget` bytes, which it gives back when it is dropped. Ends when `fetched` has ended
+/// and its pages are queued, or when `tx`'s receiver is gone (then the fetcher's next page
+/// finds its channel closed).
+async fn queue_within(mut fetched: mpsc::Receiver<Page>, tx: mpsc::Sender<Page>, budget: usize) {
+    let budget_left = Arc::new(Semaphore::new(budget.max(1)));
+    while let Some(mut page) = fetched.recv().await {
+        let share = u32::try_from(page.bytes.clamp(1, budget.max(1))).unwrap_or(u32::MAX);
+        let Ok(held) = Arc::clone(&budget_left).acquire_many_owned(share).await else {
+            break;
+        };
+        page.held = Some(held);
+        if tx.send(page).await.is_err() {
+            break;
         }
     }
 }
@@ -92,5 +125,73 @@ pub(crate) async fn alongside<T>(
     match futures::future::select(setup, std::pin::pin!(fetching)).await {
         futures::future::Either::Left((done, _)) => done,
         futures::future::Either::Right((_, setup)) => setup.await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Records;
+
+    fn page(number: u64, bytes: usize) -> Page {
+        Page {
+            number,
+            records: Records::default(),
+            resume: None,
+            max: None,
+            max_hashes: Vec::new(),
+            bytes,
+            held: None,
+        }
+    }
+
+    /// Lets the queue's task run until it waits.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_pages_hold_at_most_the_byte_budget() {
+        let (fetched_tx, fetched) = mpsc::channel(1);
+        let (tx, mut rx) = mpsc::channel(EARLY_PAGES_QUEUED);
+        let queue = tokio::spawn(queue_within(fetched, tx, 100));
+        for (number, bytes) in [(1, 60), (2, 60), (3, 500)] {
+            fetched_tx.send(page(number, bytes)).await.unwrap();
+        }
+        drop(fetched_tx);
+        settle().await;
+        let first = rx.try_recv().expect("the first page fits the budget");
+        assert_eq!(first.number, 1);
+        // 60 + 60 bytes exceed the budget: the second waits for the first to be dropped.
+        assert!(rx.try_recv().is_err());
+        drop(first);
+        settle().await;
+        let second = rx.try_recv().expect("the first page's share came back");
+        assert_eq!(second.number, 2);
+        // A page larger than the whole budget waits until nothing else is held, then goes.
+        settle().await;
+        assert!(rx.try_recv().is_err());
+        drop(second);
+        settle().await;
+        let third = rx.try_recv().expect("an oversized page goes alone");
+        assert_eq!(third.number, 3);
+        assert!(third.held.is_some());
+        drop(third);
+        queue.await.unwrap();
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_queue_ends_when_the_run_drops_its_side() {
+        let (fetched_tx, fetched) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(EARLY_PAGES_QUEUED);
+        let queue = tokio::spawn(queue_within(fetched, tx, 100));
+        drop(rx);
+        fetched_tx.send(page(1, 10)).await.unwrap();
+        queue.await.unwrap();
+        // The fetcher's next page finds its channel closed: it stops paging.
+        assert!(fetched_tx.send(page(2, 10)).await.is_err());
     }
 }

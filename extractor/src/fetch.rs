@@ -42,6 +42,12 @@ impl Paging {
     }
 }
 
+/// With pages fetched concurrently, the responses held (in flight or answered, waiting for
+/// an earlier page) per request the limit lets in flight. Case 3's extractor (20 ms a
+/// request, 8 in flight), alternating: 0.70-0.81 s at 2 against 0.73-0.95 s at 1, where a
+/// slow answer held up the requests after it (BENCHMARKS.md).
+const ANSWERED_AHEAD: usize = 2;
+
 /// One fetched page, handed from the fetcher to the publisher.
 pub(crate) struct Page {
     pub(crate) number: u64,
@@ -52,6 +58,11 @@ pub(crate) struct Page {
     pub(crate) max: Option<serde_json::Value>,
     /// The de-duplication digests of the records at `max`.
     pub(crate) max_hashes: Vec<String>,
+    /// The size of the response body the records came from.
+    pub(crate) bytes: usize,
+    /// A share of a memory budget the page holds until it is dropped (encoded), when the
+    /// queue it waited in is bounded in bytes ([`crate::early`]).
+    pub(crate) held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Default)]
@@ -288,6 +299,8 @@ impl Fetcher<'_> {
                 resume,
                 max: kept.max,
                 max_hashes: kept.max_hashes,
+                bytes: response.bytes,
+                held: None,
             };
             if tx.send(page).await.is_err() {
                 // The publisher stopped; its error is the one to report.
@@ -312,11 +325,12 @@ impl Fetcher<'_> {
                 let stops_on_empty = paginator.stops_on_empty_page();
                 // Pages beyond `max_pages` are not requested; reaching them is an error below.
                 let allowed = max_pages.saturating_sub(stats.pages);
-                // `buffered` keeps at most `concurrency` requests in flight and yields the
-                // responses in page order, so each id's versions are published in order; the
-                // adaptive limit lowers the number actually sent while the API answers 429. The
-                // pages are made as the stream pulls them: memory holds only those in flight,
-                // whatever total the API claimed.
+                // The adaptive limit keeps at most `concurrency` requests in flight (fewer
+                // while the API answers 429); `buffered` yields the responses in page order,
+                // so each id's versions are published in order, and holds up to
+                // [`ANSWERED_AHEAD`] times that many: the pages answered while an earlier one
+                // is still on its way do not stop the next requests. The pages are made as the
+                // stream pulls them: memory holds only those, whatever total the API claimed.
                 let mut pages = futures::stream::iter(
                     rest.take(usize::try_from(allowed).unwrap_or(usize::MAX))
                         .map(|planned| {
@@ -328,7 +342,7 @@ impl Fetcher<'_> {
                             }
                         }),
                 )
-                .buffered(concurrency);
+                .buffered(concurrency.saturating_mul(ANSWERED_AHEAD));
                 let mut ended = false;
                 let mut last: Option<Request> = None;
                 loop {
@@ -383,6 +397,8 @@ impl Fetcher<'_> {
                         resume: planned_page.resume,
                         max: kept.max,
                         max_hashes: kept.max_hashes,
+                        bytes: response.bytes,
+                        held: None,
                     };
                     if tx.send(page).await.is_err() {
                         ended = true;
