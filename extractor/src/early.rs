@@ -26,11 +26,12 @@ use crate::from_config::EndpointPlan;
 /// Pages an early fetcher may have fetched before the resource's run reads them (besides
 /// the requests it has in flight), and the bytes of their response bodies
 /// ([`EARLY_BYTES_QUEUED`]), whichever comes first. On Apache Kafka a fresh pipeline's
-/// set-up takes about 0.24 s (creating its topics and waiting for their leaders, 0.2 s of
-/// it): case 3's API (20 ms a request, 8 in flight) answers about 60 pages meanwhile. At 16
-/// the fetcher stood still for 0.12 s of it; case 3's extractor, alternating, took
-/// 0.75-0.81 s at 64 against 0.79-0.95 s at 16 (BENCHMARKS.md). At 16 on Tansu, 32 was no
-/// faster (docs/benchmark-history.md).
+/// set-up took 0.18-0.24 s (0.14-0.21 s of it until its new topics had leaders): case 3's
+/// API (20 ms a request, 8 in flight) answers about 60 pages meanwhile. At 16 the fetcher
+/// stood still for 0.12 s of it; case 3's extractor, alternating, took 0.75-0.81 s at 64
+/// against 0.79-0.95 s at 16, peaking at 28-33 MB against 24-25 (BENCHMARKS.md). An
+/// earlier machine, whose set-up was shorter, found 32 no faster than 16
+/// (docs/benchmark-history.md).
 pub(crate) const EARLY_PAGES_QUEUED: usize = 64;
 
 /// Bytes of response bodies the early pages may hold while they wait: memory stays bounded
@@ -101,9 +102,10 @@ impl<'a> EarlyPages<'a> {
 /// and its pages are queued, or when `tx`'s receiver is gone (then the fetcher's next page
 /// finds its channel closed).
 async fn queue_within(mut fetched: mpsc::Receiver<Page>, tx: mpsc::Sender<Page>, budget: usize) {
-    let budget_left = Arc::new(Semaphore::new(budget.max(1)));
+    let budget = budget.max(1);
+    let budget_left = Arc::new(Semaphore::new(budget));
     while let Some(mut page) = fetched.recv().await {
-        let share = u32::try_from(page.bytes.clamp(1, budget.max(1))).unwrap_or(u32::MAX);
+        let share = u32::try_from(page.bytes.clamp(1, budget)).unwrap_or(u32::MAX);
         let Ok(held) = Arc::clone(&budget_left).acquire_many_owned(share).await else {
             break;
         };

@@ -289,9 +289,9 @@ fn an_extractor_started_before_its_broker_publishes_once_the_broker_is_up() -> R
         },
     )?;
     eprintln!("{waiting} pages fetched while the broker was down");
-    // At most: the first page, the 64 queued pages, one waiting to be queued, one in the
-    // channel before it, one the fetcher is sending, and the 16 requests it holds (8 in
-    // flight, 8 answered ahead).
+    // At most: the 64 queued pages (the first page among them), one waiting for room in the
+    // queue, one in the channel before it, one the fetcher is sending, and the up to 16
+    // requests it holds besides (8 in flight, the rest answered ahead).
     ensure!(
         (2..=83).contains(&waiting),
         "{waiting} requests while the broker was down"
