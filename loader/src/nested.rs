@@ -38,11 +38,13 @@
 //!
 //! Not exploded (the list stays a JSON column): resources without a primary key.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use common::json::tape::{Tape, TapeEntries, TapeItems, TapeRef};
+use common::json::view::{JsonView, View, write_json_str};
 use common::schema::{DataType, Field, Row, Scalar, SchemaBuilder, SchemaError, TableSchema};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::destination::{
@@ -129,8 +131,192 @@ impl Keys {
     }
 }
 
-/// Elements waiting to become a child table's rows: (root id, parent id, index, element).
-type Elements = Vec<(Arc<str>, Arc<str>, usize, Value)>;
+/// The list values of one child table waiting to become its rows: each value's (root id,
+/// parent id) and JSON text, parsed flat ([`Tape`]) as one array `[v1,v2,…]` when the
+/// table's turn comes ([`Lists::parse`]) rather than into a `serde_json::Value` tree each.
+struct Lists {
+    /// The field the lists come from (for errors).
+    field: String,
+    ids: Vec<(Arc<str>, Arc<str>)>,
+    texts: Vec<String>,
+}
+
+impl Lists {
+    fn new(field: &str) -> Self {
+        Lists {
+            field: field.to_owned(),
+            ids: Vec::new(),
+            texts: Vec::new(),
+        }
+    }
+
+    /// Adds a list field's value: JSON text, a value of another type (a list of one
+    /// string), or `None` (no list). Text is checked to be exactly one JSON value, so that
+    /// no value can run into its neighbours when the values are joined into one array.
+    fn push(
+        &mut self,
+        table: &str,
+        root_id: &Arc<str>,
+        parent_id: &Arc<str>,
+        value: Option<Scalar>,
+    ) -> Result<(), NestError> {
+        let text = match value {
+            None => return Ok(()),
+            Some(Scalar::Json(text)) => {
+                if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+                    return Err(self.error(table, parent_id, error));
+                }
+                text
+            }
+            Some(other) => {
+                let mut rendered = String::new();
+                other.render(&mut rendered);
+                let mut text = String::with_capacity(rendered.len() + 2);
+                write_json_str(&rendered, &mut text);
+                text
+            }
+        };
+        self.ids.push((Arc::clone(root_id), Arc::clone(parent_id)));
+        self.texts.push(text);
+        Ok(())
+    }
+
+    fn error(&self, table: &str, parent_id: &str, error: serde_json::Error) -> NestError {
+        NestError::Json {
+            table: table.to_owned(),
+            field: self.field.clone(),
+            key: parent_id.to_owned(),
+            error,
+        }
+    }
+
+    /// The values parsed, one [`TapeRef`] each (aligned with `ids`): all of them on one tape,
+    /// or, when the array does not parse (a repeated key with another value, or a value
+    /// nested as deep as serde_json allows, one level too deep inside the array), each on a
+    /// tape of its own, so that the error names the record it is in.
+    fn parse(&mut self, table: &str) -> Result<Vec<Tape>, NestError> {
+        let length = self.texts.iter().map(|t| t.len() + 1).sum::<usize>() + 1;
+        let mut joined = String::with_capacity(length);
+        joined.push('[');
+        for (index, text) in self.texts.iter().enumerate() {
+            if index > 0 {
+                joined.push(',');
+            }
+            joined.push_str(text);
+        }
+        joined.push(']');
+        if let Ok(tape) = Tape::parse(joined.into_bytes())
+            && matches!(tape.root().view(), View::Array(items) if items.len() == self.texts.len())
+        {
+            return Ok(vec![tape]);
+        }
+        let mut tapes = Vec::with_capacity(self.texts.len());
+        for ((_, parent_id), text) in self.ids.iter().zip(std::mem::take(&mut self.texts)) {
+            let tape =
+                Tape::parse(text.into_bytes()).map_err(|e| self.error(table, parent_id, e))?;
+            tapes.push(tape);
+        }
+        Ok(tapes)
+    }
+}
+
+/// The values of [`Lists::parse`]'s tapes, in order: the items of the one array, or each
+/// tape's root.
+fn list_values(tapes: &[Tape]) -> Vec<TapeRef<'_>> {
+    match tapes {
+        [one] => match one.root().view() {
+            View::Array(items) => items.collect(),
+            _ => Vec::new(),
+        },
+        many => many.iter().map(Tape::root).collect(),
+    }
+}
+
+/// A child table's record read off a tape: an element that is an object as it is, any other
+/// element as `{"value": element}` (the table's `value` column).
+#[derive(Clone, Copy)]
+enum Element<'a> {
+    Node(TapeRef<'a>),
+    Wrapped(TapeRef<'a>),
+}
+
+impl<'a> Element<'a> {
+    fn of(item: TapeRef<'a>) -> Self {
+        if item.is_object() {
+            Element::Node(item)
+        } else {
+            Element::Wrapped(item)
+        }
+    }
+}
+
+/// A list's items inside an [`Element`].
+struct ElementItems<'a>(TapeItems<'a>);
+
+impl<'a> Iterator for ElementItems<'a> {
+    type Item = Element<'a>;
+
+    fn next(&mut self) -> Option<Element<'a>> {
+        self.0.next().map(Element::Node)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ElementItems<'_> {}
+
+/// An object's entries inside an [`Element`], or the one entry of a wrapped element.
+enum ElementEntries<'a> {
+    Object(TapeEntries<'a>),
+    Wrapped(Option<TapeRef<'a>>),
+}
+
+impl<'a> Iterator for ElementEntries<'a> {
+    type Item = (&'a str, Element<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ElementEntries::Object(entries) => entries.next().map(|(k, v)| (k, Element::Node(v))),
+            ElementEntries::Wrapped(value) => value.take().map(|v| (VALUE, Element::Node(v))),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            ElementEntries::Object(entries) => entries.size_hint(),
+            ElementEntries::Wrapped(value) => {
+                let left = usize::from(value.is_some());
+                (left, Some(left))
+            }
+        }
+    }
+}
+
+impl ExactSizeIterator for ElementEntries<'_> {}
+
+impl<'a> JsonView<'a> for Element<'a> {
+    type Items = ElementItems<'a>;
+    type Entries = ElementEntries<'a>;
+
+    fn view(self) -> View<'a, Self> {
+        let node = match self {
+            Element::Wrapped(value) => {
+                return View::Object(ElementEntries::Wrapped(Some(value)));
+            }
+            Element::Node(node) => node,
+        };
+        match node.view() {
+            View::Null => View::Null,
+            View::Bool(b) => View::Bool(b),
+            View::Number(n) => View::Number(n),
+            View::String(s) => View::String(s),
+            View::Array(items) => View::Array(ElementItems(items)),
+            View::Object(entries) => View::Object(ElementEntries::Object(entries)),
+        }
+    }
+}
 
 /// Explodes list fields into child tables (see the module documentation).
 #[derive(Default)]
@@ -287,7 +473,7 @@ impl Nester {
                 keys.entry(delete.table.clone()).or_default().clear(id);
             }
         }
-        let mut elements: BTreeMap<(usize, String), Elements> = BTreeMap::new();
+        let mut elements: BTreeMap<(usize, String), Lists> = BTreeMap::new();
         // Per table batch: each row's parent id (empty: the table is left alone).
         let mut ids: Vec<Vec<Arc<str>>> = Vec::with_capacity(batch.tables.len());
         let mut text = String::new();
@@ -337,13 +523,13 @@ impl Nester {
                 continue;
             }
             let last = keys.get(&table_batch.table).map(|k| &k.last);
-            // Per list field: its child table's name and the elements of the batch's rows.
-            let mut lists: Vec<(String, Elements)> = split
+            // Per list field: its child table's name and the lists of the batch's rows.
+            let mut lists: Vec<(String, Lists)> = split
                 .lists
                 .iter()
                 .map(|&index| {
                     let field = &table_batch.schema.fields[index].name;
-                    (format!("{}__{field}", table_batch.table), Vec::new())
+                    (format!("{}__{field}", table_batch.table), Lists::new(field))
                 })
                 .collect();
             let mut taken: Vec<Option<Scalar>> = Vec::with_capacity(split.lists.len());
@@ -367,26 +553,53 @@ impl Nester {
                 if !newest {
                     continue;
                 }
-                for (((child, slot), &index), value) in
-                    lists.iter_mut().zip(&split.lists).zip(taken.drain(..))
-                {
-                    let field = &table_batch.schema.fields[index].name;
-                    let items = list_items(value, child, field, id)?;
-                    for (i, item) in items.into_iter().enumerate() {
-                        slot.push((Arc::clone(id), Arc::clone(id), i, item));
-                    }
+                for ((child, slot), value) in lists.iter_mut().zip(taken.drain(..)) {
+                    slot.push(child, id, id, value)?;
                 }
             }
-            for (child, items) in lists {
-                if !items.is_empty() {
-                    elements.entry((1, child)).or_default().extend(items);
+            for (child, lists) in lists {
+                if lists.ids.is_empty() {
+                    continue;
+                }
+                match elements.entry((1, child)) {
+                    Entry::Vacant(slot) => {
+                        let _ = slot.insert(lists);
+                    }
+                    Entry::Occupied(mut slot) => {
+                        slot.get_mut().ids.extend(lists.ids);
+                        slot.get_mut().texts.extend(lists.texts);
+                    }
                 }
             }
             table_batch.schema = Arc::clone(&split.schema);
         }
         // Child tables, depth by depth: each level's lists feed the next.
         let mut child_batches: Vec<TableBatch> = Vec::new();
-        while let Some(((depth, table), items)) = elements.pop_first() {
+        while let Some(((depth, table), mut lists)) = elements.pop_first() {
+            let tapes = lists.parse(&table)?;
+            // Per element: its record, and its (root id, parent id, position).
+            let mut records: Vec<Element<'_>> = Vec::with_capacity(lists.ids.len());
+            let mut places: Vec<(&Arc<str>, &Arc<str>, usize)> =
+                Vec::with_capacity(records.capacity());
+            for ((root_id, parent_id), list) in lists.ids.iter().zip(list_values(&tapes)) {
+                match list.view() {
+                    View::Null => {}
+                    View::Array(items) => {
+                        for (index, item) in items.enumerate() {
+                            records.push(Element::of(item));
+                            places.push((root_id, parent_id, index));
+                        }
+                    }
+                    _ => {
+                        records.push(Element::of(list));
+                        places.push((root_id, parent_id, 0));
+                    }
+                }
+            }
+            if records.is_empty() {
+                // Only null or empty lists: no rows, and no table for them.
+                continue;
+            }
             let root = self.root_of(&table).to_owned();
             let route = self
                 .routes
@@ -415,21 +628,9 @@ impl Nester {
                 lists: Vec::new(),
                 keep: Vec::new(),
             });
-            let mut items = items;
-            let records: Vec<Value> = items
-                .iter_mut()
-                .map(|(_, _, _, item)| match item.take() {
-                    object @ Value::Object(_) => object,
-                    other => {
-                        let mut object = serde_json::Map::new();
-                        let _ = object.insert(VALUE.to_owned(), other);
-                        Value::Object(object)
-                    }
-                })
-                .collect();
             let page = child
                 .builder
-                .add_page(&records)
+                .add_records(&records)
                 .map_err(|error| NestError::Schema {
                     table: table.clone(),
                     error,
@@ -463,9 +664,9 @@ impl Nester {
                     fields,
                 });
             }
-            let mut rows = Vec::with_capacity(items.len());
-            for ((root_id, parent_id, index, _), row) in items.into_iter().zip(page.rows) {
-                let row_id = row_id(&parent_id, &table, index);
+            let mut rows = Vec::with_capacity(places.len());
+            for ((root_id, parent_id, index), row) in places.into_iter().zip(page.rows) {
+                let row_id = row_id(parent_id, &table, index);
                 let mut out: Row = Vec::with_capacity(child.schema.fields.len());
                 out.push(Some(Scalar::Text(root_id.to_string())));
                 out.push(Some(Scalar::Text(parent_id.to_string())));
@@ -480,15 +681,14 @@ impl Nester {
                         None => {
                             let field = &inferred.fields[f].name;
                             let grandchild = format!("{table}__{field}");
-                            let inner = list_items(value, &grandchild, field, &row_id)?;
-                            if inner.is_empty() {
+                            if value.is_none() {
                                 continue;
                             }
                             let id = shared_id.get_or_insert_with(|| Arc::from(row_id.as_str()));
-                            let slot = elements.entry((depth + 1, grandchild)).or_default();
-                            for (i, item) in inner.into_iter().enumerate() {
-                                slot.push((Arc::clone(&root_id), Arc::clone(id), i, item));
-                            }
+                            elements
+                                .entry((depth + 1, grandchild.clone()))
+                                .or_insert_with(|| Lists::new(field))
+                                .push(&grandchild, root_id, id, value)?;
                         }
                     }
                 }
@@ -634,35 +834,6 @@ pub fn row_id(parent_id: &str, table: &str, index: usize) -> String {
     out
 }
 
-/// The elements of a list field's value (a non-list value is a list of one).
-fn list_items(
-    value: Option<Scalar>,
-    table: &str,
-    field: &str,
-    key: &str,
-) -> Result<Vec<Value>, NestError> {
-    let text = match value {
-        None => return Ok(Vec::new()),
-        Some(Scalar::Json(text)) => text,
-        Some(other) => {
-            let mut text = String::new();
-            other.render(&mut text);
-            return Ok(vec![Value::String(text)]);
-        }
-    };
-    let parsed: Value = serde_json::from_str(&text).map_err(|error| NestError::Json {
-        table: table.to_owned(),
-        field: field.to_owned(),
-        key: key.to_owned(),
-        error,
-    })?;
-    Ok(match parsed {
-        Value::Null => Vec::new(),
-        Value::Array(items) => items,
-        other => vec![other],
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,18 +865,92 @@ mod tests {
         assert_ne!(row_id("1", "t", 10), row_id("11", "t", 0));
     }
 
+    /// Each list value as the child table's records see it, as JSON text (`None`: no list).
+    fn parsed(values: &[Option<Scalar>]) -> Result<Vec<String>, NestError> {
+        let mut lists = Lists::new("f");
+        let root: Arc<str> = Arc::from("1");
+        for (n, value) in values.iter().enumerate() {
+            let parent: Arc<str> = Arc::from(format!("p{n}").as_str());
+            lists.push("t", &root, &parent, value.clone())?;
+        }
+        let tapes = lists.parse("t")?;
+        Ok(list_values(&tapes)
+            .into_iter()
+            .map(|v| v.to_json_string())
+            .collect())
+    }
+
+    fn json(text: &str) -> Option<Scalar> {
+        Some(Scalar::Json(text.to_owned()))
+    }
+
     #[test]
-    fn list_values_parse_and_scalars_are_lists_of_one() {
-        let items = |text: &str| list_items(Some(Scalar::Json(text.into())), "t", "f", "1");
-        assert_eq!(items("[1,\"a\"]").unwrap().len(), 2);
-        assert_eq!(items("[]").unwrap().len(), 0);
-        assert_eq!(items("null").unwrap().len(), 0);
-        assert_eq!(items("\"x\"").unwrap(), vec![Value::String("x".into())]);
-        assert!(list_items(None, "t", "f", "1").unwrap().is_empty());
-        let err = items("[1,").unwrap_err().to_string();
+    fn list_values_parse_on_one_tape_and_other_values_are_strings() {
+        let values = [
+            json("[1,\"a\"]"),
+            None,
+            json("null"),
+            Some(Scalar::Bigint(7)),
+            json("{\"k\":[]}"),
+        ];
+        assert_eq!(
+            parsed(&values).unwrap(),
+            ["[1,\"a\"]", "null", "\"7\"", "{\"k\":[]}"]
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_one_json_value_is_refused_by_its_record() {
+        // Joined into one array, "[1" and "2]" would read as one list and "3,4" as two.
+        for bad in ["[1", "2]", "3,4", "", "[1,"] {
+            let err = parsed(&[json("[0]"), json(bad)]).unwrap_err().to_string();
+            assert!(
+                err.contains("\"t\"") && err.contains("\"f\"") && err.contains("p1"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_names_the_record_it_is_in() {
+        let values = [json("[{\"a\":1}]"), json("[{\"a\":1,\"a\":2}]")];
+        let err = parsed(&values).unwrap_err().to_string();
+        assert!(err.contains("p1") && err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn a_list_as_deep_as_a_tape_allows_still_parses() {
+        // One level deeper inside the joined array than alone: such a list is parsed alone.
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let deepest = (1..200)
+            .take_while(|&d| Tape::parse(nested(d).into_bytes()).is_ok())
+            .last()
+            .unwrap();
+        let deep = nested(deepest);
+        assert!(Tape::parse(format!("[{deep}]").into_bytes()).is_err());
+        assert_eq!(
+            parsed(&[json("[1]"), json(&deep)]).unwrap(),
+            ["[1]", deep.as_str()]
+        );
+        let err = parsed(&[json(&nested(deepest + 1))])
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("\"t\"") && err.contains("\"f\"") && err.contains("1"),
+            err.contains("recursion limit") && err.contains("p0"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn elements_that_are_not_objects_read_as_a_value_column() {
+        let tape = Tape::parse(br#"[{"a":1},"x",[2]]"#.to_vec()).unwrap();
+        let View::Array(items) = tape.root().view() else {
+            unreachable!()
+        };
+        let records: Vec<String> = items.map(|i| Element::of(i).to_json_string()).collect();
+        assert_eq!(
+            records,
+            [r#"{"a":1}"#, r#"{"value":"x"}"#, r#"{"value":[2]}"#]
         );
     }
 }
