@@ -107,8 +107,8 @@ struct Child {
 /// A parent writer schema split into what stays and what is exploded.
 struct Split {
     schema: Arc<TableSchema>,
+    /// Positions of the fields that become child tables, ascending.
     lists: Vec<usize>,
-    keep: Vec<Option<usize>>,
     key_fields: Vec<usize>,
 }
 
@@ -364,13 +364,10 @@ impl Nester {
         }
         let mut fields = Vec::new();
         let mut lists = Vec::new();
-        let mut keep = Vec::new();
         for (index, field) in writer.fields.iter().enumerate() {
             if is_list(route, field) {
                 lists.push(index);
-                keep.push(None);
             } else {
-                keep.push(Some(fields.len()));
                 fields.push(field.clone());
             }
         }
@@ -391,7 +388,6 @@ impl Nester {
         let split = Arc::new(Split {
             schema,
             lists,
-            keep,
             key_fields,
         });
         if self.splits.len() > 1024 {
@@ -539,17 +535,13 @@ impl Nester {
                     Some(last) => last.get(id) == Some(&(t, r)),
                     None => true,
                 };
-                // The list fields leave the row in place (no new row per record).
+                // The list fields leave the row in place (no new row per record), the last
+                // first so that the earlier ones keep their positions.
                 taken.clear();
-                let mut index = 0;
-                row.retain_mut(|value| {
-                    let keep = split.keep.get(index).copied().flatten().is_some();
-                    index += 1;
-                    if !keep {
-                        taken.push(value.take());
-                    }
-                    keep
-                });
+                for &index in split.lists.iter().rev() {
+                    taken.push((index < row.len()).then(|| row.remove(index)).flatten());
+                }
+                taken.reverse();
                 if !newest {
                     continue;
                 }
@@ -668,8 +660,8 @@ impl Nester {
             for ((root_id, parent_id, index), row) in places.into_iter().zip(page.rows) {
                 let row_id = row_id(parent_id, &table, index);
                 let mut out: Row = Vec::with_capacity(child.schema.fields.len());
-                out.push(Some(Scalar::Text(root_id.to_string())));
-                out.push(Some(Scalar::Text(parent_id.to_string())));
+                out.push(Some(Scalar::Text(String::from(&**root_id))));
+                out.push(Some(Scalar::Text(String::from(&**parent_id))));
                 out.push(Some(Scalar::Bigint(
                     i64::try_from(index).unwrap_or(i64::MAX),
                 )));
@@ -714,7 +706,7 @@ impl Nester {
             if tables.is_empty() {
                 continue;
             }
-            let root_ids: Vec<String> = keys.order.iter().map(|id| id.to_string()).collect();
+            let root_ids: Vec<String> = keys.order.iter().map(|id| String::from(&**id)).collect();
             for table in tables {
                 batch.nested_deletes.push(NestedDelete {
                     table,
