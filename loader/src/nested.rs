@@ -190,11 +190,11 @@ impl Lists {
         }
     }
 
-    /// The values parsed, one [`TapeRef`] each (aligned with `ids`): all of them on one tape,
-    /// or, when the array does not parse (a repeated key with another value, or a value
-    /// nested as deep as serde_json allows, one level too deep inside the array), each on a
-    /// tape of its own, so that the error names the record it is in.
-    fn parse(&mut self, table: &str) -> Result<Vec<Tape>, NestError> {
+    /// The values parsed: all of them on one tape, or, when the array does not parse (a
+    /// repeated key with another value, or a value nested as deep as a tape allows, one
+    /// level too deep inside the array), each on a tape of its own, so that the error names
+    /// the record it is in.
+    fn parse(&mut self, table: &str) -> Result<Parsed, NestError> {
         let length = self.texts.iter().map(|t| t.len() + 1).sum::<usize>() + 1;
         let mut joined = String::with_capacity(length);
         joined.push('[');
@@ -208,7 +208,7 @@ impl Lists {
         if let Ok(tape) = Tape::parse(joined.into_bytes())
             && matches!(tape.root().view(), View::Array(items) if items.len() == self.texts.len())
         {
-            return Ok(vec![tape]);
+            return Ok(Parsed::Joined(tape));
         }
         let mut tapes = Vec::with_capacity(self.texts.len());
         for ((_, parent_id), text) in self.ids.iter().zip(std::mem::take(&mut self.texts)) {
@@ -216,19 +216,26 @@ impl Lists {
                 Tape::parse(text.into_bytes()).map_err(|e| self.error(table, parent_id, e))?;
             tapes.push(tape);
         }
-        Ok(tapes)
+        Ok(Parsed::Each(tapes))
     }
 }
 
-/// The values of [`Lists::parse`]'s tapes, in order: the items of the one array, or each
-/// tape's root.
-fn list_values(tapes: &[Tape]) -> Vec<TapeRef<'_>> {
-    match tapes {
-        [one] => match one.root().view() {
-            View::Array(items) => items.collect(),
-            _ => Vec::new(),
-        },
-        many => many.iter().map(Tape::root).collect(),
+/// [`Lists::parse`]'s tapes: the joined array, or one tape per list.
+enum Parsed {
+    Joined(Tape),
+    Each(Vec<Tape>),
+}
+
+impl Parsed {
+    /// The list values, in the order they were pushed.
+    fn values(&self) -> Vec<TapeRef<'_>> {
+        match self {
+            Parsed::Joined(tape) => match tape.root().view() {
+                View::Array(items) => items.collect(),
+                _ => Vec::new(),
+            },
+            Parsed::Each(tapes) => tapes.iter().map(Tape::root).collect(),
+        }
     }
 }
 
@@ -568,12 +575,12 @@ impl Nester {
         // Child tables, depth by depth: each level's lists feed the next.
         let mut child_batches: Vec<TableBatch> = Vec::new();
         while let Some(((depth, table), mut lists)) = elements.pop_first() {
-            let tapes = lists.parse(&table)?;
+            let parsed = lists.parse(&table)?;
             // Per element: its record, and its (root id, parent id, position).
             let mut records: Vec<Element<'_>> = Vec::with_capacity(lists.ids.len());
             let mut places: Vec<(&Arc<str>, &Arc<str>, usize)> =
                 Vec::with_capacity(records.capacity());
-            for ((root_id, parent_id), list) in lists.ids.iter().zip(list_values(&tapes)) {
+            for ((root_id, parent_id), list) in lists.ids.iter().zip(parsed.values()) {
                 match list.view() {
                     View::Null => {}
                     View::Array(items) => {
@@ -865,8 +872,9 @@ mod tests {
             let parent: Arc<str> = Arc::from(format!("p{n}").as_str());
             lists.push("t", &root, &parent, value.clone())?;
         }
-        let tapes = lists.parse("t")?;
-        Ok(list_values(&tapes)
+        Ok(lists
+            .parse("t")?
+            .values()
             .into_iter()
             .map(|v| v.to_json_string())
             .collect())
@@ -924,6 +932,8 @@ mod tests {
             parsed(&[json("[1]"), json(&deep)]).unwrap(),
             ["[1]", deep.as_str()]
         );
+        // Alone in its batch, it is the one list, not an array of lists.
+        assert_eq!(parsed(&[json(&deep)]).unwrap(), [deep.as_str()]);
         let err = parsed(&[json(&nested(deepest + 1))])
             .unwrap_err()
             .to_string();
