@@ -119,13 +119,39 @@ results="$run/results.tsv"
 : >"$results"
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# jit_ticks PID: the CPU ticks of the JVM's JIT compiler threads (C1, C2) in process PID;
+# 0 for a process without them (Tansu, the demo API).
+jit_ticks() {
+  local t name sum=0
+  for t in /proc/"$1"/task/*; do
+    { read -r name <"$t/comm"; } 2>/dev/null || continue
+    case "$name" in
+      "C1 CompilerThre"* | "C2 CompilerThre"*)
+        sum=$((sum + $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0))) ;;
+    esac
+  done
+  echo "$sum"
+}
+# broker_ticks: the broker's CPU ticks and those of its JIT compiler threads, as TOTAL:JIT.
+# A broker that has run for a while has compiled its hot code; a fresh one compiles while
+# it serves the first runs (on a 2-core machine, up to two thirds of the broker's CPU
+# in the bench's first pipelines), so the JIT's share is shown apart (`STAGE-jit` rows).
+broker_ticks() { echo "$(cpu_ticks "$broker_pid"):$(jit_ticks "$broker_pid")"; }
 # other CASE STAGE ROWS PID TICKS0 T0: a row for another process (the broker, the demo API)
 # over what ran since T0: its CPU since it had TICKS0, peak_MB its peak since it started.
+# TICKS0 from broker_ticks (TOTAL:JIT) adds a row STAGE-jit: the JIT compiler threads' CPU
+# over the same time (included in STAGE's).
 other() {
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" \
-    "$(awk -v a="$6" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')" \
-    "$(awk -v a="$5" -v b="$(cpu_ticks "$4")" -v t="$tck" 'BEGIN { print (b - a) / t }')" \
+  local wall
+  wall=$(awk -v a="$6" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$wall" \
+    "$(awk -v a="${5%%:*}" -v b="$(cpu_ticks "$4")" -v t="$tck" 'BEGIN { print (b - a) / t }')" \
     "$(awk '/^VmHWM/ { print $2 }' "/proc/$4/status")" >>"$results"
+  if [[ "$5" == *:* ]]; then
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2-jit" "$3" "$wall" \
+      "$(awk -v a="${5#*:}" -v b="$(jit_ticks "$4")" -v t="$tck" 'BEGIN { d = (b - a) / t; print (d > 0 ? d : 0) }')" \
+      0 >>"$results"
+  fi
 }
 # measure CASE STAGE ROWS command...: runs it under /usr/bin/time, records the figures.
 measure() {
@@ -155,7 +181,7 @@ pipeline() {
   local case="$1" rows="$2" cfg="$3" db="$4" mport
   mport=$(free_port 19500 400)
   local tl="$run/time.loader.$$" te="$run/time.extractor.$$" t0 t1 lpid b0 a0
-  b0=$(cpu_ticks "$broker_pid"); a0=$(cpu_ticks "$api_pid")
+  b0=$(broker_ticks); a0=$(cpu_ticks "$api_pid")
   t0=$(date +%s.%N)
   /usr/bin/time -f "%e %U %S %M" -o "$tl" "$bin/loader" --config "$cfg" --destination "sqlite://$db" \
     --metrics-addr "127.0.0.1:$mport" >"$run/$case-pipeline-loader.out" 2>"$run/$case-pipeline-loader.log" &
@@ -198,7 +224,7 @@ pipeline() {
 # and STAGE-broker (STAGE: bare-pipeline unless given).
 bare_pipeline() {
   local case="$1" rate="$2" size="$3" topic="$4" stage="${5:-bare-pipeline}" b0 t0 ppid
-  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+  b0=$(broker_ticks); t0=$(date +%s.%N)
   "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1" --size "$size" --commit-ms 100 --rate "$rate" >"$run/$case-$stage-producer.out" 2>&1 &
   ppid=$!
   measure "$case" "$stage-consumer" "$n1" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1"
@@ -214,6 +240,8 @@ bare_pipeline() {
 # idempotent runs between them 0.66, 0.65 and 0.63 s.
 start_api "$n1" 0; config warmup "http://127.0.0.1:$api_port"
 "$bin/extractor" --config "$run/warmup.toml" >"$run/warmup.out" 2>"$run/warmup.log"
+# The consumer side too (fetches, group coordination), so that its code is compiled.
+"$bin/loader" --config "$run/warmup.toml" --destination "sqlite://$run/warmup.db" --until-caught-up >"$run/warmup-loader.out" 2>"$run/warmup-loader.log"
 
 # 1 + 2: first load and a merge re-run with 10% changed.
 start_api "$n1" 0; config c1 "http://127.0.0.1:$api_port"; api1=$api_port
@@ -278,10 +306,10 @@ fi
 size=$(awk -v n="$n4" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { split($i, a, "="); print int(a[2] / n * 0.6) } }' "$run/4-prefill-extractor.out")
 size=${size:-300}
 # The broker's own CPU for each: what any client of it costs the broker at the least.
-b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+b0=$(broker_ticks); t0=$(date +%s.%N)
 measure "5-floor" producer "$n4" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4" --size "$size"
 other "5-floor" producer-broker "$n4" "$broker_pid" "$b0" "$t0"
-b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+b0=$(broker_ticks); t0=$(date +%s.%N)
 measure "5-floor" consumer "$n4" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic floor --count "$n4"
 other "5-floor" consumer-broker "$n4" "$broker_pid" "$b0" "$t0"
 # The API's own ceiling: every page of case 1's API, 8 requests at a time (the extractor's
@@ -418,10 +446,10 @@ if [ -z "$floor_rate" ]; then
   floor_rate_of="the extractor"
 fi
 if [ -n "$floor_rate" ]; then
-  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+  b0=$(broker_ticks); t0=$(date +%s.%N)
   measure "5-floor" producer-txn-at-rate "$n1" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-txn --count "$n1" --size "$size" --commit-ms 100 --rate "$floor_rate"
   other "5-floor" producer-txn-at-rate-broker "$n1" "$broker_pid" "$b0" "$t0"
-  b0=$(cpu_ticks "$broker_pid"); t0=$(date +%s.%N)
+  b0=$(broker_ticks); t0=$(date +%s.%N)
   measure "5-floor" producer-at-rate "$n1" "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic floor-rate --count "$n1" --size "$size" --rate "$floor_rate"
   other "5-floor" producer-at-rate-broker "$n1" "$broker_pid" "$b0" "$t0"
   bare_pipeline "5-floor" "$floor_rate" "$size" floor-pair
@@ -476,6 +504,8 @@ awk -F'\t' -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v f
     broker = cpu["5-floor/producer-broker"] + cpu["5-floor/consumer-broker"]
     inproc = cpu["5-floor/producer"] + cpu["5-floor/consumer"] + cpu["5-floor/api-fetch"] + cpu["5-floor/rusqlite-upsert-children"]
     printf "  1-first-load     pipeline CPU s per 100k: extractor + loader %.2f, broker %.2f, API %.2f (%d cores x %.2f s wall = %.2f)\n", cpu["1-first-load/pipeline"], cpu["1-first-load/pipeline-broker"], cpu["1-first-load/pipeline-api"], cores, 100000 / rate["1-first-load/pipeline"], cores * 100000 / rate["1-first-load/pipeline"]
+    if ("1-first-load/pipeline-broker-jit" in cpu)
+      printf "  1-first-load     broker CPU s per 100k in the pipeline %.2f, of which its JIT compiler threads %.2f (a long-running broker has compiled its code)\n", cpu["1-first-load/pipeline-broker"], cpu["1-first-load/pipeline-broker-jit"]
     printf "  1-first-load     at 15x dlt (%.2f s per 100k) the machine has %.2f CPU s; floors outside the project take %.2f (broker %.2f, API %.2f, librdkafka + HTTP + SQLite in our processes %.2f), leaving %.2f for our own code, which spends %.2f\n", 100000 / (15 * rate["1-first-load/dlt"]), budget, broker + cpu["1-first-load/pipeline-api"] + inproc, broker, cpu["1-first-load/pipeline-api"], inproc, budget - broker - cpu["1-first-load/pipeline-api"] - inproc, cpu["1-first-load/pipeline"] - inproc
     printf "  1-first-load     CPU per row 1/20 of dlt is %.2f s per 100k for extractor + loader; their floors outside the project (librdkafka, HTTP, SQLite) are %.2f\n", cpu["1-first-load/dlt"] / 20, inproc
     # The same with the broker floor for transactions at that rate in place
@@ -497,6 +527,10 @@ awk -F'\t' -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v f
       pair = cpu["5-floor/bare-pipeline-broker"]
       printf "  1-first-load     broker CPU s per 100k under a bare pipeline (that transactional producer and a bare consumer reading beside it): %.2f; in the pipeline %.2f\n", pair, cpu["1-first-load/pipeline-broker"]
       printf "  1-first-load     with the bare pipeline as the broker floor, the floors outside the project take %.2f of the %.2f CPU s at 15x dlt, leaving %.2f for our own code, which spends %.2f\n", pair + cpu["1-first-load/pipeline-api"] + inproc, budget, budget - pair - cpu["1-first-load/pipeline-api"] - inproc, cpu["1-first-load/pipeline"] - inproc
+      if ("5-floor/bare-pipeline-broker-jit" in cpu) {
+        net = pair - cpu["5-floor/bare-pipeline-broker-jit"]
+        printf "  1-first-load     the same without the JIT compilation in the broker (%.2f of %.2f): the floors outside the project take %.2f, leaving %.2f for our own code\n", cpu["5-floor/bare-pipeline-broker-jit"], pair, net + cpu["1-first-load/pipeline-api"] + inproc, budget - net - cpu["1-first-load/pipeline-api"] - inproc
+      }
     }
   }
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)

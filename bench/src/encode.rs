@@ -1,8 +1,9 @@
 //! The extractor's own CPU per record, without network or broker (see `scripts/bench.sh`):
 //! `count` of the demo API's records (revision 0) in pages of 100 as the API sends them,
-//! each page parsed (`common::json`), its records' schema inferred and their rows converted
-//! (`SchemaBuilder::add_page`), and every row Avro-encoded (`Encoder`), on one thread with
-//! the extractor's allocator. Only that work is timed, not the making of the pages.
+//! each page parsed flat as the extractor parses it (`common::json::tape::Tape`), its
+//! records' schema inferred and their rows converted (`SchemaBuilder::add_records`), and
+//! every row Avro-encoded (`Encoder`), on one thread with the extractor's allocator. Only
+//! that work is timed, not the making of the pages.
 //!
 //! Prints one line, as `bench-floor` does: `encode count=N seconds=S per_second=R`.
 
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use common::avro::Encoder;
+use common::json::tape::{Tape, TapeRef};
+use common::json::view::{JsonView, View};
 use common::schema::SchemaBuilder;
 use serde_json::{Value, json};
 
@@ -41,12 +44,12 @@ fn main() -> Result<()> {
             .collect();
         let body = serde_json::to_vec(&json!({"data": data, "total": count}))?;
         let began = Instant::now();
-        let mut page = common::json::from_slice(&body)?;
-        let records = match page.get_mut("data").map(Value::take) {
-            Some(Value::Array(records)) => records,
+        let page = Tape::parse(body)?;
+        let records: Vec<TapeRef<'_>> = match page.root().get("data").map(JsonView::view) {
+            Some(View::Array(records)) => records.collect(),
             _ => bail!("a page without a `data` list"),
         };
-        let rows = builder.add_page(&records)?;
+        let rows = builder.add_records(&records)?;
         if rows.schema_changed || encoder.is_none() {
             encoder = Some(Encoder::new(builder.schema())?);
         }
@@ -56,7 +59,8 @@ fn main() -> Result<()> {
             encoder.encode_single_object(row, &mut out)?;
             bytes += out.len();
         }
-        drop((rows, records, page));
+        drop((rows, records));
+        drop(page);
         spent += began.elapsed();
     }
     let seconds = spent.as_secs_f64();
