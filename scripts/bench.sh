@@ -36,7 +36,8 @@
 #   that transactional producer with a bare consumer reading beside it
 #   (`bare-pipeline-broker`); the same bare pipeline also runs right after case 1's
 #   pipeline at the rate it reached, so the broker is compared in the same state, and
-#   with --dlt at the rate 15x dlt needs (`bare-pipeline-at-target-broker`).
+#   with --dlt at the rate 15x dlt needs (`bare-pipeline-at-target-broker`), and as fast
+#   as it goes (`bare-pipeline-unpaced`: the wall time of case 1's Kafka part alone).
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv;
 #   its case 1 runs before the pipelines, the others after everything else);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
@@ -219,13 +220,14 @@ pipeline() {
 
 # bare_pipeline CASE RATE SIZE TOPIC [STAGE]: the broker's CPU under a bare pipeline of n1
 # messages of SIZE bytes: a transactional producer as the extractor's (bench-floor's
-# --commit-ms 100) sending no faster than RATE a second and, beside it, a bare consumer
+# --commit-ms 100) sending no faster than RATE a second (an empty RATE: as fast as it
+# can) and, beside it, a bare consumer
 # (read_committed, as the loader) reading the topic while it is written. Rows STAGE-consumer
 # and STAGE-broker (STAGE: bare-pipeline unless given).
 bare_pipeline() {
   local case="$1" rate="$2" size="$3" topic="$4" stage="${5:-bare-pipeline}" b0 t0 ppid
   b0=$(broker_ticks); t0=$(date +%s.%N)
-  "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1" --size "$size" --commit-ms 100 --rate "$rate" >"$run/$case-$stage-producer.out" 2>&1 &
+  "$bin/bench-floor" produce --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1" --size "$size" --commit-ms 100 ${rate:+--rate "$rate"} >"$run/$case-$stage-producer.out" 2>&1 &
   ppid=$!
   measure "$case" "$stage-consumer" "$n1" "$bin/bench-floor" consume --brokers "127.0.0.1:$broker_port" --topic "$topic" --count "$n1"
   wait "$ppid" || echo "$case $stage producer failed; see $run/$case-$stage-producer.out" >&2
@@ -284,6 +286,9 @@ p1_size=$(awk -v n="$n1" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=
 [ -n "$p1_rate" ] && bare_pipeline "1-first-load" "$p1_rate" "${p1_size:-300}" floor-pair-p1
 p1_target=$(awk -F'\t' '$1 == "1-first-load" && $2 == "dlt" && $4 != "FAILED" && $4 > 0 { printf "%d", 15 * $3 / $4 }' "$results")
 [ -n "$p1_target" ] && bare_pipeline "1-first-load" "$p1_target" "${p1_size:-300}" floor-pair-p1t bare-pipeline-at-target
+# And as fast as librdkafka and the broker go: the wall time of case 1's Kafka part alone
+# (transactions every 100 ms, read_committed), without the API, Avro or SQLite.
+bare_pipeline "1-first-load" "" "${p1_size:-300}" floor-pair-p1u bare-pipeline-unpaced
 curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed_percent": 10}' "http://127.0.0.1:$api_port/admin/state" >/dev/null
 pipeline "2-merge-rerun" "$n1" "$run/p1.toml" "$run/p1.db"
 start_api "$n3" 20; config p3 "http://127.0.0.1:$api_port"
@@ -472,7 +477,7 @@ awk -F'\t' '$4 != "FAILED" && ($2 == "extractor" || $2 ~ /^loader/) && $1 !~ /^[
 } END { for (k in w) printf "  %-16s %9.2f s %10.0f rows/s %8.2f cpu_s/100k\n", k, w[k], r[k] / w[k], c[k] / r[k] * 100000 }' "$results" | sort
 echo
 echo "ratios (this run): pipeline = extractor and loader side by side"
-awk -F'\t' -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v floor_rate_of="${floor_rate_of:-}" '$4 != "FAILED" {
+awk -F'\t' -v n1="$n1" -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v floor_rate_of="${floor_rate_of:-}" '$4 != "FAILED" {
   key = $1 "/" $2; rate[key] = $3 / ($4 > 0 ? $4 : 1e-9); cpu[key] = $5 / $3 * 100000
 } END {
   split("1-first-load 2-merge-rerun 3-latency-20ms", cases, " ")
@@ -533,6 +538,8 @@ awk -F'\t' -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_rate:-0}" -v f
       }
     }
   }
+  if ("1-first-load/bare-pipeline-unpaced-consumer" in rate && "1-first-load/dlt" in rate)
+    printf "  1-first-load     the bare pipeline as fast as it goes (its consumer timed from its start to the last record): %.2f s for %d records, %.1fx dlt rows/s; 15x dlt needs %.2f s, the pipeline took %.2f s\n", n1 / rate["1-first-load/bare-pipeline-unpaced-consumer"], n1, rate["1-first-load/bare-pipeline-unpaced-consumer"] / rate["1-first-load/dlt"], n1 / (15 * rate["1-first-load/dlt"]), n1 / rate["1-first-load/pipeline"]
   if ("5-floor/consumer" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare consumer, loader stage %.0f%%\n", 100 * rate["1-first-load/pipeline"] / rate["5-floor/consumer"], 100 * rate["1-first-load/loader"] / rate["5-floor/consumer"]
   for (k in rate) if (k ~ /^6-connect-[0-9]+\/loader-postgres-flat$/) {
