@@ -38,6 +38,10 @@
 #   pipeline at the rate it reached, so the broker is compared in the same state, and
 #   with --dlt at the rate 15x dlt needs (`bare-pipeline-at-target-broker`), and as fast
 #   as it goes (`bare-pipeline-unpaced`: the wall time of case 1's Kafka part alone).
+#   Case 1 also runs with nothing of the project's own in it (`bare-e2e`: bench-floor's
+#   e2e-extract and e2e-load side by side: the API fetched, pages parsed by serde, records
+#   sent as JSON through a transactional producer, read read_committed and upserted into
+#   SQLite with the same child rows), right after case 1's pipeline.
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv;
 #   its case 1 runs before the pipelines, the others after everything else);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
@@ -234,6 +238,44 @@ bare_pipeline() {
   other "$case" "$stage-broker" "$n1" "$broker_pid" "$b0" "$t0"
 }
 
+# bare_e2e CASE ROWS: case 1 with none of the project's own work in it, on a demo API of
+# ROWS records of its own: bench-floor e2e-extract (the API fetched as the bare fetch does,
+# each page parsed by serde, each record written back as JSON and sent keyed by id through
+# a transactional producer committing every 100 ms) and, started beside it, e2e-load (a
+# read_committed consumer, each record parsed by serde and upserted into SQLite with its
+# tags as child rows, 5,000 a transaction, offsets in the same transaction). Rows
+# bare-e2e (wall from the start until both exit; CPU both processes'), bare-e2e-broker,
+# bare-e2e-api.
+bare_e2e() {
+  local case="$1" rows="$2" topic=floor-e2e te="$run/time.e2e-extract.$$" tl="$run/time.e2e-load.$$"
+  local keep_port=$api_port keep_pid=$api_pid b0 a0 t0 t1 lpid failed=0
+  start_api "$rows" 0
+  b0=$(broker_ticks); a0=$(cpu_ticks "$api_pid"); t0=$(date +%s.%N)
+  /usr/bin/time -f "%e %U %S %M" -o "$tl" "$bin/bench-floor" e2e-load --brokers "127.0.0.1:$broker_port" \
+    --topic "$topic" --count "$rows" --db "$run/floor-e2e.db" >"$run/$case-bare-e2e-load.out" 2>&1 &
+  lpid=$!
+  /usr/bin/time -f "%e %U %S %M" -o "$te" "$bin/bench-floor" e2e-extract --base-url "http://127.0.0.1:$api_port" \
+    --api-key "$API_KEY" --count "$rows" --brokers "127.0.0.1:$broker_port" --topic "$topic" \
+    >"$run/$case-bare-e2e-extract.out" 2>&1 || failed=1
+  wait "$lpid" || failed=1
+  t1=$(date +%s.%N)
+  if [ "$failed" = 1 ]; then
+    echo "$case bare-e2e failed; see $run/$case-bare-e2e-extract.out and $run/$case-bare-e2e-load.out" >&2
+    printf '%s\t%s\t%s\tFAILED\n' "$case" bare-e2e "$rows" >>"$results"
+  else
+    other "$case" bare-e2e-broker "$rows" "$broker_pid" "$b0" "$t0"
+    other "$case" bare-e2e-api "$rows" "$api_pid" "$a0" "$t0"
+    local ew eu es em lw lu ls lm
+    read -r ew eu es em <"$te"
+    read -r lw lu ls lm <"$tl"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" bare-e2e "$rows" \
+      "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
+      "$(awk -v a="$eu" -v b="$es" -v c="$lu" -v d="$ls" 'BEGIN { print a + b + c + d }')" \
+      "$((em > lm ? em : lm))" >>"$results"
+  fi
+  api_port=$keep_port; api_pid=$keep_pid
+}
+
 # A broker's first transactional producer waits about a second while the broker creates
 # its transaction log (`__transaction_state`, 50 partitions): once per broker, not per run.
 # A warm-up run of case 1's size pays it before anything is timed, and warms the broker's
@@ -286,6 +328,8 @@ p1_size=$(awk -v n="$n1" '/^total/ { for (i = 1; i <= NF; i++) if ($i ~ /^bytes=
 [ -n "$p1_rate" ] && bare_pipeline "1-first-load" "$p1_rate" "${p1_size:-300}" floor-pair-p1
 p1_target=$(awk -F'\t' '$1 == "1-first-load" && $2 == "dlt" && $4 != "FAILED" && $4 > 0 { printf "%d", 15 * $3 / $4 }' "$results")
 [ -n "$p1_target" ] && bare_pipeline "1-first-load" "$p1_target" "${p1_size:-300}" floor-pair-p1t bare-pipeline-at-target
+# Case 1 with nothing of the project's own in it, the broker in the same state.
+bare_e2e "1-first-load" "$n1"
 # And as fast as librdkafka and the broker go: the wall time of case 1's Kafka part alone
 # (transactions every 100 ms, read_committed), without the API, Avro or SQLite.
 bare_pipeline "1-first-load" "" "${p1_size:-300}" floor-pair-p1u bare-pipeline-unpaced
@@ -498,6 +542,10 @@ awk -F'\t' -v n1="$n1" -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_ra
     if ("3-latency-20ms/dlt" in rate)
       printf "  3-latency-20ms   the bare API fetch alone %.1fx dlt rows/s\n", rate["5-floor/api-fetch-20ms"] / rate["3-latency-20ms/dlt"]
   }
+  if ("1-first-load/bare-e2e" in rate && "1-first-load/dlt" in rate)
+    printf "  1-first-load     bare end to end (HTTP, serde, librdkafka, SQLite with the same child rows; nothing of the project): %.1fx dlt rows/s, CPU per row of its two processes 1/%.1f of dlt\n", rate["1-first-load/bare-e2e"] / rate["1-first-load/dlt"], cpu["1-first-load/dlt"] / cpu["1-first-load/bare-e2e"]
+  if ("1-first-load/bare-e2e" in rate && "1-first-load/pipeline" in rate)
+    printf "  1-first-load     pipeline %.0f%% of the bare end to end rows/s, %.2fx its CPU per row (extractor + loader %.2f, bare %.2f; broker %.2f, bare %.2f; API %.2f, bare %.2f CPU s per 100k)\n", 100 * rate["1-first-load/pipeline"] / rate["1-first-load/bare-e2e"], cpu["1-first-load/pipeline"] / cpu["1-first-load/bare-e2e"], cpu["1-first-load/pipeline"], cpu["1-first-load/bare-e2e"], cpu["1-first-load/pipeline-broker"], cpu["1-first-load/bare-e2e-broker"], cpu["1-first-load/pipeline-api"], cpu["1-first-load/bare-e2e-api"]
   if ("5-floor/extract-cpu" in cpu && "1-first-load/extractor-idempotent" in cpu)
     printf "  1-first-load     extractor CPU per row %.1fx its own record work (parse, infer, encode: bench-encode), %.1fx as an idempotent producer\n", cpu["1-first-load/extractor"] / cpu["5-floor/extract-cpu"], cpu["1-first-load/extractor-idempotent"] / cpu["5-floor/extract-cpu"]
   # What case 1 at 15x dlt leaves for our code: the CPU seconds the machine has in

@@ -5,7 +5,7 @@
 //!   a commit once every message of the open transaction is acknowledged, at most that
 //!   many ms apart), and with `--rate` it sends no faster than that many messages a second
 //!   (a broker's work per message grows as batches shrink, so a floor for a slower sender
-//!   has to send as slowly); `consume` waits up to 10 s for its topic, so it can read
+//!   has to send as slowly); `consume` waits up to 30 s for its topic, so it can read
 //!   while such a producer writes, as the loader reads while the extractor writes;
 //! - `upsert`: a bare rusqlite prepared-statement upsert of rows shaped like the demo API's
 //!   records, one transaction per 5,000 rows, WAL and `synchronous=NORMAL` as the loader;
@@ -19,7 +19,12 @@
 //!   requests at a time, each body read whole and dropped: how fast the API serves on this
 //!   machine, the ceiling of any extractor of it.
 //!
+//! - `e2e-extract` / `e2e-load`: case 1 with nothing of the project's own in it, run side
+//!   by side (see [`e2e`]).
+//!
 //! Each prints one line: `<what> count=N seconds=S per_second=R`.
+
+mod e2e;
 
 use std::time::{Duration, Instant};
 
@@ -91,6 +96,37 @@ enum What {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Fetch `count` records of the demo API as `fetch` does and send them, keyed by `id`,
+    /// as JSON through a transactional producer (case 1's extract side without the
+    /// extractor's own work).
+    E2eExtract {
+        #[arg(long)]
+        base_url: String,
+        #[arg(long)]
+        api_key: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+    },
+    /// Read `count` records that `e2e-extract` sends and upsert them with their child rows
+    /// into a fresh SQLite file (case 1's load side without the loader's own work).
+    E2eLoad {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        db: String,
+    },
     /// Upsert `count` rows into a fresh SQLite file.
     Upsert {
         #[arg(long)]
@@ -154,6 +190,33 @@ fn main() -> Result<()> {
             count,
             fetch(&base_url, &api_key, count, limit, concurrency)?,
         ),
+        What::E2eExtract {
+            base_url,
+            api_key,
+            count,
+            limit,
+            concurrency,
+            brokers,
+            topic,
+        } => (
+            "e2e-extract",
+            count,
+            e2e::extract(
+                &base_url,
+                &api_key,
+                count,
+                limit,
+                concurrency,
+                &brokers,
+                &topic,
+            )?,
+        ),
+        What::E2eLoad {
+            brokers,
+            topic,
+            count,
+            db,
+        } => ("e2e-load", count, e2e::load(&brokers, &topic, count, &db)?),
         What::Upsert {
             db,
             count,
@@ -285,35 +348,7 @@ fn send_all(
     pace: Pace,
     mut message: impl FnMut(u64) -> (String, Vec<u8>),
 ) -> Result<f64> {
-    // The extractor's producer settings, so the ceiling is for the same kind of traffic
-    // (its transactional producer lingers 5 ms).
-    let mut config = ClientConfig::new();
-    let _ = config
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("batch.size", "1048576")
-        .set("queue.buffering.max.messages", "500000")
-        .set("partitioner", "murmur2_random");
-    if pace.commit.is_some() {
-        let _ = config
-            .set("transactional.id", format!("bench-floor-{topic}"))
-            .set("linger.ms", "5");
-    }
-    let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
-    // The topic as the extractor makes its topics: 6 partitions.
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let topics = [NewTopic::new(topic, 6, TopicReplication::Fixed(1))];
-    let created = futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))?;
-    for result in created {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("creating topic {name}: {code}"),
-        }
-    }
+    let producer = producer(brokers, topic, pace)?;
     if pace.commit.is_some() {
         producer.init_transactions(Duration::from_secs(30))?;
         producer.begin_transaction()?;
@@ -354,6 +389,45 @@ fn send_all(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// A producer with the extractor's settings (transactional when `pace` commits), and
+/// `topic` made with 6 partitions if missing.
+fn producer(
+    brokers: &str,
+    topic: &str,
+    pace: Pace,
+) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    // The extractor's producer settings, so the ceiling is for the same kind of traffic
+    // (its transactional producer lingers 5 ms).
+    let mut config = ClientConfig::new();
+    let _ = config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1048576")
+        .set("queue.buffering.max.messages", "500000")
+        .set("partitioner", "murmur2_random");
+    if pace.commit.is_some() {
+        let _ = config
+            .set("transactional.id", format!("bench-floor-{topic}"))
+            .set("linger.ms", "5");
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
+    // The topic as the extractor makes its topics: 6 partitions.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topics = [NewTopic::new(topic, 6, TopicReplication::Fixed(1))];
+    let created = futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))?;
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("creating topic {name}: {code}"),
+        }
+    }
+    Ok(producer)
+}
+
 /// Commits the open transaction as the extractor does: once every message in it is
 /// acknowledged (rust-rdkafka's own flush, the commit's first step, waits in 100 ms steps).
 fn commit(producer: &ThreadedProducer<DefaultProducerContext>) -> Result<()> {
@@ -365,16 +439,20 @@ fn commit(producer: &ThreadedProducer<DefaultProducerContext>) -> Result<()> {
     Ok(())
 }
 
-fn consume(brokers: &str, topic: &str, count: u64) -> Result<f64> {
+/// A bare consumer (`read_committed`, as the loader) assigned every partition of `topic`
+/// from its beginning, once the topic exists (waiting up to 30 s for it: a producer started
+/// beside the consumer may still be making it).
+fn assigned_consumer(brokers: &str, topic: &str) -> Result<BaseConsumer> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "bench-floor")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
         .set("fetch.max.bytes", "52428800")
         .set("queued.max.messages.kbytes", "65536")
         .create()?;
     // The topic may still be being made by a producer started beside this consumer.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let partitions = loop {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let partitions = metadata
@@ -386,15 +464,20 @@ fn consume(brokers: &str, topic: &str, count: u64) -> Result<f64> {
             break partitions;
         }
         if Instant::now() >= deadline {
-            bail!("no topic {topic} after 10 s");
+            bail!("no topic {topic} after 30 s");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     };
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+fn consume(brokers: &str, topic: &str, count: u64) -> Result<f64> {
+    let consumer = assigned_consumer(brokers, topic)?;
     let started = Instant::now();
     let mut seen = 0u64;
     let mut bytes = 0usize;
