@@ -28,7 +28,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
 
-use crate::{COLUMNS, Pace, assigned_consumer, commit, producer};
+use crate::{DELETE_CHILDREN, INSERT_CHILD, Pace, assigned_consumer, commit, floor_db, producer};
 
 /// A page of the demo API: its records under `data`.
 #[derive(Deserialize)]
@@ -184,35 +184,11 @@ pub(crate) fn extract(
 /// seconds from the first record to the last commit.
 pub(crate) fn load(brokers: &str, topic: &str, count: u64, db: &str) -> Result<f64> {
     const BATCH: u64 = 5000;
-    let _ = std::fs::remove_file(db);
-    let mut conn = rusqlite::Connection::open(db)?;
-    let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let names: Vec<String> = COLUMNS.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-    let defs: Vec<String> = COLUMNS
-        .iter()
-        .map(|(n, t)| format!("\"{n}\" {t}"))
-        .collect();
-    conn.execute_batch(&format!(
-        "CREATE TABLE t ({}, PRIMARY KEY (\"id\"));
-         CREATE TABLE t__tags (\"value\" TEXT, \"_dlt_root_id\" TEXT NOT NULL, \
-           \"_dlt_parent_id\" TEXT NOT NULL, \"_dlt_list_idx\" INTEGER NOT NULL, \
-           \"_dlt_id\" TEXT NOT NULL, PRIMARY KEY (\"_dlt_root_id\", \"_dlt_id\"));
-         CREATE TABLE offsets (\"topic\" TEXT NOT NULL, \"partition\" INTEGER NOT NULL, \
-           \"next_offset\" INTEGER NOT NULL, PRIMARY KEY (\"topic\", \"partition\"))",
-        defs.join(", ")
-    ))?;
-    let marks: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
-    let updates: Vec<String> = names[1..]
-        .iter()
-        .map(|n| format!("{n} = excluded.{n}"))
-        .collect();
-    let upsert = format!(
-        "INSERT INTO t ({}) VALUES ({}) ON CONFLICT (\"id\") DO UPDATE SET {}",
-        names.join(", "),
-        marks.join(", "),
-        updates.join(", ")
-    );
+    let (mut conn, upsert) = floor_db(db)?;
+    conn.execute_batch(
+        "CREATE TABLE offsets (\"topic\" TEXT NOT NULL, \"partition\" INTEGER NOT NULL, \
+         \"next_offset\" INTEGER NOT NULL, PRIMARY KEY (\"topic\", \"partition\"))",
+    )?;
     let consumer = assigned_consumer(brokers, topic)?;
     let mut started = None;
     let mut seen = 0u64;
@@ -223,12 +199,8 @@ pub(crate) fn load(brokers: &str, topic: &str, count: u64, db: &str) -> Result<f
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         {
             let mut row = tx.prepare_cached(&upsert)?;
-            let mut delete =
-                tx.prepare_cached("DELETE FROM t__tags WHERE \"_dlt_root_id\" = ?1")?;
-            let mut child = tx.prepare_cached(
-                "INSERT INTO t__tags (\"value\", \"_dlt_root_id\", \"_dlt_parent_id\", \
-                 \"_dlt_list_idx\", \"_dlt_id\") VALUES (?1, ?2, ?2, ?3, ?4)",
-            )?;
+            let mut delete = tx.prepare_cached(DELETE_CHILDREN)?;
+            let mut child = tx.prepare_cached(INSERT_CHILD)?;
             let end = (seen + BATCH).min(count);
             while seen < end {
                 let message = match consumer.poll(Duration::from_secs(10)) {

@@ -522,13 +522,18 @@ fn partition_of(id: i64, partitions: u64) -> u64 {
     ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % partitions
 }
 
-fn upsert(path: &str, count: i64, children: bool, partitions: u64) -> Result<f64> {
-    let partitions = partitions.max(1);
-    let order: Vec<i64> = (0..partitions)
-        .flat_map(|p| (0..count).filter(move |&id| partition_of(id, partitions) == p))
-        .collect();
+/// Deletes a record's child rows (`tags`) before its new ones are written.
+const DELETE_CHILDREN: &str = "DELETE FROM t__tags WHERE \"_dlt_root_id\" = ?1";
+/// One child row: value, root id (also the parent's), list index, row id.
+const INSERT_CHILD: &str = "INSERT INTO t__tags (\"value\", \"_dlt_root_id\", \"_dlt_parent_id\", \
+     \"_dlt_list_idx\", \"_dlt_id\") VALUES (?1, ?2, ?2, ?3, ?4)";
+
+/// A fresh SQLite file at `path` as the loader keeps it (WAL, `synchronous=NORMAL`) with
+/// the table `t` of [`COLUMNS`] and its child table `t__tags`; and the upsert of a row of
+/// `t` (its [`COLUMNS`] as parameters, in order).
+fn floor_db(path: &str) -> Result<(rusqlite::Connection, String)> {
     let _ = std::fs::remove_file(path);
-    let mut conn = rusqlite::Connection::open(path)?;
+    let conn = rusqlite::Connection::open(path)?;
     let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let defs: Vec<String> = COLUMNS
@@ -536,7 +541,10 @@ fn upsert(path: &str, count: i64, children: bool, partitions: u64) -> Result<f64
         .map(|(n, t)| format!("\"{n}\" {t}"))
         .collect();
     conn.execute_batch(&format!(
-        "CREATE TABLE t ({}, PRIMARY KEY (\"id\"))",
+        "CREATE TABLE t ({}, PRIMARY KEY (\"id\"));
+         CREATE TABLE t__tags (\"value\" TEXT, \"_dlt_root_id\" TEXT NOT NULL, \
+           \"_dlt_parent_id\" TEXT NOT NULL, \"_dlt_list_idx\" INTEGER NOT NULL, \
+           \"_dlt_id\" TEXT NOT NULL, PRIMARY KEY (\"_dlt_root_id\", \"_dlt_id\"))",
         defs.join(", ")
     ))?;
     let names: Vec<String> = COLUMNS.iter().map(|(n, _)| format!("\"{n}\"")).collect();
@@ -545,17 +553,21 @@ fn upsert(path: &str, count: i64, children: bool, partitions: u64) -> Result<f64
         .iter()
         .map(|n| format!("{n} = excluded.{n}"))
         .collect();
-    let sql = format!(
+    let upsert = format!(
         "INSERT INTO t ({}) VALUES ({}) ON CONFLICT (\"id\") DO UPDATE SET {}",
         names.join(", "),
         marks.join(", "),
         updates.join(", ")
     );
-    conn.execute_batch(
-        "CREATE TABLE t__tags (\"value\" TEXT, \"_dlt_root_id\" TEXT NOT NULL, \
-         \"_dlt_parent_id\" TEXT NOT NULL, \"_dlt_list_idx\" INTEGER NOT NULL, \
-         \"_dlt_id\" TEXT NOT NULL, PRIMARY KEY (\"_dlt_root_id\", \"_dlt_id\"))",
-    )?;
+    Ok((conn, upsert))
+}
+
+fn upsert(path: &str, count: i64, children: bool, partitions: u64) -> Result<f64> {
+    let partitions = partitions.max(1);
+    let order: Vec<i64> = (0..partitions)
+        .flat_map(|p| (0..count).filter(move |&id| partition_of(id, partitions) == p))
+        .collect();
+    let (mut conn, sql) = floor_db(path)?;
     let body = "Nachricht: héllo wörld — 你好, ¿qué tal? 🚀 Zürich";
     let started = Instant::now();
     let mut i = 0;
@@ -563,12 +575,8 @@ fn upsert(path: &str, count: i64, children: bool, partitions: u64) -> Result<f64
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(&sql)?;
-            let mut delete =
-                tx.prepare_cached("DELETE FROM t__tags WHERE \"_dlt_root_id\" = ?1")?;
-            let mut child = tx.prepare_cached(
-                "INSERT INTO t__tags (\"value\", \"_dlt_root_id\", \"_dlt_parent_id\", \
-                 \"_dlt_list_idx\", \"_dlt_id\") VALUES (?1, ?2, ?2, ?3, ?4)",
-            )?;
+            let mut delete = tx.prepare_cached(DELETE_CHILDREN)?;
+            let mut child = tx.prepare_cached(INSERT_CHILD)?;
             for &id in &order[i as usize..(i + 5000).min(count) as usize] {
                 if children {
                     let root = (id + 1).to_string();
