@@ -345,6 +345,19 @@ measure "4-prefill" extractor "$n4" "$bin/extractor" --config "$run/c4.toml"
 config c4i "http://127.0.0.1:$api_port"
 measure "4-prefill" extractor-idempotent "$n4" "$bin/extractor" --config "$run/c4i.toml" --no-transactions
 measure "4-replay" loader-sqlite "$n4" "$bin/loader" --config "$run/c4.toml" --destination "sqlite://$run/c4.db" --until-caught-up
+# The same replay with nothing of the project's own in it: case 4's records sent as JSON by
+# `bench-floor e2e-extract` (not timed), then read back by `e2e-load` (read_committed, each
+# partition from a queue of its own in turns of 100 as the loader reads, serde, the loader's
+# SQLite writes with the same child rows and offsets): the floor of any loader of these
+# records from Kafka into SQLite, beside the bare upsert (SQLite alone) below.
+if "$bin/bench-floor" e2e-extract --base-url "http://127.0.0.1:$api_port" --api-key "$API_KEY" --count "$n4" \
+  --brokers "127.0.0.1:$broker_port" --topic floor-e2e-replay >"$run/4-replay-bare-extract.out" 2>&1; then
+  measure "4-replay" bare-load "$n4" "$bin/bench-floor" e2e-load --brokers "127.0.0.1:$broker_port" \
+    --topic floor-e2e-replay --count "$n4" --db "$run/floor-e2e-replay.db"
+else
+  echo "4-replay: sending the JSON records failed; see $run/4-replay-bare-extract.out" >&2
+  printf '%s\t%s\t%s\tFAILED\n' "4-replay" bare-load "$n4" >>"$results"
+fi
 if psql "$pg_url" -qc "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >/dev/null 2>&1; then
   measure "4-replay" loader-postgres "$n4" "$bin/loader" --config "$run/c4.toml" --destination "$pg_url?schema=bench" --until-caught-up --group-id c4-pg
 else
@@ -599,6 +612,10 @@ awk -F'\t' -v n1="$n1" -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_ra
     printf "  4-replay         loader-sqlite CPU per row %.1fx the bare upsert\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert"]
   if ("5-floor/rusqlite-upsert-children" in cpu && "4-replay/loader-sqlite" in cpu)
     printf "  4-replay         loader-sqlite CPU per row %.1fx the bare upsert with the same child rows\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert-children"]
+  if ("4-replay/bare-load" in cpu && "4-replay/loader-sqlite" in cpu)
+    printf "  4-replay         loader-sqlite CPU per row %.2fx the bare load (Kafka in turns, serde, the same SQLite writes; nothing of the project), rows/s %.0f%% of it\n", cpu["4-replay/loader-sqlite"] / cpu["4-replay/bare-load"], 100 * rate["4-replay/loader-sqlite"] / rate["4-replay/bare-load"]
+  if ("4-replay/bare-load" in cpu && "5-floor/rusqlite-upsert-children" in cpu)
+    printf "  4-replay         the bare load CPU per row %.1fx the bare upsert with the same child rows\n", cpu["4-replay/bare-load"] / cpu["5-floor/rusqlite-upsert-children"]
   if ("5-floor/rusqlite-upsert-child-p6" in cpu && "4-replay/loader-sqlite" in cpu)
     printf "  4-replay         loader-sqlite CPU per row %.1fx the same, rows in the order the broker delivers them\n", cpu["4-replay/loader-sqlite"] / cpu["5-floor/rusqlite-upsert-child-p6"]
 }' "$results"

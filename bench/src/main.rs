@@ -443,6 +443,14 @@ fn commit(producer: &ThreadedProducer<DefaultProducerContext>) -> Result<()> {
 /// from its beginning, once the topic exists (waiting up to 30 s for it: a producer started
 /// beside the consumer may still be making it).
 fn assigned_consumer(brokers: &str, topic: &str) -> Result<BaseConsumer> {
+    let (consumer, tpl) = unassigned_consumer(brokers, topic)?;
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+/// The consumer of [`assigned_consumer`] and the partitions it is to be assigned (every
+/// partition of `topic` from its beginning), not yet assigned.
+fn unassigned_consumer(brokers: &str, topic: &str) -> Result<(BaseConsumer, TopicPartitionList)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "bench-floor")
@@ -472,8 +480,7 @@ fn assigned_consumer(brokers: &str, topic: &str) -> Result<BaseConsumer> {
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
     }
-    consumer.assign(&tpl)?;
-    Ok(consumer)
+    Ok((consumer, tpl))
 }
 
 fn consume(brokers: &str, topic: &str, count: u64) -> Result<f64> {
