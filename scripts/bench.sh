@@ -7,7 +7,9 @@
 #   2. the same, merge re-run with 10% of the records changed
 #   3. 20k records with 20 ms latency per request
 #   4. loader alone: replay a pre-filled topic of 1M records into a fresh SQLite file, and
-#      into PostgreSQL (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
+#      into PostgreSQL (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test);
+#      beside it `bare-load`, the same records sent as JSON (untimed) and read back by
+#      bench-floor e2e-load alone (partitions in turns, serde, the same SQLite writes)
 #   5. floors: a bare fetch of case 1's API and of case 3's (every page, 8 at a time: the
 #      ceiling of any extractor of it on this machine); the extractor's own work per record
 #      without network or broker (bench-encode: parse, infer, Avro-encode case 1's records
