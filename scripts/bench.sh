@@ -43,7 +43,8 @@
 #   Case 1 also runs with nothing of the project's own in it (`bare-e2e`: bench-floor's
 #   e2e-extract and e2e-load side by side: the API fetched, pages parsed by serde, records
 #   sent as JSON through a transactional producer, read read_committed and upserted into
-#   SQLite with the same child rows), right after case 1's pipeline.
+#   SQLite with the same child rows), right after case 1's pipeline; case 3 too, on an API
+#   of 20 ms per request.
 #   dlt's rest_api source on cases 1-3 with --dlt (installs dlt 1.31 into .bench/venv;
 #   its case 1 runs before the pipelines, the others after everything else);
 #   --dlt-records N runs dlt's cases 1-2 at N records (its merge re-run is slow).
@@ -240,21 +241,22 @@ bare_pipeline() {
   other "$case" "$stage-broker" "$n1" "$broker_pid" "$b0" "$t0"
 }
 
-# bare_e2e CASE ROWS: case 1 with none of the project's own work in it, on a demo API of
-# ROWS records of its own: bench-floor e2e-extract (the API fetched as the bare fetch does,
-# each page parsed by serde, each record written back as JSON and sent keyed by id through
-# a transactional producer committing every 100 ms) and, started beside it, e2e-load (a
-# read_committed consumer, each record parsed by serde and upserted into SQLite with its
-# tags as child rows, 5,000 a transaction, offsets in the same transaction). Rows
-# bare-e2e (wall from the start until both exit; CPU both processes'), bare-e2e-broker,
-# bare-e2e-api.
-bare_e2e() {
-  local case="$1" rows="$2" topic=floor-e2e te="$run/time.e2e-extract.$$" tl="$run/time.e2e-load.$$"
+# bare_e2e CASE ROWS [LATENCY_MS]: the case with none of the project's own work in it, on
+# a demo API of ROWS records of its own (LATENCY_MS per request): bench-floor e2e-extract
+# (the API fetched as the bare fetch does, each page parsed by serde, each record written
+# back as JSON and sent keyed by id through a transactional producer committing every
+# 100 ms) and, started beside it, e2e-load (a read_committed consumer reading the
+# partitions in turns as the loader does, each record parsed by serde and upserted into
+# SQLite with its tags as child rows, 5,000 a transaction, offsets in the same
+# transaction). Rows bare-e2e (wall from the start until both exit; CPU both processes'),
+# bare-e2e-broker, bare-e2e-api.
+bare_e2e() { # CASE ROWS [LATENCY_MS]
+  local case="$1" rows="$2" topic="floor-e2e-$1" te="$run/time.e2e-extract.$$" tl="$run/time.e2e-load.$$"
   local keep_port=$api_port keep_pid=$api_pid b0 a0 t0 t1 lpid failed=0
-  start_api "$rows" 0
+  start_api "$rows" "${3:-0}"
   b0=$(broker_ticks); a0=$(cpu_ticks "$api_pid"); t0=$(date +%s.%N)
   /usr/bin/time -f "%e %U %S %M" -o "$tl" "$bin/bench-floor" e2e-load --brokers "127.0.0.1:$broker_port" \
-    --topic "$topic" --count "$rows" --db "$run/floor-e2e.db" >"$run/$case-bare-e2e-load.out" 2>&1 &
+    --topic "$topic" --count "$rows" --db "$run/floor-e2e-$case.db" >"$run/$case-bare-e2e-load.out" 2>&1 &
   lpid=$!
   /usr/bin/time -f "%e %U %S %M" -o "$te" "$bin/bench-floor" e2e-extract --base-url "http://127.0.0.1:$api_port" \
     --api-key "$API_KEY" --count "$rows" --brokers "127.0.0.1:$broker_port" --topic "$topic" \
@@ -339,6 +341,8 @@ curl -s -X POST -H 'content-type: application/json' -d '{"revision": 1, "changed
 pipeline "2-merge-rerun" "$n1" "$run/p1.toml" "$run/p1.db"
 start_api "$n3" 20; config p3 "http://127.0.0.1:$api_port"
 pipeline "3-latency-20ms" "$n3" "$run/p3.toml" "$run/p3.db"
+# Case 3 with nothing of the project's own in it, right after its pipeline.
+bare_e2e "3-latency-20ms" "$n3" 20
 
 # 4: the loader alone over a pre-filled topic of n4 records.
 start_api "$n4" 0; config c4 "http://127.0.0.1:$api_port"
@@ -559,6 +563,8 @@ awk -F'\t' -v n1="$n1" -v n3="$n3" -v cores="$(nproc)" -v floor_rate="${floor_ra
   }
   if ("1-first-load/bare-e2e" in rate && "1-first-load/dlt" in rate)
     printf "  1-first-load     bare end to end (HTTP, serde, librdkafka, SQLite with the same child rows; nothing of the project): %.1fx dlt rows/s, CPU per row of its two processes 1/%.1f of dlt\n", rate["1-first-load/bare-e2e"] / rate["1-first-load/dlt"], cpu["1-first-load/dlt"] / cpu["1-first-load/bare-e2e"]
+  if ("3-latency-20ms/bare-e2e" in rate && "3-latency-20ms/dlt" in rate)
+    printf "  3-latency-20ms   bare end to end (nothing of the project): %.1fx dlt rows/s; the pipeline %.0f%% of its rows/s, %.2fx its CPU per row\n", rate["3-latency-20ms/bare-e2e"] / rate["3-latency-20ms/dlt"], 100 * rate["3-latency-20ms/pipeline"] / rate["3-latency-20ms/bare-e2e"], cpu["3-latency-20ms/pipeline"] / cpu["3-latency-20ms/bare-e2e"]
   if ("1-first-load/bare-e2e" in rate && "1-first-load/pipeline" in rate)
     printf "  1-first-load     pipeline %.0f%% of the bare end to end rows/s, %.2fx its CPU per row (extractor + loader %.2f, bare %.2f; broker %.2f, bare %.2f; API %.2f, bare %.2f CPU s per 100k)\n", 100 * rate["1-first-load/pipeline"] / rate["1-first-load/bare-e2e"], cpu["1-first-load/pipeline"] / cpu["1-first-load/bare-e2e"], cpu["1-first-load/pipeline"], cpu["1-first-load/bare-e2e"], cpu["1-first-load/pipeline-broker"], cpu["1-first-load/bare-e2e-broker"], cpu["1-first-load/pipeline-api"], cpu["1-first-load/bare-e2e-api"]
   if ("5-floor/extract-cpu" in cpu && "1-first-load/extractor-idempotent" in cpu)
