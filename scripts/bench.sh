@@ -250,7 +250,7 @@ bare_pipeline() {
 # SQLite with its tags as child rows, 5,000 a transaction, offsets in the same
 # transaction). Rows bare-e2e (wall from the start until both exit; CPU both processes'),
 # bare-e2e-broker, bare-e2e-api.
-bare_e2e() { # CASE ROWS [LATENCY_MS]
+bare_e2e() {
   local case="$1" rows="$2" topic="floor-e2e-$1" te="$run/time.e2e-extract.$$" tl="$run/time.e2e-load.$$"
   local keep_port=$api_port keep_pid=$api_pid b0 a0 t0 t1 lpid failed=0
   start_api "$rows" "${3:-0}"

@@ -306,9 +306,10 @@ impl Turns {
         })
     }
 
-    /// The next record, waiting up to 10 s for one.
+    /// The next record, waiting up to 10 s for one (the clock is read only once no record
+    /// is at hand, not once per record).
     fn poll(&mut self) -> Option<KafkaResult<BorrowedMessage<'_>>> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut deadline = None;
         loop {
             // Fields, not `&mut self`: the record returned borrows `self.queues`.
             let partitions = self.queues.len();
@@ -326,6 +327,8 @@ impl Turns {
             if let Some(polled) = self.consumer.poll(Duration::from_millis(10)) {
                 return Some(polled);
             }
+            let deadline =
+                *deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(10));
             if Instant::now() >= deadline {
                 return None;
             }
